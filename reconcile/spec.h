@@ -18,7 +18,7 @@
  * Scalars are typed as PyYAML's SafeLoader types them (YAML 1.1): plain
  * null/~/empty is null, plain true/false/yes/no/on/off (any of the three
  * casings) is a boolean, plain decimal digits are integers, and so on;
- * quoted scalars are always strings.  schemas/*.json describe the same
+ * quoted scalars are always strings.  the files in schemas/ describe the same
  * rules for a standard JSON Schema validator; tests/unit check they agree.
  */
 #ifndef ROTOR_SPEC_H

@@ -1,0 +1,190 @@
+/*
+ * main.c -- rotor's entry point and its one dispatch table.
+ *
+ * Global options (--repo DIR, --env NAME) may stand before or after the
+ * subcommand; they are taken out of argv here, and the rest goes to the
+ * subcommand.  Library initialisation happens once, before any thread.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+
+#ifndef ROTOR_VERSION
+#define ROTOR_VERSION "unknown"
+#endif
+
+static int cmd_help(struct ctx *ctx, int argc, char **argv);
+
+const struct cmd rotor_commands[] = {
+	{ "init", cmd_init, "create rotor.yaml, an env and the secret key file",
+	  "usage: rotor init [--env NAME] [--key-file PATH]\n"
+	  "\n"
+	  "Scaffold rotor.yaml (when missing) and envs/NAME/{chain,hosts,rotation}.yaml\n"
+	  "in the work tree of the repository, with comments, and create the secret key\n"
+	  "file that encrypts private keys at rest: 256 random bits, mode 0600, outside\n"
+	  "the repository (default ~/.config/rotor/keys/<repo>.key; $ROTOR_KEY_FILE or\n"
+	  "--key-file choose another path).  Nothing that exists is overwritten: an\n"
+	  "existing env or key file is an error.  NAME defaults to \"poc\".\n"
+	  "Review and commit the files; rotor reads committed state only.\n" },
+	{ "validate", cmd_validate, "check the state files against the schemas",
+	  "usage: rotor validate [--env NAME] [--ref REV | --worktree]\n"
+	  "\n"
+	  "Load rotor.yaml and the env's files (every env when --env is absent) at REV\n"
+	  "(default HEAD) or from the work tree, and report every problem as\n"
+	  "path:line:column: message.  Exit 0 when valid, 1 otherwise.\n" },
+	{ "rotate", cmd_rotate, "start a rotation: generate the next chain on a branch",
+	  "usage: rotor rotate start --env NAME [--threads N]\n"
+	  "\n"
+	  "Generate the next generation of the env's chain from chain.yaml at HEAD and\n"
+	  "commit it, with rotation.yaml updated (target: N, phase: trust; or\n"
+	  "generation: 1, phase: stable for the first chain), as ONE commit on a new\n"
+	  "branch rotor/rotate/NAME/gen-NNNN.  The work tree, the index and the current\n"
+	  "branch are not touched.  Refused when a rotation is in progress, when the\n"
+	  "branch exists, when validation fails, when HEAD is detached or unborn, when\n"
+	  "the env's files have uncommitted changes, or when the secret key is wrong.\n" },
+	{ "chain", cmd_chain, "show the generations of an env's chain",
+	  "usage: rotor chain show --env NAME [--ref REV] [--json]\n"
+	  "\n"
+	  "List every generation committed at REV (default HEAD): each certificate's\n"
+	  "role, name, SHA-256 fingerprint, expiry and days left, and which generation\n"
+	  "is in service or being rolled in.  Certificates are read and parsed from\n"
+	  "the PEM files and checked against manifest.yaml.  --json prints one object\n"
+	  "described by schemas/chain-show.json.\n" },
+	{ "help", cmd_help, "show help for a command", "usage: rotor help [COMMAND]\n" },
+	{ NULL, NULL, NULL, NULL }
+};
+
+const struct cmd *cmd_find(const char *name)
+{
+	const struct cmd *c;
+
+	for (c = rotor_commands; c->name; c++)
+		if (strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+static void usage(FILE *f)
+{
+	const struct cmd *c;
+
+	fprintf(f, "usage: rotor [--repo DIR] [--env NAME] COMMAND [ARGS]\n\n"
+		   "rotor rotates mTLS certificate chains across hosts, with the desired\n"
+		   "state in git.\n\ncommands:\n");
+	for (c = rotor_commands; c->name; c++)
+		fprintf(f, "  %-10s %s\n", c->name, c->summary);
+	fprintf(f, "\nglobal options:\n"
+		   "  --repo DIR   the state repository (default: the one containing the cwd)\n"
+		   "  --env NAME   the environment\n"
+		   "  --help       this text; `rotor help COMMAND` for one command\n"
+		   "  --version    print the version\n"
+		   "\nErrors are one line on stderr, prefixed \"rotor:\", with exit status 1.\n");
+}
+
+static int cmd_help(struct ctx *ctx, int argc, char **argv)
+{
+	const struct cmd *c;
+
+	(void)ctx;
+	if (argc < 2) {
+		usage(stdout);
+		return 0;
+	}
+	c = cmd_find(argv[1]);
+	if (!c)
+		return cmd_failf("unknown command \"%s\" (see rotor --help)", argv[1]);
+	fputs(c->usage, stdout);
+	return 0;
+}
+
+int cmd_fail(const struct err *e)
+{
+	fprintf(stderr, "rotor: %s\n", e->msg[0] ? e->msg : "unknown error");
+	return 1;
+}
+
+int cmd_failf(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("rotor: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+/* Take a global option (--name VALUE or --name=VALUE) out of argv at i. */
+static int take_global(int *argc, char **argv, int i, const char *name, const char **value)
+{
+	size_t n = strlen(name);
+	int used;
+
+	if (strncmp(argv[i], name, n) != 0)
+		return 0;
+	if (argv[i][n] == '=') {
+		*value = argv[i] + n + 1;
+		used = 1;
+	} else if (argv[i][n] == '\0') {
+		if (i + 1 >= *argc)
+			return -1;
+		*value = argv[i + 1];
+		used = 2;
+	} else {
+		return 0;
+	}
+	memmove(&argv[i], &argv[i + used], (size_t)(*argc - i - used + 1) * sizeof(*argv));
+	*argc -= used;
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct ctx ctx = { NULL, NULL, NULL };
+	struct err e = ERR_INIT;
+	const struct cmd *c;
+	int i, r, rc;
+
+	for (i = 1; i < argc && strcmp(argv[i], "--") != 0;) {
+		r = take_global(&argc, argv, i, "--repo", &ctx.repo_dir);
+		if (r == 0)
+			r = take_global(&argc, argv, i, "--env", &ctx.env);
+		if (r < 0)
+			return cmd_failf("option %s needs a value", argv[i]);
+		if (r == 0)
+			i++;
+	}
+	if (argc < 2) {
+		usage(stderr);
+		return 1;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("rotor %s\n", ROTOR_VERSION);
+		return 0;
+	}
+	c = cmd_find(argv[1]);
+	if (!c)
+		return cmd_failf("unknown command \"%s\" (see rotor --help)", argv[1]);
+	for (i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			fputs(c->usage, stdout);
+			return 0;
+		}
+	}
+	if (gitrepo_global_init(&e) < 0)
+		return cmd_fail(&e);
+	rc = c->run(&ctx, argc - 1, argv + 1);
+	gitrepo_free(ctx.repo);
+	gitrepo_global_shutdown();
+	return rc;
+}

@@ -1,0 +1,295 @@
+/*
+ * rotate.c -- `rotor rotate start`: generate the next generation of an
+ * env's chain and commit it with the updated rotation.yaml as ONE commit
+ * on a new branch, leaving the work tree, the index and HEAD alone.
+ *
+ * Every refusal happens before any key is generated, and nothing is
+ * written until the single commit; the branch is created last, with
+ * compare-and-swap, so an interrupted run leaves at most an unreachable
+ * commit object behind.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cmd.h"
+#include "../reconcile/pki.h"
+
+static const char *key_type_name(enum spec_key_type k)
+{
+	switch (k) {
+	case SPEC_KEY_EC_P256: return "EC P-256";
+	case SPEC_KEY_EC_P384: return "EC P-384";
+	case SPEC_KEY_RSA_2048: return "RSA 2048";
+	case SPEC_KEY_RSA_3072: return "RSA 3072";
+	case SPEC_KEY_RSA_4096: return "RSA 4096";
+	case SPEC_KEY_ED25519: return "Ed25519";
+	}
+	return "?";
+}
+
+/*
+ * Check the secret before it encrypts anything: the key id in rotor.yaml
+ * must match, and the newest generation's root key must decrypt with it.
+ */
+static int check_secret(const struct state *st, const struct state_src *src,
+			const char *secret, const char *key_path, struct err *e)
+{
+	struct buf pem = BUF_INIT;
+	char id[17], path[256];
+	const struct gen_info *g = NULL;
+	size_t i;
+	int rc;
+
+	pki_secret_id(id, secret);
+	if (st->config->key_id && strcmp(id, st->config->key_id) != 0)
+		return err_set(e, ROTOR_ESECRET,
+			       "the secret key in %s (key id %s) is not this repository's (rotor.yaml says key id %s); "
+			       "refusing to encrypt new keys with it", key_path, id, st->config->key_id);
+	for (i = 0; i < st->ngens; i++)
+		if (st->gens[i].manifest && !st->gens[i].manifest->imported)
+			g = &st->gens[i];
+	if (!g)
+		return 0;
+	snprintf(path, sizeof(path), "envs/%s/generations/%04d/ca/root.key", st->env, g->number);
+	rc = state_read(&pem, src, path, 1 << 20, e);
+	if (rc == 0)
+		rc = pki_key_check(pem.ptr, pem.len, secret, e);
+	if (rc == ROTOR_ESECRET)
+		err_set(e, ROTOR_ESECRET, "the secret key in %s does not decrypt %s; refusing to encrypt new keys with it",
+			key_path, path);
+	else if (rc < 0)
+		err_prefix(e, "checking the secret key against %s", path);
+	buf_release(&pem);
+	return rc;
+}
+
+static int next_generation(int *out, const struct state *st, struct gitrepo *repo, struct err *e)
+{
+	char branch[128];
+	size_t i;
+	int n = st->rotation->generation, exists, rc;
+
+	if (st->rotation->target > n)
+		n = st->rotation->target;
+	for (i = 0; i < st->ngens; i++)
+		if (st->gens[i].number > n)
+			n = st->gens[i].number;
+	/* A rolled-back generation keeps its number on its own branch. */
+	for (;;) {
+		n++;
+		if (n > 9999)
+			return err_set(e, ROTOR_ESTATE, "env %s has used every generation number up to 9999", st->env);
+		snprintf(branch, sizeof(branch), "rotor/rolled-back/%s/gen-%04d", st->env, n);
+		if ((rc = gitrepo_branch_exists(&exists, repo, branch, e)) < 0)
+			return rc;
+		if (!exists)
+			break;
+	}
+	*out = n;
+	return 0;
+}
+
+static void print_summary(const struct manifest *m, time_t now)
+{
+	size_t i;
+
+	printf("  %-10s %-24s %-19s %s\n", "role", "name", "expires", "sha256 fingerprint");
+	for (i = 0; i < m->ncerts; i++) {
+		const struct manifest_cert *c = &m->certs[i];
+		long long na = parse_rfc3339(c->not_after);
+
+		printf("  %-10s %-24s %.10s (%4lld d) %.23s...\n", spec_cert_role_name(c->role), c->name,
+		       c->not_after, na < 0 ? -1 : (na - (long long)now) / 86400, c->fingerprint);
+	}
+}
+
+static int rotate_start(struct ctx *ctx, int argc, char **argv)
+{
+	const char *threads_opt = NULL, *pos[1];
+	const struct opt opts[] = { { "threads", 1, &threads_opt }, { NULL, 0, NULL } };
+	struct err e = ERR_INIT;
+	struct diags d = { NULL, 0, 0 };
+	struct state st;
+	struct state_src src;
+	struct gitrepo *repo;
+	struct gitrepo_head head;
+	struct pki_generation *gen = NULL;
+	struct pki_file *files = NULL;
+	struct manifest *manifest = NULL;
+	struct gitrepo_file *gfiles = NULL;
+	struct rotation_spec rot;
+	struct buf secret = BUF_INIT, rot_text = BUF_INIT, msg = BUF_INIT;
+	char **paths = NULL;
+	char key_path[4096], branch[160], commit[41], dirty_path[512], prefix_env[128];
+	const char *prefixes[2];
+	const char *env;
+	size_t npos, nfiles = 0, i;
+	int number = 0, dirty = 0, exists = 0, threads = 0, rc = 1;
+	time_t now = time(NULL);
+
+	memset(&st, 0, sizeof(st));
+	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0)
+		return cmd_fail(&e);
+	if (threads_opt) {
+		char *end;
+		long v = strtol(threads_opt, &end, 10);
+
+		if (*end || v < 1 || v > 256)
+			return cmd_failf("--threads must be a number from 1 to 256");
+		threads = (int)v;
+	}
+	if (ctx_env(ctx, &env, &e) < 0 || ctx_repo(ctx, &repo, &e) < 0)
+		return cmd_fail(&e);
+
+	/* The repository must be in a state where a branch from HEAD means something. */
+	if (gitrepo_head(&head, repo, &e) < 0)
+		return cmd_fail(&e);
+	if (head.unborn)
+		return cmd_failf("the repository has no commits yet; commit rotor.yaml and envs/%s first", env);
+	if (head.detached)
+		return cmd_failf("HEAD is detached (at %.12s); check out the branch to start the rotation from", head.commit);
+	snprintf(prefix_env, sizeof(prefix_env), "envs/%s/", env);
+	prefixes[0] = "rotor.yaml";
+	prefixes[1] = prefix_env;
+	if (gitrepo_dirty(&dirty, dirty_path, sizeof(dirty_path), repo, prefixes, 2, &e) < 0)
+		return cmd_fail(&e);
+	if (dirty)
+		return cmd_failf("%s has uncommitted changes; commit or stash them first "
+				 "(rotor starts from the committed state)", dirty_path);
+
+	memset(&src, 0, sizeof(src));
+	src.repo = repo;
+	memcpy(src.commit_id, head.commit, sizeof(src.commit_id));
+	src.commit = src.commit_id;
+	if (state_load(&st, &src, env, &d, &e) < 0) {
+		if (d.n) {
+			fprintf(stderr, "rotor: envs/%s at %s is not valid:\n", env, head.branch);
+			rc = state_report(&d);
+		} else {
+			rc = cmd_fail(&e);
+		}
+		goto out;
+	}
+	if (st.rotation->phase != SPEC_PHASE_STABLE) {
+		rc = cmd_failf("a rotation of %s is in progress (generation %d to %d, phase %s); "
+			       "finish it or roll it back before starting another", env,
+			       st.rotation->generation, st.rotation->target, spec_phase_name(st.rotation->phase));
+		goto out;
+	}
+	if (next_generation(&number, &st, repo, &e) < 0)
+		goto fail;
+	snprintf(branch, sizeof(branch), "rotor/rotate/%s/gen-%04d", env, number);
+	if (gitrepo_branch_exists(&exists, repo, branch, &e) < 0)
+		goto fail;
+	if (exists) {
+		rc = cmd_failf("branch %s exists: an earlier `rotate start` waits for review; "
+			       "merge or delete that branch first", branch);
+		goto out;
+	}
+
+	if (state_key_path(key_path, sizeof(key_path), st.config, &e) < 0 ||
+	    pki_secret_load(&secret, key_path, &e) < 0 ||
+	    check_secret(&st, &src, buf_cstr(&secret), key_path, &e) < 0)
+		goto fail;
+
+	if (pki_generate(&gen, env, number, st.chain, threads, now, &e) < 0 ||
+	    pki_export(&files, &nfiles, &manifest, gen, env, buf_cstr(&secret), now, &e) < 0)
+		goto fail;
+	buf_wipe(&secret);
+	pki_generation_free(gen);
+	gen = NULL;
+
+	rot.phase = st.rotation->generation == 0 ? SPEC_PHASE_STABLE : SPEC_PHASE_TRUST;
+	rot.generation = st.rotation->generation == 0 ? number : st.rotation->generation;
+	rot.target = st.rotation->generation == 0 ? 0 : number;
+	if (spec_rotation_emit(&rot, &rot_text) < 0) {
+		err_nomem(&e);
+		goto fail;
+	}
+
+	gfiles = calloc(nfiles + 1, sizeof(*gfiles));
+	paths = calloc(nfiles + 1, sizeof(*paths));
+	if (!gfiles || !paths) {
+		err_nomem(&e);
+		goto fail;
+	}
+	for (i = 0; i < nfiles; i++) {
+		struct buf p = BUF_INIT;
+
+		if (buf_printf(&p, "envs/%s/generations/%04d/%s", env, number, files[i].path) < 0) {
+			err_nomem(&e);
+			goto fail;
+		}
+		paths[i] = buf_detach(&p);
+		gfiles[i].path = paths[i];
+		gfiles[i].data = files[i].data.ptr;
+		gfiles[i].len = files[i].data.len;
+	}
+	snprintf(prefix_env, sizeof(prefix_env), "envs/%s/rotation.yaml", env);
+	gfiles[nfiles].path = prefix_env;
+	gfiles[nfiles].data = rot_text.ptr;
+	gfiles[nfiles].len = rot_text.len;
+
+	if (rot.target)
+		buf_printf(&msg, "rotor: start rotation of %s to generation %d\n\n", env, number);
+	else
+		buf_printf(&msg, "rotor: first chain for %s (generation %d)\n\n", env, number);
+	buf_printf(&msg, "Generation %04d: root, server CA, client CA, %zu server and %zu client\n"
+			 "certificates (%s), private keys encrypted with key id %s.\n",
+		   number, st.chain->nservers, st.chain->nclients, key_type_name(st.chain->key),
+		   st.config->key_id ? st.config->key_id : "(none recorded)");
+	if (rot.target)
+		buf_printf(&msg, "rotation.yaml: generation %d, target %d, phase trust.\n", rot.generation, number);
+	else
+		buf_printf(&msg, "rotation.yaml: generation %d, phase stable.\n", number);
+	if (buf_printf(&msg, "\nRotor-Env: %s\nRotor-Generation: %d\n", env, number) < 0) {
+		err_nomem(&e);
+		goto fail;
+	}
+	if (gitrepo_commit_branch(commit, repo, head.commit, gfiles, nfiles + 1, branch, buf_cstr(&msg), &e) < 0) {
+		if (e.code == ROTOR_EEXISTS)
+			err_set(&e, ROTOR_EEXISTS, "branch %s was created by someone else meanwhile; nothing written", branch);
+		goto fail;
+	}
+
+	printf("generated %s generation %d (%s): %zu certificates\n", env, number,
+	       key_type_name(st.chain->key), manifest->ncerts);
+	print_summary(manifest, now);
+	printf("\ncommitted %.12s on branch %s (work tree and %s untouched)\n", commit, branch, head.branch);
+	if (rot.target)
+		printf("rotation.yaml: generation %d, target %d, phase trust\n", rot.generation, number);
+	else
+		printf("rotation.yaml: generation %d, phase stable\n", number);
+	printf("next: review and merge it, e.g. git push %s %s and open a merge request\n",
+	       st.config->git_remote ? st.config->git_remote : "origin", branch);
+	rc = 0;
+	goto out;
+fail:
+	rc = cmd_fail(&e);
+out:
+	buf_wipe(&secret);
+	pki_generation_free(gen);
+	pki_files_free(files, nfiles);
+	spec_manifest_free(manifest);
+	if (paths)
+		for (i = 0; i < nfiles; i++)
+			free(paths[i]);
+	free(paths);
+	free(gfiles);
+	buf_release(&rot_text);
+	buf_release(&msg);
+	diags_release(&d);
+	state_release(&st);
+	return rc;
+}
+
+int cmd_rotate(struct ctx *ctx, int argc, char **argv)
+{
+	if (argc < 2)
+		return cmd_failf("rotate needs a subcommand: start (see rotor help rotate)");
+	if (strcmp(argv[1], "start") == 0)
+		return rotate_start(ctx, argc - 1, argv + 1);
+	return cmd_failf("unknown rotate subcommand \"%s\" (see rotor help rotate)", argv[1]);
+}

@@ -1,0 +1,387 @@
+/*
+ * state.c -- one env's state files, read from a commit or the work tree,
+ * validated one by one (spec) and then against each other.
+ */
+#define _DEFAULT_SOURCE
+#include <errno.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cmd.h"
+
+/* Repository-relative path rules, the same for git and the work tree. */
+static int rel_path_ok(const char *p)
+{
+	const char *s = p;
+
+	if (!*p || *p == '/')
+		return 0;
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 0;
+	for (s = p; s; s = strchr(s, '/')) {
+		if (*s == '/')
+			s++;
+		if (*s == '/' || *s == '\0' || (s[0] == '.' && (s[1] == '/' || s[1] == '\0')) ||
+		    (s[0] == '.' && s[1] == '.' && (s[2] == '/' || s[2] == '\0')))
+			return 0;
+	}
+	return 1;
+}
+
+int state_read(struct buf *out, const struct state_src *src, const char *path,
+	       size_t max, struct err *e)
+{
+	char full[4096 + 512];
+	struct stat st;
+
+	if (!rel_path_ok(path))
+		return err_set(e, ROTOR_EINVALID, "invalid repository path \"%s\"", path);
+	if (src->commit)
+		return gitrepo_read(out, src->repo, src->commit, path, max, e);
+	if ((size_t)snprintf(full, sizeof(full), "%s%s", src->workdir, path) >= sizeof(full))
+		return err_set(e, ROTOR_EINVALID, "%s: path too long", path);
+	if (lstat(full, &st) < 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return err_set(e, ROTOR_ENOTFOUND, "%s: no such file", path);
+		return err_set(e, ROTOR_ERROR, "%s: %s", path, strerror(errno));
+	}
+	if (!S_ISREG(st.st_mode))
+		return err_set(e, ROTOR_EINVALID, "%s: not a regular file (symbolic links are not followed)", path);
+	return buf_read_file(out, full, max, e);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int state_list(char ***names, size_t *n, const struct state_src *src,
+	       const char *dir, struct err *e)
+{
+	char full[4096 + 512];
+	struct dirent *de;
+	char **v = NULL, **nv;
+	size_t cnt = 0, cap = 0;
+	DIR *d;
+
+	*names = NULL;
+	*n = 0;
+	if (!rel_path_ok(dir))
+		return err_set(e, ROTOR_EINVALID, "invalid repository path \"%s\"", dir);
+	if (src->commit)
+		return gitrepo_list(names, n, src->repo, src->commit, dir, e);
+	snprintf(full, sizeof(full), "%s%s", src->workdir, dir);
+	d = opendir(full);
+	if (!d) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return err_set(e, ROTOR_ENOTFOUND, "%s: no such directory", dir);
+		return err_set(e, ROTOR_ERROR, "%s: %s", dir, strerror(errno));
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (cnt + 2 > cap) {
+			cap = cap ? cap * 2 : 16;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv)
+				goto nomem;
+			v = nv;
+		}
+		if (!(v[cnt] = strdup(de->d_name)))
+			goto nomem;
+		v[++cnt] = NULL;
+	}
+	closedir(d);
+	if (!v && !(v = calloc(1, sizeof(*v))))
+		return err_nomem(e);
+	qsort(v, cnt, sizeof(*v), cmp_str);
+	*names = v;
+	*n = cnt;
+	return 0;
+nomem:
+	closedir(d);
+	if (v) {
+		v[cnt] = NULL;
+		gitrepo_names_free(v);
+	}
+	return err_nomem(e);
+}
+
+/* Open the source named by --ref / --worktree. */
+int state_src_open(struct state_src *src, struct ctx *ctx, const char *ref, int worktree, struct err *e)
+{
+	struct gitrepo *repo;
+	int rc;
+
+	memset(src, 0, sizeof(*src));
+	if ((rc = ctx_repo(ctx, &repo, e)) < 0)
+		return rc;
+	src->repo = repo;
+	if (worktree) {
+		snprintf(src->workdir, sizeof(src->workdir), "%s", gitrepo_workdir(repo));
+		return 0;
+	}
+	rc = gitrepo_resolve(repo, ref ? ref : "HEAD", src->commit_id, e);
+	if (rc == ROTOR_ENOTFOUND && !ref)
+		return err_set(e, ROTOR_ESTATE, "the repository has no commits yet; commit rotor.yaml and envs/ "
+				  "first, or check the work tree with --worktree");
+	if (rc < 0)
+		return rc;
+	src->commit = src->commit_id;
+	return 0;
+}
+
+/*
+ * Read one state file into buf.  A missing file or a read failure
+ * becomes a diagnostic; returns 1 when there is something to parse.
+ */
+static int read_for_spec(struct buf *b, const struct state_src *src, const char *path,
+			 const char *hint, struct diags *d, struct err *e)
+{
+	struct err re = ERR_INIT;
+	int rc;
+
+	buf_release(b);
+	rc = state_read(b, src, path, SPEC_MAX_BYTES + 1, &re);
+	if (rc == 0)
+		return 1;
+	if (rc == ROTOR_ENOTFOUND)
+		diags_add(d, path, 0, 0, "missing%s%s", hint ? " " : "", hint ? hint : "");
+	else if (rc == ROTOR_ETOOBIG)
+		diags_add(d, path, 0, 0, "file is larger than %zu bytes", (size_t)SPEC_MAX_BYTES);
+	else if (rc == ROTOR_EINVALID)
+		diags_add(d, path, 0, 0, "%s", re.msg);
+	else {
+		*e = re;
+		return rc;
+	}
+	return 0;
+}
+
+static int has_name(char **v, size_t n, const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+static int gen_dir_number(const char *s)
+{
+	int i, v = 0;
+
+	for (i = 0; i < 4; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return s[4] == '\0' && v > 0 ? v : -1;
+}
+
+static void check_env_consistency(struct state *st, const char *envdir, struct diags *d)
+{
+	char path[512];
+	size_t i, j, k;
+	int found;
+
+	snprintf(path, sizeof(path), "%s/rotation.yaml", envdir);
+	if (st->rotation) {
+		int g = st->rotation->generation, t = st->rotation->target;
+
+		found = 0;
+		for (i = 0; i < st->ngens; i++)
+			found |= st->gens[i].number == g;
+		if (g > 0 && !found)
+			diags_add(d, path, 0, 0, "generation %d is not in %s/generations/%04d", g, envdir, g);
+		found = 0;
+		for (i = 0; i < st->ngens; i++)
+			found |= st->gens[i].number == t;
+		if (t > 0 && !found)
+			diags_add(d, path, 0, 0, "target generation %d is not in %s/generations/%04d", t, envdir, t);
+	}
+	if (!st->chain || !st->hosts)
+		return;
+	snprintf(path, sizeof(path), "%s/hosts.yaml", envdir);
+	for (i = 0; i < st->hosts->nhosts; i++) {
+		const struct host_spec *h = &st->hosts->hosts[i];
+
+		for (j = 0; j < h->nroles; j++) {
+			const struct host_role *r = &h->roles[j];
+
+			if (!r->identity)
+				continue;
+			found = 0;
+			if (r->role == SPEC_ROLE_SERVER) {
+				for (k = 0; k < st->chain->nservers; k++)
+					found |= strcmp(st->chain->servers[k].name, r->identity) == 0;
+			} else {
+				found = has_name(st->chain->clients, st->chain->nclients, r->identity);
+			}
+			if (!found)
+				diags_add(d, path, 0, 0, "host %s: %s identity \"%s\" is not a %s in chain.yaml",
+					  h->name, r->role == SPEC_ROLE_SERVER ? "server" : "client",
+					  r->identity, r->role == SPEC_ROLE_SERVER ? "server" : "client");
+		}
+	}
+}
+
+int state_load(struct state *st, const struct state_src *src, const char *env,
+	       struct diags *d, struct err *e)
+{
+	struct buf b = BUF_INIT;
+	char envdir[128], path[512];
+	char **names = NULL;
+	size_t n = 0, i;
+	size_t before = d->n;
+	int rc = 0, num;
+
+	memset(st, 0, sizeof(*st));
+	snprintf(st->env, sizeof(st->env), "%s", env);
+	snprintf(envdir, sizeof(envdir), "envs/%s", env);
+
+	if ((rc = read_for_spec(&b, src, "rotor.yaml", "(run rotor init)", d, e)) < 0)
+		goto out;
+	if (rc)
+		spec_load_config(&st->config, "rotor.yaml", b.ptr, b.len, d);
+
+	snprintf(path, sizeof(path), "%s/chain.yaml", envdir);
+	if ((rc = read_for_spec(&b, src, path, "(run rotor init --env NAME)", d, e)) < 0)
+		goto out;
+	if (rc)
+		spec_load_chain(&st->chain, path, b.ptr, b.len, d);
+
+	snprintf(path, sizeof(path), "%s/hosts.yaml", envdir);
+	if ((rc = read_for_spec(&b, src, path, NULL, d, e)) < 0)
+		goto out;
+	if (rc)
+		spec_load_hosts(&st->hosts, path, b.ptr, b.len, d);
+
+	snprintf(path, sizeof(path), "%s/rotation.yaml", envdir);
+	if ((rc = read_for_spec(&b, src, path, NULL, d, e)) < 0)
+		goto out;
+	if (rc)
+		spec_load_rotation(&st->rotation, path, b.ptr, b.len, d);
+
+	snprintf(path, sizeof(path), "%s/generations", envdir);
+	rc = state_list(&names, &n, src, path, e);
+	if (rc == ROTOR_ENOTFOUND) {
+		err_clear(e);
+		n = 0;
+	} else if (rc < 0) {
+		goto out;
+	}
+	st->gens = calloc(n ? n : 1, sizeof(*st->gens));
+	if (!st->gens) {
+		rc = err_nomem(e);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		struct gen_info *g = &st->gens[st->ngens];
+
+		num = gen_dir_number(names[i]);
+		if (num < 0) {
+			diags_add(d, path, 0, 0, "unexpected entry \"%s\" (generation directories are named 0001 to 9999)",
+				  names[i]);
+			continue;
+		}
+		g->number = num;
+		st->ngens++;
+		snprintf(path, sizeof(path), "%s/generations/%s/manifest.yaml", envdir, names[i]);
+		if ((rc = read_for_spec(&b, src, path, NULL, d, e)) < 0)
+			goto out;
+		if (rc && spec_load_manifest(&g->manifest, path, b.ptr, b.len, d) == 0) {
+			if (g->manifest->generation != num)
+				diags_add(d, path, 0, 0, "manifest says generation %d, directory is %04d",
+					  g->manifest->generation, num);
+			if (!g->manifest->env || strcmp(g->manifest->env, env) != 0)
+				diags_add(d, path, 0, 0, "manifest says env \"%s\", directory is %s",
+					  g->manifest->env ? g->manifest->env : "", envdir);
+		}
+		snprintf(path, sizeof(path), "%s/generations", envdir);
+	}
+	check_env_consistency(st, envdir, d);
+	rc = d->n > before ? ROTOR_EINVALID : 0;
+out:
+	gitrepo_names_free(names);
+	buf_release(&b);
+	return rc;
+}
+
+void state_release(struct state *st)
+{
+	size_t i;
+
+	spec_config_free(st->config);
+	spec_chain_free(st->chain);
+	spec_hosts_free(st->hosts);
+	spec_rotation_free(st->rotation);
+	for (i = 0; i < st->ngens; i++)
+		spec_manifest_free(st->gens[i].manifest);
+	free(st->gens);
+	memset(st, 0, sizeof(*st));
+}
+
+int state_report(const struct diags *d)
+{
+	struct buf b = BUF_INIT;
+
+	if (diags_format(d, &b) == 0)
+		fputs(buf_cstr(&b), stderr);
+	buf_release(&b);
+	fprintf(stderr, "rotor: %zu problem%s found\n", d->n, d->n == 1 ? "" : "s");
+	return 1;
+}
+
+int state_key_path(char *out, size_t outlen, const struct rotor_config *c, struct err *e)
+{
+	const char *p = getenv("ROTOR_KEY_FILE"), *home;
+
+	if (!p || !*p)
+		p = c ? c->key_file : NULL;
+	if (!p || !*p)
+		return err_set(e, ROTOR_ESECRET, "no secret key file: set secrets.key_file in rotor.yaml or $ROTOR_KEY_FILE");
+	if (p[0] == '~' && p[1] == '/') {
+		home = getenv("HOME");
+		if (!home || !*home)
+			return err_set(e, ROTOR_ESECRET, "cannot expand %s: $HOME is not set", p);
+		if ((size_t)snprintf(out, outlen, "%s/%s", home, p + 2) >= outlen)
+			return err_set(e, ROTOR_ESECRET, "key file path too long");
+		return 0;
+	}
+	if (p[0] != '/')
+		return err_set(e, ROTOR_ESECRET, "key file path \"%s\" must be absolute or start with ~/", p);
+	if ((size_t)snprintf(out, outlen, "%s", p) >= outlen)
+		return err_set(e, ROTOR_ESECRET, "key file path too long");
+	return 0;
+}
+
+long long parse_rfc3339(const char *s)
+{
+	int Y, M, D, h, m, sec;
+	char z;
+	long long days, y;
+
+	if (!s || strlen(s) != 20 ||
+	    sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%c", &Y, &M, &D, &h, &m, &sec, &z) != 7 || z != 'Z')
+		return -1;
+	if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60 || Y < 1970)
+		return -1;
+	/* days from civil (proleptic Gregorian), no timezone dependence */
+	y = Y - (M <= 2);
+	days = (y >= 0 ? y : y - 399) / 400;
+	{
+		long long era = days, yoe = y - era * 400;
+		long long doy = (153 * (M + (M > 2 ? -3 : 9)) + 2) / 5 + D - 1;
+		long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+		days = era * 146097 + doe - 719468;
+	}
+	return days * 86400 + h * 3600 + m * 60 + sec;
+}

@@ -1,0 +1,77 @@
+/* util.c -- option parsing and the lazily opened repository (see cmd.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+
+int opt_parse(int argc, char **argv, const struct opt *opts,
+	      const char **pos, size_t npos_max, size_t *npos, struct err *e)
+{
+	const struct opt *o;
+	const char *arg, *eq;
+	size_t namelen;
+	int i, only_pos = 0;
+
+	*npos = 0;
+	for (i = 1; i < argc; i++) {
+		arg = argv[i];
+		if (!only_pos && strcmp(arg, "--") == 0) {
+			only_pos = 1;
+			continue;
+		}
+		if (only_pos || strncmp(arg, "--", 2) != 0) {
+			if (arg[0] == '-' && arg[1] != '\0' && !only_pos)
+				return err_set(e, ROTOR_EINVALID, "unknown option \"%s\"", arg);
+			if (*npos >= npos_max)
+				return err_set(e, ROTOR_EINVALID, "unexpected argument \"%s\"", arg);
+			pos[(*npos)++] = arg;
+			continue;
+		}
+		arg += 2;
+		eq = strchr(arg, '=');
+		namelen = eq ? (size_t)(eq - arg) : strlen(arg);
+		for (o = opts; o && o->name; o++)
+			if (strlen(o->name) == namelen && strncmp(o->name, arg, namelen) == 0)
+				break;
+		if (!o || !o->name)
+			return err_set(e, ROTOR_EINVALID, "unknown option \"--%.*s\"", (int)namelen, arg);
+		if (!o->takes_value) {
+			if (eq)
+				return err_set(e, ROTOR_EINVALID, "option --%s takes no value", o->name);
+			*o->value = "1";
+		} else if (eq) {
+			*o->value = eq + 1;
+		} else {
+			if (i + 1 >= argc)
+				return err_set(e, ROTOR_EINVALID, "option --%s needs a value", o->name);
+			*o->value = argv[++i];
+		}
+	}
+	return 0;
+}
+
+int ctx_repo(struct ctx *ctx, struct gitrepo **out, struct err *e)
+{
+	int rc;
+
+	if (!ctx->repo) {
+		rc = gitrepo_open(&ctx->repo, ctx->repo_dir ? ctx->repo_dir : ".",
+				  ctx->repo_dir ? 0 : 1, e);
+		if (rc < 0)
+			return rc;
+	}
+	*out = ctx->repo;
+	return 0;
+}
+
+int ctx_env(struct ctx *ctx, const char **out, struct err *e)
+{
+	if (!ctx->env)
+		return err_set(e, ROTOR_EINVALID, "no environment given (use --env NAME)");
+	if (!spec_valid_env_name(ctx->env))
+		return err_set(e, ROTOR_EINVALID,
+			       "invalid environment name \"%.64s\" (lowercase letters, digits, '-' and '_', "
+			       "at most 32, starting with a letter or digit)", ctx->env);
+	*out = ctx->env;
+	return 0;
+}
