@@ -39,6 +39,8 @@ struct pki_generation {
 	int number;
 	struct pki_cert *certs;
 	size_t ncerts;
+	int threads;             /* worker threads pki_generate() used; pki_export()
+				    encrypts keys on as many (0 = online CPUs) */
 };
 
 /*
