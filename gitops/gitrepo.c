@@ -221,6 +221,7 @@ static int branch_refname(char *out, size_t len, const char *branch, struct err 
 		if ((unsigned char)branch[i] < 0x20 || branch[i] == 0x7f)
 			break;
 	if (i < blen || blen > BRANCH_MAX_LEN || branch[0] == '-' || strcmp(branch, "HEAD") == 0 ||
+	    strcmp(branch, "@") == 0 ||
 	    strncmp(branch, "refs/", 5) == 0)
 		goto invalid;
 	if ((size_t)snprintf(out, len, REFS_HEADS "%s", branch) >= len)
