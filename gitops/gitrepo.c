@@ -869,6 +869,58 @@ static int signature(git_signature **out, struct gitrepo *r, struct err *e)
 	return 0;
 }
 
+/*
+ * Can refname be created?  Not if it exists, if a ref is one of its
+ * leading directories ("refs/heads/main" blocks "main/x"), or if refs
+ * live below it ("rotor/rotate/a" blocks "rotor/rotate").  A ref name
+ * holds no glob characters, so the glob below is literal.
+ */
+static int ref_available(struct gitrepo *r, const char *branch, const char *refname, struct err *e)
+{
+	char name[sizeof(REFS_HEADS) + BRANCH_MAX_LEN + 3], *slash;
+	git_reference_iterator *it = NULL;
+	git_reference *ref = NULL;
+	const char *below = NULL;
+	int rc;
+
+	snprintf(name, sizeof(name), "%s", refname);
+	for (slash = strchr(name + strlen(REFS_HEADS), '/');; slash = strchr(slash + 1, '/')) {
+		if (slash)
+			*slash = '\0';
+		rc = git_reference_lookup(&ref, r->repo, name);
+		git_reference_free(ref);
+		ref = NULL;
+		if (rc == 0) {
+			if (!slash)
+				return err_set(e, ROTOR_EEXISTS, "branch %s already exists", branch);
+			return err_set(e, ROTOR_EEXISTS, "cannot create branch %s: branch %s exists",
+				       branch, name + strlen(REFS_HEADS));
+		}
+		if (rc != GIT_ENOTFOUND && rc != GIT_EINVALIDSPEC)
+			return git_fail(e, rc, 0, "cannot look up %s", name);
+		git_error_clear();
+		if (!slash)
+			break;
+		*slash = '/';
+	}
+
+	snprintf(name, sizeof(name), "%s/*", refname);
+	if ((rc = git_reference_iterator_glob_new(&it, r->repo, name)) < 0)
+		return git_fail(e, rc, 0, "cannot list the refs below %s", refname);
+	rc = git_reference_next_name(&below, it);
+	if (rc == 0)
+		rc = err_set(e, ROTOR_EEXISTS, "cannot create branch %s: branch %s exists",
+			     branch, below + strlen(REFS_HEADS));
+	else if (rc == GIT_ITEROVER)
+		rc = 0;
+	else
+		rc = git_fail(e, rc, 0, "cannot list the refs below %s", refname);
+	git_reference_iterator_free(it);
+	if (rc == 0)
+		git_error_clear();
+	return rc;
+}
+
 /* HEAD names refname symbolically (an unborn branch HEAD would adopt)? */
 static int head_names(int *yes, struct gitrepo *r, const char *refname, struct err *e)
 {
@@ -898,7 +950,7 @@ int gitrepo_commit_branch(char out[41], struct gitrepo *r, const char *base,
 	struct buf msg = BUF_INIT;
 	git_oid tree_id, commit_id;
 	const git_commit *parents[1];
-	int rc, exists, is_head;
+	int rc, is_head;
 	size_t i;
 
 	out[0] = '\0';
@@ -912,12 +964,8 @@ int gitrepo_commit_branch(char out[41], struct gitrepo *r, const char *base,
 		goto out;
 
 	/* Fail early (before writing objects); the create below is the real check. */
-	if ((rc = gitrepo_branch_exists(&exists, r, branch, e)) < 0)
+	if ((rc = ref_available(r, branch, ref, e)) < 0)
 		goto out;
-	if (exists) {
-		rc = err_set(e, ROTOR_EEXISTS, "branch %s already exists", branch);
-		goto out;
-	}
 	if ((rc = head_names(&is_head, r, ref, e)) < 0)
 		goto out;
 	if (is_head) {
@@ -980,7 +1028,7 @@ int gitrepo_commit_branch(char out[41], struct gitrepo *r, const char *base,
 	/* Create-only: force 0 refuses any existing ref with GIT_EEXISTS. */
 	snprintf(logmsg, sizeof(logmsg), "branch: created by rotor from %.12s", base);
 	rc = git_reference_create_matching(&newref, r->repo, ref, &commit_id, 0, NULL, logmsg);
-	if (rc == GIT_EEXISTS || rc == GIT_EMODIFIED || rc == GIT_ELOCKED) {
+	if (rc == GIT_EEXISTS || rc == GIT_EMODIFIED || rc == GIT_ELOCKED || rc == GIT_EDIRECTORY) {
 		rc = git_fail(e, rc, ROTOR_EEXISTS, "cannot create branch %s", branch);
 		goto out;
 	}

@@ -981,6 +981,14 @@ static void test_commit_branch_exists(void **state)
 	err_clear(&e);
 	/* "main" is HEAD's branch: exists too. */
 	assert_int_equal(gitrepo_commit_branch(id, r, base, &one, 1, "main", "x", &e), ROTOR_EEXISTS);
+	/* A branch where a branch is a directory of refs, or below a branch. */
+	err_clear(&e);
+	assert_int_equal(gitrepo_commit_branch(id, r, base, &one, 1, "rotor/rotate", "x", &e),
+			 ROTOR_EEXISTS);
+	assert_contains(e.msg, "rotor/rotate");
+	err_clear(&e);
+	assert_int_equal(gitrepo_commit_branch(id, r, base, &one, 1, "main/x", "x", &e), ROTOR_EEXISTS);
+	assert_contains(e.msg, "main/x");
 	gitrepo_free(r);
 
 	snap_same(&before, repo);
