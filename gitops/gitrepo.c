@@ -82,7 +82,7 @@ static int git_fail(struct err *e, int gcode, int code, const char *fmt, ...)
 }
 
 /*
- * Copy s into out for an error message: at most 120 bytes, anything
+ * Copy s into out for an error message, cut to fit len; anything
  * outside printable ASCII shown as '?', so a hostile name cannot put
  * terminal escapes into the message.
  */
@@ -92,7 +92,7 @@ static const char *shown(char *out, size_t len, const char *s)
 
 	if (!s)
 		s = "(null)";
-	for (; *s && i + 4 < len && i < 120; s++)
+	for (; *s && i + 4 < len; s++)
 		out[i++] = (*s >= 0x20 && *s < 0x7f) ? *s : '?';
 	if (*s && i + 4 <= len) {
 		memcpy(out + i, "...", 3);
@@ -300,7 +300,7 @@ int gitrepo_open(struct gitrepo **out, const char *path, int search, struct err 
 	git_repository *repo = NULL;
 	struct gitrepo *r = NULL;
 	struct stat st;
-	char show[160];
+	char show[320];
 	unsigned flags = search ? 0 : GIT_REPOSITORY_OPEN_NO_SEARCH;
 	int rc;
 
