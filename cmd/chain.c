@@ -62,10 +62,8 @@ static int describe(struct shown *out, const struct state_src *src, const char *
 		out->ok = 1;
 		out->matches = mc->fingerprint && out->live.fingerprint &&
 			       strcmp(mc->fingerprint, out->live.fingerprint) == 0;
-		na = parse_rfc3339(out->live.not_after);
-		out->days_left = na < 0 ? 0 : (na - (long long)now) / 86400;
-		if (na >= 0 && na < (long long)now)
-			out->days_left = -(((long long)now - na + 86399) / 86400);
+		na = rfc3339_parse(out->live.not_after);
+		out->days_left = na < 0 ? 0 : days_until(na, now);
 	}
 	buf_release(&pem);
 	buf_release(&path);

@@ -17,6 +17,7 @@
 
 #include "../common/buf.h"
 #include "../common/err.h"
+#include "../common/timefmt.h"
 #include "../gitops/gitrepo.h"
 #include "../reconcile/spec.h"
 
@@ -113,8 +114,5 @@ int state_src_open(struct state_src *src, struct ctx *ctx, const char *ref, int 
 
 /* Resolve the secret key file path: $ROTOR_KEY_FILE, else the config's (with ~ expanded). */
 int state_key_path(char *out, size_t outlen, const struct rotor_config *c, struct err *e);
-
-/* "YYYY-MM-DDTHH:MM:SSZ" -> time_t (UTC); -1 when malformed. */
-long long parse_rfc3339(const char *s);
 
 #endif

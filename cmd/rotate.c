@@ -98,10 +98,10 @@ static void print_summary(const struct manifest *m, time_t now)
 	printf("  %-10s %-24s %-19s %s\n", "role", "name", "expires", "sha256 fingerprint");
 	for (i = 0; i < m->ncerts; i++) {
 		const struct manifest_cert *c = &m->certs[i];
-		long long na = parse_rfc3339(c->not_after);
+		long long na = rfc3339_parse(c->not_after);
 
 		printf("  %-10s %-24s %.10s (%4lld d) %.23s...\n", spec_cert_role_name(c->role), c->name,
-		       c->not_after, na < 0 ? -1 : (na - (long long)now) / 86400, c->fingerprint);
+		       c->not_after, na < 0 ? -1 : days_until(na, now), c->fingerprint);
 	}
 }
 

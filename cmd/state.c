@@ -361,27 +361,3 @@ int state_key_path(char *out, size_t outlen, const struct rotor_config *c, struc
 		return err_set(e, ROTOR_ESECRET, "key file path too long");
 	return 0;
 }
-
-long long parse_rfc3339(const char *s)
-{
-	int Y, M, D, h, m, sec;
-	char z;
-	long long days, y;
-
-	if (!s || strlen(s) != 20 ||
-	    sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%c", &Y, &M, &D, &h, &m, &sec, &z) != 7 || z != 'Z')
-		return -1;
-	if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60 || Y < 1970)
-		return -1;
-	/* days from civil (proleptic Gregorian), no timezone dependence */
-	y = Y - (M <= 2);
-	days = (y >= 0 ? y : y - 399) / 400;
-	{
-		long long era = days, yoe = y - era * 400;
-		long long doy = (153 * (M + (M > 2 ? -3 : 9)) + 2) / 5 + D - 1;
-		long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-
-		days = era * 146097 + doe - 719468;
-	}
-	return days * 86400 + h * 3600 + m * 60 + sec;
-}

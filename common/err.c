@@ -29,7 +29,9 @@ int err_prefix(struct err *e, const char *fmt, ...)
 	vsnprintf(head, sizeof(head), fmt, ap);
 	va_end(ap);
 	memcpy(old, e->msg, sizeof(old));
-	snprintf(e->msg, sizeof(e->msg), "%s: %s", head, old);
+	/* A message longer than the buffer is cut; the return value says so. */
+	if (snprintf(e->msg, sizeof(e->msg), "%s: %s", head, old) >= (int)sizeof(e->msg))
+		memcpy(e->msg + sizeof(e->msg) - 4, "...", 4);
 	if (e->code == 0)
 		e->code = ROTOR_ERROR;
 	return e->code;

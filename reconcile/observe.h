@@ -1,0 +1,114 @@
+/*
+ * observe.h -- what is really deployed: the live contents of managed
+ * files, classified against the generations in the repository.
+ *
+ * This part is pure: it gets file bytes (read over SSH by the caller)
+ * and never does I/O.  Certificates are matched by SHA-256 fingerprint
+ * against every generation's manifest (a struct known_set); anything
+ * else is "unknown" and described by subject, issuer and fingerprint.
+ *
+ * Ownership: struct obs_file owns every string and array in it
+ * (obs_file_release()); a known_set owns its entries (known_release()).
+ * Private key bytes given to observe_key_match() are never copied and
+ * never appear in a message.
+ *
+ * Errors: ROTOR_ENOMEM only; everything wrong with a file's contents is
+ * a finding recorded in the struct (problem, key state), not an error.
+ */
+#ifndef ROTOR_OBSERVE_H
+#define ROTOR_OBSERVE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "../common/err.h"
+#include "layout.h"
+#include "spec.h"
+
+struct known_cert {
+	char fingerprint[96];
+	int generation;
+	enum cert_role role;
+	char name[64];
+};
+
+struct known_set {
+	struct known_cert *v;
+	size_t n, cap;
+};
+
+int known_add_manifest(struct known_set *k, const struct manifest *m, struct err *e);
+const struct known_cert *known_find(const struct known_set *k, const char *fingerprint);
+void known_release(struct known_set *k);
+
+struct obs_cert {
+	char *fingerprint;    /* uppercase hex with colons */
+	char *subject, *issuer;
+	char *not_after;      /* RFC 3339 */
+	long long days_left;  /* negative once expired */
+	int generation;       /* 0: unknown certificate */
+	enum cert_role role;  /* meaningful when generation > 0 */
+	char *name;           /* the manifest's name, when known */
+};
+
+enum obs_key {
+	OBS_KEY_NA,         /* not a key file, or not looked at */
+	OBS_KEY_MATCH,      /* the key belongs to the role's leaf certificate */
+	OBS_KEY_MISMATCH,   /* a valid key, but not the leaf's */
+	OBS_KEY_INVALID,    /* not a readable unencrypted private key */
+	OBS_KEY_NO_LEAF     /* no leaf certificate to compare with */
+};
+
+struct obs_file {
+	char *path;
+	enum spec_content content;
+	enum layout_side side;
+	int present;
+	char *problem;        /* why the contents could not be used; NULL when fine */
+	unsigned long long size;
+	int mode;             /* permission bits; -1 unknown */
+	long uid, gid;        /* -1 unknown */
+	struct obs_cert *certs;
+	size_t ncerts;
+	enum obs_key key;
+};
+
+/*
+ * Fill f->certs from the PEM certificates in data.  A file with no
+ * certificate, an unparsable certificate block, or a private key in a
+ * certificate file is recorded in f->problem.
+ */
+int observe_parse_certs(struct obs_file *f, const char *data, size_t len,
+			const struct known_set *k, time_t now, struct err *e);
+
+/* Does the unencrypted PEM private key belong to the first certificate of cert_pem? */
+enum obs_key observe_key_match(const char *key_pem, size_t key_len,
+			       const char *cert_pem, size_t cert_len);
+
+void obs_file_release(struct obs_file *f);
+
+/*
+ * Steps of a rotation from A (generation) to B (target), in order; bit
+ * i of a phase mask is step i.  Without a target only OBS_STEP_STABLE_A
+ * exists.
+ */
+enum obs_step {
+	OBS_STEP_STABLE_A,
+	OBS_STEP_TRUST,
+	OBS_STEP_SERVERS,
+	OBS_STEP_CLIENTS,
+	OBS_STEP_STABLE_B,
+	OBS_NSTEPS
+};
+const char *observe_step_name(enum obs_step s);
+
+/*
+ * Which steps is this set of observed files consistent with?  A leaf
+ * file must hold the step's leaf generation for its side first, a trust
+ * bundle exactly the step's generations (their roots, and the peer
+ * side's CA), and nothing unknown.  Missing files, problems and
+ * unknown certificates make a file consistent with no step.
+ */
+unsigned observe_phase_mask(const struct obs_file *files, size_t n, int a, int b);
+
+#endif
