@@ -11,8 +11,11 @@
  * OpenSSL error queue translated into e->msg (the queue is cleared).
  * Private keys and the passphrase never appear in any message.
  *
- * Threads: pki_generate() signs leaves on `threads` worker threads
- * (0 = number of online CPUs).  OpenSSL is safe for this in 3.0.
+ * Threads: pki_generate() makes the three CA keys, then the leaves (key
+ * generation and signing) on `threads` worker threads (0 = number of
+ * online CPUs); pki_export() encrypts keys on as many.  Results land in
+ * fixed slots, so nothing depends on the thread count but the speed.
+ * OpenSSL 3.0 is safe for this: shared objects are only read.
  */
 #ifndef ROTOR_PKI_H
 #define ROTOR_PKI_H
@@ -27,7 +30,10 @@
 struct pki_cert {
 	char *name;              /* see struct manifest_cert.name */
 	enum cert_role role;
-	void *x509;              /* X509 * */
+	void *x509;              /* X509 *; for generated EC and Ed25519 leaves
+				    X509_get0_pubkey() is NULL (the public key is
+				    not decoded back: on OpenSSL 3.0 that costs more
+				    than the leaf): use pkey, or re-read the PEM */
 	void *pkey;              /* EVP_PKEY *, NULL for imported certificates */
 };
 
@@ -74,8 +80,10 @@ int pki_export(struct pki_file **files, size_t *nfiles, struct manifest **manife
 void pki_files_free(struct pki_file *files, size_t n);
 
 /*
- * Fill one manifest_cert (all fields but name, role, cert, key) from a
- * PEM certificate.  Used by `chain show` and by import.
+ * Fill one manifest_cert (all fields but name, role, cert, key) from the
+ * first certificate of a PEM text.  ski and aki are NULL when the
+ * certificate lacks the extension.  Used by `chain show` and by import.
+ * ROTOR_EINVALID for anything that is not a certificate OpenSSL accepts.
  */
 int pki_cert_describe(struct manifest_cert *out, const char *pem, size_t len, struct err *e);
 
@@ -84,9 +92,11 @@ int pki_cert_describe(struct manifest_cert *out, const char *pem, size_t len, st
  * newline, mode 0600, the passphrase that `openssl pkey -passin file:F`
  * reads.  pki_secret_create() refuses an existing file (ROTOR_EEXISTS)
  * and creates missing parent directories with mode 0700.
- * pki_secret_load() refuses a file readable by group or others, or not
- * in the format above (ROTOR_ESECRET, naming the path); the buffer must
- * be released with buf_wipe().  pki_secret_id() gives the 16 hex digit
+ * pki_secret_load() refuses a missing file, a file readable by group or
+ * others, or not in the format above (ROTOR_ESECRET, naming the path,
+ * never the contents); the final newline may be absent.  On success
+ * *secret holds the 64 hex digits without the newline (the passphrase)
+ * and must be released with buf_wipe().  pki_secret_id() gives the 16 hex digit
  * key id recorded in rotor.yaml: SHA-256("rotor key id\n" || secret),
  * first 8 bytes, so a wrong secret is caught before it is used.
  */
@@ -94,7 +104,11 @@ int pki_secret_create(const char *path, struct err *e);
 int pki_secret_load(struct buf *secret, const char *path, struct err *e);
 int pki_secret_id(char out[17], const char *secret);
 
-/* Check that an encrypted key PEM decrypts with passphrase (ROTOR_ESECRET if not). */
+/*
+ * Check that an ENCRYPTED PRIVATE KEY PEM decrypts with passphrase
+ * (ROTOR_ESECRET if not).  Anything else, an unencrypted key included, is
+ * ROTOR_EINVALID: it proves nothing about the secret.
+ */
 int pki_key_check(const char *pem, size_t len, const char *passphrase, struct err *e);
 
 #endif

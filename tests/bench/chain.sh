@@ -75,17 +75,7 @@ else
 	built="sources compiled by chain.sh"
 fi
 # shellcheck disable=SC2086
-if ! cc $cflags -o "$work/pkibench" "$here/pkibench.c" "$@" $libs 2>"$work/link.log"; then
-	# spec.c may need more than libyaml while it is being written: use the
-	# driver's stand-in manifest writer instead of it.
-	say "chain.sh: linking with reconcile/spec failed; using pkibench's stand-in manifest writer"
-	sed 's/^/  | /' "$work/link.log" | tail -n 3 >&2
-	keep=""
-	for o in "$@"; do case $o in *spec*|*yamldoc*) ;; *) keep="$keep $o" ;; esac; done
-	# shellcheck disable=SC2086
-	cc $cflags -o "$work/pkibench" "$here/pkibench.c" $keep $libs
-	built="$built, stand-in manifest writer"
-fi
+cc $cflags -o "$work/pkibench" "$here/pkibench.c" "$@" $libs
 
 # The secret key file every tool encrypts with (cfssl ignores it).
 cat >"$work/mksecret.sh" <<'EOF'

@@ -26,44 +26,6 @@
 
 #include "../../../reconcile/pki.h"
 
-/*
- * Only while reconcile/spec.c is not there yet: a stand-in manifest
- * writer, so the driver links.  The real one (a strong symbol) wins.
- */
-__attribute__((weak)) int spec_manifest_emit(const struct manifest *m, struct buf *out, struct err *e)
-{
-	size_t i;
-
-	(void)e;
-	if (buf_printf(out, "version: 1\nenv: %s\ngeneration: %d\ncreated: %s\ncerts:\n",
-		       m->env, m->generation, m->created) < 0)
-		return ROTOR_ENOMEM;
-	for (i = 0; i < m->ncerts; i++)
-		if (buf_printf(out, "  - {name: %s, fingerprint: '%s', serial: '%s'}\n", m->certs[i].name,
-			       m->certs[i].fingerprint, m->certs[i].serial) < 0)
-			return ROTOR_ENOMEM;
-	return 0;
-}
-
-__attribute__((weak)) void spec_manifest_free(struct manifest *m)
-{
-	size_t i;
-
-	if (!m)
-		return;
-	for (i = 0; i < m->ncerts; i++) {
-		struct manifest_cert *c = &m->certs[i];
-
-		free(c->name); free(c->cert); free(c->key); free(c->subject); free(c->issuer);
-		free(c->fingerprint); free(c->serial); free(c->ski); free(c->aki);
-		free(c->not_before); free(c->not_after);
-	}
-	free(m->certs);
-	free(m->env);
-	free(m->created);
-	free(m);
-}
-
 static double now_s(void)
 {
 	struct timespec ts;
