@@ -1,0 +1,965 @@
+/*
+ * test_ssh.c -- the ssh module against a real fleet of three OpenSSH hosts.
+ *
+ * The group setup runs tests/fleet/fleet up 3 --base 127.0.7 in a
+ * mkdtemp() directory (needs root, as the fleet does; without root every
+ * case is skipped) and the teardown stops it.  Files on the hosts are
+ * set up with `fleet exec` (root inside a host's namespace); the module
+ * logs in as the fleet's unprivileged user.  host3 gets a new host key
+ * half way through, so only the cases after that one use it.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../common/buf.h"
+#include "../../common/err.h"
+#include "../../reconcile/ssh.h"
+
+#ifndef ROTOR_SRCDIR
+#define ROTOR_SRCDIR "."
+#endif
+
+#define BASE "127.0.7"
+#define FLEET_USER "rotorfleet"
+
+static char g_dir[256];         /* mkdtemp */
+static char g_fleet_dir[300];   /* g_dir/fleet */
+static char g_fleet[512];       /* the fleet script */
+static char g_key[400];
+static char g_known[400];
+static int g_up;                /* the fleet came up */
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void vformat(char *out, size_t len, const char *fmt, va_list ap)
+{
+	int n = vsnprintf(out, len, fmt, ap);
+
+	assert_true(n >= 0 && (size_t)n < len);
+}
+
+static int run_status(const char *fmt, ...) ROTOR_PRINTF(1, 2);
+static int run_status(const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vformat(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	if (st == -1 || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+#define run(...) assert_int_equal(run_status(__VA_ARGS__), 0)
+
+/* Run a shell command; its standard output goes into out. */
+static int capture(struct buf *out, const char *fmt, ...) ROTOR_PRINTF(2, 3);
+static int capture(struct buf *out, const char *fmt, ...)
+{
+	char cmd[8192], tmp[4096];
+	va_list ap;
+	size_t n;
+	FILE *p;
+	int st;
+
+	va_start(ap, fmt);
+	vformat(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	while ((n = fread(tmp, 1, sizeof(tmp), p)) > 0)
+		assert_int_equal(buf_put(out, tmp, n), 0);
+	st = pclose(p);
+	if (!out->ptr)
+		assert_int_equal(buf_put(out, "", 0), 0);
+	return st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st);
+}
+
+/* Run a shell script as root inside host N's namespace. */
+static void host_sh(int host, const char *script)
+{
+	struct buf q = BUF_INIT;
+
+	assert_int_equal(ssh_shell_quote(&q, script), 0);
+	run("%s exec --dir %s host%d sh -c %s", g_fleet, g_fleet_dir, host, buf_cstr(&q));
+	buf_release(&q);
+}
+
+/* Standard output of a root shell script on host N. */
+static void host_out(struct buf *out, int host, const char *script)
+{
+	struct buf q = BUF_INIT;
+
+	assert_int_equal(ssh_shell_quote(&q, script), 0);
+	assert_int_equal(capture(out, "%s exec --dir %s host%d sh -c %s", g_fleet, g_fleet_dir,
+				 host, buf_cstr(&q)), 0);
+	buf_release(&q);
+}
+
+static char g_addr[4][32];
+static char g_label[4][16];
+
+static void opts_for(struct ssh_opts *o, int host)
+{
+	memset(o, 0, sizeof(*o));
+	snprintf(g_addr[host], sizeof(g_addr[host]), BASE ".%d", host);
+	snprintf(g_label[host], sizeof(g_label[host]), "host%d", host);
+	o->host_label = g_label[host];
+	o->address = g_addr[host];
+	o->user = FLEET_USER;
+	o->identity = g_key;
+	o->known_hosts = g_known;
+	o->connect_timeout_ms = 5000;
+	o->deadline_ms = 30000;
+}
+
+static struct ssh_conn *connect_ok(int host, int become)
+{
+	struct ssh_opts o;
+	struct ssh_conn *c = NULL;
+	struct err e = ERR_INIT;
+	int rc;
+
+	opts_for(&o, host);
+	o.become = become;
+	rc = ssh_connect(&c, &o, &e);
+	if (rc)
+		fail_msg("connect host%d: %s", host, e.msg);
+	assert_non_null(c);
+	return c;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#define SKIP_WITHOUT_FLEET() \
+	do { \
+		if (!g_up) \
+			skip(); \
+	} while (0)
+
+/* ---- setup ------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+	struct err e = ERR_INIT;
+
+	(void)state;
+	if (ssh_global_init(&e) != 0)
+		return -1;
+	snprintf(g_fleet, sizeof(g_fleet), "%s/tests/fleet/fleet", ROTOR_SRCDIR);
+	snprintf(g_dir, sizeof(g_dir), "%s/rotor-test-ssh.XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(g_dir))
+		return -1;
+	snprintf(g_fleet_dir, sizeof(g_fleet_dir), "%s/fleet", g_dir);
+	snprintf(g_key, sizeof(g_key), "%s/id_ed25519", g_fleet_dir);
+	snprintf(g_known, sizeof(g_known), "%s/known_hosts", g_fleet_dir);
+	if (geteuid() != 0) {
+		fprintf(stderr, "# test_ssh: not root, the fleet cannot run; skipping\n");
+		return 0;
+	}
+	if (run_status("%s up 3 --dir %s --base " BASE " >%s/fleet-up.log 2>&1", g_fleet,
+		       g_fleet_dir, g_dir) != 0) {
+		run_status("cat %s/fleet-up.log >&2", g_dir);
+		run_status("%s down --dir %s >/dev/null 2>&1", g_fleet, g_fleet_dir);
+		return -1;
+	}
+	g_up = 1;
+	host_sh(1, "printf 'hello from host1\\n' >/srv/a.txt && chmod 0644 /srv/a.txt && "
+		   "head -c 5000 /dev/zero | tr '\\0' x >/srv/big && "
+		   "printf 'root only\\n' >/srv/secret && chmod 0600 /srv/secret && "
+		   "mkdir -p /srv/rw && chown " FLEET_USER ": /srv/rw && "
+		   "mkdir -p -m 0750 /srv/certs && chown " FLEET_USER ":postgres /srv/certs");
+	host_sh(2, "printf 'hello from host2\\n' >/srv/a.txt");
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	if (g_up)
+		run_status("%s down --dir %s >/dev/null 2>&1", g_fleet, g_fleet_dir);
+	if (g_dir[0])
+		run_status("rm -rf %s", g_dir);
+	ssh_global_shutdown();
+	return 0;
+}
+
+/* ---- shell quoting ------------------------------------------------------- */
+
+static const char *hostile[] = {
+	"", "plain", "with space", "it's", "'", "''", "\"dq\"", "$(touch PWNED)", "`touch PWNED`",
+	"a;touch PWNED", "a && touch PWNED", "|", "\n", "line1\nline2\n", "-rf", "--", "*", "~",
+	"$HOME", "${HOME}", "\\", "\\'", "tab\there", "!", "{a,b}", "\x01\x02\x7f\xc3\xa9\xff",
+	"a'b'c'", "-n", "%s%n", "#comment", ">x", "<x", "\r",
+};
+#define N_HOSTILE (sizeof(hostile) / sizeof(hostile[0]))
+
+static void test_shell_quote_exact(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	assert_int_equal(ssh_shell_quote(&b, ""), 0);
+	assert_string_equal(buf_cstr(&b), "''");
+	buf_truncate(&b, 0);
+	assert_int_equal(ssh_shell_quote(&b, "a b"), 0);
+	assert_string_equal(buf_cstr(&b), "'a b'");
+	buf_truncate(&b, 0);
+	assert_int_equal(ssh_shell_quote(&b, "it's"), 0);
+	assert_string_equal(buf_cstr(&b), "'it'\\''s'");
+	buf_truncate(&b, 0);
+	assert_int_equal(ssh_shell_quote(&b, "$(x)"), 0);
+	assert_string_equal(buf_cstr(&b), "'$(x)'");
+	buf_release(&b);
+}
+
+/* Every hostile string survives a round through /bin/sh here, and nothing runs. */
+static void test_shell_quote_local_sh(void **state)
+{
+	size_t i;
+
+	(void)state;
+	assert_int_equal(chdir(g_dir), 0);
+	for (i = 0; i < N_HOSTILE; i++) {
+		struct buf q = BUF_INIT, out = BUF_INIT;
+
+		assert_int_equal(buf_puts(&q, "printf %s "), 0);
+		assert_int_equal(ssh_shell_quote(&q, hostile[i]), 0);
+		assert_int_equal(capture(&out, "%s", buf_cstr(&q)), 0);
+		if (out.len != strlen(hostile[i]) || memcmp(out.ptr, hostile[i], out.len) != 0)
+			fail_msg("round trip of string %zu changed it: %s", i, buf_cstr(&q));
+		buf_release(&q);
+		buf_release(&out);
+	}
+	assert_int_equal(access("PWNED", F_OK), -1);
+	assert_int_equal(chdir("/"), 0);
+}
+
+static void test_shell_quote_remote(void **state)
+{
+	struct ssh_conn *c;
+	struct err e = ERR_INIT;
+	struct buf out = BUF_INIT;
+	size_t i;
+	int status;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	c = connect_ok(1, 0);
+	for (i = 0; i < N_HOSTILE; i++) {
+		struct buf q = BUF_INIT;
+
+		assert_int_equal(buf_puts(&q, "cd /tmp && printf %s "), 0);
+		assert_int_equal(ssh_shell_quote(&q, hostile[i]), 0);
+		buf_truncate(&out, 0);
+		assert_int_equal(ssh_exec(c, buf_cstr(&q), &out, NULL, &status, &e), 0);
+		assert_int_equal(status, 0);
+		if (out.len != strlen(hostile[i]) || memcmp(buf_cstr(&out), hostile[i], out.len) != 0)
+			fail_msg("remote round trip of string %zu changed it", i);
+		buf_release(&q);
+	}
+	buf_truncate(&out, 0);
+	assert_int_equal(ssh_exec(c, "test ! -e /tmp/PWNED && echo clean", &out, NULL, NULL, &e), 0);
+	assert_string_equal(buf_cstr(&out), "clean\n");
+	buf_release(&out);
+	ssh_disconnect(c);
+}
+
+/* ---- reads --------------------------------------------------------------------- */
+
+static void test_read_file(void **state)
+{
+	struct ssh_conn *c1, *c2;
+	struct err e = ERR_INIT;
+	struct buf b1 = BUF_INIT, b2 = BUF_INIT;
+	struct ssh_stat st;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	c1 = connect_ok(1, 0);
+	c2 = connect_ok(2, 0);
+	assert_int_equal(ssh_read_file(&b1, c1, "/srv/a.txt", 1024, &st, &e), 0);
+	assert_string_equal(buf_cstr(&b1), "hello from host1\n");
+	assert_int_equal(st.size, 17);
+	assert_int_equal(st.mode, 0644);
+	assert_int_equal(st.uid, 0);
+	assert_true(st.mtime > 1500000000);
+	/* Same path, other host, other contents: each host has its own /srv. */
+	assert_int_equal(ssh_read_file(&b2, c2, "/srv/a.txt", 1024, NULL, &e), 0);
+	assert_string_equal(buf_cstr(&b2), "hello from host2\n");
+	assert_string_equal(ssh_conn_name(c1), "host1 (" BASE ".1)");
+	assert_memory_equal(ssh_host_fingerprint(c1), "SHA256:", 7);
+	buf_release(&b1);
+	buf_release(&b2);
+	ssh_disconnect(c1);
+	ssh_disconnect(c2);
+}
+
+static void test_read_missing(void **state)
+{
+	struct ssh_conn *c;
+	struct err e = ERR_INIT;
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	c = connect_ok(1, 0);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/nope.crt", 1024, NULL, &e), ROTOR_ENOTFOUND);
+	assert_non_null(strstr(e.msg, "/srv/nope.crt"));
+	assert_non_null(strstr(e.msg, "host1"));
+	assert_int_equal(b.len, 0);
+	/* Missing directory too. */
+	err_clear(&e);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/no/such/dir.crt", 1024, NULL, &e), ROTOR_ENOTFOUND);
+	/* The connection is still good. */
+	err_clear(&e);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/a.txt", 1024, NULL, &e), 0);
+	assert_string_equal(buf_cstr(&b), "hello from host1\n");
+	buf_release(&b);
+	ssh_disconnect(c);
+}
+
+static void test_read_too_big(void **state)
+{
+	struct ssh_conn *c;
+	struct err e = ERR_INIT;
+	struct buf b = BUF_INIT;
+	struct ssh_stat st;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	c = connect_ok(1, 0);
+	assert_int_equal(buf_puts(&b, "keep"), 0);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/big", 1000, NULL, &e), ROTOR_ETOOBIG);
+	assert_non_null(strstr(e.msg, "5000 bytes"));
+	assert_string_equal(buf_cstr(&b), "keep");   /* untouched */
+	err_clear(&e);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/big", 4999, NULL, &e), ROTOR_ETOOBIG);
+	/* Exactly at the cap is fine. */
+	err_clear(&e);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/big", 5000, &st, &e), 0);
+	assert_int_equal(b.len, 5004);
+	assert_int_equal(st.size, 5000);
+	/* The buffer's own cap counts too. */
+	buf_release(&b);
+	b.max = 100;
+	err_clear(&e);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/big", 1 << 20, NULL, &e), ROTOR_ETOOBIG);
+	assert_int_equal(b.len, 0);
+	buf_release(&b);
+	ssh_disconnect(c);
+}
+
+static void test_read_bad_paths(void **state)
+{
+	struct ssh_conn *c;
+	struct err e = ERR_INIT;
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	c = connect_ok(1, 0);
+	assert_int_equal(ssh_read_file(&b, c, "/srv", 1024, NULL, &e), ROTOR_EINVALID);
+	assert_non_null(strstr(e.msg, "not a regular file"));
+	err_clear(&e);
+	assert_int_equal(ssh_read_file(&b, c, "srv/a.txt", 1024, NULL, &e), ROTOR_EINVALID);
+	assert_non_null(strstr(e.msg, "absolute"));
+	buf_release(&b);
+	ssh_disconnect(c);
+}
+
+static void test_read_needs_sudo(void **state)
+{
+	struct ssh_conn *c;
+	struct err e = ERR_INIT;
+	struct buf b = BUF_INIT;
+	struct ssh_stat st;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	c = connect_ok(1, 0);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/secret", 1024, NULL, &e), ROTOR_ERROR);
+	assert_non_null(strstr(e.msg, "permission denied"));
+	ssh_disconnect(c);
+
+	c = connect_ok(1, 1);
+	err_clear(&e);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/secret", 1024, &st, &e), 0);
+	assert_string_equal(buf_cstr(&b), "root only\n");
+	assert_int_equal(st.mode, 0600);
+	assert_int_equal(st.size, 10);
+	assert_int_equal(st.uid, 0);
+	err_clear(&e);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/secret", 5, NULL, &e), ROTOR_ETOOBIG);
+	buf_release(&b);
+	ssh_disconnect(c);
+}
+
+/* ---- exec ------------------------------------------------------------------------ */
+
+static void test_exec_status(void **state)
+{
+	struct ssh_conn *c;
+	struct err e = ERR_INIT;
+	struct buf out = BUF_INIT, err = BUF_INIT;
+	int status = 0;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	c = connect_ok(2, 0);
+	assert_int_equal(ssh_exec(c, "echo out; echo err >&2; exit 3", &out, &err, &status, &e), 0);
+	assert_int_equal(status, 3);
+	assert_string_equal(buf_cstr(&out), "out\n");
+	assert_string_equal(buf_cstr(&err), "err\n");
+	/* Without exit_status a failure is an error quoting stderr. */
+	assert_int_equal(ssh_exec(c, "echo 'it broke' >&2; exit 4", NULL, NULL, NULL, &e), ROTOR_ERROR);
+	assert_non_null(strstr(e.msg, "status 4"));
+	assert_non_null(strstr(e.msg, "it broke"));
+	/* The login user, its shell, and stdin at end of file. */
+	buf_truncate(&out, 0);
+	assert_int_equal(ssh_exec(c, "id -un; cat; echo $0", &out, NULL, &status, &e), 0);
+	assert_int_equal(status, 0);
+	assert_string_equal(buf_cstr(&out), FLEET_USER "\nsh\n");
+	buf_release(&out);
+	buf_release(&err);
+	ssh_disconnect(c);
+}
+
+static void test_exec_big_output(void **state)
+{
+	struct ssh_conn *c;
+	struct err e = ERR_INIT;
+	struct buf out = BUF_INIT, err = BUF_INIT;
+	int status = -1;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	c = connect_ok(2, 0);
+	/* stderr first: a reader that waited on stdout alone would stall the window. */
+	assert_int_equal(ssh_exec(c, "head -c 700000 /dev/zero >&2; head -c 900000 /dev/zero; "
+				  "head -c 300000 /dev/zero >&2", &out, &err, &status, &e), 0);
+	assert_int_equal(status, 0);
+	assert_int_equal(out.len, 900000);
+	assert_int_equal(err.len, 1000000);
+	/* Over the buffer's cap: an error, and the connection stays usable. */
+	buf_release(&out);
+	out.max = 1000;
+	assert_int_equal(ssh_exec(c, "head -c 100000 /dev/zero", &out, NULL, &status, &e), ROTOR_ETOOBIG);
+	buf_release(&out);
+	out.max = 0;
+	assert_int_equal(ssh_exec(c, "echo still here", &out, NULL, NULL, &e), 0);
+	assert_string_equal(buf_cstr(&out), "still here\n");
+	buf_release(&out);
+	buf_release(&err);
+	ssh_disconnect(c);
+}
+
+static void test_exec_signal(void **state)
+{
+	struct ssh_conn *c;
+	struct err e = ERR_INIT;
+	int status = 0;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	c = connect_ok(2, 0);
+	assert_int_equal(ssh_exec(c, "kill -TERM $$", NULL, NULL, &status, &e), ROTOR_ERROR);
+	assert_int_equal(status, -1);
+	assert_non_null(strstr(e.msg, "signal SIGTERM"));
+	assert_int_equal(ssh_exec(c, "true", NULL, NULL, NULL, &e), 0);
+	ssh_disconnect(c);
+}
+
+/* ---- writes ------------------------------------------------------------------------- */
+
+static void read_expect(struct ssh_conn *c, const char *path, const char *want, unsigned mode)
+{
+	struct err e = ERR_INIT;
+	struct buf b = BUF_INIT;
+	struct ssh_stat st;
+
+	if (ssh_read_file(&b, c, path, 1 << 16, &st, &e) != 0)
+		fail_msg("read %s: %s", path, e.msg);
+	assert_string_equal(buf_cstr(&b), want);
+	assert_int_equal(st.mode, mode);
+	buf_release(&b);
+}
+
+static void test_write_atomic(void **state)
+{
+	struct ssh_conn *c;
+	struct err e = ERR_INIT;
+	struct buf ls = BUF_INIT;
+	struct ssh_write_opts wo;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	c = connect_ok(1, 0);
+	memset(&wo, 0, sizeof(wo));
+	wo.backup = 1;
+	if (ssh_write_file_atomic(c, "/srv/rw/app.conf", "v1\n", 3, &wo, &e) != 0)
+		fail_msg("%s", e.msg);
+	read_expect(c, "/srv/rw/app.conf", "v1\n", 0600);   /* mode 0 = 0600 */
+
+	wo.mode = 0640;
+	if (ssh_write_file_atomic(c, "/srv/rw/app.conf", "v2\n", 3, &wo, &e) != 0)
+		fail_msg("%s", e.msg);
+	read_expect(c, "/srv/rw/app.conf", "v2\n", 0640);
+	read_expect(c, "/srv/rw/app.conf" SSH_BACKUP_SUFFIX, "v1\n", 0600);   /* cp -p */
+
+	/* Nothing else is left in the directory. */
+	host_out(&ls, 1, "ls -A /srv/rw");
+	assert_string_equal(buf_cstr(&ls), "app.conf\napp.conf.rotor-bak\n");
+
+	/* Empty content, and a name that needs quoting. */
+	wo.mode = 0644;
+	wo.backup = 0;
+	if (ssh_write_file_atomic(c, "/srv/rw/it's $(x) ;.crt", "", 0, &wo, &e) != 0)
+		fail_msg("%s", e.msg);
+	read_expect(c, "/srv/rw/it's $(x) ;.crt", "", 0644);
+
+	/* Restore puts v1 back and keeps the backup. */
+	if (ssh_restore_backup(c, "/srv/rw/app.conf", 0, &e) != 0)
+		fail_msg("%s", e.msg);
+	read_expect(c, "/srv/rw/app.conf", "v1\n", 0600);
+	read_expect(c, "/srv/rw/app.conf" SSH_BACKUP_SUFFIX, "v1\n", 0600);
+	assert_int_equal(ssh_restore_backup(c, "/srv/rw/none.conf", 0, &e), ROTOR_ENOTFOUND);
+
+	buf_truncate(&ls, 0);
+	host_out(&ls, 1, "ls -A /srv/rw | grep -c rotor-tmp || true");
+	assert_string_equal(buf_cstr(&ls), "0\n");
+	buf_release(&ls);
+	ssh_disconnect(c);
+}
+
+static void test_write_become_owner(void **state)
+{
+	struct ssh_conn *c;
+	struct err e = ERR_INIT;
+	struct buf out = BUF_INIT;
+	struct ssh_write_opts wo;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	c = connect_ok(1, 1);
+	memset(&wo, 0, sizeof(wo));
+	wo.mode = 0600;
+	wo.owner = "postgres";
+	wo.group = "postgres";
+	wo.backup = 1;
+	if (ssh_write_file_atomic(c, "/srv/certs/server.key", "key one\n", 8, &wo, &e) != 0)
+		fail_msg("%s", e.msg);
+	if (ssh_write_file_atomic(c, "/srv/certs/server.key", "key two\n", 8, &wo, &e) != 0)
+		fail_msg("%s", e.msg);
+	host_out(&out, 1, "cd /srv/certs && stat -c '%n %U:%G %a' server.key server.key.rotor-bak && "
+			  "cat server.key server.key.rotor-bak && ls -A | wc -l");
+	assert_string_equal(buf_cstr(&out),
+			    "server.key postgres:postgres 600\n"
+			    "server.key.rotor-bak postgres:postgres 600\n"
+			    "key two\nkey one\n2\n");
+	/* The login user cannot read it; the connection reads it through sudo. */
+	read_expect(c, "/srv/certs/server.key", "key two\n", 0600);
+	buf_release(&out);
+	ssh_disconnect(c);
+}
+
+static void test_write_failures(void **state)
+{
+	struct ssh_conn *c;
+	struct err e = ERR_INIT;
+	struct buf out = BUF_INIT;
+	struct ssh_write_opts wo;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	c = connect_ok(1, 0);
+	memset(&wo, 0, sizeof(wo));
+	/* /srv belongs to root: no temporary file can be made there. */
+	assert_int_equal(ssh_write_file_atomic(c, "/srv/x.crt", "x", 1, &wo, &e), ROTOR_ERROR);
+	assert_non_null(strstr(e.msg, "permission denied"));
+	assert_non_null(strstr(e.msg, "/srv/x.crt"));
+	/* A missing directory. */
+	assert_int_equal(ssh_write_file_atomic(c, "/srv/nodir/x.crt", "x", 1, &wo, &e), ROTOR_ENOTFOUND);
+	/* Owner names are checked before anything happens. */
+	wo.owner = "root;touch /tmp/PWNED";
+	assert_int_equal(ssh_write_file_atomic(c, "/srv/rw/y.crt", "y", 1, &wo, &e), ROTOR_EINVALID);
+	wo.owner = "-rf";
+	assert_int_equal(ssh_write_file_atomic(c, "/srv/rw/y.crt", "y", 1, &wo, &e), ROTOR_EINVALID);
+	assert_int_equal(ssh_write_file_atomic(c, "relative.crt", "y", 1, &wo, &e), ROTOR_EINVALID);
+	assert_int_equal(ssh_write_file_atomic(c, "/srv/rw/", "y", 1, &wo, &e), ROTOR_EINVALID);
+	/* chown without sudo fails after the upload: the old file stays, no temp file is left. */
+	wo.owner = "postgres";
+	wo.become = -1;
+	assert_int_equal(ssh_write_file_atomic(c, "/srv/rw/app.conf", "v3\n", 3, &wo, &e), ROTOR_ERROR);
+	assert_non_null(strstr(e.msg, "chown"));
+	read_expect(c, "/srv/rw/app.conf", "v1\n", 0600);
+	host_out(&out, 1, "ls -A /srv/rw | grep -c rotor-tmp || true; test ! -e /tmp/PWNED && echo clean");
+	assert_string_equal(buf_cstr(&out), "0\nclean\n");
+	buf_release(&out);
+	ssh_disconnect(c);
+}
+
+/* ---- connections ---------------------------------------------------------------------- */
+
+struct thread_arg {
+	int host;
+	int ok;
+	char msg[ERR_MSG_MAX];
+};
+
+static void *thread_main(void *p)
+{
+	struct thread_arg *a = p;
+	struct ssh_opts o;
+	struct ssh_conn *c = NULL;
+	struct err e = ERR_INIT;
+	struct buf b = BUF_INIT;
+	int i;
+
+	opts_for(&o, a->host);
+	if (ssh_connect(&c, &o, &e) == 0) {
+		a->ok = 1;
+		for (i = 0; i < 5 && a->ok; i++) {
+			buf_truncate(&b, 0);
+			if (ssh_read_file(&b, c, "/srv/a.txt", 100, NULL, &e) != 0 ||
+			    strncmp(buf_cstr(&b), "hello from host", 15) != 0)
+				a->ok = 0;
+		}
+	}
+	if (!a->ok)
+		snprintf(a->msg, sizeof(a->msg), "%s", e.msg);
+	buf_release(&b);
+	ssh_disconnect(c);
+	return NULL;
+}
+
+static void test_parallel_threads(void **state)
+{
+	pthread_t t[6];
+	struct thread_arg a[6];
+	int i;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	for (i = 0; i < 6; i++) {
+		memset(&a[i], 0, sizeof(a[i]));
+		a[i].host = 1 + i % 2;
+		assert_int_equal(pthread_create(&t[i], NULL, thread_main, &a[i]), 0);
+	}
+	for (i = 0; i < 6; i++) {
+		pthread_join(t[i], NULL);
+		if (!a[i].ok)
+			fail_msg("thread %d: %s", i, a[i].msg);
+	}
+}
+
+static void test_auth_failure(void **state)
+{
+	struct ssh_opts o;
+	struct ssh_conn *c = NULL;
+	struct err e = ERR_INIT;
+	char other[400];
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	snprintf(other, sizeof(other), "%s/other_key", g_dir);
+	run("ssh-keygen -q -t ed25519 -N '' -f %s", other);
+	opts_for(&o, 1);
+	o.identity = other;
+	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
+	assert_null(c);
+	assert_non_null(strstr(e.msg, "public key authentication as " FLEET_USER));
+	o.identity = "/nonexistent/key";
+	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
+	assert_non_null(strstr(e.msg, "cannot read identity"));
+}
+
+static void test_unknown_host(void **state)
+{
+	struct ssh_opts o;
+	struct ssh_conn *c = NULL;
+	struct err e = ERR_INIT;
+	char empty[400];
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	snprintf(empty, sizeof(empty), "%s/empty_known_hosts", g_dir);
+	run(": >%s", empty);
+	opts_for(&o, 2);
+	o.known_hosts = empty;
+	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_EINVALID);
+	assert_null(c);
+	assert_non_null(strstr(e.msg, "host2 (" BASE ".2) is not in known_hosts"));
+	assert_non_null(strstr(e.msg, "rotor never trusts on first use"));
+	assert_non_null(strstr(e.msg, "ssh-ed25519 SHA256:"));
+	/* Another host's entry does not count. */
+	run("grep '^" BASE ".1 ' %s >%s", g_known, empty);
+	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_EINVALID);
+	assert_non_null(strstr(e.msg, "is not in known_hosts"));
+	/* A missing file is its own error. */
+	o.known_hosts = "/nonexistent/known_hosts";
+	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
+	assert_non_null(strstr(e.msg, "cannot read known_hosts"));
+}
+
+/* Hashed names, odd lines, and @revoked. */
+static void test_known_hosts_forms(void **state)
+{
+	struct ssh_opts o;
+	struct ssh_conn *c = NULL;
+	struct err e = ERR_INIT;
+	char kh[400];
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	snprintf(kh, sizeof(kh), "%s/kh_forms", g_dir);
+	run("grep '^" BASE ".1 ' %s >%s.h && ssh-keygen -q -H -f %s.h >/dev/null 2>&1 && "
+	    "{ echo '# comment'; echo; "
+	    "echo '@cert-authority *.example.net ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0gZDVmNzA3ZjI3YjQ1NDM4ZmQxMjM0NTY3'; "
+	    "echo 'other.example.net sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIGVk'; "
+	    "echo 'garbage'; cat %s.h; } >%s",
+	    g_known, kh, kh, kh, kh);
+	run("! grep -q '" BASE ".1' %s", kh);   /* really hashed */
+	opts_for(&o, 1);
+	o.known_hosts = kh;
+	if (ssh_connect(&c, &o, &e) != 0)
+		fail_msg("hashed known_hosts: %s", e.msg);
+	ssh_disconnect(c);
+	c = NULL;
+	/* The same key under @revoked wins. */
+	run("awk '$1 == \"" BASE ".1\" { print \"@revoked * \" $2 \" \" $3 }' %s >>%s", g_known, kh);
+	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_EINVALID);
+	assert_null(c);
+	assert_non_null(strstr(e.msg, "@revoked"));
+}
+
+static void test_hostkey_mismatch(void **state)
+{
+	struct ssh_opts o;
+	struct ssh_conn *c = NULL;
+	struct err e = ERR_INIT;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	/* Before the new key, host3 is fine. */
+	c = connect_ok(3, 0);
+	ssh_disconnect(c);
+	c = NULL;
+	run("%s rekey --dir %s host3 >/dev/null", g_fleet, g_fleet_dir);
+	opts_for(&o, 3);
+	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_EINVALID);
+	assert_null(c);
+	assert_non_null(strstr(e.msg, "host key for host3 (" BASE ".3) does NOT match known_hosts: "
+				   "possible man-in-the-middle; refusing"));
+}
+
+static void test_sshd_stopped(void **state)
+{
+	struct ssh_opts o;
+	struct ssh_conn *c = NULL;
+	struct err e = ERR_INIT;
+	int64_t t0, dt;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	run("%s stop-sshd --dir %s host2", g_fleet, g_fleet_dir);
+	opts_for(&o, 2);
+	o.connect_timeout_ms = 2000;
+	t0 = mono_ms();
+	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
+	dt = mono_ms() - t0;
+	assert_null(c);
+	assert_non_null(strstr(e.msg, "host2 (" BASE ".2): connect to port 22"));
+	assert_true(dt < 2500);
+	run("%s start-sshd --dir %s host2", g_fleet, g_fleet_dir);
+	c = connect_ok(2, 0);
+	ssh_disconnect(c);
+}
+
+static void test_nothing_listening(void **state)
+{
+	struct ssh_opts o;
+	struct ssh_conn *c = NULL;
+	struct err e = ERR_INIT;
+	int64_t t0;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	opts_for(&o, 1);
+	o.address = BASE ".250";
+	o.host_label = "ghost";
+	o.connect_timeout_ms = 3000;
+	t0 = mono_ms();
+	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
+	assert_true(mono_ms() - t0 < 3000);
+	assert_non_null(strstr(e.msg, "ghost (" BASE ".250): connect to port 22: Connection refused"));
+	o.address = "no-such-host.invalid";
+	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
+	assert_non_null(strstr(e.msg, "cannot resolve"));
+}
+
+static int listen_on(const char *addr, int port, int backlog)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	assert_true(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	assert_int_equal(inet_pton(AF_INET, addr, &sa.sin_addr), 1);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, backlog), 0);
+	return fd;
+}
+
+/* A SYN nobody answers: a listener whose accept queue is full drops it. */
+static void test_connect_timeout(void **state)
+{
+	struct ssh_opts o;
+	struct ssh_conn *c = NULL;
+	struct err e = ERR_INIT;
+	struct sockaddr_in sa;
+	int lfd, fill[16], nfill = 0, i;
+	int64_t t0, dt;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	lfd = listen_on(BASE ".251", 2222, 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(2222);
+	inet_pton(AF_INET, BASE ".251", &sa.sin_addr);
+	for (i = 0; i < 16; i++) {
+		struct pollfd p;
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+		connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+		fill[nfill++] = fd;
+		p.fd = fd;
+		p.events = POLLOUT;
+		if (poll(&p, 1, 300) == 0)
+			break;   /* this one hangs: the queue is full */
+	}
+	opts_for(&o, 1);
+	o.address = BASE ".251";
+	o.port = 2222;
+	o.connect_timeout_ms = 1000;
+	t0 = mono_ms();
+	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
+	dt = mono_ms() - t0;
+	assert_non_null(strstr(e.msg, "timed out after 1000 ms"));
+	assert_true(dt >= 900 && dt < 3000);
+	for (i = 0; i < nfill; i++)
+		close(fill[i]);
+	close(lfd);
+}
+
+/* TCP connects, but no SSH banner ever comes: the deadline ends it. */
+static void test_handshake_deadline(void **state)
+{
+	struct ssh_opts o;
+	struct ssh_conn *c = NULL;
+	struct err e = ERR_INIT;
+	int lfd;
+	int64_t t0, dt;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	lfd = listen_on(BASE ".252", 2222, 8);
+	opts_for(&o, 1);
+	o.address = BASE ".252";
+	o.port = 2222;
+	o.deadline_ms = 1000;
+	t0 = mono_ms();
+	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
+	dt = mono_ms() - t0;
+	assert_null(c);
+	assert_non_null(strstr(e.msg, "timed out"));
+	assert_true(dt >= 900 && dt < 3000);
+	close(lfd);
+}
+
+/* Once the deadline passed, calls fail and the connection stays broken. */
+static void test_deadline_expires(void **state)
+{
+	struct ssh_conn *c;
+	struct err e = ERR_INIT;
+	int64_t t0;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	c = connect_ok(1, 0);
+	ssh_set_deadline(c, 500);
+	t0 = mono_ms();
+	assert_int_equal(ssh_exec(c, "sleep 5", NULL, NULL, NULL, &e), ROTOR_ERROR);
+	assert_true(mono_ms() - t0 < 2000);
+	assert_non_null(strstr(e.msg, "timed out"));
+	ssh_set_deadline(c, 10000);
+	assert_int_equal(ssh_exec(c, "true", NULL, NULL, NULL, &e), ROTOR_ERROR);
+	assert_non_null(strstr(e.msg, "unusable"));
+	ssh_disconnect(c);
+	ssh_disconnect(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_shell_quote_exact),
+		cmocka_unit_test(test_shell_quote_local_sh),
+		cmocka_unit_test(test_shell_quote_remote),
+		cmocka_unit_test(test_read_file),
+		cmocka_unit_test(test_read_missing),
+		cmocka_unit_test(test_read_too_big),
+		cmocka_unit_test(test_read_bad_paths),
+		cmocka_unit_test(test_read_needs_sudo),
+		cmocka_unit_test(test_exec_status),
+		cmocka_unit_test(test_exec_big_output),
+		cmocka_unit_test(test_exec_signal),
+		cmocka_unit_test(test_write_atomic),
+		cmocka_unit_test(test_write_become_owner),
+		cmocka_unit_test(test_write_failures),
+		cmocka_unit_test(test_parallel_threads),
+		cmocka_unit_test(test_auth_failure),
+		cmocka_unit_test(test_unknown_host),
+		cmocka_unit_test(test_known_hosts_forms),
+		cmocka_unit_test(test_hostkey_mismatch),
+		cmocka_unit_test(test_sshd_stopped),
+		cmocka_unit_test(test_nothing_listening),
+		cmocka_unit_test(test_connect_timeout),
+		cmocka_unit_test(test_handshake_deadline),
+		cmocka_unit_test(test_deadline_expires),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
