@@ -932,6 +932,29 @@ static void test_deadline_expires(void **state)
 	ssh_disconnect(NULL);
 }
 
+/* A read that never completes (a FIFO nobody writes) ends at the deadline. */
+static void test_read_deadline(void **state)
+{
+	struct ssh_conn *c;
+	struct err e = ERR_INIT;
+	struct buf b = BUF_INIT;
+	int64_t t0, dt;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	host_sh(1, "rm -f /srv/fifo && mkfifo -m 0644 /srv/fifo");
+	c = connect_ok(1, 0);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/a.txt", 100, NULL, &e), 0);   /* SFTP is up */
+	ssh_set_deadline(c, 700);
+	t0 = mono_ms();
+	assert_int_equal(ssh_read_file(&b, c, "/srv/fifo", 100, NULL, &e), ROTOR_ERROR);
+	dt = mono_ms() - t0;
+	assert_non_null(strstr(e.msg, "timed out"));
+	assert_true(dt >= 600 && dt < 2500);
+	buf_release(&b);
+	ssh_disconnect(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -959,6 +982,7 @@ int main(void)
 		cmocka_unit_test(test_connect_timeout),
 		cmocka_unit_test(test_handshake_deadline),
 		cmocka_unit_test(test_deadline_expires),
+		cmocka_unit_test(test_read_deadline),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
