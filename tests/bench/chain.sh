@@ -7,7 +7,8 @@
 #            has that command (generation + export + one git commit);
 #            otherwise tests/bench/chain/pkibench.c, a driver that calls
 #            pki_generate + pki_export and writes the files
-#   rotor-lib  the same driver, always (library cost without git)
+#   rotor-lib  the same driver (library cost without git; for RSA only when
+#            the CLI is missing, to keep the run short)
 #   openssl  tests/bench/chain/openssl-chain.sh: genpkey, req, x509 -req a leaf
 #   cfssl    tests/bench/chain/cfssl-chain.sh: gencert a leaf (keys unencrypted:
 #            cfssl cannot encrypt them, so it does less work than the others)
@@ -17,7 +18,7 @@
 # "~" in the table): RSA 3072 key generation costs about a second of CPU a
 # key in every tool.  Knobs (environment):
 #   CHAIN_LEAVES=1000            client leaves, the target of every row
-#   CHAIN_RSA_ROTOR_LEAVES=300   leaves actually made by rotor for RSA 3072
+#   CHAIN_RSA_ROTOR_LEAVES=1000  leaves actually made by rotor for RSA 3072
 #   CHAIN_RSA_SLOW_LEAVES=40     ... by the openssl script and cfssl for RSA 3072
 #   CHAIN_THREADS=0              rotor worker threads (0 = online CPUs)
 # --quick: 100 / 20 / 10 leaves, for a smoke test.
@@ -25,7 +26,7 @@ set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 here=$top/tests/bench/chain
 LEAVES=${CHAIN_LEAVES:-1000}
-RSA_ROTOR=${CHAIN_RSA_ROTOR_LEAVES:-300}
+RSA_ROTOR=${CHAIN_RSA_ROTOR_LEAVES:-$LEAVES}
 RSA_SLOW=${CHAIN_RSA_SLOW_LEAVES:-40}
 THREADS=${CHAIN_THREADS:-0}
 if [ "${1:-}" = --quick ]; then
@@ -153,15 +154,18 @@ for kt in ec-p256 rsa-3072; do
 	if [ "$kt" = rsa-3072 ]; then nr=$RSA_ROTOR ns=$RSA_SLOW; else nr=$LEAVES ns=$LEAVES; fi
 	if [ -n "$rotor_cli" ]; then
 		cli_repo "$kt" "$nr" "$work/repo-$kt"
-		run rotor "$kt" "$nr" "" sh -c 'cd "$1" && ROTOR_KEY_FILE="$1.key" "$2" rotate start --env bench --threads "$3"' \
-			sh "$work/repo-$kt" "$rotor_cli" "$THREADS"
+		# --threads N only when asked for: the CLI's default is every CPU.
+		run rotor "$kt" "$nr" "" sh -c 'cd "$1" && ROTOR_KEY_FILE="$1.key" "$2" rotate start --env bench ${3:+--threads "$3"}' \
+			sh "$work/repo-$kt" "$rotor_cli" "$([ "$THREADS" -gt 0 ] && echo "$THREADS")"
 		(cd "$work/repo-$kt" && git checkout -q "rotor/rotate/bench/gen-0001" 2>/dev/null) &&
 			check "$work/repo-$kt/envs/bench/generations" rotor "$kt"
 		rm -rf "$work/repo-$kt"
 	fi
-	mkdir -p "$work/lib-$kt"
-	run rotor-lib "$kt" "$nr" "$work/lib-$kt" "$work/pkibench" "$kt" "$nr" "$THREADS" "$work/secret.key" "$work/lib-$kt"
-	rm -rf "$work/lib-$kt"
+	if [ -z "$rotor_cli" ] || [ "$kt" = ec-p256 ]; then
+		mkdir -p "$work/lib-$kt"
+		run rotor-lib "$kt" "$nr" "$work/lib-$kt" "$work/pkibench" "$kt" "$nr" "$THREADS" "$work/secret.key" "$work/lib-$kt"
+		rm -rf "$work/lib-$kt"
+	fi
 	if [ "$kt" = ec-p256 ] && [ "$cpus" -gt 1 ] && [ "$THREADS" != 1 ]; then
 		mkdir -p "$work/lib1-$kt"
 		run rotor-lib-1thread "$kt" "$nr" "$work/lib1-$kt" "$work/pkibench" "$kt" "$nr" 1 "$work/secret.key" "$work/lib1-$kt"
