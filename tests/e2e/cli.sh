@@ -115,8 +115,11 @@ expect_out "rotation in progress refused" 'rotation of poc is in progress \(gene
 ok "chain show marks the target" sh -c '"$ROTOR" chain show --env poc | grep -q "generation 0002  target"'
 
 # ---- refusals change nothing ----
-refs_before=$(git for-each-ref | sha256sum)
-git checkout -q -b next main~2
+refs() { git for-each-ref | grep -v refs/heads/next | sha256sum; }
+# From generation 1 in service, with the merged branches gone, a start would proceed.
+git branch -q -D "$B1" "$B2"
+git checkout -q -b next main~1
+refs_before=$(refs)
 echo "# local edit" >> envs/poc/chain.yaml
 expect_out "dirty work tree refused, path named" '^rotor: envs/poc/chain.yaml has uncommitted changes' "$ROTOR" rotate start --env poc
 git checkout -q -- envs/poc/chain.yaml
@@ -132,11 +135,16 @@ chmod 0600 "$KEY"
 cp "$KEY" "$T/key.saved"
 printf '%064d\n' 0 > "$KEY"
 expect_out "wrong secret refused by key id" 'is not this repository' "$ROTOR" rotate start --env poc
+sed -i '/key_id:/d' rotor.yaml
+git commit -qam "no key id"
+refs_before=$(refs)
+expect_out "wrong secret refused: generation 1's root key does not decrypt" 'does not decrypt envs/poc/generations/0001/ca/root.key' "$ROTOR" rotate start --env poc
 cp "$T/key.saved" "$KEY"
 printf 'servers: {pg1: {sans: [not_a_host!]}}\nbogus: 1\n' >> envs/poc/chain.yaml
 git commit -qam "break chain.yaml"
 expect_out "invalid chain.yaml refused with file:line:column" '^envs/poc/chain.yaml:[0-9]+:[0-9]+: ' "$ROTOR" rotate start --env poc
 ok "refusals created no branch and moved no ref" sh -c '[ "$(git for-each-ref | grep -v refs/heads/next | sha256sum)" = "$1" ]' _ "$refs_before"
+ok "no generation 2 branch was made" sh -c '! git rev-parse -q --verify refs/heads/rotor/rotate/poc/gen-0002' 
 expect_out "validate names every problem" 'envs/poc/chain.yaml:.*unknown key "bogus"' "$ROTOR" validate --env poc
 expect_out "validate --ref main is clean" 'envs/poc: valid' "$ROTOR" validate --env poc --ref main
 

@@ -1,0 +1,384 @@
+/*
+ * test_observe.c -- reconcile/observe and reconcile/layout: live file
+ * contents classified against two real generations made by pki, and the
+ * rotation steps each combination of files is consistent with.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "../../reconcile/layout.h"
+#include "../../reconcile/observe.h"
+#include "../../reconcile/pki.h"
+
+struct fix {
+	struct pki_generation *g[2];
+	struct pki_file *files[2];
+	size_t nfiles[2];
+	struct manifest *m[2];
+	struct known_set known;
+	time_t now;
+};
+
+static struct fix F;
+
+static int setup(void **state)
+{
+	static char *sans1[] = { "pg1.example.net" }, *sans2[] = { "pg2.example.net" };
+	static char *clients[] = { "app" };
+	struct chain_server servers[2] = { { "pg1", sans1, 1, 1, 0 }, { "pg2", sans2, 1, 1, 0 } };
+	struct chain_spec spec;
+	struct err e = ERR_INIT;
+	int i;
+
+	(void)state;
+	memset(&spec, 0, sizeof(spec));
+	spec.subj_o = "Example";
+	spec.key = SPEC_KEY_EC_P256;
+	spec.root_days = 3650;
+	spec.intermediate_days = 1825;
+	spec.leaf_days = 397;
+	spec.renew_before_days = 30;
+	spec.servers = servers;
+	spec.nservers = 2;
+	spec.clients = clients;
+	spec.nclients = 1;
+	F.now = time(NULL);
+	for (i = 0; i < 2; i++) {
+		if (pki_generate(&F.g[i], "poc", i + 1, &spec, 1, F.now, &e) < 0 ||
+		    pki_export(&F.files[i], &F.nfiles[i], &F.m[i], F.g[i], "poc", "secret", F.now, &e) < 0 ||
+		    known_add_manifest(&F.known, F.m[i], &e) < 0) {
+			fprintf(stderr, "setup: %s\n", e.msg);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	int i;
+
+	(void)state;
+	for (i = 0; i < 2; i++) {
+		pki_generation_free(F.g[i]);
+		pki_files_free(F.files[i], F.nfiles[i]);
+		spec_manifest_free(F.m[i]);
+	}
+	known_release(&F.known);
+	return 0;
+}
+
+/* The exported PEM text of generation gen's file at path. */
+static const struct buf *pem(int gen, const char *path)
+{
+	size_t i;
+
+	for (i = 0; i < F.nfiles[gen - 1]; i++)
+		if (strcmp(F.files[gen - 1][i].path, path) == 0)
+			return &F.files[gen - 1][i].data;
+	fail_msg("no file %s in generation %d", path, gen);
+	return NULL;
+}
+
+/* Unencrypted PKCS#8 PEM of a generation's key (what a host holds). */
+static void plain_key(struct buf *out, int gen, const char *name)
+{
+	const struct pki_generation *g = F.g[gen - 1];
+	BUF_MEM *m;
+	BIO *b = BIO_new(BIO_s_mem());
+	size_t i;
+
+	assert_non_null(b);
+	for (i = 0; i < g->ncerts; i++)
+		if (strcmp(g->certs[i].name, name) == 0)
+			break;
+	assert_true(i < g->ncerts);
+	assert_int_equal(PEM_write_bio_PrivateKey(b, g->certs[i].pkey, NULL, NULL, 0, NULL, NULL), 1);
+	BIO_get_mem_ptr(b, &m);
+	assert_int_equal(buf_put(out, m->data, m->length), 0);
+	BIO_free(b);
+}
+
+static void file_init(struct obs_file *f, enum spec_content c, enum layout_side side, const char *text)
+{
+	struct err e = ERR_INIT;
+
+	memset(f, 0, sizeof(*f));
+	f->present = 1;
+	f->content = c;
+	f->side = side;
+	f->mode = -1;
+	if (text)
+		assert_int_equal(observe_parse_certs(f, text, strlen(text), &F.known, F.now, &e), 0);
+}
+
+/* A postgres server host: server.crt (leaf+chain), server.key, root.crt (bundle). */
+struct host3 {
+	struct obs_file f[3];
+};
+
+static void server_host(struct host3 *h, int leaf_gen, const char *leaf, int b1, int b2)
+{
+	struct buf crt = BUF_INIT, bundle = BUF_INIT, key = BUF_INIT, path = BUF_INIT;
+
+	buf_printf(&path, "servers/%s.crt", leaf);
+	buf_puts(&crt, buf_cstr(pem(leaf_gen, buf_cstr(&path))));
+	buf_puts(&crt, buf_cstr(pem(leaf_gen, "ca/server-ca.crt")));
+	if (b2) {
+		buf_puts(&bundle, buf_cstr(pem(b2, "ca/root.crt")));
+		buf_puts(&bundle, buf_cstr(pem(b2, "ca/client-ca.crt")));
+	}
+	buf_puts(&bundle, buf_cstr(pem(b1, "ca/root.crt")));
+	buf_puts(&bundle, buf_cstr(pem(b1, "ca/client-ca.crt")));
+	file_init(&h->f[0], SPEC_CONTENT_LEAF_CHAIN, LAYOUT_SIDE_SERVER, buf_cstr(&crt));
+	file_init(&h->f[1], SPEC_CONTENT_KEY, LAYOUT_SIDE_SERVER, NULL);
+	plain_key(&key, leaf_gen, "pg1");
+	h->f[1].key = observe_key_match(key.ptr, key.len, crt.ptr, crt.len);
+	file_init(&h->f[2], SPEC_CONTENT_TRUST, LAYOUT_SIDE_CLIENT, buf_cstr(&bundle));
+	buf_release(&crt);
+	buf_release(&bundle);
+	buf_wipe(&key);
+	buf_release(&path);
+}
+
+static void host_release(struct host3 *h)
+{
+	int i;
+
+	for (i = 0; i < 3; i++)
+		obs_file_release(&h->f[i]);
+}
+
+#define BIT(s) (1u << (s))
+
+static void test_classify_known_and_roles(void **state)
+{
+	struct host3 h;
+
+	(void)state;
+	server_host(&h, 1, "pg1", 1, 0);
+	assert_null(h.f[0].problem);
+	assert_int_equal(h.f[0].ncerts, 2);
+	assert_int_equal(h.f[0].certs[0].generation, 1);
+	assert_int_equal(h.f[0].certs[0].role, CERT_ROLE_SERVER);
+	assert_string_equal(h.f[0].certs[0].name, "pg1");
+	assert_int_equal(h.f[0].certs[1].role, CERT_ROLE_SERVER_CA);
+	assert_true(h.f[0].certs[0].days_left >= 396 && h.f[0].certs[0].days_left <= 397);
+	assert_int_equal(h.f[1].key, OBS_KEY_MATCH);
+	assert_int_equal(h.f[2].ncerts, 2);
+	assert_int_equal(h.f[2].certs[0].role, CERT_ROLE_ROOT);
+	host_release(&h);
+}
+
+static void test_phase_masks_server(void **state)
+{
+	struct host3 h;
+
+	(void)state;
+	server_host(&h, 1, "pg1", 1, 0);
+	assert_int_equal(observe_phase_mask(h.f, 3, 1, 0), BIT(OBS_STEP_STABLE_A));
+	assert_int_equal(observe_phase_mask(h.f, 3, 1, 2), BIT(OBS_STEP_STABLE_A));
+	host_release(&h);
+
+	server_host(&h, 1, "pg1", 1, 2);   /* bundle 1+2, leaf 1: trust */
+	assert_int_equal(observe_phase_mask(h.f, 3, 1, 2), BIT(OBS_STEP_TRUST));
+	assert_int_equal(observe_phase_mask(h.f, 3, 1, 0), 0);
+	host_release(&h);
+
+	server_host(&h, 2, "pg1", 1, 2);   /* bundle 1+2, leaf 2: servers or clients */
+	assert_int_equal(observe_phase_mask(h.f, 3, 1, 2), BIT(OBS_STEP_SERVERS) | BIT(OBS_STEP_CLIENTS));
+	host_release(&h);
+
+	server_host(&h, 2, "pg1", 2, 0);   /* bundle 2 only, leaf 2: the end */
+	assert_int_equal(observe_phase_mask(h.f, 3, 1, 2), BIT(OBS_STEP_STABLE_B));
+	host_release(&h);
+}
+
+static void test_phase_masks_client(void **state)
+{
+	struct obs_file f[2];
+	struct buf crt = BUF_INIT, bundle = BUF_INIT;
+
+	(void)state;
+	buf_puts(&crt, buf_cstr(pem(1, "clients/app.crt")));
+	buf_puts(&crt, buf_cstr(pem(1, "ca/client-ca.crt")));
+	buf_puts(&bundle, buf_cstr(pem(2, "ca/root.crt")));
+	buf_puts(&bundle, buf_cstr(pem(2, "ca/server-ca.crt")));
+	buf_puts(&bundle, buf_cstr(pem(1, "ca/root.crt")));
+	buf_puts(&bundle, buf_cstr(pem(1, "ca/server-ca.crt")));
+	file_init(&f[0], SPEC_CONTENT_LEAF_CHAIN, LAYOUT_SIDE_CLIENT, buf_cstr(&crt));
+	file_init(&f[1], SPEC_CONTENT_TRUST, LAYOUT_SIDE_SERVER, buf_cstr(&bundle));
+	assert_int_equal(observe_phase_mask(f, 2, 1, 2), BIT(OBS_STEP_TRUST) | BIT(OBS_STEP_SERVERS));
+	obs_file_release(&f[0]);
+	obs_file_release(&f[1]);
+	buf_release(&crt);
+	buf_release(&bundle);
+}
+
+static void test_wrong_side_ca_in_bundle(void **state)
+{
+	struct obs_file f;
+	struct buf bundle = BUF_INIT;
+
+	(void)state;
+	/* A server's bundle must hold client CAs: a server CA there is wrong. */
+	buf_puts(&bundle, buf_cstr(pem(1, "ca/root.crt")));
+	buf_puts(&bundle, buf_cstr(pem(1, "ca/server-ca.crt")));
+	file_init(&f, SPEC_CONTENT_TRUST, LAYOUT_SIDE_CLIENT, buf_cstr(&bundle));
+	assert_null(f.problem);
+	assert_int_equal(observe_phase_mask(&f, 1, 1, 0), 0);
+	obs_file_release(&f);
+	buf_release(&bundle);
+}
+
+static void test_key_mismatch(void **state)
+{
+	struct buf key = BUF_INIT;
+	const struct buf *crt = pem(1, "servers/pg1.crt");
+
+	(void)state;
+	plain_key(&key, 1, "pg2");
+	assert_int_equal(observe_key_match(key.ptr, key.len, crt->ptr, crt->len), OBS_KEY_MISMATCH);
+	buf_wipe(&key);
+	plain_key(&key, 2, "pg1");
+	assert_int_equal(observe_key_match(key.ptr, key.len, crt->ptr, crt->len), OBS_KEY_MISMATCH);
+	buf_wipe(&key);
+	plain_key(&key, 1, "pg1");
+	assert_int_equal(observe_key_match(key.ptr, key.len, crt->ptr, crt->len), OBS_KEY_MATCH);
+	assert_int_equal(observe_key_match(key.ptr, key.len, NULL, 0), OBS_KEY_NO_LEAF);
+	buf_wipe(&key);
+}
+
+static void test_encrypted_key_is_invalid_without_prompt(void **state)
+{
+	const struct buf *k = pem(1, "servers/pg1.key");
+	const struct buf *crt = pem(1, "servers/pg1.crt");
+
+	(void)state;
+	assert_non_null(strstr(k->ptr, "ENCRYPTED PRIVATE KEY"));
+	assert_int_equal(observe_key_match(k->ptr, k->len, crt->ptr, crt->len), OBS_KEY_INVALID);
+	assert_int_equal(observe_key_match("garbage", 7, crt->ptr, crt->len), OBS_KEY_INVALID);
+}
+
+static void test_unknown_and_bad_contents(void **state)
+{
+	struct obs_file f;
+	struct known_set none = { NULL, 0, 0 };
+	struct err e = ERR_INIT;
+	const char *root = buf_cstr(pem(1, "ca/root.crt"));
+	struct buf both = BUF_INIT, key = BUF_INIT;
+
+	(void)state;
+	/* Unknown: described, generation 0, consistent with nothing. */
+	memset(&f, 0, sizeof(f));
+	f.present = 1;
+	f.content = SPEC_CONTENT_TRUST;
+	assert_int_equal(observe_parse_certs(&f, root, strlen(root), &none, F.now, &e), 0);
+	assert_int_equal(f.ncerts, 1);
+	assert_int_equal(f.certs[0].generation, 0);
+	assert_non_null(strstr(f.certs[0].subject, "CN=poc root g1"));
+	assert_int_equal(strlen(f.certs[0].fingerprint), 95);
+	assert_int_equal(observe_phase_mask(&f, 1, 1, 0), 0);
+	obs_file_release(&f);
+
+	file_init(&f, SPEC_CONTENT_TRUST, LAYOUT_SIDE_CLIENT, "this is not PEM\n");
+	assert_string_equal(f.problem, "holds no PEM certificate");
+	assert_int_equal(observe_phase_mask(&f, 1, 1, 0), 0);
+	obs_file_release(&f);
+
+	file_init(&f, SPEC_CONTENT_TRUST, LAYOUT_SIDE_CLIENT,
+		  "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+	assert_string_equal(f.problem, "holds a certificate block that does not parse");
+	obs_file_release(&f);
+
+	file_init(&f, SPEC_CONTENT_TRUST, LAYOUT_SIDE_CLIENT, "-----BEGIN CERTIFICATE-----\nAAAA\n");
+	assert_string_equal(f.problem, "a certificate block has no END line");
+	obs_file_release(&f);
+
+	plain_key(&key, 1, "pg1");
+	buf_puts(&both, root);
+	buf_puts(&both, buf_cstr(&key));
+	file_init(&f, SPEC_CONTENT_LEAF_CHAIN, LAYOUT_SIDE_SERVER, buf_cstr(&both));
+	assert_string_equal(f.problem, "holds a private key where certificates belong");
+	obs_file_release(&f);
+	buf_wipe(&both);
+	buf_wipe(&key);
+
+	memset(&f, 0, sizeof(f));   /* missing file: fits nothing */
+	f.content = SPEC_CONTENT_TRUST;
+	assert_int_equal(observe_phase_mask(&f, 1, 1, 0), 0);
+}
+
+static void test_layouts(void **state)
+{
+	struct host_role r;
+	struct managed_file *m = NULL;
+	struct err e = ERR_INIT;
+	size_t n = 0;
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	r.role = SPEC_ROLE_SERVER;
+	r.layout = "postgres";
+	r.dir = "/srv/postgres/certs/";
+	r.owner = "postgres";
+	r.identity = "pg1";
+	assert_int_equal(layout_expand(&m, &n, &r, &e), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(m[0].path, "/srv/postgres/certs/server.crt");
+	assert_int_equal(m[0].content, SPEC_CONTENT_LEAF_CHAIN);
+	assert_string_equal(m[0].identity, "pg1");
+	assert_string_equal(m[1].path, "/srv/postgres/certs/server.key");
+	assert_int_equal(m[1].mode, 0600);
+	assert_string_equal(m[2].path, "/srv/postgres/certs/root.crt");
+	assert_int_equal(m[2].side, LAYOUT_SIDE_CLIENT);
+	assert_null(m[2].identity);
+	assert_string_equal(m[2].owner, "postgres");
+	layout_free(m, n);
+
+	memset(&r, 0, sizeof(r));
+	r.role = SPEC_ROLE_CLIENT;
+	r.layout = "libpq";
+	r.home = "/home/app";
+	r.user = "app";
+	r.identity = "app";
+	assert_int_equal(layout_expand(&m, &n, &r, &e), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(m[0].path, "/home/app/.postgresql/postgresql.crt");
+	assert_string_equal(m[1].path, "/home/app/.postgresql/postgresql.key");
+	assert_string_equal(m[2].path, "/home/app/.postgresql/root.crt");
+	assert_int_equal(m[2].side, LAYOUT_SIDE_SERVER);
+	assert_string_equal(m[1].owner, "app");
+	layout_free(m, n);
+
+	r.layout = "nonsense";
+	assert_int_equal(layout_expand(&m, &n, &r, &e), ROTOR_EINVALID);
+	assert_null(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_classify_known_and_roles),
+		cmocka_unit_test(test_phase_masks_server),
+		cmocka_unit_test(test_phase_masks_client),
+		cmocka_unit_test(test_wrong_side_ca_in_bundle),
+		cmocka_unit_test(test_key_mismatch),
+		cmocka_unit_test(test_encrypted_key_is_invalid_without_prompt),
+		cmocka_unit_test(test_unknown_and_bad_contents),
+		cmocka_unit_test(test_layouts),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
