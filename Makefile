@@ -38,22 +38,27 @@ DEPS_BENCH := golang-cfssl time
 all: build/rotor
 
 build/rotor: $(REL_OBJ)
-	$(CC) $(OPT) -o $@ $(REL_OBJ) $(PKG_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(OPT) -o $@ $(REL_OBJ) $(PKG_LIBS)
 
 build/rel/%.o: %.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(BASEFLAGS) $(OPT) $(PKG_CFLAGS) -DROTOR_VERSION='"$(VERSION)"' -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(BASEFLAGS) $(OPT) $(PKG_CFLAGS) -DROTOR_VERSION='"$(VERSION)"' -c $< -o $@
 
 build/asan/%.o: %.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(BASEFLAGS) -O1 $(SAN) $(PKG_CFLAGS) -DROTOR_VERSION='"$(VERSION)"' -c $< -o $@
+	@echo "  CC asan $<"
+	@$(CC) $(BASEFLAGS) -O1 $(SAN) $(PKG_CFLAGS) -DROTOR_VERSION='"$(VERSION)"' -c $< -o $@
 
 build/asan/rotor: $(SAN_LIB) $(SAN_CMD)
-	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD asan $@"
+	@$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 build/asan/tests/%: tests/unit/%.c $(SAN_LIB) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASEFLAGS) -O1 $(SAN) $(PKG_CFLAGS) -DROTOR_SRCDIR='"$(CURDIR)"' -o $@ $< $(SAN_LIB) $(PKG_LIBS) -lcmocka
+	@echo "  LD asan $@"
+	@$(CC) $(BASEFLAGS) -O1 $(SAN) $(PKG_CFLAGS) -DROTOR_SRCDIR='"$(CURDIR)"' -o $@ $< $(SAN_LIB) $(PKG_LIBS) -lcmocka
 
 deps:
 	@sh tests/deps.sh $(DEPS_BUILD) $(DEPS_FLEET)
