@@ -1192,11 +1192,11 @@ int ssh_read_file(struct buf *out, struct ssh_conn *c, const char *path, size_t 
 	}
 	for (;;) {
 		/* Ask for one byte more than the cap: a file that grew is refused. */
-		size_t want = IO_CHUNK;
+		size_t want = IO_CHUNK, room = max - total;
 		ssize_t n;
 
-		if (want > max - total + 1)
-			want = max - total + 1;
+		if (room < IO_CHUNK)
+			want = room + 1;
 		if ((rc = buf_grow(out, want)) != 0) {
 			rc = err_set(e, rc, "%s: %s does not fit in the buffer", c->name, path);
 			goto out;
@@ -1395,10 +1395,16 @@ int ssh_write_file_atomic(struct ssh_conn *c, const char *path, const void *data
 		rc |= buf_puts(&cmd, "; } && ");
 	}
 	if (wo->owner || wo->group) {
-		rc |= buf_printf(&cmd, "%schown %s%s%s -- ", sudo, wo->owner ? wo->owner : "",
-				 wo->group ? ":" : "", wo->group ? wo->group : "");
+		struct buf spec = BUF_INIT;
+
+		rc |= buf_printf(&spec, "%s%s%s", wo->owner ? wo->owner : "", wo->group ? ":" : "",
+				 wo->group ? wo->group : "");
+		rc |= buf_printf(&cmd, "%schown ", sudo);
+		rc |= ssh_shell_quote(&cmd, buf_cstr(&spec));
+		rc |= buf_puts(&cmd, " -- ");
 		rc |= ssh_shell_quote(&cmd, buf_cstr(&tmp));
 		rc |= buf_puts(&cmd, " && ");
+		buf_release(&spec);
 	}
 	rc |= buf_printf(&cmd, "%smv -f -- ", sudo);
 	rc |= ssh_shell_quote(&cmd, buf_cstr(&tmp));
