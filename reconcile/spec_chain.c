@@ -61,6 +61,10 @@ static int get_days(struct vctx *v, const struct ynode *n, const char *where, in
 		yquote(q, sizeof(q), n->text, n->len, 40);
 		if (strcmp(why, "range") == 0)
 			vreport(v, n, where, "%s is longer than 100 years (%d days)", q, SPEC_MAX_DAYS);
+		else if (strcmp(why, "zero") == 0)
+			vreport(v, n, where, "%s: a duration must be at least one day", q);
+		else if (strcmp(why, "leading zero") == 0)
+			vreport(v, n, where, "%s: write the number without a leading zero", q);
 		else
 			vreport(v, n, where,
 				"invalid duration %s (expected a number and a unit: d for days, w for weeks, "
@@ -319,11 +323,11 @@ static void *chain_decode(struct vctx *v, const struct ynode *root)
 		ok[2] = get_days(v, d[2], "validity.leaf", &c->leaf_days) >= 0;
 		if (ok[1] && ok[2] && c->leaf_days > c->intermediate_days)
 			vreport(v, d[2] ? d[2] : t[2], d[2] ? "validity.leaf" : "validity",
-				"leaf validity (%s) must not be longer than intermediate (%s)",
+				"%s must not be longer than the intermediate validity (%s)",
 				days_text(d[2], "397d", a, sizeof(a)), days_text(d[1], "5y", b, sizeof(b)));
 		if (ok[0] && ok[1] && c->intermediate_days > c->root_days)
 			vreport(v, d[1] ? d[1] : t[2], d[1] ? "validity.intermediate" : "validity",
-				"intermediate validity (%s) must not be longer than root (%s)",
+				"%s must not be longer than the root validity (%s)",
 				days_text(d[1], "5y", a, sizeof(a)), days_text(d[0], "10y", b, sizeof(b)));
 	} else if (t[2]) {
 		ok[2] = 0;
@@ -331,7 +335,7 @@ static void *chain_decode(struct vctx *v, const struct ynode *root)
 	rb_ok = get_days(v, t[3], "renew_before", &c->renew_before_days) >= 0;
 	if (rb_ok && ok[2] && c->renew_before_days >= c->leaf_days)
 		vreport(v, t[3] ? t[3] : d[2], t[3] ? "renew_before" : "validity.leaf",
-			"renew_before (%s) must be shorter than the leaf validity (%s)",
+			"%s must be shorter than the leaf validity (%s)",
 			days_text(t[3], "30d", a, sizeof(a)), days_text(d[2], "397d", b, sizeof(b)));
 	if (t[4] && (t[4]->bad || t[4]->kind != YNODE_MAP))
 		leaves_ok = 0;

@@ -179,37 +179,37 @@ static const struct ynode *get_cert(struct vctx *v, const struct ynode *n, const
 	if (vmap(v, n, where, cert_keys, C_NKEYS, k) < 0)
 		return NULL;
 	where_key(w, where, "name");
-	get_fmt(v, k[C_NAME], w, 1, 63, ok_leaf, "a valid name (" LEAF_NAME_RULE ")", &c->name);
+	get_fmt(v, k[C_NAME], w, 1, 256, ok_leaf, "a valid name (" LEAF_NAME_RULE ")", &c->name);
 	where_key(w, where, "role");
 	if (venum(v, k[C_ROLE], w, role_names, 5, &role) > 0)
 		c->role = (enum cert_role)role;
 	where_key(w, where, "cert");
-	cert = get_fmt(v, k[C_CERT], w, 1, 80, ok_crt, "a certificate path like \"servers/pg1.crt\"", &c->cert);
+	cert = get_fmt(v, k[C_CERT], w, 1, 256, ok_crt, "a certificate path like \"servers/pg1.crt\"", &c->cert);
 	where_key(w, where, "key");
 	if (imported == 1 && k[C_KEY])
 		vreport(v, k[C_KEY], w, "not allowed in an imported generation (rotor holds no keys for it)");
 	else if (imported == 0 && !k[C_KEY])
 		vreport(v, n, where, "missing required key \"key\" (a generated certificate has its key)");
 	else
-		get_fmt(v, k[C_KEY], w, 1, 80, ok_key, "a key path like \"servers/pg1.key\"", &c->key);
+		get_fmt(v, k[C_KEY], w, 1, 256, ok_key, "a key path like \"servers/pg1.key\"", &c->key);
 	where_key(w, where, "subject");
 	get_fmt(v, k[C_SUBJECT], w, 0, 4096, NULL, NULL, &c->subject);
 	where_key(w, where, "issuer");
 	get_fmt(v, k[C_ISSUER], w, 0, 4096, NULL, NULL, &c->issuer);
 	where_key(w, where, "fingerprint");
-	get_fmt(v, k[C_FINGERPRINT], w, 1, 95, ok_fingerprint,
+	get_fmt(v, k[C_FINGERPRINT], w, 1, 256, ok_fingerprint,
 		"a SHA-256 fingerprint (32 uppercase hex bytes joined by ':')", &c->fingerprint);
 	where_key(w, where, "serial");
-	get_fmt(v, k[C_SERIAL], w, 1, 129, is_serial, "a serial number in lowercase hex (two digits a byte)",
+	get_fmt(v, k[C_SERIAL], w, 1, 256, is_serial, "a serial number in lowercase hex (two digits a byte)",
 		&c->serial);
 	where_key(w, where, "ski");
-	get_fmt(v, k[C_SKI], w, 1, 191, ok_keyid, "a key identifier (uppercase hex bytes joined by ':')", &c->ski);
+	get_fmt(v, k[C_SKI], w, 1, 256, ok_keyid, "a key identifier (uppercase hex bytes joined by ':')", &c->ski);
 	where_key(w, where, "aki");
-	get_fmt(v, k[C_AKI], w, 1, 191, ok_keyid, "a key identifier (uppercase hex bytes joined by ':')", &c->aki);
+	get_fmt(v, k[C_AKI], w, 1, 256, ok_keyid, "a key identifier (uppercase hex bytes joined by ':')", &c->aki);
 	where_key(w, where, "not_before");
-	get_fmt(v, k[C_NOT_BEFORE], w, 1, 20, is_rfc3339, RFC3339_RULE, &c->not_before);
+	get_fmt(v, k[C_NOT_BEFORE], w, 1, 64, is_rfc3339, RFC3339_RULE, &c->not_before);
 	where_key(w, where, "not_after");
-	get_fmt(v, k[C_NOT_AFTER], w, 1, 20, is_rfc3339, RFC3339_RULE, &c->not_after);
+	get_fmt(v, k[C_NOT_AFTER], w, 1, 64, is_rfc3339, RFC3339_RULE, &c->not_after);
 	return cert;
 }
 
@@ -232,11 +232,11 @@ static void *manifest_decode(struct vctx *v, const struct ynode *root)
 		return m;
 	if (vint(v, t[0], "version", INT_MIN, INT_MAX, &ver) > 0 && ver != 1)
 		vreport(v, t[0], "version", "unsupported version %d (this rotor reads version 1)", ver);
-	get_fmt(v, t[1], "env", 1, 32, ok_env, "a valid environment name", &m->env);
+	get_fmt(v, t[1], "env", 1, 64, ok_env, "a valid environment name", &m->env);
 	vint(v, t[2], "generation", 1, 9999, &m->generation);
 	if (vbool(v, t[3], "imported", &m->imported) > 0)
 		imported = m->imported;
-	get_fmt(v, t[4], "created", 1, 20, is_rfc3339, RFC3339_RULE, &m->created);
+	get_fmt(v, t[4], "created", 1, 64, is_rfc3339, RFC3339_RULE, &m->created);
 	if (vseq(v, t[5], "certs") <= 0)
 		return m;
 	if (t[5]->count == 0) {

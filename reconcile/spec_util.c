@@ -144,7 +144,7 @@ int vmap(struct vctx *v, const struct ynode *n, const char *where, const struct 
 	}
 	for (i = 0; i < nkeys; i++)
 		if (keys[i].required && !vals[i])
-			vreport(v, n, where, "missing required key \"%s\"", keys[i].name);
+			vreport(v, n, where, "missing required key \"%s\"%s", keys[i].name, n ? "" : " (the file is empty)");
 	return 0;
 }
 
@@ -233,6 +233,9 @@ int vint(struct vctx *v, const struct ynode *n, const char *where, int lo, int h
 	if (!n->int_fits || n->ival < lo || n->ival > hi) {
 		if (lo == hi)
 			vreport(v, n, where, "expected %d, found %.*s", lo, (int)(n->len > 40 ? 40 : n->len), n->text);
+		else if (n->int_fits && memchr(n->text, ':', n->len))
+			vreport(v, n, where, "%.*s is out of range (%d to %d): YAML 1.1 reads it as the base-60 number %d",
+				(int)(n->len > 40 ? 40 : n->len), n->text, lo, hi, n->ival);
 		else
 			vreport(v, n, where, "%.*s is out of range (%d to %d)", (int)(n->len > 40 ? 40 : n->len),
 				n->text, lo, hi);
@@ -515,6 +518,9 @@ const char *chk_host(const char *s, size_t n, int wildcard, char *why, size_t ca
 
 	for (i = 0; i < n && dotted; i++)
 		dotted = is_digit(s[i]) || s[i] == '.';
+	/* Only what could be meant as IPv6 gets the IPv6 verdict. */
+	for (i = 0; i < n && colon; i++)
+		colon = is_alnum(s[i]) || s[i] == ':' || s[i] == '.' || s[i] == '%';
 	if (colon) {
 		if (chk_ipv6(s, n))
 			return NULL;
@@ -642,6 +648,10 @@ int parse_days(const char *s, size_t n, int *days, const char **why)
 	int mult;
 
 	*why = NULL;
+	if (n >= 2 && s[0] == '0' && strchr("dwy", s[n - 1]) && strspn(s, "0123456789") == n - 1) {
+		*why = strspn(s, "0") == n - 1 ? "zero" : "leading zero";
+		return -1;
+	}
 	if (n < 2 || n > 6 || s[0] < '1' || s[0] > '9') {
 		*why = "format";
 		return -1;

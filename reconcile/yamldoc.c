@@ -862,12 +862,21 @@ static int parser_error(struct builder *b, const yaml_parser_t *p, const char *d
 		return ROTOR_ENOMEM;
 	}
 	if (p->error == YAML_READER_ERROR) {
-		offset_mark(data, len, p->problem_offset, &line, &col);
-		if (p->problem_value < 0)
+		size_t off = p->problem_offset < len ? p->problem_offset : len;
+
+		if (strstr(problem, "trailing UTF-8") || strstr(problem, "incomplete UTF-8")) {
+			/* Point at the sequence's first byte, which is what the eye looks for. */
+			while (off > 0 && ((unsigned char)data[off - 1] & 0xC0) == 0x80)
+				off--;
+			if (off > 0 && (unsigned char)data[off - 1] >= 0xC0)
+				off--;
+		}
+		offset_mark(data, len, off, &line, &col);
+		if (strstr(problem, "UTF-8") && off < len)
+			ysink_add(b->s, line, col, "invalid YAML: %s (at byte 0x%02X); files must be UTF-8", problem,
+				  (unsigned char)data[off]);
+		else if (p->problem_value < 0)
 			ysink_add(b->s, line, col, "invalid YAML: %s", problem);
-		else if (strstr(problem, "UTF-8"))
-			ysink_add(b->s, line, col, "invalid YAML: %s (byte 0x%02X); files must be UTF-8", problem,
-				  (unsigned)p->problem_value & 0xFFu);
 		else
 			ysink_add(b->s, line, col, "invalid YAML: %s (U+%04X)", problem, (unsigned)p->problem_value);
 		return ROTOR_EINVALID;

@@ -1081,7 +1081,7 @@ static void test_nul_and_utf8(void **state)
 	diags_release(&d);
 	assert_int_equal(spec_load_config(NULL, "r.yaml", bad8, sizeof(bad8) - 1, &d), ROTOR_EINVALID);
 	t = first_diag(&d);
-	assert_string_equal(t, "r.yaml:2:24: invalid YAML: invalid leading UTF-8 octet (byte 0xFF); files must be UTF-8");
+	assert_string_equal(t, "r.yaml:2:24: invalid YAML: invalid leading UTF-8 octet (at byte 0xFF); files must be UTF-8");
 	free(t);
 	diags_release(&d);
 	/* An escaped NUL parses, and is refused as a control character. */
@@ -1186,7 +1186,7 @@ static void test_empty_and_null_diags(void **state)
 	assert_int_equal(spec_load_rotation(&r, "rot.yaml", "", 0, &d), ROTOR_EINVALID);
 	assert_null(r);
 	t = first_diag(&d);
-	assert_string_equal(t, "rot.yaml: missing required key \"phase\"");
+	assert_string_equal(t, "rot.yaml: missing required key \"phase\" (the file is empty)");
 	free(t);
 	diags_release(&d);
 	assert_int_equal(spec_load_rotation(&r, "rot.yaml", "# only a comment\n", 17, &d), ROTOR_EINVALID);
