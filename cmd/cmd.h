@@ -41,6 +41,7 @@ int cmd_init(struct ctx *ctx, int argc, char **argv);
 int cmd_validate(struct ctx *ctx, int argc, char **argv);
 int cmd_rotate(struct ctx *ctx, int argc, char **argv);
 int cmd_chain(struct ctx *ctx, int argc, char **argv);
+int cmd_observe(struct ctx *ctx, int argc, char **argv);
 
 /* Print "rotor: <msg>" for e and return 1. */
 int cmd_fail(const struct err *e);
@@ -111,6 +112,9 @@ int state_report(const struct diags *d);
 
 /* Open the source of state: the commit REV (default HEAD), or the work tree. */
 int state_src_open(struct state_src *src, struct ctx *ctx, const char *ref, int worktree, struct err *e);
+
+/* Expand a leading "~/" with $HOME into out. */
+int state_expand_path(char *out, size_t len, const char *p, struct err *e);
 
 /* Resolve the secret key file path: $ROTOR_KEY_FILE, else the config's (with ~ expanded). */
 int state_key_path(char *out, size_t outlen, const struct rotor_config *c, struct err *e);

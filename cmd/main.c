@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "../reconcile/ssh.h"
 
 #ifndef ROTOR_VERSION
 #define ROTOR_VERSION "unknown"
@@ -53,6 +54,20 @@ const struct cmd rotor_commands[] = {
 	  "is in service or being rolled in.  Certificates are read and parsed from\n"
 	  "the PEM files and checked against manifest.yaml.  --json prints one object\n"
 	  "described by schemas/chain-show.json.\n" },
+	{ "observe", cmd_observe, "read what every host really has, over SSH",
+	  "usage: rotor observe --env NAME [--ref REV] [--json] [-j N | --parallel N]\n"
+	  "\n"
+	  "For every host in hosts.yaml at REV (default HEAD), open one SSH session (the\n"
+	  "host key must be in known_hosts: rotor never trusts on first use) and read\n"
+	  "every managed file of its roles over SFTP (sudo -n cat when ssh.become is\n"
+	  "sudo and the login user may not read it).  For each file: present or missing,\n"
+	  "mode and owner, every certificate with the generation it belongs to (matched\n"
+	  "by SHA-256 fingerprint) or UNKNOWN with subject, issuer and fingerprint,\n"
+	  "whether a key matches its certificate, and days to expiry; for each host,\n"
+	  "the rotation steps its live state fits.  Files over 256 KiB are not read.\n"
+	  "N hosts at once (default: parallel in rotor.yaml).  --json prints one object\n"
+	  "described by schemas/observe.json.  Exit 0 when every host was observed,\n"
+	  "1 when one could not be reached (the others are still reported).\n" },
 	{ "help", cmd_help, "show help for a command", "usage: rotor help [COMMAND]\n" },
 	{ NULL, NULL, NULL, NULL }
 };
@@ -181,10 +196,16 @@ int main(int argc, char **argv)
 			return 0;
 		}
 	}
+	/* Libraries are initialised once, before any thread starts. */
 	if (gitrepo_global_init(&e) < 0)
 		return cmd_fail(&e);
+	if (ssh_global_init(&e) < 0) {
+		gitrepo_global_shutdown();
+		return cmd_fail(&e);
+	}
 	rc = c->run(&ctx, argc - 1, argv + 1);
 	gitrepo_free(ctx.repo);
+	ssh_global_shutdown();
 	gitrepo_global_shutdown();
 	return rc;
 }

@@ -339,25 +339,35 @@ int state_report(const struct diags *d)
 	return 1;
 }
 
+/* Expand "~/" with $HOME; copy anything else. */
+int state_expand_path(char *out, size_t len, const char *p, struct err *e)
+{
+	const char *home;
+
+	if (p[0] == '~' && p[1] == '/') {
+		home = getenv("HOME");
+		if (!home || !*home)
+			return err_set(e, ROTOR_EINVALID, "cannot expand %s: $HOME is not set", p);
+		if ((size_t)snprintf(out, len, "%s/%s", home, p + 2) >= len)
+			return err_set(e, ROTOR_EINVALID, "path too long: %.64s...", p);
+		return 0;
+	}
+	if ((size_t)snprintf(out, len, "%s", p) >= len)
+		return err_set(e, ROTOR_EINVALID, "path too long: %.64s...", p);
+	return 0;
+}
+
 int state_key_path(char *out, size_t outlen, const struct rotor_config *c, struct err *e)
 {
-	const char *p = getenv("ROTOR_KEY_FILE"), *home;
+	const char *p = getenv("ROTOR_KEY_FILE");
 
 	if (!p || !*p)
 		p = c ? c->key_file : NULL;
 	if (!p || !*p)
 		return err_set(e, ROTOR_ESECRET, "no secret key file: set secrets.key_file in rotor.yaml or $ROTOR_KEY_FILE");
-	if (p[0] == '~' && p[1] == '/') {
-		home = getenv("HOME");
-		if (!home || !*home)
-			return err_set(e, ROTOR_ESECRET, "cannot expand %s: $HOME is not set", p);
-		if ((size_t)snprintf(out, outlen, "%s/%s", home, p + 2) >= outlen)
-			return err_set(e, ROTOR_ESECRET, "key file path too long");
-		return 0;
-	}
-	if (p[0] != '/')
+	if (p[0] != '/' && !(p[0] == '~' && p[1] == '/'))
 		return err_set(e, ROTOR_ESECRET, "key file path \"%s\" must be absolute or start with ~/", p);
-	if ((size_t)snprintf(out, outlen, "%s", p) >= outlen)
-		return err_set(e, ROTOR_ESECRET, "key file path too long");
+	if (state_expand_path(out, outlen, p, e) < 0)
+		return e->code = ROTOR_ESECRET;
 	return 0;
 }

@@ -19,6 +19,22 @@ int opt_parse(int argc, char **argv, const struct opt *opts,
 			only_pos = 1;
 			continue;
 		}
+		if (!only_pos && arg[0] == '-' && arg[1] != '-' && arg[1] != '\0' && arg[2] == '\0') {
+			/* A one-letter option, "-j N", is the long option named "j". */
+			for (o = opts; o && o->name; o++)
+				if (o->name[0] == arg[1] && o->name[1] == '\0')
+					break;
+			if (!o || !o->name)
+				return err_set(e, ROTOR_EINVALID, "unknown option \"%s\"", arg);
+			if (!o->takes_value) {
+				*o->value = "1";
+			} else {
+				if (i + 1 >= argc)
+					return err_set(e, ROTOR_EINVALID, "option %s needs a value", arg);
+				*o->value = argv[++i];
+			}
+			continue;
+		}
 		if (only_pos || strncmp(arg, "--", 2) != 0) {
 			if (arg[0] == '-' && arg[1] != '\0' && !only_pos)
 				return err_set(e, ROTOR_EINVALID, "unknown option \"%s\"", arg);

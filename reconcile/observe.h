@@ -111,4 +111,54 @@ const char *observe_step_name(enum obs_step s);
  */
 unsigned observe_phase_mask(const struct obs_file *files, size_t n, int a, int b);
 
+/* ---- observing hosts over SSH (observe_run.c) ---- */
+
+/* How to reach hosts; paths already expanded, strings borrowed. */
+struct observe_opts {
+	const struct hosts_spec *hosts;
+	const struct known_set *known;
+	int generation, target;     /* from rotation.yaml: A and B (0 when stable) */
+	const char *user;           /* default login user (a host's user: wins) */
+	int port;                   /* default port (a host's port: wins); 0 = 22 */
+	const char *identity;       /* private key file; NULL = ssh-agent */
+	const char *known_hosts;
+	int become;                 /* sudo -n for files the login user cannot read */
+	int connect_timeout_ms;
+	int deadline_ms;            /* per host, after connect */
+	int parallel;               /* hosts at once */
+	size_t max_file;            /* bytes; a larger file is a finding, not read */
+	time_t now;
+	/* Called (serialised) as each host finishes; may be NULL. */
+	void (*progress)(void *payload, size_t done, size_t total);
+	void *payload;
+};
+
+struct obs_role {
+	enum spec_role role;
+	char *identity;             /* the leaf this role should use */
+	size_t first, nfiles;       /* its files in obs_host.files */
+};
+
+struct obs_host {
+	char *name, *address;
+	int reachable;
+	char *error;                /* why the host could not be observed */
+	char *host_key;             /* SHA256:... of the verified host key */
+	struct obs_role *roles;
+	size_t nroles;
+	struct obs_file *files;
+	size_t nfiles;
+	unsigned phase_mask;        /* observe_phase_mask over all its files */
+	double seconds;             /* wall time spent on this host */
+};
+
+/*
+ * Observe every host of o->hosts, at most o->parallel at once, one SSH
+ * session each.  *out has one entry per host, in hosts.yaml order; an
+ * unreachable host is an entry with reachable 0 and error set.  Returns
+ * an error only for failures that stop the whole run (memory).
+ */
+int observe_fleet(struct obs_host **out, size_t *n, const struct observe_opts *o, struct err *e);
+void obs_hosts_free(struct obs_host *h, size_t n);
+
 #endif
