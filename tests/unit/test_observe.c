@@ -20,6 +20,7 @@
 #include "../../reconcile/layout.h"
 #include "../../reconcile/observe.h"
 #include "../../reconcile/pki.h"
+#include "../../reconcile/verify.h"
 
 struct fix {
 	struct pki_generation *g[2];
@@ -367,6 +368,67 @@ static void test_layouts(void **state)
 	assert_null(m);
 }
 
+/* Verify generation lg's leaf (with chain when chain is set) against a bundle of the listed files. */
+static int verifies(int lg, const char *leaf, int chain, enum verify_purpose p, const char *host,
+		    const char *bundle_spec)
+{
+	struct buf l = BUF_INIT, t = BUF_INIT;
+	struct verify_req r;
+	struct err e = ERR_INIT;
+	char reason[256], item[64];
+	const char *s = bundle_spec;
+	int ok = -1;
+
+	buf_puts(&l, buf_cstr(pem(lg, leaf)));
+	if (chain)
+		buf_puts(&l, buf_cstr(pem(lg, strncmp(leaf, "servers/", 8) == 0 ? "ca/server-ca.crt" : "ca/client-ca.crt")));
+	/* bundle_spec: "1:ca/root.crt 2:ca/root.crt ..." */
+	while (*s) {
+		int g = *s - '0', n = 0;
+
+		assert_int_equal(sscanf(s + 2, "%63s%n", item, &n), 1);
+		buf_puts(&t, buf_cstr(pem(g, item)));
+		s += 2 + n;
+		while (*s == ' ')
+			s++;
+	}
+	memset(&r, 0, sizeof(r));
+	r.leaf_pem = l.ptr;
+	r.leaf_len = l.len;
+	r.trust_pem = t.ptr ? t.ptr : "";
+	r.trust_len = t.len;
+	r.purpose = p;
+	r.host = host;
+	assert_int_equal(verify_chain(&ok, reason, sizeof(reason), &r, &e), 0);
+	buf_release(&l);
+	buf_release(&t);
+	return ok;
+}
+
+static void test_verify_like_a_tls_peer(void **state)
+{
+	(void)state;
+	/* A client with generation 1's roots and server CA accepts pg1 of generation 1. */
+	assert_int_equal(verifies(1, "servers/pg1.crt", 1, VERIFY_SERVER, "pg1.example.net", "1:ca/root.crt 1:ca/server-ca.crt"), 1);
+	assert_int_equal(verifies(1, "servers/pg1.crt", 1, VERIFY_SERVER, "pg1", "1:ca/root.crt"), 1);
+	/* verify-full: the name must be in the SAN. */
+	assert_int_equal(verifies(1, "servers/pg1.crt", 1, VERIFY_SERVER, "pg2.example.net", "1:ca/root.crt"), 0);
+	/* Another generation's root does not. Both roots do. */
+	assert_int_equal(verifies(1, "servers/pg1.crt", 1, VERIFY_SERVER, NULL, "2:ca/root.crt 2:ca/server-ca.crt"), 0);
+	assert_int_equal(verifies(2, "servers/pg1.crt", 1, VERIFY_SERVER, NULL, "2:ca/root.crt 1:ca/root.crt"), 1);
+	/* Without the intermediate sent or trusted there is no chain. */
+	assert_int_equal(verifies(1, "servers/pg1.crt", 0, VERIFY_SERVER, NULL, "1:ca/root.crt"), 0);
+	assert_int_equal(verifies(1, "servers/pg1.crt", 0, VERIFY_SERVER, NULL, "1:ca/root.crt 1:ca/server-ca.crt"), 1);
+	/* An intermediate alone is not a trust anchor (no partial chains). */
+	assert_int_equal(verifies(1, "servers/pg1.crt", 1, VERIFY_SERVER, NULL, "1:ca/server-ca.crt"), 0);
+	/* Purposes: a server leaf is no client certificate and the other way round. */
+	assert_int_equal(verifies(1, "servers/pg1.crt", 1, VERIFY_CLIENT, NULL, "1:ca/root.crt"), 0);
+	assert_int_equal(verifies(1, "clients/app.crt", 1, VERIFY_CLIENT, NULL, "1:ca/root.crt 1:ca/client-ca.crt"), 1);
+	assert_int_equal(verifies(1, "clients/app.crt", 1, VERIFY_SERVER, NULL, "1:ca/root.crt"), 0);
+	/* An empty bundle trusts nothing. */
+	assert_int_equal(verifies(1, "clients/app.crt", 1, VERIFY_CLIENT, NULL, ""), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -378,6 +440,7 @@ int main(void)
 		cmocka_unit_test(test_encrypted_key_is_invalid_without_prompt),
 		cmocka_unit_test(test_unknown_and_bad_contents),
 		cmocka_unit_test(test_layouts),
+		cmocka_unit_test(test_verify_like_a_tls_peer),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
