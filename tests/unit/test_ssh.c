@@ -703,6 +703,56 @@ static void test_auth_failure(void **state)
 	assert_non_null(strstr(e.msg, "cannot read identity"));
 }
 
+/* Keys from ssh-agent when no identity file is given; an encrypted key file. */
+static void test_agent_and_passphrase(void **state)
+{
+	struct ssh_opts o;
+	struct ssh_conn *c = NULL;
+	struct err e = ERR_INIT;
+	struct buf pid = BUF_INIT;
+	char sock[400], enc[400];
+	const char *saved = getenv("SSH_AUTH_SOCK");
+	char *saved_copy = saved ? strdup(saved) : NULL;
+
+	(void)state;
+	SKIP_WITHOUT_FLEET();
+	opts_for(&o, 2);
+	o.identity = NULL;
+	unsetenv("SSH_AUTH_SOCK");
+	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
+	assert_non_null(strstr(e.msg, "SSH_AUTH_SOCK"));
+
+	snprintf(sock, sizeof(sock), "%s/agent.sock", g_dir);
+	assert_int_equal(capture(&pid, "ssh-agent -a %s -s | sed -n 's/^SSH_AGENT_PID=\\([0-9]*\\);.*/\\1/p'",
+				 sock), 0);
+	assert_true(pid.len > 1);
+	run("SSH_AUTH_SOCK=%s ssh-add -q %s 2>/dev/null", sock, g_key);
+	setenv("SSH_AUTH_SOCK", sock, 1);
+	if (ssh_connect(&c, &o, &e) != 0)
+		fail_msg("agent: %s", e.msg);
+	ssh_disconnect(c);
+	c = NULL;
+	run("kill %s", buf_cstr(&pid));
+	if (saved_copy)
+		setenv("SSH_AUTH_SOCK", saved_copy, 1);
+	else
+		unsetenv("SSH_AUTH_SOCK");
+	free(saved_copy);
+	buf_release(&pid);
+
+	snprintf(enc, sizeof(enc), "%s/encrypted_key", g_dir);
+	run("cp %s %s && ssh-keygen -q -p -P '' -N 'secret words' -f %s >/dev/null", g_key, enc, enc);
+	o.identity = enc;
+	o.passphrase = "secret words";
+	if (ssh_connect(&c, &o, &e) != 0)
+		fail_msg("encrypted key: %s", e.msg);
+	ssh_disconnect(c);
+	c = NULL;
+	o.passphrase = "wrong";
+	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
+	assert_null(c);
+}
+
 static void test_unknown_host(void **state)
 {
 	struct ssh_opts o;
@@ -974,6 +1024,7 @@ int main(void)
 		cmocka_unit_test(test_write_failures),
 		cmocka_unit_test(test_parallel_threads),
 		cmocka_unit_test(test_auth_failure),
+		cmocka_unit_test(test_agent_and_passphrase),
 		cmocka_unit_test(test_unknown_host),
 		cmocka_unit_test(test_known_hosts_forms),
 		cmocka_unit_test(test_hostkey_mismatch),
