@@ -130,6 +130,7 @@ for h in "$W"/fleet/hosts/host*; do
 done
 
 now() { date +%s.%N; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", a - b }'; }
 openssh() { # extra ssh options...
 	t0=$(now)
 	cut -d' ' -f1 "$W/fleet/hosts.txt" | xargs -P "$P" -I{} \
@@ -137,7 +138,7 @@ openssh() { # extra ssh options...
 		>"$W/ssh.out" 2>"$W/ssh.err" || { echo "openssh failed: $(head -n 3 "$W/ssh.err")" >&2; exit 1; }
 	[ "$(wc -c <"$W/ssh.out")" -eq $((N * $(cat "$W/server.crt" "$W/server.key" "$W/root.crt" | wc -c))) ] ||
 		{ echo "openssh: short output" >&2; exit 1; }
-	echo "$(now) - $t0" | bc
+	minus "$(now)" "$t0"
 }
 best() { printf '%s\n' "$@" | sort -g | head -n 1; }
 
