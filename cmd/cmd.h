@@ -107,6 +107,16 @@ struct state {
 int state_load(struct state *st, const struct state_src *src, const char *env,
 	       struct diags *d, struct err *e);
 void state_release(struct state *st);
+/*
+ * For commands that commit on a new branch from HEAD: HEAD must be on a
+ * branch, rotor.yaml and envs/<env>/ must have no uncommitted changes,
+ * and the env must be valid at HEAD (what: the action, for the detached
+ * HEAD message).  Prints every problem itself; returns 0, or 1 (the exit
+ * status) with st released.
+ */
+int state_load_head(struct state *st, struct state_src *src, struct gitrepo_head *head,
+		    struct ctx *ctx, const char *env, const char *what);
+
 /* Print diagnostics to stderr and return 1. */
 int state_report(const struct diags *d);
 
@@ -115,6 +125,17 @@ int state_src_open(struct state_src *src, struct ctx *ctx, const char *ref, int 
 
 /* Expand a leading "~/" with $HOME into out. */
 int state_expand_path(char *out, size_t len, const char *p, struct err *e);
+
+/* Paths observe_opts_from_state() expands; they must outlive the options. */
+struct observe_paths {
+	char identity[4096];
+	char known_hosts[4096];
+};
+struct observe_opts;
+struct known_set;
+/* Observe options from rotor.yaml's ssh settings and parallel (cmd/observe.c). */
+int observe_opts_from_state(struct observe_opts *oo, const struct state *st, const struct known_set *known,
+			    struct observe_paths *paths, struct err *e);
 
 /* Resolve the secret key file path: $ROTOR_KEY_FILE, else the config's (with ~ expanded). */
 int state_key_path(char *out, size_t outlen, const struct rotor_config *c, struct err *e);

@@ -222,6 +222,39 @@ static int print_json(const struct obs_host *h, size_t n, const struct state *st
 	return rc;
 }
 
+int observe_opts_from_state(struct observe_opts *oo, const struct state *st, const struct known_set *known,
+			    struct observe_paths *paths, struct err *e)
+{
+	memset(oo, 0, sizeof(*oo));
+	oo->hosts = st->hosts;
+	oo->known = known;
+	oo->generation = st->rotation->generation;
+	oo->target = st->rotation->target;
+	oo->user = st->config->ssh_user;
+	if (!oo->user) {
+		struct passwd *pw = getpwuid(getuid());
+
+		oo->user = pw ? pw->pw_name : "root";
+	}
+	oo->port = st->config->ssh_port;
+	if (st->config->ssh_identity) {
+		if (state_expand_path(paths->identity, sizeof(paths->identity), st->config->ssh_identity, e) < 0)
+			return e->code;
+		oo->identity = paths->identity;
+	}
+	if (state_expand_path(paths->known_hosts, sizeof(paths->known_hosts),
+			      st->config->ssh_known_hosts ? st->config->ssh_known_hosts : "~/.ssh/known_hosts", e) < 0)
+		return e->code;
+	oo->known_hosts = paths->known_hosts;
+	oo->become = st->config->ssh_become_sudo;
+	oo->connect_timeout_ms = (st->config->ssh_connect_timeout_s > 0 ? st->config->ssh_connect_timeout_s : 10) * 1000;
+	oo->deadline_ms = 60000;
+	oo->parallel = st->config->parallel > 0 ? st->config->parallel : 32;
+	oo->max_file = OBSERVE_MAX_FILE;
+	oo->now = time(NULL);
+	return 0;
+}
+
 int cmd_observe(struct ctx *ctx, int argc, char **argv)
 {
 	const char *ref = NULL, *json = NULL, *jobs = NULL, *pos[1];
@@ -234,7 +267,7 @@ int cmd_observe(struct ctx *ctx, int argc, char **argv)
 	struct known_set known = { NULL, 0, 0 };
 	struct observe_opts oo;
 	struct obs_host *hosts = NULL;
-	char identity[4096], known_hosts[4096];
+	struct observe_paths paths;
 	const char *env;
 	struct timespec t0, t1;
 	size_t npos, nhosts = 0, i;
@@ -252,31 +285,8 @@ int cmd_observe(struct ctx *ctx, int argc, char **argv)
 		if (known_add_manifest(&known, st.gens[i].manifest, &e) < 0)
 			goto fail;
 
-	memset(&oo, 0, sizeof(oo));
-	oo.hosts = st.hosts;
-	oo.known = &known;
-	oo.generation = st.rotation->generation;
-	oo.target = st.rotation->target;
-	oo.user = st.config->ssh_user;
-	if (!oo.user) {
-		struct passwd *pw = getpwuid(getuid());
-
-		oo.user = pw ? pw->pw_name : "root";
-	}
-	oo.port = st.config->ssh_port;
-	if (st.config->ssh_identity) {
-		if (state_expand_path(identity, sizeof(identity), st.config->ssh_identity, &e) < 0)
-			goto fail;
-		oo.identity = identity;
-	}
-	if (state_expand_path(known_hosts, sizeof(known_hosts),
-			      st.config->ssh_known_hosts ? st.config->ssh_known_hosts : "~/.ssh/known_hosts", &e) < 0)
+	if (observe_opts_from_state(&oo, &st, &known, &paths, &e) < 0)
 		goto fail;
-	oo.known_hosts = known_hosts;
-	oo.become = st.config->ssh_become_sudo;
-	oo.connect_timeout_ms = (st.config->ssh_connect_timeout_s > 0 ? st.config->ssh_connect_timeout_s : 10) * 1000;
-	oo.deadline_ms = 60000;
-	oo.parallel = st.config->parallel > 0 ? st.config->parallel : 32;
 	if (jobs) {
 		char *end;
 		long v = strtol(jobs, &end, 10);
@@ -287,8 +297,6 @@ int cmd_observe(struct ctx *ctx, int argc, char **argv)
 		}
 		oo.parallel = (int)v;
 	}
-	oo.max_file = OBSERVE_MAX_FILE;
-	oo.now = time(NULL);
 	if (!json && isatty(2))
 		oo.progress = progress;
 

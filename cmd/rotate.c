@@ -110,7 +110,6 @@ static int rotate_start(struct ctx *ctx, int argc, char **argv)
 	const char *threads_opt = NULL, *pos[1];
 	const struct opt opts[] = { { "threads", 1, &threads_opt }, { NULL, 0, NULL } };
 	struct err e = ERR_INIT;
-	struct diags d = { NULL, 0, 0 };
 	struct state st;
 	struct state_src src;
 	struct gitrepo *repo;
@@ -122,11 +121,10 @@ static int rotate_start(struct ctx *ctx, int argc, char **argv)
 	struct rotation_spec rot;
 	struct buf secret = BUF_INIT, rot_text = BUF_INIT, msg = BUF_INIT;
 	char **paths = NULL;
-	char key_path[4096], branch[160], commit[41], dirty_path[512], prefix_env[128];
-	const char *prefixes[2];
+	char key_path[4096], branch[160], commit[41], prefix_env[128];
 	const char *env;
 	size_t npos, nfiles = 0, i;
-	int number = 0, dirty = 0, exists = 0, threads = 0, rc = 1;
+	int number = 0, exists = 0, threads = 0, rc = 1;
 	time_t now = time(NULL);
 
 	memset(&st, 0, sizeof(st));
@@ -140,38 +138,12 @@ static int rotate_start(struct ctx *ctx, int argc, char **argv)
 			return cmd_failf("--threads must be a number from 1 to 256");
 		threads = (int)v;
 	}
-	if (ctx_env(ctx, &env, &e) < 0 || ctx_repo(ctx, &repo, &e) < 0)
+	if (ctx_env(ctx, &env, &e) < 0)
 		return cmd_fail(&e);
-
-	/* The repository must be in a state where a branch from HEAD means something. */
-	if (gitrepo_head(&head, repo, &e) < 0)
-		return cmd_fail(&e);
-	if (head.unborn)
-		return cmd_failf("the repository has no commits yet; commit rotor.yaml and envs/%s first", env);
-	if (head.detached)
-		return cmd_failf("HEAD is detached (at %.12s); check out the branch to start the rotation from", head.commit);
-	snprintf(prefix_env, sizeof(prefix_env), "envs/%s/", env);
-	prefixes[0] = "rotor.yaml";
-	prefixes[1] = prefix_env;
-	if (gitrepo_dirty(&dirty, dirty_path, sizeof(dirty_path), repo, prefixes, 2, &e) < 0)
-		return cmd_fail(&e);
-	if (dirty)
-		return cmd_failf("%s has uncommitted changes; commit or stash them first "
-				 "(rotor starts from the committed state)", dirty_path);
-
-	memset(&src, 0, sizeof(src));
-	src.repo = repo;
-	memcpy(src.commit_id, head.commit, sizeof(src.commit_id));
-	src.commit = src.commit_id;
-	if (state_load(&st, &src, env, &d, &e) < 0) {
-		if (d.n) {
-			fprintf(stderr, "rotor: envs/%s at %s is not valid:\n", env, head.branch);
-			rc = state_report(&d);
-		} else {
-			rc = cmd_fail(&e);
-		}
+	if ((rc = state_load_head(&st, &src, &head, ctx, env, "start the rotation from")) != 0)
 		goto out;
-	}
+	rc = 1;
+	repo = src.repo;
 	if (st.rotation->phase != SPEC_PHASE_STABLE) {
 		rc = cmd_failf("a rotation of %s is in progress (generation %d to %d, phase %s); "
 			       "finish it or roll it back before starting another", env,
@@ -280,7 +252,6 @@ out:
 	free(gfiles);
 	buf_release(&rot_text);
 	buf_release(&msg);
-	diags_release(&d);
 	state_release(&st);
 	return rc;
 }

@@ -371,3 +371,45 @@ int state_key_path(char *out, size_t outlen, const struct rotor_config *c, struc
 		return e->code = ROTOR_ESECRET;
 	return 0;
 }
+
+int state_load_head(struct state *st, struct state_src *src, struct gitrepo_head *head,
+		    struct ctx *ctx, const char *env, const char *what)
+{
+	struct err e = ERR_INIT;
+	struct diags d = { NULL, 0, 0 };
+	struct gitrepo *repo;
+	char dirty_path[512], prefix_env[128];
+	const char *prefixes[2];
+	int dirty = 0, rc;
+
+	memset(st, 0, sizeof(*st));
+	memset(src, 0, sizeof(*src));
+	if (ctx_repo(ctx, &repo, &e) < 0 || gitrepo_head(head, repo, &e) < 0)
+		return cmd_fail(&e);
+	if (head->unborn)
+		return cmd_failf("the repository has no commits yet; commit rotor.yaml and envs/%s first", env);
+	if (head->detached)
+		return cmd_failf("HEAD is detached (at %.12s); check out the branch to %s", head->commit, what);
+	snprintf(prefix_env, sizeof(prefix_env), "envs/%s/", env);
+	prefixes[0] = "rotor.yaml";
+	prefixes[1] = prefix_env;
+	if (gitrepo_dirty(&dirty, dirty_path, sizeof(dirty_path), repo, prefixes, 2, &e) < 0)
+		return cmd_fail(&e);
+	if (dirty)
+		return cmd_failf("%s has uncommitted changes; commit or stash them first "
+				 "(rotor starts from the committed state)", dirty_path);
+	src->repo = repo;
+	memcpy(src->commit_id, head->commit, sizeof(src->commit_id));
+	src->commit = src->commit_id;
+	rc = state_load(st, src, env, &d, &e);
+	if (rc < 0) {
+		if (d.n) {
+			fprintf(stderr, "rotor: envs/%s at %s is not valid:\n", env, head->branch);
+			rc = state_report(&d);
+		} else {
+			rc = cmd_fail(&e);
+		}
+	}
+	diags_release(&d);
+	return rc;
+}

@@ -66,6 +66,7 @@ static void obs_cert_release(struct obs_cert *c)
 	free(c->issuer);
 	free(c->not_after);
 	free(c->name);
+	free(c->pem);
 }
 
 void obs_file_release(struct obs_file *f)
@@ -155,6 +156,16 @@ int observe_parse_certs(struct obs_file *f, const char *data, size_t len,
 		c->not_after = mc.not_after;
 		mc.fingerprint = mc.subject = mc.issuer = mc.not_after = NULL;
 		c->days_left = days_left(c->not_after, now);
+		if (!(c->pem = malloc((size_t)(q - b) + 2))) {
+			f->ncerts++;   /* obs_file_release() frees what moved into c */
+			free(mc.serial);
+			free(mc.ski);
+			free(mc.aki);
+			free(mc.not_before);
+			return err_nomem(e);
+		}
+		memcpy(c->pem, b, (size_t)(q - b));
+		memcpy(c->pem + (q - b), "\n", 2);
 		kc = known_find(k, c->fingerprint);
 		if (kc) {
 			c->generation = kc->generation;

@@ -49,6 +49,7 @@ struct obs_cert {
 	int generation;       /* 0: unknown certificate */
 	enum cert_role role;  /* meaningful when generation > 0 */
 	char *name;           /* the manifest's name, when known */
+	char *pem;            /* the certificate's PEM block as read, with a final newline */
 };
 
 enum obs_key {
