@@ -42,6 +42,7 @@ int cmd_validate(struct ctx *ctx, int argc, char **argv);
 int cmd_rotate(struct ctx *ctx, int argc, char **argv);
 int cmd_chain(struct ctx *ctx, int argc, char **argv);
 int cmd_observe(struct ctx *ctx, int argc, char **argv);
+int cmd_import(struct ctx *ctx, int argc, char **argv);
 
 /* Print "rotor: <msg>" for e and return 1. */
 int cmd_fail(const struct err *e);

@@ -68,6 +68,19 @@ const struct cmd rotor_commands[] = {
 	  "N hosts at once (default: parallel in rotor.yaml).  --json prints one object\n"
 	  "described by schemas/observe.json.  Exit 0 when every host was observed,\n"
 	  "1 when one could not be reached (the others are still reported).\n" },
+	{ "import", cmd_import, "adopt a fleet's existing certificates as generation 1",
+	  "usage: rotor import --env NAME\n"
+	  "\n"
+	  "Observe every host of the env (see rotor help observe) and adopt the\n"
+	  "certificates it already has, made by hand or by another tool: one root, a\n"
+	  "server CA and a client CA under it, and the leaf of every role, each verified\n"
+	  "with OpenSSL for its purpose.  They are committed as generation 1 with\n"
+	  "imported: true (certificates only: keys stay on the hosts, and rotor never\n"
+	  "rewrites imported keys) and rotation.yaml generation 1, phase stable, as one\n"
+	  "commit on a new branch rotor/import/NAME.  The env must have no generations\n"
+	  "yet.  An unreachable host, a missing file, a key that does not match, two\n"
+	  "roots, a leaf that does not verify: every problem is listed and nothing is\n"
+	  "written.\n" },
 	{ "help", cmd_help, "show help for a command", "usage: rotor help [COMMAND]\n" },
 	{ NULL, NULL, NULL, NULL }
 };

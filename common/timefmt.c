@@ -28,3 +28,12 @@ long long days_until(long long t, time_t now)
 		return (t - (long long)now) / 86400;
 	return -(((long long)now - t + 86399) / 86400);
 }
+
+int rfc3339_format(char *out, size_t len, time_t t)
+{
+	struct tm tm;
+
+	if (len < 21 || !gmtime_r(&t, &tm) || strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm) != 20)
+		return -1;
+	return 0;
+}
