@@ -51,12 +51,12 @@ static const char *mask_names(char *out, size_t len, unsigned mask, int target)
 	int s;
 
 	out[0] = '\0';
-	for (s = 0; s < OBS_NSTEPS; s++) {
-		const char *name = observe_step_name((enum obs_step)s);
+	for (s = 0; s < NSTEPS; s++) {
+		const char *name = phase_step_name((enum phase_step)s);
 
 		if (!(mask & (1u << s)))
 			continue;
-		if (s == OBS_STEP_STABLE_A && target)
+		if (s == STEP_STABLE_A && target)
 			name = "stable(generation)";
 		used += (size_t)snprintf(out + used, used < len ? len - used : 0, "%s%s", used ? "|" : "", name);
 	}
@@ -171,11 +171,11 @@ static int print_json(const struct obs_host *h, size_t n, const struct state *st
 		buf_puts(&j, ",\"host_key\":");
 		json_str(&j, h[i].host_key);
 		buf_puts(&j, ",\"fits\":[");
-		for (s = 0, k = 0; s < OBS_NSTEPS; s++)
+		for (s = 0, k = 0; s < NSTEPS; s++)
 			if (h[i].phase_mask & (1u << s))
 				buf_printf(&j, "%s\"%s\"", k++ ? "," : "",
-					   s == OBS_STEP_STABLE_A ? "stable" : s == OBS_STEP_STABLE_B ? "stable-target"
-					   : observe_step_name((enum obs_step)s));
+					   s == STEP_STABLE_A ? "stable" : s == STEP_STABLE_B ? "stable-target"
+					   : phase_step_name((enum phase_step)s));
 		buf_puts(&j, "],\"files\":[");
 		for (f = 0; f < h[i].nfiles; f++) {
 			const struct obs_file *of = &h[i].files[f];

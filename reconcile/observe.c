@@ -237,56 +237,22 @@ out:
 	return r;
 }
 
-const char *observe_step_name(enum obs_step s)
+static int file_fits(const struct obs_file *f, enum phase_step s, int a, int b)
 {
-	static const char *const names[] = { "stable", "trust", "servers", "clients", "stable(target)" };
-
-	return s < OBS_NSTEPS ? names[s] : "?";
-}
-
-/* Generations in a step: trust bundles, the server leaf, the client leaf. */
-static void step_gens(enum obs_step s, int a, int b, int bundle[2], int *server_leaf, int *client_leaf)
-{
-	bundle[0] = a;
-	bundle[1] = b;
-	*server_leaf = a;
-	*client_leaf = a;
-	switch (s) {
-	case OBS_STEP_STABLE_A:
-		bundle[1] = 0;
-		break;
-	case OBS_STEP_TRUST:
-		break;
-	case OBS_STEP_SERVERS:
-		*server_leaf = b;
-		break;
-	case OBS_STEP_CLIENTS:
-		*server_leaf = *client_leaf = b;
-		break;
-	default:
-		bundle[0] = b;
-		bundle[1] = 0;
-		*server_leaf = *client_leaf = b;
-		break;
-	}
-}
-
-static int file_fits(const struct obs_file *f, enum obs_step s, int a, int b)
-{
-	int bundle[2], sl, cl, want, i, seen[2] = { 0, 0 };
+	struct step_gens sg = phase_step_gens(s, a, b);
+	int want, i, seen[2] = { 0, 0 };
 	size_t j;
 	enum cert_role peer_ca;
 
 	if (!f->present || f->problem)
 		return 0;
-	step_gens(s, a, b, bundle, &sl, &cl);
 	if (f->content == SPEC_CONTENT_KEY)
 		return f->key == OBS_KEY_MATCH;
 	for (j = 0; j < f->ncerts; j++)
 		if (f->certs[j].generation == 0)
 			return 0;
 	if (f->content == SPEC_CONTENT_LEAF || f->content == SPEC_CONTENT_LEAF_CHAIN) {
-		want = f->side == LAYOUT_SIDE_SERVER ? sl : cl;
+		want = f->side == LAYOUT_SIDE_SERVER ? sg.server_leaf : sg.client_leaf;
 		return f->ncerts > 0 && f->certs[0].generation == want &&
 		       f->certs[0].role == (f->side == LAYOUT_SIDE_SERVER ? CERT_ROLE_SERVER : CERT_ROLE_CLIENT);
 	}
@@ -298,7 +264,7 @@ static int file_fits(const struct obs_file *f, enum obs_step s, int a, int b)
 		if (c->role != CERT_ROLE_ROOT && c->role != peer_ca)
 			return 0;
 		for (i = 0; i < 2; i++)
-			if (bundle[i] && c->generation == bundle[i])
+			if (sg.bundle[i] && c->generation == sg.bundle[i])
 				break;
 		if (i == 2)
 			return 0;
@@ -306,7 +272,7 @@ static int file_fits(const struct obs_file *f, enum obs_step s, int a, int b)
 			seen[i] = 1;
 	}
 	for (i = 0; i < 2; i++)
-		if (bundle[i] && !seen[i])
+		if (sg.bundle[i] && !seen[i])
 			return 0;
 	return 1;
 }
@@ -317,13 +283,13 @@ unsigned observe_phase_mask(const struct obs_file *files, size_t n, int a, int b
 	size_t i;
 	int s;
 
-	for (s = 0; s < OBS_NSTEPS; s++) {
+	for (s = 0; s < NSTEPS; s++) {
 		int fits = 1;
 
-		if (s != OBS_STEP_STABLE_A && b <= 0)
+		if (s != STEP_STABLE_A && b <= 0)
 			break;
 		for (i = 0; i < n && fits; i++)
-			fits = file_fits(&files[i], (enum obs_step)s, a, b);
+			fits = file_fits(&files[i], (enum phase_step)s, a, b);
 		if (fits)
 			mask |= 1u << s;
 	}

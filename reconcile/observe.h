@@ -23,6 +23,7 @@
 
 #include "../common/err.h"
 #include "layout.h"
+#include "phase.h"
 #include "spec.h"
 
 struct known_cert {
@@ -87,21 +88,6 @@ enum obs_key observe_key_match(const char *key_pem, size_t key_len,
 			       const char *cert_pem, size_t cert_len);
 
 void obs_file_release(struct obs_file *f);
-
-/*
- * Steps of a rotation from A (generation) to B (target), in order; bit
- * i of a phase mask is step i.  Without a target only OBS_STEP_STABLE_A
- * exists.
- */
-enum obs_step {
-	OBS_STEP_STABLE_A,
-	OBS_STEP_TRUST,
-	OBS_STEP_SERVERS,
-	OBS_STEP_CLIENTS,
-	OBS_STEP_STABLE_B,
-	OBS_NSTEPS
-};
-const char *observe_step_name(enum obs_step s);
 
 /*
  * Which steps is this set of observed files consistent with?  A leaf

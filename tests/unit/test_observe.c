@@ -188,21 +188,21 @@ static void test_phase_masks_server(void **state)
 
 	(void)state;
 	server_host(&h, 1, "pg1", 1, 0);
-	assert_int_equal(observe_phase_mask(h.f, 3, 1, 0), BIT(OBS_STEP_STABLE_A));
-	assert_int_equal(observe_phase_mask(h.f, 3, 1, 2), BIT(OBS_STEP_STABLE_A));
+	assert_int_equal(observe_phase_mask(h.f, 3, 1, 0), BIT(STEP_STABLE_A));
+	assert_int_equal(observe_phase_mask(h.f, 3, 1, 2), BIT(STEP_STABLE_A));
 	host_release(&h);
 
 	server_host(&h, 1, "pg1", 1, 2);   /* bundle 1+2, leaf 1: trust */
-	assert_int_equal(observe_phase_mask(h.f, 3, 1, 2), BIT(OBS_STEP_TRUST));
+	assert_int_equal(observe_phase_mask(h.f, 3, 1, 2), BIT(STEP_TRUST));
 	assert_int_equal(observe_phase_mask(h.f, 3, 1, 0), 0);
 	host_release(&h);
 
 	server_host(&h, 2, "pg1", 1, 2);   /* bundle 1+2, leaf 2: servers or clients */
-	assert_int_equal(observe_phase_mask(h.f, 3, 1, 2), BIT(OBS_STEP_SERVERS) | BIT(OBS_STEP_CLIENTS));
+	assert_int_equal(observe_phase_mask(h.f, 3, 1, 2), BIT(STEP_SERVERS) | BIT(STEP_CLIENTS));
 	host_release(&h);
 
 	server_host(&h, 2, "pg1", 2, 0);   /* bundle 2 only, leaf 2: the end */
-	assert_int_equal(observe_phase_mask(h.f, 3, 1, 2), BIT(OBS_STEP_STABLE_B));
+	assert_int_equal(observe_phase_mask(h.f, 3, 1, 2), BIT(STEP_STABLE_B));
 	host_release(&h);
 }
 
@@ -220,7 +220,7 @@ static void test_phase_masks_client(void **state)
 	buf_puts(&bundle, buf_cstr(pem(1, "ca/server-ca.crt")));
 	file_init(&f[0], SPEC_CONTENT_LEAF_CHAIN, LAYOUT_SIDE_CLIENT, buf_cstr(&crt));
 	file_init(&f[1], SPEC_CONTENT_TRUST, LAYOUT_SIDE_SERVER, buf_cstr(&bundle));
-	assert_int_equal(observe_phase_mask(f, 2, 1, 2), BIT(OBS_STEP_TRUST) | BIT(OBS_STEP_SERVERS));
+	assert_int_equal(observe_phase_mask(f, 2, 1, 2), BIT(STEP_TRUST) | BIT(STEP_SERVERS));
 	obs_file_release(&f[0]);
 	obs_file_release(&f[1]);
 	buf_release(&crt);
