@@ -14,12 +14,15 @@
 #define ROTOR_CMD_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "../common/buf.h"
 #include "../common/err.h"
 #include "../common/timefmt.h"
 #include "../gitops/gitrepo.h"
 #include "../reconcile/spec.h"
+#include "../reconcile/observe.h"
+#include "../reconcile/plan.h"
 
 struct ctx {
 	const char *repo_dir;   /* --repo, or NULL: the repository containing the cwd */
@@ -43,6 +46,8 @@ int cmd_rotate(struct ctx *ctx, int argc, char **argv);
 int cmd_chain(struct ctx *ctx, int argc, char **argv);
 int cmd_observe(struct ctx *ctx, int argc, char **argv);
 int cmd_import(struct ctx *ctx, int argc, char **argv);
+int cmd_plan(struct ctx *ctx, int argc, char **argv);
+int cmd_drift(struct ctx *ctx, int argc, char **argv);
 
 /* Print "rotor: <msg>" for e and return 1. */
 int cmd_fail(const struct err *e);
@@ -127,18 +132,46 @@ int state_src_open(struct state_src *src, struct ctx *ctx, const char *ref, int 
 /* Expand a leading "~/" with $HOME into out. */
 int state_expand_path(char *out, size_t len, const char *p, struct err *e);
 
+/*
+ * The certificates of every generation of st, read from src and checked
+ * against their manifests; with_keys also reads the encrypted keys
+ * (apply only).  Released with material_release().
+ */
+int state_material(struct material_set *ms, const struct state_src *src, const struct state *st,
+		   int with_keys, struct err *e);
+
 /* Paths observe_opts_from_state() expands; they must outlive the options. */
 struct observe_paths {
 	char identity[4096];
 	char known_hosts[4096];
 };
-struct observe_opts;
-struct known_set;
 /* Observe options from rotor.yaml's ssh settings and parallel (cmd/observe.c). */
 int observe_opts_from_state(struct observe_opts *oo, const struct state *st, const struct known_set *known,
 			    struct observe_paths *paths, struct err *e);
 
 /* Resolve the secret key file path: $ROTOR_KEY_FILE, else the config's (with ~ expanded). */
 int state_key_path(char *out, size_t outlen, const struct rotor_config *c, struct err *e);
+
+/* ---- load, observe, plan: shared by plan, drift and apply (cmd/plan.c) ---- */
+
+struct env_run {
+	struct state st;
+	struct state_src src;
+	struct known_set known;
+	struct material_set material;
+	struct observe_paths paths;
+	struct observe_opts oo;
+	struct obs_host *hosts;
+	size_t nhosts;
+	struct plan plan;
+};
+
+/* Load the env at ref (default HEAD) and its material (keys too when with_keys). */
+int env_run_load(struct env_run *r, struct ctx *ctx, const char *env, const char *ref, int with_keys,
+		 struct diags *d, struct err *e);
+/* Observe every host (again) and plan from what it has now. */
+int env_run_plan(struct env_run *r, int no_path, struct err *e);
+void env_run_release(struct env_run *r);
+void plan_print(const struct env_run *r, FILE *out);
 
 #endif

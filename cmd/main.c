@@ -81,6 +81,27 @@ const struct cmd rotor_commands[] = {
 	  "yet.  An unreachable host, a missing file, a key that does not match, two\n"
 	  "roots, a leaf that does not verify: every problem is listed and nothing is\n"
 	  "written.\n" },
+	{ "plan", cmd_plan, "show the steps from the live state to the desired one",
+	  "usage: rotor plan --env NAME [--ref REV] [--json] [--detailed-exitcode] [--no-path]\n"
+	  "\n"
+	  "Observe every host (see rotor help observe) and compare with the desired phase\n"
+	  "in rotation.yaml at REV (default HEAD).  Prints the path of adjacent steps\n"
+	  "(stable -> trust -> servers -> clients -> stable(target), or back) that\n"
+	  "reaches it; for each step, per host and file, + create or ~ change (from what\n"
+	  "to what, by generation and role; secrets never appear), the reload and probe\n"
+	  "that follow, the gate (every host fits the step before), external peers not\n"
+	  "yet ready, and the pair check: every client/server pair must verify each\n"
+	  "other with OpenSSL during the step.  --no-path plans one jump instead (and is\n"
+	  "refused when it would break a pair).  --json: schemas/plan.json.\n"
+	  "Exit 0 (with --detailed-exitcode: 0 in sync, 2 changes pending), 1 on error,\n"
+	  "unreachable hosts, or an unsafe desired state.\n" },
+	{ "drift", cmd_drift, "the check for cron: drift, unknown and expiring certificates",
+	  "usage: rotor drift --env NAME [--ref REV] [--json]\n"
+	  "\n"
+	  "Plan (see rotor help plan) plus: unknown certificates on hosts, keys that do\n"
+	  "not match their certificates, and certificates expiring within renew_before.\n"
+	  "Exit 0 when all is in order, 2 when anything needs attention (listed), 1 on\n"
+	  "error.\n" },
 	{ "help", cmd_help, "show help for a command", "usage: rotor help [COMMAND]\n" },
 	{ NULL, NULL, NULL, NULL }
 };

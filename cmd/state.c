@@ -12,6 +12,8 @@
 #include <time.h>
 
 #include "cmd.h"
+#include "../reconcile/pki.h"
+#include "../reconcile/plan.h"
 
 /* Repository-relative path rules, the same for git and the work tree. */
 static int rel_path_ok(const char *p)
@@ -411,5 +413,81 @@ int state_load_head(struct state *st, struct state_src *src, struct gitrepo_head
 		}
 	}
 	diags_release(&d);
+	return rc;
+}
+
+int state_material(struct material_set *ms, const struct state_src *src, const struct state *st,
+		   int with_keys, struct err *e)
+{
+	struct buf path = BUF_INIT, data = BUF_INIT;
+	size_t g, c;
+	int rc = 0;
+
+	memset(ms, 0, sizeof(*ms));
+	if (!(ms->v = calloc(st->ngens ? st->ngens : 1, sizeof(*ms->v))))
+		return err_nomem(e);
+	for (g = 0; g < st->ngens && rc == 0; g++) {
+		const struct manifest *m = st->gens[g].manifest;
+		struct material *mat = &ms->v[ms->n++];
+
+		mat->generation = st->gens[g].number;
+		mat->imported = m->imported;
+		if (!(mat->certs = calloc(m->ncerts ? m->ncerts : 1, sizeof(*mat->certs)))) {
+			rc = err_nomem(e);
+			break;
+		}
+		for (c = 0; c < m->ncerts && rc == 0; c++) {
+			const struct manifest_cert *mc = &m->certs[c];
+			struct material_cert *mt = &mat->certs[mat->ncerts++];
+			struct manifest_cert live;
+
+			mt->role = mc->role;
+			buf_release(&path);
+			buf_release(&data);
+			memset(&live, 0, sizeof(live));
+			if (buf_printf(&path, "envs/%s/generations/%04d/%s", st->env, mat->generation, mc->cert) < 0 ||
+			    !(mt->name = xstrdup(mc->name, e))) {
+				rc = err_nomem(e);
+				break;
+			}
+			if ((rc = state_read(&data, src, buf_cstr(&path), 1 << 20, e)) < 0 ||
+			    (rc = pki_cert_describe(&live, data.ptr, data.len, e)) < 0) {
+				err_prefix(e, "%s", buf_cstr(&path));
+				break;
+			}
+			/* The file is the truth; a manifest that disagrees is refused. */
+			if (strcmp(live.fingerprint, mc->fingerprint) != 0)
+				rc = err_set(e, ROTOR_EINVALID, "%s: fingerprint %s differs from its manifest's %s",
+					     buf_cstr(&path), live.fingerprint, mc->fingerprint);
+			mt->fingerprint = live.fingerprint;
+			live.fingerprint = NULL;
+			free(live.subject);
+			free(live.issuer);
+			free(live.serial);
+			free(live.ski);
+			free(live.aki);
+			free(live.not_before);
+			free(live.not_after);
+			if (rc < 0)
+				break;
+			if (data.len == 0 || data.ptr[data.len - 1] != '\n')
+				buf_puts(&data, "\n");
+			mt->pem = buf_detach(&data);
+			if (with_keys && mc->key) {
+				buf_release(&path);
+				if (buf_printf(&path, "envs/%s/generations/%04d/%s", st->env, mat->generation, mc->key) < 0) {
+					rc = err_nomem(e);
+					break;
+				}
+				if ((rc = state_read(&data, src, buf_cstr(&path), 1 << 20, e)) < 0)
+					break;
+				mt->key_pem = buf_detach(&data);
+			}
+		}
+	}
+	buf_release(&path);
+	buf_release(&data);
+	if (rc < 0)
+		material_release(ms);
 	return rc;
 }
