@@ -10,6 +10,7 @@
  * were doing (which path, which ref, which commit) by git_fail().
  */
 #include "gitrepo.h"
+#include "gitrepo_int.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -1047,4 +1048,52 @@ out:
 	git_tree_free(base_tree);
 	git_commit_free(parent);
 	return rc;
+}
+
+/* ---- for the other gitops files (gitrepo_int.h) ----------------------- */
+
+git_repository *gitrepo__repo(struct gitrepo *r)
+{
+	return r->repo;
+}
+
+int gitrepo__fail(struct err *e, int gcode, int code, const char *fmt, ...)
+{
+	char ctx[320];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ctx, sizeof(ctx), fmt, ap);
+	va_end(ap);
+	return git_fail(e, gcode, code, "%s", ctx);
+}
+
+const char *gitrepo__shown(char *out, size_t len, const char *s)
+{
+	return shown(out, len, s);
+}
+
+int gitrepo__signature(git_signature **out, struct gitrepo *r, struct err *e)
+{
+	return signature(out, r, e);
+}
+
+int gitrepo__parse_id(git_oid *oid, const char *hex, struct err *e)
+{
+	return parse_id(oid, hex, e);
+}
+
+int gitrepo__branch_refname(char *out, size_t len, const char *branch, struct err *e)
+{
+	return branch_refname(out, len, branch, e);
+}
+
+int gitrepo__check_files(const struct gitrepo_file *files, size_t nfiles, struct err *e)
+{
+	return check_files(files, nfiles, e);
+}
+
+int gitrepo__head_names(int *yes, struct gitrepo *r, const char *refname, struct err *e)
+{
+	return head_names(yes, r, refname, e);
 }

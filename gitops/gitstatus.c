@@ -1,0 +1,1041 @@
+/*
+ * gitstatus.c -- the apply lock and the status history of an env (see
+ * gitstatus.h).
+ *
+ * Both live in refs, and every ref change is a compare-and-swap done by
+ * libgit2's file backend: it creates "<ref>.lock" with O_EXCL, re-reads
+ * the ref while holding that file, compares it with the value we
+ * expect, and only then renames the lock file over the ref (or deletes
+ * the ref).  git itself takes the same lock file, so the check and the
+ * change are atomic against every other git or rotor process.
+ *
+ * Taking the lock.  git_reference_create_matching(force 1, current = the
+ * zero id) means "must not exist".  Of two racers one creates
+ * "<ref>.lock" and wins; the other either finds the lock file
+ * (GIT_ELOCKED: we wait a few milliseconds and try again, and then see
+ * the winner's ref) or the finished ref (GIT_EMODIFIED), and reports who
+ * holds it.  A ".lock" file that never goes away was left by a crash and
+ * is reported as such after about a second.
+ *
+ * Releasing the lock.  git_reference_delete() on a git_reference we
+ * looked up passes the id it had at lookup as the expected old value, and
+ * the backend compares it under "<ref>.lock" before it removes the loose
+ * file and the packed-refs entry.  So "look up, check that it is our lock
+ * commit, delete" cannot remove a lock that someone force-unlocked and
+ * took again in between: that delete fails with GIT_EMODIFIED and the new
+ * lock stays.  Every lock commit is distinct (a random nonce in
+ * lock.json), so "the same id" really means "the same lock": a lock
+ * released and taken again by the same holder within one second is not
+ * mistaken for the old one (no ABA).  One side effect we accept: libgit2
+ * removes the ref's reflog before that comparison; lock refs have none
+ * unless core.logAllRefUpdates is "always".
+ *
+ * Recording status.  The new commit's parent is the tip we read, and the
+ * branch moves only if it still is that tip (force 1, current = the tip,
+ * or the zero id for the first commit).  When another recorder moved it
+ * first (GIT_EMODIFIED) or is moving it (GIT_ELOCKED), we read the new
+ * tip, make the commit again on top of it and retry, with a short
+ * randomised pause: both commits land and the history stays linear.
+ *
+ * Nothing here writes the work tree, .git/index or HEAD: blobs, trees and
+ * commits are written to the object database and only the two refs move.
+ */
+#include "gitstatus.h"
+
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <git2.h>
+
+#include "../common/json.h"
+#include "../common/timefmt.h"
+#include "../reconcile/spec.h"
+#include "gitrepo_int.h"
+
+#define LOCK_REF_PREFIX "refs/rotor/lock/"
+#define STATUS_BRANCH_PREFIX "rotor/status/"
+#define LOCK_FILE "lock.json"
+#define LOCK_JSON_MAX ((size_t)64 << 10)
+#define LOCK_WAIT_ATTEMPTS 100     /* x 10 ms: another writer holds "<ref>.lock" */
+#define RECORD_ATTEMPTS 10
+#define HOLDER_MAX 255
+#define COMMAND_MAX 500
+#define REF_MAX 96                 /* "refs/rotor/lock/" + a 32-byte env name */
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int check_env(const char *env, struct err *e)
+{
+	char show[80];
+
+	if (env && spec_valid_env_name(env))
+		return 0;
+	return err_set(e, ROTOR_EINVALID, "invalid environment name \"%s\" (lowercase letters, digits, "
+		       "'-' and '_', at most 32, starting with a letter or digit)",
+		       env ? gitrepo__shown(show, sizeof(show), env) : "");
+}
+
+static void lock_refname(char out[REF_MAX], const char *env)
+{
+	snprintf(out, REF_MAX, LOCK_REF_PREFIX "%s", env);
+}
+
+static int status_refname(char *out, size_t len, const char *env, struct err *e)
+{
+	char branch[REF_MAX];
+	int rc;
+
+	if ((rc = check_env(env, e)) < 0)
+		return rc;
+	snprintf(branch, sizeof(branch), STATUS_BRANCH_PREFIX "%s", env);
+	return gitrepo__branch_refname(out, len, branch, e);
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts;
+
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* A few pseudo-random bits that differ between processes and calls. */
+static unsigned jitter(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned)ts.tv_nsec ^ ((unsigned)getpid() * 2654435761u);
+}
+
+/*
+ * Copy s (slen bytes) into out for display: printable ASCII kept, every
+ * other byte shown as '?' (except newline and tab when keep_lines), cut
+ * with "..." to fit len.
+ */
+static void clean_copy(char *out, size_t len, const char *s, size_t slen, int keep_lines)
+{
+	size_t i, o = 0;
+
+	if (len == 0)
+		return;
+	for (i = 0; i < slen && o + 1 < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if ((c >= 0x20 && c < 0x7f) || (keep_lines && (c == '\n' || c == '\t')))
+			out[o++] = (char)c;
+		else
+			out[o++] = '?';
+	}
+	out[o] = '\0';
+	if (i < slen && len >= 4)
+		memcpy(out + len - 4, "...", 4);
+}
+
+/* "user@hostname" of this process. */
+static void default_holder(char *out, size_t len)
+{
+	char host[256], pwbuf[2048], uid[32], raw[600];
+	struct passwd pw, *res = NULL;
+	const char *user = NULL;
+
+	if (getpwuid_r(geteuid(), &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res && res->pw_name &&
+	    res->pw_name[0])
+		user = res->pw_name;
+	if (!user && (user = getenv("USER")) != NULL && !user[0])
+		user = NULL;
+	if (!user) {
+		snprintf(uid, sizeof(uid), "uid%lu", (unsigned long)geteuid());
+		user = uid;
+	}
+	if (gethostname(host, sizeof(host)) != 0 || !host[0])
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(raw, sizeof(raw), "%s@%s", user, host);
+	clean_copy(out, len, raw, strlen(raw), 0);
+}
+
+/* 16 hex digits, fresh for every lock. */
+static void make_nonce(char out[17])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char b[8];
+	size_t got = 0, i;
+	FILE *f = fopen("/dev/urandom", "rb");
+
+	if (f) {
+		got = fread(b, 1, sizeof(b), f);
+		fclose(f);
+	}
+	if (got != sizeof(b)) {
+		struct timespec ts;
+		unsigned long long v;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		v = (unsigned long long)ts.tv_nsec ^ ((unsigned long long)ts.tv_sec << 24) ^
+		    ((unsigned long long)getpid() << 44) ^ jitter();
+		for (i = 0; i < sizeof(b); i++)
+			b[i] = (unsigned char)(v >> (8 * i));
+	}
+	for (i = 0; i < sizeof(b); i++) {
+		out[2 * i] = hex[b[i] >> 4];
+		out[2 * i + 1] = hex[b[i] & 15];
+	}
+	out[16] = '\0';
+}
+
+/* ---- lock.json ------------------------------------------------------------ */
+
+/*
+ * A small reader for the flat object we write: string, integer, true,
+ * false and null values; nothing nested.  Strings are decoded and cleaned
+ * for display on the way (see clean_copy).
+ */
+struct jp {
+	const char *p, *end;
+	const char *why;
+};
+
+static void jp_ws(struct jp *j)
+{
+	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+		j->p++;
+}
+
+static int jp_fail(struct jp *j, const char *why)
+{
+	if (!j->why)
+		j->why = why;
+	return -1;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* A string into out (len bytes, cut with "..."); out may be NULL to skip it. */
+static int jp_string(struct jp *j, char *out, size_t len)
+{
+	size_t o = 0;
+	int cut = 0;
+
+	if (j->p >= j->end || *j->p != '"')
+		return jp_fail(j, "expected a string");
+	j->p++;
+	for (;;) {
+		unsigned char c;
+		char ch;
+
+		if (j->p >= j->end)
+			return jp_fail(j, "unterminated string");
+		c = (unsigned char)*j->p++;
+		if (c == '"')
+			break;
+		if (c < 0x20)
+			return jp_fail(j, "control character in a string");
+		if (c == '\\') {
+			if (j->p >= j->end)
+				return jp_fail(j, "unterminated string");
+			c = (unsigned char)*j->p++;
+			switch (c) {
+			case '"': case '\\': case '/': ch = (char)c; break;
+			case 'b': case 'f': case 'n': case 'r': case 't': ch = '?'; break;
+			case 'u': {
+				int k, v = 0;
+
+				if (j->end - j->p < 4)
+					return jp_fail(j, "bad \\u escape");
+				for (k = 0; k < 4; k++) {
+					int h = hexval(j->p[k]);
+
+					if (h < 0)
+						return jp_fail(j, "bad \\u escape");
+					v = v * 16 + h;
+				}
+				j->p += 4;
+				ch = (v >= 0x20 && v < 0x7f) ? (char)v : '?';
+				break;
+			}
+			default:
+				return jp_fail(j, "bad escape in a string");
+			}
+		} else {
+			ch = (c < 0x7f) ? (char)c : '?';
+		}
+		if (!out)
+			continue;
+		if (o + 1 < len)
+			out[o++] = ch;
+		else
+			cut = 1;
+	}
+	if (out && len) {
+		out[o] = '\0';
+		if (cut && len >= 4)
+			memcpy(out + len - 4, "...", 4);
+	}
+	return 0;
+}
+
+static int jp_literal(struct jp *j, const char *word)
+{
+	size_t n = strlen(word);
+
+	if ((size_t)(j->end - j->p) < n || memcmp(j->p, word, n) != 0)
+		return jp_fail(j, "unexpected value");
+	j->p += n;
+	return 0;
+}
+
+static int jp_int(struct jp *j, long long *out)
+{
+	int neg = 0, digits = 0;
+	long long v = 0;
+
+	if (j->p < j->end && *j->p == '-') {
+		neg = 1;
+		j->p++;
+	}
+	while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
+		if (++digits > 18)
+			return jp_fail(j, "number too large");
+		v = v * 10 + (*j->p++ - '0');
+	}
+	if (!digits)
+		return jp_fail(j, "unexpected value");
+	if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E'))
+		return jp_fail(j, "not an integer");
+	*out = neg ? -v : v;
+	return 0;
+}
+
+enum { SEEN_HOLDER = 1, SEEN_PID = 2, SEEN_TIME = 4, SEEN_COMMAND = 8 };
+
+static int jp_lock(struct jp *j, struct gitstatus_lock *l)
+{
+	unsigned seen = 0;
+	char key[32], hex[48];
+
+	jp_ws(j);
+	if (j->p >= j->end || *j->p++ != '{')
+		return jp_fail(j, "not a JSON object");
+	jp_ws(j);
+	if (j->p < j->end && *j->p == '}') {
+		j->p++;
+		goto done;
+	}
+	for (;;) {
+		char *dst = NULL;
+		size_t dlen = 0;
+		unsigned bit = 0;
+
+		jp_ws(j);
+		if (jp_string(j, key, sizeof(key)) < 0)
+			return -1;
+		jp_ws(j);
+		if (j->p >= j->end || *j->p++ != ':')
+			return jp_fail(j, "expected ':'");
+		jp_ws(j);
+		if (strcmp(key, "holder") == 0)
+			dst = l->holder, dlen = sizeof(l->holder), bit = SEEN_HOLDER;
+		else if (strcmp(key, "time") == 0)
+			dst = l->time, dlen = sizeof(l->time), bit = SEEN_TIME;
+		else if (strcmp(key, "command") == 0)
+			dst = l->command, dlen = sizeof(l->command), bit = SEEN_COMMAND;
+		else if (strcmp(key, "desired") == 0)
+			dst = hex, dlen = sizeof(hex);
+
+		if (j->p >= j->end)
+			return jp_fail(j, "unexpected end");
+		if (*j->p == '"') {
+			if (jp_string(j, dst, dlen) < 0)
+				return -1;
+			if (dst == hex) {
+				if (strlen(hex) != 40 || strspn(hex, "0123456789abcdefABCDEF") != 40)
+					return jp_fail(j, "\"desired\" is not a commit id");
+				memcpy(l->desired, hex, 41);
+			}
+			seen |= bit;
+		} else if (*j->p == '-' || (*j->p >= '0' && *j->p <= '9')) {
+			long long v;
+
+			if (jp_int(j, &v) < 0)
+				return -1;
+			if (dst)
+				return jp_fail(j, "a string field holds a number");
+			if (strcmp(key, "pid") == 0) {
+				l->pid = v;
+				seen |= SEEN_PID;
+			}
+		} else if (*j->p == 'n') {
+			if (jp_literal(j, "null") < 0)
+				return -1;
+			if (dst && dst != hex)
+				return jp_fail(j, "a required field is null");
+		} else if (*j->p == 't' || *j->p == 'f') {
+			if (jp_literal(j, *j->p == 't' ? "true" : "false") < 0)
+				return -1;
+		} else {
+			return jp_fail(j, "unexpected value (nested values are not expected)");
+		}
+		jp_ws(j);
+		if (j->p < j->end && *j->p == ',') {
+			j->p++;
+			continue;
+		}
+		if (j->p < j->end && *j->p == '}') {
+			j->p++;
+			break;
+		}
+		return jp_fail(j, "expected ',' or '}'");
+	}
+done:
+	jp_ws(j);
+	if (j->p != j->end)
+		return jp_fail(j, "text after the object");
+	if (!(seen & SEEN_HOLDER))
+		return jp_fail(j, "no \"holder\"");
+	if (!(seen & SEEN_PID))
+		return jp_fail(j, "no \"pid\"");
+	if (!(seen & SEEN_TIME))
+		return jp_fail(j, "no \"time\"");
+	if (!(seen & SEEN_COMMAND))
+		return jp_fail(j, "no \"command\"");
+	return 0;
+}
+
+/*
+ * Fill l's fields from lock.json at commit l->id.  A lock we cannot read
+ * is still a lock: l->parsed = 0 and l->problem say why.  Only running
+ * out of memory is an error.
+ */
+static int read_lock_file(struct gitrepo *r, struct gitstatus_lock *l, struct err *e)
+{
+	struct buf b = BUF_INIT;
+	struct err sub = ERR_INIT;
+	struct jp j;
+	int rc;
+
+	rc = gitrepo_read(&b, r, l->id, LOCK_FILE, LOCK_JSON_MAX, &sub);
+	if (rc == ROTOR_ENOMEM) {
+		buf_release(&b);
+		return err_nomem(e);
+	}
+	if (rc < 0) {
+		clean_copy(l->problem, sizeof(l->problem), sub.msg, strlen(sub.msg), 0);
+		buf_release(&b);
+		return 0;
+	}
+	j.p = b.ptr ? b.ptr : "";
+	j.end = j.p + b.len;
+	j.why = NULL;
+	if (jp_lock(&j, l) < 0) {
+		snprintf(l->problem, sizeof(l->problem), LOCK_FILE ": %s", j.why ? j.why : "malformed");
+		/* Keep the id; forget half-read fields. */
+		l->holder[0] = l->time[0] = l->command[0] = l->desired[0] = '\0';
+		l->pid = 0;
+	} else {
+		l->parsed = 1;
+	}
+	buf_release(&b);
+	return 0;
+}
+
+/*
+ * Look up the lock ref of env and describe it in *l.  *ref (when ref is
+ * not NULL) receives the reference for a compare-and-swap delete.
+ * ROTOR_ENOTFOUND "env E is not locked".
+ */
+static int lookup_lock(git_reference **ref, struct gitrepo *r, const char *env,
+		       struct gitstatus_lock *l, struct err *e)
+{
+	char name[REF_MAX];
+	git_reference *got = NULL;
+	int rc;
+
+	if (ref)
+		*ref = NULL;
+	memset(l, 0, sizeof(*l));
+	lock_refname(name, env);
+	rc = git_reference_lookup(&got, gitrepo__repo(r), name);
+	if (rc == GIT_ENOTFOUND) {
+		git_error_clear();
+		return err_set(e, ROTOR_ENOTFOUND, "env %s is not locked", env);
+	}
+	if (rc < 0)
+		return gitrepo__fail(e, rc, ROTOR_ERROR, "cannot read the lock of env %s (%s)", env, name);
+	if (git_reference_type(got) == GIT_REFERENCE_DIRECT) {
+		git_oid_tostr(l->id, sizeof(l->id), git_reference_target(got));
+		rc = read_lock_file(r, l, e);
+	} else {
+		char show[120];
+
+		snprintf(l->problem, sizeof(l->problem), "%s is a symbolic ref to %s", name,
+			 gitrepo__shown(show, sizeof(show), git_reference_symbolic_target(got)));
+		rc = 0;
+	}
+	if (rc == 0 && ref)
+		*ref = got;
+	else
+		git_reference_free(got);
+	return rc;
+}
+
+const char *gitstatus_lock_describe(char *out, size_t len, const struct gitstatus_lock *l)
+{
+	if (!len)
+		return out;
+	if (l->parsed)
+		snprintf(out, len, "%s (pid %lld) since %s, running `%s`", l->holder, l->pid, l->time,
+			 l->command);
+	else
+		snprintf(out, len, "an unreadable lock (commit %.12s: %s)", l->id[0] ? l->id : "none",
+			 l->problem[0] ? l->problem : "unknown");
+	return out;
+}
+
+int gitstatus_lock_read(struct gitrepo *r, const char *env, struct gitstatus_lock *out, struct err *e)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = check_env(env, e)) < 0)
+		return rc;
+	return lookup_lock(NULL, r, env, out, e);
+}
+
+/* ---- lock, unlock ------------------------------------------------------------ */
+
+/* The commit a lock ref points at: no parent, one file lock.json. */
+static int make_lock_commit(git_oid *out, struct gitrepo *r, const char *env, const char *holder,
+			    long long pid, const char *when, const char *command,
+			    const char *desired, struct err *e)
+{
+	git_repository *repo = gitrepo__repo(r);
+	struct buf json = BUF_INIT, msg = BUF_INIT;
+	git_signature *sig = NULL;
+	git_tree *tree = NULL;
+	git_tree_update upd;
+	git_oid tree_id;
+	char nonce[17];
+	int rc;
+
+	make_nonce(nonce);
+	if (buf_puts(&json, "{\n  \"holder\": ") < 0 || json_str(&json, holder) < 0 ||
+	    buf_printf(&json, ",\n  \"pid\": %lld,\n  \"time\": ", pid) < 0 || json_str(&json, when) < 0 ||
+	    buf_puts(&json, ",\n  \"command\": ") < 0 || json_str(&json, command) < 0 ||
+	    buf_puts(&json, ",\n  \"desired\": ") < 0 || json_str(&json, desired) < 0 ||
+	    buf_puts(&json, ",\n  \"env\": ") < 0 || json_str(&json, env) < 0 ||
+	    buf_printf(&json, ",\n  \"nonce\": \"%s\"\n}\n", nonce) < 0 ||
+	    buf_printf(&msg, "rotor lock %s: %s (pid %lld)\n\n"
+		       "Env %s is locked by %s (pid %lld) since %s,\nrunning `%s`.\n"
+		       "When that run is dead: rotor apply --env %s --force-unlock\n",
+		       env, holder, pid, env, holder, pid, when, command, env) < 0) {
+		rc = err_nomem(e);
+		goto out;
+	}
+
+	memset(&upd, 0, sizeof(upd));
+	upd.action = GIT_TREE_UPDATE_UPSERT;
+	upd.filemode = GIT_FILEMODE_BLOB;
+	upd.path = LOCK_FILE;
+	if ((rc = git_blob_create_from_buffer(&upd.id, repo, json.ptr, json.len)) < 0) {
+		rc = gitrepo__fail(e, rc, ROTOR_ERROR, "cannot write the lock of env %s", env);
+		goto out;
+	}
+	if ((rc = git_tree_create_updated(&tree_id, repo, NULL, 1, &upd)) < 0 ||
+	    (rc = git_tree_lookup(&tree, repo, &tree_id)) < 0) {
+		rc = gitrepo__fail(e, rc, ROTOR_ERROR, "cannot write the lock tree of env %s", env);
+		goto out;
+	}
+	if ((rc = gitrepo__signature(&sig, r, e)) < 0)
+		goto out;
+	rc = git_commit_create(out, repo, NULL, sig, sig, NULL, buf_cstr(&msg), tree, 0, NULL);
+	if (rc < 0) {
+		rc = gitrepo__fail(e, rc, ROTOR_ERROR, "cannot write the lock commit of env %s", env);
+		goto out;
+	}
+	rc = 0;
+out:
+	git_signature_free(sig);
+	git_tree_free(tree);
+	buf_release(&msg);
+	buf_release(&json);
+	return rc;
+}
+
+int gitstatus_lock(struct gitrepo *r, const char *env, const struct gitstatus_lock_info *info,
+		   char out[41], struct err *e)
+{
+	char name[REF_MAX], holder[HOLDER_MAX + 1], when[32], logmsg[96], desc[1024];
+	git_oid id, zero, unused;
+	git_reference *ref = NULL;
+	struct gitstatus_lock cur;
+	long long pid;
+	time_t t;
+	int rc, attempt;
+
+	if (out)
+		out[0] = '\0';
+	if ((rc = check_env(env, e)) < 0)
+		return rc;
+	if (!info || !info->command || !info->command[0])
+		return err_set(e, ROTOR_EINVALID, "cannot lock env %s: no command given", env);
+	if (strlen(info->command) > COMMAND_MAX)
+		return err_set(e, ROTOR_EINVALID, "cannot lock env %s: command longer than %d bytes",
+			       env, COMMAND_MAX);
+	if (info->desired && (rc = gitrepo__parse_id(&unused, info->desired, e)) < 0)
+		return err_prefix(e, "cannot lock env %s: desired commit", env);
+	if (info->holder) {
+		if (!info->holder[0] || strlen(info->holder) > HOLDER_MAX)
+			return err_set(e, ROTOR_EINVALID, "cannot lock env %s: the holder must be 1 to %d bytes",
+				       env, HOLDER_MAX);
+		snprintf(holder, sizeof(holder), "%s", info->holder);
+	} else {
+		default_holder(holder, sizeof(holder));
+	}
+	pid = info->pid ? info->pid : (long long)getpid();
+	if (info->pid < 0 || info->time < 0)
+		return err_set(e, ROTOR_EINVALID, "cannot lock env %s: negative pid or time", env);
+	t = info->time ? (time_t)info->time : time(NULL);
+	if (rfc3339_format(when, sizeof(when), t) < 0)
+		return err_set(e, ROTOR_EINVALID, "cannot lock env %s: time %lld out of range", env,
+			       (long long)t);
+
+	if ((rc = make_lock_commit(&id, r, env, holder, pid, when, info->command, info->desired, e)) < 0)
+		return rc;
+
+	lock_refname(name, env);
+	memset(&zero, 0, sizeof(zero));
+	snprintf(logmsg, sizeof(logmsg), "rotor: lock env %s", env);
+	for (attempt = 0;; attempt++) {
+		/* force 1 with the zero id as current: create only if it does not exist. */
+		rc = git_reference_create_matching(&ref, gitrepo__repo(r), name, &id, 1, &zero, logmsg);
+		git_reference_free(ref);
+		ref = NULL;
+		if (rc == 0)
+			break;
+		if (rc == GIT_EMODIFIED || rc == GIT_EEXISTS) {
+			struct err sub = ERR_INIT;
+
+			git_error_clear();
+			rc = lookup_lock(NULL, r, env, &cur, &sub);
+			if (rc == ROTOR_ENOTFOUND && attempt < LOCK_WAIT_ATTEMPTS)
+				continue;     /* released in between: try again */
+			if (rc < 0)
+				return err_set(e, rc, "%s", sub.msg);
+			return err_set(e, ROTOR_ESTATE, "env %s is locked by %s; wait, or use --force-unlock "
+				       "if that run is dead", env, gitstatus_lock_describe(desc, sizeof(desc), &cur));
+		}
+		if (rc == GIT_ELOCKED && attempt < LOCK_WAIT_ATTEMPTS) {
+			/* Another process is writing the ref right now. */
+			git_error_clear();
+			sleep_ms(5 + (long)(jitter() % 10));
+			continue;
+		}
+		if (rc == GIT_ELOCKED)
+			return gitrepo__fail(e, rc, ROTOR_ESTATE, "cannot lock env %s: %s stays locked by "
+					     "another writer; if no git or rotor process is running, "
+					     "remove .git/%s.lock (left by a crash)", env, name, name);
+		return gitrepo__fail(e, rc, ROTOR_ERROR, "cannot lock env %s (%s)", env, name);
+	}
+	if (out)
+		git_oid_tostr(out, 41, &id);
+	return 0;
+}
+
+/* Delete ref (looked up as lock l) with compare-and-swap against its value at lookup. */
+static int delete_lock(git_reference *ref, const char *env, const char *what, struct err *e)
+{
+	int rc = git_reference_delete(ref);
+
+	if (rc == 0)
+		return 0;
+	if (rc == GIT_EMODIFIED)
+		return gitrepo__fail(e, rc, ROTOR_ESTATE, "cannot %s env %s: the lock changed while "
+				     "removing it (someone took it again); it stays", what, env);
+	if (rc == GIT_ENOTFOUND)
+		return gitrepo__fail(e, rc, ROTOR_ENOTFOUND, "cannot %s env %s: someone else removed "
+				     "the lock meanwhile", what, env);
+	if (rc == GIT_ELOCKED)
+		return gitrepo__fail(e, rc, ROTOR_ESTATE, "cannot %s env %s: another process is changing "
+				     "the lock", what, env);
+	return gitrepo__fail(e, rc, ROTOR_ERROR, "cannot %s env %s", what, env);
+}
+
+int gitstatus_unlock(struct gitrepo *r, const char *env, const char *expected, struct err *e)
+{
+	char desc[1024], me[HOLDER_MAX + 1];
+	git_reference *ref = NULL;
+	struct gitstatus_lock cur;
+	git_oid want;
+	int rc, ours;
+
+	if ((rc = check_env(env, e)) < 0)
+		return rc;
+	if (expected && (rc = gitrepo__parse_id(&want, expected, e)) < 0)
+		return err_prefix(e, "cannot unlock env %s", env);
+	if ((rc = lookup_lock(&ref, r, env, &cur, e)) < 0)
+		return rc;
+	if (expected) {
+		ours = git_reference_type(ref) == GIT_REFERENCE_DIRECT &&
+		       git_oid_equal(git_reference_target(ref), &want);
+	} else {
+		default_holder(me, sizeof(me));
+		ours = cur.parsed && cur.pid == (long long)getpid() && strcmp(cur.holder, me) == 0;
+	}
+	if (!ours) {
+		gitstatus_lock_describe(desc, sizeof(desc), &cur);
+		if (expected)
+			rc = err_set(e, ROTOR_ESTATE, "not unlocking env %s: it is locked by %s, not by lock "
+				     "%.12s (that lock is gone)", env, desc, expected);
+		else
+			rc = err_set(e, ROTOR_ESTATE, "not unlocking env %s: it is locked by %s, not by this "
+				     "process", env, desc);
+		git_reference_free(ref);
+		return rc;
+	}
+	rc = delete_lock(ref, env, "unlock", e);
+	git_reference_free(ref);
+	return rc;
+}
+
+int gitstatus_force_unlock(struct gitrepo *r, const char *env, struct gitstatus_lock *was,
+			   struct err *e)
+{
+	git_reference *ref = NULL;
+	struct gitstatus_lock cur;
+	int rc;
+
+	if (was)
+		memset(was, 0, sizeof(*was));
+	if ((rc = check_env(env, e)) < 0)
+		return rc;
+	if ((rc = lookup_lock(&ref, r, env, &cur, e)) < 0)
+		return rc;
+	rc = delete_lock(ref, env, "force-unlock", e);
+	git_reference_free(ref);
+	if (rc == 0 && was)
+		*was = cur;
+	return rc;
+}
+
+/* ---- status history ---------------------------------------------------------- */
+
+/*
+ * The current tip of the status branch: *have 0 when the branch does not
+ * exist; otherwise *tip and *commit (the parent to use).
+ */
+static int read_tip(int *have, git_oid *tip, git_commit **commit, struct gitrepo *r,
+		    const char *refname, const char *env, struct err *e)
+{
+	git_reference *ref = NULL;
+	int rc;
+
+	*have = 0;
+	if (commit)
+		*commit = NULL;
+	rc = git_reference_lookup(&ref, gitrepo__repo(r), refname);
+	if (rc == GIT_ENOTFOUND) {
+		git_error_clear();
+		return 0;
+	}
+	if (rc < 0)
+		return gitrepo__fail(e, rc, ROTOR_ERROR, "cannot read branch " STATUS_BRANCH_PREFIX "%s", env);
+	if (git_reference_type(ref) != GIT_REFERENCE_DIRECT) {
+		git_reference_free(ref);
+		return err_set(e, ROTOR_ESTATE, "branch " STATUS_BRANCH_PREFIX "%s is a symbolic ref", env);
+	}
+	git_oid_cpy(tip, git_reference_target(ref));
+	git_reference_free(ref);
+	if (commit && (rc = git_commit_lookup(commit, gitrepo__repo(r), tip)) < 0) {
+		char hex[41];
+
+		git_oid_tostr(hex, sizeof(hex), tip);
+		return gitrepo__fail(e, rc, ROTOR_ESTATE, "branch " STATUS_BRANCH_PREFIX "%s does not point "
+				     "at a readable commit (%.12s)", env, hex);
+	}
+	*have = 1;
+	return 0;
+}
+
+int gitstatus_record(struct gitrepo *r, const char *env, const struct gitrepo_file *files,
+		     size_t n, const char *message, char out[41], struct err *e)
+{
+	git_repository *repo = gitrepo__repo(r);
+	char ref[GITREPO_REFNAME_MAX], logmsg[96];
+	git_tree_update *upd = NULL;
+	git_tree *tree = NULL;
+	git_signature *sig = NULL;
+	git_commit *parent = NULL;
+	git_reference *moved = NULL;
+	struct buf msg = BUF_INIT;
+	git_oid tree_id, tip, commit_id, zero;
+	int rc, is_head, have, attempt;
+	size_t i;
+
+	out[0] = '\0';
+	if ((rc = status_refname(ref, sizeof(ref), env, e)) < 0)
+		return rc;
+	if (n == 0)
+		return err_set(e, ROTOR_EINVALID, "nothing to record for env %s: no files", env);
+	if ((rc = gitrepo__check_files(files, n, e)) < 0)
+		return rc;
+	for (i = 0; i < n; i++)
+		if (!files[i].data)
+			return err_set(e, ROTOR_EINVALID, "%s: no data (a status commit holds whole files; "
+				       "leave a file out to drop it)", files[i].path);
+	if (!message || !message[strspn(message, " \t\r\n")])
+		return err_set(e, ROTOR_EINVALID, "empty commit message");
+	if ((rc = gitrepo__head_names(&is_head, r, ref, e)) < 0)
+		return rc;
+	if (is_head)
+		return err_set(e, ROTOR_ESTATE, "HEAD is on branch " STATUS_BRANCH_PREFIX "%s; recording "
+			       "status would move HEAD under the work tree (check out another branch)", env);
+
+	/* The tree does not depend on the parent: build it once. */
+	if (!(upd = calloc(n, sizeof(*upd)))) {
+		rc = err_nomem(e);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		upd[i].action = GIT_TREE_UPDATE_UPSERT;
+		upd[i].filemode = GIT_FILEMODE_BLOB;
+		upd[i].path = files[i].path;
+		rc = git_blob_create_from_buffer(&upd[i].id, repo, files[i].data, files[i].len);
+		if (rc < 0) {
+			rc = gitrepo__fail(e, rc, ROTOR_ERROR, "%s: cannot write blob", files[i].path);
+			goto out;
+		}
+	}
+	if ((rc = git_tree_create_updated(&tree_id, repo, NULL, n, upd)) < 0 ||
+	    (rc = git_tree_lookup(&tree, repo, &tree_id)) < 0) {
+		rc = gitrepo__fail(e, rc, ROTOR_ERROR, "cannot build the status tree of env %s", env);
+		goto out;
+	}
+	if ((rc = gitrepo__signature(&sig, r, e)) < 0)
+		goto out;
+	if (buf_puts(&msg, message) < 0 ||
+	    (message[strlen(message) - 1] != '\n' && buf_puts(&msg, "\n") < 0)) {
+		rc = err_set(e, ROTOR_ETOOBIG, "commit message too long");
+		goto out;
+	}
+
+	memset(&zero, 0, sizeof(zero));
+	snprintf(logmsg, sizeof(logmsg), "rotor: status of env %s", env);
+	for (attempt = 0; attempt < RECORD_ATTEMPTS; attempt++) {
+		const git_commit *parents[1];
+
+		if ((rc = read_tip(&have, &tip, &parent, r, ref, env, e)) < 0)
+			goto out;
+		parents[0] = parent;
+		rc = git_commit_create(&commit_id, repo, NULL, sig, sig, NULL, buf_cstr(&msg), tree,
+				       have ? 1 : 0, parents);
+		git_commit_free(parent);
+		parent = NULL;
+		if (rc < 0) {
+			rc = gitrepo__fail(e, rc, ROTOR_ERROR, "cannot create the status commit of env %s", env);
+			goto out;
+		}
+		/* Compare-and-swap: move only from the tip the commit was built on. */
+		rc = git_reference_create_matching(&moved, repo, ref, &commit_id, 1, have ? &tip : &zero,
+						   logmsg);
+		git_reference_free(moved);
+		moved = NULL;
+		if (rc == 0) {
+			git_oid_tostr(out, 41, &commit_id);
+			goto out;
+		}
+		if (rc != GIT_EMODIFIED && rc != GIT_ELOCKED) {
+			rc = gitrepo__fail(e, rc, ROTOR_ERROR, "cannot move branch " STATUS_BRANCH_PREFIX "%s",
+					   env);
+			goto out;
+		}
+		/* Someone else recorded first, or is recording: rebuild on the new tip. */
+		git_error_clear();
+		sleep_ms(1 + (long)(jitter() % (5u + 5u * (unsigned)attempt)));
+	}
+	rc = err_set(e, ROTOR_ESTATE, "branch " STATUS_BRANCH_PREFIX "%s kept moving under us: gave up "
+		     "after %d attempts", env, RECORD_ATTEMPTS);
+out:
+	buf_release(&msg);
+	git_signature_free(sig);
+	git_tree_free(tree);
+	free(upd);
+	return rc;
+}
+
+int gitstatus_tip(struct gitrepo *r, const char *env, char out[41], struct err *e)
+{
+	char ref[GITREPO_REFNAME_MAX];
+	git_oid tip;
+	int rc, have;
+
+	out[0] = '\0';
+	if ((rc = status_refname(ref, sizeof(ref), env, e)) < 0)
+		return rc;
+	if ((rc = read_tip(&have, &tip, NULL, r, ref, env, e)) < 0)
+		return rc;
+	if (!have)
+		return err_set(e, ROTOR_ENOTFOUND, "no status recorded for env %s yet (no branch "
+			       STATUS_BRANCH_PREFIX "%s)", env, env);
+	git_oid_tostr(out, 41, &tip);
+	return 0;
+}
+
+int gitstatus_read_latest(struct gitrepo *r, const char *env, const char *path, size_t max,
+			  struct buf *out, struct err *e)
+{
+	char tip[41];
+	int rc;
+
+	if ((rc = gitstatus_tip(r, env, tip, e)) < 0)
+		return rc;
+	return gitrepo_read(out, r, tip, path, max, e);
+}
+
+/* ---- history ------------------------------------------------------------------ */
+
+/* Like clean_copy, but multi-byte UTF-8 text is kept (names are often not ASCII). */
+static char *text_dup(const char *s, int keep_lines)
+{
+	size_t len = s ? strlen(s) : 0, i;
+	char *d = malloc(len + 1);
+
+	if (!d)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		d[i] = (c < 0x20 && !(keep_lines && (c == '\n' || c == '\t'))) || c == 0x7f ? '?' : (char)c;
+	}
+	d[len] = '\0';
+	return d;
+}
+
+static int fill_entry(struct gitstatus_entry *en, const git_commit *c, struct err *e)
+{
+	const git_signature *a = git_commit_author(c);
+	const char *summary, *body;
+
+	git_oid_tostr(en->id, sizeof(en->id), git_commit_id(c));
+	en->time = (long long)a->when.time;
+	en->tz_offset = a->when.offset;
+	/* git_commit_summary/body cache into the commit: the cast drops const only. */
+	summary = git_commit_summary((git_commit *)c);
+	body = git_commit_body((git_commit *)c);
+	en->author_name = text_dup(a->name, 0);
+	en->author_email = text_dup(a->email, 0);
+	en->subject = text_dup(summary ? summary : "", 0);
+	en->body = text_dup(body ? body : "", 1);
+	if (!en->author_name || !en->author_email || !en->subject || !en->body)
+		return err_nomem(e);
+	return 0;
+}
+
+int gitstatus_log(struct gitrepo *r, const char *env, size_t max, struct gitstatus_entry **out,
+		  size_t *n, struct err *e)
+{
+	git_repository *repo = gitrepo__repo(r);
+	char ref[GITREPO_REFNAME_MAX], tiphex[41];
+	struct gitstatus_entry *v = NULL;
+	git_revwalk *walk = NULL;
+	git_commit *c = NULL;
+	size_t cnt = 0, cap = 0;
+	git_oid id;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if ((rc = status_refname(ref, sizeof(ref), env, e)) < 0)
+		return rc;
+	if ((rc = gitstatus_tip(r, env, tiphex, e)) < 0)
+		return rc;
+
+	/*
+	 * First parents from the tip, unsorted: for the linear chain we write
+	 * that is newest first, and libgit2 streams it instead of walking the
+	 * whole history before returning the first commit (what a time or
+	 * topological sort would do).
+	 */
+	if ((rc = git_revwalk_new(&walk, repo)) < 0 ||
+	    (rc = git_revwalk_sorting(walk, GIT_SORT_NONE)) < 0 ||
+	    (rc = git_revwalk_simplify_first_parent(walk)) < 0 ||
+	    (rc = git_revwalk_push_ref(walk, ref)) < 0) {
+		rc = gitrepo__fail(e, rc, ROTOR_ERROR, "cannot walk branch " STATUS_BRANCH_PREFIX "%s", env);
+		goto out;
+	}
+	while (max == 0 || cnt < max) {
+		rc = git_revwalk_next(&id, walk);
+		if (rc == GIT_ITEROVER) {
+			git_error_clear();
+			break;
+		}
+		if (rc < 0) {
+			rc = gitrepo__fail(e, rc, ROTOR_ERROR, "cannot walk branch " STATUS_BRANCH_PREFIX "%s",
+					   env);
+			goto out;
+		}
+		if ((rc = git_commit_lookup(&c, repo, &id)) < 0) {
+			rc = gitrepo__fail(e, rc, ROTOR_ERROR, "cannot read a commit of branch "
+					   STATUS_BRANCH_PREFIX "%s", env);
+			goto out;
+		}
+		if (cnt == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			struct gitstatus_entry *nv = realloc(v, ncap * sizeof(*nv));
+
+			if (!nv) {
+				rc = err_nomem(e);
+				goto out;
+			}
+			v = nv;
+			cap = ncap;
+		}
+		memset(&v[cnt], 0, sizeof(v[cnt]));
+		cnt++;
+		if ((rc = fill_entry(&v[cnt - 1], c, e)) < 0)
+			goto out;
+		git_commit_free(c);
+		c = NULL;
+	}
+	*out = v;
+	*n = cnt;
+	v = NULL;
+	cnt = 0;
+	rc = 0;
+out:
+	git_commit_free(c);
+	gitstatus_entries_free(v, cnt);
+	git_revwalk_free(walk);
+	return rc;
+}
+
+void gitstatus_entries_free(struct gitstatus_entry *v, size_t n)
+{
+	size_t i;
+
+	if (!v)
+		return;
+	for (i = 0; i < n; i++) {
+		free(v[i].author_name);
+		free(v[i].author_email);
+		free(v[i].subject);
+		free(v[i].body);
+	}
+	free(v);
+}
