@@ -18,7 +18,8 @@
 # "~" in the table): RSA 3072 key generation costs about a second of CPU a
 # key in every tool.  Knobs (environment):
 #   CHAIN_LEAVES=1000            client leaves, the target of every row
-#   CHAIN_RSA_ROTOR_LEAVES=1000  leaves actually made by rotor for RSA 3072
+#   CHAIN_RSA_ROTOR_LEAVES=200   leaves actually made by rotor for RSA 3072
+#                                (1000 take about 4 minutes on 2 idle cores)
 #   CHAIN_RSA_SLOW_LEAVES=40     ... by the openssl script and cfssl for RSA 3072
 #   CHAIN_THREADS=0              rotor worker threads (0 = online CPUs)
 # --quick: 100 / 20 / 10 leaves, for a smoke test.
@@ -26,7 +27,7 @@ set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 here=$top/tests/bench/chain
 LEAVES=${CHAIN_LEAVES:-1000}
-RSA_ROTOR=${CHAIN_RSA_ROTOR_LEAVES:-$LEAVES}
+RSA_ROTOR=${CHAIN_RSA_ROTOR_LEAVES:-200}
 RSA_SLOW=${CHAIN_RSA_SLOW_LEAVES:-40}
 THREADS=${CHAIN_THREADS:-0}
 if [ "${1:-}" = --quick ]; then
@@ -44,6 +45,8 @@ if [ ! -x /usr/bin/time ]; then
 	sh "$top/tests/deps.sh" time
 fi
 cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+loadavg() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?"; }
+load_start=$(loadavg)
 
 # ---- the rotor library driver ----
 # Against the release objects (make build/rel/...); when make cannot build
@@ -135,6 +138,7 @@ run() {
 	grep pkibench: "$work/run.log" | sed 's/^/  /' >&2 || true
 	set -- $(tail -n 1 "$work/time")
 	echo "$label $kt $n $1 $2" >>"$results"
+	say "chain.sh: $label $kt: $1 s, peak RSS $2 KB"
 	check "$out" "$label" "$kt"
 }
 
@@ -184,7 +188,8 @@ done
 # ---- the table ----
 echo
 echo "chain generation: root + 2 intermediates + 2 servers + $LEAVES clients, encrypted keys"
-echo "($cpus CPUs, rotor threads: $THREADS (0 = all); rotor-lib built from $built;"
+echo "($cpus CPUs, load average $load_start at the start, $(loadavg) at the end: other work on"
+echo " the machine slows every row; rotor threads: $THREADS (0 = all); rotor-lib built from $built;"
 if [ -n "$rotor_cli" ]; then
 	echo " rotor = build/rotor rotate start on a throwaway repository, including its git commit)"
 else
