@@ -48,6 +48,7 @@ int cmd_observe(struct ctx *ctx, int argc, char **argv);
 int cmd_import(struct ctx *ctx, int argc, char **argv);
 int cmd_plan(struct ctx *ctx, int argc, char **argv);
 int cmd_drift(struct ctx *ctx, int argc, char **argv);
+int cmd_apply(struct ctx *ctx, int argc, char **argv);
 
 /* Print "rotor: <msg>" for e and return 1. */
 int cmd_fail(const struct err *e);
@@ -129,6 +130,13 @@ int state_report(const struct diags *d);
 /* Open the source of state: the commit REV (default HEAD), or the work tree. */
 int state_src_open(struct state_src *src, struct ctx *ctx, const char *ref, int worktree, struct err *e);
 
+/*
+ * Is secret the repository's?  Its key id must equal rotor.yaml's and
+ * the newest generated root key must decrypt with it (ROTOR_ESECRET).
+ */
+int state_check_secret(const struct state *st, const struct state_src *src, const char *secret,
+		       const char *key_path, struct err *e);
+
 /* Expand a leading "~/" with $HOME into out. */
 int state_expand_path(char *out, size_t len, const char *p, struct err *e);
 
@@ -151,6 +159,9 @@ int observe_opts_from_state(struct observe_opts *oo, const struct state *st, con
 
 /* Resolve the secret key file path: $ROTOR_KEY_FILE, else the config's (with ~ expanded). */
 int state_key_path(char *out, size_t outlen, const struct rotor_config *c, struct err *e);
+
+/* The observed hosts as schemas/observe.json describes, appended to out. */
+int observe_json(struct buf *out, const struct obs_host *h, size_t n, const struct state *st, const char *commit);
 
 /* ---- load, observe, plan: shared by plan, drift and apply (cmd/plan.c) ---- */
 

@@ -102,6 +102,23 @@ const struct cmd rotor_commands[] = {
 	  "not match their certificates, and certificates expiring within renew_before.\n"
 	  "Exit 0 when all is in order, 2 when anything needs attention (listed), 1 on\n"
 	  "error.\n" },
+	{ "apply", cmd_apply, "walk the plan on the hosts, step by step, verified",
+	  "usage: rotor apply --env NAME [--ref REV] [--yes] [-j N] [--canary N] [--force-unlock]\n"
+	  "\n"
+	  "Lock the env (refs/rotor/lock/NAME), plan from the desired state at REV\n"
+	  "(default: git.main of rotor.yaml; never the work tree) and, after you type\n"
+	  "yes (or with --yes), apply the steps one at a time.  Per host: each file is\n"
+	  "written to a temporary name in its directory, fsynced, given its mode and\n"
+	  "owner, the previous file kept as FILE.rotor-bak, renamed into place; then\n"
+	  "the role's reload runs, then the probe (a server must present the expected\n"
+	  "leaf and accept the expected client leaf).  A failed write, reload or probe\n"
+	  "restores that host's backups and reloads again; the step stops there and\n"
+	  "the run ends (hosts already done are safe by the invariant).  Before each\n"
+	  "next step every host is observed again: that is the gate.  --canary N does\n"
+	  "N hosts of each step one by one first.  A lock left by a dead rotor on this\n"
+	  "machine is taken over; --force-unlock removes any other.  Each run ends with\n"
+	  "a commit on rotor/status/NAME: observed.json and applied.json.\n"
+	  "Exit 0 when every host reached the desired state (or was in sync), 1 otherwise.\n" },
 	{ "help", cmd_help, "show help for a command", "usage: rotor help [COMMAND]\n" },
 	{ NULL, NULL, NULL, NULL }
 };

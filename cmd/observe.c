@@ -146,7 +146,7 @@ static void print_human(const struct obs_host *h, size_t n, const struct state *
 	       unknown == 1 ? "" : "s");
 }
 
-static int print_json(const struct obs_host *h, size_t n, const struct state *st, const char *commit)
+int observe_json(struct buf *out, const struct obs_host *h, size_t n, const struct state *st, const char *commit)
 {
 	struct buf j = BUF_INIT;
 	size_t i, f, k;
@@ -217,7 +217,7 @@ static int print_json(const struct obs_host *h, size_t n, const struct state *st
 	}
 	rc = buf_puts(&j, "]}\n");
 	if (rc == 0)
-		fputs(buf_cstr(&j), stdout);
+		rc = buf_put(out, j.ptr, j.len);
 	buf_release(&j);
 	return rc;
 }
@@ -307,10 +307,15 @@ int cmd_observe(struct ctx *ctx, int argc, char **argv)
 	for (i = 0; i < nhosts; i++)
 		unreachable += !hosts[i].reachable;
 	if (json) {
-		if (print_json(hosts, nhosts, &st, src.commit) < 0) {
+		struct buf j = BUF_INIT;
+
+		if (observe_json(&j, hosts, nhosts, &st, src.commit) < 0) {
+			buf_release(&j);
 			err_nomem(&e);
 			goto fail;
 		}
+		fputs(buf_cstr(&j), stdout);
+		buf_release(&j);
 	} else {
 		print_human(hosts, nhosts, &st, src.commit,
 			    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);

@@ -148,4 +148,9 @@ struct obs_host {
 int observe_fleet(struct obs_host **out, size_t *n, const struct observe_opts *o, struct err *e);
 void obs_hosts_free(struct obs_host *h, size_t n);
 
+/* One SSH session to hs with o's settings (apply uses the same ones). */
+struct ssh_conn;
+int observe_connect(struct ssh_conn **c, const struct observe_opts *o, const struct host_spec *hs,
+		    struct err *e);
+
 #endif

@@ -140,23 +140,11 @@ out:
 	return rc;
 }
 
-static int observe_one(void *ctx, void **slot, size_t i, struct err *e)
+int observe_connect(struct ssh_conn **c, const struct observe_opts *o, const struct host_spec *hs,
+		    struct err *e)
 {
-	struct run *run = ctx;
-	const struct observe_opts *o = run->o;
-	const struct host_spec *hs = &o->hosts->hosts[i];
-	struct obs_host *h = &run->hosts[i];
-	struct ssh_conn *c = NULL;
 	struct ssh_opts so;
-	struct err ce = ERR_INIT;
-	double t0 = mono();
-	size_t r;
-	int rc = 0;
 
-	(void)slot;
-	if (!(h->name = xstrdup(hs->name, e)) || !(h->address = xstrdup(hs->address, e)) ||
-	    !(h->roles = calloc(hs->nroles ? hs->nroles : 1, sizeof(*h->roles))))
-		return err_nomem(e);
 	memset(&so, 0, sizeof(so));
 	so.host_label = hs->name;
 	so.address = hs->address;
@@ -167,7 +155,26 @@ static int observe_one(void *ctx, void **slot, size_t i, struct err *e)
 	so.connect_timeout_ms = o->connect_timeout_ms;
 	so.deadline_ms = o->deadline_ms;
 	so.become = o->become;
-	if (ssh_connect(&c, &so, &ce) < 0) {
+	return ssh_connect(c, &so, e);
+}
+
+static int observe_one(void *ctx, void **slot, size_t i, struct err *e)
+{
+	struct run *run = ctx;
+	const struct observe_opts *o = run->o;
+	const struct host_spec *hs = &o->hosts->hosts[i];
+	struct obs_host *h = &run->hosts[i];
+	struct ssh_conn *c = NULL;
+	struct err ce = ERR_INIT;
+	double t0 = mono();
+	size_t r;
+	int rc = 0;
+
+	(void)slot;
+	if (!(h->name = xstrdup(hs->name, e)) || !(h->address = xstrdup(hs->address, e)) ||
+	    !(h->roles = calloc(hs->nroles ? hs->nroles : 1, sizeof(*h->roles))))
+		return err_nomem(e);
+	if (observe_connect(&c, o, hs, &ce) < 0) {
 		if (ce.code == ROTOR_ENOMEM)
 			return err_nomem(e);
 		if (!(h->error = xstrdup(ce.msg, e)))
