@@ -1,0 +1,951 @@
+/*
+ * test_gitstatus.c -- the apply lock and the status history against real
+ * repositories.
+ *
+ * Every repository is made with the git command line in a mkdtemp()
+ * directory whose home/ is HOME (its .gitconfig sets the identity), and
+ * the git command line is used to look at what gitstatus wrote.  The race
+ * tests fork two processes that start together on a pipe and each open
+ * their own repository handle.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../common/buf.h"
+#include "../../common/err.h"
+#include "../../common/timefmt.h"
+#include "../../gitops/gitrepo.h"
+#include "../../gitops/gitstatus.h"
+
+static char g_root[256];
+static int g_seq;
+
+/* ---- helpers --------------------------------------------------------- */
+
+static void vformat(char *out, size_t len, const char *fmt, va_list ap)
+{
+	int n = vsnprintf(out, len, fmt, ap);
+
+	assert_true(n >= 0 && (size_t)n < len);
+}
+
+static void run(const char *fmt, ...) ROTOR_PRINTF(1, 2);
+static void run(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vformat(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("command failed (%d): %s", st, cmd);
+}
+
+/* Standard output of a command that must succeed, NUL-terminated. */
+static void capture(struct buf *out, const char *fmt, ...) ROTOR_PRINTF(2, 3);
+static void capture(struct buf *out, const char *fmt, ...)
+{
+	char cmd[4096], tmp[4096];
+	va_list ap;
+	size_t n;
+	FILE *p;
+	int st;
+
+	va_start(ap, fmt);
+	vformat(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	while ((n = fread(tmp, 1, sizeof(tmp), p)) > 0)
+		assert_int_equal(buf_put(out, tmp, n), 0);
+	st = pclose(p);
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("command failed (%d): %s", st, cmd);
+	if (!out->ptr)
+		assert_int_equal(buf_put(out, "", 0), 0);
+}
+
+/* Assert that a command prints exactly want. */
+static void expect_output(const char *want, const char *fmt, ...) ROTOR_PRINTF(2, 3);
+static void expect_output(const char *want, const char *fmt, ...)
+{
+	struct buf b = BUF_INIT;
+	char cmd[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vformat(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	capture(&b, "%s", cmd);
+	assert_string_equal(buf_cstr(&b), want);
+	buf_release(&b);
+}
+
+static void capture_line(char *out, size_t len, const char *fmt, ...) ROTOR_PRINTF(3, 4);
+static void capture_line(char *out, size_t len, const char *fmt, ...)
+{
+	struct buf b = BUF_INIT;
+	char cmd[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vformat(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	capture(&b, "%s", cmd);
+	while (b.len && b.ptr[b.len - 1] == '\n')
+		b.len--;
+	assert_true(b.len < len);
+	memcpy(out, b.ptr, b.len);
+	out[b.len] = '\0';
+	buf_release(&b);
+}
+
+static void write_str(const char *dir, const char *rel, const char *s)
+{
+	char path[1024];
+	FILE *f;
+
+	assert_true((size_t)snprintf(path, sizeof(path), "%s/%s", dir, rel) < sizeof(path));
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(s, 1, strlen(s), f), strlen(s));
+	assert_int_equal(fclose(f), 0);
+}
+
+static void read_local(struct buf *out, const char *dir, const char *rel)
+{
+	char path[1024];
+	struct err e = ERR_INIT;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	assert_int_equal(buf_read_file(out, path, (size_t)64 << 20, &e), 0);
+	if (!out->ptr)
+		assert_int_equal(buf_put(out, "", 0), 0);
+}
+
+static int ref_exists(const char *repo, const char *ref)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "git -C '%s' show-ref --verify -q '%s'", repo, ref);
+	return system(cmd) == 0;
+}
+
+static void rev_parse(char out[41], const char *repo, const char *rev)
+{
+	capture_line(out, 41, "git -C '%s' rev-parse --verify -q '%s'", repo, rev);
+	assert_int_equal(strlen(out), 40);
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+	if (!strstr(hay, needle))
+		fail_msg("\"%s\" does not contain \"%s\"", hay, needle);
+}
+
+/*
+ * A repository with one commit on main, plus local state the status code
+ * must not touch: a staged change, a modified tracked file, an untracked
+ * file.
+ */
+static void new_repo(char *out, size_t len)
+{
+	assert_true((size_t)snprintf(out, len, "%s/repo-%d", g_root, ++g_seq) < len);
+	run("git init -q -b main '%s'", out);
+	write_str(out, "rotor.yaml", "version: 1\n");
+	write_str(out, "README", "state\n");
+	run("git -C '%s' add -A && git -C '%s' commit -q -m initial", out, out);
+	write_str(out, "rotor.yaml", "version: 2\n");
+	run("git -C '%s' add rotor.yaml", out);
+	write_str(out, "README", "edited, not staged\n");
+	write_str(out, "untracked.txt", "new\n");
+}
+
+static struct gitrepo *open_ok(const char *path)
+{
+	struct gitrepo *r = NULL;
+	struct err e = ERR_INIT;
+
+	if (gitrepo_open(&r, path, 0, &e) != 0)
+		fail_msg("gitrepo_open %s: %s", path, e.msg);
+	return r;
+}
+
+/* What must not change when status is recorded or locks move. */
+struct local_state {
+	char head_ref[256];
+	char head[41];
+	struct buf index;
+	struct buf porcelain;
+	struct buf readme;
+};
+
+static void local_state_take(struct local_state *s, const char *repo)
+{
+	memset(s, 0, sizeof(*s));
+	capture_line(s->head_ref, sizeof(s->head_ref), "git -C '%s' symbolic-ref HEAD", repo);
+	rev_parse(s->head, repo, "HEAD");
+	read_local(&s->index, repo, ".git/index");
+	capture(&s->porcelain, "git --no-optional-locks -C '%s' status --porcelain", repo);
+	read_local(&s->readme, repo, "README");
+}
+
+static void local_state_same(struct local_state *before, const char *repo)
+{
+	struct local_state now;
+
+	local_state_take(&now, repo);
+	assert_string_equal(now.head_ref, before->head_ref);
+	assert_string_equal(now.head, before->head);
+	assert_int_equal(now.index.len, before->index.len);
+	assert_memory_equal(now.index.ptr, before->index.ptr, now.index.len);
+	assert_string_equal(buf_cstr(&now.porcelain), buf_cstr(&before->porcelain));
+	assert_string_equal(buf_cstr(&now.readme), buf_cstr(&before->readme));
+	buf_release(&now.index);
+	buf_release(&now.porcelain);
+	buf_release(&now.readme);
+	buf_release(&before->index);
+	buf_release(&before->porcelain);
+	buf_release(&before->readme);
+}
+
+/* Children of the race tests wait on this pipe until the parent closes it. */
+static void start_gate_wait(int fd)
+{
+	char c;
+
+	while (read(fd, &c, 1) > 0)
+		;
+	close(fd);
+}
+
+/* ---- fixtures -------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+	struct err e = ERR_INIT;
+	char home[300], xdg[300], cfg[400];
+	FILE *f;
+
+	(void)state;
+	snprintf(g_root, sizeof(g_root), "%s/rotor-gitstatus-XXXXXX",
+		 getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(g_root))
+		return -1;
+	snprintf(home, sizeof(home), "%s/home", g_root);
+	snprintf(xdg, sizeof(xdg), "%s/xdg", g_root);
+	if (mkdir(home, 0700) < 0 || mkdir(xdg, 0700) < 0)
+		return -1;
+	snprintf(cfg, sizeof(cfg), "%s/.gitconfig", home);
+	if (!(f = fopen(cfg, "w")))
+		return -1;
+	fputs("[user]\n\tname = Status Tester\n\temail = status@example.com\n"
+	      "[init]\n\tdefaultBranch = main\n", f);
+	if (fclose(f) != 0)
+		return -1;
+	/* Before libgit2 initialises: it reads HOME once, at init. */
+	setenv("HOME", home, 1);
+	setenv("XDG_CONFIG_HOME", xdg, 1);
+	setenv("GIT_CONFIG_NOSYSTEM", "1", 1);
+	unsetenv("GIT_DIR");
+	unsetenv("GIT_WORK_TREE");
+	unsetenv("GIT_INDEX_FILE");
+	unsetenv("GIT_OBJECT_DIRECTORY");
+	unsetenv("GIT_AUTHOR_NAME");
+	unsetenv("GIT_AUTHOR_EMAIL");
+	unsetenv("GIT_COMMITTER_NAME");
+	unsetenv("GIT_COMMITTER_EMAIL");
+	if (gitrepo_global_init(&e) != 0)
+		return -1;
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[400];
+
+	(void)state;
+	gitrepo_global_shutdown();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_root);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- env names ------------------------------------------------------- */
+
+static void test_invalid_env_refused(void **state)
+{
+	static const char *const bad[] = {
+		"", "Poc", "-poc", "_poc", "a/b", "../x", "poc.lock", "a b", "po\nc", "poc\x1b",
+		"abcdefghijklmnopqrstuvwxyz0123456", "\xc3\xa9t\xc3\xa9",
+	};
+	struct gitrepo_file f = { "observed.json", "{}\n", 3 };
+	struct gitstatus_lock_info info = { "rotor apply", NULL, NULL, 0, 0 };
+	struct gitstatus_entry *log = NULL;
+	struct gitstatus_lock l;
+	struct buf b = BUF_INIT;
+	char repo[300], id[41];
+	struct gitrepo *r;
+	size_t i, n = 0;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	r = open_ok(repo);
+	for (i = 0; i <= sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *env = i < sizeof(bad) / sizeof(bad[0]) ? bad[i] : NULL;
+		struct err e = ERR_INIT;
+
+		assert_int_equal(gitstatus_lock(r, env, &info, id, &e), ROTOR_EINVALID);
+		assert_contains(e.msg, "invalid environment name");
+		assert_int_equal(gitstatus_unlock(r, env, NULL, &e), ROTOR_EINVALID);
+		assert_int_equal(gitstatus_force_unlock(r, env, &l, &e), ROTOR_EINVALID);
+		assert_int_equal(gitstatus_lock_read(r, env, &l, &e), ROTOR_EINVALID);
+		assert_int_equal(gitstatus_record(r, env, &f, 1, "status", id, &e), ROTOR_EINVALID);
+		assert_int_equal(gitstatus_tip(r, env, id, &e), ROTOR_EINVALID);
+		assert_int_equal(gitstatus_log(r, env, 0, &log, &n, &e), ROTOR_EINVALID);
+		assert_null(log);
+		assert_int_equal(gitstatus_read_latest(r, env, "observed.json", 0, &b, &e), ROTOR_EINVALID);
+		assert_null(b.ptr);
+	}
+	/* The longest valid name works. */
+	{
+		struct err e = ERR_INIT;
+
+		assert_int_equal(gitstatus_lock(r, "abcdefghijklmnopqrstuvwxyz012345", &info, id, &e), 0);
+		assert_int_equal(gitstatus_unlock(r, "abcdefghijklmnopqrstuvwxyz012345", id, &e), 0);
+	}
+	expect_output("", "git -C '%s' for-each-ref refs/rotor refs/heads/rotor", repo);
+	gitrepo_free(r);
+}
+
+/* ---- lock ------------------------------------------------------------ */
+
+static void test_lock_unlock_relock(void **state)
+{
+	struct gitstatus_lock_info info = {
+		"rotor apply --env poc", "0123456789abcdef0123456789abcdef01234567", NULL, 0, 0
+	};
+	struct local_state before;
+	struct gitstatus_lock l;
+	struct err e = ERR_INIT;
+	struct buf json = BUF_INIT, show = BUF_INIT;
+	char repo[300], id[41], id2[41], ref_id[41], pid[32];
+	time_t t0 = time(NULL);
+	long long since;
+	struct gitrepo *r;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	local_state_take(&before, repo);
+	r = open_ok(repo);
+
+	assert_int_equal(gitstatus_lock(r, "poc", &info, id, &e), 0);
+	rev_parse(ref_id, repo, "refs/rotor/lock/poc");
+	assert_string_equal(ref_id, id);
+	/* A root commit whose tree is lock.json alone. */
+	expect_output("", "git -C '%s' rev-list --parents -n1 %s | cut -s -d' ' -f2", repo, id);
+	expect_output("lock.json\n", "git -C '%s' ls-tree -r --name-only %s", repo, id);
+	capture(&json, "git -C '%s' show refs/rotor/lock/poc:lock.json", repo);
+	snprintf(pid, sizeof(pid), "\"pid\": %ld,", (long)getpid());
+	assert_contains(buf_cstr(&json), pid);
+	assert_contains(buf_cstr(&json), "\"command\": \"rotor apply --env poc\"");
+	assert_contains(buf_cstr(&json), "\"desired\": \"0123456789abcdef0123456789abcdef01234567\"");
+	assert_contains(buf_cstr(&json), "\"env\": \"poc\"");
+	assert_contains(buf_cstr(&json), "\"nonce\": \"");
+	/* git show explains who holds it. */
+	capture(&show, "git -C '%s' show refs/rotor/lock/poc", repo);
+	assert_contains(buf_cstr(&show), "rotor lock poc: ");
+	assert_contains(buf_cstr(&show), "running `rotor apply --env poc`");
+
+	assert_int_equal(gitstatus_lock_read(r, "poc", &l, &e), 0);
+	assert_string_equal(l.id, id);
+	assert_int_equal(l.parsed, 1);
+	assert_int_equal(l.pid, (long long)getpid());
+	assert_non_null(strchr(l.holder, '@'));
+	assert_string_equal(l.command, "rotor apply --env poc");
+	assert_string_equal(l.desired, "0123456789abcdef0123456789abcdef01234567");
+	since = rfc3339_parse(l.time);
+	assert_true(since >= (long long)t0 - 1 && since <= (long long)time(NULL) + 1);
+	assert_string_equal(l.problem, "");
+
+	/* Our own second lock is refused like anyone's. */
+	assert_int_equal(gitstatus_lock(r, "poc", &info, id2, &e), ROTOR_ESTATE);
+	assert_string_equal(id2, "");
+	rev_parse(ref_id, repo, "refs/rotor/lock/poc");
+	assert_string_equal(ref_id, id);
+
+	/* Another env is independent. */
+	assert_int_equal(gitstatus_lock(r, "prod", &info, NULL, &e), 0);
+	assert_int_equal(gitstatus_unlock(r, "prod", NULL, &e), 0);
+
+	assert_int_equal(gitstatus_unlock(r, "poc", id, &e), 0);
+	assert_false(ref_exists(repo, "refs/rotor/lock/poc"));
+	assert_int_equal(gitstatus_lock_read(r, "poc", &l, &e), ROTOR_ENOTFOUND);
+	assert_int_equal(gitstatus_unlock(r, "poc", id, &e), ROTOR_ENOTFOUND);
+	assert_string_equal(e.msg, "env poc is not locked");
+
+	/* Relock at once: a new, distinct lock (the nonce), released with NULL. */
+	assert_int_equal(gitstatus_lock(r, "poc", &info, id2, &e), 0);
+	assert_string_not_equal(id2, id);
+	assert_int_equal(gitstatus_unlock(r, "poc", id, &e), ROTOR_ESTATE);
+	assert_true(ref_exists(repo, "refs/rotor/lock/poc"));
+	assert_int_equal(gitstatus_unlock(r, "poc", NULL, &e), 0);
+	assert_false(ref_exists(repo, "refs/rotor/lock/poc"));
+
+	local_state_same(&before, repo);
+	buf_release(&json);
+	buf_release(&show);
+	gitrepo_free(r);
+}
+
+static void test_lock_refused_names_holder(void **state)
+{
+	struct gitstatus_lock_info alice = { "rotor apply", NULL, "alice@host1", 4242, 0 };
+	struct gitstatus_lock_info bob = { "rotor apply --env poc", NULL, "bob@host2", 777, 0 };
+	struct gitstatus_lock l;
+	struct err e = ERR_INIT;
+	char repo[300], id[41], now[41], desc[512];
+	struct gitrepo *r;
+
+	(void)state;
+	alice.time = rfc3339_parse("2026-11-23T12:00:00Z");
+	assert_true(alice.time > 0);
+	new_repo(repo, sizeof(repo));
+	r = open_ok(repo);
+	assert_int_equal(gitstatus_lock(r, "poc", &alice, id, &e), 0);
+	assert_int_equal(gitstatus_lock(r, "poc", &bob, NULL, &e), ROTOR_ESTATE);
+	assert_int_equal(e.code, ROTOR_ESTATE);
+	assert_string_equal(e.msg, "env poc is locked by alice@host1 (pid 4242) since "
+			    "2026-11-23T12:00:00Z, running `rotor apply`; wait, or use --force-unlock "
+			    "if that run is dead");
+	rev_parse(now, repo, "refs/rotor/lock/poc");
+	assert_string_equal(now, id);
+
+	assert_int_equal(gitstatus_lock_read(r, "poc", &l, &e), 0);
+	assert_string_equal(gitstatus_lock_describe(desc, sizeof(desc), &l),
+			    "alice@host1 (pid 4242) since 2026-11-23T12:00:00Z, running `rotor apply`");
+	/* A short buffer is cut, never overrun. */
+	assert_string_equal(gitstatus_lock_describe(desc, 6, &l), "alice");
+	gitrepo_free(r);
+}
+
+static void test_lock_invalid_info(void **state)
+{
+	struct gitstatus_lock_info info;
+	struct err e = ERR_INIT;
+	char repo[300], id[41], big[600];
+	struct gitrepo *r;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	r = open_ok(repo);
+	assert_int_equal(gitstatus_lock(r, "poc", NULL, id, &e), ROTOR_EINVALID);
+	memset(&info, 0, sizeof(info));
+	assert_int_equal(gitstatus_lock(r, "poc", &info, id, &e), ROTOR_EINVALID);
+	info.command = "";
+	assert_int_equal(gitstatus_lock(r, "poc", &info, id, &e), ROTOR_EINVALID);
+	info.command = "rotor apply";
+	info.desired = "HEAD";
+	assert_int_equal(gitstatus_lock(r, "poc", &info, id, &e), ROTOR_EINVALID);
+	assert_contains(e.msg, "desired commit");
+	info.desired = NULL;
+	info.holder = "";
+	assert_int_equal(gitstatus_lock(r, "poc", &info, id, &e), ROTOR_EINVALID);
+	memset(big, 'h', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	info.holder = big;
+	assert_int_equal(gitstatus_lock(r, "poc", &info, id, &e), ROTOR_EINVALID);
+	info.holder = NULL;
+	info.command = big;
+	assert_int_equal(gitstatus_lock(r, "poc", &info, id, &e), ROTOR_EINVALID);
+	info.command = "rotor apply";
+	info.pid = -1;
+	assert_int_equal(gitstatus_lock(r, "poc", &info, id, &e), ROTOR_EINVALID);
+	assert_false(ref_exists(repo, "refs/rotor/lock/poc"));
+	gitrepo_free(r);
+}
+
+static void test_unlock_retaken_refused(void **state)
+{
+	struct gitstatus_lock_info mine = { "rotor apply", NULL, NULL, 0, 0 };
+	struct gitstatus_lock_info other = { "rotor apply", NULL, "carol@host3", 31337, 0 };
+	struct gitstatus_lock was;
+	struct err e = ERR_INIT;
+	char repo[300], id1[41], id2[41], now[41];
+	struct gitrepo *r;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	r = open_ok(repo);
+	assert_int_equal(gitstatus_lock(r, "poc", &mine, id1, &e), 0);
+	/* Our run looks dead to someone, who force-unlocks and takes the lock. */
+	assert_int_equal(gitstatus_force_unlock(r, "poc", &was, &e), 0);
+	assert_string_equal(was.id, id1);
+	assert_int_equal(gitstatus_lock(r, "poc", &other, id2, &e), 0);
+
+	/* Our late unlock, by id or by "this process", leaves their lock alone. */
+	assert_int_equal(gitstatus_unlock(r, "poc", id1, &e), ROTOR_ESTATE);
+	assert_contains(e.msg, "not unlocking env poc: it is locked by carol@host3 (pid 31337)");
+	assert_int_equal(gitstatus_unlock(r, "poc", NULL, &e), ROTOR_ESTATE);
+	assert_contains(e.msg, "carol@host3 (pid 31337)");
+	assert_contains(e.msg, "not by this process");
+	rev_parse(now, repo, "refs/rotor/lock/poc");
+	assert_string_equal(now, id2);
+
+	/* A malformed id is refused before anything is read. */
+	assert_int_equal(gitstatus_unlock(r, "poc", "12345", &e), ROTOR_EINVALID);
+
+	/* The holder's own id works. */
+	assert_int_equal(gitstatus_unlock(r, "poc", id2, &e), 0);
+	assert_false(ref_exists(repo, "refs/rotor/lock/poc"));
+	gitrepo_free(r);
+}
+
+static void test_force_unlock(void **state)
+{
+	struct gitstatus_lock_info alice = { "rotor apply", NULL, "alice@host1", 4242, 1700000000 };
+	struct gitstatus_lock was;
+	struct err e = ERR_INIT;
+	char repo[300], id[41];
+	struct gitrepo *r;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	r = open_ok(repo);
+	assert_int_equal(gitstatus_force_unlock(r, "poc", &was, &e), ROTOR_ENOTFOUND);
+	assert_int_equal(gitstatus_lock(r, "poc", &alice, id, &e), 0);
+	assert_int_equal(gitstatus_force_unlock(r, "poc", &was, &e), 0);
+	assert_string_equal(was.id, id);
+	assert_int_equal(was.parsed, 1);
+	assert_string_equal(was.holder, "alice@host1");
+	assert_int_equal(was.pid, 4242);
+	assert_string_equal(was.time, "2023-11-14T22:13:20Z");
+	assert_false(ref_exists(repo, "refs/rotor/lock/poc"));
+	assert_int_equal(gitstatus_force_unlock(r, "poc", NULL, &e), ROTOR_ENOTFOUND);
+	/* Free again: anyone can lock. */
+	assert_int_equal(gitstatus_lock(r, "poc", &alice, NULL, &e), 0);
+	assert_int_equal(gitstatus_force_unlock(r, "poc", NULL, &e), 0);
+	gitrepo_free(r);
+}
+
+/* A lock ref made by hand, or with a lock.json we did not write. */
+static void test_lock_unreadable(void **state)
+{
+	struct gitstatus_lock_info info = { "rotor apply", NULL, NULL, 0, 0 };
+	struct gitstatus_lock l;
+	struct err e = ERR_INIT;
+	char repo[300], head[41], odd[41];
+	struct gitrepo *r;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	rev_parse(head, repo, "HEAD");
+	run("git -C '%s' update-ref refs/rotor/lock/poc HEAD", repo);
+	r = open_ok(repo);
+	assert_int_equal(gitstatus_lock(r, "poc", &info, NULL, &e), ROTOR_ESTATE);
+	assert_contains(e.msg, "env poc is locked by an unreadable lock (commit ");
+	assert_contains(e.msg, "lock.json: not found");
+	assert_int_equal(gitstatus_lock_read(r, "poc", &l, &e), 0);
+	assert_int_equal(l.parsed, 0);
+	assert_string_equal(l.id, head);
+	assert_int_equal(gitstatus_unlock(r, "poc", NULL, &e), ROTOR_ESTATE);
+	assert_int_equal(gitstatus_force_unlock(r, "poc", NULL, &e), 0);
+	assert_false(ref_exists(repo, "refs/rotor/lock/poc"));
+
+	/* Escapes and control characters in lock.json come back harmless. */
+	write_str(repo, "lock.json",
+		  "{\"holder\": \"eve\\u001b[31m@x\\\"y\", \"pid\": 7, \"time\": \"2026-01-01T00:00:00Z\",\n"
+		  " \"command\": \"a\\nb\\u00e9\", \"desired\": null, \"extra\": [1]}");
+	capture_line(odd, sizeof(odd), "cd '%s' && t=$(git hash-object -w lock.json | "
+		     "sed 's/^/100644 blob /; s/$/\tlock.json/' | git mktree) && "
+		     "git commit-tree -m odd $t", repo);
+	run("git -C '%s' update-ref refs/rotor/lock/poc %s", repo, odd);
+	assert_int_equal(gitstatus_lock_read(r, "poc", &l, &e), 0);
+	assert_int_equal(l.parsed, 0);     /* nested values are not ours */
+	assert_contains(l.problem, "lock.json: unexpected value");
+	run("cd '%s' && sed -i 's/, \"extra\": \\[1\\]//' lock.json && "
+	    "t=$(git hash-object -w lock.json | sed 's/^/100644 blob /; s/$/\tlock.json/' | git mktree) && "
+	    "git update-ref refs/rotor/lock/poc $(git commit-tree -m odd $t)", repo);
+	assert_int_equal(gitstatus_lock_read(r, "poc", &l, &e), 0);
+	assert_int_equal(l.parsed, 1);
+	assert_string_equal(l.holder, "eve?[31m@x\"y");
+	assert_string_equal(l.command, "a?b?");
+	assert_int_equal(l.pid, 7);
+	assert_string_equal(l.desired, "");
+	assert_int_equal(gitstatus_force_unlock(r, "poc", NULL, &e), 0);
+	gitrepo_free(r);
+}
+
+/* Unlock works the same when git has packed the lock ref. */
+static void test_lock_packed(void **state)
+{
+	struct gitstatus_lock_info info = { "rotor apply", NULL, NULL, 0, 0 };
+	struct err e = ERR_INIT;
+	char repo[300], id[41], path[400];
+	struct gitrepo *r;
+	struct stat st;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	r = open_ok(repo);
+	assert_int_equal(gitstatus_lock(r, "poc", &info, id, &e), 0);
+	run("git -C '%s' pack-refs --all", repo);
+	snprintf(path, sizeof(path), "%s/.git/refs/rotor/lock/poc", repo);
+	assert_int_equal(stat(path, &st), -1);
+	assert_int_equal(gitstatus_lock(r, "poc", &info, NULL, &e), ROTOR_ESTATE);
+	assert_int_equal(gitstatus_unlock(r, "poc", NULL, &e), 0);
+	assert_false(ref_exists(repo, "refs/rotor/lock/poc"));
+	expect_output("", "git -C '%s' for-each-ref refs/rotor", repo);
+	assert_int_equal(gitstatus_lock(r, "poc", &info, id, &e), 0);
+	assert_int_equal(gitstatus_unlock(r, "poc", id, &e), 0);
+	gitrepo_free(r);
+}
+
+#define LOCK_ROUNDS 20
+
+static void test_lock_race(void **state)
+{
+	char repo[300], path[400];
+	int round, k;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	for (round = 0; round < LOCK_ROUNDS; round++) {
+		pid_t pid[2];
+		int gate[2], wins = 0, losses = 0, winner = -1, st;
+		struct gitstatus_lock l;
+		struct err e = ERR_INIT;
+		struct gitrepo *r;
+		struct buf msg = BUF_INIT;
+		char want[64];
+
+		assert_int_equal(pipe(gate), 0);
+		for (k = 0; k < 2; k++) {
+			pid[k] = fork();
+			assert_true(pid[k] >= 0);
+			if (pid[k] == 0) {
+				struct gitstatus_lock_info info = { "rotor apply --env poc", NULL, NULL, 0, 0 };
+				struct gitrepo *cr = NULL;
+				struct err ce = ERR_INIT;
+				int rc;
+				FILE *f;
+
+				close(gate[1]);
+				if (gitrepo_open(&cr, repo, 0, &ce) != 0)
+					_exit(9);
+				start_gate_wait(gate[0]);
+				rc = gitstatus_lock(cr, "poc", &info, NULL, &ce);
+				gitrepo_free(cr);
+				snprintf(path, sizeof(path), "%s/race-msg-%d", repo, k);
+				if ((f = fopen(path, "w")) != NULL) {
+					fputs(ce.msg, f);
+					fclose(f);
+				}
+				_exit(rc == 0 ? 0 : rc == ROTOR_ESTATE ? 3 : 8);
+			}
+		}
+		close(gate[0]);
+		close(gate[1]);     /* both start now */
+		for (k = 0; k < 2; k++) {
+			assert_int_equal(waitpid(pid[k], &st, 0), pid[k]);
+			assert_true(WIFEXITED(st));
+			if (WEXITSTATUS(st) == 0) {
+				wins++;
+				winner = k;
+			} else if (WEXITSTATUS(st) == 3) {
+				losses++;
+			} else {
+				fail_msg("round %d: child exited %d", round, WEXITSTATUS(st));
+			}
+		}
+		assert_int_equal(wins, 1);
+		assert_int_equal(losses, 1);
+
+		/* The lock is the winner's, and the loser was told so. */
+		r = open_ok(repo);
+		assert_int_equal(gitstatus_lock_read(r, "poc", &l, &e), 0);
+		assert_int_equal(l.pid, (long long)pid[winner]);
+		snprintf(path, sizeof(path), "race-msg-%d", 1 - winner);
+		read_local(&msg, repo, path);
+		snprintf(want, sizeof(want), "(pid %ld)", (long)pid[winner]);
+		assert_contains(buf_cstr(&msg), "env poc is locked by ");
+		assert_contains(buf_cstr(&msg), want);
+		buf_release(&msg);
+		assert_int_equal(gitstatus_force_unlock(r, "poc", NULL, &e), 0);
+		gitrepo_free(r);
+		run("rm -f '%s'/race-msg-*", repo);
+	}
+}
+
+/* ---- status history -------------------------------------------------- */
+
+static void test_record_first_and_next(void **state)
+{
+	const char bin[] = "a\0b\377c";
+	struct gitrepo_file first[] = {
+		{ "observed.json", "{\"hosts\": 2}\n", 13 },
+		{ "applied.json", "[]\n", 3 },
+		{ "hosts/db1.bin", bin, sizeof(bin) - 1 },
+	};
+	struct gitrepo_file second[] = {
+		{ "applied.json", "[\"db1\"]\n", 8 },
+	};
+	struct local_state before;
+	struct err e = ERR_INIT;
+	struct buf b = BUF_INIT;
+	char repo[300], c1[41], c2[41], tip[41], line[200];
+	struct gitrepo *r;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	local_state_take(&before, repo);
+	r = open_ok(repo);
+
+	assert_int_equal(gitstatus_record(r, "poc", first, 3, "apply poc: 2 hosts\n\nWho: alice", c1, &e), 0);
+	rev_parse(tip, repo, "refs/heads/rotor/status/poc");
+	assert_string_equal(tip, c1);
+	/* No parent; exactly the files given, bytes intact. */
+	capture_line(line, sizeof(line), "git -C '%s' rev-list --parents -n1 %s", repo, c1);
+	assert_string_equal(line, c1);
+	expect_output("applied.json\nhosts/db1.bin\nobserved.json\n",
+		      "git -C '%s' ls-tree -r --name-only %s", repo, c1);
+	expect_output("{\"hosts\": 2}\n", "git -C '%s' show %s:observed.json", repo, c1);
+	capture(&b, "git -C '%s' cat-file blob %s:hosts/db1.bin", repo, c1);
+	assert_int_equal(b.len, sizeof(bin) - 1);
+	assert_memory_equal(b.ptr, bin, b.len);
+	buf_release(&b);
+	expect_output("apply poc: 2 hosts\n\nWho: alice\n", "git -C '%s' log -1 --format=%%B %s | head -c -1",
+		      repo, c1);
+	expect_output("Status Tester <status@example.com>\n", "git -C '%s' log -1 --format='%%an <%%ae>' %s",
+		      repo, c1);
+
+	/* The next one: parent is the tip, the tree is replaced, not merged. */
+	assert_int_equal(gitstatus_record(r, "poc", second, 1, "apply poc: db1", c2, &e), 0);
+	rev_parse(tip, repo, "rotor/status/poc");
+	assert_string_equal(tip, c2);
+	capture_line(line, sizeof(line), "git -C '%s' rev-list --parents -n1 %s", repo, c2);
+	assert_true(strlen(line) == 81 && strncmp(line, c2, 40) == 0 && strcmp(line + 41, c1) == 0);
+	expect_output("applied.json\n", "git -C '%s' ls-tree -r --name-only %s", repo, c2);
+	expect_output("[\"db1\"]\n", "git -C '%s' show %s:applied.json", repo, c2);
+	expect_output("2\n", "git -C '%s' rev-list --count rotor/status/poc", repo);
+
+	/* Other envs have their own branch. */
+	assert_int_equal(gitstatus_record(r, "prod", second, 1, "apply prod", tip, &e), 0);
+	expect_output("2\n", "git -C '%s' rev-list --count rotor/status/poc", repo);
+	expect_output("1\n", "git -C '%s' rev-list --count rotor/status/prod", repo);
+
+	assert_int_equal(gitstatus_tip(r, "poc", tip, &e), 0);
+	assert_string_equal(tip, c2);
+	assert_int_equal(gitstatus_read_latest(r, "poc", "applied.json", 0, &b, &e), 0);
+	assert_string_equal(buf_cstr(&b), "[\"db1\"]\n");
+	buf_release(&b);
+	assert_int_equal(gitstatus_read_latest(r, "poc", "observed.json", 0, &b, &e), ROTOR_ENOTFOUND);
+	assert_int_equal(gitstatus_read_latest(r, "poc", "applied.json", 4, &b, &e), ROTOR_ETOOBIG);
+	assert_null(b.ptr);
+
+	/* HEAD, the index and the work tree are as they were. */
+	local_state_same(&before, repo);
+	gitrepo_free(r);
+}
+
+static void test_record_refused(void **state)
+{
+	struct gitrepo_file ok = { "observed.json", "{}\n", 3 };
+	struct gitrepo_file nodata = { "observed.json", NULL, 0 };
+	struct gitrepo_file twice[] = { { "a.json", "1", 1 }, { "a.json", "2", 1 } };
+	struct gitrepo_file nested[] = { { "a", "1", 1 }, { "a/b", "2", 1 } };
+	struct gitrepo_file badpath = { "../x", "1", 1 };
+	struct gitrepo_file gitpath = { ".git/config", "1", 1 };
+	struct err e = ERR_INIT;
+	char repo[300], id[41];
+	struct gitrepo *r;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	r = open_ok(repo);
+	assert_int_equal(gitstatus_record(r, "poc", &ok, 0, "m", id, &e), ROTOR_EINVALID);
+	assert_int_equal(gitstatus_record(r, "poc", &nodata, 1, "m", id, &e), ROTOR_EINVALID);
+	assert_int_equal(gitstatus_record(r, "poc", twice, 2, "m", id, &e), ROTOR_EINVALID);
+	assert_int_equal(gitstatus_record(r, "poc", nested, 2, "m", id, &e), ROTOR_EINVALID);
+	assert_int_equal(gitstatus_record(r, "poc", &badpath, 1, "m", id, &e), ROTOR_EINVALID);
+	assert_int_equal(gitstatus_record(r, "poc", &gitpath, 1, "m", id, &e), ROTOR_EINVALID);
+	assert_int_equal(gitstatus_record(r, "poc", &ok, 1, "", id, &e), ROTOR_EINVALID);
+	assert_int_equal(gitstatus_record(r, "poc", &ok, 1, " \n\t", id, &e), ROTOR_EINVALID);
+	assert_int_equal(gitstatus_record(r, "poc", &ok, 1, NULL, id, &e), ROTOR_EINVALID);
+	assert_string_equal(id, "");
+	assert_false(ref_exists(repo, "refs/heads/rotor/status/poc"));
+
+	/* HEAD on the status branch (here unborn): moving it would move HEAD. */
+	run("git -C '%s' symbolic-ref HEAD refs/heads/rotor/status/qa", repo);
+	assert_int_equal(gitstatus_record(r, "qa", &ok, 1, "m", id, &e), ROTOR_ESTATE);
+	assert_contains(e.msg, "HEAD is on branch rotor/status/qa");
+	assert_false(ref_exists(repo, "refs/heads/rotor/status/qa"));
+	run("git -C '%s' symbolic-ref HEAD refs/heads/main", repo);
+	gitrepo_free(r);
+}
+
+#define RECORDS_EACH 15
+
+static void test_record_concurrent(void **state)
+{
+	struct buf subjects = BUF_INIT, want = BUF_INIT;
+	char repo[300];
+	pid_t pid[2];
+	int gate[2], k, i, st;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	assert_int_equal(pipe(gate), 0);
+	for (k = 0; k < 2; k++) {
+		pid[k] = fork();
+		assert_true(pid[k] >= 0);
+		if (pid[k] == 0) {
+			struct gitrepo *cr = NULL;
+			struct err ce = ERR_INIT;
+			int bad = 0;
+
+			close(gate[1]);
+			if (gitrepo_open(&cr, repo, 0, &ce) != 0)
+				_exit(9);
+			start_gate_wait(gate[0]);
+			for (i = 0; i < RECORDS_EACH && !bad; i++) {
+				char data[64], msg[64], id[41];
+				struct gitrepo_file f = { "observed.json", data, 0 };
+
+				snprintf(data, sizeof(data), "{\"writer\": %d, \"n\": %d}\n", k, i);
+				f.len = strlen(data);
+				snprintf(msg, sizeof(msg), "writer %d record %02d", k, i);
+				if (gitstatus_record(cr, "poc", &f, 1, msg, id, &ce) != 0) {
+					fprintf(stderr, "writer %d: %s\n", k, ce.msg);
+					bad = 1;
+				}
+			}
+			gitrepo_free(cr);
+			_exit(bad ? 8 : 0);
+		}
+	}
+	close(gate[0]);
+	close(gate[1]);
+	for (k = 0; k < 2; k++) {
+		assert_int_equal(waitpid(pid[k], &st, 0), pid[k]);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 0);
+	}
+	/* Every record landed, on one line of history with one root. */
+	expect_output("30\n", "git -C '%s' rev-list --count rotor/status/poc", repo);
+	expect_output("0\n", "git -C '%s' rev-list --count --min-parents=2 rotor/status/poc", repo);
+	expect_output("1\n", "git -C '%s' rev-list --count --max-parents=0 rotor/status/poc", repo);
+	/* Each writer's records in its own order. */
+	for (k = 0; k < 2; k++) {
+		buf_release(&subjects);
+		buf_release(&want);
+		capture(&subjects, "git -C '%s' log --reverse --format=%%s rotor/status/poc | grep '^writer %d '",
+			repo, k);
+		for (i = 0; i < RECORDS_EACH; i++)
+			assert_int_equal(buf_printf(&want, "writer %d record %02d\n", k, i), 0);
+		assert_string_equal(buf_cstr(&subjects), buf_cstr(&want));
+	}
+	buf_release(&subjects);
+	buf_release(&want);
+}
+
+/* ---- history --------------------------------------------------------- */
+
+static void test_log(void **state)
+{
+	struct gitrepo_file f = { "observed.json", "{}\n", 3 };
+	struct gitstatus_entry *v = NULL;
+	struct err e = ERR_INIT;
+	char repo[300], id[3][41];
+	time_t t0 = time(NULL);
+	struct gitrepo *r;
+	size_t n = 99;
+	int i;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	r = open_ok(repo);
+	assert_int_equal(gitstatus_log(r, "poc", 0, &v, &n, &e), ROTOR_ENOTFOUND);
+	assert_null(v);
+	assert_int_equal(n, 0);
+	assert_contains(e.msg, "no status recorded for env poc");
+	assert_int_equal(gitstatus_tip(r, "poc", id[0], &e), ROTOR_ENOTFOUND);
+
+	assert_int_equal(gitstatus_record(r, "poc", &f, 1, "apply poc: first", id[0], &e), 0);
+	assert_int_equal(gitstatus_record(r, "poc", &f, 1,
+					  "apply poc: second\n\nRolled db1 to generation 2.\n\n"
+					  "Rotor-Who: alice@host1\nRotor-Why: rotation\n", id[1], &e), 0);
+	assert_int_equal(gitstatus_record(r, "poc", &f, 1,
+					  "apply poc:\nthird, wrapped\n\nbody \x1b[31mred\ttab\n", id[2], &e), 0);
+
+	assert_int_equal(gitstatus_log(r, "poc", 0, &v, &n, &e), 0);
+	assert_int_equal(n, 3);
+	for (i = 0; i < 3; i++) {
+		assert_string_equal(v[i].id, id[2 - i]);
+		assert_string_equal(v[i].author_name, "Status Tester");
+		assert_string_equal(v[i].author_email, "status@example.com");
+		assert_true(v[i].time >= (long long)t0 - 1 && v[i].time <= (long long)time(NULL) + 1);
+	}
+	assert_string_equal(v[0].subject, "apply poc: third, wrapped");
+	assert_string_equal(v[0].body, "body ?[31mred\ttab");
+	assert_string_equal(v[1].subject, "apply poc: second");
+	assert_string_equal(v[1].body, "Rolled db1 to generation 2.\n\n"
+			    "Rotor-Who: alice@host1\nRotor-Why: rotation");
+	assert_string_equal(v[2].subject, "apply poc: first");
+	assert_string_equal(v[2].body, "");
+	gitstatus_entries_free(v, n);
+
+	/* max cuts from the newest. */
+	assert_int_equal(gitstatus_log(r, "poc", 2, &v, &n, &e), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].id, id[2]);
+	assert_string_equal(v[1].id, id[1]);
+	gitstatus_entries_free(v, n);
+	gitstatus_entries_free(NULL, 0);
+
+	/* Only the first-parent chain of the status branch. */
+	run("cd '%s' && git update-ref refs/heads/rotor/status/poc "
+	    "$(git commit-tree -p %s -p main -m 'a merge' %s^{tree})", repo, id[2], id[2]);
+	assert_int_equal(gitstatus_log(r, "poc", 0, &v, &n, &e), 0);
+	assert_int_equal(n, 4);
+	assert_string_equal(v[0].subject, "a merge");
+	assert_string_equal(v[1].id, id[2]);
+	assert_string_equal(v[3].id, id[0]);
+	gitstatus_entries_free(v, n);
+	gitrepo_free(r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_invalid_env_refused),
+		cmocka_unit_test(test_lock_unlock_relock),
+		cmocka_unit_test(test_lock_refused_names_holder),
+		cmocka_unit_test(test_lock_invalid_info),
+		cmocka_unit_test(test_unlock_retaken_refused),
+		cmocka_unit_test(test_force_unlock),
+		cmocka_unit_test(test_lock_unreadable),
+		cmocka_unit_test(test_lock_packed),
+		cmocka_unit_test(test_lock_race),
+		cmocka_unit_test(test_record_first_and_next),
+		cmocka_unit_test(test_record_refused),
+		cmocka_unit_test(test_record_concurrent),
+		cmocka_unit_test(test_log),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
