@@ -53,6 +53,7 @@ struct conn {
 	int last_errno;           /* of the last failed socket call in the BIO */
 	int verify_depth;         /* depth of the first verification error, -1 none */
 	int fatal;                /* a fatal TLS error: no close_notify then */
+	int alert;                /* the first fatal alert from the server, -1 none */
 	SSL_CTX *ctx;
 	SSL *ssl;
 	BIO_METHOD *meth;
@@ -214,8 +215,28 @@ static void info_cb(const SSL *ssl, int where, int ret)
 	struct conn *c = SSL_get_app_data(ssl);
 
 	/* A fatal alert from the server: the words are OpenSSL's, not the peer's. */
-	if (c && (where & SSL_CB_READ_ALERT) && (ret >> 8) == SSL3_AL_FATAL && !c->out->tls_alert[0])
+	if (c && (where & SSL_CB_READ_ALERT) && (ret >> 8) == SSL3_AL_FATAL && c->alert < 0) {
+		c->alert = ret & 0xff;
 		snprintf(c->out->tls_alert, sizeof(c->out->tls_alert), "%s", SSL_alert_desc_string_long(ret));
+	}
+}
+
+/* Alerts a server sends about the client's certificate (RFC 8446 6.2, RFC 5246 7.2.2). */
+static int client_cert_alert(int alert)
+{
+	switch (alert) {
+	case SSL3_AD_BAD_CERTIFICATE:
+	case SSL3_AD_UNSUPPORTED_CERTIFICATE:
+	case SSL3_AD_CERTIFICATE_REVOKED:
+	case SSL3_AD_CERTIFICATE_EXPIRED:
+	case SSL3_AD_CERTIFICATE_UNKNOWN:
+	case TLS1_AD_UNKNOWN_CA:
+	case TLS1_AD_ACCESS_DENIED:
+	case TLS13_AD_CERTIFICATE_REQUIRED:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 struct pass_ctx {
@@ -796,7 +817,8 @@ static void pg_startup(struct conn *c, const struct probe_req *req, const char *
 	if (r == IO_OK)
 		r = ssl_read_exact(c, hdr, sizeof(hdr), what, sizeof(what));
 	if (r != IO_OK) {
-		if (out->tls_alert[0]) {
+		if (client_cert_alert(c->alert)) {
+			/* TLS 1.3: the server's verdict on our certificate comes after our Finished. */
 			out->client_accepted = 0;
 			fail(out, "server rejected the client certificate: TLS alert \"%s\"", out->tls_alert);
 		} else {
@@ -888,6 +910,7 @@ static int run(struct probe_result *out, const struct probe_req *req, int postgr
 	memset(&c, 0, sizeof(c));
 	c.fd = -1;
 	c.verify_depth = -1;
+	c.alert = -1;
 	c.out = out;
 	if ((rc = check_req(req, e)) < 0)
 		return rc;
@@ -936,7 +959,13 @@ static int run(struct probe_result *out, const struct probe_req *req, int postgr
 
 	r = ssl_handshake(&c, what, sizeof(what));
 	if (r != IO_OK) {
+		/* TLS 1.2: a client certificate the server refuses ends the handshake. */
+		if (postgres && client_cert_alert(c.alert))
+			out->client_accepted = 0;
 		fail(out, "TLS handshake with %s port %d: %s", req->address, req->port, what);
+		/* A TLS 1.2 server that refused us has still shown its certificate. */
+		if (SSL_get0_peer_certificate(c.ssl))
+			check_server(&c, req);
 		goto out;
 	}
 	out->tls_ok = 1;

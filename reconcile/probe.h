@@ -87,8 +87,10 @@ struct probe_result {
 	int server_verified;      /* 1: chain, purpose and name verify against trust_pem */
 	char verify_reason[160];  /* OpenSSL's words when server_verified == 0 */
 	int fingerprint_match;    /* 1/0 against expect_fingerprint; -1 when none expected or no leaf */
-	int client_accepted;      /* postgres: 1 the server answered the StartupMessage with 'R',
-				     0 it refused (TLS alert or ErrorResponse), -1 unknown;
+	int client_accepted;      /* postgres: 1 the server answered the StartupMessage with 'R';
+				     0 it refused: a TLS alert about the certificate (during the
+				     handshake with TLS 1.2, after it with 1.3) or an
+				     ErrorResponse; -1 unknown (not asked, or no clear answer);
 				     probe_tls: always -1 */
 	int auth_code;            /* postgres: the 'R' message's request code (0 = AuthenticationOk), -1 */
 	char sqlstate[6];         /* postgres: the ErrorResponse's SQLSTATE, or "" */
