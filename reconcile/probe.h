@@ -37,8 +37,11 @@
  * to printable ASCII.
  *
  * Threads: no global state; any number of probes may run at once on
- * different threads.  Sockets are non-blocking and every wait is a
- * poll() bounded by the deadline; writes never raise SIGPIPE.
+ * different threads.  Sockets are non-blocking and every wait (connect,
+ * SSLRequest, handshake, StartupMessage) is a poll() bounded by the
+ * deadline; writes never raise SIGPIPE.  Resolving a host name
+ * (getaddrinfo) is the one step the deadline does not bound: pass an IP
+ * address where that matters.
  */
 #ifndef ROTOR_PROBE_H
 #define ROTOR_PROBE_H

@@ -225,6 +225,7 @@ static void free_generations(void)
 			buf_wipe(&g->pg_key[k]);
 		}
 	}
+	memset(G, 0, sizeof(G));  /* the teardown may run twice */
 }
 
 /* Write a file atomically (temporary name, rename), owned by uid:gid. */
@@ -407,6 +408,12 @@ static int start_s_server(void)
 	g_s_server = pid;
 	until = mono_ms() + 10000;
 	while (mono_ms() < until) {
+		/* Ours must be the one answering, not one left over from an earlier run. */
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			g_s_server = -1;
+			fprintf(stderr, "# s_server exited (see %s)\n", log);
+			return -1;
+		}
 		if (connect_once(TLS_ADDR, TLS_PORT) == 0)
 			return 0;
 		sleep_ms(20);
@@ -525,11 +532,39 @@ static void probe_fake(struct probe_result *res, const char *reply, size_t len, 
 
 /* ---- setup ---------------------------------------------------------------- */
 
+/* Idempotent: group_setup calls it when it fails half way. */
+static int group_teardown(void **state)
+{
+	(void)state;
+	if (g_s_server > 0) {
+		kill(g_s_server, SIGTERM);
+		waitpid(g_s_server, NULL, 0);
+		g_s_server = -1;
+	}
+	if (g_up)
+		run_status("%s down --dir %s >/dev/null 2>&1", g_fleet, g_fleet_dir);
+	g_up = 0;
+	if (g_dir[0])
+		run_status("rm -rf %s", g_dir);
+	g_dir[0] = '\0';
+	free_generations();
+	return 0;
+}
+
+static int setup_fleet(void);
+
 static int group_setup(void **state)
+{
+	if (setup_fleet() == 0)
+		return 0;
+	group_teardown(state);
+	return -1;
+}
+
+static int setup_fleet(void)
 {
 	int h;
 
-	(void)state;
 	if (make_generations() < 0)
 		return -1;
 	snprintf(g_fleet, sizeof(g_fleet), "%s/tests/fleet/fleet", ROTOR_SRCDIR);
@@ -544,7 +579,7 @@ static int group_setup(void **state)
 	if (run_status("%s up 2 --postgres --dir %s --base " BASE " >%s/fleet-up.log 2>&1", g_fleet,
 		       g_fleet_dir, g_dir) != 0) {
 		run_status("cat %s/fleet-up.log >&2", g_dir);
-		run_status("%s down --dir %s >/dev/null 2>&1", g_fleet, g_fleet_dir);
+		g_up = 1;  /* the teardown stops whatever started */
 		return -1;
 	}
 	g_up = 1;
@@ -559,21 +594,6 @@ static int group_setup(void **state)
 	}
 	if (start_s_server() < 0)
 		return -1;
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	if (g_s_server > 0) {
-		kill(g_s_server, SIGTERM);
-		waitpid(g_s_server, NULL, 0);
-	}
-	if (g_up)
-		run_status("%s down --dir %s >/dev/null 2>&1", g_fleet, g_fleet_dir);
-	if (g_dir[0])
-		run_status("rm -rf %s", g_dir);
-	free_generations();
 	return 0;
 }
 
