@@ -203,6 +203,7 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 	struct ssh_conn *c = NULL;
 	struct err he = ERR_INIT;
 	const char *written[64];
+	struct ssh_staged staged[64];
 	int touched[32];
 	char why[768] = "";
 	size_t i, k, nw = 0;
@@ -211,11 +212,13 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 	(void)slot;
 	res->host = h;
 	memset(touched, 0, sizeof(touched));
+	memset(staged, 0, sizeof(staged));
 	if (observe_connect(&c, &r->oo, hs, &he) < 0) {
 		snprintf(why, sizeof(why), "%s", he.msg);
 		bad = 1;
 		goto done;
 	}
+	/* Stage every file of the host first; then one command puts them all in place. */
 	for (i = 0; i < a->st->nchanges && !bad; i++) {
 		const struct plan_change *ch = &a->st->changes[i];
 		const struct obs_file *of = &r->hosts[h].files[ch->file];
@@ -228,6 +231,11 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 
 		if (ch->host != h)
 			continue;
+		if (nw >= sizeof(staged) / sizeof(staged[0])) {
+			snprintf(why, sizeof(why), "more than %zu files on one host", nw);
+			bad = 1;
+			break;
+		}
 		if (managed_of(&all, &nall, &mf, &identity, r, h, ch->file, &he) < 0 ||
 		    plan_file_bytes(&bytes, &r->material, of, identity, a->st->to, a->st->a, a->st->b, a->secret, &he) < 0) {
 			snprintf(why, sizeof(why), "%s: %s", of->path, he.msg);
@@ -244,18 +252,23 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 				ssh_shell_quote(&cmd, buf_cstr(&dir));
 				buf_release(&dir);
 				if (ssh_exec(c, buf_cstr(&cmd), NULL, NULL, NULL, &he) < 0)
-					err_clear(&he);   /* the write below reports a missing directory */
+					err_clear(&he);   /* staging below reports a missing directory */
 			}
 			memset(&wo, 0, sizeof(wo));
 			wo.mode = (unsigned)ch->mode;
 			wo.owner = mf->owner;
 			wo.group = mf->group;
 			wo.backup = 1;
-			if (ssh_write_file_atomic(c, of->path, bytes.ptr, bytes.len, &wo, &he) < 0) {
+			/* Files of the login user need no sudo (and then change together in one rename burst). */
+			if (!mf->group && (!mf->owner || strcmp(mf->owner, hs->user ? hs->user : r->oo.user) == 0)) {
+				wo.owner = NULL;
+				wo.become = -1;
+			}
+			if (ssh_stage_file(c, of->path, bytes.ptr, bytes.len, &wo, &staged[nw], &he) < 0) {
 				snprintf(why, sizeof(why), "%s", he.msg);
 				bad = 1;
-			} else if (nw < sizeof(written) / sizeof(written[0])) {
-				written[nw++] = of->path;
+			} else {
+				nw++;
 				for (k = 0; k < r->hosts[h].nroles && k < 32; k++)
 					if (ch->file >= r->hosts[h].roles[k].first &&
 					    ch->file < r->hosts[h].roles[k].first + r->hosts[h].roles[k].nfiles)
@@ -266,6 +279,12 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 		buf_release(&cmd);
 		layout_free(all, nall);
 	}
+	if (!bad && nw && ssh_commit_staged(c, staged, nw, &he) < 0) {
+		snprintf(why, sizeof(why), "%s", he.msg);
+		bad = 1;
+	}
+	for (i = 0; i < nw; i++)
+		written[i] = staged[i].path;
 	if (!bad)
 		bad = run_reloads(why, sizeof(why), c, hs, touched, &he);
 	for (k = 0; !bad && k < hs->nroles && k < 32; k++) {
@@ -282,8 +301,14 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 		int restored = 1;
 		char reload_why[256] = "";
 
+		/*
+		 * Only files this run put in place: their backups were made by the
+		 * same command.  After a failed commit nothing is restored (a backup
+		 * could be older than what the host had); the next run plans from
+		 * whatever the host holds.
+		 */
 		for (i = 0; i < nw; i++)
-			if (ssh_restore_backup(c, written[i], 0, &he) < 0)
+			if (staged[i].committed && ssh_restore_backup(c, written[i], 0, &he) < 0)
 				restored = 0;
 		if (run_reloads(reload_why, sizeof(reload_why), c, hs, touched, &he))
 			restored = 0;
@@ -291,6 +316,7 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 			sizeof(why) - strlen(why) - 1);
 	}
 done:
+	ssh_staged_discard(c, staged, nw);
 	ssh_disconnect(c);
 	res->failed = bad;
 	res->written = nw;
@@ -461,9 +487,10 @@ static int confirm(void)
 
 int cmd_apply(struct ctx *ctx, int argc, char **argv)
 {
-	const char *ref = NULL, *yes = NULL, *jobs = NULL, *canary = NULL, *force = NULL, *pos[1];
+	const char *ref = NULL, *yes = NULL, *jobs = NULL, *canary = NULL, *force = NULL, *replace = NULL, *pos[1];
 	const struct opt opts[] = { { "ref", 1, &ref }, { "yes", 0, &yes }, { "parallel", 1, &jobs }, { "j", 1, &jobs },
-				    { "canary", 1, &canary }, { "force-unlock", 0, &force }, { NULL, 0, NULL } };
+				    { "canary", 1, &canary }, { "force-unlock", 0, &force },
+				    { "replace-unknown", 0, &replace }, { NULL, 0, NULL } };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct env_run r;
@@ -473,6 +500,7 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 	const char *env;
 	size_t npos, failed = 0, steps_done = 0, changes_done = 0;
 	int rc = 1, locked = 0, njobs = 0, ncanary = 0, guard;
+
 
 	memset(&r, 0, sizeof(r));
 	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0 || ctx_repo(ctx, &repo, &e) < 0)
@@ -512,7 +540,7 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 	buf_puts(&log, r.src.commit);
 	buf_puts(&log, "\",\"steps\":[");
 
-	if (env_run_plan(&r, 0, &e) < 0)
+	if (env_run_plan(&r, 0, replace != NULL, &e) < 0)
 		goto fail;
 	plan_print(&r, stdout);
 	if (!r.plan.live_known || r.plan.refused) {
@@ -530,19 +558,28 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 		rc = cmd_failf("%s", outcome);
 		goto record;
 	}
-	for (guard = 0; guard < 12; guard++) {
-		const struct plan_step *st;
+	for (guard = 0;; guard++) {
+		const struct plan_step *st = NULL;
+		size_t k;
 
-		if (r.plan.nsteps == 0 || r.plan.nchanges == 0)
+		/* Steps with nothing to change are already done: the gate moved past them. */
+		for (k = 0; k < r.plan.nsteps && !st; k++)
+			if (r.plan.steps[k].nchanges)
+				st = &r.plan.steps[k];
+		if (!st)
 			break;
-		st = &r.plan.steps[0];
+		if (guard >= 2 * NSTEPS) {
+			snprintf(outcome, sizeof(outcome), "stopped after %zu steps: the hosts do not converge", steps_done);
+			rc = cmd_failf("%s (is something else changing these files?)", outcome);
+			goto record;
+		}
 		if (st->ngates) {
 			snprintf(outcome, sizeof(outcome), "stopped before %s: external peers not ready",
 				 phase_step_name(st->to));
 			rc = cmd_failf("%s (see the gate above)", outcome);
 			goto record;
 		}
-		printf("\napplying step %s -> %s on %zu file%s\n", phase_step_name(st->from), phase_step_name(st->to),
+		printf("\napplying step %s -> %s: %zu file%s\n", phase_step_name(st->from), phase_step_name(st->to),
 		       st->nchanges, st->nchanges == 1 ? "" : "s");
 		if (apply_step(&r, st, buf_cstr(&secret), r.oo.parallel, ncanary, &log, &failed, &e) < 0)
 			goto fail;
@@ -552,12 +589,12 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 			snprintf(outcome, sizeof(outcome), "step %s -> %s failed on %zu host%s", phase_step_name(st->from),
 				 phase_step_name(st->to), failed, failed == 1 ? "" : "s");
 			rc = cmd_failf("%s; fix it and run apply again to continue", outcome);
-			if (env_run_plan(&r, 0, &e) < 0)
+			if (env_run_plan(&r, 0, replace != NULL, &e) < 0)
 				err_clear(&e);
 			goto record;
 		}
 		/* The gate for the next step is what the hosts hold now. */
-		if (env_run_plan(&r, 0, &e) < 0)
+		if (env_run_plan(&r, 0, replace != NULL, &e) < 0)
 			goto fail;
 		if (!r.plan.live_known || r.plan.refused) {
 			snprintf(outcome, sizeof(outcome), "stopped after %zu step%s: live state does not match the plan",

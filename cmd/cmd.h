@@ -181,7 +181,7 @@ struct env_run {
 int env_run_load(struct env_run *r, struct ctx *ctx, const char *env, const char *ref, int with_keys,
 		 struct diags *d, struct err *e);
 /* Observe every host (again) and plan from what it has now. */
-int env_run_plan(struct env_run *r, int no_path, struct err *e);
+int env_run_plan(struct env_run *r, int no_path, int replace_unknown, struct err *e);
 void env_run_release(struct env_run *r);
 void plan_print(const struct env_run *r, FILE *out);
 

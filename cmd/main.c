@@ -83,6 +83,7 @@ const struct cmd rotor_commands[] = {
 	  "written.\n" },
 	{ "plan", cmd_plan, "show the steps from the live state to the desired one",
 	  "usage: rotor plan --env NAME [--ref REV] [--json] [--detailed-exitcode] [--no-path]\n"
+	  "                  [--replace-unknown]\n"
 	  "\n"
 	  "Observe every host (see rotor help observe) and compare with the desired phase\n"
 	  "in rotation.yaml at REV (default HEAD).  Prints the path of adjacent steps\n"
@@ -92,7 +93,10 @@ const struct cmd rotor_commands[] = {
 	  "that follow, the gate (every host fits the step before), external peers not\n"
 	  "yet ready, and the pair check: every client/server pair must verify each\n"
 	  "other with OpenSSL during the step.  --no-path plans one jump instead (and is\n"
-	  "refused when it would break a pair).  --json: schemas/plan.json.\n"
+	  "refused when it would break a pair).  Hosts that hold none of their files\n"
+	  "yet fit any step; with --replace-unknown so do hosts whose files hold only\n"
+	  "certificates of no generation (their clients will break: prefer rotor\n"
+	  "import to adopt a chain that is in use).  --json: schemas/plan.json.\n"
 	  "Exit 0 (with --detailed-exitcode: 0 in sync, 2 changes pending), 1 on error,\n"
 	  "unreachable hosts, or an unsafe desired state.\n" },
 	{ "drift", cmd_drift, "the check for cron: drift, unknown and expiring certificates",
@@ -104,6 +108,7 @@ const struct cmd rotor_commands[] = {
 	  "error.\n" },
 	{ "apply", cmd_apply, "walk the plan on the hosts, step by step, verified",
 	  "usage: rotor apply --env NAME [--ref REV] [--yes] [-j N] [--canary N] [--force-unlock]\n"
+	  "                   [--replace-unknown]\n"
 	  "\n"
 	  "Lock the env (refs/rotor/lock/NAME), plan from the desired state at REV\n"
 	  "(default: git.main of rotor.yaml; never the work tree) and, after you type\n"

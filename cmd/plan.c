@@ -34,7 +34,7 @@ int env_run_load(struct env_run *r, struct ctx *ctx, const char *env, const char
 	return observe_opts_from_state(&r->oo, &r->st, &r->known, &r->paths, e);
 }
 
-int env_run_plan(struct env_run *r, int no_path, struct err *e)
+int env_run_plan(struct env_run *r, int no_path, int replace_unknown, struct err *e)
 {
 	struct plan_opts po;
 	int rc;
@@ -54,6 +54,7 @@ int env_run_plan(struct env_run *r, int no_path, struct err *e)
 	po.material = &r->material;
 	po.rotation = r->st.rotation;
 	po.no_path = no_path;
+	po.replace_unknown = replace_unknown;
 	po.now = r->oo.now;
 	return plan_build(&r->plan, &po, e);
 }
@@ -97,6 +98,8 @@ void plan_print(const struct env_run *r, FILE *out)
 	fprintf(out, "\n");
 	for (i = 0; i < p->nproblems; i++)
 		fprintf(out, "  ! %s\n", p->problems[i]);
+	for (i = 0; i < p->nnotes; i++)
+		fprintf(out, "  note: %s\n", p->notes[i]);
 	if (!p->live_known) {
 		fprintf(out, "\nNo plan: the live state is not known (above).\n");
 		return;
@@ -227,9 +230,9 @@ static int plan_json(const struct env_run *r, struct buf *j)
 
 static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 {
-	const char *ref = NULL, *json = NULL, *detailed = NULL, *no_path = NULL, *pos[1];
+	const char *ref = NULL, *json = NULL, *detailed = NULL, *no_path = NULL, *replace = NULL, *pos[1];
 	const struct opt opts[] = { { "ref", 1, &ref }, { "json", 0, &json }, { "detailed-exitcode", 0, &detailed },
-				    { "no-path", 0, &no_path }, { NULL, 0, NULL } };
+				    { "no-path", 0, &no_path }, { "replace-unknown", 0, &replace }, { NULL, 0, NULL } };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct env_run r;
@@ -247,7 +250,7 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 	}
 	if (!json && isatty(2))
 		r.oo.progress = NULL;
-	if (env_run_plan(&r, no_path != NULL, &e) < 0)
+	if (env_run_plan(&r, no_path != NULL, replace != NULL, &e) < 0)
 		goto fail;
 	if (drift) {
 		int renew = r.st.chain->renew_before_days;

@@ -263,44 +263,53 @@ static void strv_free(char **v, size_t n)
  * host, or the very first deployment) has no connection to break: it
  * fits every step and simply receives the desired one.
  */
-static unsigned host_mask(const struct obs_host *h, int a, int b)
+static int host_empty(const struct obs_host *h, int replace_unknown)
 {
-	size_t i;
+	size_t i, k;
 
-	for (i = 0; i < h->nfiles; i++)
-		if (h->files[i].present)
-			return observe_phase_mask(h->files, h->nfiles, a, b);
-	return ~0u;
+	for (i = 0; i < h->nfiles; i++) {
+		if (!h->files[i].present)
+			continue;
+		if (!replace_unknown)
+			return 0;
+		/* Under replace_unknown only certificates of our generations count. */
+		for (k = 0; k < h->files[i].ncerts; k++)
+			if (h->files[i].certs[k].generation)
+				return 0;
+	}
+	return 1;
 }
 
-/* Find the step every host fits (or s/s+1 when partial) on the line a -> b. */
+static unsigned host_mask(const struct obs_host *h, int a, int b, int replace_unknown)
+{
+	if (host_empty(h, replace_unknown))
+		return ~0u;
+	return observe_phase_mask(h->files, h->nfiles, a, b);
+}
+
+/*
+ * Find the step every host fits; failing that, two adjacent steps that
+ * every host fits one of (an apply that stopped half-way): live is the
+ * lower one and partial is set.
+ */
 static int place_live(const struct plan_opts *o, int a, int b, enum phase_step *live, int *partial)
 {
 	size_t i;
-	int s, last = b ? STEP_STABLE_B : STEP_STABLE_A;
+	int s, pass, last = b ? STEP_STABLE_B : STEP_STABLE_A;
 
-	for (s = 0; s <= last; s++) {
-		int all_s = 1, all_pair = 1;
+	for (pass = 0; pass < 2; pass++)
+		for (s = 0; s <= last - pass; s++) {
+			unsigned want = pass == 0 ? 1u << s : (1u << s) | (1u << (s + 1));
+			int all = 1;
 
-		for (i = 0; i < o->nobserved; i++) {
-			unsigned m = host_mask(&o->observed[i], a, b);
-
-			if (!(m & (1u << s)))
-				all_s = 0;
-			if (!(m & (1u << s)) && !(s < last && (m & (1u << (s + 1)))))
-				all_pair = 0;
+			for (i = 0; i < o->nobserved && all; i++)
+				all = (host_mask(&o->observed[i], a, b, o->replace_unknown) & want) != 0;
+			if (all) {
+				*live = (enum phase_step)s;
+				*partial = pass;
+				return 1;
+			}
 		}
-		if (all_s) {
-			*live = (enum phase_step)s;
-			*partial = 0;
-			return 1;
-		}
-		if (all_pair) {
-			*live = (enum phase_step)s;
-			*partial = 1;
-			return 1;
-		}
-	}
 	return 0;
 }
 
@@ -535,6 +544,11 @@ int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 			return err_nomem(e);
 	if (p->nproblems)
 		return 0;
+	for (i = 0; o->replace_unknown && i < o->nobserved; i++)
+		if (!host_empty(&o->observed[i], 0) && host_empty(&o->observed[i], 1) &&
+		    strv_add(&p->notes, &p->nnotes, "%s holds only certificates of no generation: replaced "
+			     "(--replace-unknown; clients that trust them will stop connecting)", o->observed[i].name) < 0)
+			return err_nomem(e);
 
 	/* The rotation lines the live state may be on, most likely first. */
 	if (rot->target) {
@@ -567,7 +581,7 @@ int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 	}
 	if (!found) {
 		for (i = 0; i < o->nobserved; i++) {
-			unsigned m = host_mask(&o->observed[i], cand[0][0], cand[0][1]);
+			unsigned m = host_mask(&o->observed[i], cand[0][0], cand[0][1], o->replace_unknown);
 
 			if (m == 0 && strv_add(&p->problems, &p->nproblems,
 					       "%s fits no step of generation %d%s%.0d: drift (see rotor observe)",
@@ -649,6 +663,7 @@ void plan_release(struct plan *p)
 	}
 	free(p->steps);
 	strv_free(p->problems, p->nproblems);
+	strv_free(p->notes, p->nnotes);
 	memset(p, 0, sizeof(*p));
 }
 

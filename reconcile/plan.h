@@ -89,6 +89,8 @@ struct plan {
 	char **problems;        /* why no plan: unreachable hosts, drift off the line, refusals */
 	size_t nproblems;
 	int refused;            /* the desired state is unsafe to reach (steps hold the broken pairs) */
+	char **notes;           /* hosts treated as empty under replace_unknown */
+	size_t nnotes;
 	size_t nchanges;        /* all steps */
 	size_t nhosts_changed;
 };
@@ -101,6 +103,7 @@ struct plan_opts {
 	const struct material_set *material;
 	const struct rotation_spec *rotation;
 	int no_path;            /* jump straight to the desired step (checked, usually refused) */
+	int replace_unknown;    /* hosts holding no known certificate at all count as empty */
 	time_t now;
 };
 

@@ -1287,18 +1287,19 @@ static int resolve_become(const struct ssh_conn *c, int become)
 	return become < 0 ? 0 : become > 0 ? 1 : c->become;
 }
 
-int ssh_write_file_atomic(struct ssh_conn *c, const char *path, const void *data, size_t len,
-			  const struct ssh_write_opts *wo, struct err *e)
+int ssh_stage_file(struct ssh_conn *c, const char *path, const void *data, size_t len,
+		   const struct ssh_write_opts *wo, struct ssh_staged *out, struct err *e)
 {
 	static const struct ssh_write_opts defaults;
 	LIBSSH2_SFTP_HANDLE *h = NULL;
 	LIBSSH2_SFTP_ATTRIBUTES a;
-	struct buf tmp = BUF_INIT, cmd = BUF_INIT, se = BUF_INIT, bak = BUF_INIT;
+	struct buf tmp = BUF_INIT;
 	const char *sudo, *p = data;
 	const char *base;
 	size_t done = 0;
 	int rc, failed, created = 0;
 
+	memset(out, 0, sizeof(*out));
 	if (!wo)
 		wo = &defaults;
 	if ((rc = usable(c, e)) != 0 || (rc = check_path(c, path, e)) != 0 ||
@@ -1311,7 +1312,6 @@ int ssh_write_file_atomic(struct ssh_conn *c, const char *path, const void *data
 	if (!data && len)
 		return err_set(e, ROTOR_EINVALID, "%s: no data for %s", c->name, path);
 	sudo = resolve_become(c, wo->become) ? "sudo -n " : "";
-	se.max = STDERR_KEEP;
 	if ((rc = sftp_ready(c, e)) != 0)
 		return rc;
 	if ((rc = temp_name(&tmp, path)) != 0) {
@@ -1319,7 +1319,6 @@ int ssh_write_file_atomic(struct ssh_conn *c, const char *path, const void *data
 		     err_set(e, ROTOR_ERROR, "getrandom: %s", strerror(errno));
 		goto out;
 	}
-
 	NB_PTR(c, e, "creating a temporary file", h,
 	       libssh2_sftp_open_ex(c->sftp, buf_cstr(&tmp), (unsigned)tmp.len,
 				    LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, 0600,
@@ -1382,42 +1381,17 @@ int ssh_write_file_atomic(struct ssh_conn *c, const char *path, const void *data
 		goto out;
 	}
 
-	/* One command: backup, owner, rename. */
-	rc = 0;
-	if (wo->backup) {
-		rc |= buf_printf(&bak, "%s%s", path, SSH_BACKUP_SUFFIX);
-		rc |= buf_puts(&cmd, "{ test ! -e ");
-		rc |= ssh_shell_quote(&cmd, path);
-		rc |= buf_printf(&cmd, " || %scp -p -- ", sudo);
-		rc |= ssh_shell_quote(&cmd, path);
-		rc |= buf_puts(&cmd, " ");
-		rc |= ssh_shell_quote(&cmd, buf_cstr(&bak));
-		rc |= buf_puts(&cmd, "; } && ");
-	}
-	if (wo->owner || wo->group) {
-		struct buf spec = BUF_INIT;
-
-		rc |= buf_printf(&spec, "%s%s%s", wo->owner ? wo->owner : "", wo->group ? ":" : "",
-				 wo->group ? wo->group : "");
-		rc |= buf_printf(&cmd, "%schown ", sudo);
-		rc |= ssh_shell_quote(&cmd, buf_cstr(&spec));
-		rc |= buf_puts(&cmd, " -- ");
-		rc |= ssh_shell_quote(&cmd, buf_cstr(&tmp));
-		rc |= buf_puts(&cmd, " && ");
-		buf_release(&spec);
-	}
-	rc |= buf_printf(&cmd, "%smv -f -- ", sudo);
-	rc |= ssh_shell_quote(&cmd, buf_cstr(&tmp));
-	rc |= buf_puts(&cmd, " ");
-	rc |= ssh_shell_quote(&cmd, path);
-	if (rc) {
+	if (!(out->path = strdup(path)) || (wo->owner && !(out->owner = strdup(wo->owner))) ||
+	    (wo->group && !(out->group = strdup(wo->group)))) {
+		ssh_staged_release(out);
 		rc = err_nomem(e);
 		goto out;
 	}
-	rc = exec_checked(c, buf_cstr(&cmd), "replacing the file", NULL, &se, e);
-	if (rc)
-		goto out;
-	created = 0;   /* renamed into place */
+	out->tmp = buf_detach(&tmp);
+	out->backup = wo->backup;
+	out->sudo = sudo[0] != '\0';
+	created = 0;   /* the caller commits or discards it */
+	rc = 0;
 out:
 	if (h)
 		handle_close(c, h);
@@ -1426,9 +1400,120 @@ out:
 	if (rc && e)
 		err_prefix(e, "writing %s", path);
 	buf_release(&tmp);
+	return rc;
+}
+
+void ssh_staged_release(struct ssh_staged *st)
+{
+	free(st->path);
+	free(st->tmp);
+	free(st->owner);
+	free(st->group);
+	memset(st, 0, sizeof(*st));
+}
+
+void ssh_staged_discard(struct ssh_conn *c, struct ssh_staged *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (v[i].tmp && !v[i].committed && usable(c, NULL) == 0)
+			remove_temp(c, v[i].tmp, v[i].sudo ? "sudo -n " : "");
+		ssh_staged_release(&v[i]);
+	}
+}
+
+/*
+ * Backups and owners first, then every rename back to back: in one perl
+ * process when no sudo is needed (Debian's perl-base is Essential), so a
+ * reader never sees a new certificate beside an old key for longer than
+ * two rename() calls; else one mv after the other.
+ */
+int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct err *e)
+{
+	struct buf cmd = BUF_INIT, se = BUF_INIT, bak = BUF_INIT, renames = BUF_INIT, args = BUF_INIT;
+	size_t i;
+	int rc = 0, any_sudo = 0;
+
+	if ((rc = usable(c, e)) != 0)
+		return rc;
+	se.max = STDERR_KEEP;
+	for (i = 0; i < n; i++) {
+		const char *sudo = v[i].sudo ? "sudo -n " : "";
+
+		any_sudo |= v[i].sudo;
+		if (v[i].backup) {
+			buf_release(&bak);
+			rc |= buf_printf(&bak, "%s%s", v[i].path, SSH_BACKUP_SUFFIX);
+			rc |= buf_puts(&cmd, "{ test ! -e ");
+			rc |= ssh_shell_quote(&cmd, v[i].path);
+			rc |= buf_printf(&cmd, " || %scp -p -- ", sudo);
+			rc |= ssh_shell_quote(&cmd, v[i].path);
+			rc |= buf_puts(&cmd, " ");
+			rc |= ssh_shell_quote(&cmd, buf_cstr(&bak));
+			rc |= buf_puts(&cmd, "; } && ");
+		}
+		if (v[i].owner || v[i].group) {
+			struct buf spec = BUF_INIT;
+
+			rc |= buf_printf(&spec, "%s%s%s", v[i].owner ? v[i].owner : "", v[i].group ? ":" : "",
+					 v[i].group ? v[i].group : "");
+			rc |= buf_printf(&cmd, "%schown ", sudo);
+			rc |= ssh_shell_quote(&cmd, buf_cstr(&spec));
+			rc |= buf_puts(&cmd, " -- ");
+			rc |= ssh_shell_quote(&cmd, v[i].tmp);
+			rc |= buf_puts(&cmd, " && ");
+			buf_release(&spec);
+		}
+		rc |= buf_printf(&renames, "%s%smv -f -- ", i ? " && " : "", sudo);
+		rc |= ssh_shell_quote(&renames, v[i].tmp);
+		rc |= buf_puts(&renames, " ");
+		rc |= ssh_shell_quote(&renames, v[i].path);
+		rc |= buf_puts(&args, " ");
+		rc |= ssh_shell_quote(&args, v[i].tmp);
+		rc |= buf_puts(&args, " ");
+		rc |= ssh_shell_quote(&args, v[i].path);
+	}
+	if (!any_sudo && n > 1) {
+		rc |= buf_puts(&cmd, "if command -v perl >/dev/null 2>&1; then perl -e "
+				     "'for (my $i = 0; $i < @ARGV; $i += 2) { rename($ARGV[$i], $ARGV[$i + 1]) "
+				     "or die \"rename $ARGV[$i + 1]: $!\\n\" }' --");
+		rc |= buf_put(&cmd, args.ptr, args.len);
+		rc |= buf_puts(&cmd, "; else ");
+		rc |= buf_put(&cmd, renames.ptr, renames.len);
+		rc |= buf_puts(&cmd, "; fi");
+	} else {
+		rc |= buf_put(&cmd, renames.ptr, renames.len);
+	}
+	if (rc) {
+		rc = err_nomem(e);
+		goto out;
+	}
+	rc = exec_checked(c, buf_cstr(&cmd), "replacing the files", NULL, &se, e);
+	if (rc == 0)
+		for (i = 0; i < n; i++)
+			v[i].committed = 1;
+out:
 	buf_release(&cmd);
 	buf_release(&se);
 	buf_release(&bak);
+	buf_release(&renames);
+	buf_release(&args);
+	return rc;
+}
+
+int ssh_write_file_atomic(struct ssh_conn *c, const char *path, const void *data, size_t len,
+			  const struct ssh_write_opts *wo, struct err *e)
+{
+	struct ssh_staged st;
+	int rc;
+
+	if ((rc = ssh_stage_file(c, path, data, len, wo, &st, e)) != 0)
+		return rc;
+	rc = ssh_commit_staged(c, &st, 1, e);
+	if (rc && e)
+		err_prefix(e, "writing %s", path);
+	ssh_staged_discard(c, &st, 1);
 	return rc;
 }
 

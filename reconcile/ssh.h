@@ -156,6 +156,27 @@ int ssh_write_file_atomic(struct ssh_conn *c, const char *path, const void *data
 			  const struct ssh_write_opts *wo, struct err *e);
 
 /*
+ * The same write in two halves, so that several files of one host change
+ * together: ssh_stage_file() writes, fsyncs and sets the mode of the
+ * temporary file (nothing visible changes); ssh_commit_staged() then runs
+ * ONE command that makes the backups, sets owners, and renames every
+ * staged file into place back to back (in a single perl process when no
+ * sudo is needed, so a client reading a certificate and its key sees
+ * either both old or both new unless it reads in the microseconds between
+ * two rename() calls).  ssh_staged_discard() removes temporary files
+ * that were not committed and releases the array's contents.
+ */
+struct ssh_staged {
+	char *path, *tmp, *owner, *group;
+	int backup, sudo, committed;
+};
+int ssh_stage_file(struct ssh_conn *c, const char *path, const void *data, size_t len,
+		   const struct ssh_write_opts *wo, struct ssh_staged *out, struct err *e);
+int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct err *e);
+void ssh_staged_discard(struct ssh_conn *c, struct ssh_staged *v, size_t n);
+void ssh_staged_release(struct ssh_staged *st);
+
+/*
  * Put PATH.rotor-bak back in place of path (copying it to a temporary
  * file and renaming that over path, so the backup stays).  ROTOR_ENOTFOUND
  * when there is no backup.  become as in struct ssh_write_opts.

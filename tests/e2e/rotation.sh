@@ -1,0 +1,151 @@
+#!/bin/sh
+# rotation.sh -- the whole story on real PostgreSQL: three servers and two
+# client hosts; the first chain deployed; then a full rotation to
+# generation 2 (trust, servers, clients, stable) while both client hosts
+# open new verify-full mTLS connections to every server in a loop.  Zero
+# failed connections is asserted.  Then the proof that the test can fail:
+# new server certificates installed by hand without the trust step make
+# connections fail at once.
+#
+# Uses 127.0.14.x (tests/fleet/README.md lists which test uses which range).
+. "$(dirname "$0")/lib.sh"
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "1..0 # SKIP the fleet needs root"
+	exit 0
+fi
+
+F="$ROTOR_SRCDIR/tests/fleet/fleet"
+FD="$T/fleet"
+B=127.0.14
+PG_RELOAD="sudo -n -u postgres /usr/lib/postgresql/15/bin/pg_ctl -D /srv/postgres/data -s reload"
+# Churn counters live where the client hosts' login user can write.
+C=$(mktemp -d /tmp/rotor-churn.XXXXXX)
+chmod 1777 "$C"
+trap 'touch "$C/stop"; sleep 1; "$F" down --dir "$FD" >/dev/null 2>&1; rm -rf "$T" "$C"' EXIT
+trap 'exit 1' INT TERM HUP PIPE
+"$F" up 5 --postgres --dir "$FD" --base $B >"$T/fleet-up.log" 2>&1 || { cat "$T/fleet-up.log"; echo "not ok 1 - fleet up"; exit 1; }
+for i in 1 2 3; do "$F" psql --dir "$FD" host$i -qc "CREATE ROLE app LOGIN" >/dev/null; done
+
+R="$T/repo"
+mkdir -p "$R" && cd "$R" && git init -q .
+"$ROTOR" init --env poc >/dev/null
+sed -i -e "s|^  user: deploy|  user: rotorfleet\n  identity: \"$FD/id_ed25519\"|" \
+       -e "s|^  known_hosts: .*|  known_hosts: \"$FD/known_hosts\"|" \
+       -e "s|^  connect_timeout: .*|  connect_timeout: 5s|" rotor.yaml
+cat > envs/poc/chain.yaml <<YAML
+subject: {O: Example, OU: DBA}
+key: {type: ec, curve: P-256}
+servers:
+  pg1: {sans: [$B.1]}
+  pg2: {sans: [$B.2]}
+  pg3: {sans: [$B.3]}
+clients: [app]
+YAML
+{
+	echo "hosts:"
+	for i in 1 2 3; do
+		cat <<YAML
+  host$i:
+    address: $B.$i
+    roles:
+      - role: server
+        layout: postgres
+        dir: /srv/postgres/certs
+        owner: postgres
+        group: postgres
+        identity: pg$i
+        reload: "$PG_RELOAD"
+        probe: {type: postgres, port: 5432}
+YAML
+	done
+	for i in 4 5; do
+		printf '  host%d:\n    address: %s.%d\n    roles:\n      - {role: client, layout: libpq, user: rotorfleet, home: /home/rotorfleet, identity: app}\n' $i $B $i
+	done
+} > envs/poc/hosts.yaml
+ok "validate" "$ROTOR" validate --worktree
+git add -A && git commit -qm "rotor: poc"
+"$ROTOR" rotate start --env poc >/dev/null && git merge -q --ff-only rotor/rotate/poc/gen-0001
+
+# ---- plan exit codes before anything is deployed ----
+"$ROTOR" plan --env poc --detailed-exitcode --replace-unknown > "$T/plan0.txt" 2>&1
+ok "plan with nothing deployed: exit 2 (changes pending)" [ $? -eq 2 ]
+ok "plan creates the 15 files" grep -q "Plan: 1 step, 15 file changes on 5 hosts" "$T/plan0.txt"
+ok "no secret in the plan" sh -c '! grep -q "PRIVATE KEY" "$1"' _ "$T/plan0.txt"
+
+ok "without --replace-unknown the bootstrap certificates stop the plan" sh -c '! "$1" plan --env poc > /dev/null 2>&1' _ "$ROTOR"
+ok "first apply: generation 1 everywhere (replacing the bootstrap certificates)" "$ROTOR" apply --env poc --yes --replace-unknown
+ok "plan is in sync: exit 0" "$ROTOR" plan --env poc --detailed-exitcode
+ok "server key on host1 is 0600 postgres" sh -c '[ "$(stat -c "%a %U" "$1/hosts/host1/srv/postgres/certs/server.key")" = "600 postgres" ]' _ "$FD"
+ok "status branch records the apply" sh -c 'git log --format=%s rotor/status/poc | grep -q "rotor: apply poc"'
+ok "lock released" sh -c '! git rev-parse -q --verify refs/rotor/lock/poc'
+
+# ---- connection churn from both client hosts, all the time from here ----
+churn() { # host
+	"$F" exec --dir "$FD" "$1" runuser -u rotorfleet -- sh -c '
+		c=$1 me=$2 base=$3
+		while [ ! -f "$c/stop" ]; do
+			for s in 1 2 3; do
+				if psql "host=$base.$s port=5432 user=app dbname=postgres sslmode=verify-full sslcert=/home/rotorfleet/.postgresql/postgresql.crt sslkey=/home/rotorfleet/.postgresql/postgresql.key sslrootcert=/home/rotorfleet/.postgresql/root.crt connect_timeout=5" -Atqc "select 1" >/dev/null 2>"$c/$me.last"; then
+					echo . >> "$c/$me.ok"
+				else
+					{ date +%T.%N; cat "$c/$me.last"; } >> "$c/$me.fail"
+				fi
+			done
+		done' _ "$C" "$1" "$B" &
+}
+churn host4
+churn host5
+sleep 2
+ok "churn connects from both client hosts" sh -c '[ -s "$1/host4.ok" ] && [ -s "$1/host5.ok" ] && [ ! -e "$1/host4.fail" ] && [ ! -e "$1/host5.fail" ]' _ "$C"
+
+# ---- the rotation ----
+ok "rotate start: generation 2, phase trust" "$ROTOR" rotate start --env poc
+git merge -q --ff-only rotor/rotate/poc/gen-0002
+ok "apply the trust step" "$ROTOR" apply --env poc --yes
+"$ROTOR" observe --env poc --json > "$T/obs-trust.json"
+ok "every host fits trust" /usr/bin/python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if all("trust" in h["fits"] for h in d["hosts"]) else 1)' "$T/obs-trust.json"
+# The desired state several steps ahead: apply walks servers, clients, stable(2).
+sed -i -e 's/^generation: 1$/generation: 2/' -e '/^target:/d' -e 's/^phase: trust$/phase: stable/' envs/poc/rotation.yaml
+git commit -qam "rotor: poc to generation 2"
+"$ROTOR" plan --env poc > "$T/plan-rest.txt" 2>&1
+ok "plan walks servers, clients, stable(target)" sh -c 'grep -q "step 1: trust -> servers" "$1" && grep -q "step 2: servers -> clients" "$1" && grep -q "step 3: clients -> stable(target)" "$1"' _ "$T/plan-rest.txt"
+ok "apply the rest of the rotation" "$ROTOR" apply --env poc --yes
+sleep 2
+touch "$C/stop"
+sleep 2
+ok "in sync at generation 2" "$ROTOR" plan --env poc --detailed-exitcode
+n_ok=$(cat "$C"/host*.ok 2>/dev/null | wc -l)
+n_fail=$(cat "$C"/host*.fail 2>/dev/null | grep -c '^[0-9]')
+echo "# churn during the rotation: $n_ok connections, $n_fail failed"
+ok "churn made connections during the rotation" [ "$n_ok" -gt 30 ]
+ok "ZERO failed connections during the whole rotation" sh -c '[ "$1" -eq 0 ] || { cat "$2"/host*.fail | head -20; exit 1; }' _ "$n_fail" "$C"
+ok "servers present generation 2" sh -c 'echo | openssl s_client -starttls postgres -connect "$1.2:5432" 2>/dev/null | openssl x509 -noout -issuer | grep -q "server CA g2"' _ "$B"
+ok "bundles hold generation 2 only" sh -c '[ "$(grep -c BEGIN "$1/hosts/host4/home/.postgresql/root.crt")" -eq 2 ]' _ "$FD"
+
+# ---- proof that the test can fail: skip the trust step by hand ----
+"$ROTOR" rotate start --env poc >/dev/null && git merge -q --ff-only rotor/rotate/poc/gen-0003
+rm -f "$C/stop" "$C"/host*.ok "$C"/host*.fail
+churn host4
+sleep 2
+# Generation 3's server certificate and key on pg1, without any bundle knowing generation 3.
+g() { git show "HEAD:envs/poc/generations/0003/$1"; }
+{ g servers/pg1.crt; g ca/server-ca.crt; } > "$T/pg1.crt"
+g servers/pg1.key | openssl pkey -passin "file:$HOME/.config/rotor/keys/repo.key" > "$T/pg1.key"
+install -o postgres -g postgres -m 0644 "$T/pg1.crt" "$FD/hosts/host1/srv/postgres/certs/server.crt"
+install -o postgres -g postgres -m 0600 "$T/pg1.key" "$FD/hosts/host1/srv/postgres/certs/server.key"
+"$F" exec --dir "$FD" host1 runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /srv/postgres/data -s reload
+sleep 3
+touch "$C/stop"
+sleep 2
+n_fail=$(cat "$C"/host*.fail 2>/dev/null | grep -c '^[0-9]')
+echo "# with the trust step skipped: $n_fail failed connections"
+ok "skipping the trust step makes connections fail" [ "$n_fail" -gt 0 ]
+ok "they fail on certificate verification" grep -q "certificate verify failed" "$C/host4.fail"
+"$ROTOR" plan --env poc > "$T/plan-drift.txt" 2>&1
+ok "plan sees host1 off the line" grep -q "host1 fits no step" "$T/plan-drift.txt"
+
+done_testing
