@@ -691,6 +691,108 @@ static void test_lock_race(void **state)
 	}
 }
 
+/*
+ * Two runs lock and unlock over and over while a third force-unlocks
+ * whatever it finds.  Every lock must be removed exactly once: by its
+ * holder's unlock or by a force-unlock, never both, and never by the
+ * unlock of another lock (which a delete without compare-and-swap does
+ * when a lock is force-unlocked and re-taken between look-up and delete).
+ */
+#define STRESS_LOCKS 150
+
+static void stress_log(const char *repo, int k, const char *kind, const char *id, int rc)
+{
+	char path[400];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/stress-%d.log", repo, k);
+	if ((f = fopen(path, "a")) != NULL) {
+		fprintf(f, "%s %s %d\n", kind, id, rc);
+		fclose(f);
+	}
+}
+
+static void test_unlock_cas_stress(void **state)
+{
+	struct buf logs = BUF_INIT;
+	char repo[300], stop[400];
+	pid_t pid[3];
+	int gate[2], k, st;
+	const char *line;
+	size_t locks = 0, forced = 0;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	snprintf(stop, sizeof(stop), "%s/stress-stop", repo);
+	assert_int_equal(pipe(gate), 0);
+	for (k = 0; k < 3; k++) {
+		pid[k] = fork();
+		assert_true(pid[k] >= 0);
+		if (pid[k] == 0) {
+			struct gitstatus_lock_info info = { "stress", NULL, NULL, 0, 0 };
+			struct gitrepo *cr = NULL;
+			struct err ce = ERR_INIT;
+			struct gitstatus_lock was;
+			char id[41];
+			int i, rc;
+
+			close(gate[1]);
+			if (gitrepo_open(&cr, repo, 0, &ce) != 0)
+				_exit(9);
+			start_gate_wait(gate[0]);
+			if (k == 2) {
+				while (access(stop, F_OK) != 0) {
+					if (gitstatus_force_unlock(cr, "poc", &was, &ce) == 0)
+						stress_log(repo, k, "F", was.id, 0);
+				}
+			} else {
+				for (i = 0; i < STRESS_LOCKS; i++) {
+					if (gitstatus_lock(cr, "poc", &info, id, &ce) != 0)
+						continue;
+					stress_log(repo, k, "L", id, 0);
+					rc = gitstatus_unlock(cr, "poc", i % 2 ? id : NULL, &ce);
+					stress_log(repo, k, "U", id, rc);
+				}
+			}
+			gitrepo_free(cr);
+			_exit(0);
+		}
+	}
+	close(gate[0]);
+	close(gate[1]);
+	for (k = 0; k < 2; k++) {
+		assert_int_equal(waitpid(pid[k], &st, 0), pid[k]);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	write_str(repo, "stress-stop", "");
+	assert_int_equal(waitpid(pid[2], &st, 0), pid[2]);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* A lock left at the end counts as force-removed. */
+	run("cd '%s' && if git show-ref -q --verify refs/rotor/lock/poc; then "
+	    "echo \"F $(git rev-parse refs/rotor/lock/poc) 0\" >> stress-2.log; fi; "
+	    "touch stress-0.log stress-1.log stress-2.log", repo);
+
+	/* Per lock id: removals by its holder's unlock (rc 0) plus by force. */
+	capture(&logs, "cd '%s' && cat stress-*.log | awk '"
+		"$1 == \"L\" { made[$2]++ } "
+		"$1 == \"U\" && $3 == 0 { gone[$2]++ } "
+		"$1 == \"F\" { gone[$2]++; forced++ } "
+		"END { for (id in made) if (gone[id] != 1) print \"lock \" id \" removed \" gone[id]+0 \" times\"; "
+		"for (id in gone) if (!(id in made)) print \"unknown \" id; "
+		"print \"locks\", length(made), \"forced\", forced+0 }'", repo);
+	for (line = buf_cstr(&logs); *line; line = strchr(line, '\n') + 1) {
+		if (strncmp(line, "locks ", 6) == 0) {
+			assert_int_equal(sscanf(line, "locks %zu forced %zu", &locks, &forced), 2);
+			break;
+		}
+		fail_msg("%.*s", (int)strcspn(line, "\n"), line);
+	}
+	/* The race was real: many locks, and some of them force-removed. */
+	assert_true(locks >= 50);
+	assert_true(forced >= 1);
+	buf_release(&logs);
+}
+
 /* ---- status history -------------------------------------------------- */
 
 static void test_record_first_and_next(void **state)
@@ -941,6 +1043,7 @@ int main(void)
 		cmocka_unit_test(test_lock_unreadable),
 		cmocka_unit_test(test_lock_packed),
 		cmocka_unit_test(test_lock_race),
+		cmocka_unit_test(test_unlock_cas_stress),
 		cmocka_unit_test(test_record_first_and_next),
 		cmocka_unit_test(test_record_refused),
 		cmocka_unit_test(test_record_concurrent),
