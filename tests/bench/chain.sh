@@ -129,16 +129,17 @@ run() {
 	label=$1 kt=$2 n=$3 out=$4
 	shift 4
 	say "chain.sh: $label $kt, $n client leaves ..."
-	if ! /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/run.log" 2>&1; then
+	if ! /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$@" >"$work/run.log" 2>&1; then
 		say "chain.sh: $label $kt FAILED:"
 		tail -n 20 "$work/run.log" | sed 's/^/  | /' >&2
-		echo "$label $kt $n FAIL FAIL" >>"$results"
+		echo "$label $kt $n FAIL FAIL FAIL" >>"$results"
 		return 0
 	fi
 	grep pkibench: "$work/run.log" | sed 's/^/  /' >&2 || true
 	set -- $(tail -n 1 "$work/time")
-	echo "$label $kt $n $1 $2" >>"$results"
-	say "chain.sh: $label $kt: $1 s, peak RSS $2 KB"
+	cpu=$(echo "$3 $4" | awk '{ printf "%.2f", $1 + $2 }')
+	echo "$label $kt $n $1 $2 $cpu" >>"$results"
+	say "chain.sh: $label $kt: $1 s wall, $cpu s CPU, peak RSS $2 KB"
 	check "$out" "$label" "$kt"
 }
 
@@ -198,18 +199,20 @@ fi
 awk -v target="$LEAVES" '
 	function scale(t, n) { return t * (target + 5) / (n + 5) }
 	{ tool[NR] = $1; kt[NR] = $2; n[NR] = $3; t[NR] = $4; rss[NR] = $5
-	  if ($4 != "FAIL") { s[NR] = scale($4, $3) }
+	  if ($4 != "FAIL") { s[NR] = scale($4, $3); cpu[NR] = scale($6, $3) }
 	  if ($1 == "rotor" && $4 != "FAIL") ref[$2] = s[NR] }
 	END {
 		for (i = 1; i <= NR; i++) if (!(kt[i] in ref) && tool[i] == "rotor-lib" && t[i] != "FAIL") ref[kt[i]] = s[i]
-		printf "%-18s %-9s %7s %9s %12s %8s %9s\n", "tool", "key", "leaves", "wall s", "wall s @" target, "ratio", "peak RSS"
+		printf "%-18s %-9s %6s %8s %13s %7s %12s %9s\n", "tool", "key", "leaves", "wall s", "wall s @" target, "ratio", "CPU s @" target, "peak RSS"
 		for (i = 1; i <= NR; i++) {
-			if (t[i] == "FAIL") { printf "%-18s %-9s %7d %9s\n", tool[i], kt[i], n[i], "FAILED"; continue }
+			if (t[i] == "FAIL") { printf "%-18s %-9s %6d %8s\n", tool[i], kt[i], n[i], "FAILED"; continue }
 			ex = n[i] == target ? sprintf("%.2f", s[i]) : sprintf("~%.1f", s[i])
+			cx = n[i] == target ? sprintf("%.2f", cpu[i]) : sprintf("~%.1f", cpu[i])
 			r = (kt[i] in ref) && ref[kt[i]] > 0 ? sprintf("%.1fx", s[i] / ref[kt[i]]) : "-"
-			printf "%-18s %-9s %7d %9.2f %12s %8s %7.1f MB\n", tool[i], kt[i], n[i], t[i], ex, r, rss[i] / 1024
+			printf "%-18s %-9s %6d %8.2f %13s %7s %12s %6.1f MB\n", tool[i], kt[i], n[i], t[i], ex, r, cx, rss[i] / 1024
 		}
-		print "~ = extrapolated linearly per certificate from the leaves actually made"
+		print "~ = extrapolated linearly per certificate from the leaves actually made;"
+		print "ratio = wall time / rotor wall time; CPU = user + system of every process"
 	}' "$results"
 
 echo
