@@ -29,42 +29,6 @@ static const char *key_type_name(enum spec_key_type k)
 	return "?";
 }
 
-/*
- * Check the secret before it encrypts anything: the key id in rotor.yaml
- * must match, and the newest generation's root key must decrypt with it.
- */
-static int check_secret(const struct state *st, const struct state_src *src,
-			const char *secret, const char *key_path, struct err *e)
-{
-	struct buf pem = BUF_INIT;
-	char id[17], path[256];
-	const struct gen_info *g = NULL;
-	size_t i;
-	int rc;
-
-	pki_secret_id(id, secret);
-	if (st->config->key_id && strcmp(id, st->config->key_id) != 0)
-		return err_set(e, ROTOR_ESECRET,
-			       "the secret key in %s (key id %s) is not this repository's (rotor.yaml says key id %s); "
-			       "refusing to encrypt new keys with it", key_path, id, st->config->key_id);
-	for (i = 0; i < st->ngens; i++)
-		if (st->gens[i].manifest && !st->gens[i].manifest->imported)
-			g = &st->gens[i];
-	if (!g)
-		return 0;
-	snprintf(path, sizeof(path), "envs/%s/generations/%04d/ca/root.key", st->env, g->number);
-	rc = state_read(&pem, src, path, 1 << 20, e);
-	if (rc == 0)
-		rc = pki_key_check(pem.ptr, pem.len, secret, e);
-	if (rc == ROTOR_ESECRET)
-		err_set(e, ROTOR_ESECRET, "the secret key in %s does not decrypt %s; refusing to encrypt new keys with it",
-			key_path, path);
-	else if (rc < 0)
-		err_prefix(e, "checking the secret key against %s", path);
-	buf_release(&pem);
-	return rc;
-}
-
 static int next_generation(int *out, const struct state *st, struct gitrepo *repo, struct err *e)
 {
 	char branch[128];
@@ -163,7 +127,7 @@ static int rotate_start(struct ctx *ctx, int argc, char **argv)
 
 	if (state_key_path(key_path, sizeof(key_path), st.config, &e) < 0 ||
 	    pki_secret_load(&secret, key_path, &e) < 0 ||
-	    check_secret(&st, &src, buf_cstr(&secret), key_path, &e) < 0)
+	    state_check_secret(&st, &src, buf_cstr(&secret), key_path, &e) < 0)
 		goto fail;
 
 	if (pki_generate(&gen, env, number, st.chain, threads, now, &e) < 0 ||

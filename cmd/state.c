@@ -491,3 +491,40 @@ int state_material(struct material_set *ms, const struct state_src *src, const s
 		material_release(ms);
 	return rc;
 }
+
+/*
+ * Check the secret before it is used: the key id in rotor.yaml must
+ * match, and the newest generation's root key must decrypt with it.
+ */
+int state_check_secret(const struct state *st, const struct state_src *src, const char *secret,
+		       const char *key_path, struct err *e)
+{
+	struct buf pem = BUF_INIT;
+	char id[17], path[256];
+	const struct gen_info *g = NULL;
+	size_t i;
+	int rc;
+
+	pki_secret_id(id, secret);
+	if (st->config->key_id && strcmp(id, st->config->key_id) != 0)
+		return err_set(e, ROTOR_ESECRET,
+			       "the secret key in %s (key id %s) is not this repository's (rotor.yaml says key id %s); "
+			       "refusing to use it", key_path, id, st->config->key_id);
+	for (i = 0; i < st->ngens; i++)
+		if (st->gens[i].manifest && !st->gens[i].manifest->imported)
+			g = &st->gens[i];
+	if (!g)
+		return 0;
+	snprintf(path, sizeof(path), "envs/%s/generations/%04d/ca/root.key", st->env, g->number);
+	rc = state_read(&pem, src, path, 1 << 20, e);
+	if (rc == 0)
+		rc = pki_key_check(pem.ptr, pem.len, secret, e);
+	if (rc == ROTOR_ESECRET)
+		err_set(e, ROTOR_ESECRET, "the secret key in %s does not decrypt %s; refusing to use it",
+			key_path, path);
+	else if (rc < 0)
+		err_prefix(e, "checking the secret key against %s", path);
+	buf_release(&pem);
+	return rc;
+}
+
