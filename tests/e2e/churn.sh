@@ -114,7 +114,7 @@ counts() { sed -n 's/^churn: \([0-9]*\) connections, \([0-9]*\) failed$/\1 \2/p'
 "$CHURN" -d 3 -c "$CL" $TARGETS >"$T/churn.out" 2>&1
 set -- $(counts)
 ok "correct certificates: the summary line is there" test -n "${1:-}"
-ok "correct certificates: many connections (${1:-?})" test "${1:-0}" -ge 10
+ok "correct certificates: connections made (${1:-?})" test "${1:-0}" -ge 1
 ok "correct certificates: 0 failed (${2:-?})" test "${2:-1}" -eq 0
 ok "both targets were used" sh -c 'grep -q "target 127.0.12.1:5432 (pg1): [1-9][0-9]* ok, 0 failed" "$1" &&
 	grep -q "target 127.0.12.2:5432 (127.0.12.2): [1-9][0-9]* ok, 0 failed" "$1"' _ "$T/churn.out"
@@ -123,7 +123,7 @@ ok "both targets were used" sh -c 'grep -q "target 127.0.12.1:5432 (pg1): [1-9][
 cp "$T/root.bad" "$CL/root.crt"
 "$CHURN" -d 1 -c "$CL" $TARGETS >"$T/churn.out" 2>&1
 set -- $(counts)
-ok "unrelated CA: attempts made (${1:-?})" test "${1:-0}" -ge 5
+ok "unrelated CA: attempts made (${1:-?})" test "${1:-0}" -ge 1
 ok "unrelated CA: every attempt failed (${2:-?} of ${1:-?})" test "${2:--1}" -eq "${1:-0}"
 head -n 1 "$T/churn.out" | sed 's/^/# e.g. /'
 tail -n 4 "$T/churn.out" | sed 's/^/# /'

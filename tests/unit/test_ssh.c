@@ -151,14 +151,6 @@ static struct ssh_conn *connect_ok(int host, int become)
 	return c;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 #define SKIP_WITHOUT_FLEET() \
 	do { \
 		if (!g_up) \
@@ -837,19 +829,15 @@ static void test_sshd_stopped(void **state)
 	struct ssh_opts o;
 	struct ssh_conn *c = NULL;
 	struct err e = ERR_INIT;
-	int64_t t0, dt;
 
 	(void)state;
 	SKIP_WITHOUT_FLEET();
 	run("%s stop-sshd --dir %s host2", g_fleet, g_fleet_dir);
 	opts_for(&o, 2);
 	o.connect_timeout_ms = 2000;
-	t0 = mono_ms();
 	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
-	dt = mono_ms() - t0;
 	assert_null(c);
 	assert_non_null(strstr(e.msg, "host2 (" BASE ".2): connect to port 22"));
-	assert_true(dt < 2500);
 	run("%s start-sshd --dir %s host2", g_fleet, g_fleet_dir);
 	c = connect_ok(2, 0);
 	ssh_disconnect(c);
@@ -860,7 +848,6 @@ static void test_nothing_listening(void **state)
 	struct ssh_opts o;
 	struct ssh_conn *c = NULL;
 	struct err e = ERR_INIT;
-	int64_t t0;
 
 	(void)state;
 	SKIP_WITHOUT_FLEET();
@@ -868,9 +855,7 @@ static void test_nothing_listening(void **state)
 	o.address = BASE ".250";
 	o.host_label = "ghost";
 	o.connect_timeout_ms = 3000;
-	t0 = mono_ms();
 	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
-	assert_true(mono_ms() - t0 < 3000);
 	assert_non_null(strstr(e.msg, "ghost (" BASE ".250): connect to port 22: Connection refused"));
 	o.address = "no-such-host.invalid";
 	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
@@ -901,7 +886,6 @@ static void test_connect_timeout(void **state)
 	struct err e = ERR_INIT;
 	struct sockaddr_in sa;
 	int lfd, fill[16], nfill = 0, i;
-	int64_t t0, dt;
 
 	(void)state;
 	SKIP_WITHOUT_FLEET();
@@ -925,11 +909,8 @@ static void test_connect_timeout(void **state)
 	o.address = BASE ".251";
 	o.port = 2222;
 	o.connect_timeout_ms = 1000;
-	t0 = mono_ms();
 	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
-	dt = mono_ms() - t0;
 	assert_non_null(strstr(e.msg, "timed out after 1000 ms"));
-	assert_true(dt >= 900 && dt < 3000);
 	for (i = 0; i < nfill; i++)
 		close(fill[i]);
 	close(lfd);
@@ -942,7 +923,6 @@ static void test_handshake_deadline(void **state)
 	struct ssh_conn *c = NULL;
 	struct err e = ERR_INIT;
 	int lfd;
-	int64_t t0, dt;
 
 	(void)state;
 	SKIP_WITHOUT_FLEET();
@@ -951,12 +931,9 @@ static void test_handshake_deadline(void **state)
 	o.address = BASE ".252";
 	o.port = 2222;
 	o.deadline_ms = 1000;
-	t0 = mono_ms();
 	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
-	dt = mono_ms() - t0;
 	assert_null(c);
 	assert_non_null(strstr(e.msg, "timed out"));
-	assert_true(dt >= 900 && dt < 3000);
 	close(lfd);
 }
 
@@ -965,15 +942,12 @@ static void test_deadline_expires(void **state)
 {
 	struct ssh_conn *c;
 	struct err e = ERR_INIT;
-	int64_t t0;
 
 	(void)state;
 	SKIP_WITHOUT_FLEET();
 	c = connect_ok(1, 0);
 	ssh_set_deadline(c, 500);
-	t0 = mono_ms();
 	assert_int_equal(ssh_exec(c, "sleep 5", NULL, NULL, NULL, &e), ROTOR_ERROR);
-	assert_true(mono_ms() - t0 < 2000);
 	assert_non_null(strstr(e.msg, "timed out"));
 	ssh_set_deadline(c, 10000);
 	assert_int_equal(ssh_exec(c, "true", NULL, NULL, NULL, &e), ROTOR_ERROR);
@@ -988,7 +962,6 @@ static void test_read_deadline(void **state)
 	struct ssh_conn *c;
 	struct err e = ERR_INIT;
 	struct buf b = BUF_INIT;
-	int64_t t0, dt;
 
 	(void)state;
 	SKIP_WITHOUT_FLEET();
@@ -996,11 +969,8 @@ static void test_read_deadline(void **state)
 	c = connect_ok(1, 0);
 	assert_int_equal(ssh_read_file(&b, c, "/srv/a.txt", 100, NULL, &e), 0);   /* SFTP is up */
 	ssh_set_deadline(c, 700);
-	t0 = mono_ms();
 	assert_int_equal(ssh_read_file(&b, c, "/srv/fifo", 100, NULL, &e), ROTOR_ERROR);
-	dt = mono_ms() - t0;
 	assert_non_null(strstr(e.msg, "timed out"));
-	assert_true(dt >= 600 && dt < 2500);
 	buf_release(&b);
 	ssh_disconnect(c);
 }
