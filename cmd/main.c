@@ -36,7 +36,7 @@ const struct cmd rotor_commands[] = {
 	  "Load rotor.yaml and the env's files (every env when --env is absent) at REV\n"
 	  "(default HEAD) or from the work tree, and report every problem as\n"
 	  "path:line:column: message.  Exit 0 when valid, 1 otherwise.\n" },
-	{ "rotate", cmd_rotate, "start a rotation: generate the next chain on a branch",
+	{ "rotate", cmd_rotate, "start a rotation (next chain) or move it one phase, on a branch",
 	  "usage: rotor rotate start --env NAME [--threads N]\n"
 	  "\n"
 	  "Generate the next generation of the env's chain from chain.yaml at HEAD and\n"
@@ -45,7 +45,12 @@ const struct cmd rotor_commands[] = {
 	  "branch rotor/rotate/NAME/gen-NNNN.  The work tree, the index and the current\n"
 	  "branch are not touched.  Refused when a rotation is in progress, when the\n"
 	  "branch exists, when validation fails, when HEAD is detached or unborn, when\n"
-	  "the env's files have uncommitted changes, or when the secret key is wrong.\n" },
+	  "the env's files have uncommitted changes, or when the secret key is wrong.\n"
+	  "\n"
+	  "usage: rotor rotate next --env NAME\n"
+	  "\n"
+	  "Move rotation.yaml one step (trust -> servers -> clients -> stable at the\n"
+	  "target) in one commit on a new branch rotor/rotate/NAME/gen-NNNN-PHASE.\n" },
 	{ "chain", cmd_chain, "show the generations of an env's chain",
 	  "usage: rotor chain show --env NAME [--ref REV] [--json]\n"
 	  "\n"

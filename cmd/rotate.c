@@ -220,11 +220,95 @@ out:
 	return rc;
 }
 
+/*
+ * `rotate next`: one commit that moves rotation.yaml one step forward
+ * (trust -> servers -> clients -> stable at the target), on its own
+ * branch rotor/rotate/<env>/gen-NNNN-<phase>, for review like any other.
+ */
+static int rotate_next(struct ctx *ctx, int argc, char **argv)
+{
+	const char *pos[1];
+	const struct opt opts[] = { { NULL, 0, NULL } };
+	struct err e = ERR_INIT;
+	struct state st;
+	struct state_src src;
+	struct gitrepo_head head;
+	struct rotation_spec rot;
+	struct gitrepo_file f;
+	struct buf text = BUF_INIT, msg = BUF_INIT;
+	char branch[160], path[128], commit[41];
+	const char *env, *to;
+	size_t npos;
+	int exists = 0, rc = 1;
+
+	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0)
+		return cmd_fail(&e);
+	if (state_load_head(&st, &src, &head, ctx, env, "move the rotation from") != 0)
+		return 1;
+	rot = *st.rotation;
+	switch (rot.phase) {
+	case SPEC_PHASE_STABLE:
+		rc = cmd_failf("%s is stable at generation %d: nothing to move (start a rotation with rotor rotate start)",
+			       env, rot.generation);
+		goto out;
+	case SPEC_PHASE_TRUST:
+		rot.phase = SPEC_PHASE_SERVERS;
+		break;
+	case SPEC_PHASE_SERVERS:
+		rot.phase = SPEC_PHASE_CLIENTS;
+		break;
+	case SPEC_PHASE_CLIENTS:
+		rot.phase = SPEC_PHASE_STABLE;
+		rot.generation = rot.target;
+		rot.target = 0;
+		break;
+	}
+	to = rot.phase == SPEC_PHASE_STABLE ? "stable" : spec_phase_name(rot.phase);
+	snprintf(branch, sizeof(branch), "rotor/rotate/%s/gen-%04d-%s", env,
+		 st.rotation->target, to);
+	if (gitrepo_branch_exists(&exists, src.repo, branch, &e) < 0)
+		goto fail;
+	if (exists) {
+		rc = cmd_failf("branch %s exists: an earlier `rotate next` waits for review; merge or delete it first", branch);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "envs/%s/rotation.yaml", env);
+	if (spec_rotation_emit(&rot, &text) < 0 ||
+	    buf_printf(&msg, "rotor: %s %s to phase %s (generation %d -> %d)\n\n"
+			     "rotation.yaml: %s %s -> %s.\nApply it with rotor apply; every step is gated on live state.\n\n"
+			     "Rotor-Env: %s\nRotor-Generation: %d\n", rot.phase == SPEC_PHASE_STABLE ? "finish" : "move",
+		       env, to, st.rotation->generation, st.rotation->target, env, spec_phase_name(st.rotation->phase), to,
+		       env, st.rotation->target) < 0) {
+		err_nomem(&e);
+		goto fail;
+	}
+	f.path = path;
+	f.data = text.ptr;
+	f.len = text.len;
+	if (gitrepo_commit_branch(commit, src.repo, head.commit, &f, 1, branch, buf_cstr(&msg), &e) < 0)
+		goto fail;
+	printf("committed %.12s on branch %s: phase %s -> %s\n", commit, branch, spec_phase_name(st.rotation->phase), to);
+	if (rot.phase == SPEC_PHASE_STABLE)
+		printf("the rotation ends there: generation %d in service\n", rot.generation);
+	printf("next: review and merge it, then rotor plan / rotor apply --env %s\n", env);
+	rc = 0;
+	goto out;
+fail:
+	rc = cmd_fail(&e);
+out:
+	buf_release(&text);
+	buf_release(&msg);
+	state_release(&st);
+	return rc;
+}
+
 int cmd_rotate(struct ctx *ctx, int argc, char **argv)
 {
 	if (argc < 2)
-		return cmd_failf("rotate needs a subcommand: start (see rotor help rotate)");
+		return cmd_failf("rotate needs a subcommand: start or next (see rotor help rotate)");
 	if (strcmp(argv[1], "start") == 0)
 		return rotate_start(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "next") == 0)
+		return rotate_next(ctx, argc - 1, argv + 1);
 	return cmd_failf("unknown rotate subcommand \"%s\" (see rotor help rotate)", argv[1]);
 }
