@@ -189,6 +189,13 @@ static char *observed_words(const struct obs_file *f, const struct obs_file *lea
 			buf_printf(&b, "a key that does not match the desired leaf");
 		return buf_detach(&b);
 	}
+	if (f->content == SPEC_CONTENT_LEAF_CHAIN && f->ncerts == 2 && f->certs[0].generation &&
+	    f->certs[1].generation == f->certs[0].generation &&
+	    (f->certs[1].role == CERT_ROLE_SERVER_CA || f->certs[1].role == CERT_ROLE_CLIENT_CA)) {
+		/* A leaf with its own CA, worded as the desired side words it. */
+		buf_printf(&b, "g%d %s %s + chain", f->certs[0].generation, role_word(f->certs[0].role), f->certs[0].name);
+		return buf_detach(&b);
+	}
 	for (i = 0; i < f->ncerts; i++) {
 		const struct obs_cert *c = &f->certs[i];
 
