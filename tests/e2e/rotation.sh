@@ -112,6 +112,18 @@ sys.exit(0 if all("trust" in h["fits"] for h in d["hosts"]) else 1)' "$T/obs-tru
 sed -i -e 's/^generation: 1$/generation: 2/' -e '/^target:/d' -e 's/^phase: trust$/phase: stable/' envs/poc/rotation.yaml
 git commit -qam "rotor: poc to generation 2"
 "$ROTOR" plan --env poc > "$T/plan-rest.txt" 2>&1
+"$ROTOR" plan --env poc --json > "$T/plan-rest.json" 2>/dev/null
+"$ROTOR" drift --env poc --json > "$T/drift.json" 2>/dev/null
+ok "plan --json and drift --json validate against schemas/plan.json" /usr/bin/python3 -c '
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[3]))
+p = json.load(open(sys.argv[1])); jsonschema.validate(p, schema)
+d = json.load(open(sys.argv[2])); jsonschema.validate(d, schema)
+assert [s["to"] for s in p["steps"]] == ["servers", "clients", "stable(target)"], p["steps"]
+assert p["live"] == "trust" and not p["refused"] and p["changes"] > 0
+assert "unknown_certificates" in d and d["unknown_certificates"] == 0
+assert all("PRIVATE" not in c["to"] for s in p["steps"] for c in s["changes"])
+' "$T/plan-rest.json" "$T/drift.json" "$ROTOR_SRCDIR/schemas/plan.json"
 ok "plan walks servers, clients, stable(target)" sh -c 'grep -q "step 1: trust -> servers" "$1" && grep -q "step 2: servers -> clients" "$1" && grep -q "step 3: clients -> stable(target)" "$1"' _ "$T/plan-rest.txt"
 ok "apply the rest of the rotation" "$ROTOR" apply --env poc --yes
 sleep 2
