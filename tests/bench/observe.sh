@@ -1,0 +1,421 @@
+#!/bin/sh
+# observe.sh [--quick] -- `rotor observe` against its floor and against
+# Ansible (DESIGN.md section 8), on a real fleet (tests/fleet), side by side
+# in one run.
+#
+# One fleet of the largest size is brought up; each size N uses its first N
+# hosts (the other sshd processes sit idle).  Every host has a server role of
+# layout postgres in /srv/certs: server.crt, server.key, root.crt of a rotor
+# generation, deployed by `rotor apply --yes`.  For each N:
+#
+#   rotor      rotor observe --env bench --json (parallel: 32 in rotor.yaml),
+#              checked: every host reachable, fits stable, key matches
+#   ssh        OpenSSH, one session per host through xargs -P 32 (BatchMode,
+#              the fleet key and known_hosts): sha256sum of the three files,
+#              checked against the files on disk; once with OpenSSH's
+#              default key exchange (sntrup761x25519-sha512) and once with
+#              -o KexAlgorithms=curve25519-sha256, the one libssh2 1.10 uses
+#              (the "floor" in the ratios)
+#   ansible    ansible-playbook: slurp the three files, sha256 of each on the
+#              controller (hash filter), forks 32, pipelining, gathering off,
+#              ansible_python_interpreter=/usr/bin/python3; checked likewise
+#
+#   libssh2    for reference: reconcile/ssh.c alone (a small driver built
+#              here: connect, host key, auth, three SFTP reads, sha256), P
+#              threads -- the transport under rotor, without git, parsing,
+#              classification
+#
+# Wall time is the median of OBSERVE_RUNS runs (rotor, ssh, libssh2), of
+# OBSERVE_ANSIBLE_RUNS runs for Ansible below OBSERVE_ANSIBLE_BIG hosts and
+# OBSERVE_ANSIBLE_BIG_RUNS from there (it is slow: about a minute per 50
+# hosts here); runs of the tools are interleaved so that load changes hit
+# them all.
+# Peak RSS of rotor is GNU time's %M (largest of the runs); RSS per host is
+# given two ways: peak / N, and the slope between the smallest and the
+# largest N (the cost of one more host).  Never asserts on timing; fails
+# loudly when a rotor command (or a floor or Ansible run) fails.
+#
+# Knobs (environment): OBSERVE_SIZES="10 50 100", OBSERVE_RUNS=3,
+# OBSERVE_ANSIBLE_RUNS=3, OBSERVE_ANSIBLE_BIG=50, OBSERVE_ANSIBLE_BIG_RUNS=1,
+# OBSERVE_PARALLEL=32.
+# --quick: sizes 5 10, 1 run each.  Needs root (the fleet).  Uses 127.0.30.x.
+set -eu
+top=$(cd "$(dirname "$0")/../.." && pwd)
+SIZES=${OBSERVE_SIZES:-"10 50 100"}
+RUNS=${OBSERVE_RUNS:-3}
+ARUNS=${OBSERVE_ANSIBLE_RUNS:-3}
+ABIG=${OBSERVE_ANSIBLE_BIG:-50}
+ABIGRUNS=${OBSERVE_ANSIBLE_BIG_RUNS:-1}
+P=${OBSERVE_PARALLEL:-32}
+BASE=127.0.30
+if [ "${1:-}" = --quick ]; then
+	SIZES="5 10" RUNS=1 ARUNS=1
+fi
+say() { printf '%s\n' "$*" >&2; }
+die() { say "observe.sh: FAILED: $*"; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "needs root (the fleet binds port 22)"
+
+MAXN=0
+for n in $SIZES; do [ "$n" -gt "$MAXN" ] && MAXN=$n; done
+[ "$MAXN" -ge 1 ] && [ "$MAXN" -le 254 ] || die "sizes must be 1..254 (one /24)"
+
+# ---- tools ----
+missing=""
+[ -x /usr/bin/time ] || missing="$missing time"
+command -v ansible-playbook >/dev/null 2>&1 || missing="$missing ansible-core"
+[ -z "$missing" ] || sh "$top/tests/deps.sh" $missing
+ROTOR=${ROTOR:-$top/build/rotor}
+if ! make -s -C "$top" build/rotor >/dev/null 2>&1; then
+	[ -x "$ROTOR" ] || die "make build/rotor failed and there is no $ROTOR"
+	say "observe.sh: warning: make build/rotor failed (a module being edited?); using the existing $ROTOR"
+fi
+
+# ---- sandbox: temporary HOME, the fleet, teardown on every exit ----
+W=$(mktemp -d "${TMPDIR:-/tmp}/rotor-bench-observe.XXXXXX")
+FD=$W/fleet
+F=$top/tests/fleet/fleet
+cleanup() {
+	trap - EXIT INT TERM
+	"$F" down --dir "$FD" >/dev/null 2>&1 || :
+	rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+export HOME="$W/home"
+mkdir -p "$HOME"
+export GIT_CONFIG_NOSYSTEM=1
+unset ROTOR_KEY_FILE
+git config --global user.name "rotor bench"
+git config --global user.email "bench@rotor.invalid"
+git config --global init.defaultBranch main
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+load_start=$(loadavg)
+now() { date +%s.%N; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", a - b }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.3f\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+maxof() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'; }
+
+t0=$(now)
+"$F" up "$MAXN" --dir "$FD" --base $BASE >"$W/up.log" 2>&1 || { cat "$W/up.log" >&2; die "fleet up"; }
+say "fleet: $(tail -n 1 "$W/up.log")"
+KEY=$FD/id_ed25519
+KH=$FD/known_hosts
+i=1
+while [ $i -le "$MAXN" ]; do
+	install -d -o rotorfleet -g rotorfleet -m 0755 "$FD/hosts/host$i/srv/certs"
+	i=$((i + 1))
+done
+
+# ---- the state repository: one env, hosts.yaml cut to N hosts at tag nN ----
+R=$W/repo
+mkdir -p "$R"
+cd "$R"
+git init -q .
+"$ROTOR" init --env bench >/dev/null || die "rotor init"
+sed -i -e "s|^  user: deploy|  user: rotorfleet\n  identity: \"$KEY\"|" \
+       -e "s|^  known_hosts: .*|  known_hosts: \"$KH\"|" \
+       -e "s|^  connect_timeout: .*|  connect_timeout: 10s|" \
+       -e "s|^parallel: .*|parallel: $P|" rotor.yaml
+grep -q "^parallel: $P\$" rotor.yaml || die "rotor.yaml has no parallel: line"
+{
+	printf 'subject: {O: Example, OU: bench}\nkey: {type: ec, curve: P-256}\nservers:\n'
+	i=1; while [ $i -le "$MAXN" ]; do printf '  host%d: {sans: [%s.%d]}\n' $i $BASE $i; i=$((i + 1)); done
+	printf 'clients: [app]\n'
+} >envs/bench/chain.yaml
+hosts_yaml() { # N
+	printf 'hosts:\n'
+	i=1; while [ $i -le "$1" ]; do
+		printf '  host%d:\n    address: %s.%d\n    roles:\n' $i $BASE $i
+		printf '      - {role: server, layout: postgres, dir: /srv/certs, identity: host%d}\n' $i
+		i=$((i + 1))
+	done
+}
+hosts_yaml "$MAXN" >envs/bench/hosts.yaml
+"$ROTOR" validate --worktree >"$W/validate.out" 2>&1 || { cat "$W/validate.out" >&2; die "rotor validate"; }
+git add -A && git commit -qm "bench env"
+"$ROTOR" rotate start --env bench >/dev/null || die "rotor rotate start"
+git merge -q --ff-only rotor/rotate/bench/gen-0001
+"$ROTOR" apply --env bench --yes >"$W/deploy.out" 2>&1 || { tail -n 20 "$W/deploy.out" >&2; die "rotor apply (deploying generation 1)"; }
+git tag "n$MAXN"
+for n in $SIZES; do
+	[ "$n" -eq "$MAXN" ] && continue
+	hosts_yaml "$n" >envs/bench/hosts.yaml
+	git commit -qam "bench: $n hosts" && git tag "n$n"
+done
+t_setup=$(minus "$(now)" "$t0")
+say "setup (fleet up, generation 1, deployed by rotor apply): ${t_setup} s"
+
+# Expected sha256 of each host's three files, read straight from disk.
+files="/srv/certs/server.crt /srv/certs/server.key /srv/certs/root.crt"
+i=1
+while [ $i -le "$MAXN" ]; do
+	for f in $files; do
+		[ -s "$FD/hosts/host$i$f" ] || die "host$i: $f was not deployed"
+		printf 'host%d %s %s\n' $i "$(sha256sum <"$FD/hosts/host$i$f" | cut -d' ' -f1)" "$f"
+	done
+	i=$((i + 1))
+done >"$W/expected"
+# check_hashes N FILE: every host's three hashes appear in FILE.
+check_hashes() {
+	/usr/bin/python3 - "$1" "$W/expected" "$2" <<'EOF'
+import re, sys
+n = int(sys.argv[1])
+seen = set(re.findall(r"[0-9a-f]{64}", open(sys.argv[3]).read()))
+want = [l.split() for l in open(sys.argv[2])]
+miss = [w for w in want if int(w[0][4:]) <= n and w[1] not in seen]
+if miss:
+    print("missing:", *[" ".join(m) for m in miss[:5]], sep="\n  ", file=sys.stderr)
+    sys.exit(1)
+EOF
+}
+
+# ---- the three contenders ----
+run_rotor() { # N -> "seconds rss_kib"
+	a=$(now)
+	/usr/bin/time -f %M -o "$W/rss" "$ROTOR" observe --env bench --ref "n$1" --json >"$W/obs.json" 2>"$W/obs.err" ||
+		{ cat "$W/obs.err" >&2; die "rotor observe ($1 hosts) exited $?"; }
+	b=$(now)
+	/usr/bin/python3 - "$1" "$W/obs.json" <<'EOF' || die "rotor observe ($1 hosts): unexpected output (kept in $W/obs.json)"
+import json, sys
+d = json.load(open(sys.argv[2]))
+h = d["hosts"]
+assert len(h) == int(sys.argv[1]), "host count"
+for x in h:
+    assert x["reachable"], x["name"] + " unreachable"
+    assert "stable" in x["fits"], x["name"] + " does not fit stable"
+    assert len(x["files"]) == 3 and all(f["present"] for f in x["files"]), x["name"] + " files"
+    assert any(f.get("key") == "matches" for f in x["files"]), x["name"] + " key"
+EOF
+	printf '%s %s\n' "$(minus "$b" "$a")" "$(tail -n 1 "$W/rss")"
+}
+run_ssh() { # N [ssh options...] -> seconds
+	n=$1; shift
+	a=$(now)
+	head -n "$n" "$FD/hosts.txt" | cut -d' ' -f2 | xargs -P "$P" -I{} \
+		ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -i "$KEY" -o UserKnownHostsFile="$KH" \
+		-o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o ControlMaster=no \
+		-o ConnectTimeout=10 -l rotorfleet "$@" {} sha256sum $files >"$W/ssh.out" 2>"$W/ssh.err" ||
+		{ head -n 5 "$W/ssh.err" >&2; die "ssh floor ($n hosts)"; }
+	b=$(now)
+	check_hashes "$n" "$W/ssh.out" || die "ssh floor ($n hosts): wrong or missing hashes"
+	minus "$b" "$a"
+}
+mkdir -p "$W/ansible"
+cat >"$W/ansible/observe.yml" <<'EOF'
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: read the certificate files
+      ansible.builtin.slurp:
+        src: "/srv/certs/{{ item }}"
+      loop: [server.crt, server.key, root.crt]
+      register: certs
+      no_log: true
+    - name: sha256 of each
+      ansible.builtin.debug:
+        msg: "{{ certs.results | map(attribute='content') | map('b64decode') | map('hash', 'sha256') | list }}"
+EOF
+run_ansible() { # N -> seconds
+	n=$1
+	{
+		echo "[fleet]"
+		head -n "$n" "$FD/hosts.txt" | awk '{ print $1 " ansible_host=" $2 }'
+		echo "[fleet:vars]"
+		echo "ansible_user=rotorfleet"
+		echo "ansible_ssh_private_key_file=$KEY"
+		echo "ansible_python_interpreter=/usr/bin/python3"
+	} >"$W/ansible/inventory"
+	rm -rf "$W/ansible/cp" && mkdir -p "$W/ansible/cp"   # no ControlPersist master survives into the next run
+	cat >"$W/ansible/ansible.cfg" <<EOF
+[defaults]
+inventory = $W/ansible/inventory
+forks = $P
+gathering = explicit
+host_key_checking = True
+interpreter_python = /usr/bin/python3
+local_tmp = $W/ansible/tmp
+retry_files_enabled = False
+nocows = 1
+[ssh_connection]
+pipelining = True
+control_path_dir = $W/ansible/cp
+ssh_args = -C -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=$KH -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes
+EOF
+	a=$(now)
+	ANSIBLE_CONFIG=$W/ansible/ansible.cfg ansible-playbook "$W/ansible/observe.yml" >"$W/ansible.out" 2>&1 ||
+		{ tail -n 20 "$W/ansible.out" >&2; die "ansible-playbook ($n hosts)"; }
+	b=$(now)
+	grep -q "ok=2 .*unreachable=0 .*failed=0" "$W/ansible.out" || die "ansible-playbook ($n hosts): not ok everywhere"
+	check_hashes "$n" "$W/ansible.out" || die "ansible-playbook ($n hosts): wrong or missing hashes"
+	# Close the ControlPersist masters now, so they cost nothing during the next runs.
+	for s in "$W"/ansible/cp/*; do [ -S "$s" ] && ssh -o ControlPath="$s" -O exit x >/dev/null 2>&1; done
+	minus "$b" "$a"
+}
+
+# The bare transport under rotor, for reference: reconcile/ssh.c alone
+# (connect, host key check, auth, three SFTP reads, sha256 here), one host
+# per thread on a pool of P threads.  Optional: "n/a" when it does not build.
+cat >"$W/bare.c" <<'EOF'
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "reconcile/ssh.h"
+
+static char addrs[1024][32];
+static char out[1024][3][65];
+static int nhosts, next, failed;
+static const char *key, *kh;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static const char *files[3] = { "/srv/certs/server.crt", "/srv/certs/server.key", "/srv/certs/root.crt" };
+
+static void *worker(void *unused)
+{
+	(void)unused;
+	for (;;) {
+		struct ssh_opts o = { 0 };
+		struct ssh_conn *c = NULL;
+		struct err e = ERR_INIT;
+		int h, i;
+
+		pthread_mutex_lock(&mu);
+		h = next < nhosts ? next++ : -1;
+		pthread_mutex_unlock(&mu);
+		if (h < 0)
+			return NULL;
+		o.address = addrs[h];
+		o.user = "rotorfleet";
+		o.identity = key;
+		o.known_hosts = kh;
+		o.connect_timeout_ms = 10000;
+		o.deadline_ms = 60000;
+		i = 0;
+		if (ssh_connect(&c, &o, &e) == 0)
+			for (; i < 3; i++) {
+				struct buf b = BUF_INIT;
+				unsigned char md[32];
+				unsigned int mdlen = 0, k;
+
+				if (ssh_read_file(&b, c, files[i], 1 << 20, NULL, &e) != 0 ||
+				    !EVP_Digest(b.ptr, b.len, md, &mdlen, EVP_sha256(), NULL)) {
+					buf_release(&b);
+					break;
+				}
+				for (k = 0; k < 32; k++)
+					sprintf(out[h][i] + 2 * k, "%02x", md[k]);
+				buf_release(&b);
+			}
+		ssh_disconnect(c);
+		if (i < 3) {
+			pthread_mutex_lock(&mu);
+			failed++;
+			fprintf(stderr, "%s: %s\n", addrs[h], e.msg);
+			pthread_mutex_unlock(&mu);
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	pthread_t t[256];
+	struct err e = ERR_INIT;
+	int i, j, threads;
+
+	if (argc != 5 || (threads = atoi(argv[4])) < 1 || threads > 256)
+		return 2;
+	key = argv[1];
+	kh = argv[2];
+	nhosts = atoi(argv[3]);
+	if (nhosts < 1 || nhosts > 1024)
+		return 2;
+	for (i = 0; i < nhosts; i++)
+		if (scanf("%*s %31s", addrs[i]) != 1)
+			return 2;
+	if (ssh_global_init(&e))
+		return 2;
+	for (i = 0; i < threads; i++)
+		pthread_create(&t[i], NULL, worker, NULL);
+	for (i = 0; i < threads; i++)
+		pthread_join(t[i], NULL);
+	ssh_global_shutdown();
+	for (i = 0; i < nhosts; i++)
+		for (j = 0; j < 3; j++)
+			printf("%s %s %s\n", addrs[i], out[i][j], files[j]);
+	return failed != 0;
+}
+EOF
+BARE=""
+if cc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -I"$top" -o "$W/bare" "$W/bare.c" \
+	"$top/reconcile/ssh.c" "$top/common/buf.c" "$top/common/err.c" \
+	$(pkg-config --cflags --libs libssh2 libcrypto) -lpthread >"$W/bare.log" 2>&1; then
+	BARE=$W/bare
+else
+	say "observe.sh: note: the bare libssh2 driver does not build (reconcile/ssh.h changed?); column n/a"
+	head -n 5 "$W/bare.log" >&2
+fi
+run_bare() { # N -> seconds
+	a=$(now)
+	head -n "$1" "$FD/hosts.txt" | "$BARE" "$KEY" "$KH" "$1" "$P" >"$W/bare.out" 2>"$W/bare.err" ||
+		{ head -n 5 "$W/bare.err" >&2; die "bare libssh2 driver ($1 hosts)"; }
+	b=$(now)
+	check_hashes "$1" "$W/bare.out" || die "bare libssh2 driver ($1 hosts): wrong or missing hashes"
+	minus "$b" "$a"
+}
+
+# ---- measure ----
+say "measuring: sizes $SIZES; $RUNS runs of rotor and ssh, Ansible up to $ARUNS; parallel $P; load average $load_start"
+: >"$W/results"
+for n in $SIZES; do
+	rt="" rss="" sd="" sc="" at="" bt=""
+	r=1
+	while [ $r -le "$RUNS" ]; do
+		x=$(run_rotor "$n")
+		rt="$rt ${x% *}" rss="$rss ${x#* }"
+		sd="$sd $(run_ssh "$n")"
+		sc="$sc $(run_ssh "$n" -o KexAlgorithms=curve25519-sha256)"
+		b=n/a
+		if [ -n "$BARE" ]; then b=$(run_bare "$n"); bt="$bt $b"; fi
+		say "  $n hosts, run $r: rotor ${x% *} s (${x#* } KiB)  ssh $(echo $sd | awk '{print $NF}') s  ssh curve25519 $(echo $sc | awk '{print $NF}') s  libssh2 $b s  [load $(loadavg)]"
+		r=$((r + 1))
+	done
+	na=$ARUNS
+	[ "$n" -ge "$ABIG" ] && [ "$na" -gt "$ABIGRUNS" ] && na=$ABIGRUNS
+	r=1
+	while [ $r -le "$na" ]; do
+		at="$at $(run_ansible "$n")"
+		say "  $n hosts, ansible run $r: $(echo $at | awk '{print $NF}') s  [load $(loadavg)]"
+		r=$((r + 1))
+	done
+	# shellcheck disable=SC2086
+	bm=n/a
+	[ -n "$bt" ] && bm=$(median $bt)
+	printf '%s %s %s %s %s %s %s %s %s\n' "$n" "$(median $rt)" "$(median $sd)" "$(median $sc)" "$(median $at)" \
+		"$(maxof $rss)" "$RUNS" "$na" "$bm" >>"$W/results"
+done
+load_end=$(loadavg)
+
+# ---- report ----
+first=$(head -n 1 "$W/results") last=$(tail -n 1 "$W/results")
+slope=$(awk -v a="$first" -v b="$last" 'BEGIN { split(a, x, " "); split(b, y, " ");
+	if (y[1] == x[1]) print "n/a"; else printf "%.1f", (y[6] - x[6]) / (y[1] - x[1]) }')
+echo
+echo "## rotor observe vs floor vs Ansible ($(date -u +%Y-%m-%dT%H:%MZ), $(getconf _NPROCESSORS_ONLN) cores, load average $load_start at start, $load_end at end)"
+echo
+echo "Each host: 3 files (server.crt, server.key, root.crt) of a rotor generation. Parallelism $P everywhere."
+echo "Wall time: median of $RUNS runs for rotor and ssh; Ansible: median of the runs given. floor = ssh with curve25519-sha256 (the kex libssh2 uses)."
+echo
+echo "| hosts | rotor observe (s) | ssh floor, curve25519 (s) | ssh, default kex (s) | ansible-playbook (s) [runs] | bare libssh2 (s) | rotor / floor | rotor / ssh default | rotor / libssh2 | ansible / rotor | rotor peak RSS (MiB) | RSS / host (KiB) |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+while read -r n rt sd sc at rss runs na bm; do
+	if [ "$bm" = n/a ]; then bmr=n/a; else bmr=$(div "$rt" "$bm"); bm=$(printf '%.2f' "$bm"); fi
+	printf '| %d | %.2f | %.2f | %.2f | %.2f [%d] | %s | %.2f | %.2f | %s | %.1f | %.1f | %.0f |\n' "$n" "$rt" "$sc" "$sd" "$at" "$na" "$bm" \
+		"$(div "$rt" "$sc")" "$(div "$rt" "$sd")" "$bmr" "$(div "$at" "$rt")" "$(div "$rss" 1024)" "$(div "$rss" "$n")"
+done <"$W/results"
+echo
+echo "bare libssh2: reconcile/ssh.c alone (connect, host key, auth, 3 SFTP reads, sha256), $P threads: the transport cost under rotor."
+echo
+echo "RSS per host above is peak / hosts (includes the fixed cost of the process); the marginal cost of one more host (slope of peak RSS between $(echo "$first" | cut -d' ' -f1) and $(echo "$last" | cut -d' ' -f1) hosts): $slope KiB."
+echo "Setup (fleet of $MAXN up, generation 1 made and deployed with rotor apply): $t_setup s. rotor: $("$ROTOR" --version 2>/dev/null | head -n 1); $(ssh -V 2>&1); ansible-core $(ansible-playbook --version 2>/dev/null | head -n 1 | sed 's/.*core //; s/]//')."
