@@ -154,14 +154,7 @@ static int probe_server(char *why, size_t whylen, const struct apply_run *a, con
 	}
 	rc = ok ? 0 : 1;
 out:
-	free(desc.subject);
-	free(desc.issuer);
-	free(desc.fingerprint);
-	free(desc.serial);
-	free(desc.ski);
-	free(desc.aki);
-	free(desc.not_before);
-	free(desc.not_after);
+	spec_manifest_cert_release(&desc);
 	buf_release(&trust);
 	buf_release(&leaf);
 	buf_release(&ccert);

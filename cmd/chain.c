@@ -32,14 +32,7 @@ struct shown {
 
 static void shown_release(struct shown *s)
 {
-	free(s->live.subject);
-	free(s->live.issuer);
-	free(s->live.fingerprint);
-	free(s->live.serial);
-	free(s->live.ski);
-	free(s->live.aki);
-	free(s->live.not_before);
-	free(s->live.not_after);
+	spec_manifest_cert_release(&s->live);
 	memset(s, 0, sizeof(*s));
 }
 

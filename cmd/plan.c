@@ -74,21 +74,24 @@ static const char *act_sign(enum plan_action a)
 	return a == PLAN_CREATE ? "+" : a == PLAN_CHANGE ? "~" : " ";
 }
 
-static const struct host_role *role_of(const struct env_run *r, size_t h, size_t f)
+/* What follows the file changes on one host: its roles' reloads and probes. */
+static void print_after(FILE *out, const struct host_spec *hs)
 {
-	const struct obs_host *oh = &r->hosts[h];
 	size_t k;
 
-	for (k = 0; k < oh->nroles; k++)
-		if (f >= oh->roles[k].first && f < oh->roles[k].first + oh->roles[k].nfiles)
-			return &r->st.hosts->hosts[h].roles[k];
-	return NULL;
+	for (k = 0; k < hs->nroles; k++) {
+		if (hs->roles[k].reload)
+			fprintf(out, "    then reload: %s\n", hs->roles[k].reload);
+		if (hs->roles[k].probe_type)
+			fprintf(out, "    then probe: %s %s:%d\n", hs->roles[k].probe_type, hs->address,
+				hs->roles[k].probe_port);
+	}
 }
 
 void plan_print(const struct env_run *r, FILE *out)
 {
 	const struct plan *p = &r->plan;
-	size_t i, j, k;
+	size_t i, j;
 
 	fprintf(out, "env %s at %.12s: desired generation %d", r->st.env, r->src.commit, r->st.rotation->generation);
 	if (r->st.rotation->target)
@@ -123,35 +126,16 @@ void plan_print(const struct env_run *r, FILE *out)
 			const struct obs_file *of = &oh->files[c->file];
 
 			if (c->host != last_host) {
-				if (last_host != (size_t)-1) {
-					const struct host_spec *hs = &r->st.hosts->hosts[last_host];
-
-					for (k = 0; k < hs->nroles; k++) {
-						if (hs->roles[k].reload)
-							fprintf(out, "    then reload: %s\n", hs->roles[k].reload);
-						if (hs->roles[k].probe_type)
-							fprintf(out, "    then probe: %s %s:%d\n", hs->roles[k].probe_type, hs->address,
-								hs->roles[k].probe_port);
-					}
-				}
+				if (last_host != (size_t)-1)
+					print_after(out, &r->st.hosts->hosts[last_host]);
 				fprintf(out, "  %s (%s)\n", oh->name, oh->address);
 				last_host = c->host;
 			}
-			(void)role_of;
 			fprintf(out, "    %s %-42s %s%s%s\n", act_sign(c->action), of->path,
 				c->from && *c->from ? c->from : "", c->from && *c->from ? "  =>  " : "", c->to);
 		}
-		if (last_host != (size_t)-1) {
-			const struct host_spec *hs = &r->st.hosts->hosts[last_host];
-
-			for (k = 0; k < hs->nroles; k++) {
-				if (hs->roles[k].reload)
-					fprintf(out, "    then reload: %s\n", hs->roles[k].reload);
-				if (hs->roles[k].probe_type)
-					fprintf(out, "    then probe: %s %s:%d\n", hs->roles[k].probe_type, hs->address,
-						hs->roles[k].probe_port);
-			}
-		}
+		if (last_host != (size_t)-1)
+			print_after(out, &r->st.hosts->hosts[last_host]);
 		if (st->nbroken) {
 			fprintf(out, "  pairs: %zu would BREAK:\n", st->nbroken);
 			for (j = 0; j < st->nbroken; j++)

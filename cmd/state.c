@@ -461,13 +461,7 @@ int state_material(struct material_set *ms, const struct state_src *src, const s
 					     buf_cstr(&path), live.fingerprint, mc->fingerprint);
 			mt->fingerprint = live.fingerprint;
 			live.fingerprint = NULL;
-			free(live.subject);
-			free(live.issuer);
-			free(live.serial);
-			free(live.ski);
-			free(live.aki);
-			free(live.not_before);
-			free(live.not_after);
+			spec_manifest_cert_release(&live);
 			if (rc < 0)
 				break;
 			if (data.len == 0 || data.ptr[data.len - 1] != '\n')

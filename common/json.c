@@ -1,35 +1,9 @@
 /* json.c -- JSON string escaping (see json.h). */
 #include "json.h"
+#include "utf8.h"
 
 #include <stdio.h>
 #include <string.h>
-
-/* Length of the valid UTF-8 sequence at s, or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *s)
-{
-	size_t n, i;
-	unsigned cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
 
 int json_str(struct buf *b, const char *s)
 {
@@ -51,7 +25,7 @@ int json_str(struct buf *b, const char *s)
 			snprintf(esc, sizeof(esc), "\\u%04x", *p);
 			rc = buf_puts(b, esc);
 			p++;
-		} else if ((n = utf8_len(p)) == 0) {
+		} else if ((n = utf8_seq_len(p)) == 0) {
 			rc = buf_puts(b, "\\ufffd");
 			p++;
 		} else {

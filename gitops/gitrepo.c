@@ -10,6 +10,7 @@
  * were doing (which path, which ref, which commit) by git_fail().
  */
 #include "gitrepo.h"
+#include "../common/utf8.h"
 #include "gitrepo_int.h"
 
 #include <errno.h>
@@ -105,33 +106,6 @@ static const char *shown(char *out, size_t len, const char *s)
 
 /* ---- validation ------------------------------------------------------ */
 
-/* Length of the UTF-8 sequence at s, 0 if it is not well-formed. */
-static size_t utf8_seq(const unsigned char *s)
-{
-	unsigned cp;
-	size_t n, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 enum { PATH_FILE = 0, PATH_DIR = 1 };
 
 /*
@@ -170,7 +144,7 @@ static int check_path(const char *path, int mode, struct err *e)
 			why = "contains a control character";
 		else if (c == '\\')
 			why = "contains a backslash";
-		else if ((n = utf8_seq((const unsigned char *)path + i)) == 0)
+		else if ((n = utf8_seq_len((const unsigned char *)path + i)) == 0)
 			why = "not valid UTF-8";
 	}
 	comp = path;

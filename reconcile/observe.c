@@ -158,10 +158,7 @@ int observe_parse_certs(struct obs_file *f, const char *data, size_t len,
 		c->days_left = days_left(c->not_after, now);
 		if (!(c->pem = malloc((size_t)(q - b) + 2))) {
 			f->ncerts++;   /* obs_file_release() frees what moved into c */
-			free(mc.serial);
-			free(mc.ski);
-			free(mc.aki);
-			free(mc.not_before);
+			spec_manifest_cert_release(&mc);
 			return err_nomem(e);
 		}
 		memcpy(c->pem, b, (size_t)(q - b));
@@ -177,21 +174,11 @@ int observe_parse_certs(struct obs_file *f, const char *data, size_t len,
 			}
 		}
 		f->ncerts++;
-		free(mc.serial);
-		free(mc.ski);
-		free(mc.aki);
-		free(mc.not_before);
+		spec_manifest_cert_release(&mc);
 		p = q;
 		continue;
 fail_mc:
-		free(mc.fingerprint);
-		free(mc.subject);
-		free(mc.issuer);
-		free(mc.not_after);
-		free(mc.serial);
-		free(mc.ski);
-		free(mc.aki);
-		free(mc.not_before);
+		spec_manifest_cert_release(&mc);
 		return rc;
 	}
 	if (f->ncerts == 0 && f->content != SPEC_CONTENT_KEY)

@@ -14,6 +14,7 @@
  * SSL_get_verify_result() == X509_V_OK.
  */
 #include "probe.h"
+#include "verify.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -262,47 +263,18 @@ static int pass_cb(char *buf, int size, int rwflag, void *u)
 
 /* ---- setup: parse what the caller gave, build SSL_CTX ---- */
 
+/* A bundle with at least one certificate (verify.c reads it). */
 static int read_certs(STACK_OF(X509) **out, const char *pem, size_t len, const char *what,
 		      struct err *e)
 {
-	STACK_OF(X509) *sk = sk_X509_new_null();
-	BIO *b = NULL;
-	X509 *x;
-	unsigned long last;
-	int rc = 0;
+	int rc = verify_read_bundle(out, pem, len, what, e);
 
-	*out = NULL;
-	if (!sk)
-		return err_nomem(e);
-	if (len > INT_MAX) {
-		rc = err_set(e, ROTOR_EINVALID, "%s: too large", what);
-		goto out;
-	}
-	if (!(b = BIO_new_mem_buf(pem ? pem : "", (int)len))) {
-		rc = err_nomem(e);
-		goto out;
-	}
-	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
-		if (!sk_X509_push(sk, x)) {
-			X509_free(x);
-			rc = err_nomem(e);
-			goto out;
-		}
-	}
-	last = ERR_peek_last_error();
-	if (last && !(ERR_GET_LIB(last) == ERR_LIB_PEM && ERR_GET_REASON(last) == PEM_R_NO_START_LINE))
-		rc = err_set(e, ROTOR_EINVALID, "%s: a certificate does not parse", what);
-	else if (sk_X509_num(sk) == 0)
+	if (rc == 0 && sk_X509_num(*out) == 0) {
+		sk_X509_pop_free(*out, X509_free);
+		*out = NULL;
 		rc = err_set(e, ROTOR_EINVALID, "%s: no PEM certificate", what);
-out:
-	ERR_clear_error();
-	BIO_free(b);
-	if (rc < 0) {
-		sk_X509_pop_free(sk, X509_free);
-		return rc;
 	}
-	*out = sk;
-	return 0;
+	return rc;
 }
 
 /* The client key, parsed from the caller's memory (no copy of the PEM). */

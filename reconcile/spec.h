@@ -217,6 +217,8 @@ struct manifest {
 int spec_load_manifest(struct manifest **out, const char *path,
 		       const char *data, size_t len, struct diags *d);
 void spec_manifest_free(struct manifest *m);
+/* Free every string of one certificate entry and zero it (NULL is fine). */
+void spec_manifest_cert_release(struct manifest_cert *c);
 /* Deterministic manifest.yaml text; fails with ROTOR_EINVALID on a field
  * that could not round-trip (never emits unquoted user text). */
 int spec_manifest_emit(const struct manifest *m, struct buf *out, struct err *e);

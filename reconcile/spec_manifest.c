@@ -282,8 +282,10 @@ int spec_load_manifest(struct manifest **out, const char *path, const char *data
 	return rc;
 }
 
-static void cert_release(struct manifest_cert *c)
+void spec_manifest_cert_release(struct manifest_cert *c)
 {
+	if (!c)
+		return;
 	free(c->name);
 	free(c->cert);
 	free(c->key);
@@ -295,6 +297,7 @@ static void cert_release(struct manifest_cert *c)
 	free(c->aki);
 	free(c->not_before);
 	free(c->not_after);
+	memset(c, 0, sizeof(*c));
 }
 
 void spec_manifest_free(struct manifest *m)
@@ -304,7 +307,7 @@ void spec_manifest_free(struct manifest *m)
 	if (!m)
 		return;
 	for (i = 0; i < m->ncerts; i++)
-		cert_release(&m->certs[i]);
+		spec_manifest_cert_release(&m->certs[i]);
 	free(m->certs);
 	free(m->env);
 	free(m->created);

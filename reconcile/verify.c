@@ -11,8 +11,7 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
-/* Parse every certificate of a PEM bundle; ROTOR_EINVALID for a broken block. */
-static int read_all(STACK_OF(X509) **out, const char *pem, size_t len, struct err *e)
+int verify_read_bundle(STACK_OF(X509) **out, const char *pem, size_t len, const char *what, struct err *e)
 {
 	STACK_OF(X509) *sk = sk_X509_new_null();
 	BIO *b = NULL;
@@ -21,7 +20,15 @@ static int read_all(STACK_OF(X509) **out, const char *pem, size_t len, struct er
 	int rc = 0;
 
 	*out = NULL;
-	if (!sk || len > INT_MAX || !(b = BIO_new_mem_buf(pem ? pem : "", (int)len))) {
+	if (!sk) {
+		rc = err_nomem(e);
+		goto out;
+	}
+	if (len > INT_MAX) {
+		rc = err_set(e, ROTOR_EINVALID, "%s: too large", what);
+		goto out;
+	}
+	if (!(b = BIO_new_mem_buf(pem ? pem : "", (int)len))) {
 		rc = err_nomem(e);
 		goto out;
 	}
@@ -34,7 +41,7 @@ static int read_all(STACK_OF(X509) **out, const char *pem, size_t len, struct er
 	}
 	last = ERR_peek_last_error();
 	if (last && !(ERR_GET_LIB(last) == ERR_LIB_PEM && ERR_GET_REASON(last) == PEM_R_NO_START_LINE))
-		rc = err_set(e, ROTOR_EINVALID, "a certificate in the bundle does not parse");
+		rc = err_set(e, ROTOR_EINVALID, "%s: a certificate does not parse", what);
 out:
 	ERR_clear_error();
 	BIO_free(b);
@@ -58,8 +65,8 @@ int verify_chain(int *ok, char *reason, size_t reason_len, const struct verify_r
 	*ok = 0;
 	if (reason_len)
 		reason[0] = '\0';
-	if ((rc = read_all(&leafs, r->leaf_pem, r->leaf_len, e)) < 0 ||
-	    (rc = read_all(&trust, r->trust_pem, r->trust_len, e)) < 0)
+	if ((rc = verify_read_bundle(&leafs, r->leaf_pem, r->leaf_len, "certificate", e)) < 0 ||
+	    (rc = verify_read_bundle(&trust, r->trust_pem, r->trust_len, "trust bundle", e)) < 0)
 		goto out;
 	if (sk_X509_num(leafs) < 1) {
 		rc = err_set(e, ROTOR_EINVALID, "no certificate to verify");

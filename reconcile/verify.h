@@ -33,4 +33,14 @@ struct verify_req {
 
 int verify_chain(int *ok, char *reason, size_t reason_len, const struct verify_req *r, struct err *e);
 
+/*
+ * Every certificate of a PEM bundle, in order, into a new STACK_OF(X509)
+ * (*out, freed with sk_X509_pop_free(.., X509_free)).  An empty bundle is
+ * an empty stack; a block that does not parse is ROTOR_EINVALID, named by
+ * what ("trust bundle").
+ */
+struct stack_st_X509;
+int verify_read_bundle(struct stack_st_X509 **out, const char *pem, size_t len, const char *what,
+		       struct err *e);
+
 #endif
