@@ -1,0 +1,269 @@
+#!/bin/sh
+# apply.sh [--quick] -- `rotor plan` and `rotor apply` on a real fleet
+# (tests/fleet), beside the observe floor measured in the same run.
+#
+# One fleet of APPLY_HOSTS hosts.  Two envs in one state repository:
+#   bench  every host, a server role of layout postgres in /srv/certs
+#   rot    the first APPLY_ROT_HOSTS hosts, the same in /srv/rot
+# both deployed (generation 1) by `rotor apply --yes` before measuring.
+#
+#   plan          rotor plan --env bench --detailed-exitcode (in sync: exit 0)
+#   apply (noop)  rotor apply --env bench --yes, already in sync: lock,
+#                 observe, nothing to do, status commit
+#   observe       rotor observe --env bench --json, for what plan adds to it
+#   ssh floor     OpenSSH through xargs -P PARALLEL, one session per host,
+#                 sha256sum of the three files (curve25519-sha256 kex, as
+#                 libssh2; and OpenSSH's default kex)
+#   rotation      on env rot: rotor rotate start (generation 2), merged; then
+#                 each step applied and timed on its own: trust (bundles
+#                 1+2), servers (leaf 2), clients, stable(2) (bundles 2)
+#   write floor   OpenSSH, one session per host of env rot: write a file of
+#                 root.crt's size to a temporary name, sync it, rename it
+#
+# Wall time: median of APPLY_RUNS runs for plan, apply (noop), observe and
+# the floors; one run of each rotation step (a step happens once).  Peak RSS
+# is GNU time's %M (largest of the runs).  Never asserts on timing; fails
+# loudly when a rotor command fails.
+#
+# Knobs (environment): APPLY_HOSTS=100, APPLY_ROT_HOSTS=50, APPLY_RUNS=3,
+# APPLY_PARALLEL=32.  --quick: 10 and 5 hosts, 1 run.  Needs root (the
+# fleet).  Uses 127.0.31.x.
+set -eu
+top=$(cd "$(dirname "$0")/../.." && pwd)
+N=${APPLY_HOSTS:-100}
+NR=${APPLY_ROT_HOSTS:-50}
+RUNS=${APPLY_RUNS:-3}
+P=${APPLY_PARALLEL:-32}
+BASE=127.0.31
+if [ "${1:-}" = --quick ]; then
+	N=10 NR=5 RUNS=1
+fi
+say() { printf '%s\n' "$*" >&2; }
+die() { say "apply.sh: FAILED: $*"; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "needs root (the fleet binds port 22)"
+[ "$N" -ge 1 ] && [ "$N" -le 254 ] || die "APPLY_HOSTS must be 1..254 (one /24)"
+[ "$NR" -ge 1 ] && [ "$NR" -le "$N" ] || die "APPLY_ROT_HOSTS must be 1..APPLY_HOSTS"
+
+[ -x /usr/bin/time ] || sh "$top/tests/deps.sh" time
+ROTOR=${ROTOR:-$top/build/rotor}
+if ! make -s -C "$top" build/rotor >/dev/null 2>&1; then
+	[ -x "$ROTOR" ] || die "make build/rotor failed and there is no $ROTOR"
+	say "apply.sh: warning: make build/rotor failed (a module being edited?); using the existing $ROTOR"
+fi
+
+# ---- sandbox: temporary HOME, the fleet, teardown on every exit ----
+W=$(mktemp -d "${TMPDIR:-/tmp}/rotor-bench-apply.XXXXXX")
+FD=$W/fleet
+F=$top/tests/fleet/fleet
+cleanup() {
+	trap - EXIT INT TERM
+	"$F" down --dir "$FD" >/dev/null 2>&1 || :
+	rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+export HOME="$W/home"
+mkdir -p "$HOME"
+export GIT_CONFIG_NOSYSTEM=1
+unset ROTOR_KEY_FILE
+git config --global user.name "rotor bench"
+git config --global user.email "bench@rotor.invalid"
+git config --global init.defaultBranch main
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+load_start=$(loadavg)
+now() { date +%s.%N; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", a - b }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.3f\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+maxof() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'; }
+
+t0=$(now)
+"$F" up "$N" --dir "$FD" --base $BASE >"$W/up.log" 2>&1 || { cat "$W/up.log" >&2; die "fleet up"; }
+say "fleet: $(tail -n 1 "$W/up.log")"
+KEY=$FD/id_ed25519
+KH=$FD/known_hosts
+i=1
+while [ $i -le "$N" ]; do
+	install -d -o rotorfleet -g rotorfleet -m 0755 "$FD/hosts/host$i/srv/certs" "$FD/hosts/host$i/srv/rot"
+	i=$((i + 1))
+done
+
+# ---- the state repository ----
+R=$W/repo
+mkdir -p "$R"
+cd "$R"
+git init -q .
+"$ROTOR" init --env bench >/dev/null || die "rotor init"
+"$ROTOR" init --env rot >/dev/null || die "rotor init --env rot"
+sed -i -e "s|^  user: deploy|  user: rotorfleet\n  identity: \"$KEY\"|" \
+       -e "s|^  known_hosts: .*|  known_hosts: \"$KH\"|" \
+       -e "s|^  connect_timeout: .*|  connect_timeout: 10s|" \
+       -e "s|^parallel: .*|parallel: $P|" rotor.yaml
+grep -q "^parallel: $P\$" rotor.yaml || die "rotor.yaml has no parallel: line"
+env_files() { # env hosts dir
+	{
+		printf 'subject: {O: Example, OU: bench}\nkey: {type: ec, curve: P-256}\nservers:\n'
+		i=1; while [ $i -le "$2" ]; do printf '  host%d: {sans: [%s.%d]}\n' $i $BASE $i; i=$((i + 1)); done
+		printf 'clients: [app]\n'
+	} >"envs/$1/chain.yaml"
+	{
+		printf 'hosts:\n'
+		i=1; while [ $i -le "$2" ]; do
+			printf '  host%d:\n    address: %s.%d\n    roles:\n' $i $BASE $i
+			printf '      - {role: server, layout: postgres, dir: %s, identity: host%d}\n' "$3" $i
+			i=$((i + 1))
+		done
+	} >"envs/$1/hosts.yaml"
+}
+env_files bench "$N" /srv/certs
+env_files rot "$NR" /srv/rot
+"$ROTOR" validate --worktree >"$W/validate.out" 2>&1 || { cat "$W/validate.out" >&2; die "rotor validate"; }
+git add -A && git commit -qm "bench envs"
+for e in bench rot; do
+	"$ROTOR" rotate start --env $e >/dev/null || die "rotor rotate start --env $e"
+	git merge -q --no-edit "rotor/rotate/$e/gen-0001" || die "merge generation 1 of $e"
+done
+
+# timed NAME CMD... : run CMD under GNU time; "seconds rss_kib" on stdout,
+# CMD's output in $W/NAME.out; a failing CMD ends the benchmark.
+timed() {
+	name=$1; shift
+	a=$(now)
+	if ! /usr/bin/time -f %M -o "$W/$name.rss" "$@" >"$W/$name.out" 2>&1; then
+		tail -n 30 "$W/$name.out" >&2
+		die "$name: $* exited non-zero"
+	fi
+	b=$(now)
+	printf '%s %s\n' "$(minus "$b" "$a")" "$(tail -n 1 "$W/$name.rss")"
+}
+summary() { # NAME: rotor's summary line of that run
+	grep -E '^(Plan:|In sync:|done:|Refused:)' "$W/$1.out" | tr '\n' ' ' | cut -c1-160
+}
+
+x=$(timed deploy "$ROTOR" apply --env bench --yes)
+t_deploy=$x
+say "first deployment (env bench, $N hosts x 3 files): ${x% *} s, ${x#* } KiB; $(summary deploy)"
+x=$(timed deploy-rot "$ROTOR" apply --env rot --yes)
+say "first deployment (env rot, $NR hosts x 3 files): ${x% *} s"
+t_setup=$(minus "$(now)" "$t0")
+
+files="/srv/certs/server.crt /srv/certs/server.key /srv/certs/root.crt"
+run_ssh() { # N [ssh options...] -> seconds
+	n=$1; shift
+	a=$(now)
+	head -n "$n" "$FD/hosts.txt" | cut -d' ' -f2 | xargs -P "$P" -I{} \
+		ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -i "$KEY" -o UserKnownHostsFile="$KH" \
+		-o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o ControlMaster=no \
+		-o ConnectTimeout=10 -l rotorfleet "$@" {} sha256sum $files >"$W/ssh.out" 2>"$W/ssh.err" ||
+		{ head -n 5 "$W/ssh.err" >&2; die "ssh floor ($n hosts)"; }
+	b=$(now)
+	[ "$(grep -c '^[0-9a-f]\{64\} ' "$W/ssh.out")" -eq $((3 * n)) ] || die "ssh floor ($n hosts): short output"
+	minus "$b" "$a"
+}
+# One session per host: write a file of root.crt's size, sync it, rename it.
+head -c "$(wc -c <"$FD/hosts/host1/srv/rot/root.crt")" /dev/urandom >"$W/payload"
+run_write() { # N -> seconds
+	a=$(now)
+	head -n "$1" "$FD/hosts.txt" | cut -d' ' -f2 | xargs -P "$P" -I{} sh -c 'exec ssh -F /dev/null -o BatchMode=yes \
+		-o IdentitiesOnly=yes -i "$1" -o UserKnownHostsFile="$2" -o GlobalKnownHostsFile=/dev/null \
+		-o StrictHostKeyChecking=yes -o ControlMaster=no -o ConnectTimeout=10 -o KexAlgorithms=curve25519-sha256 \
+		-l rotorfleet "$3" "umask 077 && cat >/home/rotorfleet/floor.tmp && sync /home/rotorfleet/floor.tmp && mv -f /home/rotorfleet/floor.tmp /home/rotorfleet/floor.crt" <"$4"' \
+		_ "$KEY" "$KH" {} "$W/payload" 2>"$W/write.err" || { head -n 5 "$W/write.err" >&2; die "write floor ($1 hosts)"; }
+	b=$(now)
+	cmp -s "$W/payload" "$FD/hosts/host$1/home/floor.crt" || die "write floor: host$1 has not the file"
+	minus "$b" "$a"
+}
+
+# ---- plan and no-change apply on N hosts, beside the floor ----
+say "measuring: $N hosts, $RUNS runs; parallel $P; load average $load_start"
+pt="" prss="" at="" arss="" ot="" orss="" sc="" sd=""
+r=1
+while [ $r -le "$RUNS" ]; do
+	x=$(timed plan "$ROTOR" plan --env bench --detailed-exitcode)
+	pt="$pt ${x% *}" prss="$prss ${x#* }"
+	y=$(timed noop "$ROTOR" apply --env bench --yes)
+	at="$at ${y% *}" arss="$arss ${y#* }"
+	z=$(timed observe "$ROTOR" observe --env bench --json)
+	ot="$ot ${z% *}" orss="$orss ${z#* }"
+	c=$(run_ssh "$N" -o KexAlgorithms=curve25519-sha256)
+	d=$(run_ssh "$N")
+	sc="$sc $c" sd="$sd $d"
+	say "  run $r: plan ${x% *} s (${x#* } KiB)  apply, no change ${y% *} s (${y#* } KiB)  observe ${z% *} s  ssh curve25519 $c s  ssh $d s  [load $(loadavg)]"
+	r=$((r + 1))
+done
+git rev-parse -q --verify refs/rotor/lock/bench >/dev/null && die "the apply lock of bench was not released"
+noop_line=$(summary noop)
+plan_line=$(summary plan)
+
+# ---- one rotation on NR hosts, step by step ----
+x=$(timed rotate "$ROTOR" rotate start --env rot)
+t_rotate=$x
+git merge -q --no-edit rotor/rotate/rot/gen-0002 || die "merge generation 2 of rot"
+grep -q '^phase: trust' envs/rot/rotation.yaml || die "rot is not in phase trust after rotate start"
+: >"$W/steps"
+step() { # name
+	x=$(timed "step-$1" "$ROTOR" apply --env rot --yes)
+	printf '%s %s %s\n' "$1" "$x" >>"$W/steps"
+	say "  step $1 on $NR hosts: ${x% *} s (${x#* } KiB); $(summary "step-$1")"
+}
+setphase() { # sed expression, message
+	sed -i "$1" envs/rot/rotation.yaml
+	git commit -qm "$2" -- envs/rot/rotation.yaml
+}
+step trust
+setphase 's/^phase: trust$/phase: servers/' "rot: servers"
+step servers
+setphase 's/^phase: servers$/phase: clients/' "rot: clients"
+step clients
+setphase 's/^generation: 1$/generation: 2/; /^target:/d; s/^phase: clients$/phase: stable/' "rot: stable at generation 2"
+step stable
+"$ROTOR" plan --env rot --detailed-exitcode >"$W/rot-final.out" 2>&1 || { cat "$W/rot-final.out" >&2; die "rot not in sync at generation 2 after the rotation"; }
+[ "$(grep -c BEGIN "$FD/hosts/host1/srv/rot/root.crt")" -eq 2 ] || die "host1's bundle does not hold generation 2 only"
+wsc="" wt="" wo=""
+r=1
+while [ $r -le "$RUNS" ]; do
+	c=$(run_ssh "$NR" -o KexAlgorithms=curve25519-sha256)
+	w=$(run_write "$NR")
+	z=$(timed observe-rot "$ROTOR" observe --env rot --json)
+	wsc="$wsc $c" wt="$wt $w" wo="$wo ${z% *}"
+	say "  $NR hosts, run $r: ssh read floor $c s  ssh write floor $w s  rotor observe ${z% *} s  [load $(loadavg)]"
+	r=$((r + 1))
+done
+load_end=$(loadavg)
+
+# ---- report ----
+# shellcheck disable=SC2086
+{
+	F_SC=$(median $sc) F_SD=$(median $sd) F_W=$(median $wt) F_R=$(median $wsc)
+	P_T=$(median $pt) A_T=$(median $at) O_T=$(median $ot) O_R=$(median $wo)
+}
+row() { # what hosts seconds rss_kib floor_seconds
+	printf '| %s | %d | %.2f | %.1f | %.1f | %.2f |\n' "$1" "$2" "$3" "$(awk -v a="$3" -v n="$2" 'BEGIN { printf "%.1f", 1000 * a / n }')" \
+		"$(div "$4" 1024)" "$(div "$3" "$5")"
+}
+echo
+echo "## rotor plan / apply ($(date -u +%Y-%m-%dT%H:%MZ), $(getconf _NPROCESSORS_ONLN) cores, load average $load_start at start, $load_end at end)"
+echo
+echo "Each host: a server role, 3 files (server.crt, server.key, root.crt). Parallelism $P. Median of $RUNS runs; rotation steps: 1 run each."
+echo "floor = OpenSSH, one session per host via xargs -P $P, sha256sum of the 3 files, curve25519-sha256 (the kex of libssh2), median of $RUNS in this run:"
+echo "$N hosts $F_SC s (default kex $F_SD s); $NR hosts $F_R s. write floor ($NR hosts, one ssh per host writing, syncing and renaming one file): $F_W s."
+echo
+echo "| what | hosts | wall (s) | per host (ms) | peak RSS (MiB) | / read floor |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+# shellcheck disable=SC2086
+{
+	row "rotor observe --json" "$N" "$O_T" "$(maxof $orss)" "$F_SC"
+	row "rotor plan (in sync)" "$N" "$P_T" "$(maxof $prss)" "$F_SC"
+	row "rotor apply --yes (in sync, no change)" "$N" "$A_T" "$(maxof $arss)" "$F_SC"
+	row "rotor apply --yes (first deployment, 3 files a host)" "$N" "${t_deploy% *}" "${t_deploy#* }" "$F_SC"
+	row "rotor observe --json (env rot)" "$NR" "$O_R" "$(tail -n 1 "$W/observe-rot.rss")" "$F_R"
+	while read -r s t m; do
+		row "rotation step $s (apply --yes)" "$NR" "$t" "$m" "$F_R"
+	done <"$W/steps"
+	row "rotor rotate start (generation 2: $NR server leaves)" "$NR" "${t_rotate% *}" "${t_rotate#* }" "$F_R"
+}
+echo
+echo "rotor's last lines: plan: $plan_line | apply (no change): $noop_line"
+while read -r s t m; do echo "step $s: $(summary "step-$s")"; done <"$W/steps"
+echo "Setup (fleet of $N up, two envs, generation 1 made and deployed): $t_setup s. rotor: $("$ROTOR" --version 2>/dev/null | head -n 1); $(ssh -V 2>&1)."
