@@ -129,6 +129,12 @@ const struct cmd rotor_commands[] = {
 	  "machine is taken over; --force-unlock removes any other.  Each run ends with\n"
 	  "a commit on rotor/status/NAME: observed.json and applied.json.\n"
 	  "Exit 0 when every host reached the desired state (or was in sync), 1 otherwise.\n" },
+	{ "log", cmd_log, "who applied what, when and why",
+	  "usage: rotor log --env NAME [-n N]\n"
+	  "\n"
+	  "The last N (default 20) applies recorded on rotor/status/NAME, newest first:\n"
+	  "commit, time, who, the outcome and the desired commit; and who holds the\n"
+	  "lock, if anyone does now.\n" },
 	{ "help", cmd_help, "show help for a command", "usage: rotor help [COMMAND]\n" },
 	{ NULL, NULL, NULL, NULL }
 };

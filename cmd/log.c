@@ -1,0 +1,69 @@
+/*
+ * log.c -- `rotor log`: who applied what, when and why, from the status
+ * history rotor/status/<env> (one commit per apply), and the lock if the
+ * env is locked now.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "../gitops/gitstatus.h"
+
+int cmd_log(struct ctx *ctx, int argc, char **argv)
+{
+	const char *count = NULL, *pos[1];
+	const struct opt opts[] = { { "n", 1, &count }, { NULL, 0, NULL } };
+	struct err e = ERR_INIT;
+	struct gitrepo *repo;
+	struct gitstatus_entry *v = NULL;
+	struct gitstatus_lock lock;
+	char when[32], desc[600];
+	const char *env;
+	size_t npos, n = 0, i, max = 20;
+	int rc;
+
+	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0 ||
+	    ctx_repo(ctx, &repo, &e) < 0)
+		return cmd_fail(&e);
+	if (count) {
+		char *end;
+		long c = strtol(count, &end, 10);
+
+		if (*end || c < 1 || c > 100000)
+			return cmd_failf("-n must be a positive number");
+		max = (size_t)c;
+	}
+	rc = gitstatus_lock_read(repo, env, &lock, &e);
+	if (rc == 0)
+		printf("LOCKED by %s\n\n", gitstatus_lock_describe(desc, sizeof(desc), &lock));
+	else if (rc != ROTOR_ENOTFOUND)
+		return cmd_fail(&e);
+	rc = gitstatus_log(repo, env, max, &v, &n, &e);
+	if (rc == ROTOR_ENOTFOUND) {
+		printf("no apply recorded for %s yet (rotor/status/%s does not exist)\n", env, env);
+		return 0;
+	}
+	if (rc < 0)
+		return cmd_fail(&e);
+	for (i = 0; i < n; i++) {
+		if (rfc3339_format(when, sizeof(when), (time_t)v[i].time) < 0)
+			snprintf(when, sizeof(when), "?");
+		printf("%.12s  %s  %s <%s>\n    %s\n", v[i].id, when, v[i].author_name, v[i].author_email, v[i].subject);
+		if (v[i].body && *v[i].body) {
+			const char *p = v[i].body, *nl;
+
+			while (*p) {
+				nl = strchr(p, '\n');
+				printf("    %.*s\n", (int)(nl ? nl - p : (ptrdiff_t)strlen(p)), p);
+				if (!nl)
+					break;
+				p = nl + 1;
+			}
+		}
+		printf("\n");
+	}
+	printf("(git show rotor/status/%s:applied.json for what each run did, :observed.json for what it saw)\n", env);
+	gitstatus_entries_free(v, n);
+	return 0;
+}
