@@ -629,13 +629,17 @@ int gitstatus_lock(struct gitrepo *r, const char *env, const struct gitstatus_lo
 		ref = NULL;
 		if (rc == 0)
 			break;
-		if (rc == GIT_EMODIFIED || rc == GIT_EEXISTS) {
+		if (rc == GIT_EMODIFIED) {
+			/* It exists: say whose it is. */
 			struct err sub = ERR_INIT;
 
 			git_error_clear();
 			rc = lookup_lock(NULL, r, env, &cur, &sub);
 			if (rc == ROTOR_ENOTFOUND && attempt < LOCK_WAIT_ATTEMPTS)
 				continue;     /* released in between: try again */
+			if (rc == ROTOR_ENOTFOUND)
+				return err_set(e, ROTOR_ESTATE, "cannot lock env %s: the lock keeps being taken "
+					       "and released by others", env);
 			if (rc < 0)
 				return err_set(e, rc, "%s", sub.msg);
 			return err_set(e, ROTOR_ESTATE, "env %s is locked by %s; wait, or use --force-unlock "
@@ -651,6 +655,7 @@ int gitstatus_lock(struct gitrepo *r, const char *env, const struct gitstatus_lo
 			return gitrepo__fail(e, rc, ROTOR_ESTATE, "cannot lock env %s: %s stays locked by "
 					     "another writer; if no git or rotor process is running, "
 					     "remove .git/%s.lock (left by a crash)", env, name, name);
+		/* GIT_EEXISTS with force 1: another ref collides with the name (refs/rotor/lock/E/x). */
 		return gitrepo__fail(e, rc, ROTOR_ERROR, "cannot lock env %s (%s)", env, name);
 	}
 	if (out)

@@ -587,6 +587,12 @@ static void test_lock_unreadable(void **state)
 	assert_int_equal(l.pid, 7);
 	assert_string_equal(l.desired, "");
 	assert_int_equal(gitstatus_force_unlock(r, "poc", NULL, &e), 0);
+
+	/* A ref below the lock's name: an error, not "locked", and no retry loop. */
+	run("git -C '%s' update-ref refs/rotor/lock/poc/x HEAD", repo);
+	assert_int_equal(gitstatus_lock(r, "poc", &info, NULL, &e), ROTOR_ERROR);
+	assert_contains(e.msg, "cannot lock env poc (refs/rotor/lock/poc)");
+	assert_int_equal(gitstatus_lock_read(r, "poc", &l, &e), ROTOR_ENOTFOUND);
 	gitrepo_free(r);
 }
 
