@@ -1000,9 +1000,18 @@ int gitrepo_commit_branch(char out[41], struct gitrepo *r, const char *base,
 		goto out;
 	}
 
-	/* Create-only: force 0 refuses any existing ref with GIT_EEXISTS. */
+	/*
+	 * Create-only, and race-free: force 1 with a zero expected id means
+	 * "must not exist", checked while libgit2 holds <ref>.lock.  (force 0
+	 * checks before taking the lock, so two racers could both "win".)
+	 */
 	snprintf(logmsg, sizeof(logmsg), "branch: created by rotor from %.12s", base);
-	rc = git_reference_create_matching(&newref, r->repo, ref, &commit_id, 0, NULL, logmsg);
+	{
+		git_oid none;
+
+		memset(&none, 0, sizeof(none));
+		rc = git_reference_create_matching(&newref, r->repo, ref, &commit_id, 1, &none, logmsg);
+	}
 	if (rc == GIT_EEXISTS || rc == GIT_EMODIFIED || rc == GIT_ELOCKED || rc == GIT_EDIRECTORY) {
 		rc = git_fail(e, rc, ROTOR_EEXISTS, "cannot create branch %s", branch);
 		goto out;
