@@ -5,21 +5,32 @@
  * commit or the work tree; spec never touches git or the file system).
  * Every loader:
  *   - refuses input over SPEC_MAX_BYTES (1 MiB), nesting deeper than
- *     SPEC_MAX_DEPTH (64), aliases and anchors, tags, duplicate keys,
- *     more than one document, unknown keys, wrong types, out-of-range
- *     values and malformed names, SANs, durations;
+ *     SPEC_MAX_DEPTH (64), aliases and anchors, tags, directives,
+ *     duplicate keys, keys that are not strings, merge keys (<<), more
+ *     than one document, unknown keys, wrong types, out-of-range values
+ *     and malformed names, SANs, paths, durations (the parsing rules are
+ *     in yamldoc.h, which holds the safe YAML loader);
  *   - reports EVERY problem it finds into a struct diags, each with the
- *     path, 1-based line and column, and a message; then returns
- *     ROTOR_EINVALID (or ROTOR_ETOOBIG for the size cap) without
- *     filling *out.
+ *     path, 1-based line and column, and a message that starts with the
+ *     location inside the file ("ssh.port: 70000 is out of range (1 to
+ *     65535)"); one file's problems are sorted by position, and at most
+ *     100 are kept (then one "N more problems not shown", at line 0);
+ *     then returns ROTOR_EINVALID (ROTOR_ETOOBIG for the size and nesting
+ *     caps, ROTOR_ENOMEM when memory ran out) without filling *out.
  *   - on success returns 0 and *out is a newly allocated struct the
  *     caller frees with the matching *_free (which accepts NULL).
+ *   - out may be NULL (only validate), and d may be NULL (only the code).
+ * An empty file is an empty document: the required keys are missing.
  *
  * Scalars are typed as PyYAML's SafeLoader types them (YAML 1.1): plain
  * null/~/empty is null, plain true/false/yes/no/on/off (any of the three
- * casings) is a boolean, plain decimal digits are integers, and so on;
- * quoted scalars are always strings.  the files in schemas/ describe the same
- * rules for a standard JSON Schema validator; tests/unit check they agree.
+ * casings) is a boolean, plain 42, 0600 (octal), 0x1F, 0b101, 1_000 and
+ * 1:30 (base 60) are integers, 1.5 is a float, 2026-01-31 a date; quoted
+ * and block scalars are always strings.  The files in schemas/ (one JSON
+ * Schema per file kind) describe the same rules for a standard JSON
+ * Schema validator; tests/schema/agree.py checks they agree on every
+ * fixture.  The few rules only C checks (comparing two values, or how a
+ * number was written) are named in each schema's description.
  */
 #ifndef ROTOR_SPEC_H
 #define ROTOR_SPEC_H
@@ -47,7 +58,10 @@ struct diags {
 
 void diags_add(struct diags *d, const char *path, int line, int column,
 	       const char *fmt, ...) ROTOR_PRINTF(5, 6);
-/* Print every diagnostic as "path:line:column: message\n" to buf. */
+/*
+ * Print every diagnostic as "path:line:column: message\n" to buf, or as
+ * "path: message\n" when line is 0 (a problem with the whole file).
+ */
 int diags_format(const struct diags *d, struct buf *out);
 void diags_release(struct diags *d);
 
@@ -127,7 +141,8 @@ struct host_role {
 	char *dir;             /* server layouts: directory of the files */
 	char *owner, *group;
 	char *user, *home;     /* client layouts */
-	char *identity;        /* the leaf this role uses: server name or client user */
+	char *identity;        /* the leaf this role uses: server name (default: the
+	                        * host's name) or client user (required) */
 	char *reload;          /* shell command, or NULL */
 	char *probe_type;      /* "postgres", "tls", or NULL */
 	int probe_port;        /* 0 when no probe */

@@ -21,6 +21,7 @@
  * each cert path appears once.
  */
 #include "spec_int.h"
+#include "../common/utf8.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -331,26 +332,13 @@ static int put_quoted(struct buf *b, const char *s)
 		unsigned long cp;
 		size_t k;
 
-		if (p[i] < 0x80) {
-			cp = p[i];
-			k = 1;
-		} else {
-			/* Decode one sequence; reject anything malformed. */
-			size_t len = p[i] >= 0xF0 ? 4 : p[i] >= 0xE0 ? 3 : p[i] >= 0xC2 ? 2 : 0, j;
+		size_t j;
 
-			if (len == 0 || len > 4 || i + len > n || p[i] > 0xF4)
-				return ROTOR_EINVALID;
-			cp = p[i] & (0x7F >> len);
-			for (j = 1; j < len; j++) {
-				if ((p[i + j] & 0xC0) != 0x80)
-					return ROTOR_EINVALID;
-				cp = (cp << 6) | (p[i + j] & 0x3F);
-			}
-			if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-			    (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-				return ROTOR_EINVALID;
-			k = len;
-		}
+		if ((k = utf8_seq_len(p + i)) == 0)
+			return ROTOR_EINVALID;
+		cp = k == 1 ? p[i] : p[i] & (0x7F >> k);
+		for (j = 1; j < k; j++)
+			cp = (cp << 6) | (p[i + j] & 0x3F);
 		if (cp == '"' || cp == '\\')
 			rc = buf_printf(b, "\\%c", (char)cp);
 		else if (cp < 0x20 || cp == 0x7F)

@@ -828,21 +828,25 @@ static int check_duplicates(struct builder *b, struct ynode *map)
 	return 0;
 }
 
-/* Line and column (1-based) of a byte offset, counting as libyaml does. */
+/*
+ * Line and column (1-based) of a byte offset, counting as libyaml does:
+ * characters, with CR, LF, CR LF, NEL, LS and PS as line breaks.
+ */
 static void offset_mark(const char *data, size_t len, size_t off, int *line, int *col)
 {
+	const unsigned char *p = (const unsigned char *)data;
 	size_t i;
 	int l = 1, c = 1;
 
 	if (off > len)
 		off = len;
 	for (i = 0; i < off; i++) {
-		unsigned char ch = (unsigned char)data[i];
-
-		if (ch == '\n' || (ch == '\r' && (i + 1 >= len || data[i + 1] != '\n'))) {
+		if (p[i] == '\n' || (p[i] == '\r' && (i + 1 >= len || p[i + 1] != '\n')) ||
+		    (p[i] == 0xC2 && i + 1 < off && p[i + 1] == 0x85) ||
+		    (p[i] == 0xE2 && i + 2 < off && p[i + 1] == 0x80 && (p[i + 2] == 0xA8 || p[i + 2] == 0xA9))) {
 			l++;
 			c = 1;
-		} else if ((ch & 0xC0) != 0x80 && ch != '\r') {
+		} else if ((p[i] & 0xC0) != 0x80 && p[i] != '\r') {
 			c++;
 		}
 	}
