@@ -55,6 +55,7 @@ fi
 if [ "$only" = all ] || [ "$only" = e2e ]; then
 	for t in tests/e2e/*.sh; do
 		[ -f "$t" ] || continue
+		[ "$(basename "$t")" = lib.sh ] && continue   # the helpers the suites source
 		run_suite "e2e/$(basename "$t")" sh "$t"
 	done
 fi
