@@ -186,6 +186,10 @@ static void get_list(struct vctx *v, const struct ynode *list, const char *where
 	for (i = 0; i < n; i++) {
 		if (!ok[i])
 			continue;
+		if (first[i] != NO_REPEAT && ysink_full(&v->s)) {
+			v->s.dropped++;
+			continue;
+		}
 		if (first[i] != NO_REPEAT) {
 			where_index(wi, where, i);
 			yquote(q, sizeof(q), ok[i]->text, ok[i]->len, 64);

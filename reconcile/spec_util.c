@@ -78,6 +78,10 @@ void vreport(struct vctx *v, const struct ynode *n, const char *where, const cha
 	char msg[768];
 	va_list ap;
 
+	if (ysink_full(&v->s)) {
+		v->s.dropped++;
+		return;
+	}
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -199,13 +203,14 @@ int vstr(struct vctx *v, const struct ynode *n, const char *where, size_t min, s
 		vtype(v, n, where, "a string");
 		return -1;
 	}
-	yquote(q, sizeof(q), n->text, n->len, 40);
 	if (has_control(n->text, n->len)) {
+		yquote(q, sizeof(q), n->text, n->len, 40);
 		vreport(v, n, where, "%s contains a control character", q);
 		return -1;
 	}
 	chars = utf8_chars(n->text, n->len);
 	if (chars < min) {
+		yquote(q, sizeof(q), n->text, n->len, 40);
 		if (min == 1)
 			vreport(v, n, where, "must not be empty");
 		else
@@ -213,6 +218,7 @@ int vstr(struct vctx *v, const struct ynode *n, const char *where, size_t min, s
 		return -1;
 	}
 	if (chars > max) {
+		yquote(q, sizeof(q), n->text, n->len, 40);
 		vreport(v, n, where, "%s is longer than %zu characters", q, max);
 		return -1;
 	}

@@ -39,11 +39,7 @@ void ysink_add(struct ysink *s, int line, int column, const char *fmt, ...)
 	size_t before;
 	va_list ap;
 
-	if (!s->d) {
-		s->dropped++;
-		return;
-	}
-	if (s->d->n - s->first >= YSINK_MAX) {
+	if (ysink_full(s)) {
 		s->dropped++;
 		return;
 	}
@@ -56,6 +52,11 @@ void ysink_add(struct ysink *s, int line, int column, const char *fmt, ...)
 		s->nomem = 1;
 		s->dropped++;
 	}
+}
+
+int ysink_full(const struct ysink *s)
+{
+	return !s->d || s->d->n - s->first >= YSINK_MAX;
 }
 
 size_t ysink_count(const struct ysink *s)

@@ -58,6 +58,8 @@ struct ysink {
 
 void ysink_init(struct ysink *s, struct diags *d, const char *path);
 void ysink_add(struct ysink *s, int line, int column, const char *fmt, ...) ROTOR_PRINTF(4, 5);
+/* Whether further problems would only be counted (saves formatting them). */
+int ysink_full(const struct ysink *s);
 /* Number of problems reported for this file so far (kept or dropped). */
 size_t ysink_count(const struct ysink *s);
 /* Sort this file's diagnostics by line and column; note dropped ones. */
