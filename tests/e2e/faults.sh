@@ -135,7 +135,7 @@ out_has() { grep -E -q -- "$2" "$T/$1.out" || { echo "no /$2/ in:"; tail -n 40 "
 out_lacks() { ! grep -E -q -- "$2" "$T/$1.out" || { grep -E -- "$2" "$T/$1.out"; return 1; }; }
 
 # hosts.yaml with per-host overrides: RLi (reload of server host i), PPi (its probe port).
-RL1= RL2= RL3= PP1= PP2= PP3=
+RL1='' RL2='' RL3='' PP1='' PP2='' PP3=''
 write_hosts() {
 	{
 		echo "hosts:"
@@ -324,7 +324,7 @@ ok "2 ... every managed file sound" sound
 
 # ==== 3: a probe that fails ====
 echo "# case 3: a probe that fails (host2 probed on a port where nothing listens)"
-RL2= PP2=5439
+RL2='' PP2=5439
 write_hosts
 commit "rotor: poc host2's probe port is wrong"
 run probe "$ROTOR" apply --env poc --yes
@@ -336,7 +336,7 @@ ok "3 ... host2's files are restored byte for byte" same_sums "$T/sums-h2-trust"
 ok "3 ... postgres on host2 presents the OLD certificate again (it had reloaded the new one)" pg_presents 2 "$G1_PG2"
 ok "3 ... no temporary files left" no_temp_files
 ok "3 ... lock released" no_lock
-PP2=
+PP2=''
 write_hosts
 commit "rotor: poc host2's probe fixed"
 run servers "$ROTOR" apply --env poc --yes
@@ -365,6 +365,7 @@ ok "6b without --no-path: a safe walk, exit 2" rc_is revert-walk 2
 # phase stable), so rotor places the fleet on the line 2 -> 1, where the same
 # files (leaves of generation 2, bundles of 1 and 2) are "trust", and walks it
 # forward: servers back to 1 first, then clients, then the bundles drop 2.
+# (Its first step also rewrites every bundle only to put generation 1 first.)
 ok "6b ... places the fleet at trust of 2 -> 1 (same files as clients of 1 -> 2)" out_has revert-walk "live: every host fits trust of generation 2 -> 1"
 ok "6b ... step lines trust -> servers -> clients -> stable(target)" sh -c 'grep "^step " "$1" > "$1.steps"; printf "step 1: trust -> servers\nstep 2: servers -> clients\nstep 3: clients -> stable(target)\n" | cmp -s - "$1.steps" || { cat "$1.steps"; exit 1; }' _ "$T/revert-walk.out"
 ok "6b ... no pair breaks on the way" out_lacks revert-walk "would BREAK"
@@ -429,7 +430,7 @@ fi
 ok "5 ... postgres on every host presents the certificate its files hold" sh -c 'cat "$1"; exit $2' _ "$T/pg-vs-files" $p1
 ok "5 ... a client with the next step's bundle (generation 1 only) connects to every server, as the pair check assumes" sh -c 'cat "$1"; exit $2' _ "$T/next-bundle" $p2
 
-RL1=
+RL1=''
 write_hosts
 set_rotation 1
 commit "rotor: poc back to generation 1"
