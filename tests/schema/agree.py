@@ -4,7 +4,8 @@
 For every fixture file under fixtures/ (good and bad), and a few inputs made
 here (too big, too deep), two independent checks must give the same verdict:
 
-  C       build/asan/tests/test_spec --check KIND FILE   (exit 0 valid, 1 invalid)
+  C       build/asan/tests/test_spec --check-batch: for each "KIND<TAB>FILE"
+          line, "0<TAB>OK" (valid) or "1<TAB>first diagnostic" (invalid)
   schema  PyYAML's SafeLoader, tightened with the loader rules JSON Schema
           cannot express (one document, no aliases, anchors, tags or
           directives, string keys without repeats, no merge keys, nesting at
@@ -135,17 +136,31 @@ def schema_verdict(schema, data):
     return True, "valid"
 
 
+def c_verdicts(items):
+    """[(kind, path)] -> [(valid, first line)] by the C side, in one process."""
+    lines = []
+    for kind, path in items:
+        if path.startswith(TOP + os.sep):
+            path = os.path.relpath(path, TOP)
+        lines.append("%s\t%s\n" % (kind, path))
+    r = subprocess.run([CHECKER, "--check-batch"], cwd=TOP, input="".join(lines).encode(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    out = r.stdout.decode("utf-8", "replace").splitlines()
+    if r.returncode != 0 or len(out) != len(items):
+        raise RuntimeError("test_spec --check-batch exited %d after %d of %d answers: %s" % (
+            r.returncode, len(out), len(items), r.stderr.decode("utf-8", "replace")[-600:]))
+    res = []
+    for line in out:
+        code, _, msg = line.partition("\t")
+        if code not in ("0", "1"):
+            raise RuntimeError("test_spec could not check a file: %s" % msg)
+        res.append((code == "0", msg))
+    return res
+
+
 def c_verdict(kind, path):
-    """(valid, first line of output) by the C side."""
-    if path.startswith(TOP + os.sep):
-        path = os.path.relpath(path, TOP)
-    r = subprocess.run([CHECKER, "--check", kind, path], cwd=TOP, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=120)
-    out = (r.stdout.decode("utf-8", "replace") + r.stderr.decode("utf-8", "replace")).strip()
-    first = out.splitlines()[0] if out else ""
-    if r.returncode not in (0, 1):
-        raise RuntimeError("test_spec exited %d: %s" % (r.returncode, out[-400:]))
-    return r.returncode == 0, first
+    """(valid, first line) by the C side for one file."""
+    return c_verdicts([(kind, path)])[0]
 
 
 def kind_of(rel):
@@ -211,6 +226,8 @@ def main():
     try:
         cases += made_inputs(tmp)
         print("1..%d" % (len(cases) + 2))
+        known = [(kind, path) for _, kind, path, _ in cases if kind is not None]
+        c_results = dict(zip([p for _, p in known], c_verdicts(known)))
         n = fails = 0
         for name, kind, path, good in cases:
             n += 1
@@ -220,7 +237,7 @@ def main():
                 continue
             with open(path, "rb") as f:
                 data = f.read()
-            c_ok, c_msg = c_verdict(kind, path)
+            c_ok, c_msg = c_results[path]
             s_ok, s_msg = schema_verdict(schemas[kind], data)
             if name in C_ONLY:
                 fine = not c_ok and s_ok

@@ -6,7 +6,10 @@
  *   test_spec --check KIND FILE    load FILE as KIND (rotor, chain, hosts,
  *                                  rotation, manifest); print "OK" or the
  *                                  diagnostics; exit 0 valid, 1 invalid,
- *                                  2 usage or I/O error (tests/schema/agree.py)
+ *                                  2 usage or I/O error
+ *   test_spec --check-batch        the same for each "KIND<TAB>FILE" line on
+ *                                  stdin: one "CODE<TAB>first line" line out
+ *                                  (tests/schema/agree.py: one process)
  *
  * Fixtures: every fixtures/bad/<kind>/<case>.yaml must give exactly the
  * first diagnostic in <case>.expect (paths relative to the repository);
@@ -114,7 +117,35 @@ static char *first_diag(const struct diags *d)
 
 /* ---- --check mode ---- */
 
+static int check_one(const char *kind, const char *file, int batch);
+
 static int check_main(const char *kind, const char *file)
+{
+	return check_one(kind, file, 0);
+}
+
+static int check_batch(void)
+{
+	char line[4096];
+
+	while (fgets(line, sizeof(line), stdin)) {
+		char *tab = strchr(line, '\t'), *nl = strchr(line, '\n');
+
+		if (nl)
+			*nl = '\0';
+		if (!tab) {
+			printf("2\tbad input line\n");
+		} else {
+			*tab = '\0';
+			check_one(line, tab + 1, 1);
+		}
+		fflush(stdout);
+	}
+	return 0;
+}
+
+/* Check one file; in batch mode print "CODE<TAB>first line" instead. */
+static int check_one(const char *kind, const char *file, int batch)
 {
 	struct buf b = BUF_INIT, out = BUF_INIT;
 	struct diags d = { NULL, 0, 0 };
@@ -123,32 +154,49 @@ static int check_main(const char *kind, const char *file)
 	int rc;
 
 	if (k == K_NONE) {
-		fprintf(stderr, "test_spec: unknown kind \"%s\" (rotor, chain, hosts, rotation, manifest)\n", kind);
+		if (batch)
+			printf("2\tunknown kind \"%s\"\n", kind);
+		else
+			fprintf(stderr, "test_spec: unknown kind \"%s\" (rotor, chain, hosts, rotation, manifest)\n", kind);
 		return 2;
 	}
 	rc = buf_read_file(&b, file, 4 * SPEC_MAX_BYTES, &e);
 	if (rc == ROTOR_ETOOBIG) {
-		printf("%s: file is larger than %zu bytes\n", file, (size_t)SPEC_MAX_BYTES);
+		printf("%s%s: file is larger than %zu bytes\n", batch ? "1\t" : "", file, (size_t)SPEC_MAX_BYTES);
 		return 1;
 	}
 	if (rc < 0) {
-		fprintf(stderr, "test_spec: %s\n", e.msg);
+		if (batch)
+			printf("2\t%s\n", e.msg);
+		else
+			fprintf(stderr, "test_spec: %s\n", e.msg);
+		buf_release(&b);
 		return 2;
 	}
 	rc = load_kind(k, file, b.ptr, b.len, &d);
 	buf_release(&b);
 	if (rc == 0 && d.n == 0) {
-		printf("OK\n");
+		printf("%sOK\n", batch ? "0\t" : "");
 		return 0;
 	}
 	if (rc == ROTOR_ENOMEM || rc == ROTOR_ERROR || d.n == 0) {
-		fprintf(stderr, "test_spec: load returned %d with %zu diagnostics\n", rc, d.n);
+		if (batch)
+			printf("2\tload returned %d with %zu diagnostics\n", rc, d.n);
+		else
+			fprintf(stderr, "test_spec: load returned %d with %zu diagnostics\n", rc, d.n);
 		diags_release(&d);
 		return 2;
 	}
-	diags_format(&d, &out);
-	fputs(buf_cstr(&out), stdout);
-	buf_release(&out);
+	if (batch) {
+		char *first = first_diag(&d);
+
+		printf("1\t%s\n", first ? first : "?");
+		free(first);
+	} else {
+		diags_format(&d, &out);
+		fputs(buf_cstr(&out), stdout);
+		buf_release(&out);
+	}
 	diags_release(&d);
 	return 1;
 }
@@ -1301,8 +1349,10 @@ int main(int argc, char **argv)
 
 	if (argc == 4 && strcmp(argv[1], "--check") == 0)
 		return check_main(argv[2], argv[3]);
+	if (argc == 2 && strcmp(argv[1], "--check-batch") == 0)
+		return check_batch();
 	if (argc != 1) {
-		fprintf(stderr, "usage: test_spec [--check KIND FILE]\n");
+		fprintf(stderr, "usage: test_spec [--check KIND FILE | --check-batch]\n");
 		return 2;
 	}
 	fails = cmocka_run_group_tests(tests, NULL, NULL);
