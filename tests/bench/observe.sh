@@ -37,7 +37,8 @@
 #
 # Knobs (environment): OBSERVE_SIZES="10 50 100", OBSERVE_RUNS=3,
 # OBSERVE_ANSIBLE_RUNS=3, OBSERVE_ANSIBLE_BIG=50, OBSERVE_ANSIBLE_BIG_RUNS=1,
-# OBSERVE_PARALLEL=32.
+# OBSERVE_DEFAULT_KEX_RUNS=1 (ssh with OpenSSH's default kex: slow, for
+# reference only), OBSERVE_PARALLEL=32.
 # --quick: sizes 5 10, 1 run each.  Needs root (the fleet).  Uses 127.0.30.x.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -46,10 +47,11 @@ RUNS=${OBSERVE_RUNS:-3}
 ARUNS=${OBSERVE_ANSIBLE_RUNS:-3}
 ABIG=${OBSERVE_ANSIBLE_BIG:-50}
 ABIGRUNS=${OBSERVE_ANSIBLE_BIG_RUNS:-1}
+DRUNS=${OBSERVE_DEFAULT_KEX_RUNS:-1}
 P=${OBSERVE_PARALLEL:-32}
 BASE=127.0.30
 if [ "${1:-}" = --quick ]; then
-	SIZES="5 10" RUNS=1 ARUNS=1
+	SIZES="5 10" RUNS=1 ARUNS=1 DRUNS=1
 fi
 say() { printf '%s\n' "$*" >&2; }
 die() { say "observe.sh: FAILED: $*"; exit 1; }
@@ -81,6 +83,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# A copy of the binary: other people rebuild build/rotor while this runs.
+cp "$ROTOR" "$W/rotor" || die "cannot copy $ROTOR"
+ROTOR=$W/rotor
 export HOME="$W/home"
 mkdir -p "$HOME"
 export GIT_CONFIG_NOSYSTEM=1
@@ -172,9 +177,9 @@ EOF
 }
 
 # ---- the three contenders ----
-run_rotor() { # N -> "seconds rss_kib"
+run_rotor() { # N -> "seconds rss_kib cpu_seconds"
 	a=$(now)
-	/usr/bin/time -f %M -o "$W/rss" "$ROTOR" observe --env bench --ref "n$1" --json >"$W/obs.json" 2>"$W/obs.err" ||
+	/usr/bin/time -f '%M %U %S' -o "$W/rss" "$ROTOR" observe --env bench --ref "n$1" --json >"$W/obs.json" 2>"$W/obs.err" ||
 		{ cat "$W/obs.err" >&2; die "rotor observe ($1 hosts) exited $?"; }
 	b=$(now)
 	/usr/bin/python3 - "$1" "$W/obs.json" <<'EOF' || die "rotor observe ($1 hosts): unexpected output (kept in $W/obs.json)"
@@ -188,7 +193,7 @@ for x in h:
     assert len(x["files"]) == 3 and all(f["present"] for f in x["files"]), x["name"] + " files"
     assert any(f.get("key") == "matches" for f in x["files"]), x["name"] + " key"
 EOF
-	printf '%s %s\n' "$(minus "$b" "$a")" "$(tail -n 1 "$W/rss")"
+	printf '%s %s\n' "$(minus "$b" "$a")" "$(tail -n 1 "$W/rss" | awk '{ printf "%s %.2f", $1, $2 + $3 }')"
 }
 run_ssh() { # N [ssh options...] -> seconds
 	n=$1; shift
@@ -369,16 +374,19 @@ run_bare() { # N -> seconds
 say "measuring: sizes $SIZES; $RUNS runs of rotor and ssh, Ansible up to $ARUNS; parallel $P; load average $load_start"
 : >"$W/results"
 for n in $SIZES; do
-	rt="" rss="" sd="" sc="" at="" bt=""
+	rt="" rss="" cpu="" sd="" sc="" at="" bt=""
 	r=1
 	while [ $r -le "$RUNS" ]; do
 		x=$(run_rotor "$n")
-		rt="$rt ${x% *}" rss="$rss ${x#* }"
-		sd="$sd $(run_ssh "$n")"
-		sc="$sc $(run_ssh "$n" -o KexAlgorithms=curve25519-sha256)"
+		set -- $x
+		rt="$rt $1" rss="$rss $2" cpu="$cpu $3"
+		d=-
+		if [ $r -le "$DRUNS" ]; then d=$(run_ssh "$n"); sd="$sd $d"; fi
+		c=$(run_ssh "$n" -o KexAlgorithms=curve25519-sha256)
+		sc="$sc $c"
 		b=n/a
 		if [ -n "$BARE" ]; then b=$(run_bare "$n"); bt="$bt $b"; fi
-		say "  $n hosts, run $r: rotor ${x% *} s (${x#* } KiB)  ssh $(echo $sd | awk '{print $NF}') s  ssh curve25519 $(echo $sc | awk '{print $NF}') s  libssh2 $b s  [load $(loadavg)]"
+		say "  $n hosts, run $r: rotor $1 s (peak RSS $2 KiB, CPU $3 s)  ssh curve25519 $c s  ssh default kex $d s  libssh2 $b s  [load $(loadavg)]"
 		r=$((r + 1))
 	done
 	na=$ARUNS
@@ -392,8 +400,8 @@ for n in $SIZES; do
 	# shellcheck disable=SC2086
 	bm=n/a
 	[ -n "$bt" ] && bm=$(median $bt)
-	printf '%s %s %s %s %s %s %s %s %s\n' "$n" "$(median $rt)" "$(median $sd)" "$(median $sc)" "$(median $at)" \
-		"$(maxof $rss)" "$RUNS" "$na" "$bm" >>"$W/results"
+	printf '%s %s %s %s %s %s %s %s %s %s\n' "$n" "$(median $rt)" "$(median $sd)" "$(median $sc)" "$(median $at)" \
+		"$(maxof $rss)" "$RUNS" "$na" "$bm" "$(median $cpu)" >>"$W/results"
 done
 load_end=$(loadavg)
 
@@ -405,13 +413,13 @@ echo
 echo "## rotor observe vs floor vs Ansible ($(date -u +%Y-%m-%dT%H:%MZ), $(getconf _NPROCESSORS_ONLN) cores, load average $load_start at start, $load_end at end)"
 echo
 echo "Each host: 3 files (server.crt, server.key, root.crt) of a rotor generation. Parallelism $P everywhere."
-echo "Wall time: median of $RUNS runs for rotor and ssh; Ansible: median of the runs given. floor = ssh with curve25519-sha256 (the kex libssh2 uses)."
+echo "Wall time: median of $RUNS runs for rotor, ssh (curve25519) and libssh2, of $DRUNS for ssh with the default kex; Ansible: the runs given. floor = ssh with curve25519-sha256 (the kex libssh2 uses). rotor CPU: user + system, median."
 echo
-echo "| hosts | rotor observe (s) | ssh floor, curve25519 (s) | ssh, default kex (s) | ansible-playbook (s) [runs] | bare libssh2 (s) | rotor / floor | rotor / ssh default | rotor / libssh2 | ansible / rotor | rotor peak RSS (MiB) | RSS / host (KiB) |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-while read -r n rt sd sc at rss runs na bm; do
+echo "| hosts | rotor observe (s) | rotor CPU (s) | ssh floor, curve25519 (s) | ssh, default kex (s) | ansible-playbook (s) [runs] | bare libssh2 (s) | rotor / floor | rotor / ssh default | rotor / libssh2 | ansible / rotor | rotor peak RSS (MiB) | RSS / host (KiB) |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+while read -r n rt sd sc at rss runs na bm cpu; do
 	if [ "$bm" = n/a ]; then bmr=n/a; else bmr=$(div "$rt" "$bm"); bm=$(printf '%.2f' "$bm"); fi
-	printf '| %d | %.2f | %.2f | %.2f | %.2f [%d] | %s | %.2f | %.2f | %s | %.1f | %.1f | %.0f |\n' "$n" "$rt" "$sc" "$sd" "$at" "$na" "$bm" \
+	printf '| %d | %.2f | %.2f | %.2f | %.2f | %.2f [%d] | %s | %.2f | %.2f | %s | %.1f | %.1f | %.0f |\n' "$n" "$rt" "$cpu" "$sc" "$sd" "$at" "$na" "$bm" \
 		"$(div "$rt" "$sc")" "$(div "$rt" "$sd")" "$bmr" "$(div "$at" "$rt")" "$(div "$rss" 1024)" "$(div "$rss" "$n")"
 done <"$W/results"
 echo
