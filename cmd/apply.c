@@ -399,6 +399,105 @@ static int apply_step(struct env_run *r, const struct plan_step *st, const char 
 	return rc;
 }
 
+/*
+ * A service must serve what its files hold.  An apply killed (or cut off)
+ * between renaming a host's files and its reload leaves a server that
+ * still presents the previous leaf while its files look done; the gate
+ * must not trust files alone.  For every server role with a probe, probe
+ * without a client certificate and compare the leaf presented with the
+ * leaf in its file.  Returns the number of stale services, each noted in
+ * stale[] as host index * 32 + role index.
+ */
+static int find_stale(size_t *stale, size_t max, size_t *nstale, struct env_run *r, int print, struct err *e)
+{
+	struct buf roots = BUF_INIT;
+	size_t h, k, f, g;
+	int rc = 0;
+
+	*nstale = 0;
+	for (g = 0; g < r->material.n; g++) {
+		const struct material_cert *c = material_find(&r->material, r->material.v[g].generation, CERT_ROLE_ROOT, NULL);
+
+		if (c && buf_puts(&roots, c->pem) < 0)
+			return err_nomem(e);
+	}
+	for (h = 0; h < r->nhosts && rc == 0; h++) {
+		const struct obs_host *oh = &r->hosts[h];
+		const struct host_spec *hs = &r->st.hosts->hosts[h];
+
+		for (k = 0; oh->reachable && k < oh->nroles && k < 32 && rc == 0; k++) {
+			const struct host_role *role = &hs->roles[k];
+			const struct obs_file *leaf = NULL;
+			struct probe_req q;
+			struct probe_result pr;
+
+			if (role->role != SPEC_ROLE_SERVER || !role->probe_type || !roots.len)
+				continue;
+			for (f = oh->roles[k].first; f < oh->roles[k].first + oh->roles[k].nfiles; f++)
+				if ((oh->files[f].content == SPEC_CONTENT_LEAF || oh->files[f].content == SPEC_CONTENT_LEAF_CHAIN) &&
+				    oh->files[f].present && !oh->files[f].problem && oh->files[f].ncerts)
+					leaf = &oh->files[f];
+			if (!leaf)
+				continue;
+			memset(&q, 0, sizeof(q));
+			q.address = hs->address;
+			q.port = role->probe_port;
+			q.trust_pem = roots.ptr;
+			q.trust_len = roots.len;
+			q.expect_fingerprint = leaf->certs[0].fingerprint;
+			rc = strcmp(role->probe_type, "postgres") == 0 ? probe_postgres(&pr, &q, e) : probe_tls(&pr, &q, e);
+			if (rc < 0)
+				break;
+			/* Only a service that presents another leaf is stale; one that does not answer fails its own probe. */
+			if (pr.fingerprint_match == 1 || !pr.tls_ok || !pr.server_leaf_fingerprint[0])
+				continue;
+			if (*nstale < max)
+				stale[(*nstale)++] = h * 32 + k;
+			if (print)
+				printf("  ! %s (%s): the service presents %s, its files hold %s: it needs a reload\n", hs->name,
+				       hs->address, pr.server_leaf_fingerprint, leaf->certs[0].fingerprint);
+		}
+	}
+	buf_release(&roots);
+	return rc;
+}
+
+/* Reload the stale services found by find_stale() and check them again. */
+static int settle(struct env_run *r, const size_t *stale, size_t nstale, struct err *e)
+{
+	size_t i, left = 0, again[256];
+	int tries;
+
+	for (i = 0; i < nstale; i++) {
+		size_t h = stale[i] / 32, k = stale[i] % 32;
+		const struct host_spec *hs = &r->st.hosts->hosts[h];
+		struct ssh_conn *c = NULL;
+		int touched[32];
+		char why[512] = "";
+
+		memset(touched, 0, sizeof(touched));
+		touched[k] = 1;
+		printf("  reloading %s (%s): an earlier apply stopped before its reload\n", hs->name, hs->address);
+		if (observe_connect(&c, &r->oo, hs, e) < 0)
+			return e->code;
+		if (run_reloads(why, sizeof(why), c, hs, touched, e)) {
+			ssh_disconnect(c);
+			return err_set(e, ROTOR_ERROR, "%s: %s", hs->name, why);
+		}
+		ssh_disconnect(c);
+	}
+	/* A reload is asynchronous: look again for a few seconds. */
+	for (tries = 0; tries < PROBE_TRIES; tries++) {
+		sleep_ms(PROBE_PAUSE_MS);
+		if (find_stale(again, sizeof(again) / sizeof(again[0]), &left, r, 0, e) < 0)
+			return e->code;
+		if (!left)
+			return 0;
+	}
+	return err_set(e, ROTOR_ESTATE, "%s still presents another certificate than its files hold after a reload",
+		       r->st.hosts->hosts[again[0] / 32].name);
+}
+
 static const char *whoami(char *out, size_t len)
 {
 	struct passwd *pw = getpwuid(getuid());
@@ -491,7 +590,7 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 	struct gitrepo *repo;
 	char key_path[4096], lock_id[41] = "", outcome[256] = "";
 	const char *env;
-	size_t npos, failed = 0, steps_done = 0, changes_done = 0;
+	size_t npos, failed = 0, steps_done = 0, changes_done = 0, stale[256], nstale = 0;
 	int rc = 1, locked = 0, njobs = 0, ncanary = 0, guard;
 
 
@@ -541,7 +640,9 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 		rc = cmd_failf("nothing applied: %s", outcome);
 		goto record;
 	}
-	if (r.plan.nchanges == 0) {
+	if (find_stale(stale, sizeof(stale) / sizeof(stale[0]), &nstale, &r, 1, &e) < 0)
+		goto fail;
+	if (r.plan.nchanges == 0 && nstale == 0) {
 		snprintf(outcome, sizeof(outcome), "in sync at %s, nothing to do", phase_step_name(r.plan.desired));
 		rc = 0;
 		goto record;
@@ -551,6 +652,8 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 		rc = cmd_failf("%s", outcome);
 		goto record;
 	}
+	if (nstale && settle(&r, stale, nstale, &e) < 0)
+		goto fail;
 	for (guard = 0;; guard++) {
 		const struct plan_step *st = NULL;
 		size_t k;
@@ -596,6 +699,9 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 			rc = cmd_failf("%s", outcome);
 			goto record;
 		}
+		if (find_stale(stale, sizeof(stale) / sizeof(stale[0]), &nstale, &r, 1, &e) < 0 ||
+		    (nstale && settle(&r, stale, nstale, &e) < 0))
+			goto fail;
 	}
 	snprintf(outcome, sizeof(outcome), "%zu step%s, %zu file change%s; every host at %s", steps_done,
 		 steps_done == 1 ? "" : "s", changes_done, changes_done == 1 ? "" : "s", phase_step_name(r.plan.desired));
