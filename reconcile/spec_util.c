@@ -279,9 +279,15 @@ int venum(struct vctx *v, const struct ynode *n, const char *where, const char *
 	if (n->bad)
 		return -1;
 	if (n->kind != YNODE_SCALAR || n->type != YS_STR) {
+		/* "expected stable, trust, servers or clients": no quoting hint, as
+		 * the quoted value would still not be one of them. */
 		char exp[300];
+		size_t o2 = 0;
 
-		snprintf(exp, sizeof(exp), "a string (one of: %s)", list);
+		exp[0] = '\0';
+		for (i = 0; i < count && o2 < sizeof(exp); i++)
+			o2 += (size_t)snprintf(exp + o2, sizeof(exp) - o2, "%s%s", i == 0 ? "" : i + 1 == count ? " or " : ", ",
+					      names[i]);
 		vtype(v, n, where, exp);
 		return -1;
 	}

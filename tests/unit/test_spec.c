@@ -1178,7 +1178,7 @@ static void test_every_problem(void **state)
 		"r.yaml:2:21: secrets.key_file: \"relative.key\" must be an absolute path or start with ~/",
 		"r.yaml:2:43: secrets.key_id: \"XYZ\" is not 16 lowercase hex digits",
 		"r.yaml:3:13: ssh.port: 0 is out of range (1 to 65535)",
-		"r.yaml:3:24: ssh.become: expected a string (one of: none, sudo), found a boolean (quote it: \"yes\")",
+		"r.yaml:3:24: ssh.become: expected none or sudo, found a boolean (yes)",
 		("r.yaml:3:29: ssh: unknown key \"bogus\" (expected one of: user, become, identity, known_hosts, port, "
 		 "connect_timeout)"),
 		"r.yaml:4:1: duplicate key \"ssh\" (first defined at line 3)",
