@@ -250,26 +250,34 @@ int state_load(struct state *st, const struct state_src *src, const char *env,
 
 	if ((rc = read_for_spec(&b, src, "rotor.yaml", "(run rotor init)", d, e)) < 0)
 		goto out;
-	if (rc)
-		spec_load_config(&st->config, "rotor.yaml", b.ptr, b.len, d);
+	if (rc && spec_load_config(&st->config, "rotor.yaml", b.ptr, b.len, d) == ROTOR_ENOMEM) {
+		rc = err_nomem(e);
+		goto out;
+	}
 
 	snprintf(path, sizeof(path), "%s/chain.yaml", envdir);
 	if ((rc = read_for_spec(&b, src, path, "(run rotor init --env NAME)", d, e)) < 0)
 		goto out;
-	if (rc)
-		spec_load_chain(&st->chain, path, b.ptr, b.len, d);
+	if (rc && spec_load_chain(&st->chain, path, b.ptr, b.len, d) == ROTOR_ENOMEM) {
+		rc = err_nomem(e);
+		goto out;
+	}
 
 	snprintf(path, sizeof(path), "%s/hosts.yaml", envdir);
 	if ((rc = read_for_spec(&b, src, path, NULL, d, e)) < 0)
 		goto out;
-	if (rc)
-		spec_load_hosts(&st->hosts, path, b.ptr, b.len, d);
+	if (rc && spec_load_hosts(&st->hosts, path, b.ptr, b.len, d) == ROTOR_ENOMEM) {
+		rc = err_nomem(e);
+		goto out;
+	}
 
 	snprintf(path, sizeof(path), "%s/rotation.yaml", envdir);
 	if ((rc = read_for_spec(&b, src, path, NULL, d, e)) < 0)
 		goto out;
-	if (rc)
-		spec_load_rotation(&st->rotation, path, b.ptr, b.len, d);
+	if (rc && spec_load_rotation(&st->rotation, path, b.ptr, b.len, d) == ROTOR_ENOMEM) {
+		rc = err_nomem(e);
+		goto out;
+	}
 
 	snprintf(path, sizeof(path), "%s/generations", envdir);
 	rc = state_list(&names, &n, src, path, e);
@@ -298,7 +306,11 @@ int state_load(struct state *st, const struct state_src *src, const char *env,
 		snprintf(path, sizeof(path), "%s/generations/%s/manifest.yaml", envdir, names[i]);
 		if ((rc = read_for_spec(&b, src, path, NULL, d, e)) < 0)
 			goto out;
-		if (rc && spec_load_manifest(&g->manifest, path, b.ptr, b.len, d) == 0) {
+		if (rc && (rc = spec_load_manifest(&g->manifest, path, b.ptr, b.len, d)) == ROTOR_ENOMEM) {
+			err_nomem(e);
+			goto out;
+		}
+		if (g->manifest) {
 			if (g->manifest->generation != num)
 				diags_add(d, path, 0, 0, "manifest says generation %d, directory is %04d",
 					  g->manifest->generation, num);
