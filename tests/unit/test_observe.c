@@ -21,6 +21,7 @@
 #include "../../reconcile/observe.h"
 #include "../../reconcile/pki.h"
 #include "../../reconcile/verify.h"
+#include "../../reconcile/plan.h"
 
 struct fix {
 	struct pki_generation *g[2];
@@ -429,6 +430,92 @@ static void test_verify_like_a_tls_peer(void **state)
 	assert_int_equal(verifies(1, "clients/app.crt", 1, VERIFY_CLIENT, NULL, ""), 0);
 }
 
+/* Material for plan_file_bytes() from the two exported generations. */
+static void material_of_fixture(struct material_set *ms)
+{
+	int g;
+	size_t i;
+
+	ms->n = 2;
+	ms->v = calloc(2, sizeof(*ms->v));
+	assert_non_null(ms->v);
+	for (g = 0; g < 2; g++) {
+		struct material *m = &ms->v[g];
+
+		m->generation = g + 1;
+		m->certs = calloc(F.m[g]->ncerts, sizeof(*m->certs));
+		assert_non_null(m->certs);
+		for (i = 0; i < F.m[g]->ncerts; i++) {
+			const struct manifest_cert *mc = &F.m[g]->certs[i];
+			struct material_cert *c = &m->certs[m->ncerts++];
+
+			c->name = strdup(mc->name);
+			c->role = mc->role;
+			c->fingerprint = strdup(mc->fingerprint);
+			c->pem = strdup(buf_cstr(pem(g + 1, mc->cert)));
+			c->key_pem = mc->key ? strdup(buf_cstr(pem(g + 1, mc->key))) : NULL;
+		}
+	}
+}
+
+static void test_desired_bytes_are_deterministic(void **state)
+{
+	struct material_set ms = { NULL, 0 };
+	struct obs_file f;
+	struct buf a = BUF_INIT, b = BUF_INIT, want = BUF_INIT, key = BUF_INIT;
+	struct err e = ERR_INIT;
+
+	(void)state;
+	material_of_fixture(&ms);
+	memset(&f, 0, sizeof(f));
+	/* A server's trust bundle at the trust step: roots and client CAs, newest first. */
+	f.content = SPEC_CONTENT_TRUST;
+	f.side = LAYOUT_SIDE_CLIENT;
+	assert_int_equal(plan_file_bytes(&a, &ms, &f, NULL, STEP_TRUST, 1, 2, NULL, &e), 0);
+	assert_int_equal(plan_file_bytes(&b, &ms, &f, NULL, STEP_TRUST, 1, 2, NULL, &e), 0);
+	buf_puts(&want, buf_cstr(pem(2, "ca/root.crt")));
+	buf_puts(&want, buf_cstr(pem(2, "ca/client-ca.crt")));
+	buf_puts(&want, buf_cstr(pem(1, "ca/root.crt")));
+	buf_puts(&want, buf_cstr(pem(1, "ca/client-ca.crt")));
+	assert_int_equal(a.len, want.len);
+	assert_memory_equal(a.ptr, want.ptr, want.len);
+	assert_memory_equal(a.ptr, b.ptr, a.len);
+	buf_release(&a);
+	buf_release(&want);
+	/* At stable(target) only generation 2 remains. */
+	assert_int_equal(plan_file_bytes(&a, &ms, &f, NULL, STEP_STABLE_B, 1, 2, NULL, &e), 0);
+	buf_puts(&want, buf_cstr(pem(2, "ca/root.crt")));
+	buf_puts(&want, buf_cstr(pem(2, "ca/client-ca.crt")));
+	assert_string_equal(buf_cstr(&a), buf_cstr(&want));
+	buf_release(&a);
+	buf_release(&want);
+	/* The server leaf with its chain: generation 1 until the servers step. */
+	f.content = SPEC_CONTENT_LEAF_CHAIN;
+	f.side = LAYOUT_SIDE_SERVER;
+	assert_int_equal(plan_file_bytes(&a, &ms, &f, "pg1", STEP_TRUST, 1, 2, NULL, &e), 0);
+	buf_puts(&want, buf_cstr(pem(1, "servers/pg1.crt")));
+	buf_puts(&want, buf_cstr(pem(1, "ca/server-ca.crt")));
+	assert_string_equal(buf_cstr(&a), buf_cstr(&want));
+	buf_release(&a);
+	buf_release(&want);
+	/* The key: decrypted with the secret, matching generation 2's leaf at servers; wrong secret refused. */
+	f.content = SPEC_CONTENT_KEY;
+	assert_int_equal(plan_file_bytes(&key, &ms, &f, "pg1", STEP_SERVERS, 1, 2, "secret", &e), 0);
+	assert_non_null(strstr(buf_cstr(&key), "-----BEGIN PRIVATE KEY-----"));
+	assert_int_equal(observe_key_match(key.ptr, key.len, pem(2, "servers/pg1.crt")->ptr, pem(2, "servers/pg1.crt")->len),
+			 OBS_KEY_MATCH);
+	buf_wipe(&key);
+	assert_int_equal(plan_file_bytes(&key, &ms, &f, "pg1", STEP_SERVERS, 1, 2, "wrong", &e), ROTOR_ESECRET);
+	assert_null(strstr(e.msg, "wrong"));
+	buf_wipe(&key);
+	/* Material that is missing is named. */
+	f.content = SPEC_CONTENT_LEAF;
+	assert_int_equal(plan_file_bytes(&a, &ms, &f, "nobody", STEP_TRUST, 1, 2, NULL, &e), ROTOR_EINVALID);
+	assert_non_null(strstr(e.msg, "nobody"));
+	buf_release(&b);
+	material_release(&ms);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -441,6 +528,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_and_bad_contents),
 		cmocka_unit_test(test_layouts),
 		cmocka_unit_test(test_verify_like_a_tls_peer),
+		cmocka_unit_test(test_desired_bytes_are_deterministic),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
