@@ -309,15 +309,17 @@ order() { # observe, plan, no-change apply first; then the rest in run order
 }
 order | while IFS='|' read -r label n t rss cpu ph; do
 	fl=$F_SC
-	[ "$n" -ne "$N" ] && fl=$F_R
-	printf '| %s | %d | %.2f | %.1f | %.2f | %.1f | %.2f |\n' "$label" "$n" "$t" \
-		"$(awk -v a="$t" -v n="$n" 'BEGIN { printf "%.1f", 1000 * a / n }')" "$cpu" "$(div "$rss" 1024)" "$(div "$t" "$fl")"
+	if [ "$n" -ne "$N" ]; then fl=$F_R; fi
+	ratio=$(div "$t" "$fl")
+	case $label in *"rotate start"*) ratio=- ;; esac   # no SSH at all
+	printf '| %s | %d | %.2f | %.1f | %.2f | %.1f | %s |\n' "$label" "$n" "$t" \
+		"$(awk -v a="$t" -v n="$n" 'BEGIN { printf "%.1f", 1000 * a / n }')" "$cpu" "$(div "$rss" 1024)" "$ratio"
 done
 echo
 echo "Where the time of each apply went (from rotor's line-buffered output; writes = first step start to its last host line):"
 echo
 order | while IFS='|' read -r label n t rss cpu ph; do
-	[ -n "$ph" ] && echo "- $label, $n hosts: $ph"
+	if [ -n "$ph" ]; then echo "- $label, $n hosts: $ph"; fi
 done
 echo
 echo "rotor's verdicts: plan: $plan_line | apply (no change): $noop_line"

@@ -58,7 +58,7 @@ die() { say "observe.sh: FAILED: $*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (the fleet binds port 22)"
 
 MAXN=0
-for n in $SIZES; do [ "$n" -gt "$MAXN" ] && MAXN=$n; done
+for n in $SIZES; do if [ "$n" -gt "$MAXN" ]; then MAXN=$n; fi; done
 [ "$MAXN" -ge 1 ] && [ "$MAXN" -le 254 ] || die "sizes must be 1..254 (one /24)"
 
 # ---- tools ----
@@ -255,7 +255,7 @@ EOF
 	grep -q "ok=2 .*unreachable=0 .*failed=0" "$W/ansible.out" || die "ansible-playbook ($n hosts): not ok everywhere"
 	check_hashes "$n" "$W/ansible.out" || die "ansible-playbook ($n hosts): wrong or missing hashes"
 	# Close the ControlPersist masters now, so they cost nothing during the next runs.
-	for s in "$W"/ansible/cp/*; do [ -S "$s" ] && ssh -o ControlPath="$s" -O exit x >/dev/null 2>&1; done
+	for s in "$W"/ansible/cp/*; do [ -S "$s" ] && { ssh -o ControlPath="$s" -O exit x >/dev/null 2>&1 || :; }; done
 	minus "$b" "$a"
 }
 
