@@ -31,7 +31,7 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 DEPS_BUILD := gcc make pkg-config git openssl libgit2-dev libssl-dev libyaml-dev libpq-dev \
               libssh2-1-dev libcmocka-dev python3 python3-jsonschema python3-yaml
 DEPS_FLEET := openssh-server openssh-client postgresql util-linux procps sudo iproute2
-DEPS_BENCH := golang-cfssl time
+DEPS_BENCH := golang-cfssl time ansible-core
 
 .PHONY: all deps deps-bench check check-run unit demo bench clean install
 

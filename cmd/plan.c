@@ -148,9 +148,14 @@ void plan_print(const struct env_run *r, FILE *out)
 		fprintf(out, "\nRefused: reaching %s this way would break the pairs above.\n", phase_step_name(p->desired));
 	else if (p->nchanges == 0)
 		fprintf(out, "\nIn sync: every host holds the desired %s.\n", phase_step_name(p->desired));
-	else
-		fprintf(out, "\nPlan: %zu step%s, %zu file change%s on %zu host%s.\n", p->nsteps, p->nsteps == 1 ? "" : "s",
+	else {
+		size_t busy = 0;
+
+		for (i = 0; i < p->nsteps; i++)
+			busy += p->steps[i].nchanges > 0;
+		fprintf(out, "\nPlan: %zu step%s with changes, %zu file change%s on %zu host%s.\n", busy, busy == 1 ? "" : "s",
 			p->nchanges, p->nchanges == 1 ? "" : "s", p->nhosts_changed, p->nhosts_changed == 1 ? "" : "s");
+	}
 }
 
 static int plan_json(const struct env_run *r, struct buf *j)

@@ -210,7 +210,7 @@ G2_PG1=$(fp_of 2 servers/pg1.crt) G2_PG2=$(fp_of 2 servers/pg2.crt) G2_PG3=$(fp_
 G1_PG1=$(fp_of 1 servers/pg1.crt) G1_PG3=$(fp_of 1 servers/pg3.crt)
 run plan-pending "$ROTOR" plan --env poc --detailed-exitcode
 ok "7 plan --detailed-exitcode with the trust step pending: exit 2" rc_is plan-pending 2
-ok "7 ... the step is stable -> trust on 4 hosts" sh -c 'grep -q "step 1: stable -> trust" "$1" && grep -q "Plan: 1 step, 4 file changes on 4 hosts" "$1"' _ "$T/plan-pending.out"
+ok "7 ... the step is stable -> trust on 4 hosts" sh -c 'grep -q "step 1: stable -> trust" "$1" && grep -q "Plan: 1 step with changes, 4 file changes on 4 hosts" "$1"' _ "$T/plan-pending.out"
 run plan-pending0 "$ROTOR" plan --env poc
 ok "7 plan without --detailed-exitcode with changes pending: exit 0" rc_is plan-pending0 0
 

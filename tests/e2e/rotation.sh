@@ -70,7 +70,7 @@ git add -A && git commit -qm "rotor: poc"
 # ---- plan exit codes before anything is deployed ----
 "$ROTOR" plan --env poc --detailed-exitcode --replace-unknown > "$T/plan0.txt" 2>&1
 ok "plan with nothing deployed: exit 2 (changes pending)" [ $? -eq 2 ]
-ok "plan creates the 15 files" grep -q "Plan: 1 step, 15 file changes on 5 hosts" "$T/plan0.txt"
+ok "plan creates the 15 files" grep -q "Plan: 1 step with changes, 15 file changes on 5 hosts" "$T/plan0.txt"
 ok "no secret in the plan" sh -c '! grep -q "PRIVATE KEY" "$1"' _ "$T/plan0.txt"
 
 ok "without --replace-unknown the bootstrap certificates stop the plan" sh -c '! "$1" plan --env poc > /dev/null 2>&1' _ "$ROTOR"
