@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "helpers.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,52 +36,6 @@ static int g_seq;
 
 /* ---- helpers --------------------------------------------------------- */
 
-static void vformat(char *out, size_t len, const char *fmt, va_list ap)
-{
-	int n = vsnprintf(out, len, fmt, ap);
-
-	assert_true(n >= 0 && (size_t)n < len);
-}
-
-static void run(const char *fmt, ...) ROTOR_PRINTF(1, 2);
-static void run(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vformat(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		fail_msg("command failed (%d): %s", st, cmd);
-}
-
-/* Standard output of a command that must succeed, NUL-terminated. */
-static void capture(struct buf *out, const char *fmt, ...) ROTOR_PRINTF(2, 3);
-static void capture(struct buf *out, const char *fmt, ...)
-{
-	char cmd[4096], tmp[4096];
-	va_list ap;
-	size_t n;
-	FILE *p;
-	int st;
-
-	va_start(ap, fmt);
-	vformat(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	while ((n = fread(tmp, 1, sizeof(tmp), p)) > 0)
-		assert_int_equal(buf_put(out, tmp, n), 0);
-	st = pclose(p);
-	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		fail_msg("command failed (%d): %s", st, cmd);
-	if (!out->ptr)
-		assert_int_equal(buf_put(out, "", 0), 0);
-}
-
 /* Assert that a command prints exactly want. */
 static void expect_output(const char *want, const char *fmt, ...) ROTOR_PRINTF(2, 3);
 static void expect_output(const char *want, const char *fmt, ...)
@@ -93,25 +49,6 @@ static void expect_output(const char *want, const char *fmt, ...)
 	va_end(ap);
 	capture(&b, "%s", cmd);
 	assert_string_equal(buf_cstr(&b), want);
-	buf_release(&b);
-}
-
-static void capture_line(char *out, size_t len, const char *fmt, ...) ROTOR_PRINTF(3, 4);
-static void capture_line(char *out, size_t len, const char *fmt, ...)
-{
-	struct buf b = BUF_INIT;
-	char cmd[4096];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vformat(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	capture(&b, "%s", cmd);
-	while (b.len && b.ptr[b.len - 1] == '\n')
-		b.len--;
-	assert_true(b.len < len);
-	memcpy(out, b.ptr, b.len);
-	out[b.len] = '\0';
 	buf_release(&b);
 }
 

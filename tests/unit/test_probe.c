@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "helpers.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -79,24 +81,6 @@ static int g_up;
 static pid_t g_s_server = -1;
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static int run_status(const char *fmt, ...) ROTOR_PRINTF(1, 2);
-static int run_status(const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	int n, st;
-
-	va_start(ap, fmt);
-	n = vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(cmd))
-		return -1;
-	st = system(cmd);
-	if (st == -1 || !WIFEXITED(st))
-		return -1;
-	return WEXITSTATUS(st);
-}
 
 static const struct buf *file_of(const struct gen *g, const char *path)
 {

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "helpers.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -49,54 +51,6 @@ static int g_up;                /* the fleet came up */
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static void vformat(char *out, size_t len, const char *fmt, va_list ap)
-{
-	int n = vsnprintf(out, len, fmt, ap);
-
-	assert_true(n >= 0 && (size_t)n < len);
-}
-
-static int run_status(const char *fmt, ...) ROTOR_PRINTF(1, 2);
-static int run_status(const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vformat(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	if (st == -1 || !WIFEXITED(st))
-		return -1;
-	return WEXITSTATUS(st);
-}
-
-#define run(...) assert_int_equal(run_status(__VA_ARGS__), 0)
-
-/* Run a shell command; its standard output goes into out. */
-static int capture(struct buf *out, const char *fmt, ...) ROTOR_PRINTF(2, 3);
-static int capture(struct buf *out, const char *fmt, ...)
-{
-	char cmd[8192], tmp[4096];
-	va_list ap;
-	size_t n;
-	FILE *p;
-	int st;
-
-	va_start(ap, fmt);
-	vformat(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	while ((n = fread(tmp, 1, sizeof(tmp), p)) > 0)
-		assert_int_equal(buf_put(out, tmp, n), 0);
-	st = pclose(p);
-	if (!out->ptr)
-		assert_int_equal(buf_put(out, "", 0), 0);
-	return st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st);
-}
-
 /* Run a shell script as root inside host N's namespace. */
 static void host_sh(int host, const char *script)
 {
@@ -113,7 +67,7 @@ static void host_out(struct buf *out, int host, const char *script)
 	struct buf q = BUF_INIT;
 
 	assert_int_equal(ssh_shell_quote(&q, script), 0);
-	assert_int_equal(capture(out, "%s exec --dir %s host%d sh -c %s", g_fleet, g_fleet_dir,
+	assert_int_equal(capture_status(out, "%s exec --dir %s host%d sh -c %s", g_fleet, g_fleet_dir,
 				 host, buf_cstr(&q)), 0);
 	buf_release(&q);
 }
@@ -246,7 +200,7 @@ static void test_shell_quote_local_sh(void **state)
 
 		assert_int_equal(buf_puts(&q, "printf %s "), 0);
 		assert_int_equal(ssh_shell_quote(&q, hostile[i]), 0);
-		assert_int_equal(capture(&out, "%s", buf_cstr(&q)), 0);
+		assert_int_equal(capture_status(&out, "%s", buf_cstr(&q)), 0);
 		if (out.len != strlen(hostile[i]) || memcmp(out.ptr, hostile[i], out.len) != 0)
 			fail_msg("round trip of string %zu changed it: %s", i, buf_cstr(&q));
 		buf_release(&q);
@@ -715,7 +669,7 @@ static void test_agent_and_passphrase(void **state)
 	assert_non_null(strstr(e.msg, "SSH_AUTH_SOCK"));
 
 	snprintf(sock, sizeof(sock), "%s/agent.sock", g_dir);
-	assert_int_equal(capture(&pid, "ssh-agent -a %s -s | sed -n 's/^SSH_AGENT_PID=\\([0-9]*\\);.*/\\1/p'",
+	assert_int_equal(capture_status(&pid, "ssh-agent -a %s -s | sed -n 's/^SSH_AGENT_PID=\\([0-9]*\\);.*/\\1/p'",
 				 sock), 0);
 	assert_true(pid.len > 1);
 	run("SSH_AUTH_SOCK=%s ssh-add -q %s 2>/dev/null", sock, g_key);
