@@ -9,16 +9,16 @@
 PKGS      := libgit2 openssl yaml-0.1 libssh2
 CC        ?= cc
 WARN      := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wvla -Wstrict-prototypes
-BASEFLAGS := -std=c11 $(WARN) -D_POSIX_C_SOURCE=200809L -g
+BASEFLAGS := -std=c11 $(WARN) -D_POSIX_C_SOURCE=200809L -g -I.
 OPT       ?= -O2
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-LIB_SRC  := $(sort $(wildcard common/*.c reconcile/*.c gitops/*.c))
+LIB_SRC  := $(sort $(wildcard common/*.c reconcile/*/*.c gitops/*.c))
 CMD_SRC  := $(sort $(wildcard cmd/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
-HDRS     := $(wildcard common/*.h reconcile/*.h gitops/*.h cmd/*.h tests/unit/*.h)
+HDRS     := $(wildcard common/*.h reconcile/*/*.h gitops/*.h cmd/*.h tests/unit/*.h)
 
 REL_OBJ  := $(patsubst %.c,build/rel/%.o,$(LIB_SRC) $(CMD_SRC))
 SAN_LIB  := $(patsubst %.c,build/asan/%.o,$(LIB_SRC))

@@ -25,14 +25,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cmd.h"
-#include "../common/json.h"
-#include "../common/pool.h"
-#include "../gitops/gitstatus.h"
-#include "../reconcile/layout.h"
-#include "../reconcile/pki.h"
-#include "../reconcile/probe.h"
-#include "../reconcile/ssh.h"
+#include "cmd/cmd.h"
+#include "common/json.h"
+#include "common/pool.h"
+#include "gitops/gitstatus.h"
+#include "reconcile/services/layout.h"
+#include "reconcile/pki/pki.h"
+#include "reconcile/tls/probe.h"
+#include "reconcile/remote/ssh.h"
 
 #define PROBE_TRIES 20
 #define PROBE_PAUSE_MS 250

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "cmd.h"
-#include "../common/json.h"
-#include "../reconcile/pki.h"
+#include "cmd/cmd.h"
+#include "common/json.h"
+#include "reconcile/pki/pki.h"
 
 static const char *gen_status(const struct rotation_spec *r, int n)
 {

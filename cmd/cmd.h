@@ -16,13 +16,13 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "../common/buf.h"
-#include "../common/err.h"
-#include "../common/timefmt.h"
-#include "../gitops/gitrepo.h"
-#include "../reconcile/spec.h"
-#include "../reconcile/observe.h"
-#include "../reconcile/plan.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/timefmt.h"
+#include "gitops/gitrepo.h"
+#include "reconcile/spec/spec.h"
+#include "reconcile/engine/observe.h"
+#include "reconcile/engine/plan.h"
 
 struct ctx {
 	const char *repo_dir;   /* --repo, or NULL: the repository containing the cwd */

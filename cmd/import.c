@@ -17,10 +17,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "cmd.h"
-#include "../reconcile/observe.h"
-#include "../reconcile/pki.h"
-#include "../reconcile/verify.h"
+#include "cmd/cmd.h"
+#include "reconcile/engine/observe.h"
+#include "reconcile/pki/pki.h"
+#include "reconcile/tls/verify.h"
 
 struct leaf {
 	const char *identity;

@@ -16,8 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cmd.h"
-#include "../reconcile/pki.h"
+#include "cmd/cmd.h"
+#include "reconcile/pki/pki.h"
 
 static const char config_tmpl[] =
 	"# rotor.yaml: settings shared by every environment in this repository.\n"

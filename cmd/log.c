@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd.h"
-#include "../gitops/gitstatus.h"
+#include "cmd/cmd.h"
+#include "gitops/gitstatus.h"
 
 int cmd_log(struct ctx *ctx, int argc, char **argv)
 {

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd.h"
-#include "../reconcile/ssh.h"
+#include "cmd/cmd.h"
+#include "reconcile/remote/ssh.h"
 
 #ifndef ROTOR_VERSION
 #define ROTOR_VERSION "unknown"

@@ -15,9 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cmd.h"
-#include "../common/json.h"
-#include "../reconcile/observe.h"
+#include "cmd/cmd.h"
+#include "common/json.h"
+#include "reconcile/engine/observe.h"
 
 #define OBSERVE_MAX_FILE ((size_t)256 << 10)
 

@@ -10,10 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cmd.h"
-#include "../common/json.h"
-#include "../reconcile/observe.h"
-#include "../reconcile/plan.h"
+#include "cmd/cmd.h"
+#include "common/json.h"
+#include "reconcile/engine/observe.h"
+#include "reconcile/engine/plan.h"
 
 int env_run_load(struct env_run *r, struct ctx *ctx, const char *env, const char *ref, int with_keys,
 		 struct diags *d, struct err *e)

@@ -13,8 +13,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "cmd.h"
-#include "../reconcile/pki.h"
+#include "cmd/cmd.h"
+#include "reconcile/pki/pki.h"
 
 static const char *key_type_name(enum spec_key_type k)
 {

@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "cmd.h"
-#include "../reconcile/pki.h"
-#include "../reconcile/plan.h"
+#include "cmd/cmd.h"
+#include "reconcile/pki/pki.h"
+#include "reconcile/engine/plan.h"
 
 /* Repository-relative path rules, the same for git and the work tree. */
 static int rel_path_ok(const char *p)

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cmd.h"
+#include "cmd/cmd.h"
 
 int opt_parse(int argc, char **argv, const struct opt *opts,
 	      const char **pos, size_t npos_max, size_t *npos, struct err *e)

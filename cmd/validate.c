@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd.h"
+#include "cmd/cmd.h"
 
 /* Drop exact repeats (rotor.yaml is checked once per env). */
 static void diags_dedupe(struct diags *d)

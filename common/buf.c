@@ -1,6 +1,6 @@
 /* buf.c -- capped growable buffer and small memory helpers (see buf.h). */
 #define _DEFAULT_SOURCE
-#include "buf.h"
+#include "common/buf.h"
 
 #include <errno.h>
 #include <fcntl.h>

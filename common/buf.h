@@ -17,7 +17,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-#include "err.h"
+#include "common/err.h"
 
 #define BUF_DEFAULT_MAX ((size_t)64 << 20)
 

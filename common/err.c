@@ -1,5 +1,5 @@
 /* err.c -- the error value shared by every module (see err.h). */
-#include "err.h"
+#include "common/err.h"
 
 #include <stdarg.h>
 #include <stdio.h>

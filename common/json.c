@@ -1,6 +1,6 @@
 /* json.c -- JSON string escaping (see json.h). */
-#include "json.h"
-#include "utf8.h"
+#include "common/json.h"
+#include "common/utf8.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -8,7 +8,7 @@
 #ifndef ROTOR_JSON_H
 #define ROTOR_JSON_H
 
-#include "buf.h"
+#include "common/buf.h"
 
 int json_str(struct buf *b, const char *s);
 

@@ -1,5 +1,5 @@
 /* pool.c -- a bounded thread pool over an index range (see pool.h). */
-#include "pool.h"
+#include "common/pool.h"
 
 #include <pthread.h>
 #include <stdlib.h>

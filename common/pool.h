@@ -17,7 +17,7 @@
 
 #include <stddef.h>
 
-#include "err.h"
+#include "common/err.h"
 
 #define POOL_MAX_THREADS 1024
 

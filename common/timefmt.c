@@ -1,5 +1,5 @@
 /* timefmt.c -- RFC 3339 UTC parsing without time zone dependence. */
-#include "timefmt.h"
+#include "common/timefmt.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* utf8.c -- one UTF-8 sequence checker (see utf8.h). */
-#include "utf8.h"
+#include "common/utf8.h"
 
 size_t utf8_seq_len(const unsigned char *s)
 {

@@ -9,9 +9,9 @@
  * Every libgit2 failure is translated into e->msg together with what we
  * were doing (which path, which ref, which commit) by git_fail().
  */
-#include "gitrepo.h"
-#include "../common/utf8.h"
-#include "gitrepo_int.h"
+#include "gitops/gitrepo.h"
+#include "common/utf8.h"
+#include "gitops/gitrepo_int.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -24,8 +24,8 @@
 
 #include <stddef.h>
 
-#include "../common/buf.h"
-#include "../common/err.h"
+#include "common/buf.h"
+#include "common/err.h"
 
 struct gitrepo;
 

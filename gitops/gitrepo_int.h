@@ -13,7 +13,7 @@
 
 #include <git2.h>
 
-#include "gitrepo.h"
+#include "gitops/gitrepo.h"
 
 /* Room for "refs/heads/" plus the longest branch gitrepo accepts. */
 #define GITREPO_REFNAME_MAX 256

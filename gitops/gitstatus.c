@@ -40,7 +40,7 @@
  * Nothing here writes the work tree, .git/index or HEAD: blobs, trees and
  * commits are written to the object database and only the two refs move.
  */
-#include "gitstatus.h"
+#include "gitops/gitstatus.h"
 
 #include <errno.h>
 #include <pwd.h>
@@ -52,10 +52,10 @@
 
 #include <git2.h>
 
-#include "../common/json.h"
-#include "../common/timefmt.h"
-#include "../reconcile/spec.h"
-#include "gitrepo_int.h"
+#include "common/json.h"
+#include "common/timefmt.h"
+#include "reconcile/spec/spec.h"
+#include "gitops/gitrepo_int.h"
 
 #define LOCK_REF_PREFIX "refs/rotor/lock/"
 #define STATUS_BRANCH_PREFIX "rotor/status/"

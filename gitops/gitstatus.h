@@ -34,9 +34,9 @@
 
 #include <stddef.h>
 
-#include "../common/buf.h"
-#include "../common/err.h"
-#include "gitrepo.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "gitops/gitrepo.h"
 
 /* ---- lock ------------------------------------------------------------- */
 

@@ -51,10 +51,10 @@ load_start=$(loadavg)
 # ---- the rotor library driver ----
 # Against the release objects (make build/rel/...); when make cannot build
 # them (a module being edited), compile the same sources here instead.
-cflags="-std=c11 -D_POSIX_C_SOURCE=200809L -O2 -g $(pkg-config --cflags openssl yaml-0.1)"
+cflags="-std=c11 -D_POSIX_C_SOURCE=200809L -O2 -g -I$top $(pkg-config --cflags openssl yaml-0.1)"
 libs="$(pkg-config --libs openssl yaml-0.1) -lpthread"
 srcs=""
-for f in "$top"/common/*.c "$top"/reconcile/pki*.c "$top"/reconcile/spec*.c "$top"/reconcile/yamldoc*.c; do
+for f in "$top"/common/*.c "$top"/reconcile/tls/*.c "$top"/reconcile/services/*.c "$top"/reconcile/spec/*.c "$top"/reconcile/pki/*.c; do
 	[ -f "$f" ] && srcs="$srcs ${f#"$top"/}"
 done
 objs=""

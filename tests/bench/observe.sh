@@ -20,7 +20,7 @@
 #              controller (hash filter), forks 32, pipelining, gathering off,
 #              ansible_python_interpreter=/usr/bin/python3; checked likewise
 #
-#   libssh2    for reference: reconcile/ssh.c alone (a small driver built
+#   libssh2    for reference: reconcile/remote/ alone (a small driver built
 #              here: connect, host key, auth, three SFTP reads, sha256), P
 #              threads -- the transport under rotor, without git, parsing,
 #              classification
@@ -259,7 +259,7 @@ EOF
 	minus "$b" "$a"
 }
 
-# The bare transport under rotor, for reference: reconcile/ssh.c alone
+# The bare transport under rotor, for reference: reconcile/remote/ alone
 # (connect, host key check, auth, three SFTP reads, sha256 here), one host
 # per thread on a pool of P threads.  Optional: "n/a" when it does not build.
 cat >"$W/bare.c" <<'EOF'
@@ -268,7 +268,7 @@ cat >"$W/bare.c" <<'EOF'
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "reconcile/ssh.h"
+#include "reconcile/remote/ssh.h"
 
 static char addrs[1024][32];
 static char out[1024][3][65];
@@ -354,11 +354,11 @@ int main(int argc, char **argv)
 EOF
 BARE=""
 if cc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -I"$top" -o "$W/bare" "$W/bare.c" \
-	"$top/reconcile/ssh.c" "$top/common/buf.c" "$top/common/err.c" \
+	"$top"/reconcile/remote/*.c "$top"/common/*.c \
 	$(pkg-config --cflags --libs libssh2 libcrypto) -lpthread >"$W/bare.log" 2>&1; then
 	BARE=$W/bare
 else
-	say "observe.sh: note: the bare libssh2 driver does not build (reconcile/ssh.h changed?); column n/a"
+	say "observe.sh: note: the bare libssh2 driver does not build (reconcile/remote/ssh.h changed?); column n/a"
 	head -n 5 "$W/bare.log" >&2
 fi
 run_bare() { # N -> seconds
@@ -423,7 +423,7 @@ while read -r n rt sd sc at rss runs na bm cpu; do
 		"$(div "$rt" "$sc")" "$(div "$rt" "$sd")" "$bmr" "$(div "$at" "$rt")" "$(div "$rss" 1024)" "$(div "$rss" "$n")"
 done <"$W/results"
 echo
-echo "bare libssh2: reconcile/ssh.c alone (connect, host key, auth, 3 SFTP reads, sha256), $P threads: the transport cost under rotor."
+echo "bare libssh2: reconcile/remote/ alone (connect, host key, auth, 3 SFTP reads, sha256), $P threads: the transport cost under rotor."
 echo
 echo "RSS per host above is peak / hosts (includes the fixed cost of the process); the marginal cost of one more host (slope of peak RSS between $(echo "$first" | cut -d' ' -f1) and $(echo "$last" | cut -d' ' -f1) hosts): $slope KiB."
 echo "Setup (fleet of $MAXN up, generation 1 made and deployed with rotor apply): $t_setup s. rotor: $("$ROTOR" --version 2>/dev/null | head -n 1); $(ssh -V 2>&1); ansible-core $(ansible-playbook --version 2>/dev/null | head -n 1 | sed 's/.*core //; s/]//')."

@@ -3,7 +3,7 @@
 # open an SSH session to every host of a real fleet and read three small
 # certificate files from each, in parallel, two ways:
 #
-#   libssh2  reconcile/ssh.c (connect, verify host key, auth, 3 SFTP reads),
+#   libssh2  reconcile/remote/ (connect, verify host key, auth, 3 SFTP reads),
 #            one thread per host on a pool of THREADS threads
 #   openssh  ssh host cat f1 f2 f3, through xargs -P THREADS
 #
@@ -27,7 +27,7 @@ cat >"$W/floor.c" <<'EOF'
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "reconcile/ssh.h"
+#include "reconcile/remote/ssh.h"
 
 static char addrs[4096][32];
 static int nhosts, next, failed;
@@ -113,7 +113,7 @@ int main(int argc, char **argv)
 }
 EOF
 cc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -I"$top" -o "$W/floor" "$W/floor.c" \
-	"$top/reconcile/ssh.c" "$top/common/buf.c" "$top/common/err.c" \
+	"$top"/reconcile/remote/*.c "$top"/common/*.c \
 	$(pkg-config --cflags --libs libssh2) -lpthread
 
 "$F" up "$N" --dir "$W/fleet" --base 127.0.20 >"$W/up.log" 2>&1 || { cat "$W/up.log" >&2; exit 1; }
@@ -156,5 +156,5 @@ while [ "$i" -le "$ROUNDS" ]; do
 	i=$((i + 1))
 done
 # shellcheck disable=SC2086
-printf 'observe floor, %d hosts x 3 files, %d parallel, best of %d: libssh2 (reconcile/ssh.c) %.2f s; ssh via xargs -P %d %.2f s (curve25519 kex: %.2f s)\n' \
+printf 'observe floor, %d hosts x 3 files, %d parallel, best of %d: libssh2 (reconcile/remote/) %.2f s; ssh via xargs -P %d %.2f s (curve25519 kex: %.2f s)\n' \
 	"$N" "$P" "$ROUNDS" "$(best $lib)" "$P" "$(best $def)" "$(best $c25)"

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "../../common/buf.h"
+#include "common/buf.h"
 
 #define TH_CMD_MAX 8192
 

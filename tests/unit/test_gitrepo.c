@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "helpers.h"
+#include "tests/unit/helpers.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +22,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../common/buf.h"
-#include "../../common/err.h"
-#include "../../gitops/gitrepo.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "gitops/gitrepo.h"
 
 static char g_root[256];
 static char g_home[300];

@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "helpers.h"
+#include "tests/unit/helpers.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,11 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../common/buf.h"
-#include "../../common/err.h"
-#include "../../common/timefmt.h"
-#include "../../gitops/gitrepo.h"
-#include "../../gitops/gitstatus.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/timefmt.h"
+#include "gitops/gitrepo.h"
+#include "gitops/gitstatus.h"
 
 static char g_root[256];
 static int g_seq;

@@ -17,11 +17,11 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "../../reconcile/layout.h"
-#include "../../reconcile/observe.h"
-#include "../../reconcile/pki.h"
-#include "../../reconcile/verify.h"
-#include "../../reconcile/plan.h"
+#include "reconcile/services/layout.h"
+#include "reconcile/engine/observe.h"
+#include "reconcile/pki/pki.h"
+#include "reconcile/tls/verify.h"
+#include "reconcile/engine/plan.h"
 
 struct fix {
 	struct pki_generation *g[2];

@@ -28,7 +28,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "../../reconcile/pki.h"
+#include "reconcile/pki/pki.h"
 
 /* ---- helpers ---- */
 

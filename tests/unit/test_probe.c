@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "helpers.h"
+#include "tests/unit/helpers.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,10 +42,10 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "../../common/buf.h"
-#include "../../common/err.h"
-#include "../../reconcile/pki.h"
-#include "../../reconcile/probe.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "reconcile/pki/pki.h"
+#include "reconcile/tls/probe.h"
 
 #ifndef ROTOR_SRCDIR
 #define ROTOR_SRCDIR "."

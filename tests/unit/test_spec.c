@@ -26,9 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../reconcile/spec.h"
-#include "../../reconcile/spec_int.h"
-#include "../../reconcile/yamldoc.h"
+#include "reconcile/spec/spec.h"
+#include "reconcile/spec/spec_int.h"
+#include "reconcile/spec/yamldoc.h"
 
 #ifndef ROTOR_SRCDIR
 #define ROTOR_SRCDIR "."

@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "helpers.h"
+#include "tests/unit/helpers.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,9 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../common/buf.h"
-#include "../../common/err.h"
-#include "../../reconcile/ssh.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "reconcile/remote/ssh.h"
 
 #ifndef ROTOR_SRCDIR
 #define ROTOR_SRCDIR "."

@@ -24,7 +24,7 @@
 #include <openssl/pkcs12.h>
 #include <openssl/x509.h>
 
-#include "../../../reconcile/pki.h"
+#include "reconcile/pki/pki.h"
 
 static double now_s(void)
 {

@@ -1,0 +1,284 @@
+/* observe.c -- classify live file contents (see observe.h). */
+#include "reconcile/engine/observe.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "common/buf.h"
+#include "common/timefmt.h"
+#include "reconcile/pki/pki.h"
+
+int known_add_manifest(struct known_set *k, const struct manifest *m, struct err *e)
+{
+	size_t i;
+
+	for (i = 0; i < m->ncerts; i++) {
+		struct known_cert *c;
+
+		if (!m->certs[i].fingerprint)
+			continue;
+		if (k->n == k->cap) {
+			size_t ncap = k->cap ? k->cap * 2 : 32;
+			struct known_cert *nv = realloc(k->v, ncap * sizeof(*nv));
+
+			if (!nv)
+				return err_nomem(e);
+			k->v = nv;
+			k->cap = ncap;
+		}
+		c = &k->v[k->n++];
+		snprintf(c->fingerprint, sizeof(c->fingerprint), "%s", m->certs[i].fingerprint);
+		snprintf(c->name, sizeof(c->name), "%s", m->certs[i].name ? m->certs[i].name : "");
+		c->generation = m->generation;
+		c->role = m->certs[i].role;
+	}
+	return 0;
+}
+
+const struct known_cert *known_find(const struct known_set *k, const char *fp)
+{
+	size_t i;
+
+	for (i = 0; fp && i < k->n; i++)
+		if (strcmp(k->v[i].fingerprint, fp) == 0)
+			return &k->v[i];
+	return NULL;
+}
+
+void known_release(struct known_set *k)
+{
+	free(k->v);
+	k->v = NULL;
+	k->n = k->cap = 0;
+}
+
+static void obs_cert_release(struct obs_cert *c)
+{
+	free(c->fingerprint);
+	free(c->subject);
+	free(c->issuer);
+	free(c->not_after);
+	free(c->name);
+	free(c->pem);
+}
+
+void obs_file_release(struct obs_file *f)
+{
+	size_t i;
+
+	free(f->path);
+	free(f->problem);
+	for (i = 0; i < f->ncerts; i++)
+		obs_cert_release(&f->certs[i]);
+	free(f->certs);
+	memset(f, 0, sizeof(*f));
+}
+
+static int set_problem(struct obs_file *f, const char *msg, struct err *e)
+{
+	if (f->problem)
+		return 0;
+	f->problem = xstrdup(msg, e);
+	return f->problem ? 0 : ROTOR_ENOMEM;
+}
+
+static const char *find(const char *hay, size_t len, const char *needle)
+{
+	size_t nl = strlen(needle), i;
+
+	for (i = 0; len >= nl && i <= len - nl; i++)
+		if (memcmp(hay + i, needle, nl) == 0)
+			return hay + i;
+	return NULL;
+}
+
+static long long days_left(const char *rfc3339, time_t now)
+{
+	long long t = rfc3339_parse(rfc3339);
+
+	return t < 0 ? 0 : days_until(t, now);
+}
+
+int observe_parse_certs(struct obs_file *f, const char *data, size_t len,
+			const struct known_set *k, time_t now, struct err *e)
+{
+	static const char begin[] = "-----BEGIN CERTIFICATE-----";
+	static const char end[] = "-----END CERTIFICATE-----";
+	const char *p = data, *stop = data + len, *b, *q;
+	size_t cap = 0;
+	int rc;
+
+	if (find(data, len, "PRIVATE KEY-----") && f->content != SPEC_CONTENT_KEY)
+		if ((rc = set_problem(f, "holds a private key where certificates belong", e)) < 0)
+			return rc;
+	while (p < stop && (b = find(p, (size_t)(stop - p), begin)) != NULL) {
+		struct manifest_cert mc;
+		struct obs_cert *c;
+		const struct known_cert *kc;
+		struct err pe = ERR_INIT;
+
+		q = find(b, (size_t)(stop - b), end);
+		if (!q)
+			return set_problem(f, "a certificate block has no END line", e);
+		q += sizeof(end) - 1;
+		memset(&mc, 0, sizeof(mc));
+		if (pki_cert_describe(&mc, b, (size_t)(q - b), &pe) < 0) {
+			if (pe.code == ROTOR_ENOMEM)
+				return err_nomem(e);
+			if ((rc = set_problem(f, "holds a certificate block that does not parse", e)) < 0)
+				return rc;
+			p = q;
+			continue;
+		}
+		if (f->ncerts == cap) {
+			size_t ncap = cap ? cap * 2 : 4;
+			struct obs_cert *nv = realloc(f->certs, ncap * sizeof(*nv));
+
+			if (!nv) {
+				rc = err_nomem(e);
+				goto fail_mc;
+			}
+			f->certs = nv;
+			cap = ncap;
+		}
+		c = &f->certs[f->ncerts];
+		memset(c, 0, sizeof(*c));
+		c->fingerprint = mc.fingerprint;
+		c->subject = mc.subject;
+		c->issuer = mc.issuer;
+		c->not_after = mc.not_after;
+		mc.fingerprint = mc.subject = mc.issuer = mc.not_after = NULL;
+		c->days_left = days_left(c->not_after, now);
+		if (!(c->pem = malloc((size_t)(q - b) + 2))) {
+			f->ncerts++;   /* obs_file_release() frees what moved into c */
+			spec_manifest_cert_release(&mc);
+			return err_nomem(e);
+		}
+		memcpy(c->pem, b, (size_t)(q - b));
+		memcpy(c->pem + (q - b), "\n", 2);
+		kc = known_find(k, c->fingerprint);
+		if (kc) {
+			c->generation = kc->generation;
+			c->role = kc->role;
+			if (!(c->name = xstrdup(kc->name, e))) {
+				obs_cert_release(c);
+				rc = ROTOR_ENOMEM;
+				goto fail_mc;
+			}
+		}
+		f->ncerts++;
+		spec_manifest_cert_release(&mc);
+		p = q;
+		continue;
+fail_mc:
+		spec_manifest_cert_release(&mc);
+		return rc;
+	}
+	if (f->ncerts == 0 && f->content != SPEC_CONTENT_KEY)
+		return set_problem(f, "holds no PEM certificate", e);
+	return 0;
+}
+
+/* Never prompt for a passphrase: an encrypted key is simply unreadable here. */
+static int no_pass(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
+enum obs_key observe_key_match(const char *key_pem, size_t key_len,
+			       const char *cert_pem, size_t cert_len)
+{
+	BIO *kb = NULL, *cb = NULL;
+	EVP_PKEY *key = NULL;
+	X509 *x = NULL;
+	enum obs_key r = OBS_KEY_INVALID;
+
+	if (key_len > INT_MAX || cert_len > INT_MAX)
+		return OBS_KEY_INVALID;
+	if (!(kb = BIO_new_mem_buf(key_pem, (int)key_len)) ||
+	    !(key = PEM_read_bio_PrivateKey(kb, NULL, no_pass, NULL)))
+		goto out;
+	if (!cert_pem || !(cb = BIO_new_mem_buf(cert_pem, (int)cert_len)) ||
+	    !(x = PEM_read_bio_X509(cb, NULL, NULL, NULL))) {
+		r = OBS_KEY_NO_LEAF;
+		goto out;
+	}
+	r = EVP_PKEY_eq(X509_get0_pubkey(x), key) == 1 ? OBS_KEY_MATCH : OBS_KEY_MISMATCH;
+out:
+	EVP_PKEY_free(key);
+	X509_free(x);
+	BIO_free(kb);
+	BIO_free(cb);
+	ERR_clear_error();
+	return r;
+}
+
+static int file_fits(const struct obs_file *f, enum phase_step s, int a, int b)
+{
+	struct step_gens sg = phase_step_gens(s, a, b);
+	int want, i, seen[2] = { 0, 0 };
+	size_t j;
+	enum cert_role peer_ca;
+
+	if (!f->present || f->problem)
+		return 0;
+	if (f->content == SPEC_CONTENT_KEY)
+		return f->key == OBS_KEY_MATCH;
+	for (j = 0; j < f->ncerts; j++)
+		if (f->certs[j].generation == 0)
+			return 0;
+	if (f->content == SPEC_CONTENT_LEAF || f->content == SPEC_CONTENT_LEAF_CHAIN) {
+		want = f->side == LAYOUT_SIDE_SERVER ? sg.server_leaf : sg.client_leaf;
+		return f->ncerts > 0 && f->certs[0].generation == want &&
+		       f->certs[0].role == (f->side == LAYOUT_SIDE_SERVER ? CERT_ROLE_SERVER : CERT_ROLE_CLIENT);
+	}
+	/* trust: roots and the peer side's CA of exactly the step's generations */
+	peer_ca = f->side == LAYOUT_SIDE_SERVER ? CERT_ROLE_SERVER_CA : CERT_ROLE_CLIENT_CA;
+	for (j = 0; j < f->ncerts; j++) {
+		const struct obs_cert *c = &f->certs[j];
+
+		if (c->role != CERT_ROLE_ROOT && c->role != peer_ca)
+			return 0;
+		for (i = 0; i < 2; i++)
+			if (sg.bundle[i] && c->generation == sg.bundle[i])
+				break;
+		if (i == 2)
+			return 0;
+		if (c->role == CERT_ROLE_ROOT)
+			seen[i] = 1;
+	}
+	for (i = 0; i < 2; i++)
+		if (sg.bundle[i] && !seen[i])
+			return 0;
+	return 1;
+}
+
+unsigned observe_phase_mask(const struct obs_file *files, size_t n, int a, int b)
+{
+	unsigned mask = 0;
+	size_t i;
+	int s;
+
+	for (s = 0; s < NSTEPS; s++) {
+		int fits = 1;
+
+		if (s != STEP_STABLE_A && b <= 0)
+			break;
+		for (i = 0; i < n && fits; i++)
+			fits = file_fits(&files[i], (enum phase_step)s, a, b);
+		if (fits)
+			mask |= 1u << s;
+	}
+	return mask;
+}

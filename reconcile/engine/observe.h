@@ -1,0 +1,156 @@
+/*
+ * observe.h -- what is really deployed: the live contents of managed
+ * files, classified against the generations in the repository.
+ *
+ * This part is pure: it gets file bytes (read over SSH by the caller)
+ * and never does I/O.  Certificates are matched by SHA-256 fingerprint
+ * against every generation's manifest (a struct known_set); anything
+ * else is "unknown" and described by subject, issuer and fingerprint.
+ *
+ * Ownership: struct obs_file owns every string and array in it
+ * (obs_file_release()); a known_set owns its entries (known_release()).
+ * Private key bytes given to observe_key_match() are never copied and
+ * never appear in a message.
+ *
+ * Errors: ROTOR_ENOMEM only; everything wrong with a file's contents is
+ * a finding recorded in the struct (problem, key state), not an error.
+ */
+#ifndef ROTOR_OBSERVE_H
+#define ROTOR_OBSERVE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "reconcile/services/layout.h"
+#include "reconcile/engine/phase.h"
+#include "reconcile/spec/spec.h"
+
+struct known_cert {
+	char fingerprint[96];
+	int generation;
+	enum cert_role role;
+	char name[64];
+};
+
+struct known_set {
+	struct known_cert *v;
+	size_t n, cap;
+};
+
+int known_add_manifest(struct known_set *k, const struct manifest *m, struct err *e);
+const struct known_cert *known_find(const struct known_set *k, const char *fingerprint);
+void known_release(struct known_set *k);
+
+struct obs_cert {
+	char *fingerprint;    /* uppercase hex with colons */
+	char *subject, *issuer;
+	char *not_after;      /* RFC 3339 */
+	long long days_left;  /* negative once expired */
+	int generation;       /* 0: unknown certificate */
+	enum cert_role role;  /* meaningful when generation > 0 */
+	char *name;           /* the manifest's name, when known */
+	char *pem;            /* the certificate's PEM block as read, with a final newline */
+};
+
+enum obs_key {
+	OBS_KEY_NA,         /* not a key file, or not looked at */
+	OBS_KEY_MATCH,      /* the key belongs to the role's leaf certificate */
+	OBS_KEY_MISMATCH,   /* a valid key, but not the leaf's */
+	OBS_KEY_INVALID,    /* not a readable unencrypted private key */
+	OBS_KEY_NO_LEAF     /* no leaf certificate to compare with */
+};
+
+struct obs_file {
+	char *path;
+	enum spec_content content;
+	enum layout_side side;
+	int present;
+	char *problem;        /* why the contents could not be used; NULL when fine */
+	unsigned long long size;
+	int mode;             /* permission bits; -1 unknown */
+	long uid, gid;        /* -1 unknown */
+	struct obs_cert *certs;
+	size_t ncerts;
+	enum obs_key key;
+};
+
+/*
+ * Fill f->certs from the PEM certificates in data.  A file with no
+ * certificate, an unparsable certificate block, or a private key in a
+ * certificate file is recorded in f->problem.
+ */
+int observe_parse_certs(struct obs_file *f, const char *data, size_t len,
+			const struct known_set *k, time_t now, struct err *e);
+
+/* Does the unencrypted PEM private key belong to the first certificate of cert_pem? */
+enum obs_key observe_key_match(const char *key_pem, size_t key_len,
+			       const char *cert_pem, size_t cert_len);
+
+void obs_file_release(struct obs_file *f);
+
+/*
+ * Which steps is this set of observed files consistent with?  A leaf
+ * file must hold the step's leaf generation for its side first, a trust
+ * bundle exactly the step's generations (their roots, and the peer
+ * side's CA), and nothing unknown.  Missing files, problems and
+ * unknown certificates make a file consistent with no step.
+ */
+unsigned observe_phase_mask(const struct obs_file *files, size_t n, int a, int b);
+
+/* ---- observing hosts over SSH (observe_run.c) ---- */
+
+/* How to reach hosts; paths already expanded, strings borrowed. */
+struct observe_opts {
+	const struct hosts_spec *hosts;
+	const struct known_set *known;
+	int generation, target;     /* from rotation.yaml: A and B (0 when stable) */
+	const char *user;           /* default login user (a host's user: wins) */
+	int port;                   /* default port (a host's port: wins); 0 = 22 */
+	const char *identity;       /* private key file; NULL = ssh-agent */
+	const char *known_hosts;
+	int become;                 /* sudo -n for files the login user cannot read */
+	int connect_timeout_ms;
+	int deadline_ms;            /* per host, after connect */
+	int parallel;               /* hosts at once */
+	size_t max_file;            /* bytes; a larger file is a finding, not read */
+	time_t now;
+	/* Called (serialised) as each host finishes; may be NULL. */
+	void (*progress)(void *payload, size_t done, size_t total);
+	void *payload;
+};
+
+struct obs_role {
+	enum spec_role role;
+	char *identity;             /* the leaf this role should use */
+	size_t first, nfiles;       /* its files in obs_host.files */
+};
+
+struct obs_host {
+	char *name, *address;
+	int reachable;
+	char *error;                /* why the host could not be observed */
+	char *host_key;             /* SHA256:... of the verified host key */
+	struct obs_role *roles;
+	size_t nroles;
+	struct obs_file *files;
+	size_t nfiles;
+	unsigned phase_mask;        /* observe_phase_mask over all its files */
+	double seconds;             /* wall time spent on this host */
+};
+
+/*
+ * Observe every host of o->hosts, at most o->parallel at once, one SSH
+ * session each.  *out has one entry per host, in hosts.yaml order; an
+ * unreachable host is an entry with reachable 0 and error set.  Returns
+ * an error only for failures that stop the whole run (memory).
+ */
+int observe_fleet(struct obs_host **out, size_t *n, const struct observe_opts *o, struct err *e);
+void obs_hosts_free(struct obs_host *h, size_t n);
+
+/* One SSH session to hs with o's settings (apply uses the same ones). */
+struct ssh_conn;
+int observe_connect(struct ssh_conn **c, const struct observe_opts *o, const struct host_spec *hs,
+		    struct err *e);
+
+#endif

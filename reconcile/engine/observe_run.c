@@ -1,0 +1,250 @@
+/*
+ * observe_run.c -- read every managed file of every host over SSH and
+ * classify it (observe.c), on a bounded pool of threads, one session
+ * per host.  Private keys are read into buffers that are wiped as soon
+ * as the key has been compared with its certificate.
+ */
+#include "reconcile/engine/observe.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/pool.h"
+#include "reconcile/remote/ssh.h"
+
+struct run {
+	const struct observe_opts *o;
+	struct obs_host *hosts;
+	pthread_mutex_t mu;
+	size_t done;
+};
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Read one file into f (and its bytes into data); findings, not errors. */
+static int read_one(struct obs_file *f, struct buf *data, struct ssh_conn *c,
+		    const struct observe_opts *o, struct err *e)
+{
+	struct ssh_stat st;
+	struct err re = ERR_INIT;
+	struct buf msg = BUF_INIT;
+	int rc;
+
+	f->mode = -1;
+	f->uid = f->gid = -1;
+	rc = ssh_read_file(data, c, f->path, o->max_file, &st, &re);
+	if (rc == ROTOR_ENOMEM)
+		return err_nomem(e);
+	if (rc == ROTOR_ENOTFOUND)
+		return 0;
+	f->present = 1;
+	if (rc == 0) {
+		f->size = st.size;
+		f->mode = (int)(st.mode & 07777);
+		f->uid = (long)st.uid;
+		f->gid = (long)st.gid;
+		return 0;
+	}
+	if (rc == ROTOR_ETOOBIG)
+		rc = buf_printf(&msg, "larger than the %zu byte cap; not read", o->max_file);
+	else
+		rc = buf_printf(&msg, "unreadable: %s", re.msg);
+	if (rc < 0)
+		return err_nomem(e);
+	f->problem = buf_detach(&msg);
+	return 0;
+}
+
+static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct host_role *r,
+			const struct observe_opts *o, struct err *e)
+{
+	struct managed_file *mf = NULL;
+	struct buf leaf = BUF_INIT, data = BUF_INIT, key = BUF_INIT;
+	struct obs_role *orole = &h->roles[h->nroles];
+	size_t nmf = 0, i, key_at = (size_t)-1;
+	int rc;
+
+	if ((rc = layout_expand(&mf, &nmf, r, e)) < 0)
+		return rc;
+	memset(orole, 0, sizeof(*orole));
+	orole->role = r->role;
+	orole->first = h->nfiles;
+	if (r->identity && !(orole->identity = xstrdup(r->identity, e))) {
+		rc = ROTOR_ENOMEM;
+		goto out;
+	}
+	h->nroles++;
+	{
+		struct obs_file *nv = realloc(h->files, (h->nfiles + nmf) * sizeof(*nv));
+
+		if (!nv) {
+			rc = err_nomem(e);
+			goto out;
+		}
+		h->files = nv;
+	}
+	for (i = 0; i < nmf; i++) {
+		struct obs_file *f = &h->files[h->nfiles];
+
+		memset(f, 0, sizeof(*f));
+		f->content = mf[i].content;
+		f->side = mf[i].side;
+		if (!(f->path = xstrdup(mf[i].path, e))) {
+			rc = ROTOR_ENOMEM;
+			goto out;
+		}
+		h->nfiles++;
+		orole->nfiles++;
+		buf_wipe(&data);
+		if ((rc = read_one(f, &data, c, o, e)) < 0)
+			goto out;
+		if (!f->present || f->problem)
+			continue;
+		if (f->content == SPEC_CONTENT_KEY) {
+			/* Compared once the leaf is known (it may come later). */
+			if (key_at == (size_t)-1) {
+				key_at = i;
+				if (buf_put(&key, data.ptr, data.len) < 0) {
+					rc = err_nomem(e);
+					goto out;
+				}
+			}
+			continue;
+		} else if ((rc = observe_parse_certs(f, data.ptr, data.len, o->known, o->now, e)) < 0) {
+			goto out;
+		}
+		if ((f->content == SPEC_CONTENT_LEAF || f->content == SPEC_CONTENT_LEAF_CHAIN) && !leaf.len &&
+		    buf_put(&leaf, data.ptr, data.len) < 0) {
+			rc = err_nomem(e);
+			goto out;
+		}
+	}
+	if (key_at != (size_t)-1)
+		h->files[orole->first + key_at].key =
+			observe_key_match(key.ptr, key.len, leaf.len ? leaf.ptr : NULL, leaf.len);
+	rc = 0;
+out:
+	buf_wipe(&key);
+	buf_wipe(&data);
+	buf_release(&leaf);
+	layout_free(mf, nmf);
+	return rc;
+}
+
+int observe_connect(struct ssh_conn **c, const struct observe_opts *o, const struct host_spec *hs,
+		    struct err *e)
+{
+	struct ssh_opts so;
+
+	memset(&so, 0, sizeof(so));
+	so.host_label = hs->name;
+	so.address = hs->address;
+	so.port = hs->port ? hs->port : o->port;
+	so.user = hs->user ? hs->user : o->user;
+	so.identity = o->identity;
+	so.known_hosts = o->known_hosts;
+	so.connect_timeout_ms = o->connect_timeout_ms;
+	so.deadline_ms = o->deadline_ms;
+	so.become = o->become;
+	return ssh_connect(c, &so, e);
+}
+
+static int observe_one(void *ctx, void **slot, size_t i, struct err *e)
+{
+	struct run *run = ctx;
+	const struct observe_opts *o = run->o;
+	const struct host_spec *hs = &o->hosts->hosts[i];
+	struct obs_host *h = &run->hosts[i];
+	struct ssh_conn *c = NULL;
+	struct err ce = ERR_INIT;
+	double t0 = mono();
+	size_t r;
+	int rc = 0;
+
+	(void)slot;
+	if (!(h->name = xstrdup(hs->name, e)) || !(h->address = xstrdup(hs->address, e)) ||
+	    !(h->roles = calloc(hs->nroles ? hs->nroles : 1, sizeof(*h->roles))))
+		return err_nomem(e);
+	if (observe_connect(&c, o, hs, &ce) < 0) {
+		if (ce.code == ROTOR_ENOMEM)
+			return err_nomem(e);
+		if (!(h->error = xstrdup(ce.msg, e)))
+			return ROTOR_ENOMEM;
+		goto done;
+	}
+	h->reachable = 1;
+	if (!(h->host_key = xstrdup(ssh_host_fingerprint(c), e))) {
+		rc = ROTOR_ENOMEM;
+		goto done;
+	}
+	for (r = 0; r < hs->nroles && rc == 0; r++)
+		rc = observe_role(h, c, &hs->roles[r], o, e);
+	if (rc == 0)
+		h->phase_mask = observe_phase_mask(h->files, h->nfiles, o->generation, o->target);
+done:
+	ssh_disconnect(c);
+	h->seconds = mono() - t0;
+	if (o->progress) {
+		pthread_mutex_lock(&run->mu);
+		run->done++;
+		o->progress(o->payload, run->done, o->hosts->nhosts);
+		pthread_mutex_unlock(&run->mu);
+	}
+	return rc;
+}
+
+int observe_fleet(struct obs_host **out, size_t *n, const struct observe_opts *o, struct err *e)
+{
+	struct run run;
+	size_t nh = o->hosts->nhosts;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	memset(&run, 0, sizeof(run));
+	run.o = o;
+	run.hosts = calloc(nh ? nh : 1, sizeof(*run.hosts));
+	if (!run.hosts)
+		return err_nomem(e);
+	if (pthread_mutex_init(&run.mu, NULL) != 0) {
+		free(run.hosts);
+		return err_set(e, ROTOR_ERROR, "cannot create a mutex");
+	}
+	rc = pool_run(nh, o->parallel > 0 ? o->parallel : 32, observe_one, NULL, &run, e);
+	pthread_mutex_destroy(&run.mu);
+	if (rc < 0) {
+		obs_hosts_free(run.hosts, nh);
+		return rc;
+	}
+	*out = run.hosts;
+	*n = nh;
+	return 0;
+}
+
+void obs_hosts_free(struct obs_host *h, size_t n)
+{
+	size_t i, j;
+
+	for (i = 0; h && i < n; i++) {
+		free(h[i].name);
+		free(h[i].address);
+		free(h[i].error);
+		free(h[i].host_key);
+		for (j = 0; j < h[i].nroles; j++)
+			free(h[i].roles[j].identity);
+		free(h[i].roles);
+		for (j = 0; j < h[i].nfiles; j++)
+			obs_file_release(&h[i].files[j]);
+		free(h[i].files);
+	}
+	free(h);
+}

@@ -1,0 +1,739 @@
+/*
+ * plan.c -- the path from live to desired, per-file changes, gates and
+ * the pair invariant (see plan.h).
+ *
+ * Trust bundles depend only on the step, never on the host, so the
+ * invariant over every client/server pair reduces to: every server's
+ * leaf (in either state of a step) verifies under the clients' bundle
+ * (in either state), and every client's leaf under the servers' bundle.
+ * That is linear in hosts and covers all pairs.
+ */
+#include "reconcile/engine/plan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "reconcile/services/layout.h"
+#include "reconcile/tls/verify.h"
+
+#define MAX_FPS 4
+
+/* ---- material ---- */
+
+const struct material_cert *material_find(const struct material_set *ms, int gen, enum cert_role role,
+					  const char *name)
+{
+	size_t i, j;
+
+	for (i = 0; i < ms->n; i++) {
+		if (ms->v[i].generation != gen)
+			continue;
+		for (j = 0; j < ms->v[i].ncerts; j++) {
+			const struct material_cert *c = &ms->v[i].certs[j];
+
+			if (c->role == role && (!name || (c->name && strcmp(c->name, name) == 0)))
+				return c;
+		}
+	}
+	return NULL;
+}
+
+void material_release(struct material_set *ms)
+{
+	size_t i, j;
+
+	for (i = 0; i < ms->n; i++) {
+		for (j = 0; j < ms->v[i].ncerts; j++) {
+			struct material_cert *c = &ms->v[i].certs[j];
+
+			free(c->name);
+			free(c->pem);
+			free(c->fingerprint);
+			free(c->key_pem);
+		}
+		free(ms->v[i].certs);
+	}
+	free(ms->v);
+	ms->v = NULL;
+	ms->n = 0;
+}
+
+/* ---- what a file holds, as a list of certificates ---- */
+
+struct want {
+	const struct material_cert *c[MAX_FPS];
+	size_t n;
+	int key;                /* a key file: c[0] is the leaf whose key it holds */
+};
+
+static enum cert_role leaf_role(enum layout_side s)
+{
+	return s == LAYOUT_SIDE_SERVER ? CERT_ROLE_SERVER : CERT_ROLE_CLIENT;
+}
+
+static enum cert_role ca_role(enum layout_side s)
+{
+	return s == LAYOUT_SIDE_SERVER ? CERT_ROLE_SERVER_CA : CERT_ROLE_CLIENT_CA;
+}
+
+/* What file f (of a role using identity) must hold at step s; ROTOR_EINVALID names what is missing. */
+static int want_for(struct want *w, const struct material_set *ms, enum spec_content content,
+		    enum layout_side side, const char *identity, enum phase_step s, int a, int b, struct err *e)
+{
+	struct step_gens g = phase_step_gens(s, a, b);
+	int gen = side == LAYOUT_SIDE_SERVER ? g.server_leaf : g.client_leaf;
+	const struct material_cert *c;
+	int i;
+
+	memset(w, 0, sizeof(*w));
+	if (content == SPEC_CONTENT_TRUST) {
+		for (i = 0; i < 2; i++) {
+			if (!g.bundle[i])
+				continue;
+			if (!(c = material_find(ms, g.bundle[i], CERT_ROLE_ROOT, NULL)))
+				return err_set(e, ROTOR_EINVALID, "generation %d has no root certificate", g.bundle[i]);
+			w->c[w->n++] = c;
+			if (!(c = material_find(ms, g.bundle[i], ca_role(side), NULL)))
+				return err_set(e, ROTOR_EINVALID, "generation %d has no %s CA", g.bundle[i],
+					       side == LAYOUT_SIDE_SERVER ? "server" : "client");
+			w->c[w->n++] = c;
+		}
+		return 0;
+	}
+	if (!identity)
+		return err_set(e, ROTOR_EINVALID, "a role without identity cannot hold a leaf");
+	if (!(c = material_find(ms, gen, leaf_role(side), identity)))
+		return err_set(e, ROTOR_EINVALID, "generation %d has no %s certificate for %s", gen,
+			       side == LAYOUT_SIDE_SERVER ? "server" : "client", identity);
+	w->c[w->n++] = c;
+	if (content == SPEC_CONTENT_KEY) {
+		w->key = 1;
+		return 0;
+	}
+	if (content == SPEC_CONTENT_LEAF_CHAIN) {
+		if (!(c = material_find(ms, gen, ca_role(side), NULL)))
+			return err_set(e, ROTOR_EINVALID, "generation %d has no %s CA", gen,
+				       side == LAYOUT_SIDE_SERVER ? "server" : "client");
+		w->c[w->n++] = c;
+	}
+	return 0;
+}
+
+static int want_equal(const struct want *x, const struct want *y)
+{
+	size_t i;
+
+	if (x->n != y->n || x->key != y->key)
+		return 0;
+	for (i = 0; i < x->n; i++)
+		if (strcmp(x->c[i]->fingerprint, y->c[i]->fingerprint) != 0)
+			return 0;
+	return 1;
+}
+
+static const char *role_word(enum cert_role r)
+{
+	return spec_cert_role_name(r);
+}
+
+/* "g2 server pg1 + g2 server-ca", "key of g2 client app", "g2 root, g2 client-ca, g1 root, g1 client-ca". */
+static char *want_words(const struct want *w, const struct material_set *ms)
+{
+	struct buf b = BUF_INIT;
+	size_t i, j, k;
+
+	for (i = 0; i < w->n; i++) {
+		int gen = 0;
+
+		for (j = 0; j < ms->n && !gen; j++)
+			for (k = 0; k < ms->v[j].ncerts; k++)
+				if (&ms->v[j].certs[k] == w->c[i])
+					gen = ms->v[j].generation;
+		if (w->key)
+			buf_printf(&b, "key of g%d %s %s", gen, role_word(w->c[i]->role), w->c[i]->name);
+		else if (w->c[i]->role == CERT_ROLE_SERVER || w->c[i]->role == CERT_ROLE_CLIENT)
+			buf_printf(&b, "g%d %s %s", gen, role_word(w->c[i]->role), w->c[i]->name);
+		else
+			buf_printf(&b, "%sg%d %s", i == 0 ? "" : (w->c[i]->role == CERT_ROLE_ROOT ? ", " : " + "), gen,
+				   role_word(w->c[i]->role));
+		if (i == 0 && w->n > 1 && (w->c[0]->role == CERT_ROLE_SERVER || w->c[0]->role == CERT_ROLE_CLIENT))
+			buf_puts(&b, " + chain");
+		if (i == 0 && w->n > 1 && (w->c[0]->role == CERT_ROLE_SERVER || w->c[0]->role == CERT_ROLE_CLIENT))
+			break;
+	}
+	return buf_detach(&b);
+}
+
+/* The observed contents of f in words (and whether it equals w). */
+static char *observed_words(const struct obs_file *f, const struct obs_file *leaf_file)
+{
+	struct buf b = BUF_INIT;
+	size_t i;
+
+	if (!f->present)
+		return buf_detach(&b);
+	if (f->problem) {
+		buf_printf(&b, "unusable (%s)", f->problem);
+		return buf_detach(&b);
+	}
+	if (f->content == SPEC_CONTENT_KEY) {
+		if (f->key == OBS_KEY_MATCH && leaf_file && leaf_file->ncerts && leaf_file->certs[0].generation)
+			buf_printf(&b, "key of g%d %s %s", leaf_file->certs[0].generation,
+				   role_word(leaf_file->certs[0].role), leaf_file->certs[0].name);
+		else
+			buf_printf(&b, "a key that does not match the desired leaf");
+		return buf_detach(&b);
+	}
+	if (f->content == SPEC_CONTENT_LEAF_CHAIN && f->ncerts == 2 && f->certs[0].generation &&
+	    f->certs[1].generation == f->certs[0].generation &&
+	    (f->certs[1].role == CERT_ROLE_SERVER_CA || f->certs[1].role == CERT_ROLE_CLIENT_CA)) {
+		/* A leaf with its own CA, worded as the desired side words it. */
+		buf_printf(&b, "g%d %s %s + chain", f->certs[0].generation, role_word(f->certs[0].role), f->certs[0].name);
+		return buf_detach(&b);
+	}
+	for (i = 0; i < f->ncerts; i++) {
+		const struct obs_cert *c = &f->certs[i];
+
+		if (c->generation)
+			buf_printf(&b, "%sg%d %s%s%s", i ? ", " : "", c->generation, role_word(c->role),
+				   (c->role == CERT_ROLE_SERVER || c->role == CERT_ROLE_CLIENT) ? " " : "",
+				   (c->role == CERT_ROLE_SERVER || c->role == CERT_ROLE_CLIENT) ? c->name : "");
+		else
+			buf_printf(&b, "%sunknown %.23s...", i ? ", " : "", c->fingerprint);
+	}
+	return buf_detach(&b);
+}
+
+/* Does the observed file hold exactly w? */
+static int observed_equals(const struct obs_file *f, const struct obs_file *leaf_file, const struct want *w)
+{
+	size_t i;
+
+	if (!f->present || f->problem)
+		return 0;
+	if (w->key)
+		return f->key == OBS_KEY_MATCH && leaf_file && leaf_file->present && !leaf_file->problem &&
+		       leaf_file->ncerts > 0 && strcmp(leaf_file->certs[0].fingerprint, w->c[0]->fingerprint) == 0;
+	if (f->ncerts != w->n)
+		return 0;
+	for (i = 0; i < w->n; i++)
+		if (strcmp(f->certs[i].fingerprint, w->c[i]->fingerprint) != 0)
+			return 0;
+	return 1;
+}
+
+static int default_mode(enum spec_content c)
+{
+	return c == SPEC_CONTENT_KEY ? 0600 : 0644;
+}
+
+/* ---- lists of strings ---- */
+
+static int strv_add(char ***v, size_t *n, const char *fmt, ...) ROTOR_PRINTF(3, 4);
+static int strv_add(char ***v, size_t *n, const char *fmt, ...)
+{
+	struct buf b = BUF_INIT;
+	char **nv;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	if (rc < 0 || !(nv = realloc(*v, (*n + 1) * sizeof(*nv)))) {
+		buf_release(&b);
+		return ROTOR_ENOMEM;
+	}
+	*v = nv;
+	nv[(*n)++] = buf_detach(&b);
+	return 0;
+}
+
+static void strv_free(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* ---- where is the live state? ---- */
+
+/*
+ * The steps a host fits.  A host that holds none of its files yet (a new
+ * host, or the very first deployment) has no connection to break: it
+ * fits every step and simply receives the desired one.
+ */
+static int host_empty(const struct obs_host *h, int replace_unknown)
+{
+	size_t i, k;
+
+	for (i = 0; i < h->nfiles; i++) {
+		if (!h->files[i].present)
+			continue;
+		if (!replace_unknown)
+			return 0;
+		/* Under replace_unknown only certificates of our generations count. */
+		for (k = 0; k < h->files[i].ncerts; k++)
+			if (h->files[i].certs[k].generation)
+				return 0;
+	}
+	return 1;
+}
+
+static unsigned host_mask(const struct obs_host *h, int a, int b, int replace_unknown)
+{
+	if (host_empty(h, replace_unknown))
+		return ~0u;
+	return observe_phase_mask(h->files, h->nfiles, a, b);
+}
+
+/*
+ * Find the step every host fits; failing that, two adjacent steps that
+ * every host fits one of (an apply that stopped half-way): live is the
+ * lower one and partial is set.
+ */
+static int place_live(const struct plan_opts *o, int a, int b, enum phase_step *live, int *partial)
+{
+	size_t i;
+	int s, pass, last = b ? STEP_STABLE_B : STEP_STABLE_A;
+
+	for (pass = 0; pass < 2; pass++)
+		for (s = 0; s <= last - pass; s++) {
+			unsigned want = pass == 0 ? 1u << s : (1u << s) | (1u << (s + 1));
+			int all = 1;
+
+			for (i = 0; i < o->nobserved && all; i++)
+				all = (host_mask(&o->observed[i], a, b, o->replace_unknown) & want) != 0;
+			if (all) {
+				*live = (enum phase_step)s;
+				*partial = pass;
+				return 1;
+			}
+		}
+	return 0;
+}
+
+/* ---- the invariant ---- */
+
+static int bundle_bytes(struct buf *out, const struct material_set *ms, enum layout_side peer,
+			enum phase_step s, int a, int b, struct err *e)
+{
+	struct want w;
+	size_t i;
+	int rc;
+
+	if ((rc = want_for(&w, ms, SPEC_CONTENT_TRUST, peer, NULL, s, a, b, e)) < 0)
+		return rc;
+	for (i = 0; i < w.n; i++)
+		if (buf_puts(out, w.c[i]->pem) < 0)
+			return err_nomem(e);
+	return 0;
+}
+
+static int leaf_chain_bytes(struct buf *out, const struct material_set *ms, enum layout_side side,
+			    const char *identity, enum phase_step s, int a, int b, struct err *e)
+{
+	struct want w;
+	size_t i;
+	int rc;
+
+	if ((rc = want_for(&w, ms, SPEC_CONTENT_LEAF_CHAIN, side, identity, s, a, b, e)) < 0)
+		return rc;
+	for (i = 0; i < w.n; i++)
+		if (buf_puts(out, w.c[i]->pem) < 0)
+			return err_nomem(e);
+	return 0;
+}
+
+static int check_one(int *ok, char *why, size_t whylen, const struct buf *leaf, const struct buf *bundle,
+		     enum verify_purpose p, const char *host, time_t now, struct err *e)
+{
+	struct verify_req r;
+
+	memset(&r, 0, sizeof(r));
+	r.leaf_pem = leaf->ptr;
+	r.leaf_len = leaf->len;
+	r.trust_pem = bundle->ptr ? bundle->ptr : "";
+	r.trust_len = bundle->len;
+	r.purpose = p;
+	r.host = host;
+	r.at = now;
+	return verify_chain(ok, why, whylen, &r, e);
+}
+
+/* Is the step from -> to safe for every pair?  Broken pairs go into st->broken. */
+static int check_pairs(struct plan_step *st, const struct plan_opts *o, int a, int b, struct err *e)
+{
+	enum phase_step states[2] = { st->from, st->to };
+	struct buf bundle = BUF_INIT, leaf = BUF_INIT;
+	char why[256];
+	size_t h, r;
+	int sc, sv, ok, rc = 0;
+
+	for (h = 0; h < o->hosts->nhosts && rc == 0; h++) {
+		const struct host_spec *hs = &o->hosts->hosts[h];
+
+		for (r = 0; r < hs->nroles && rc == 0; r++) {
+			const struct host_role *role = &hs->roles[r];
+			int server = role->role == SPEC_ROLE_SERVER;
+
+			if (!role->identity)
+				continue;
+			for (sv = 0; sv < 2 && rc == 0; sv++)
+				for (sc = 0; sc < 2 && rc == 0; sc++) {
+					/* Server leaf at states[sv] under the clients' bundle at states[sc], and the other way. */
+					enum phase_step leaf_state = server ? states[sv] : states[sc];
+					enum phase_step bundle_state = server ? states[sc] : states[sv];
+
+					if (sc != sv && states[0] == states[1])
+						continue;
+					buf_release(&bundle);
+					buf_release(&leaf);
+					if ((rc = bundle_bytes(&bundle, o->material, server ? LAYOUT_SIDE_SERVER : LAYOUT_SIDE_CLIENT,
+							       bundle_state, a, b, e)) < 0 ||
+					    (rc = leaf_chain_bytes(&leaf, o->material, server ? LAYOUT_SIDE_SERVER : LAYOUT_SIDE_CLIENT,
+								   role->identity, leaf_state, a, b, e)) < 0 ||
+					    (rc = check_one(&ok, why, sizeof(why), &leaf, &bundle,
+							    server ? VERIFY_SERVER : VERIFY_CLIENT, server ? hs->address : NULL,
+							    o->now, e)) < 0)
+						break;
+					if (!ok && strv_add(&st->broken, &st->nbroken,
+							    server ? "clients at %s cannot verify server %s on %s (%s) at %s: %s"
+								   : "servers at %s cannot verify client %s on %s (%s) at %s: %s",
+							    phase_step_name(bundle_state), role->identity, hs->name, hs->address,
+							    phase_step_name(leaf_state), why) < 0)
+						rc = err_nomem(e);
+				}
+		}
+	}
+	buf_release(&bundle);
+	buf_release(&leaf);
+	return rc;
+}
+
+/* External peers gate a step that shows them leaves of the target generation. */
+static int check_gates(struct plan_step *st, const struct plan_opts *o, int b)
+{
+	struct step_gens g = phase_step_gens(st->to, st->a, b);
+	size_t i;
+
+	for (i = 0; o->hosts && i < o->hosts->nexternal; i++) {
+		const struct external_peer *x = &o->hosts->external[i];
+
+		if (x->trusts_target)
+			continue;
+		if ((x->trusts_server && b && g.server_leaf == b) || (x->trusts_client && b && g.client_leaf == b))
+			if (strv_add(&st->gates, &st->ngates,
+				     "external %s trusts our %s certificates but hosts.yaml does not record "
+				     "trusts_target: true (its bundle must hold generation %d first)",
+				     x->name, x->trusts_server ? "server" : "client", b) < 0)
+				return ROTOR_ENOMEM;
+	}
+	return 0;
+}
+
+/* ---- changes of one step ---- */
+
+static int add_change(struct plan_step *st, size_t h, size_t f, enum plan_action act, char *from, char *to,
+		      int mode, struct err *e)
+{
+	struct plan_change *nv = realloc(st->changes, (st->nchanges + 1) * sizeof(*nv));
+
+	if (!nv || !to) {
+		free(from);
+		free(to);
+		return err_nomem(e);
+	}
+	st->changes = nv;
+	nv[st->nchanges].host = h;
+	nv[st->nchanges].file = f;
+	nv[st->nchanges].action = act;
+	nv[st->nchanges].from = from;
+	nv[st->nchanges].to = to;
+	nv[st->nchanges].mode = mode;
+	st->nchanges++;
+	return 0;
+}
+
+/* Changes that take every host from what it has (first step) or from `from` to `to`. */
+static int step_changes(struct plan_step *st, const struct plan_opts *o, int first, struct err *e)
+{
+	size_t h, r, f;
+	int rc;
+
+	for (h = 0; h < o->nobserved; h++) {
+		const struct obs_host *oh = &o->observed[h];
+
+		for (r = 0; r < oh->nroles; r++) {
+			const struct obs_role *role = &oh->roles[r];
+			const struct obs_file *leaf_file = NULL;
+
+			for (f = role->first; f < role->first + role->nfiles; f++)
+				if (oh->files[f].content == SPEC_CONTENT_LEAF || oh->files[f].content == SPEC_CONTENT_LEAF_CHAIN)
+					leaf_file = &oh->files[f];
+			for (f = role->first; f < role->first + role->nfiles; f++) {
+				const struct obs_file *of = &oh->files[f];
+				struct want to, from;
+				int mode = default_mode(of->content), same;
+
+				if ((rc = want_for(&to, o->material, of->content, of->side, role->identity, st->to, st->a,
+						   st->b, e)) < 0)
+					return err_prefix(e, "%s: %s", oh->name, of->path);
+				if (first) {
+					same = observed_equals(of, leaf_file, &to);
+					if (same && of->mode == mode)
+						continue;
+					rc = add_change(st, h, f, !of->present ? PLAN_CREATE : PLAN_CHANGE,
+							observed_words(of, leaf_file), want_words(&to, o->material), mode, e);
+					if (rc == 0 && same) {
+						/* Only the mode differs. */
+						char *m = NULL;
+						struct buf b = BUF_INIT;
+
+						buf_printf(&b, "mode %04o -> %04o", (unsigned)of->mode, (unsigned)mode);
+						m = buf_detach(&b);
+						free(st->changes[st->nchanges - 1].to);
+						st->changes[st->nchanges - 1].to = m;
+					}
+				} else {
+					if ((rc = want_for(&from, o->material, of->content, of->side, role->identity, st->from,
+							   st->a, st->b, e)) < 0)
+						return rc;
+					if (want_equal(&from, &to))
+						continue;
+					rc = add_change(st, h, f, PLAN_CHANGE, want_words(&from, o->material),
+							want_words(&to, o->material), mode, e);
+				}
+				if (rc < 0)
+					return rc;
+			}
+		}
+	}
+	return 0;
+}
+
+static int add_step(struct plan *p, enum phase_step from, enum phase_step to, int a, int b)
+{
+	struct plan_step *nv = realloc(p->steps, (p->nsteps + 1) * sizeof(*nv));
+
+	if (!nv)
+		return ROTOR_ENOMEM;
+	p->steps = nv;
+	memset(&nv[p->nsteps], 0, sizeof(nv[0]));
+	nv[p->nsteps].from = from;
+	nv[p->nsteps].to = to;
+	nv[p->nsteps].a = a;
+	nv[p->nsteps].b = b;
+	p->nsteps++;
+	return 0;
+}
+
+int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
+{
+	const struct rotation_spec *rot = o->rotation;
+	int cand[64][2], ncand = 0, found = 0, c, s, step, rc = 0;
+	size_t i, j;
+	enum phase_step live = STEP_STABLE_A, desired = STEP_STABLE_A;
+	int partial = 0;
+
+	memset(p, 0, sizeof(*p));
+	for (i = 0; i < o->nobserved; i++)
+		if (!o->observed[i].reachable &&
+		    strv_add(&p->problems, &p->nproblems, "%s is unreachable (%s): its state cannot be proved",
+			     o->observed[i].name, o->observed[i].error ? o->observed[i].error : "?") < 0)
+			return err_nomem(e);
+	if (p->nproblems)
+		return 0;
+	for (i = 0; o->replace_unknown && i < o->nobserved; i++)
+		if (!host_empty(&o->observed[i], 0) && host_empty(&o->observed[i], 1) &&
+		    strv_add(&p->notes, &p->nnotes, "%s holds only certificates of no generation: replaced "
+			     "(--replace-unknown; clients that trust them will stop connecting)", o->observed[i].name) < 0)
+			return err_nomem(e);
+
+	/* The rotation lines the live state may be on, most likely first. */
+	if (rot->target) {
+		cand[ncand][0] = rot->generation;
+		cand[ncand++][1] = rot->target;
+	} else {
+		cand[ncand][0] = rot->generation;
+		cand[ncand++][1] = 0;
+		for (i = o->material->n; i-- > 0 && ncand < 62;) {
+			int x = o->material->v[i].generation;
+
+			if (x == rot->generation)
+				continue;
+			cand[ncand][0] = x;          /* forward: finishing x -> G */
+			cand[ncand++][1] = rot->generation;
+			cand[ncand][0] = rot->generation; /* back: abandoning G -> x */
+			cand[ncand++][1] = x;
+		}
+	}
+	for (c = 0; c < ncand && !found; c++) {
+		if (!place_live(o, cand[c][0], cand[c][1], &live, &partial))
+			continue;
+		found = 1;
+		p->a = cand[c][0];
+		p->b = cand[c][1];
+		if (rot->target)
+			desired = phase_step_of(rot->phase);
+		else
+			desired = p->a == rot->generation ? STEP_STABLE_A : STEP_STABLE_B;
+	}
+	if (!found) {
+		for (i = 0; i < o->nobserved; i++) {
+			unsigned m = host_mask(&o->observed[i], cand[0][0], cand[0][1], o->replace_unknown);
+
+			if (m == 0 && strv_add(&p->problems, &p->nproblems,
+					       "%s fits no step of generation %d%s%.0d: drift (see rotor observe)",
+					       o->observed[i].name, cand[0][0], cand[0][1] ? " -> " : "", cand[0][1]) < 0)
+				return err_nomem(e);
+		}
+		if (p->nproblems == 0 &&
+		    strv_add(&p->problems, &p->nproblems,
+			     "hosts are at steps more than one apart; no single step of generation %d%s%.0d fits them all",
+			     cand[0][0], cand[0][1] ? " -> " : "", cand[0][1]) < 0)
+			return err_nomem(e);
+		return 0;
+	}
+	p->live_known = 1;
+	p->live = live;
+	p->partial = partial;
+	p->desired = desired;
+
+	/* The path: adjacent steps (or one jump with no_path). */
+	step = live;
+	if (partial && desired <= live)
+		step = live + 1;        /* hosts ahead go back first */
+	if (o->no_path && (int)desired != step) {
+		if ((rc = add_step(p, (enum phase_step)step, desired, p->a, p->b)) < 0)
+			return err_nomem(e);
+	} else if ((int)desired == step) {
+		/* In sync on the line: still repair drift in modes or stragglers. */
+		if ((rc = add_step(p, desired, desired, p->a, p->b)) < 0)
+			return err_nomem(e);
+	} else {
+		int dir = (int)desired > step ? 1 : -1;
+
+		for (s = step; s != (int)desired; s += dir)
+			if ((rc = add_step(p, (enum phase_step)s, (enum phase_step)(s + dir), p->a, p->b)) < 0)
+				return err_nomem(e);
+	}
+	for (i = 0; i < p->nsteps; i++) {
+		if ((rc = step_changes(&p->steps[i], o, i == 0, e)) < 0 ||
+		    (rc = check_pairs(&p->steps[i], o, p->a, p->b, e)) < 0 ||
+		    (rc = check_gates(&p->steps[i], o, p->b)) < 0)
+			return rc == ROTOR_ENOMEM ? err_nomem(e) : rc;
+		if (p->steps[i].nbroken)
+			p->refused = 1;
+		p->nchanges += p->steps[i].nchanges;
+	}
+	/* A repair step with nothing to do is no step. */
+	if (p->nsteps == 1 && p->steps[0].from == p->steps[0].to && p->steps[0].nchanges == 0) {
+		strv_free(p->steps[0].broken, p->steps[0].nbroken);
+		strv_free(p->steps[0].gates, p->steps[0].ngates);
+		free(p->steps[0].changes);
+		p->nsteps = 0;
+	}
+	for (i = 0; i < o->nobserved; i++) {
+		int touched = 0;
+
+		for (j = 0; j < p->nsteps && !touched; j++) {
+			size_t k;
+
+			for (k = 0; k < p->steps[j].nchanges && !touched; k++)
+				touched = p->steps[j].changes[k].host == i;
+		}
+		p->nhosts_changed += (size_t)touched;
+	}
+	return 0;
+}
+
+void plan_release(struct plan *p)
+{
+	size_t i, j;
+
+	for (i = 0; i < p->nsteps; i++) {
+		for (j = 0; j < p->steps[i].nchanges; j++) {
+			free(p->steps[i].changes[j].from);
+			free(p->steps[i].changes[j].to);
+		}
+		free(p->steps[i].changes);
+		strv_free(p->steps[i].broken, p->steps[i].nbroken);
+		strv_free(p->steps[i].gates, p->steps[i].ngates);
+	}
+	free(p->steps);
+	strv_free(p->problems, p->nproblems);
+	strv_free(p->notes, p->nnotes);
+	memset(p, 0, sizeof(*p));
+}
+
+/* ---- bytes for apply ---- */
+
+/* Never prompt: a wrong passphrase is an error, not a question. */
+static int pass_cb(char *buf, int size, int rwflag, void *u)
+{
+	const char *pass = u;
+	size_t n = strlen(pass);
+
+	(void)rwflag;
+	if (n > (size_t)size)
+		return -1;
+	memcpy(buf, pass, n);
+	return (int)n;
+}
+
+static int decrypt_key(struct buf *out, const char *pem, const char *pass, struct err *e)
+{
+	BIO *in = NULL, *mem = NULL;
+	EVP_PKEY *k = NULL;
+	BUF_MEM *m = NULL;
+	int rc = 0;
+
+	if (!(in = BIO_new_mem_buf(pem, -1)) || !(mem = BIO_new(BIO_s_secmem()))) {
+		rc = err_nomem(e);
+		goto out;
+	}
+	if (!(k = PEM_read_bio_PrivateKey(in, NULL, pass_cb, (void *)pass))) {
+		rc = err_set(e, ROTOR_ESECRET, "a private key does not decrypt with the secret key");
+		goto out;
+	}
+	if (!PEM_write_bio_PKCS8PrivateKey(mem, k, NULL, NULL, 0, NULL, NULL) || BIO_get_mem_ptr(mem, &m) <= 0 ||
+	    buf_put(out, m->data, m->length) < 0) {
+		rc = err_nomem(e);
+		goto out;
+	}
+out:
+	EVP_PKEY_free(k);
+	BIO_free(in);
+	BIO_free(mem);      /* secure memory: cleansed on free */
+	ERR_clear_error();
+	return rc;
+}
+
+int plan_file_bytes(struct buf *out, const struct material_set *ms, const struct obs_file *f,
+		    const char *identity, enum phase_step s, int a, int b, const char *passphrase, struct err *e)
+{
+	struct want w;
+	size_t i;
+	int rc;
+
+	if ((rc = want_for(&w, ms, f->content, f->side, identity, s, a, b, e)) < 0)
+		return rc;
+	if (w.key) {
+		if (!w.c[0]->key_pem)
+			return err_set(e, ROTOR_EINVALID, "no private key for %s %s in the repository (imported generation?)",
+				       role_word(w.c[0]->role), w.c[0]->name);
+		return decrypt_key(out, w.c[0]->key_pem, passphrase, e);
+	}
+	for (i = 0; i < w.n; i++)
+		if (buf_puts(out, w.c[i]->pem) < 0)
+			return err_nomem(e);
+	return 0;
+}

@@ -1,0 +1,114 @@
+/*
+ * pki.h -- certificate chains with OpenSSL 3: generate, export, inspect.
+ *
+ * Ownership: pki_generate() returns a struct pki_generation the caller
+ * frees with pki_generation_free(), which also wipes private keys.
+ * Exported files (struct pki_file) own their bytes; pki_files_free()
+ * wipes and frees them.  Strings in a struct manifest filled here are
+ * owned by the manifest (spec_manifest_free()).
+ *
+ * Errors: every function returns 0 or a negative ROTOR_* code with the
+ * OpenSSL error queue translated into e->msg (the queue is cleared).
+ * Private keys and the passphrase never appear in any message.
+ *
+ * Threads: pki_generate() makes the three CA keys, then the leaves (key
+ * generation and signing) on `threads` worker threads (0 = number of
+ * online CPUs); pki_export() encrypts keys on as many.  Results land in
+ * fixed slots, so nothing depends on the thread count but the speed.
+ * OpenSSL 3.0 is safe for this: shared objects are only read.
+ */
+#ifndef ROTOR_PKI_H
+#define ROTOR_PKI_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "reconcile/spec/spec.h"
+
+struct pki_cert {
+	char *name;              /* see struct manifest_cert.name */
+	enum cert_role role;
+	void *x509;              /* X509 *; for generated EC and Ed25519 leaves
+				    X509_get0_pubkey() is NULL (the public key is
+				    not decoded back: on OpenSSL 3.0 that costs more
+				    than the leaf): use pkey, or re-read the PEM */
+	void *pkey;              /* EVP_PKEY *, NULL for imported certificates */
+};
+
+/*
+ * certs[0] root, certs[1] server-ca, certs[2] client-ca, then one per
+ * chain_spec server (in order), then one per client (in order).
+ */
+struct pki_generation {
+	int number;
+	struct pki_cert *certs;
+	size_t ncerts;
+	int threads;             /* worker threads pki_generate() used; pki_export()
+				    encrypts keys on as many (0 = online CPUs) */
+};
+
+/*
+ * Generate generation `number` for env from spec.  CA common names are
+ * "<env> root g<N>", "<env> server CA g<N>", "<env> client CA g<N>";
+ * server leaves have CN = server name (also the first DNS SAN), client
+ * leaves CN = user.  notBefore = now - 300 s; no certificate outlives its
+ * issuer (leaf notAfter is clamped to its CA's).
+ */
+int pki_generate(struct pki_generation **out, const char *env, int number,
+		 const struct chain_spec *spec, int threads, time_t now,
+		 struct err *e);
+void pki_generation_free(struct pki_generation *g);
+
+/* One file of a generation directory, path relative to that directory. */
+struct pki_file {
+	char *path;       /* "ca/root.crt", "ca/root.key", "servers/pg1.crt", "clients/app.key", "manifest.yaml" */
+	struct buf data;
+	int secret;       /* 1 for encrypted keys (still wiped on free) */
+};
+
+/*
+ * Export g: a PEM certificate per cert, a PKCS#8 ENCRYPTED PRIVATE KEY
+ * (AES-256-CBC, PBKDF2) per key encrypted with passphrase, and
+ * manifest.yaml.  files are in a stable order.  The manifest is also
+ * returned in *manifest_out when that is not NULL.
+ */
+int pki_export(struct pki_file **files, size_t *nfiles, struct manifest **manifest_out,
+	       const struct pki_generation *g, const char *env,
+	       const char *passphrase, time_t now, struct err *e);
+void pki_files_free(struct pki_file *files, size_t n);
+
+/*
+ * Fill one manifest_cert (all fields but name, role, cert, key) from the
+ * first certificate of a PEM text.  ski and aki are NULL when the
+ * certificate lacks the extension.  Used by `chain show` and by import.
+ * ROTOR_EINVALID for anything that is not a certificate OpenSSL accepts.
+ */
+int pki_cert_describe(struct manifest_cert *out, const char *pem, size_t len, struct err *e);
+
+/*
+ * The secret key file: 64 lowercase hex digits (256 random bits) and a
+ * newline, mode 0600, the passphrase that `openssl pkey -passin file:F`
+ * reads.  pki_secret_create() refuses an existing file (ROTOR_EEXISTS)
+ * and creates missing parent directories with mode 0700.
+ * pki_secret_load() refuses a missing file, a file readable by group or
+ * others, or not in the format above (ROTOR_ESECRET, naming the path,
+ * never the contents); the final newline may be absent.  On success
+ * *secret holds the 64 hex digits without the newline (the passphrase)
+ * and must be released with buf_wipe().  pki_secret_id() gives the 16 hex digit
+ * key id recorded in rotor.yaml: SHA-256("rotor key id\n" || secret),
+ * first 8 bytes, so a wrong secret is caught before it is used.
+ */
+int pki_secret_create(const char *path, struct err *e);
+int pki_secret_load(struct buf *secret, const char *path, struct err *e);
+int pki_secret_id(char out[17], const char *secret);
+
+/*
+ * Check that an ENCRYPTED PRIVATE KEY PEM decrypts with passphrase
+ * (ROTOR_ESECRET if not).  Anything else, an unencrypted key included, is
+ * ROTOR_EINVALID: it proves nothing about the secret.
+ */
+int pki_key_check(const char *pem, size_t len, const char *passphrase, struct err *e);
+
+#endif

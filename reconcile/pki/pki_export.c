@@ -1,0 +1,404 @@
+/*
+ * pki_export.c -- a generation as files (PEM certificates, encrypted
+ * PKCS#8 keys, manifest.yaml), and certificate descriptions for the
+ * manifest (see pki.h).
+ *
+ * Key encryption dominates export: each key costs one PBKDF2 (OpenSSL's
+ * default 2048 iterations of HMAC-SHA-256) plus the PKCS#8 encoder, so
+ * certificates are exported on the generation's worker threads, each
+ * into its own fixed slot.
+ */
+#include "reconcile/pki/pki.h"
+#include "reconcile/pki/pki_int.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/buffer.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+/* ---- formatting helpers ---- */
+
+static char *hex_colon(const unsigned char *p, size_t n, struct err *e)
+{
+	static const char digits[] = "0123456789ABCDEF";
+	char *s, *q;
+	size_t i;
+
+	if (n == 0)
+		return xstrdup("", e);
+	s = malloc(n * 3);
+	if (!s) {
+		err_nomem(e);
+		return NULL;
+	}
+	for (i = 0, q = s; i < n; i++) {
+		if (i)
+			*q++ = ':';
+		*q++ = digits[p[i] >> 4];
+		*q++ = digits[p[i] & 15];
+	}
+	*q = '\0';
+	return s;
+}
+
+static char *rfc3339(const ASN1_TIME *t, struct err *e)
+{
+	struct tm tm;
+	char s[80];
+
+	if (!t || !ASN1_TIME_to_tm(t, &tm)) {
+		pki_ossl_err(e, ROTOR_EINVALID, "invalid certificate time");
+		return NULL;
+	}
+	snprintf(s, sizeof(s), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	return xstrdup(s, e);
+}
+
+static char *rfc3339_now(time_t now, struct err *e)
+{
+	struct tm tm;
+	char s[32];
+
+	if (!gmtime_r(&now, &tm)) {
+		err_set(e, ROTOR_EINVALID, "time out of range");
+		return NULL;
+	}
+	if (strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+		err_set(e, ROTOR_EINVALID, "time out of range");
+		return NULL;
+	}
+	return xstrdup(s, e);
+}
+
+static char *name_rfc2253(const X509_NAME *n, struct err *e)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	BUF_MEM *m = NULL;
+	char *s = NULL;
+
+	if (!b || X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253) < 0 ||
+	    BIO_get_mem_ptr(b, &m) <= 0 || !m) {
+		pki_ossl_err(e, ROTOR_ERROR, "cannot print a certificate name");
+		goto out;
+	}
+	s = malloc(m->length + 1);
+	if (!s) {
+		err_nomem(e);
+		goto out;
+	}
+	memcpy(s, m->data, m->length);
+	s[m->length] = '\0';
+out:
+	BIO_free(b);
+	return s;
+}
+
+/* Lowercase hex of the serial's magnitude, two digits a byte, "-" if negative. */
+static char *serial_hex(const ASN1_INTEGER *a, struct err *e)
+{
+	const unsigned char *p = ASN1_STRING_get0_data(a);
+	int n = ASN1_STRING_length(a), neg = ASN1_STRING_type(a) == V_ASN1_NEG_INTEGER;
+	char *s, *q;
+	int i;
+
+	if (n < 0 || (n > 0 && !p)) {
+		err_set(e, ROTOR_EINVALID, "invalid serial number");
+		return NULL;
+	}
+	if (n == 0)
+		return xstrdup("00", e);
+	s = malloc((size_t)n * 2 + 2);
+	if (!s) {
+		err_nomem(e);
+		return NULL;
+	}
+	q = s;
+	if (neg)
+		*q++ = '-';
+	for (i = 0; i < n; i++, q += 2)
+		snprintf(q, 3, "%02x", p[i]);
+	return s;
+}
+
+static void describe_release(struct manifest_cert *m)
+{
+	free(m->subject);
+	free(m->issuer);
+	free(m->fingerprint);
+	free(m->serial);
+	free(m->ski);
+	free(m->aki);
+	free(m->not_before);
+	free(m->not_after);
+	m->subject = m->issuer = m->fingerprint = m->serial = NULL;
+	m->ski = m->aki = m->not_before = m->not_after = NULL;
+}
+
+static int describe_x509(struct manifest_cert *out, X509 *x, struct err *e)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	const ASN1_OCTET_STRING *ski, *aki;
+	int rc = ROTOR_ENOMEM;
+
+	/* Fills the extension cache; fails on a certificate OpenSSL rejects. */
+	if (X509_check_purpose(x, -1, 0) != 1 || (X509_get_extension_flags(x) & EXFLAG_INVALID))
+		return pki_ossl_err(e, ROTOR_EINVALID, "invalid certificate extensions");
+	ski = X509_get0_subject_key_id(x);
+	aki = X509_get0_authority_key_id(x);
+	if (!X509_digest(x, EVP_sha256(), md, &mdlen))
+		return pki_ossl_err(e, ROTOR_ERROR, "cannot compute the certificate fingerprint");
+	if (!(out->subject = name_rfc2253(X509_get_subject_name(x), e)) ||
+	    !(out->issuer = name_rfc2253(X509_get_issuer_name(x), e)) ||
+	    !(out->fingerprint = hex_colon(md, mdlen, e)) ||
+	    !(out->serial = serial_hex(X509_get0_serialNumber(x), e)) ||
+	    (ski && !(out->ski = hex_colon(ASN1_STRING_get0_data(ski), (size_t)ASN1_STRING_length(ski), e))) ||
+	    (aki && !(out->aki = hex_colon(ASN1_STRING_get0_data(aki), (size_t)ASN1_STRING_length(aki), e))) ||
+	    !(out->not_before = rfc3339(X509_get0_notBefore(x), e)) ||
+	    !(out->not_after = rfc3339(X509_get0_notAfter(x), e))) {
+		rc = e && e->code < 0 ? e->code : ROTOR_ENOMEM;
+		describe_release(out);
+		return rc;
+	}
+	return 0;
+}
+
+int pki_cert_describe(struct manifest_cert *out, const char *pem, size_t len, struct err *e)
+{
+	BIO *b = NULL;
+	X509 *x = NULL;
+	int rc;
+
+	if (!out || !pem || len > INT_MAX)
+		return err_set(e, ROTOR_EINVALID, "pki_cert_describe: invalid arguments");
+	out->subject = out->issuer = out->fingerprint = out->serial = NULL;
+	out->ski = out->aki = out->not_before = out->not_after = NULL;
+	if (!(b = BIO_new_mem_buf(pem, (int)len))) {
+		rc = pki_ossl_err(e, ROTOR_ENOMEM, "cannot read the certificate");
+		goto out;
+	}
+	if (!(x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+		rc = pki_ossl_err(e, ROTOR_EINVALID, "not a PEM certificate");
+		goto out;
+	}
+	rc = describe_x509(out, x, e);
+out:
+	X509_free(x);
+	BIO_free(b);
+	ERR_clear_error();
+	return rc;
+}
+
+/* ---- export ---- */
+
+/* Copy a memory BIO's contents into dst, wiping nothing else behind. */
+static int bio_to_buf(struct buf *dst, BIO *b, struct err *e)
+{
+	BUF_MEM *m = NULL;
+
+	if (BIO_get_mem_ptr(b, &m) <= 0 || !m)
+		return pki_ossl_err(e, ROTOR_ERROR, "cannot read a memory BIO");
+	if (buf_put(dst, m->data, m->length) < 0)
+		return err_nomem(e);
+	return 0;
+}
+
+struct exp {
+	const struct pki_generation *g;
+	const char *pass;
+	int passlen;
+	struct pki_file *files;
+	size_t *slot;                 /* per cert: index of its .crt in files */
+	struct manifest *m;
+};
+
+static const char *cert_base(const struct pki_cert *c, char *tmp, size_t n)
+{
+	switch (c->role) {
+	case CERT_ROLE_ROOT:
+		return "ca/root";
+	case CERT_ROLE_SERVER_CA:
+		return "ca/server-ca";
+	case CERT_ROLE_CLIENT_CA:
+		return "ca/client-ca";
+	case CERT_ROLE_SERVER:
+		snprintf(tmp, n, "servers/%s", c->name);
+		return tmp;
+	case CERT_ROLE_CLIENT:
+	default:
+		snprintf(tmp, n, "clients/%s", c->name);
+		return tmp;
+	}
+}
+
+static char *path_of(const char *base, const char *ext, struct err *e)
+{
+	size_t a = strlen(base), b = strlen(ext);
+	char *p = malloc(a + b + 1);
+
+	if (!p) {
+		err_nomem(e);
+		return NULL;
+	}
+	memcpy(p, base, a);
+	memcpy(p + a, ext, b + 1);
+	return p;
+}
+
+static int job_export(void *ctx, void **slot, size_t i, struct err *e)
+{
+	struct exp *x = ctx;
+	const struct pki_cert *c = &x->g->certs[i];
+	struct pki_file *fc = &x->files[x->slot[i]];
+	struct manifest_cert *mc = &x->m->certs[i];
+	char tmp[128];
+	const char *base = cert_base(c, tmp, sizeof(tmp));
+	BIO *b = NULL;
+	int rc;
+
+	(void)slot;
+	if (!c->x509 || !c->name)
+		return err_set(e, ROTOR_EINVALID, "certificate %zu is missing", i);
+	mc->role = c->role;
+	if (!(mc->name = xstrdup(c->name, e)))
+		return ROTOR_ENOMEM;
+	if (!(fc->path = path_of(base, ".crt", e)) || !(mc->cert = xstrdup(fc->path, e)))
+		return ROTOR_ENOMEM;
+	if ((rc = describe_x509(mc, c->x509, e)) < 0)
+		return err_prefix(e, "%s", mc->cert);
+
+	if (!(b = BIO_new(BIO_s_mem())) || !PEM_write_bio_X509(b, c->x509)) {
+		rc = pki_ossl_err(e, ROTOR_ERROR, "%s: cannot encode", fc->path);
+		goto out;
+	}
+	if ((rc = bio_to_buf(&fc->data, b, e)) < 0)
+		goto out;
+	BIO_free(b);
+	b = NULL;
+
+	if (c->pkey) {
+		struct pki_file *fk = fc + 1;
+
+		if (!(fk->path = path_of(base, ".key", e)) || !(mc->key = xstrdup(fk->path, e))) {
+			rc = ROTOR_ENOMEM;
+			goto out;
+		}
+		fk->secret = 1;
+		/* PKCS#8 EncryptedPrivateKeyInfo: PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC. */
+		if (!(b = BIO_new(BIO_s_mem())) ||
+		    !PEM_write_bio_PKCS8PrivateKey(b, c->pkey, EVP_aes_256_cbc(),
+						   x->pass, x->passlen, NULL, NULL)) {
+			rc = pki_ossl_err(e, ROTOR_ERROR, "%s: cannot encrypt the private key", fk->path);
+			goto out;
+		}
+		if ((rc = bio_to_buf(&fk->data, b, e)) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	BIO_free(b);    /* BUF_MEM_free cleanses the bytes */
+	return rc;
+}
+
+int pki_export(struct pki_file **files, size_t *nfiles, struct manifest **manifest_out,
+	       const struct pki_generation *g, const char *env,
+	       const char *passphrase, time_t now, struct err *e)
+{
+	struct exp x;
+	struct manifest *m = NULL;
+	struct pki_file *f = NULL;
+	size_t *slot = NULL, i, n = 0;
+	size_t passlen;
+	int rc;
+
+	if (files)
+		*files = NULL;
+	if (nfiles)
+		*nfiles = 0;
+	if (manifest_out)
+		*manifest_out = NULL;
+	if (!files || !nfiles || !g || !env || !passphrase)
+		return err_set(e, ROTOR_EINVALID, "pki_export: invalid arguments");
+	passlen = strlen(passphrase);
+	if (passlen == 0 || passlen > 1024)
+		return err_set(e, ROTOR_ESECRET, "the secret key is empty or too long");
+
+	if (!(slot = calloc(g->ncerts + 1, sizeof(*slot)))) {
+		rc = err_nomem(e);
+		goto out;
+	}
+	for (i = 0; i < g->ncerts; i++) {
+		slot[i] = n;
+		n += g->certs[i].pkey ? 2 : 1;
+	}
+	if (!(f = calloc(n + 1, sizeof(*f))) || !(m = calloc(1, sizeof(*m))) ||
+	    !(m->certs = calloc(g->ncerts ? g->ncerts : 1, sizeof(*m->certs)))) {
+		rc = err_nomem(e);
+		goto out;
+	}
+	m->ncerts = g->ncerts;
+	m->version = 1;
+	m->generation = g->number;
+	m->imported = g->ncerts > 0 && !g->certs[0].pkey;
+	if (!(m->env = xstrdup(env, e)) || !(m->created = rfc3339_now(now, e))) {
+		rc = e && e->code < 0 ? e->code : ROTOR_ENOMEM;
+		goto out;
+	}
+
+	memset(&x, 0, sizeof(x));
+	x.g = g;
+	x.pass = passphrase;
+	x.passlen = (int)passlen;
+	x.files = f;
+	x.slot = slot;
+	x.m = m;
+	rc = pki_parallel(g->ncerts, g->threads, job_export, NULL, &x, e);
+	if (rc < 0)
+		goto out;
+
+	if ((rc = spec_manifest_emit(m, &f[n].data, e)) < 0) {
+		err_prefix(e, "manifest.yaml");
+		goto out;
+	}
+	if (!(f[n].path = xstrdup("manifest.yaml", e))) {
+		rc = ROTOR_ENOMEM;
+		goto out;
+	}
+	*files = f;
+	*nfiles = n + 1;
+	f = NULL;
+	if (manifest_out) {
+		*manifest_out = m;
+		m = NULL;
+	}
+	rc = 0;
+out:
+	pki_files_free(f, n + 1);
+	spec_manifest_free(m);
+	free(slot);
+	ERR_clear_error();
+	return rc;
+}
+
+void pki_files_free(struct pki_file *files, size_t n)
+{
+	size_t i;
+
+	if (!files)
+		return;
+	for (i = 0; i < n; i++) {
+		free(files[i].path);
+		buf_wipe(&files[i].data);
+	}
+	free(files);
+}

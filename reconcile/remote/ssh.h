@@ -1,0 +1,193 @@
+/*
+ * ssh.h -- one SSH session to one host (libssh2 1.10): verified host key,
+ * public key authentication, SFTP reads, commands, atomic file writes.
+ *
+ * Threads: call ssh_global_init() once in main before any thread starts
+ * and ssh_global_shutdown() after they all ended.  A struct ssh_conn is
+ * used by one thread at a time; different connections may be used on
+ * different threads at once (observe runs one per host on a bounded pool).
+ *
+ * Ownership: ssh_connect() returns a connection the caller closes with
+ * ssh_disconnect() (NULL is a no-op).  The strings in struct ssh_opts are
+ * borrowed for the duration of the call that takes them; ssh_connect()
+ * copies what it keeps.  Output goes into caller-owned struct buf values,
+ * appended, each bounded by its own max (buf.h): a buffer that would grow
+ * past its max fails the call with ROTOR_ETOOBIG.
+ *
+ * Time: connect_timeout_ms bounds the TCP connect (non-blocking connect
+ * plus poll, tried address by address).  deadline_ms bounds everything
+ * after it: handshake, authentication and every later call on the
+ * connection, so a host that stalls anywhere costs at most
+ * connect_timeout_ms + deadline_ms.  ssh_set_deadline() moves it.
+ *
+ * Errors: every function returns 0 or a negative ROTOR_* code with a
+ * message naming the host as "LABEL (ADDRESS)":
+ *   ROTOR_ERROR     network failure, timeout, authentication failure,
+ *                   protocol error, a command that failed;
+ *   ROTOR_EINVALID  the host key was refused (not in known_hosts, or
+ *                   different from known_hosts, or revoked), or bad input
+ *                   (a relative path, an owner name that is not a name);
+ *   ROTOR_ENOTFOUND a remote file does not exist (ssh_read_file);
+ *   ROTOR_ETOOBIG   a remote file or a command's output over its cap;
+ *   ROTOR_ENOMEM    allocation failure.
+ * After a timeout or a transport error the connection is broken: every
+ * later call fails at once with ROTOR_ERROR, and the caller should
+ * ssh_disconnect().  A file that is missing, too big or unreadable, or
+ * a command that exits non-zero, leaves the connection usable.
+ *
+ * Host keys: rotor never trusts on first use.  The key the server
+ * presents must be listed for the address in known_hosts (OpenSSH
+ * format; plain or hashed names; "[addr]:port" entries for ports other
+ * than 22).  Host key algorithms are offered in the order ed25519,
+ * ecdsa, rsa, with the types known_hosts lists for this host first.
+ * Lines libssh2 cannot parse and @cert-authority lines are skipped;
+ * a key listed under @revoked is refused.
+ */
+#ifndef ROTOR_SSH_H
+#define ROTOR_SSH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+
+struct ssh_conn;
+
+/* libssh2_init(); once, before threads.  Returns 0 or ROTOR_ERROR. */
+int ssh_global_init(struct err *e);
+void ssh_global_shutdown(void);
+
+#define SSH_DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define SSH_DEFAULT_DEADLINE_MS 120000
+
+/* Valid when zeroed apart from address, user and known_hosts. */
+struct ssh_opts {
+	const char *host_label;   /* name in messages, e.g. "pg1"; NULL = address */
+	const char *address;      /* IP address or resolvable name (required) */
+	int port;                 /* 0 = 22 */
+	const char *user;         /* login user (required) */
+	const char *identity;     /* private key file; NULL = keys from ssh-agent */
+	const char *passphrase;   /* for an encrypted identity; NULL = none */
+	const char *known_hosts;  /* OpenSSH known_hosts file (required) */
+	int connect_timeout_ms;   /* 0 = SSH_DEFAULT_CONNECT_TIMEOUT_MS */
+	int deadline_ms;          /* after connect; 0 = SSH_DEFAULT_DEADLINE_MS */
+	int become;               /* 1: privileged steps through "sudo -n" */
+};
+
+/*
+ * Connect, verify the host key, authenticate.  On failure *out is NULL
+ * and nothing is left open.  Host key refusals read:
+ *   "HOST (ADDR) is not in known_hosts FILE; add its key first (rotor
+ *    never trusts on first use); it presented ssh-ed25519 SHA256:..."
+ *   "host key for HOST (ADDR) does NOT match known_hosts FILE: possible
+ *    man-in-the-middle; refusing (it presented ssh-ed25519 SHA256:...)"
+ */
+int ssh_connect(struct ssh_conn **out, const struct ssh_opts *o, struct err *e);
+
+/* Close the session and free c.  Bounded by a short grace period. */
+void ssh_disconnect(struct ssh_conn *c);
+
+/* Set the deadline to ms milliseconds from now (ms <= 0: the default). */
+void ssh_set_deadline(struct ssh_conn *c, int ms);
+
+/* "LABEL (ADDRESS)", for callers' own messages; borrowed from c. */
+const char *ssh_conn_name(const struct ssh_conn *c);
+
+/* SHA256:base64 fingerprint of the verified host key; borrowed from c. */
+const char *ssh_host_fingerprint(const struct ssh_conn *c);
+
+struct ssh_stat {
+	uint64_t size;
+	unsigned int mode;        /* permission bits, 07777 */
+	unsigned long uid, gid;
+	int64_t mtime;            /* seconds since the epoch */
+};
+
+/*
+ * Append the contents of the regular file at absolute path to out.
+ * Refuses a file over max bytes (ROTOR_ETOOBIG, checked before reading
+ * and again while reading), a missing file (ROTOR_ENOTFOUND), anything
+ * but a regular file (ROTOR_EINVALID; symlinks are followed).  Reads
+ * over SFTP as the login user; when that is refused for permission and
+ * the connection has become set, reads with "sudo -n stat" and
+ * "sudo -n cat" instead.  st_out (may be NULL) receives size, mode,
+ * owner and modification time.  On failure out is left as it was.
+ */
+int ssh_read_file(struct buf *out, struct ssh_conn *c, const char *path, size_t max,
+		  struct ssh_stat *st_out, struct err *e);
+
+/*
+ * Run cmd (a /bin/sh command line for the login user's shell: quote
+ * every argument with ssh_shell_quote()) with stdin at end of file.
+ * stdout is appended to out and stderr to err_out (either may be NULL
+ * to discard it).  Returns 0 when the command ran to completion, with
+ * its exit code in *exit_status.  When exit_status is NULL a non-zero
+ * exit is an error whose message quotes the end of stderr.  A command
+ * killed by a signal is an error (*exit_status = -1), as is one whose
+ * output outgrows its buffer.
+ */
+int ssh_exec(struct ssh_conn *c, const char *cmd, struct buf *out, struct buf *err_out,
+	     int *exit_status, struct err *e);
+
+/* Options for ssh_write_file_atomic(); valid when zeroed. */
+struct ssh_write_opts {
+	unsigned int mode;        /* permission bits; 0 = 0600 */
+	const char *owner;        /* chown to this user; NULL = leave (login user) */
+	const char *group;        /* chgrp to this group; NULL = leave */
+	int backup;               /* 1: copy the previous file to PATH.rotor-bak first */
+	int become;               /* -1: never sudo; 0: the connection's become; 1: sudo */
+};
+
+#define SSH_BACKUP_SUFFIX ".rotor-bak"
+
+/*
+ * Replace the file at absolute path with data, atomically: the bytes
+ * go to a new temporary file in the same directory (created with
+ * O_EXCL and mode 0600 over SFTP, so the login user must be able to
+ * create files there), are fsynced, get their mode; then one command
+ * copies the previous file to PATH.rotor-bak (cp -p, when backup is set
+ * and a previous file exists), sets owner and group, and renames the
+ * temporary file over path (mv -f), each through "sudo -n" when become
+ * applies.  Readers see the old file or the new one, never a mix.  On
+ * failure the temporary file is removed and path is untouched.
+ */
+int ssh_write_file_atomic(struct ssh_conn *c, const char *path, const void *data, size_t len,
+			  const struct ssh_write_opts *wo, struct err *e);
+
+/*
+ * The same write in two halves, so that several files of one host change
+ * together: ssh_stage_file() writes, fsyncs and sets the mode of the
+ * temporary file (nothing visible changes); ssh_commit_staged() then runs
+ * ONE command that makes the backups, sets owners, and renames every
+ * staged file into place back to back (in a single perl process when no
+ * sudo is needed, so a client reading a certificate and its key sees
+ * either both old or both new unless it reads in the microseconds between
+ * two rename() calls).  ssh_staged_discard() removes temporary files
+ * that were not committed and releases the array's contents.
+ */
+struct ssh_staged {
+	char *path, *tmp, *owner, *group;
+	int backup, sudo, committed;
+};
+int ssh_stage_file(struct ssh_conn *c, const char *path, const void *data, size_t len,
+		   const struct ssh_write_opts *wo, struct ssh_staged *out, struct err *e);
+int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct err *e);
+void ssh_staged_discard(struct ssh_conn *c, struct ssh_staged *v, size_t n);
+void ssh_staged_release(struct ssh_staged *st);
+
+/*
+ * Put PATH.rotor-bak back in place of path (copying it to a temporary
+ * file and renaming that over path, so the backup stays).  ROTOR_ENOTFOUND
+ * when there is no backup.  become as in struct ssh_write_opts.
+ */
+int ssh_restore_backup(struct ssh_conn *c, const char *path, int become, struct err *e);
+
+/*
+ * Append s to out quoted for a POSIX shell: one single-quoted word in
+ * which every ' is written '\'' (so "" becomes '').  Any byte string
+ * without NUL survives one round of shell parsing unchanged.
+ */
+int ssh_shell_quote(struct buf *out, const char *s);
+
+#endif

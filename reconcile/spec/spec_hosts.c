@@ -1,0 +1,514 @@
+/*
+ * spec_hosts.c -- envs/<env>/hosts.yaml: where certificates live and how
+ * services reload (schemas/hosts.json).
+ *
+ *   hosts:
+ *     <name>:                      a leaf-style name
+ *       address: IPv4 | IPv6 | DNS name            (required)
+ *       port: 1..65535             ssh port, default rotor.yaml's ssh.port
+ *       user: login user           default rotor.yaml's ssh.user
+ *       roles:                     (required, at least one)
+ *         - role: server | client  (required)
+ *           layout: postgres | libpq | cockroach   } exactly one of
+ *           files: [{path, content, owner, group, mode}]   } the two
+ *           dir, home: absolute paths; owner, group, user: user names
+ *           identity: the leaf in chain.yaml (clients: required;
+ *                     servers: default the host's name)
+ *           reload: shell command; probe: {type: postgres | tls, port}
+ *   external: [{name, trusts: server | client, trusts_target: bool}]
+ *
+ * Which keys a role takes depends on its layout:
+ *   postgres   role server; dir required; not home, user
+ *   cockroach  dir required; not home, user
+ *   libpq      role client; home and identity required; not dir, owner, probe
+ *   files:     not dir, home, user
+ * and a client role takes no probe.
+ *
+ * Checks only C makes (JSON Schema cannot compare items): file modes
+ * written in octal, a path written once per host, external names unique.
+ */
+#include "reconcile/spec/spec_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	R_ROLE,
+	R_LAYOUT,
+	R_FILES,
+	R_DIR,
+	R_HOME,
+	R_USER,
+	R_OWNER,
+	R_GROUP,
+	R_IDENTITY,
+	R_RELOAD,
+	R_PROBE,
+	R_NKEYS
+};
+
+static const struct vkey role_keys[R_NKEYS] = {
+	{ "role", 1 },	{ "layout", 0 }, { "files", 0 },    { "dir", 0 },    { "home", 0 },  { "user", 0 },
+	{ "owner", 0 }, { "group", 0 },	 { "identity", 0 }, { "reload", 0 }, { "probe", 0 },
+};
+
+enum { L_POSTGRES, L_LIBPQ, L_COCKROACH, L_FILES, L_NONE };
+
+static const char *const layouts[] = { "postgres", "libpq", "cockroach" };
+static const char *const layout_names[] = { "postgres", "libpq", "cockroach", "files", "none" };
+
+/* Keys a layout requires and refuses (bit i = role_keys[i]). */
+static const struct {
+	unsigned required, refused;
+} layout_rules[] = {
+	[L_POSTGRES] = { 1u << R_DIR, 1u << R_HOME | 1u << R_USER },
+	[L_LIBPQ] = { 1u << R_HOME | 1u << R_IDENTITY, 1u << R_DIR | 1u << R_OWNER | 1u << R_PROBE },
+	[L_COCKROACH] = { 1u << R_DIR, 1u << R_HOME | 1u << R_USER },
+	[L_FILES] = { 0, 1u << R_DIR | 1u << R_HOME | 1u << R_USER },
+	[L_NONE] = { 0, 0 },
+};
+
+static void hosts_free_any(void *p)
+{
+	spec_hosts_free(p);
+}
+
+static int get_abs_path(struct vctx *v, const struct ynode *n, const char *where, char **dst)
+{
+	const char *s, *why;
+	char q[96];
+	int rc = vstr(v, n, where, 1, 4096, &s);
+
+	if (rc <= 0)
+		return rc;
+	if ((why = chk_abs_path(s, n->len))) {
+		yquote(q, sizeof(q), s, n->len, 64);
+		vreport(v, n, where, "%s %s", q, why);
+		return -1;
+	}
+	vdup(v, dst, s);
+	return 1;
+}
+
+static int get_user(struct vctx *v, const struct ynode *n, const char *where, char **dst)
+{
+	const char *s;
+	char q[96];
+	int rc = vstr(v, n, where, 1, 64, &s);
+
+	if (rc <= 0)
+		return rc;
+	if (!chk_posix_name(s, n->len)) {
+		yquote(q, sizeof(q), s, n->len, 40);
+		vreport(v, n, where, "%s is not a valid user or group name (" POSIX_NAME_RULE ")", q);
+		return -1;
+	}
+	vdup(v, dst, s);
+	return 1;
+}
+
+static int get_leaf(struct vctx *v, const struct ynode *n, const char *where, const char *what, char **dst)
+{
+	const char *s;
+	char q[96];
+	int rc = vstr(v, n, where, 1, 63, &s);
+
+	if (rc <= 0)
+		return rc;
+	if (!chk_leaf_name(s, n->len)) {
+		yquote(q, sizeof(q), s, n->len, 40);
+		vreport(v, n, where, "invalid %s %s (" LEAF_NAME_RULE ")", what, q);
+		return -1;
+	}
+	vdup(v, dst, s);
+	return 1;
+}
+
+/* A file mode: an integer 0..0777, written in octal (0600), as PyYAML reads it. */
+static void get_mode(struct vctx *v, const struct ynode *n, const char *where, int *mode)
+{
+	int m;
+
+	if (!n || n->bad)
+		return;
+	if (n->kind != YNODE_SCALAR || n->type != YS_INT) {
+		vtype(v, n, where, "an octal file mode like 0600");
+		return;
+	}
+	if (!n->int_fits || n->ival < 0 || n->ival > 0777) {
+		vreport(v, n, where, "%.*s is out of range (0 to 0777; write modes in octal with a leading 0, like 0640)",
+			(int)(n->len > 40 ? 40 : n->len), n->text);
+		return;
+	}
+	m = n->ival;
+	if (!n->octal && m != 0) {
+		vreport(v, n, where, "%.*s is not written in octal; write modes with a leading 0, like 0%o",
+			(int)(n->len > 40 ? 40 : n->len), n->text, (unsigned)m);
+		return;
+	}
+	*mode = m;
+}
+
+static void get_file(struct vctx *v, const struct ynode *n, const char *where, struct host_file *f,
+		     const struct ynode **path_node)
+{
+	static const struct vkey keys[] = { { "path", 1 }, { "content", 1 }, { "owner", 0 }, { "group", 0 },
+					    { "mode", 0 } };
+	static const char *const contents[] = { "leaf", "leaf+chain", "key", "trust" };
+	const struct ynode *k[5];
+	char w[WHERE_MAX];
+	int c;
+
+	f->mode = -1;
+	if (vmap(v, n, where, keys, 5, k) < 0)
+		return;
+	where_key(w, where, "path");
+	if (get_abs_path(v, k[0], w, &f->path) > 0)
+		*path_node = k[0];
+	where_key(w, where, "content");
+	if (venum(v, k[1], w, contents, 4, &c) > 0)
+		f->content = (enum spec_content)c;
+	where_key(w, where, "owner");
+	get_user(v, k[2], w, &f->owner);
+	where_key(w, where, "group");
+	get_user(v, k[3], w, &f->group);
+	where_key(w, where, "mode");
+	get_mode(v, k[4], w, &f->mode);
+}
+
+static void get_probe(struct vctx *v, const struct ynode *n, const char *where, struct host_role *r)
+{
+	static const struct vkey keys[] = { { "type", 1 }, { "port", 1 } };
+	static const char *const types[] = { "postgres", "tls" };
+	const struct ynode *k[2];
+	char w[WHERE_MAX];
+	int t;
+
+	if (vmap(v, n, where, keys, 2, k) < 0)
+		return;
+	where_key(w, where, "type");
+	if (venum(v, k[0], w, types, 2, &t) > 0)
+		vdup(v, &r->probe_type, types[t]);
+	where_key(w, where, "port");
+	vint(v, k[1], w, 1, 65535, &r->probe_port);
+}
+
+/* Collects the file path nodes of one host, to find repeats. */
+struct pathset {
+	const struct ynode **v;
+	size_t n, cap;
+};
+
+static void pathset_add(struct vctx *v, struct pathset *ps, const struct ynode *n)
+{
+	if (ps->n == ps->cap) {
+		size_t ncap = ps->cap ? ps->cap * 2 : 16;
+		const struct ynode **nv = realloc(ps->v, ncap * sizeof(*nv));
+
+		if (!nv) {
+			v->nomem = 1;
+			return;
+		}
+		ps->v = nv;
+		ps->cap = ncap;
+	}
+	ps->v[ps->n++] = n;
+}
+
+static void get_role(struct vctx *v, const struct ynode *n, const char *where, const struct ynode *hostkey,
+		     struct host_role *r, struct pathset *ps)
+{
+	static const char *const roles[] = { "server", "client" };
+	const struct ynode *k[R_NKEYS], *it;
+	char w[WHERE_MAX], wi[WHERE_MAX];
+	int role = -1, layout = L_NONE, lay, i;
+	unsigned required, refused;
+	size_t j;
+
+	if (vmap(v, n, where, role_keys, R_NKEYS, k) < 0)
+		return;
+	where_key(w, where, "role");
+	if (venum(v, k[R_ROLE], w, roles, 2, &role) > 0)
+		r->role = (enum spec_role)role;
+	where_key(w, where, "layout");
+	if (k[R_LAYOUT] && k[R_FILES]) {
+		vreport(v, n, where, "give either \"layout\" or \"files\", not both");
+	} else if (!k[R_LAYOUT] && !k[R_FILES]) {
+		vreport(v, n, where, "missing \"layout\" or \"files\" (which files this role manages)");
+	} else if (k[R_FILES]) {
+		layout = L_FILES;
+	} else if (venum(v, k[R_LAYOUT], w, layouts, 3, &lay) > 0) {
+		layout = lay;
+		vdup(v, &r->layout, layouts[lay]);
+		if (lay == L_POSTGRES && role == SPEC_ROLE_CLIENT)
+			vreport(v, k[R_LAYOUT], w, "layout postgres is for role server");
+		else if (lay == L_LIBPQ && role == SPEC_ROLE_SERVER)
+			vreport(v, k[R_LAYOUT], w, "layout libpq is for role client");
+	}
+
+	/* Keys by layout and role. */
+	required = layout_rules[layout].required;
+	refused = layout_rules[layout].refused;
+	if (role == SPEC_ROLE_CLIENT) {
+		required |= 1u << R_IDENTITY;
+		refused |= 1u << R_PROBE;
+	}
+	for (i = 0; i < R_NKEYS; i++) {
+		if ((required & (1u << i)) && !k[i]) {
+			if (i == R_IDENTITY && role == SPEC_ROLE_CLIENT)
+				vreport(v, n, where, "missing required key \"identity\" (the client name in chain.yaml "
+						     "that this role uses)");
+			else
+				vreport(v, n, where, "missing required key \"%s\" (layout %s needs it)",
+					role_keys[i].name, layout_names[layout]);
+		}
+		if ((refused & (1u << i)) && k[i]) {
+			where_key(w, where, role_keys[i].name);
+			if (i == R_PROBE && role == SPEC_ROLE_CLIENT)
+				vreport(v, k[i], w, "not used with role client (probes check servers)");
+			else if (layout == L_FILES)
+				vreport(v, k[i], w, "not used with files (each file has its own path)");
+			else
+				vreport(v, k[i], w, "not used with layout %s", layout_names[layout]);
+			k[i] = NULL;
+		}
+	}
+
+	where_key(w, where, "dir");
+	get_abs_path(v, k[R_DIR], w, &r->dir);
+	where_key(w, where, "home");
+	get_abs_path(v, k[R_HOME], w, &r->home);
+	where_key(w, where, "user");
+	get_user(v, k[R_USER], w, &r->user);
+	where_key(w, where, "owner");
+	get_user(v, k[R_OWNER], w, &r->owner);
+	where_key(w, where, "group");
+	get_user(v, k[R_GROUP], w, &r->group);
+	where_key(w, where, "identity");
+	if (get_leaf(v, k[R_IDENTITY], w, "identity", &r->identity) == 0 && role == SPEC_ROLE_SERVER &&
+	    chk_leaf_name(hostkey->text, hostkey->len))
+		vdup(v, &r->identity, hostkey->text);
+	where_key(w, where, "reload");
+	{
+		const char *s;
+
+		if (vstr(v, k[R_RELOAD], w, 1, 1024, &s) > 0)
+			vdup(v, &r->reload, s);
+	}
+	if (k[R_PROBE]) {
+		where_key(w, where, "probe");
+		get_probe(v, k[R_PROBE], w, r);
+	}
+	where_key(w, where, "files");
+	if (vseq(v, k[R_FILES], w) > 0) {
+		if (k[R_FILES]->count == 0) {
+			vreport(v, k[R_FILES], w, "must list at least one file");
+			return;
+		}
+		if (!(r->files = calloc(k[R_FILES]->count, sizeof(*r->files)))) {
+			v->nomem = 1;
+			return;
+		}
+		for (it = k[R_FILES]->first, j = 0; it; it = it->next, j++) {
+			const struct ynode *pn = NULL;
+
+			where_index(wi, w, j);
+			get_file(v, it, wi, &r->files[r->nfiles++], &pn);
+			if (pn)
+				pathset_add(v, ps, pn);
+		}
+	}
+}
+
+static void get_host(struct vctx *v, const struct ynode *key, struct host_spec *h)
+{
+	static const struct vkey keys[] = { { "address", 1 }, { "port", 0 }, { "user", 0 }, { "roles", 1 } };
+	const struct ynode *k[4], *it;
+	struct pathset ps = { NULL, 0, 0 };
+	size_t *first = NULL, i;
+	char where[WHERE_MAX], w[WHERE_MAX], wi[WHERE_MAX], q[96], why[160];
+	const char *s;
+
+	where_ykey(where, "hosts", key);
+	if (!chk_leaf_name(key->text, key->len)) {
+		yquote(q, sizeof(q), key->text, key->len, 40);
+		vreport(v, key, "hosts", "invalid host name %s (" LEAF_NAME_RULE ")", q);
+	} else {
+		vdup(v, &h->name, key->text);
+	}
+	if (vmap(v, key->value, where, keys, 4, k) < 0)
+		return;
+	where_key(w, where, "address");
+	if (vstr(v, k[0], w, 1, 253, &s) > 0) {
+		if (chk_host(s, k[0]->len, 0, why, sizeof(why))) {
+			yquote(q, sizeof(q), s, k[0]->len, 64);
+			vreport(v, k[0], w, "invalid address %s: %s", q, why);
+		} else {
+			vdup(v, &h->address, s);
+		}
+	}
+	where_key(w, where, "port");
+	vint(v, k[1], w, 1, 65535, &h->port);
+	where_key(w, where, "user");
+	get_user(v, k[2], w, &h->user);
+	where_key(w, where, "roles");
+	if (vseq(v, k[3], w) <= 0)
+		return;
+	if (k[3]->count == 0) {
+		vreport(v, k[3], w, "must list at least one role");
+		return;
+	}
+	if (!(h->roles = calloc(k[3]->count, sizeof(*h->roles)))) {
+		v->nomem = 1;
+		return;
+	}
+	for (it = k[3]->first, i = 0; it; it = it->next, i++) {
+		where_index(wi, w, i);
+		get_role(v, it, wi, key, &h->roles[h->nroles++], &ps);
+	}
+	/* A path written by two roles (or twice by one) would flap. */
+	if (ps.n > 1 && (first = malloc(ps.n * sizeof(*first))) &&
+	    find_repeats(v, (const struct ynode *const *)ps.v, ps.n, first) == 0) {
+		for (i = 0; i < ps.n; i++) {
+			if (first[i] == NO_REPEAT)
+				continue;
+			yquote(q, sizeof(q), ps.v[i]->text, ps.v[i]->len, 64);
+			vreport(v, ps.v[i], where, "file %s is listed twice (first at line %d)", q,
+				ps.v[first[i]]->line);
+		}
+	} else if (ps.n > 1 && !first) {
+		v->nomem = 1;
+	}
+	free(first);
+	free(ps.v);
+}
+
+static void get_external(struct vctx *v, const struct ynode *n, struct hosts_spec *hs)
+{
+	static const struct vkey keys[] = { { "name", 1 }, { "trusts", 1 }, { "trusts_target", 0 } };
+	static const char *const trusts[] = { "server", "client" };
+	const struct ynode *k[3], *it, **names = NULL;
+	size_t *first = NULL, i;
+	char wi[WHERE_MAX], w[WHERE_MAX], q[96];
+	int t;
+
+	if (vseq(v, n, "external") <= 0 || n->count == 0)
+		return;
+	if (!(hs->external = calloc(n->count, sizeof(*hs->external))) ||
+	    !(names = calloc(n->count, sizeof(*names))) || !(first = calloc(n->count, sizeof(*first)))) {
+		v->nomem = 1;
+		goto out;
+	}
+	for (it = n->first, i = 0; it; it = it->next, i++) {
+		struct external_peer *p = &hs->external[hs->nexternal++];
+
+		where_index(wi, "external", i);
+		if (vmap(v, it, wi, keys, 3, k) < 0)
+			continue;
+		where_key(w, wi, "name");
+		if (get_leaf(v, k[0], w, "name", &p->name) > 0)
+			names[i] = k[0];
+		where_key(w, wi, "trusts");
+		if (venum(v, k[1], w, trusts, 2, &t) > 0) {
+			p->trusts_server = t == 0;
+			p->trusts_client = t == 1;
+		}
+		where_key(w, wi, "trusts_target");
+		vbool(v, k[2], w, &p->trusts_target);
+	}
+	if (find_repeats(v, names, n->count, first) < 0)
+		goto out;
+	for (i = 0; i < n->count; i++) {
+		if (first[i] == NO_REPEAT)
+			continue;
+		where_index(wi, "external", i);
+		where_key(w, wi, "name");
+		yquote(q, sizeof(q), names[i]->text, names[i]->len, 64);
+		vreport(v, names[i], w, "duplicate external peer %s (also external[%zu])", q, first[i]);
+	}
+out:
+	free(names);
+	free(first);
+}
+
+static void *hosts_decode(struct vctx *v, const struct ynode *root)
+{
+	static const struct vkey top[] = { { "hosts", 1 }, { "external", 0 } };
+	const struct ynode *t[2], *key;
+	struct hosts_spec *hs = calloc(1, sizeof(*hs));
+
+	if (!hs) {
+		v->nomem = 1;
+		return NULL;
+	}
+	if (vmap(v, root, "", top, 2, t) < 0)
+		return hs;
+	if (t[0] && !t[0]->bad && t[0]->kind != YNODE_MAP) {
+		vtype(v, t[0], "hosts", "a mapping of host names");
+	} else if (t[0] && !t[0]->bad && t[0]->count > 0) {
+		if (!(hs->hosts = calloc(t[0]->count, sizeof(*hs->hosts)))) {
+			v->nomem = 1;
+			return hs;
+		}
+		for (key = t[0]->first; key; key = key->next)
+			if (!key->bad)
+				get_host(v, key, &hs->hosts[hs->nhosts++]);
+	}
+	get_external(v, t[1], hs);
+	return hs;
+}
+
+int spec_load_hosts(struct hosts_spec **out, const char *path, const char *data, size_t len, struct diags *d)
+{
+	void *p = NULL;
+	int rc = spec_load_any(&p, hosts_decode, hosts_free_any, path, data, len, d);
+
+	if (out)
+		*out = p;
+	else
+		hosts_free_any(p);
+	return rc;
+}
+
+static void role_release(struct host_role *r)
+{
+	size_t i;
+
+	free(r->layout);
+	free(r->dir);
+	free(r->owner);
+	free(r->group);
+	free(r->user);
+	free(r->home);
+	free(r->identity);
+	free(r->reload);
+	free(r->probe_type);
+	for (i = 0; i < r->nfiles; i++) {
+		free(r->files[i].path);
+		free(r->files[i].owner);
+		free(r->files[i].group);
+	}
+	free(r->files);
+}
+
+void spec_hosts_free(struct hosts_spec *h)
+{
+	size_t i, j;
+
+	if (!h)
+		return;
+	for (i = 0; i < h->nhosts; i++) {
+		free(h->hosts[i].name);
+		free(h->hosts[i].address);
+		free(h->hosts[i].user);
+		for (j = 0; j < h->hosts[i].nroles; j++)
+			role_release(&h->hosts[i].roles[j]);
+		free(h->hosts[i].roles);
+	}
+	free(h->hosts);
+	for (i = 0; i < h->nexternal; i++)
+		free(h->external[i].name);
+	free(h->external);
+	free(h);
+}
