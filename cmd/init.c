@@ -258,7 +258,7 @@ int cmd_init(struct ctx *ctx, int argc, char **argv)
 
 	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0)
 		return cmd_fail(&e);
-	if (!spec_valid_env_name(env))
+	if (!env_name_valid(env))
 		return cmd_failf("invalid environment name \"%.64s\" (lowercase letters, digits, '-' and '_', "
 				 "at most 32, starting with a letter or digit)", env);
 	if (ctx_repo(ctx, &repo, &e) < 0)

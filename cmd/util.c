@@ -84,7 +84,7 @@ int ctx_env(struct ctx *ctx, const char **out, struct err *e)
 {
 	if (!ctx->env)
 		return err_set(e, ROTOR_EINVALID, "no environment given (use --env NAME)");
-	if (!spec_valid_env_name(ctx->env))
+	if (!env_name_valid(ctx->env))
 		return err_set(e, ROTOR_EINVALID,
 			       "invalid environment name \"%.64s\" (lowercase letters, digits, '-' and '_', "
 			       "at most 32, starting with a letter or digit)", ctx->env);

@@ -63,7 +63,7 @@ int cmd_validate(struct ctx *ctx, int argc, char **argv)
 	for (i = 0; one[0] ? i < 1 : i < nenvs; i++) {
 		const char *env = one[0] ? one[0] : envs[i];
 
-		if (!spec_valid_env_name(env)) {
+		if (!env_name_valid(env)) {
 			diags_add(&d, "envs", 0, 0, "\"%s\" is not a valid environment name", env);
 			continue;
 		}

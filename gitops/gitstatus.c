@@ -54,7 +54,7 @@
 
 #include "common/json.h"
 #include "common/timefmt.h"
-#include "reconcile/spec/spec.h"
+#include "common/names.h"
 #include "gitops/gitrepo_int.h"
 
 #define LOCK_REF_PREFIX "refs/rotor/lock/"
@@ -73,7 +73,7 @@ static int check_env(const char *env, struct err *e)
 {
 	char show[80];
 
-	if (env && spec_valid_env_name(env))
+	if (env && env_name_valid(env))
 		return 0;
 	return err_set(e, ROTOR_EINVALID, "invalid environment name \"%s\" (lowercase letters, digits, "
 		       "'-' and '_', at most 32, starting with a letter or digit)",

@@ -39,31 +39,8 @@
 
 #include "common/buf.h"
 #include "common/err.h"
-
-#define SPEC_MAX_BYTES ((size_t)1 << 20)
-#define SPEC_MAX_DEPTH 64
-
-/* One problem in one file. */
-struct diag {
-	char *path;
-	int line;   /* 1-based; 0 when the problem is about the whole file */
-	int column; /* 1-based */
-	char *msg;
-};
-
-struct diags {
-	struct diag *v;
-	size_t n, cap;
-};
-
-void diags_add(struct diags *d, const char *path, int line, int column,
-	       const char *fmt, ...) ROTOR_PRINTF(5, 6);
-/*
- * Print every diagnostic as "path:line:column: message\n" to buf, or as
- * "path: message\n" when line is 0 (a problem with the whole file).
- */
-int diags_format(const struct diags *d, struct buf *out);
-void diags_release(struct diags *d);
+#include "common/names.h"
+#include "reconcile/spec/diag.h"
 
 /* ---- rotor.yaml ---- */
 
@@ -240,7 +217,6 @@ int spec_manifest_emit(const struct manifest *m, struct buf *out, struct err *e)
 const char *spec_cert_role_name(enum cert_role r);
 
 /* Name rules shared with the schemas. */
-int spec_valid_env_name(const char *s);   /* ^[a-z0-9][a-z0-9_-]{0,31}$ */
 int spec_valid_leaf_name(const char *s);  /* ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$ */
 
 #endif

@@ -160,7 +160,7 @@ static int ok_key(const char *s, size_t n)
 
 static int ok_env(const char *s, size_t n)
 {
-	return strlen(s) == n && spec_valid_env_name(s);
+	return strlen(s) == n && env_name_valid(s);
 }
 
 static int ok_leaf(const char *s, size_t n)

@@ -36,7 +36,7 @@
 
 #include <stddef.h>
 
-#include "reconcile/spec/spec.h"
+#include "reconcile/spec/diag.h"
 
 /* ---- diagnostics for one file ---- */
 

@@ -1257,16 +1257,16 @@ static void test_empty_and_null_diags(void **state)
 static void test_names(void **state)
 {
 	(void)state;
-	assert_true(spec_valid_env_name("poc"));
-	assert_true(spec_valid_env_name("0prod_eu-1"));
-	assert_true(spec_valid_env_name("abcdefghijklmnopqrstuvwxyz012345"));
-	assert_false(spec_valid_env_name("abcdefghijklmnopqrstuvwxyz0123456"));
-	assert_false(spec_valid_env_name(""));
-	assert_false(spec_valid_env_name(NULL));
-	assert_false(spec_valid_env_name("Prod"));
-	assert_false(spec_valid_env_name("-x"));
-	assert_false(spec_valid_env_name("a/b"));
-	assert_false(spec_valid_env_name("Bad/../x"));
+	assert_true(env_name_valid("poc"));
+	assert_true(env_name_valid("0prod_eu-1"));
+	assert_true(env_name_valid("abcdefghijklmnopqrstuvwxyz012345"));
+	assert_false(env_name_valid("abcdefghijklmnopqrstuvwxyz0123456"));
+	assert_false(env_name_valid(""));
+	assert_false(env_name_valid(NULL));
+	assert_false(env_name_valid("Prod"));
+	assert_false(env_name_valid("-x"));
+	assert_false(env_name_valid("a/b"));
+	assert_false(env_name_valid("Bad/../x"));
 	assert_true(spec_valid_leaf_name("app_rw"));
 	assert_true(spec_valid_leaf_name("_x.y-z"));
 	assert_true(spec_valid_leaf_name("A23456789012345678901234567890123456789012345678901234567890123"));
