@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cmd/cmd.h"
+#include "reconcile/engine/state.h"
 #include "common/json.h"
 #include "reconcile/pki/pki.h"
 
@@ -95,6 +96,7 @@ static int chain_show(struct ctx *ctx, int argc, char **argv)
 	struct diags d = { NULL, 0, 0 };
 	struct state st;
 	struct state_src src;
+	struct gitrepo *repo;
 	struct buf j = BUF_INIT;
 	const char *env;
 	size_t npos, gi, ci;
@@ -103,10 +105,10 @@ static int chain_show(struct ctx *ctx, int argc, char **argv)
 
 	memset(&st, 0, sizeof(st));
 	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0 ||
-	    state_src_open(&src, ctx, ref, 0, &e) < 0)
+	    ctx_repo(ctx, &repo, &e) < 0 || state_src_open(&src, repo, ref, 0, &e) < 0)
 		return cmd_fail(&e);
 	if (state_load(&st, &src, env, &d, &e) < 0) {
-		rc = d.n ? state_report(&d) : cmd_fail(&e);
+		rc = cmd_report(&d, &e);
 		goto out;
 	}
 	if (json) {

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "cmd/cmd.h"
+#include "reconcile/engine/state.h"
 #include "reconcile/engine/observe.h"
 #include "reconcile/pki/pki.h"
 #include "reconcile/tls/verify.h"
@@ -222,7 +223,7 @@ int cmd_import(struct ctx *ctx, int argc, char **argv)
 	memset(&f, 0, sizeof(f));
 	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0)
 		return cmd_fail(&e);
-	if (state_load_head(&st, &src, &head, ctx, env, "import onto") != 0)
+	if (cmd_load_head(&st, &src, &head, ctx, env, "import onto") != 0)
 		return 1;
 	if (st.rotation->generation != 0 || st.ngens != 0) {
 		rc = cmd_failf("envs/%s already has generation %d; import adopts a fleet only into an env "

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cmd/cmd.h"
+#include "reconcile/engine/state.h"
 #include "reconcile/pki/pki.h"
 
 static const char config_tmpl[] =

@@ -27,11 +27,10 @@ int cmd_log(struct ctx *ctx, int argc, char **argv)
 	    ctx_repo(ctx, &repo, &e) < 0)
 		return cmd_fail(&e);
 	if (count) {
-		char *end;
-		long c = strtol(count, &end, 10);
+		int c;
 
-		if (*end || c < 1 || c > 100000)
-			return cmd_failf("-n must be a positive number");
+		if (opt_int(&c, count, "-n", 1, 100000, &e) < 0)
+			return cmd_fail(&e);
 		max = (size_t)c;
 	}
 	rc = gitstatus_lock_read(repo, env, &lock, &e);

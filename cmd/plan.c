@@ -1,8 +1,8 @@
 /*
  * plan.c -- `rotor plan` and `rotor drift`: the desired state at a commit
  * against the live state of every host, as the path of steps that would
- * reach it, with the gates and the pair check.  Also the load/observe/
- * plan sequence that apply repeats after every step.
+ * reach it, with the gates and the pair check (reconcile/engine/run.h);
+ * plan_print() is also apply's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,63 +11,8 @@
 #include <unistd.h>
 
 #include "cmd/cmd.h"
-#include "common/json.h"
-#include "reconcile/engine/observe.h"
-#include "reconcile/engine/plan.h"
-
-int env_run_load(struct env_run *r, struct ctx *ctx, const char *env, const char *ref, int with_keys,
-		 struct diags *d, struct err *e)
-{
-	size_t i;
-	int rc;
-
-	memset(r, 0, sizeof(*r));
-	if ((rc = state_src_open(&r->src, ctx, ref, 0, e)) < 0)
-		return rc;
-	if ((rc = state_load(&r->st, &r->src, env, d, e)) < 0)
-		return rc;
-	for (i = 0; i < r->st.ngens; i++)
-		if ((rc = known_add_manifest(&r->known, r->st.gens[i].manifest, e)) < 0)
-			return rc;
-	if ((rc = state_material(&r->material, &r->src, &r->st, with_keys, e)) < 0)
-		return rc;
-	return observe_opts_from_state(&r->oo, &r->st, &r->known, &r->paths, e);
-}
-
-int env_run_plan(struct env_run *r, int no_path, int replace_unknown, struct err *e)
-{
-	struct plan_opts po;
-	int rc;
-
-	plan_release(&r->plan);
-	obs_hosts_free(r->hosts, r->nhosts);
-	r->hosts = NULL;
-	r->nhosts = 0;
-	r->oo.now = time(NULL);
-	if ((rc = observe_fleet(&r->hosts, &r->nhosts, &r->oo, e)) < 0)
-		return rc;
-	memset(&po, 0, sizeof(po));
-	po.hosts = r->st.hosts;
-	po.observed = r->hosts;
-	po.nobserved = r->nhosts;
-	po.known = &r->known;
-	po.material = &r->material;
-	po.rotation = r->st.rotation;
-	po.no_path = no_path;
-	po.replace_unknown = replace_unknown;
-	po.now = r->oo.now;
-	return plan_build(&r->plan, &po, e);
-}
-
-void env_run_release(struct env_run *r)
-{
-	plan_release(&r->plan);
-	obs_hosts_free(r->hosts, r->nhosts);
-	material_release(&r->material);
-	known_release(&r->known);
-	state_release(&r->st);
-	memset(r, 0, sizeof(*r));
-}
+#include "reconcile/engine/report.h"
+#include "reconcile/engine/run.h"
 
 static const char *act_sign(enum plan_action a)
 {
@@ -158,63 +103,15 @@ void plan_print(const struct env_run *r, FILE *out)
 	}
 }
 
-static int plan_json(const struct env_run *r, struct buf *j)
+static void print_drift(void *payload, const struct drift_item *it)
 {
-	const struct plan *p = &r->plan;
-	size_t i, k;
-
-	buf_puts(j, "{\"env\":");
-	json_str(j, r->st.env);
-	buf_printf(j, ",\"commit\":\"%s\",\"live_known\":%s", r->src.commit, p->live_known ? "true" : "false");
-	if (p->live_known) {
-		buf_printf(j, ",\"rotation\":{\"generation\":%d,\"target\":", p->a);
-		if (p->b)
-			buf_printf(j, "%d", p->b);
-		else
-			buf_puts(j, "null");
-		buf_printf(j, "},\"live\":\"%s\",\"partial\":%s,\"desired\":\"%s\"", phase_step_name(p->live),
-			   p->partial ? "true" : "false", phase_step_name(p->desired));
-	}
-	buf_printf(j, ",\"refused\":%s,\"changes\":%zu,\"problems\":[", p->refused ? "true" : "false", p->nchanges);
-	for (i = 0; i < p->nproblems; i++) {
-		if (i)
-			buf_puts(j, ",");
-		json_str(j, p->problems[i]);
-	}
-	buf_puts(j, "],\"steps\":[");
-	for (i = 0; i < p->nsteps; i++) {
-		const struct plan_step *st = &p->steps[i];
-
-		buf_printf(j, "%s{\"from\":\"%s\",\"to\":\"%s\",\"changes\":[", i ? "," : "", phase_step_name(st->from),
-			   phase_step_name(st->to));
-		for (k = 0; k < st->nchanges; k++) {
-			const struct plan_change *c = &st->changes[k];
-
-			buf_puts(j, k ? ",{\"host\":" : "{\"host\":");
-			json_str(j, r->hosts[c->host].name);
-			buf_puts(j, ",\"path\":");
-			json_str(j, r->hosts[c->host].files[c->file].path);
-			buf_printf(j, ",\"action\":\"%s\",\"from\":", c->action == PLAN_CREATE ? "create" : "change");
-			json_str(j, c->from && *c->from ? c->from : NULL);
-			buf_puts(j, ",\"to\":");
-			json_str(j, c->to);
-			buf_printf(j, ",\"mode\":\"%04o\"}", (unsigned)c->mode);
-		}
-		buf_puts(j, "],\"broken_pairs\":[");
-		for (k = 0; k < st->nbroken; k++) {
-			if (k)
-				buf_puts(j, ",");
-			json_str(j, st->broken[k]);
-		}
-		buf_puts(j, "],\"gates_not_ready\":[");
-		for (k = 0; k < st->ngates; k++) {
-			if (k)
-				buf_puts(j, ",");
-			json_str(j, st->gates[k]);
-		}
-		buf_puts(j, "]}");
-	}
-	return buf_puts(j, "]}\n");
+	(void)payload;
+	if (it->kind == DRIFT_UNKNOWN_CERT)
+		printf("unknown certificate on %s in %s: %s (sha256 %s)\n", it->host->name, it->file->path,
+		       it->cert->subject, it->cert->fingerprint);
+	else if (it->kind == DRIFT_EXPIRING)
+		printf("expiring on %s in %s: %s in %lld days (renew_before %d)\n", it->host->name, it->file->path,
+		       it->cert->subject, it->cert->days_left, it->renew_before_days);
 }
 
 static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
@@ -225,56 +122,30 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct env_run r;
+	struct drift_counts dc;
 	struct buf j = BUF_INIT;
+	struct gitrepo *repo;
 	const char *env;
-	size_t npos, i, k, c, expiring = 0, unknown = 0, badkeys = 0;
+	size_t npos;
 	int rc = 1;
 
 	memset(&r, 0, sizeof(r));
-	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0)
+	memset(&dc, 0, sizeof(dc));
+	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0 ||
+	    ctx_repo(ctx, &repo, &e) < 0)
 		return cmd_fail(&e);
-	if (env_run_load(&r, ctx, env, ref, 0, &d, &e) < 0) {
-		rc = d.n ? state_report(&d) : cmd_fail(&e);
+	if (env_run_load(&r, repo, env, ref, RUN_CERTS, &d, &e) < 0) {
+		rc = cmd_report(&d, &e);
 		goto out;
 	}
-	if (!json && isatty(2))
-		r.oo.progress = NULL;
 	if (env_run_plan(&r, no_path != NULL, replace != NULL, &e) < 0)
 		goto fail;
-	if (drift) {
-		int renew = r.st.chain->renew_before_days;
-
-		for (i = 0; i < r.nhosts; i++)
-			for (k = 0; k < r.hosts[i].nfiles; k++) {
-				const struct obs_file *f = &r.hosts[i].files[k];
-
-				if (f->content == SPEC_CONTENT_KEY && f->present && !f->problem && f->key != OBS_KEY_MATCH)
-					badkeys++;
-				for (c = 0; c < f->ncerts; c++) {
-					if (!f->certs[c].generation) {
-						unknown++;
-						if (!json)
-							printf("unknown certificate on %s in %s: %s (sha256 %s)\n", r.hosts[i].name,
-							       f->path, f->certs[c].subject, f->certs[c].fingerprint);
-					}
-					if (f->certs[c].days_left < renew) {
-						expiring++;
-						if (!json)
-							printf("expiring on %s in %s: %s in %lld days (renew_before %d)\n",
-							       r.hosts[i].name, f->path, f->certs[c].subject, f->certs[c].days_left,
-							       renew);
-					}
-				}
-			}
-	}
+	if (drift)
+		env_run_drift(&r, &dc, json ? NULL : print_drift, NULL);
 	if (json) {
-		if (plan_json(&r, &j) < 0)
-			goto nomem;
-		if (drift) {
-			buf_truncate(&j, j.len - 2);   /* reopen the object */
-			if (buf_printf(&j, ",\"unknown_certificates\":%zu,\"expiring\":%zu,\"keys_not_matching\":%zu}\n",
-				       unknown, expiring, badkeys) < 0)
-				goto nomem;
+		if ((rc = plan_json(&j, &r, drift ? &dc : NULL)) < 0) {
+			err_set(&e, rc, "the JSON document is %s", rc == ROTOR_ETOOBIG ? "too large" : "incomplete (out of memory)");
+			goto fail;
 		}
 		fputs(buf_cstr(&j), stdout);
 	} else {
@@ -286,7 +157,7 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 		fprintf(stderr, "rotor: the desired state is unsafe to reach; see the pairs that would break\n");
 		rc = 1;
 	} else if (drift) {
-		int pending = r.plan.nchanges > 0 || !r.plan.live_known || unknown || expiring || badkeys;
+		int pending = r.plan.nchanges > 0 || !r.plan.live_known || dc.unknown || dc.expiring || dc.keys_not_matching;
 
 		if (!json)
 			printf("%s\n", pending ? "drift: see above (exit 2)" : "no drift");
@@ -295,8 +166,6 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 		rc = detailed && r.plan.nchanges > 0 ? 2 : 0;
 	}
 	goto out;
-nomem:
-	err_nomem(&e);
 fail:
 	rc = cmd_fail(&e);
 out:

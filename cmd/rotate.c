@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "cmd/cmd.h"
+#include "reconcile/engine/state.h"
 #include "reconcile/pki/pki.h"
 
 static const char *key_type_name(enum spec_key_type k)
@@ -94,17 +95,11 @@ static int rotate_start(struct ctx *ctx, int argc, char **argv)
 	memset(&st, 0, sizeof(st));
 	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0)
 		return cmd_fail(&e);
-	if (threads_opt) {
-		char *end;
-		long v = strtol(threads_opt, &end, 10);
-
-		if (*end || v < 1 || v > 256)
-			return cmd_failf("--threads must be a number from 1 to 256");
-		threads = (int)v;
-	}
+	if (threads_opt && opt_int(&threads, threads_opt, "--threads", 1, 256, &e) < 0)
+		return cmd_fail(&e);
 	if (ctx_env(ctx, &env, &e) < 0)
 		return cmd_fail(&e);
-	if ((rc = state_load_head(&st, &src, &head, ctx, env, "start the rotation from")) != 0)
+	if ((rc = cmd_load_head(&st, &src, &head, ctx, env, "start the rotation from")) != 0)
 		goto out;
 	rc = 1;
 	repo = src.repo;
@@ -243,7 +238,7 @@ static int rotate_next(struct ctx *ctx, int argc, char **argv)
 
 	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0)
 		return cmd_fail(&e);
-	if (state_load_head(&st, &src, &head, ctx, env, "move the rotation from") != 0)
+	if (cmd_load_head(&st, &src, &head, ctx, env, "move the rotation from") != 0)
 		return 1;
 	rot = *st.rotation;
 	switch (rot.phase) {

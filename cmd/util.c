@@ -1,8 +1,11 @@
 /* util.c -- option parsing and the lazily opened repository (see cmd.h). */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "reconcile/engine/state.h"
 
 int opt_parse(int argc, char **argv, const struct opt *opts,
 	      const char **pos, size_t npos_max, size_t *npos, struct err *e)
@@ -90,4 +93,47 @@ int ctx_env(struct ctx *ctx, const char **out, struct err *e)
 			       "at most 32, starting with a letter or digit)", ctx->env);
 	*out = ctx->env;
 	return 0;
+}
+
+int cmd_report(const struct diags *d, const struct err *e)
+{
+	struct buf b = BUF_INIT;
+
+	if (!d || d->n == 0)
+		return cmd_fail(e);
+	if (e && e->code == ROTOR_EINVALID && e->msg[0])
+		fprintf(stderr, "rotor: %s:\n", e->msg);
+	if (diags_format(d, &b) == 0)
+		fputs(buf_cstr(&b), stderr);
+	buf_release(&b);
+	fprintf(stderr, "rotor: %zu problem%s found\n", d->n, d->n == 1 ? "" : "s");
+	return 1;
+}
+
+int opt_int(int *out, const char *value, const char *name, long min, long max, struct err *e)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = value && *value >= '0' && *value <= '9' ? strtol(value, &end, 10) : (end = NULL, 0);
+	if (!end || *end || errno || v < min || v > max)
+		return err_set(e, ROTOR_EINVALID, "%s must be a number from %ld to %ld, not \"%.32s\"", name, min, max,
+			       value ? value : "");
+	*out = (int)v;
+	return 0;
+}
+
+int cmd_load_head(struct state *st, struct state_src *src, struct gitrepo_head *head, struct ctx *ctx,
+		  const char *env, const char *what)
+{
+	struct err e = ERR_INIT;
+	struct diags d = { NULL, 0, 0 };
+	struct gitrepo *repo;
+	int rc = 0;
+
+	if (ctx_repo(ctx, &repo, &e) < 0 || state_load_head(st, src, head, repo, env, what, &d, &e) < 0)
+		rc = cmd_report(&d, &e);
+	diags_release(&d);
+	return rc;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "reconcile/engine/state.h"
 
 /* Drop exact repeats (rotor.yaml is checked once per env). */
 static void diags_dedupe(struct diags *d)
@@ -37,6 +38,7 @@ int cmd_validate(struct ctx *ctx, int argc, char **argv)
 	struct diags d = { NULL, 0, 0 };
 	struct state_src src;
 	struct state st;
+	struct gitrepo *repo;
 	char **envs = NULL;
 	const char *one[2] = { NULL, NULL };
 	size_t npos, nenvs = 0, i;
@@ -48,7 +50,7 @@ int cmd_validate(struct ctx *ctx, int argc, char **argv)
 		return cmd_failf("--ref and --worktree exclude each other");
 	if (ctx->env && ctx_env(ctx, &one[0], &e) < 0)
 		return cmd_fail(&e);
-	if (state_src_open(&src, ctx, ref, worktree != NULL, &e) < 0)
+	if (ctx_repo(ctx, &repo, &e) < 0 || state_src_open(&src, repo, ref, worktree != NULL, &e) < 0)
 		return cmd_fail(&e);
 
 	if (!one[0]) {
@@ -76,7 +78,7 @@ int cmd_validate(struct ctx *ctx, int argc, char **argv)
 	}
 	diags_dedupe(&d);
 	if (d.n) {
-		rc = state_report(&d);
+		rc = cmd_report(&d, &e);
 		goto out;
 	}
 	for (i = 0; one[0] ? i < 1 : i < nenvs; i++)

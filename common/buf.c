@@ -28,7 +28,7 @@ int buf_grow(struct buf *b, size_t extra)
 	char *n;
 
 	if (extra > buf_max(b) || b->len > buf_max(b) - extra)
-		return ROTOR_ETOOBIG;
+		return b->err ? ROTOR_ETOOBIG : (b->err = ROTOR_ETOOBIG);
 	need = b->len + extra + 1;
 	if (need <= b->cap)
 		return 0;
@@ -40,7 +40,7 @@ int buf_grow(struct buf *b, size_t extra)
 	/* realloc would leave a copy of secrets behind; copy by hand. */
 	n = malloc(ncap);
 	if (!n)
-		return ROTOR_ENOMEM;
+		return b->err ? ROTOR_ENOMEM : (b->err = ROTOR_ENOMEM);
 	if (b->ptr) {
 		memcpy(n, b->ptr, b->len + 1);
 		secure_wipe(b->ptr, b->cap);
@@ -80,7 +80,7 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 	n = vsnprintf(NULL, 0, fmt, ap2);
 	va_end(ap2);
 	if (n < 0)
-		return ROTOR_ERROR;
+		return b->err ? ROTOR_ERROR : (b->err = ROTOR_ERROR);
 	rc = buf_grow(b, (size_t)n);
 	if (rc)
 		return rc;
@@ -121,6 +121,7 @@ char *buf_detach(struct buf *b)
 		p = calloc(1, 1);
 	b->ptr = NULL;
 	b->len = b->cap = 0;
+	b->err = 0;
 	return p;
 }
 
@@ -129,6 +130,7 @@ void buf_release(struct buf *b)
 	free(b->ptr);
 	b->ptr = NULL;
 	b->len = b->cap = 0;
+	b->err = 0;
 }
 
 void buf_wipe(struct buf *b)

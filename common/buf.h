@@ -10,6 +10,11 @@
  *
  * max == 0 means the default cap BUF_DEFAULT_MAX.  Growing past max
  * fails with ROTOR_ETOOBIG and leaves the buffer as it was.
+ *
+ * The first failure of any append is also kept in err (until release or
+ * detach), so a document built by many appends (JSON, a remote command)
+ * is checked once, at the end: a non-zero err means the bytes are
+ * incomplete and must not be used, committed or sent.
  */
 #ifndef ROTOR_BUF_H
 #define ROTOR_BUF_H
@@ -26,9 +31,10 @@ struct buf {
 	size_t len;
 	size_t cap;
 	size_t max;
+	int err;        /* the first failed append's ROTOR_* code, 0 if none */
 };
 
-#define BUF_INIT { NULL, 0, 0, 0 }
+#define BUF_INIT { NULL, 0, 0, 0, 0 }
 
 int buf_grow(struct buf *b, size_t extra);
 int buf_put(struct buf *b, const void *data, size_t len);

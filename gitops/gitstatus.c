@@ -44,6 +44,7 @@
 
 #include <errno.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,8 @@
 #include <git2.h>
 
 #include "common/json.h"
-#include "common/timefmt.h"
 #include "common/names.h"
+#include "common/timefmt.h"
 #include "gitops/gitrepo_int.h"
 
 #define LOCK_REF_PREFIX "refs/rotor/lock/"
@@ -160,6 +161,11 @@ static void default_holder(char *out, size_t len)
 	host[sizeof(host) - 1] = '\0';
 	snprintf(raw, sizeof(raw), "%s@%s", user, host);
 	clean_copy(out, len, raw, strlen(raw), 0);
+}
+
+void gitstatus_holder(char *out, size_t len)
+{
+	default_holder(out, len);
 }
 
 /* 16 hex digits, fresh for every lock. */
@@ -506,6 +512,38 @@ const char *gitstatus_lock_describe(char *out, size_t len, const struct gitstatu
 		snprintf(out, len, "an unreadable lock (commit %.12s: %s)", l->id[0] ? l->id : "none",
 			 l->problem[0] ? l->problem : "unknown");
 	return out;
+}
+
+int gitstatus_lock_take(struct gitrepo *r, const char *env, const struct gitstatus_lock_info *info, int force,
+			char out[41], struct gitstatus_lock *removed, struct err *e)
+{
+	struct gitstatus_lock cur;
+	char me[HOLDER_MAX + 1], desc[600];
+	int rc;
+
+	if (removed)
+		memset(removed, 0, sizeof(*removed));
+	rc = gitstatus_lock(r, env, info, out, e);
+	if (rc != ROTOR_ESTATE)
+		return rc;
+	rc = gitstatus_lock_read(r, env, &cur, e);
+	if (rc == ROTOR_ENOTFOUND) {
+		/* Released between our two looks: one more try, and that answer stands. */
+		err_clear(e);
+		return gitstatus_lock(r, env, info, out, e);
+	}
+	if (rc < 0)
+		return rc;
+	default_holder(me, sizeof(me));
+	if (!force && !(cur.parsed && strcmp(cur.holder, me) == 0 && cur.pid > 0 &&
+			kill((pid_t)cur.pid, 0) < 0 && errno == ESRCH))
+		return err_set(e, ROTOR_ESTATE, "env %s is locked by %s; wait, or use --force-unlock if that run is dead",
+			       env, gitstatus_lock_describe(desc, sizeof(desc), &cur));
+	if ((rc = gitstatus_force_unlock(r, env, &cur, e)) < 0)
+		return rc;
+	if (removed)
+		*removed = cur;
+	return gitstatus_lock(r, env, info, out, e);
 }
 
 int gitstatus_lock_read(struct gitrepo *r, const char *env, struct gitstatus_lock *out, struct err *e)

@@ -22,7 +22,7 @@
  * was built on, retried on a concurrent move, so two recorders both land
  * and the history stays linear.
  *
- * Env names follow spec_valid_env_name() (^[a-z0-9][a-z0-9_-]{0,31}$);
+ * Env names follow env_name_valid() (^[a-z0-9][a-z0-9_-]{0,31}$);
  * anything else is ROTOR_EINVALID before git is asked.
  *
  * Nothing here writes the work tree, .git/index or HEAD.  Ownership and
@@ -97,6 +97,18 @@ int gitstatus_force_unlock(struct gitrepo *r, const char *env, struct gitstatus_
 			   struct err *e);
 
 /*
+ * Take the lock of env for a run that may find a stale one: as
+ * gitstatus_lock(), but a lock held by a process of this user on this
+ * machine that no longer exists (kill(pid, 0) says ESRCH) is removed
+ * and taken, and so is any lock when force is set (--force-unlock).
+ * removed (may be NULL) receives the lock that was removed (id[0] is
+ * '\0' when none was), for the caller to say so.  Otherwise as
+ * gitstatus_lock(): ROTOR_ESTATE naming the holder.
+ */
+int gitstatus_lock_take(struct gitrepo *r, const char *env, const struct gitstatus_lock_info *info, int force,
+			char out[41], struct gitstatus_lock *removed, struct err *e);
+
+/*
  * Read the lock of env for display.  0 with *out filled; a lock whose
  * lock.json is missing or malformed (a ref made by hand) is still a lock:
  * 0 with out->parsed = 0 and out->problem set.  ROTOR_ENOTFOUND when the
@@ -111,6 +123,9 @@ int gitstatus_lock_read(struct gitrepo *r, const char *env, struct gitstatus_loc
  * truncated to fit.  Returns out.
  */
 const char *gitstatus_lock_describe(char *out, size_t len, const struct gitstatus_lock *l);
+
+/* "user@hostname" of this process, as a lock's default holder records it. */
+void gitstatus_holder(char *out, size_t len);
 
 /* ---- status history ----------------------------------------------------- */
 

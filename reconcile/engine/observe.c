@@ -282,3 +282,36 @@ unsigned observe_phase_mask(const struct obs_file *files, size_t n, int a, int b
 	}
 	return mask;
 }
+
+const char *obs_key_name(enum obs_key k)
+{
+	switch (k) {
+	case OBS_KEY_MATCH: return "matches";
+	case OBS_KEY_MISMATCH: return "mismatch";
+	case OBS_KEY_INVALID: return "invalid";
+	case OBS_KEY_NO_LEAF: return "no-leaf";
+	case OBS_KEY_NA: break;
+	}
+	return NULL;
+}
+
+/* "trust" or "servers|clients" or "none"; into a fixed buffer. */
+const char *obs_fits_names(char *out, size_t len, unsigned mask, int target)
+{
+	size_t used = 0;
+	int s;
+
+	out[0] = '\0';
+	for (s = 0; s < NSTEPS; s++) {
+		const char *name = phase_step_name((enum phase_step)s);
+
+		if (!(mask & (1u << s)))
+			continue;
+		if (s == STEP_STABLE_A && target)
+			name = "stable(generation)";
+		used += (size_t)snprintf(out + used, used < len ? len - used : 0, "%s%s", used ? "|" : "", name);
+	}
+	if (!out[0])
+		snprintf(out, len, "none");
+	return out;
+}

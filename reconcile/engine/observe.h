@@ -89,6 +89,14 @@ enum obs_key observe_key_match(const char *key_pem, size_t key_len,
 
 void obs_file_release(struct obs_file *f);
 
+/* "matches", "mismatch", "invalid", "no-leaf"; NULL for OBS_KEY_NA. */
+const char *obs_key_name(enum obs_key k);
+/*
+ * The steps a phase mask names, "|"-separated ("servers|clients"), or
+ * "none"; stable(A) is "stable(generation)" while a target is set.
+ */
+const char *obs_fits_names(char *out, size_t len, unsigned mask, int target);
+
 /*
  * Which steps is this set of observed files consistent with?  A leaf
  * file must hold the step's leaf generation for its side first, a trust
@@ -99,6 +107,9 @@ void obs_file_release(struct obs_file *f);
 unsigned observe_phase_mask(const struct obs_file *files, size_t n, int a, int b);
 
 /* ---- observing hosts over SSH (observe_run.c) ---- */
+
+/* The largest file observe reads; a larger one is a finding. */
+#define OBSERVE_MAX_FILE ((size_t)256 << 10)
 
 /* How to reach hosts; paths already expanded, strings borrowed. */
 struct observe_opts {

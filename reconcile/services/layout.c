@@ -114,3 +114,14 @@ void layout_free(struct managed_file *files, size_t n)
 	}
 	free(files);
 }
+
+const char *layout_content_name(enum spec_content c)
+{
+	switch (c) {
+	case SPEC_CONTENT_LEAF: return "leaf";
+	case SPEC_CONTENT_LEAF_CHAIN: return "leaf+chain";
+	case SPEC_CONTENT_KEY: return "key";
+	case SPEC_CONTENT_TRUST: return "trust";
+	}
+	return "?";
+}

@@ -42,4 +42,7 @@ struct managed_file {
 int layout_expand(struct managed_file **out, size_t *n, const struct host_role *role, struct err *e);
 void layout_free(struct managed_file *files, size_t n);
 
+/* "leaf", "leaf+chain", "key", "trust": as hosts.yaml and the JSON outputs name them. */
+const char *layout_content_name(enum spec_content c);
+
 #endif

@@ -1,6 +1,6 @@
 /*
  * state.c -- one env's state files, read from a commit or the work tree,
- * validated one by one (spec) and then against each other.
+ * validated one by one (spec) and then against each other (see state.h).
  */
 #define _DEFAULT_SOURCE
 #include <errno.h>
@@ -11,7 +11,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "cmd/cmd.h"
+#include "reconcile/engine/state.h"
+
+#include <pwd.h>
+#include <unistd.h>
+
 #include "reconcile/pki/pki.h"
 #include "reconcile/engine/plan.h"
 
@@ -114,18 +118,15 @@ nomem:
 	return err_nomem(e);
 }
 
-/* Open the source named by --ref / --worktree. */
-int state_src_open(struct state_src *src, struct ctx *ctx, const char *ref, int worktree, struct err *e)
+int state_src_open(struct state_src *src, struct gitrepo *repo, const char *ref, int worktree, struct err *e)
 {
-	struct gitrepo *repo;
 	int rc;
 
 	memset(src, 0, sizeof(*src));
-	if ((rc = ctx_repo(ctx, &repo, e)) < 0)
-		return rc;
 	src->repo = repo;
 	if (worktree) {
-		snprintf(src->workdir, sizeof(src->workdir), "%s", gitrepo_workdir(repo));
+		if ((size_t)snprintf(src->workdir, sizeof(src->workdir), "%s", gitrepo_workdir(repo)) >= sizeof(src->workdir))
+			return err_set(e, ROTOR_EINVALID, "the work tree path is too long");
 		return 0;
 	}
 	rc = gitrepo_resolve(repo, ref ? ref : "HEAD", src->commit_id, e);
@@ -342,17 +343,6 @@ void state_release(struct state *st)
 	memset(st, 0, sizeof(*st));
 }
 
-int state_report(const struct diags *d)
-{
-	struct buf b = BUF_INIT;
-
-	if (diags_format(d, &b) == 0)
-		fputs(buf_cstr(&b), stderr);
-	buf_release(&b);
-	fprintf(stderr, "rotor: %zu problem%s found\n", d->n, d->n == 1 ? "" : "s");
-	return 1;
-}
-
 /* Expand "~/" with $HOME; copy anything else. */
 int state_expand_path(char *out, size_t len, const char *p, struct err *e)
 {
@@ -387,45 +377,70 @@ int state_key_path(char *out, size_t outlen, const struct rotor_config *c, struc
 }
 
 int state_load_head(struct state *st, struct state_src *src, struct gitrepo_head *head,
-		    struct ctx *ctx, const char *env, const char *what)
+		    struct gitrepo *repo, const char *env, const char *what, struct diags *d, struct err *e)
 {
-	struct err e = ERR_INIT;
-	struct diags d = { NULL, 0, 0 };
-	struct gitrepo *repo;
 	char dirty_path[512], prefix_env[128];
 	const char *prefixes[2];
 	int dirty = 0, rc;
 
 	memset(st, 0, sizeof(*st));
 	memset(src, 0, sizeof(*src));
-	if (ctx_repo(ctx, &repo, &e) < 0 || gitrepo_head(head, repo, &e) < 0)
-		return cmd_fail(&e);
+	if ((rc = gitrepo_head(head, repo, e)) < 0)
+		return rc;
 	if (head->unborn)
-		return cmd_failf("the repository has no commits yet; commit rotor.yaml and envs/%s first", env);
+		return err_set(e, ROTOR_ESTATE, "the repository has no commits yet; commit rotor.yaml and envs/%s first", env);
 	if (head->detached)
-		return cmd_failf("HEAD is detached (at %.12s); check out the branch to %s", head->commit, what);
+		return err_set(e, ROTOR_ESTATE, "HEAD is detached (at %.12s); check out the branch to %s", head->commit, what);
 	snprintf(prefix_env, sizeof(prefix_env), "envs/%s/", env);
 	prefixes[0] = "rotor.yaml";
 	prefixes[1] = prefix_env;
-	if (gitrepo_dirty(&dirty, dirty_path, sizeof(dirty_path), repo, prefixes, 2, &e) < 0)
-		return cmd_fail(&e);
+	if ((rc = gitrepo_dirty(&dirty, dirty_path, sizeof(dirty_path), repo, prefixes, 2, e)) < 0)
+		return rc;
 	if (dirty)
-		return cmd_failf("%s has uncommitted changes; commit or stash them first "
-				 "(rotor starts from the committed state)", dirty_path);
+		return err_set(e, ROTOR_ESTATE, "%s has uncommitted changes; commit or stash them first "
+			       "(rotor starts from the committed state)", dirty_path);
 	src->repo = repo;
 	memcpy(src->commit_id, head->commit, sizeof(src->commit_id));
 	src->commit = src->commit_id;
-	rc = state_load(st, src, env, &d, &e);
-	if (rc < 0) {
-		if (d.n) {
-			fprintf(stderr, "rotor: envs/%s at %s is not valid:\n", env, head->branch);
-			rc = state_report(&d);
-		} else {
-			rc = cmd_fail(&e);
-		}
-	}
-	diags_release(&d);
+	rc = state_load(st, src, env, d, e);
+	if (rc == ROTOR_EINVALID && d->n)
+		err_set(e, ROTOR_EINVALID, "envs/%s at %s is not valid", env, head->branch);
+	if (rc < 0)
+		state_release(st);
 	return rc;
+}
+
+int observe_opts_from_state(struct observe_opts *oo, const struct state *st, const struct known_set *known,
+			    struct observe_paths *paths, struct err *e)
+{
+	memset(oo, 0, sizeof(*oo));
+	oo->hosts = st->hosts;
+	oo->known = known;
+	oo->generation = st->rotation->generation;
+	oo->target = st->rotation->target;
+	oo->user = st->config->ssh_user;
+	if (!oo->user) {
+		struct passwd *pw = getpwuid(getuid());
+
+		oo->user = pw ? pw->pw_name : "root";
+	}
+	oo->port = st->config->ssh_port;
+	if (st->config->ssh_identity) {
+		if (state_expand_path(paths->identity, sizeof(paths->identity), st->config->ssh_identity, e) < 0)
+			return e->code;
+		oo->identity = paths->identity;
+	}
+	if (state_expand_path(paths->known_hosts, sizeof(paths->known_hosts),
+			      st->config->ssh_known_hosts ? st->config->ssh_known_hosts : "~/.ssh/known_hosts", e) < 0)
+		return e->code;
+	oo->known_hosts = paths->known_hosts;
+	oo->become = st->config->ssh_become_sudo;
+	oo->connect_timeout_ms = (st->config->ssh_connect_timeout_s > 0 ? st->config->ssh_connect_timeout_s : 10) * 1000;
+	oo->deadline_ms = 60000;
+	oo->parallel = st->config->parallel > 0 ? st->config->parallel : 32;
+	oo->max_file = OBSERVE_MAX_FILE;
+	oo->now = time(NULL);
+	return 0;
 }
 
 int state_material(struct material_set *ms, const struct state_src *src, const struct state *st,

@@ -1,0 +1,764 @@
+/*
+ * apply.c -- walk the plan step by step, host by host, verified (see
+ * apply.h for the sequence, the lock and the status record).
+ */
+#define _DEFAULT_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "reconcile/engine/apply.h"
+
+#include "common/json.h"
+#include "common/pool.h"
+#include "gitops/gitstatus.h"
+#include "reconcile/engine/report.h"
+#include "reconcile/pki/pki.h"
+#include "reconcile/remote/ssh.h"
+#include "reconcile/services/layout.h"
+#include "reconcile/tls/probe.h"
+
+#define PROBE_TRIES 20
+#define PROBE_PAUSE_MS 250
+
+struct host_result {
+	size_t host;
+	int failed;
+	size_t written;
+	char *what;             /* one line: what happened */
+};
+
+struct apply_run {
+	struct env_run *r;
+	const struct plan_step *st;
+	const char *secret;
+	const struct apply_ui *ui;
+	size_t *hosts;          /* hosts with changes in this step, in order */
+	struct host_result *res;
+	pthread_mutex_t mu;
+};
+
+/* A server role whose service presents another leaf than its files hold. */
+struct stale {
+	size_t host, role;
+};
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void note(const struct apply_ui *ui, const char *fmt, ...) ROTOR_PRINTF(2, 3);
+static void note(const struct apply_ui *ui, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (!ui->note)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	ui->note(ui->payload, line);
+}
+
+static void alert(const struct apply_ui *ui, const char *fmt, ...) ROTOR_PRINTF(2, 3);
+static void alert(const struct apply_ui *ui, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (!ui->alert)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	ui->alert(ui->payload, line);
+}
+
+/* The managed file behind observed file f of host h (owner, group, identity). */
+static int managed_of(struct managed_file **all, size_t *nall, const struct managed_file **out,
+		      const char **identity, const struct env_run *r, size_t h, size_t f, struct err *e)
+{
+	const struct obs_host *oh = &r->hosts[h];
+	const struct host_spec *hs = &r->st.hosts->hosts[h];
+	size_t k;
+	int rc;
+
+	for (k = 0; k < oh->nroles; k++) {
+		if (f < oh->roles[k].first || f >= oh->roles[k].first + oh->roles[k].nfiles)
+			continue;
+		if ((rc = layout_expand(all, nall, &hs->roles[k], e)) < 0)
+			return rc;
+		*out = &(*all)[f - oh->roles[k].first];
+		*identity = hs->roles[k].identity;
+		return 0;
+	}
+	return err_set(e, ROTOR_ERROR, "%s: file %zu belongs to no role", hs->name, f);
+}
+
+/* A client of the step's target state, for probing servers: its leaf chain and key. */
+static int probe_client(struct buf *cert, struct buf *key, const struct apply_run *a, struct err *e)
+{
+	const struct env_run *r = a->r;
+	struct obs_file f;
+	const char *id;
+
+	if (r->st.chain->nclients == 0)
+		return 0;
+	id = r->st.chain->clients[0];
+	memset(&f, 0, sizeof(f));
+	f.side = LAYOUT_SIDE_CLIENT;
+	f.content = SPEC_CONTENT_LEAF_CHAIN;
+	if (plan_file_bytes(cert, &r->material, &f, id, a->st->to, a->st->a, a->st->b, NULL, e) < 0)
+		return e->code;
+	f.content = SPEC_CONTENT_KEY;
+	return plan_file_bytes(key, &r->material, &f, id, a->st->to, a->st->a, a->st->b, a->secret, e);
+}
+
+static int probe_server(char *why, size_t whylen, const struct apply_run *a, const struct host_spec *hs,
+			const struct host_role *role, struct err *e)
+{
+	const struct env_run *r = a->r;
+	struct buf trust = BUF_INIT, ccert = BUF_INIT, ckey = BUF_INIT, leaf = BUF_INIT;
+	struct obs_file f;
+	struct probe_req q;
+	struct probe_result pr;
+	struct manifest_cert desc;
+	int rc, i, ok = 0;
+
+	memset(&f, 0, sizeof(f));
+	memset(&desc, 0, sizeof(desc));
+	f.side = LAYOUT_SIDE_SERVER;        /* a client's bundle: roots + server CAs */
+	f.content = SPEC_CONTENT_TRUST;
+	if ((rc = plan_file_bytes(&trust, &r->material, &f, NULL, a->st->to, a->st->a, a->st->b, NULL, e)) < 0)
+		goto out;
+	f.content = SPEC_CONTENT_LEAF;
+	if ((rc = plan_file_bytes(&leaf, &r->material, &f, role->identity, a->st->to, a->st->a, a->st->b, NULL, e)) < 0 ||
+	    (rc = pki_cert_describe(&desc, leaf.ptr, leaf.len, e)) < 0 || (rc = probe_client(&ccert, &ckey, a, e)) < 0)
+		goto out;
+	memset(&q, 0, sizeof(q));
+	q.address = hs->address;
+	q.port = role->probe_port;
+	q.trust_pem = trust.ptr;
+	q.trust_len = trust.len;
+	q.server_name = hs->address;
+	q.expect_fingerprint = desc.fingerprint;
+	if (ccert.len) {
+		q.client_cert_pem = ccert.ptr;
+		q.client_cert_len = ccert.len;
+		q.client_key_pem = ckey.ptr;
+		q.client_key_len = ckey.len;
+	}
+	/* A reload is asynchronous: give the service a few seconds to pick the files up. */
+	for (i = 0; i < PROBE_TRIES && !ok; i++) {
+		if (i)
+			sleep_ms(PROBE_PAUSE_MS);
+		memset(&pr, 0, sizeof(pr));
+		rc = strcmp(role->probe_type, "postgres") == 0 ? probe_postgres(&pr, &q, e) : probe_tls(&pr, &q, e);
+		if (rc < 0)
+			goto out;
+		ok = pr.tls_ok && pr.server_verified && pr.fingerprint_match == 1 &&
+		     (strcmp(role->probe_type, "postgres") != 0 || !ccert.len || pr.client_accepted == 1);
+		if (!ok)
+			snprintf(why, whylen, "probe %s %s:%d: %s%s%s%s", role->probe_type, hs->address, role->probe_port,
+				 pr.error[0] ? pr.error : "",
+				 !pr.server_verified && pr.verify_reason[0] ? " server not verified: " : "",
+				 !pr.server_verified ? pr.verify_reason : "",
+				 pr.fingerprint_match == 0 ? " (still presents another certificate)" : "");
+	}
+	rc = ok ? 0 : 1;
+out:
+	spec_manifest_cert_release(&desc);
+	buf_release(&trust);
+	buf_release(&leaf);
+	buf_release(&ccert);
+	buf_wipe(&ckey);
+	return rc;
+}
+
+static int run_reloads(char *why, size_t whylen, struct ssh_conn *c, const struct host_spec *hs,
+		       const unsigned char *role_touched, struct err *e)
+{
+	struct buf se = BUF_INIT;
+	size_t k;
+	int status, rc;
+
+	for (k = 0; k < hs->nroles; k++) {
+		if (!role_touched[k] || !hs->roles[k].reload)
+			continue;
+		buf_release(&se);
+		se.max = 4096;
+		rc = ssh_exec(c, hs->roles[k].reload, NULL, &se, &status, e);
+		if (rc < 0 || status != 0) {
+			snprintf(why, whylen, "reload `%s` failed: %s", hs->roles[k].reload,
+				 rc < 0 ? e->msg : se.len ? buf_cstr(&se) : "non-zero exit");
+			buf_release(&se);
+			return 1;
+		}
+	}
+	buf_release(&se);
+	return 0;
+}
+
+static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
+{
+	struct apply_run *a = ctx;
+	struct env_run *r = a->r;
+	size_t h = a->hosts[idx];
+	const struct host_spec *hs = &r->st.hosts->hosts[h];
+	struct host_result *res = &a->res[idx];
+	struct ssh_conn *c = NULL;
+	struct err he = ERR_INIT;
+	struct ssh_staged *staged;
+	unsigned char *touched;
+	char why[768] = "";
+	size_t i, k, nw = 0;
+	int bad = 0;
+
+	(void)slot;
+	res->host = h;
+	/* At most one staged file per change of the step, one flag per role. */
+	staged = calloc(a->st->nchanges + 1, sizeof(*staged));
+	touched = calloc(hs->nroles + 1, 1);
+	if (!staged || !touched) {
+		free(staged);
+		free(touched);
+		return err_nomem(e);
+	}
+	if (observe_connect(&c, &r->oo, hs, &he) < 0) {
+		snprintf(why, sizeof(why), "%s", he.msg);
+		bad = 1;
+		goto done;
+	}
+	/* Stage every file of the host first; then one command puts them all in place. */
+	for (i = 0; i < a->st->nchanges && !bad; i++) {
+		const struct plan_change *ch = &a->st->changes[i];
+		const struct obs_file *of = &r->hosts[h].files[ch->file];
+		struct managed_file *all = NULL;
+		const struct managed_file *mf = NULL;
+		const char *identity = NULL;
+		struct ssh_write_opts wo;
+		struct buf bytes = BUF_INIT, cmd = BUF_INIT;
+		size_t nall = 0;
+
+		if (ch->host != h)
+			continue;
+		if (managed_of(&all, &nall, &mf, &identity, r, h, ch->file, &he) < 0 ||
+		    plan_file_bytes(&bytes, &r->material, of, identity, a->st->to, a->st->a, a->st->b, a->secret, &he) < 0) {
+			snprintf(why, sizeof(why), "%s: %s", of->path, he.msg);
+			bad = 1;
+		} else {
+			/* The directory may not exist yet (first deployment): the login user makes it. */
+			char *slash = strrchr(of->path, '/');
+
+			if (!of->present && slash && slash != of->path) {
+				struct buf dir = BUF_INIT;
+
+				buf_put(&dir, of->path, (size_t)(slash - of->path));
+				buf_puts(&cmd, "mkdir -p -- ");
+				ssh_shell_quote(&cmd, buf_cstr(&dir));
+				buf_release(&dir);
+				if (cmd.err || ssh_exec(c, buf_cstr(&cmd), NULL, NULL, NULL, &he) < 0)
+					err_clear(&he);   /* staging below reports a missing directory */
+			}
+			memset(&wo, 0, sizeof(wo));
+			wo.mode = (unsigned)ch->mode;
+			wo.owner = mf->owner;
+			wo.group = mf->group;
+			wo.backup = 1;
+			/* Files of the login user need no sudo (and then change together in one rename burst). */
+			if (!mf->group && (!mf->owner || strcmp(mf->owner, hs->user ? hs->user : r->oo.user) == 0)) {
+				wo.owner = NULL;
+				wo.become = -1;
+			}
+			if (ssh_stage_file(c, of->path, bytes.ptr, bytes.len, &wo, &staged[nw], &he) < 0) {
+				snprintf(why, sizeof(why), "%s", he.msg);
+				bad = 1;
+			} else {
+				nw++;
+				for (k = 0; k < r->hosts[h].nroles && k < hs->nroles; k++)
+					if (ch->file >= r->hosts[h].roles[k].first &&
+					    ch->file < r->hosts[h].roles[k].first + r->hosts[h].roles[k].nfiles)
+						touched[k] = 1;
+			}
+		}
+		buf_wipe(&bytes);
+		buf_release(&cmd);
+		layout_free(all, nall);
+	}
+	if (!bad && nw && ssh_commit_staged(c, staged, nw, &he) < 0) {
+		snprintf(why, sizeof(why), "%s", he.msg);
+		bad = 1;
+	}
+	if (!bad)
+		bad = run_reloads(why, sizeof(why), c, hs, touched, &he);
+	for (k = 0; !bad && k < hs->nroles; k++) {
+		if (hs->roles[k].role != SPEC_ROLE_SERVER || !hs->roles[k].probe_type)
+			continue;
+		bad = probe_server(why, sizeof(why), a, hs, &hs->roles[k], &he);
+		if (bad < 0) {
+			snprintf(why, sizeof(why), "probe: %s", he.msg);
+			bad = 1;
+		}
+	}
+	if (bad && nw) {
+		/* Put every file back as it was, and make the service read them again. */
+		int restored = 1;
+		char reload_why[256] = "";
+
+		/*
+		 * Only files this run put in place: their backups were made by the
+		 * same command.  After a failed commit nothing is restored (a backup
+		 * could be older than what the host had); the next run plans from
+		 * whatever the host holds.
+		 */
+		for (i = 0; i < nw; i++)
+			if (staged[i].committed && ssh_restore_backup(c, staged[i].path, 0, &he) < 0)
+				restored = 0;
+		if (run_reloads(reload_why, sizeof(reload_why), c, hs, touched, &he))
+			restored = 0;
+		strncat(why, restored ? "; backups restored and reloaded" : "; RESTORING THE BACKUPS FAILED: check the host",
+			sizeof(why) - strlen(why) - 1);
+	}
+done:
+	ssh_staged_discard(c, staged, nw);
+	ssh_disconnect(c);
+	res->failed = bad;
+	res->written = nw;
+	{
+		struct buf w = BUF_INIT;
+
+		if (bad)
+			buf_printf(&w, "FAILED: %s", why);
+		else {
+			int reloaded = 0, probed = 0;
+
+			for (k = 0; k < hs->nroles; k++) {
+				reloaded |= touched[k] && hs->roles[k].reload != NULL;
+				probed |= hs->roles[k].role == SPEC_ROLE_SERVER && hs->roles[k].probe_type != NULL;
+			}
+			buf_printf(&w, "%zu file%s written%s%s", nw, nw == 1 ? "" : "s", reloaded ? ", reloaded" : "",
+				   probed ? ", probe passed" : "");
+		}
+		res->what = w.err ? NULL : buf_detach(&w);
+		buf_release(&w);
+	}
+	free(staged);
+	free(touched);
+	if (!res->what)
+		return err_nomem(e);
+	if (a->ui->host) {
+		pthread_mutex_lock(&a->mu);
+		a->ui->host(a->ui->payload, &r->hosts[h], bad, res->what);
+		pthread_mutex_unlock(&a->mu);
+	}
+	return 0;
+}
+
+/* Run one step: canary hosts one by one, then the rest in parallel. */
+static int apply_step(struct env_run *r, const struct plan_step *st, const char *secret, int jobs, int canary,
+		      const struct apply_ui *ui, struct buf *log, size_t *nfailed, struct err *e)
+{
+	struct apply_run a;
+	size_t i, n = 0, nc;
+	int rc = 0;
+
+	memset(&a, 0, sizeof(a));
+	a.r = r;
+	a.st = st;
+	a.secret = secret;
+	a.ui = ui;
+	a.hosts = calloc(r->nhosts + 1, sizeof(*a.hosts));
+	a.res = calloc(r->nhosts + 1, sizeof(*a.res));
+	if (!a.hosts || !a.res || pthread_mutex_init(&a.mu, NULL) != 0) {
+		free(a.hosts);
+		free(a.res);
+		return err_nomem(e);
+	}
+	for (i = 0; i < r->nhosts; i++) {
+		size_t k;
+
+		for (k = 0; k < st->nchanges; k++)
+			if (st->changes[k].host == i)
+				break;
+		if (k < st->nchanges)
+			a.hosts[n++] = i;
+	}
+	nc = canary > 0 && (size_t)canary < n ? (size_t)canary : 0;
+	*nfailed = 0;
+	for (i = 0; i < nc && rc == 0; i++) {
+		rc = apply_host(&a, NULL, i, e);
+		*nfailed += a.res[i].failed;
+	}
+	if (rc == 0 && *nfailed == 0 && n > nc) {
+		struct apply_run rest = a;
+
+		rest.hosts = a.hosts + nc;
+		rest.res = a.res + nc;
+		rc = pool_run(n - nc, jobs, apply_host, NULL, &rest, e);
+		for (i = nc; i < n; i++)
+			*nfailed += a.res[i].failed;
+	}
+	buf_printf(log, "%s{\"from\":\"%s\",\"to\":\"%s\",\"hosts\":[", log->ptr[log->len - 1] == '[' ? "" : ",",
+		   phase_step_name(st->from), phase_step_name(st->to));
+	for (i = 0; i < n; i++) {
+		buf_printf(log, "%s{\"host\":", i ? "," : "");
+		json_str(log, r->hosts[a.hosts[i]].name);
+		buf_printf(log, ",\"done\":%s,\"failed\":%s,\"files_written\":%zu,\"what\":", a.res[i].what ? "true" : "false",
+			   a.res[i].failed ? "true" : "false", a.res[i].written);
+		json_str(log, a.res[i].what);
+		buf_puts(log, "}");
+	}
+	buf_puts(log, "]}");
+	for (i = 0; i < n; i++)
+		free(a.res[i].what);
+	pthread_mutex_destroy(&a.mu);
+	free(a.hosts);
+	free(a.res);
+	return rc;
+}
+
+/*
+ * A service must serve what its files hold.  An apply killed (or cut off)
+ * between renaming a host's files and its reload leaves a server that
+ * still presents the previous leaf while its files look done; the gate
+ * must not trust files alone.  For every server role with a probe, probe
+ * without a client certificate and compare the leaf presented with the
+ * leaf in its file.  *out (freed by the caller) lists the stale ones.
+ */
+static int find_stale(struct stale **out, size_t *nstale, struct env_run *r, const struct apply_ui *ui,
+		      struct err *e)
+{
+	struct buf roots = BUF_INIT;
+	struct stale *v = NULL, *nv;
+	size_t h, k, f, g, cap = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*nstale = 0;
+	for (g = 0; g < r->material.n; g++) {
+		const struct material_cert *c = material_find(&r->material, r->material.v[g].generation, CERT_ROLE_ROOT, NULL);
+
+		if (c && buf_puts(&roots, c->pem) < 0) {
+			buf_release(&roots);
+			return err_nomem(e);
+		}
+	}
+	for (h = 0; h < r->nhosts && rc == 0; h++) {
+		const struct obs_host *oh = &r->hosts[h];
+		const struct host_spec *hs = &r->st.hosts->hosts[h];
+
+		for (k = 0; oh->reachable && k < oh->nroles && rc == 0; k++) {
+			const struct host_role *role = &hs->roles[k];
+			const struct obs_file *leaf = NULL;
+			struct probe_req q;
+			struct probe_result pr;
+
+			if (role->role != SPEC_ROLE_SERVER || !role->probe_type || !roots.len)
+				continue;
+			for (f = oh->roles[k].first; f < oh->roles[k].first + oh->roles[k].nfiles; f++)
+				if ((oh->files[f].content == SPEC_CONTENT_LEAF || oh->files[f].content == SPEC_CONTENT_LEAF_CHAIN) &&
+				    oh->files[f].present && !oh->files[f].problem && oh->files[f].ncerts)
+					leaf = &oh->files[f];
+			if (!leaf)
+				continue;
+			memset(&q, 0, sizeof(q));
+			q.address = hs->address;
+			q.port = role->probe_port;
+			q.trust_pem = roots.ptr;
+			q.trust_len = roots.len;
+			q.expect_fingerprint = leaf->certs[0].fingerprint;
+			rc = strcmp(role->probe_type, "postgres") == 0 ? probe_postgres(&pr, &q, e) : probe_tls(&pr, &q, e);
+			if (rc < 0)
+				break;
+			/* Only a service that presents another leaf is stale; one that does not answer fails its own probe. */
+			if (pr.fingerprint_match == 1 || !pr.tls_ok || !pr.server_leaf_fingerprint[0])
+				continue;
+			if (*nstale == cap) {
+				cap = cap ? cap * 2 : 8;
+				if (!(nv = realloc(v, cap * sizeof(*v)))) {
+					rc = err_nomem(e);
+					break;
+				}
+				v = nv;
+			}
+			v[*nstale].host = h;
+			v[*nstale].role = k;
+			(*nstale)++;
+			if (ui)
+				note(ui, "  ! %s (%s): the service presents %s, its files hold %s: it needs a reload", hs->name,
+				     hs->address, pr.server_leaf_fingerprint, leaf->certs[0].fingerprint);
+		}
+	}
+	buf_release(&roots);
+	if (rc < 0) {
+		free(v);
+		*nstale = 0;
+		return rc;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Reload the stale services found by find_stale() and check them again. */
+static int settle(struct env_run *r, const struct stale *stale, size_t nstale, const struct apply_ui *ui,
+		  struct err *e)
+{
+	struct stale *again = NULL;
+	size_t i, left = 0;
+	int tries, rc;
+
+	for (i = 0; i < nstale; i++) {
+		const struct host_spec *hs = &r->st.hosts->hosts[stale[i].host];
+		struct ssh_conn *c = NULL;
+		unsigned char *touched = calloc(hs->nroles + 1, 1);
+		char why[512] = "";
+
+		if (!touched)
+			return err_nomem(e);
+		touched[stale[i].role] = 1;
+		note(ui, "  reloading %s (%s): an earlier apply stopped before its reload", hs->name, hs->address);
+		rc = observe_connect(&c, &r->oo, hs, e) < 0 ? e->code
+		     : run_reloads(why, sizeof(why), c, hs, touched, e) ? err_set(e, ROTOR_ERROR, "%s: %s", hs->name, why) : 0;
+		ssh_disconnect(c);
+		free(touched);
+		if (rc < 0)
+			return rc;
+	}
+	/* A reload is asynchronous: look again for a few seconds. */
+	for (tries = 0; tries < PROBE_TRIES; tries++) {
+		sleep_ms(PROBE_PAUSE_MS);
+		free(again);
+		if (find_stale(&again, &left, r, NULL, e) < 0)
+			return e->code;
+		if (!left) {
+			free(again);
+			return 0;
+		}
+	}
+	rc = err_set(e, ROTOR_ESTATE, "%s still presents another certificate than its files hold after a reload",
+		     r->st.hosts->hosts[again[0].host].name);
+	free(again);
+	return rc;
+}
+
+static int record_status(struct apply_result *res, struct env_run *r, struct gitrepo *repo, const char *env,
+			 const struct buf *log, struct err *e)
+{
+	struct buf obs = BUF_INIT, msg = BUF_INIT;
+	struct gitrepo_file files[2];
+	char who[256];
+	int rc;
+
+	gitstatus_holder(who, sizeof(who));
+	if (log->err || observe_json(&obs, r->hosts, r->nhosts, &r->st, r->src.commit) < 0 ||
+	    buf_printf(&msg, "rotor: apply %s: %s\n\nDesired state: %s\nRotor-Env: %s\nRotor-Desired: %s\nRotor-By: %s\n",
+		       env, res->outcome, r->src.commit, env, r->src.commit, who) < 0) {
+		buf_release(&obs);
+		buf_release(&msg);
+		return err_set(e, log->err ? log->err : ROTOR_ENOMEM, "the status documents are incomplete (out of memory)");
+	}
+	files[0].path = "observed.json";
+	files[0].data = obs.ptr;
+	files[0].len = obs.len;
+	files[1].path = "applied.json";
+	files[1].data = log->ptr;
+	files[1].len = log->len;
+	rc = gitstatus_record(repo, env, files, 2, buf_cstr(&msg), res->status_commit, e);
+	buf_release(&obs);
+	buf_release(&msg);
+	return rc;
+}
+
+/* The desired commit: --ref, else git.main of rotor.yaml at HEAD, else "main"; never the work tree. */
+static const char *desired_ref(char *out, size_t len, struct gitrepo *repo, const char *ref)
+{
+	struct rotor_config *c = NULL;
+	struct diags cd = { NULL, 0, 0 };
+	struct buf cfg = BUF_INIT;
+	struct err e = ERR_INIT;
+	char head[41];
+
+	if (ref)
+		return ref;
+	snprintf(out, len, "main");
+	if (gitrepo_resolve(repo, "HEAD", head, &e) == 0 && gitrepo_read(&cfg, repo, head, "rotor.yaml", SPEC_MAX_BYTES, &e) == 0 &&
+	    spec_load_config(&c, "rotor.yaml", cfg.ptr, cfg.len, &cd) == 0 && c->git_main)
+		snprintf(out, len, "%s", c->git_main);
+	spec_config_free(c);
+	diags_release(&cd);
+	buf_release(&cfg);
+	return out;
+}
+
+/* The first step that still has changes: the steps before it are done. */
+static const struct plan_step *next_step(const struct plan *p)
+{
+	size_t k;
+
+	for (k = 0; k < p->nsteps; k++)
+		if (p->steps[k].nchanges)
+			return &p->steps[k];
+	return NULL;
+}
+
+#define STOP(...) do { snprintf(res->outcome, sizeof(res->outcome), __VA_ARGS__); } while (0)
+
+/* The run under the lock: plan, ask, settle, the steps.  res->status and outcome are set. */
+static int apply_locked(struct apply_result *res, struct env_run *r, const struct apply_opts *o,
+			const struct apply_ui *ui, const char *secret, struct buf *log, struct err *e)
+{
+	struct stale *stale = NULL;
+	size_t nstale = 0, failed = 0;
+	int guard, rc = 0;
+
+	res->status = 1;
+	if ((rc = env_run_plan(r, 0, o->replace_unknown, e)) < 0)
+		return rc;
+	if (ui->plan)
+		ui->plan(ui->payload, r);
+	if (!r->plan.live_known || r->plan.refused) {
+		STOP("%s", r->plan.refused ? "refused: unsafe desired state" : "stopped: live state unknown");
+		alert(ui, "nothing applied: %s", res->outcome);
+		return 0;
+	}
+	if ((rc = find_stale(&stale, &nstale, r, ui, e)) < 0)
+		return rc;
+	if (r->plan.nchanges == 0 && nstale == 0) {
+		STOP("in sync at %s, nothing to do", phase_step_name(r->plan.desired));
+		res->status = 0;
+		return 0;
+	}
+	if (ui->confirm && !ui->confirm(ui->payload)) {
+		free(stale);
+		STOP("not confirmed, nothing applied");
+		alert(ui, "%s", res->outcome);
+		return 0;
+	}
+	rc = nstale ? settle(r, stale, nstale, ui, e) : 0;
+	free(stale);
+	if (rc < 0)
+		return rc;
+	for (guard = 0;; guard++) {
+		const struct plan_step *st = next_step(&r->plan);
+
+		if (!st)
+			break;
+		if (guard >= 2 * NSTEPS) {
+			STOP("stopped after %zu steps: the hosts do not converge", res->steps);
+			alert(ui, "%s (is something else changing these files?)", res->outcome);
+			return 0;
+		}
+		if (st->ngates) {
+			STOP("stopped before %s: external peers not ready", phase_step_name(st->to));
+			alert(ui, "%s (see the gate above)", res->outcome);
+			return 0;
+		}
+		if (ui->step)
+			ui->step(ui->payload, st);
+		if ((rc = apply_step(r, st, secret, r->oo.parallel, o->canary, ui, log, &failed, e)) < 0)
+			return rc;
+		res->steps++;
+		res->changes += st->nchanges;
+		if (failed) {
+			STOP("step %s -> %s failed on %zu host%s", phase_step_name(st->from), phase_step_name(st->to), failed,
+			     failed == 1 ? "" : "s");
+			alert(ui, "%s; fix it and run apply again to continue", res->outcome);
+			/* Record what the hosts hold now. */
+			if (env_run_plan(r, 0, o->replace_unknown, e) < 0)
+				err_clear(e);
+			return 0;
+		}
+		/* The gate for the next step is what the hosts hold now. */
+		if ((rc = env_run_plan(r, 0, o->replace_unknown, e)) < 0)
+			return rc;
+		if (!r->plan.live_known || r->plan.refused) {
+			STOP("stopped after %zu step%s: live state does not match the plan", res->steps,
+			     res->steps == 1 ? "" : "s");
+			if (ui->plan)
+				ui->plan(ui->payload, r);
+			alert(ui, "%s", res->outcome);
+			return 0;
+		}
+		if ((rc = find_stale(&stale, &nstale, r, ui, e)) == 0 && nstale)
+			rc = settle(r, stale, nstale, ui, e);
+		free(stale);
+		stale = NULL;
+		if (rc < 0)
+			return rc;
+	}
+	STOP("%zu step%s, %zu file change%s; every host at %s", res->steps, res->steps == 1 ? "" : "s", res->changes,
+	     res->changes == 1 ? "" : "s", phase_step_name(r->plan.desired));
+	note(ui, "\ndone: %s", res->outcome);
+	res->status = 0;
+	return 0;
+}
+
+int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply_opts *o,
+	      const struct apply_ui *ui, struct diags *d, struct err *e)
+{
+	struct env_run r;
+	struct buf secret = BUF_INIT, log = BUF_INIT;
+	struct gitstatus_lock_info li;
+	struct gitstatus_lock removed;
+	char key_path[4096], lock_id[41] = "", ref[256], cmdline[128], desc[600];
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	res->status = 1;
+	if ((rc = env_run_load(&r, repo, o->env, desired_ref(ref, sizeof(ref), repo, o->ref), RUN_KEYS, d, e)) < 0)
+		goto out;
+	if (o->parallel)
+		r.oo.parallel = o->parallel;
+	if ((rc = state_key_path(key_path, sizeof(key_path), r.st.config, e)) < 0 ||
+	    (rc = pki_secret_load(&secret, key_path, e)) < 0 ||
+	    (rc = state_check_secret(&r.st, &r.src, buf_cstr(&secret), key_path, e)) < 0)
+		goto out;
+	memset(&li, 0, sizeof(li));
+	snprintf(cmdline, sizeof(cmdline), "rotor apply --env %s", o->env);
+	li.command = cmdline;
+	li.desired = r.src.commit;
+	if ((rc = gitstatus_lock_take(repo, o->env, &li, o->force_unlock, lock_id, &removed, e)) < 0)
+		goto out;
+	if (removed.id[0])
+		alert(ui, "removed the lock of %s", gitstatus_lock_describe(desc, sizeof(desc), &removed));
+
+	buf_printf(&log, "{\"desired\":\"%s\",\"steps\":[", r.src.commit);
+	if (apply_locked(res, &r, o, ui, buf_cstr(&secret), &log, e) < 0) {
+		alert(ui, "%s", e->msg);
+		err_clear(e);
+		res->status = 1;
+		if (!r.hosts)
+			goto unlock;    /* nothing was observed: nothing to record */
+		snprintf(res->outcome, sizeof(res->outcome), "error");
+	}
+	buf_puts(&log, "],\"outcome\":");
+	json_str(&log, res->outcome);
+	buf_puts(&log, "}\n");
+	if (record_status(res, &r, repo, o->env, &log, e) < 0) {
+		alert(ui, "recording the status failed: %s", e->msg);
+		err_clear(e);
+		res->status = 1;
+	} else {
+		note(ui, "recorded %.12s on rotor/status/%s", res->status_commit, o->env);
+	}
+unlock:
+	if (gitstatus_unlock(repo, o->env, lock_id, e) < 0) {
+		alert(ui, "%s", e->msg);
+		err_clear(e);
+	}
+	rc = 0;
+out:
+	buf_wipe(&secret);
+	buf_release(&log);
+	env_run_release(&r);
+	return rc;
+}
