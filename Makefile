@@ -6,7 +6,7 @@
 #   make demo     deps + build + a real rotation on a throwaway repository
 #   make bench    deps + benchmarks (tests/bench/)
 
-PKGS      := libgit2 openssl yaml-0.1 libssh2
+PKGS      := libgit2 openssl yaml-0.1 libssh2 jansson
 CC        ?= cc
 WARN      := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wvla -Wstrict-prototypes
 BASEFLAGS := -std=c11 $(WARN) -D_POSIX_C_SOURCE=200809L -g -I.
@@ -29,7 +29,7 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 # Debian packages: build, unit tests, schema agreement, e2e.
 DEPS_BUILD := gcc make pkg-config git openssl libgit2-dev libssl-dev libyaml-dev libpq-dev \
-              libssh2-1-dev libcmocka-dev python3 python3-jsonschema python3-yaml
+              libssh2-1-dev libjansson-dev libcmocka-dev python3 python3-jsonschema python3-yaml
 DEPS_FLEET := openssh-server openssh-client postgresql util-linux procps sudo iproute2
 DEPS_BENCH := golang-cfssl time ansible-core
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cmd/cmd.h"
+#include "reconcile/engine/files.h"
 #include "reconcile/engine/report.h"
 #include "reconcile/engine/run.h"
 
@@ -25,10 +26,12 @@ static void print_after(FILE *out, const struct host_spec *hs)
 	size_t k;
 
 	for (k = 0; k < hs->nroles; k++) {
-		if (hs->roles[k].reload)
-			fprintf(out, "    then reload: %s\n", hs->roles[k].reload);
-		if (hs->roles[k].probe_type)
-			fprintf(out, "    then probe: %s %s:%d\n", hs->roles[k].probe_type, hs->address,
+		const char *reload = role_reload(&hs->roles[k]);
+
+		if (reload)
+			fprintf(out, "    then reload: %s\n", reload);
+		if (hs->roles[k].probe)
+			fprintf(out, "    then probe: %s %s:%d\n", hs->roles[k].probe->name, hs->address,
 				hs->roles[k].probe_port);
 	}
 }

@@ -19,7 +19,7 @@
 #include "reconcile/engine/report.h"
 #include "reconcile/pki/pki.h"
 #include "reconcile/remote/ssh.h"
-#include "reconcile/services/layout.h"
+#include "reconcile/engine/files.h"
 #include "reconcile/tls/probe.h"
 
 #define PROBE_TRIES 20
@@ -162,13 +162,13 @@ static int probe_server(char *why, size_t whylen, const struct apply_run *a, con
 		if (i)
 			sleep_ms(PROBE_PAUSE_MS);
 		memset(&pr, 0, sizeof(pr));
-		rc = strcmp(role->probe_type, "postgres") == 0 ? probe_postgres(&pr, &q, e) : probe_tls(&pr, &q, e);
+		rc = role->probe->run(&pr, &q, e);
 		if (rc < 0)
 			goto out;
 		ok = pr.tls_ok && pr.server_verified && pr.fingerprint_match == 1 &&
-		     (strcmp(role->probe_type, "postgres") != 0 || !ccert.len || pr.client_accepted == 1);
+		     (!role->probe->checks_client || !ccert.len || pr.client_accepted == 1);
 		if (!ok)
-			snprintf(why, whylen, "probe %s %s:%d: %s%s%s%s", role->probe_type, hs->address, role->probe_port,
+			snprintf(why, whylen, "probe %s %s:%d: %s%s%s%s", role->probe->name, hs->address, role->probe_port,
 				 pr.error[0] ? pr.error : "",
 				 !pr.server_verified && pr.verify_reason[0] ? " server not verified: " : "",
 				 !pr.server_verified ? pr.verify_reason : "",
@@ -192,13 +192,15 @@ static int run_reloads(char *why, size_t whylen, struct ssh_conn *c, const struc
 	int status, rc;
 
 	for (k = 0; k < hs->nroles; k++) {
-		if (!role_touched[k] || !hs->roles[k].reload)
+		const char *reload = role_reload(&hs->roles[k]);
+
+		if (!role_touched[k] || !reload)
 			continue;
 		buf_release(&se);
 		se.max = 4096;
-		rc = ssh_exec(c, hs->roles[k].reload, NULL, &se, &status, e);
+		rc = ssh_exec(c, reload, NULL, &se, &status, e);
 		if (rc < 0 || status != 0) {
-			snprintf(why, whylen, "reload `%s` failed: %s", hs->roles[k].reload,
+			snprintf(why, whylen, "reload `%s` failed: %s", reload,
 				 rc < 0 ? e->msg : se.len ? buf_cstr(&se) : "non-zero exit");
 			buf_release(&se);
 			return 1;
@@ -301,7 +303,7 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 	if (!bad)
 		bad = run_reloads(why, sizeof(why), c, hs, touched, &he);
 	for (k = 0; !bad && k < hs->nroles; k++) {
-		if (hs->roles[k].role != SPEC_ROLE_SERVER || !hs->roles[k].probe_type)
+		if (hs->roles[k].role != SPEC_ROLE_SERVER || !hs->roles[k].probe)
 			continue;
 		bad = probe_server(why, sizeof(why), a, hs, &hs->roles[k], &he);
 		if (bad < 0) {
@@ -342,8 +344,8 @@ done:
 			int reloaded = 0, probed = 0;
 
 			for (k = 0; k < hs->nroles; k++) {
-				reloaded |= touched[k] && hs->roles[k].reload != NULL;
-				probed |= hs->roles[k].role == SPEC_ROLE_SERVER && hs->roles[k].probe_type != NULL;
+				reloaded |= touched[k] && role_reload(&hs->roles[k]) != NULL;
+				probed |= hs->roles[k].role == SPEC_ROLE_SERVER && hs->roles[k].probe != NULL;
 			}
 			buf_printf(&w, "%zu file%s written%s%s", nw, nw == 1 ? "" : "s", reloaded ? ", reloaded" : "",
 				   probed ? ", probe passed" : "");
@@ -462,7 +464,7 @@ static int find_stale(struct stale **out, size_t *nstale, struct env_run *r, con
 			struct probe_req q;
 			struct probe_result pr;
 
-			if (role->role != SPEC_ROLE_SERVER || !role->probe_type || !roots.len)
+			if (role->role != SPEC_ROLE_SERVER || !role->probe || !roots.len)
 				continue;
 			for (f = oh->roles[k].first; f < oh->roles[k].first + oh->roles[k].nfiles; f++)
 				if ((oh->files[f].content == SPEC_CONTENT_LEAF || oh->files[f].content == SPEC_CONTENT_LEAF_CHAIN) &&
@@ -476,7 +478,7 @@ static int find_stale(struct stale **out, size_t *nstale, struct env_run *r, con
 			q.trust_pem = roots.ptr;
 			q.trust_len = roots.len;
 			q.expect_fingerprint = leaf->certs[0].fingerprint;
-			rc = strcmp(role->probe_type, "postgres") == 0 ? probe_postgres(&pr, &q, e) : probe_tls(&pr, &q, e);
+			rc = role->probe->run(&pr, &q, e);
 			if (rc < 0)
 				break;
 			/* Only a service that presents another leaf is stale; one that does not answer fails its own probe. */

@@ -22,7 +22,7 @@
 #include <time.h>
 
 #include "common/err.h"
-#include "reconcile/services/layout.h"
+#include "reconcile/engine/files.h"
 #include "reconcile/engine/phase.h"
 #include "reconcile/spec/spec.h"
 

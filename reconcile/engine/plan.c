@@ -18,7 +18,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "reconcile/services/layout.h"
+#include "reconcile/engine/files.h"
 #include "reconcile/tls/verify.h"
 
 #define MAX_FPS 4

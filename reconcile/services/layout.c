@@ -1,127 +1,77 @@
-/* layout.c -- role presets expanded into managed files (see layout.h). */
+/* layout.c -- the layout table (see layout.h). */
 #include "reconcile/services/layout.h"
 
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "common/buf.h"
+#define SIDE(s) (1u << LAYOUT_SIDE_##s)
 
-static int add(struct managed_file *v, size_t *n, const char *dir, const char *name,
-	       enum spec_content content, enum layout_side side, const struct host_role *r,
-	       const char *owner, const char *group, int mode, struct err *e)
-{
-	struct managed_file *f = &v[*n];
-	struct buf p = BUF_INIT;
-	size_t dl = strlen(dir);
+const struct layout_def layout_table[] = {
+	{
+		/* PostgreSQL server: ssl_cert_file, ssl_key_file, ssl_ca_file. */
+		.name = "postgres", .by_name = 1, .sides = SIDE(SERVER),
+		.required = LAYOUT_KEY_DIR, .refused = LAYOUT_KEY_HOME | LAYOUT_KEY_USER,
+		.base = LAYOUT_BASE_DIR, .bundle = LAYOUT_BUNDLE_NEWEST_FIRST,
+		.files = { { "server.crt", SPEC_CONTENT_LEAF_CHAIN, 0644 },
+			   { "server.key", SPEC_CONTENT_KEY, 0600 },
+			   { "root.crt", SPEC_CONTENT_TRUST, 0644 } },
+		.nfiles = 3,
+	},
+	{
+		/* libpq client: ~/.postgresql/postgresql.crt, postgresql.key, root.crt. */
+		.name = "libpq", .by_name = 1, .sides = SIDE(CLIENT),
+		.required = LAYOUT_KEY_HOME | LAYOUT_KEY_IDENTITY,
+		.refused = LAYOUT_KEY_DIR | LAYOUT_KEY_OWNER | LAYOUT_KEY_PROBE,
+		.base = LAYOUT_BASE_HOME, .subdir = ".postgresql", .owner_is_user = 1,
+		.bundle = LAYOUT_BUNDLE_NEWEST_FIRST,
+		.files = { { "postgresql.crt", SPEC_CONTENT_LEAF_CHAIN, 0644 },
+			   { "postgresql.key", SPEC_CONTENT_KEY, 0600 },
+			   { "root.crt", SPEC_CONTENT_TRUST, 0644 } },
+		.nfiles = 3,
+	},
+	{
+		/* CockroachDB node: certs dir with ca.crt, node.crt, node.key. */
+		.name = "cockroach", .by_name = 1, .sides = SIDE(SERVER) | SIDE(CLIENT),
+		.required = LAYOUT_KEY_DIR, .refused = LAYOUT_KEY_HOME | LAYOUT_KEY_USER,
+		.base = LAYOUT_BASE_DIR, .bundle = LAYOUT_BUNDLE_NEWEST_FIRST,
+		.files = { { "node.crt", SPEC_CONTENT_LEAF_CHAIN, 0644 },
+			   { "node.key", SPEC_CONTENT_KEY, 0600 },
+			   { "ca.crt", SPEC_CONTENT_TRUST, 0644 } },
+		.nfiles = 3,
+	},
+	{
+		/* An explicit file set: `files: [{path, content, owner, group, mode}]`. */
+		.name = "files", .by_name = 0, .sides = SIDE(SERVER) | SIDE(CLIENT),
+		.required = 0, .refused = LAYOUT_KEY_DIR | LAYOUT_KEY_HOME | LAYOUT_KEY_USER,
+		.base = LAYOUT_BASE_NONE, .bundle = LAYOUT_BUNDLE_NEWEST_FIRST,
+		.nfiles = 0,
+	},
+};
 
-	if (buf_printf(&p, "%.*s/%s", (int)(dl > 1 && dir[dl - 1] == '/' ? dl - 1 : dl), dir, name) < 0)
-		return err_nomem(e);
-	memset(f, 0, sizeof(*f));
-	f->path = buf_detach(&p);
-	f->content = content;
-	f->side = side;
-	f->mode = mode;
-	if ((content != SPEC_CONTENT_TRUST && r->identity && !(f->identity = xstrdup(r->identity, e))) ||
-	    (owner && !(f->owner = xstrdup(owner, e))) || (group && !(f->group = xstrdup(group, e)))) {
-		(*n)++;
-		return err_nomem(e);
-	}
-	(*n)++;
-	return 0;
-}
+const size_t layout_count = sizeof(layout_table) / sizeof(layout_table[0]);
 
-int layout_expand(struct managed_file **out, size_t *n, const struct host_role *r, struct err *e)
-{
-	struct managed_file *v;
-	enum layout_side me = r->role == SPEC_ROLE_SERVER ? LAYOUT_SIDE_SERVER : LAYOUT_SIDE_CLIENT;
-	enum layout_side peer = me == LAYOUT_SIDE_SERVER ? LAYOUT_SIDE_CLIENT : LAYOUT_SIDE_SERVER;
-	struct buf dir = BUF_INIT;
-	size_t cnt = 0, i;
-	int rc = 0;
-
-	*out = NULL;
-	*n = 0;
-	v = calloc(r->nfiles > 3 ? r->nfiles : 3, sizeof(*v));
-	if (!v)
-		return err_nomem(e);
-	if (!r->layout) {
-		for (i = 0; i < r->nfiles && rc == 0; i++) {
-			const struct host_file *hf = &r->files[i];
-			const char *slash = strrchr(hf->path, '/');
-			int mode = hf->mode >= 0 ? hf->mode : hf->content == SPEC_CONTENT_KEY ? 0600 : 0644;
-
-			buf_release(&dir);
-			if (!slash || buf_put(&dir, hf->path, (size_t)(slash - hf->path)) < 0) {
-				rc = slash ? err_nomem(e) : err_set(e, ROTOR_EINVALID, "file path \"%s\" is not absolute", hf->path);
-				break;
-			}
-			rc = add(v, &cnt, dir.len ? dir.ptr : "/", slash + 1, hf->content,
-				 hf->content == SPEC_CONTENT_TRUST ? peer : me, r,
-				 hf->owner ? hf->owner : r->owner, hf->group ? hf->group : r->group, mode, e);
-		}
-	} else if (strcmp(r->layout, "postgres") == 0 || strcmp(r->layout, "cockroach") == 0) {
-		int pg = r->layout[0] == 'p';
-
-		if (!r->dir)
-			rc = err_set(e, ROTOR_EINVALID, "layout %s needs dir", r->layout);
-		if (!rc)
-			rc = add(v, &cnt, r->dir, pg ? "server.crt" : "node.crt", SPEC_CONTENT_LEAF_CHAIN, me, r,
-				 r->owner, r->group, 0644, e);
-		if (!rc)
-			rc = add(v, &cnt, r->dir, pg ? "server.key" : "node.key", SPEC_CONTENT_KEY, me, r,
-				 r->owner, r->group, 0600, e);
-		if (!rc)
-			rc = add(v, &cnt, r->dir, pg ? "root.crt" : "ca.crt", SPEC_CONTENT_TRUST, peer, r,
-				 r->owner, r->group, 0644, e);
-	} else if (strcmp(r->layout, "libpq") == 0) {
-		if (!r->home)
-			rc = err_set(e, ROTOR_EINVALID, "layout libpq needs home");
-		else if (buf_printf(&dir, "%s%s.postgresql", r->home,
-				    r->home[strlen(r->home) - 1] == '/' ? "" : "/") < 0)
-			rc = err_nomem(e);
-		if (!rc)
-			rc = add(v, &cnt, dir.ptr, "postgresql.crt", SPEC_CONTENT_LEAF_CHAIN, me, r,
-				 r->owner ? r->owner : r->user, r->group, 0644, e);
-		if (!rc)
-			rc = add(v, &cnt, dir.ptr, "postgresql.key", SPEC_CONTENT_KEY, me, r,
-				 r->owner ? r->owner : r->user, r->group, 0600, e);
-		if (!rc)
-			rc = add(v, &cnt, dir.ptr, "root.crt", SPEC_CONTENT_TRUST, peer, r,
-				 r->owner ? r->owner : r->user, r->group, 0644, e);
-	} else {
-		rc = err_set(e, ROTOR_EINVALID, "unknown layout \"%s\"", r->layout);
-	}
-	buf_release(&dir);
-	if (rc) {
-		layout_free(v, cnt);
-		return rc;
-	}
-	*out = v;
-	*n = cnt;
-	return 0;
-}
-
-void layout_free(struct managed_file *files, size_t n)
+const struct layout_def *layout_find(const char *name)
 {
 	size_t i;
 
-	for (i = 0; files && i < n; i++) {
-		free(files[i].path);
-		free(files[i].identity);
-		free(files[i].owner);
-		free(files[i].group);
-	}
-	free(files);
+	for (i = 0; name && i < layout_count; i++)
+		if (layout_table[i].by_name && strcmp(layout_table[i].name, name) == 0)
+			return &layout_table[i];
+	return NULL;
+}
+
+const struct layout_def *layout_files(void)
+{
+	size_t i;
+
+	for (i = 0; i < layout_count; i++)
+		if (!layout_table[i].by_name)
+			return &layout_table[i];
+	return NULL;
 }
 
 const char *layout_content_name(enum spec_content c)
 {
-	switch (c) {
-	case SPEC_CONTENT_LEAF: return "leaf";
-	case SPEC_CONTENT_LEAF_CHAIN: return "leaf+chain";
-	case SPEC_CONTENT_KEY: return "key";
-	case SPEC_CONTENT_TRUST: return "trust";
-	}
-	return "?";
+	static const char *const names[SPEC_NCONTENT] = { "leaf", "leaf+chain", "key", "trust" };
+
+	return (unsigned)c < SPEC_NCONTENT ? names[c] : "?";
 }

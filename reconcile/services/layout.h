@@ -1,48 +1,85 @@
 /*
- * layout.h -- which files a host role manages.
+ * layout.h -- the layouts: one table entry per file set a host role can
+ * manage (an extension point; DESIGN.md §5a).
  *
- * A role in hosts.yaml names a layout (a preset for a well-known file
- * set) or lists its files.  layout_expand() turns one role into the flat
- * list of managed files, each with what it must contain, so observe and
- * plan work on files and never on layout names.
+ * A role in hosts.yaml names a layout (`layout: postgres`) or lists its
+ * files (`files:`, the entry "files").  An entry says everything rotor
+ * needs to know about a layout: which roles may use it, which hosts.yaml
+ * keys it needs and refuses, where its files live and what each holds
+ * (with mode and owner), how its trust bundle is ordered, the reload a
+ * role gets when hosts.yaml names none.  Validation
+ * (spec_hosts.c), expansion into files (engine/files.c) and apply read
+ * this table and nothing else; a unit test checks that
+ * schemas/hosts.json names the same layouts.  Adding a layout is one
+ * entry plus its tests.
  *
- *   postgres (server): DIR/server.crt  leaf+chain (leaf, server CA)
- *                      DIR/server.key  key, 0600
- *                      DIR/root.crt    trust (roots + client CAs: ssl_ca_file)
- *   libpq (client):    HOME/.postgresql/postgresql.crt  leaf+chain (leaf, client CA)
- *                      HOME/.postgresql/postgresql.key  key, 0600
- *                      HOME/.postgresql/root.crt        trust (roots + server CAs)
- *   cockroach (node):  DIR/ca.crt  trust (roots, newest first)
- *                      DIR/node.crt, DIR/node.key   leaf+chain / key of the node
- *
- * Ownership: the caller owns the array and frees it with layout_free();
- * strings in it are copies.  Errors: ROTOR_EINVALID for a role that the
- * schema should have refused (named in the message), ROTOR_ENOMEM.
+ * Pure data; no errors.
  */
 #ifndef ROTOR_LAYOUT_H
 #define ROTOR_LAYOUT_H
 
 #include <stddef.h>
 
-#include "common/err.h"
-#include "reconcile/spec/spec.h"
+/* What a managed file holds (hosts.yaml `content:`). */
+enum spec_content { SPEC_CONTENT_LEAF, SPEC_CONTENT_LEAF_CHAIN, SPEC_CONTENT_KEY, SPEC_CONTENT_TRUST };
+#define SPEC_NCONTENT 4
+
+/* "leaf", "leaf+chain", "key", "trust": as hosts.yaml and the JSON outputs name them. */
+const char *layout_content_name(enum spec_content c);
 
 /* Which side's certificates a trust bundle holds, or whose leaf a file carries. */
 enum layout_side { LAYOUT_SIDE_SERVER, LAYOUT_SIDE_CLIENT };
 
-struct managed_file {
-	char *path;              /* absolute path on the host */
-	enum spec_content content;
-	enum layout_side side;   /* leaf/key: the role's side; trust: the PEER side whose CAs it holds */
-	char *identity;          /* leaf name for leaf, leaf+chain and key files; NULL for trust */
-	char *owner, *group;     /* NULL: leave as is */
-	int mode;                /* octal permission bits */
+/* hosts.yaml role keys a layout needs or refuses (bits). */
+enum layout_key {
+	LAYOUT_KEY_DIR = 1u << 0,
+	LAYOUT_KEY_HOME = 1u << 1,
+	LAYOUT_KEY_USER = 1u << 2,
+	LAYOUT_KEY_OWNER = 1u << 3,
+	LAYOUT_KEY_IDENTITY = 1u << 4,
+	LAYOUT_KEY_PROBE = 1u << 5
 };
 
-int layout_expand(struct managed_file **out, size_t *n, const struct host_role *role, struct err *e);
-void layout_free(struct managed_file *files, size_t n);
+/* Where a layout's files live. */
+enum layout_base {
+	LAYOUT_BASE_NONE,      /* explicit files: each has its own absolute path */
+	LAYOUT_BASE_DIR,       /* the role's dir: */
+	LAYOUT_BASE_HOME       /* the role's home:, then subdir */
+};
 
-/* "leaf", "leaf+chain", "key", "trust": as hosts.yaml and the JSON outputs name them. */
-const char *layout_content_name(enum spec_content c);
+/* The order of the certificates in a trust bundle. */
+enum layout_bundle {
+	LAYOUT_BUNDLE_NEWEST_FIRST   /* the newest generation's root (and peer CA) first */
+};
+
+struct layout_file_def {
+	const char *name;            /* file name under the base directory */
+	enum spec_content content;
+	int mode;                    /* permission bits */
+};
+
+#define LAYOUT_MAX_FILES 4
+
+struct layout_def {
+	const char *name;            /* as hosts.yaml writes it; "files" for an explicit file set */
+	int by_name;                 /* 1: chosen by `layout: NAME`; 0: by `files:` */
+	unsigned sides;              /* roles that may use it: 1u << LAYOUT_SIDE_SERVER | ... */
+	unsigned required, refused;  /* LAYOUT_KEY_* bits */
+	enum layout_base base;
+	const char *subdir;          /* under the base directory, or NULL */
+	int owner_is_user;           /* files belong to user: when owner: is absent */
+	enum layout_bundle bundle;
+	const char *default_reload;  /* run when the role names no reload; NULL: none */
+	struct layout_file_def files[LAYOUT_MAX_FILES];
+	size_t nfiles;
+};
+
+extern const struct layout_def layout_table[];
+extern const size_t layout_count;
+
+/* The entry chosen by `layout: name` (by_name entries only), or NULL. */
+const struct layout_def *layout_find(const char *name);
+/* The entry for an explicit `files:` list. */
+const struct layout_def *layout_files(void);
 
 #endif

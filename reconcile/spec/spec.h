@@ -40,6 +40,8 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/names.h"
+#include "reconcile/services/layout.h"
+#include "reconcile/services/probes.h"
 #include "reconcile/spec/diag.h"
 
 /* ---- rotor.yaml ---- */
@@ -103,7 +105,6 @@ void spec_chain_free(struct chain_spec *c);
 /* ---- envs/E/hosts.yaml ---- */
 
 enum spec_role { SPEC_ROLE_SERVER, SPEC_ROLE_CLIENT };
-enum spec_content { SPEC_CONTENT_LEAF, SPEC_CONTENT_LEAF_CHAIN, SPEC_CONTENT_KEY, SPEC_CONTENT_TRUST };
 
 struct host_file {
 	char *path;            /* absolute, normalised, no "..", no control chars */
@@ -114,16 +115,16 @@ struct host_file {
 
 struct host_role {
 	enum spec_role role;
-	char *layout;          /* "postgres", "libpq", "cockroach", or NULL with files */
+	const struct layout_def *layout; /* the layout table's entry ("files" for an explicit set) */
 	char *dir;             /* server layouts: directory of the files */
 	char *owner, *group;
 	char *user, *home;     /* client layouts */
 	char *identity;        /* the leaf this role uses: server name (default: the
 	                        * host's name) or client user (required) */
 	char *reload;          /* shell command, or NULL */
-	char *probe_type;      /* "postgres", "tls", or NULL */
+	const struct probe_def *probe; /* the probe table's entry, or NULL */
 	int probe_port;        /* 0 when no probe */
-	struct host_file *files; /* explicit files (layout NULL) */
+	struct host_file *files; /* explicit files (layout "files") */
 	size_t nfiles;
 };
 

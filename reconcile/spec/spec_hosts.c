@@ -53,21 +53,34 @@ static const struct vkey role_keys[R_NKEYS] = {
 	{ "owner", 0 }, { "group", 0 },	 { "identity", 0 }, { "reload", 0 }, { "probe", 0 },
 };
 
-enum { L_POSTGRES, L_LIBPQ, L_COCKROACH, L_FILES, L_NONE };
+/* The layout table's key bits (layout.h) as bits of role_keys[]. */
+static unsigned key_bits(unsigned layout_keys)
+{
+	static const struct {
+		unsigned layout_key;
+		int rkey;
+	} map[] = { { LAYOUT_KEY_DIR, R_DIR },		 { LAYOUT_KEY_HOME, R_HOME },
+		    { LAYOUT_KEY_USER, R_USER },	 { LAYOUT_KEY_OWNER, R_OWNER },
+		    { LAYOUT_KEY_IDENTITY, R_IDENTITY }, { LAYOUT_KEY_PROBE, R_PROBE } };
+	unsigned out = 0;
+	size_t i;
 
-static const char *const layouts[] = { "postgres", "libpq", "cockroach" };
-static const char *const layout_names[] = { "postgres", "libpq", "cockroach", "files", "none" };
+	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (layout_keys & map[i].layout_key)
+			out |= 1u << map[i].rkey;
+	return out;
+}
 
-/* Keys a layout requires and refuses (bit i = role_keys[i]). */
-static const struct {
-	unsigned required, refused;
-} layout_rules[] = {
-	[L_POSTGRES] = { 1u << R_DIR, 1u << R_HOME | 1u << R_USER },
-	[L_LIBPQ] = { 1u << R_HOME | 1u << R_IDENTITY, 1u << R_DIR | 1u << R_OWNER | 1u << R_PROBE },
-	[L_COCKROACH] = { 1u << R_DIR, 1u << R_HOME | 1u << R_USER },
-	[L_FILES] = { 0, 1u << R_DIR | 1u << R_HOME | 1u << R_USER },
-	[L_NONE] = { 0, 0 },
-};
+/* Names of the layouts `layout:` may name, in table order; returns how many. */
+static size_t layout_names(const char **out, size_t max)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < layout_count && n < max; i++)
+		if (layout_table[i].by_name)
+			out[n++] = layout_table[i].name;
+	return n;
+}
 
 static void hosts_free_any(void *p)
 {
@@ -180,16 +193,19 @@ static void get_file(struct vctx *v, const struct ynode *n, const char *where, s
 static void get_probe(struct vctx *v, const struct ynode *n, const char *where, struct host_role *r)
 {
 	static const struct vkey keys[] = { { "type", 1 }, { "port", 1 } };
-	static const char *const types[] = { "postgres", "tls" };
+	const char *types[16];
 	const struct ynode *k[2];
 	char w[WHERE_MAX];
+	size_t i;
 	int t;
 
 	if (vmap(v, n, where, keys, 2, k) < 0)
 		return;
+	for (i = 0; i < probe_count && i < sizeof(types) / sizeof(types[0]); i++)
+		types[i] = probe_table[i].name;
 	where_key(w, where, "type");
-	if (venum(v, k[0], w, types, 2, &t) > 0)
-		vdup(v, &r->probe_type, types[t]);
+	if (venum(v, k[0], w, types, i, &t) > 0)
+		r->probe = &probe_table[t];
 	where_key(w, where, "port");
 	vint(v, k[1], w, 1, 65535, &r->probe_port);
 }
@@ -221,9 +237,11 @@ static void get_role(struct vctx *v, const struct ynode *n, const char *where, c
 {
 	static const char *const roles[] = { "server", "client" };
 	const struct ynode *k[R_NKEYS], *it;
+	const struct layout_def *layout = NULL;
+	const char *names[16];
 	char w[WHERE_MAX], wi[WHERE_MAX];
-	int role = -1, layout = L_NONE, lay, i;
-	unsigned required, refused;
+	int role = -1, lay, i;
+	unsigned required = 0, refused = 0;
 	size_t j;
 
 	if (vmap(v, n, where, role_keys, R_NKEYS, k) < 0)
@@ -237,19 +255,20 @@ static void get_role(struct vctx *v, const struct ynode *n, const char *where, c
 	} else if (!k[R_LAYOUT] && !k[R_FILES]) {
 		vreport(v, n, where, "missing \"layout\" or \"files\" (which files this role manages)");
 	} else if (k[R_FILES]) {
-		layout = L_FILES;
-	} else if (venum(v, k[R_LAYOUT], w, layouts, 3, &lay) > 0) {
-		layout = lay;
-		vdup(v, &r->layout, layouts[lay]);
-		if (lay == L_POSTGRES && role == SPEC_ROLE_CLIENT)
-			vreport(v, k[R_LAYOUT], w, "layout postgres is for role server");
-		else if (lay == L_LIBPQ && role == SPEC_ROLE_SERVER)
-			vreport(v, k[R_LAYOUT], w, "layout libpq is for role client");
+		layout = layout_files();
+	} else if (venum(v, k[R_LAYOUT], w, names, layout_names(names, sizeof(names) / sizeof(names[0])), &lay) > 0) {
+		layout = layout_find(names[lay]);
+		if (role >= 0 && !(layout->sides & (1u << role)))
+			vreport(v, k[R_LAYOUT], w, "layout %s is for role %s", layout->name,
+				role == SPEC_ROLE_SERVER ? "client" : "server");
 	}
+	r->layout = layout;
 
 	/* Keys by layout and role. */
-	required = layout_rules[layout].required;
-	refused = layout_rules[layout].refused;
+	if (layout) {
+		required = key_bits(layout->required);
+		refused = key_bits(layout->refused);
+	}
 	if (role == SPEC_ROLE_CLIENT) {
 		required |= 1u << R_IDENTITY;
 		refused |= 1u << R_PROBE;
@@ -261,16 +280,16 @@ static void get_role(struct vctx *v, const struct ynode *n, const char *where, c
 						     "that this role uses)");
 			else
 				vreport(v, n, where, "missing required key \"%s\" (layout %s needs it)",
-					role_keys[i].name, layout_names[layout]);
+					role_keys[i].name, layout ? layout->name : "none");
 		}
 		if ((refused & (1u << i)) && k[i]) {
 			where_key(w, where, role_keys[i].name);
 			if (i == R_PROBE && role == SPEC_ROLE_CLIENT)
 				vreport(v, k[i], w, "not used with role client (probes check servers)");
-			else if (layout == L_FILES)
+			else if (layout && !layout->by_name)
 				vreport(v, k[i], w, "not used with files (each file has its own path)");
 			else
-				vreport(v, k[i], w, "not used with layout %s", layout_names[layout]);
+				vreport(v, k[i], w, "not used with layout %s", layout ? layout->name : "none");
 			k[i] = NULL;
 		}
 	}
@@ -475,7 +494,6 @@ static void role_release(struct host_role *r)
 {
 	size_t i;
 
-	free(r->layout);
 	free(r->dir);
 	free(r->owner);
 	free(r->group);
@@ -483,7 +501,6 @@ static void role_release(struct host_role *r)
 	free(r->home);
 	free(r->identity);
 	free(r->reload);
-	free(r->probe_type);
 	for (i = 0; i < r->nfiles; i++) {
 		free(r->files[i].path);
 		free(r->files[i].owner);

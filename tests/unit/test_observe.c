@@ -17,7 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "reconcile/services/layout.h"
+#include "reconcile/engine/files.h"
 #include "reconcile/engine/observe.h"
 #include "reconcile/pki/pki.h"
 #include "reconcile/tls/verify.h"
@@ -332,7 +332,7 @@ static void test_layouts(void **state)
 	(void)state;
 	memset(&r, 0, sizeof(r));
 	r.role = SPEC_ROLE_SERVER;
-	r.layout = "postgres";
+	r.layout = layout_find("postgres");
 	r.dir = "/srv/postgres/certs/";
 	r.owner = "postgres";
 	r.identity = "pg1";
@@ -351,7 +351,7 @@ static void test_layouts(void **state)
 
 	memset(&r, 0, sizeof(r));
 	r.role = SPEC_ROLE_CLIENT;
-	r.layout = "libpq";
+	r.layout = layout_find("libpq");
 	r.home = "/home/app";
 	r.user = "app";
 	r.identity = "app";
@@ -364,9 +364,17 @@ static void test_layouts(void **state)
 	assert_string_equal(m[1].owner, "app");
 	layout_free(m, n);
 
-	r.layout = "nonsense";
+	/* A role that validation should have refused: no layout, or a layout without its directory. */
+	r.layout = NULL;
 	assert_int_equal(layout_expand(&m, &n, &r, &e), ROTOR_EINVALID);
 	assert_null(m);
+	r.layout = layout_find("postgres");
+	r.role = SPEC_ROLE_SERVER;
+	assert_int_equal(layout_expand(&m, &n, &r, &e), ROTOR_EINVALID);
+	assert_string_equal(e.msg, "layout postgres needs dir");
+	assert_null(m);
+	assert_null(layout_find("nonsense"));
+	assert_null(layout_find("files"));  /* an explicit set is chosen by files:, not by name */
 }
 
 /* Verify generation lg's leaf (with chain when chain is set) against a bundle of the listed files. */

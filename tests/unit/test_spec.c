@@ -507,19 +507,19 @@ static void test_good_basic(void **state)
 	assert_null(h->hosts[0].user);
 	assert_int_equal(h->hosts[0].nroles, 2);
 	assert_int_equal(h->hosts[0].roles[0].role, SPEC_ROLE_SERVER);
-	assert_string_equal(h->hosts[0].roles[0].layout, "postgres");
+	assert_string_equal(h->hosts[0].roles[0].layout->name, "postgres");
 	assert_string_equal(h->hosts[0].roles[0].dir, "/var/lib/postgresql/15/main/certs");
 	assert_string_equal(h->hosts[0].roles[0].owner, "postgres");
 	assert_string_equal(h->hosts[0].roles[0].identity, "pg1"); /* the host's name by default */
 	assert_string_equal(h->hosts[0].roles[0].reload, "systemctl reload postgresql");
-	assert_string_equal(h->hosts[0].roles[0].probe_type, "postgres");
+	assert_string_equal(h->hosts[0].roles[0].probe->name, "postgres");
 	assert_int_equal(h->hosts[0].roles[0].probe_port, 5432);
 	assert_int_equal(h->hosts[0].roles[1].role, SPEC_ROLE_CLIENT);
-	assert_string_equal(h->hosts[0].roles[1].layout, "libpq");
+	assert_string_equal(h->hosts[0].roles[1].layout->name, "libpq");
 	assert_string_equal(h->hosts[0].roles[1].user, "postgres");
 	assert_string_equal(h->hosts[0].roles[1].home, "/var/lib/postgresql");
 	assert_string_equal(h->hosts[0].roles[1].identity, "replicator");
-	assert_null(h->hosts[0].roles[1].probe_type);
+	assert_null(h->hosts[0].roles[1].probe);
 	assert_int_equal(h->hosts[0].roles[1].probe_port, 0);
 	assert_string_equal(h->hosts[1].name, "app1");
 	assert_string_equal(h->hosts[1].address, "app1.example.net");
@@ -574,7 +574,7 @@ static void test_good_files(void **state)
 	assert_int_equal(h->hosts[0].port, 2200);
 	assert_string_equal(h->hosts[0].user, "admin");
 	hr = &h->hosts[0].roles[0];
-	assert_null(hr->layout);
+	assert_ptr_equal(hr->layout, layout_files());
 	assert_int_equal(hr->nfiles, 3);
 	assert_string_equal(hr->files[0].path, "/etc/ssl/db/server.pem");
 	assert_int_equal(hr->files[0].content, SPEC_CONTENT_LEAF_CHAIN);
@@ -587,7 +587,7 @@ static void test_good_files(void **state)
 	assert_int_equal(hr->files[2].content, SPEC_CONTENT_TRUST);
 	assert_int_equal(hr->files[2].mode, 0644);
 	assert_string_equal(hr->identity, "db1");
-	assert_string_equal(hr->probe_type, "tls");
+	assert_string_equal(hr->probe->name, "tls");
 	assert_int_equal(hr->probe_port, 8443);
 	hr = &h->hosts[0].roles[1];
 	assert_int_equal(hr->role, SPEC_ROLE_CLIENT);
@@ -647,7 +647,7 @@ static void test_good_cockroach(void **state)
 	assert_string_equal(ch->servers[0].sans[2], "::ffff:10.0.0.11");
 	assert_int_equal(ch->nclients, 1);
 	assert_string_equal(h->hosts[0].address, "fd00::11");
-	assert_string_equal(h->hosts[0].roles[0].layout, "cockroach");
+	assert_string_equal(h->hosts[0].roles[0].layout->name, "cockroach");
 	assert_string_equal(h->hosts[0].roles[0].dir, "/var/lib/cockroach/certs");
 	assert_string_equal(h->hosts[0].roles[1].identity, "root");
 	assert_int_equal(r->phase, SPEC_PHASE_CLIENTS);

@@ -1,0 +1,269 @@
+/*
+ * test_services.c -- reconcile/services: the layout and probe tables
+ * are what schemas/hosts.json and schemas/observe.json say, entry for
+ * entry, and every entry is usable (hosts.yaml with it validates, its
+ * files expand).  Adding a layout or a probe without its schema fails
+ * here.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "reconcile/engine/files.h"
+#include "reconcile/services/layout.h"
+#include "reconcile/services/probes.h"
+#include "reconcile/spec/spec.h"
+
+#ifndef ROTOR_SRCDIR
+#define ROTOR_SRCDIR "."
+#endif
+
+static json_t *load_schema(const char *name)
+{
+	char path[4096];
+	json_error_t err;
+	json_t *j;
+
+	snprintf(path, sizeof(path), "%s/schemas/%s", ROTOR_SRCDIR, name);
+	j = json_load_file(path, 0, &err);
+	if (!j)
+		fail_msg("%s:%d: %s", path, err.line, err.text);
+	return j;
+}
+
+/* The "enum" array at a JSON pointer-like path of object keys. */
+static json_t *enum_at(json_t *root, const char *const *keys)
+{
+	json_t *j = root;
+
+	for (; *keys; keys++) {
+		j = json_object_get(j, *keys);
+		if (!j)
+			fail_msg("no key \"%s\" on the way to the enum", *keys);
+	}
+	j = json_object_get(j, "enum");
+	assert_non_null(j);
+	assert_true(json_is_array(j));
+	return j;
+}
+
+/* Every name in the enum is one of names[], and every names[] is in the enum. */
+static void same_names(json_t *en, const char *const *names, size_t n, const char *what)
+{
+	size_t i, k;
+
+	if (json_array_size(en) != n)
+		fail_msg("%s: the schema names %zu, the table %zu", what, json_array_size(en), n);
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < json_array_size(en); k++)
+			if (json_is_string(json_array_get(en, k)) &&
+			    strcmp(json_string_value(json_array_get(en, k)), names[i]) == 0)
+				break;
+		if (k == json_array_size(en))
+			fail_msg("%s: the table has \"%s\", the schema does not", what, names[i]);
+	}
+}
+
+static void test_layout_names_match_schema(void **state)
+{
+	static const char *const path[] = { "definitions", "role", "properties", "layout", NULL };
+	const char *names[16];
+	size_t i, n = 0;
+	json_t *s = load_schema("hosts.json");
+
+	(void)state;
+	for (i = 0; i < layout_count; i++)
+		if (layout_table[i].by_name)
+			names[n++] = layout_table[i].name;
+	same_names(enum_at(s, path), names, n, "hosts.json layout");
+	json_decref(s);
+}
+
+static void test_probe_names_match_schema(void **state)
+{
+	static const char *const path[] = { "definitions", "role", "properties", "probe", "properties", "type", NULL };
+	const char *names[16];
+	size_t i;
+	json_t *s = load_schema("hosts.json");
+
+	(void)state;
+	for (i = 0; i < probe_count; i++)
+		names[i] = probe_table[i].name;
+	same_names(enum_at(s, path), names, probe_count, "hosts.json probe.type");
+	json_decref(s);
+}
+
+static void test_content_names_match_schemas(void **state)
+{
+	static const char *const hosts_path[] = { "definitions", "role", "properties", "files", "items", "properties",
+						  "content", NULL };
+	static const char *const obs_path[] = { "definitions", "file", "properties", "content", NULL };
+	const char *names[SPEC_NCONTENT];
+	json_t *h = load_schema("hosts.json"), *o = load_schema("observe.json");
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < SPEC_NCONTENT; i++)
+		names[i] = layout_content_name((enum spec_content)i);
+	same_names(enum_at(h, hosts_path), names, SPEC_NCONTENT, "hosts.json files[].content");
+	same_names(enum_at(o, obs_path), names, SPEC_NCONTENT, "observe.json content");
+	assert_string_equal(layout_content_name((enum spec_content)SPEC_NCONTENT), "?");
+	json_decref(h);
+	json_decref(o);
+}
+
+/*
+ * The schema's per-layout rules (allOf: if layout = NAME then required
+ * [...]) require what the table requires, for every layout.
+ */
+static void test_layout_required_keys_match_schema(void **state)
+{
+	static const struct {
+		unsigned bit;
+		const char *key;
+	} keys[] = { { LAYOUT_KEY_DIR, "dir" }, { LAYOUT_KEY_HOME, "home" }, { LAYOUT_KEY_IDENTITY, "identity" } };
+	json_t *s = load_schema("hosts.json"), *all, *rule;
+	size_t i, r, k, seen = 0;
+
+	(void)state;
+	all = json_object_get(json_object_get(json_object_get(s, "definitions"), "role"), "allOf");
+	assert_true(json_is_array(all));
+	for (i = 0; i < layout_count; i++) {
+		const struct layout_def *l = &layout_table[i];
+		json_t *req = NULL;
+
+		if (!l->by_name)
+			continue;
+		json_array_foreach(all, r, rule) {
+			json_t *c = json_object_get(json_object_get(json_object_get(json_object_get(rule, "if"), "properties"),
+								    "layout"), "const");
+
+			if (c && json_is_string(c) && strcmp(json_string_value(c), l->name) == 0)
+				req = json_object_get(json_object_get(rule, "then"), "required");
+		}
+		if (!req)
+			fail_msg("hosts.json has no rule for layout %s", l->name);
+		seen++;
+		for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+			int in_schema = 0;
+			size_t q;
+
+			for (q = 0; q < json_array_size(req); q++)
+				in_schema |= strcmp(json_string_value(json_array_get(req, q)), keys[k].key) == 0;
+			if (in_schema != !!(l->required & keys[k].bit))
+				fail_msg("layout %s: the table %s \"%s\", the schema %s", l->name,
+					 l->required & keys[k].bit ? "requires" : "does not require", keys[k].key,
+					 in_schema ? "does" : "does not");
+		}
+	}
+	assert_true(seen >= 3);
+	json_decref(s);
+}
+
+/* Every layout entry validates in a hosts.yaml and expands to its files. */
+static void test_every_layout_validates_and_expands(void **state)
+{
+	size_t i, k;
+
+	(void)state;
+	for (i = 0; i < layout_count; i++) {
+		const struct layout_def *l = &layout_table[i];
+		struct hosts_spec *h = NULL;
+		struct diags d = { NULL, 0, 0 };
+		struct managed_file *m = NULL;
+		struct err e = ERR_INIT;
+		char yaml[1024];
+		size_t n = 0;
+		int server = (l->sides >> LAYOUT_SIDE_SERVER) & 1;
+
+		if (!l->by_name)
+			continue;
+		snprintf(yaml, sizeof(yaml), "hosts:\n  h1:\n    address: 127.0.0.1\n    roles:\n"
+			 "      - {role: %s, layout: %s, %s identity: x1}\n",
+			 server ? "server" : "client", l->name,
+			 l->base == LAYOUT_BASE_DIR ? "dir: /srv/certs," : "home: /home/u, user: u,");
+		if (spec_load_hosts(&h, "hosts.yaml", yaml, strlen(yaml), &d) != 0) {
+			struct buf b = BUF_INIT;
+
+			diags_format(&d, &b);
+			fail_msg("layout %s does not validate:\n%s%s", l->name, yaml, buf_cstr(&b));
+		}
+		assert_ptr_equal(h->hosts[0].roles[0].layout, l);
+		assert_int_equal(layout_expand(&m, &n, &h->hosts[0].roles[0], &e), 0);
+		assert_int_equal(n, l->nfiles);
+		for (k = 0; k < n; k++) {
+			assert_non_null(strstr(m[k].path, l->files[k].name));
+			assert_int_equal(m[k].content, l->files[k].content);
+			assert_int_equal(m[k].mode, l->files[k].mode);
+			assert_true(m[k].path[0] == '/');
+		}
+		layout_free(m, n);
+		spec_hosts_free(h);
+		diags_release(&d);
+	}
+}
+
+/* A layout used by a role it is not for is refused, naming the role it is for. */
+static void test_layout_sides_are_enforced(void **state)
+{
+	const char *yaml = "hosts:\n  h1:\n    address: 127.0.0.1\n    roles:\n"
+			   "      - {role: client, layout: postgres, dir: /srv, identity: app}\n";
+	struct hosts_spec *h = NULL;
+	struct diags d = { NULL, 0, 0 };
+
+	(void)state;
+	assert_int_equal(spec_load_hosts(&h, "hosts.yaml", yaml, strlen(yaml), &d), ROTOR_EINVALID);
+	assert_null(h);
+	assert_true(d.n >= 1);
+	assert_non_null(strstr(d.v[0].msg, "layout postgres is for role server"));
+	diags_release(&d);
+}
+
+/* Every probe entry resolves by name and runs through the table. */
+static void test_probe_table_dispatch(void **state)
+{
+	size_t i;
+
+	(void)state;
+	assert_true(probe_count >= 2);
+	for (i = 0; i < probe_count; i++) {
+		struct probe_result pr;
+		struct probe_req q;
+		struct err e = ERR_INIT;
+
+		assert_ptr_equal(probe_find(probe_table[i].name), &probe_table[i]);
+		assert_non_null(probe_table[i].run);
+		/* Port 0 is refused before anything is sent: the function behind the entry answers. */
+		memset(&q, 0, sizeof(q));
+		q.address = "127.0.0.1";
+		q.port = 0;
+		assert_int_equal(probe_table[i].run(&pr, &q, &e), ROTOR_EINVALID);
+	}
+	assert_null(probe_find("nonsense"));
+	assert_null(probe_find(NULL));
+	assert_true(probe_find("postgres")->checks_client);
+	assert_false(probe_find("tls")->checks_client);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_layout_names_match_schema),
+		cmocka_unit_test(test_probe_names_match_schema),
+		cmocka_unit_test(test_content_names_match_schemas),
+		cmocka_unit_test(test_layout_required_keys_match_schema),
+		cmocka_unit_test(test_every_layout_validates_and_expands),
+		cmocka_unit_test(test_layout_sides_are_enforced),
+		cmocka_unit_test(test_probe_table_dispatch),
+	};
+
+	return cmocka_run_group_tests_name("services", tests, NULL, NULL);
+}
