@@ -1,5 +1,6 @@
 /* observe.c -- classify live file contents (see observe.h). */
 #include "reconcile/engine/observe.h"
+#include "reconcile/tls/key.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -186,28 +187,19 @@ fail_mc:
 	return 0;
 }
 
-/* Never prompt for a passphrase: an encrypted key is simply unreadable here. */
-static int no_pass(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return -1;
-}
-
 enum obs_key observe_key_match(const char *key_pem, size_t key_len,
 			       const char *cert_pem, size_t cert_len)
 {
-	BIO *kb = NULL, *cb = NULL;
+	BIO *cb = NULL;
 	EVP_PKEY *key = NULL;
 	X509 *x = NULL;
 	enum obs_key r = OBS_KEY_INVALID;
 
+	struct err e = ERR_INIT;
+
 	if (key_len > INT_MAX || cert_len > INT_MAX)
 		return OBS_KEY_INVALID;
-	if (!(kb = BIO_new_mem_buf(key_pem, (int)key_len)) ||
-	    !(key = PEM_read_bio_PrivateKey(kb, NULL, no_pass, NULL)))
+	if (key_decode(&key, key_pem, key_len, NULL, KEY_PLAIN, &e) < 0)
 		goto out;
 	if (!cert_pem || !(cb = BIO_new_mem_buf(cert_pem, (int)cert_len)) ||
 	    !(x = PEM_read_bio_X509(cb, NULL, NULL, NULL))) {
@@ -218,7 +210,6 @@ enum obs_key observe_key_match(const char *key_pem, size_t key_len,
 out:
 	EVP_PKEY_free(key);
 	X509_free(x);
-	BIO_free(kb);
 	BIO_free(cb);
 	ERR_clear_error();
 	return r;

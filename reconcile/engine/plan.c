@@ -9,6 +9,7 @@
  * That is linear in hosts and covers all pairs.
  */
 #include "reconcile/engine/plan.h"
+#include "reconcile/tls/key.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -677,43 +678,16 @@ void plan_release(struct plan *p)
 /* ---- bytes for apply ---- */
 
 /* Never prompt: a wrong passphrase is an error, not a question. */
-static int pass_cb(char *buf, int size, int rwflag, void *u)
-{
-	const char *pass = u;
-	size_t n = strlen(pass);
-
-	(void)rwflag;
-	if (n > (size_t)size)
-		return -1;
-	memcpy(buf, pass, n);
-	return (int)n;
-}
-
 static int decrypt_key(struct buf *out, const char *pem, const char *pass, struct err *e)
 {
-	BIO *in = NULL, *mem = NULL;
 	EVP_PKEY *k = NULL;
-	BUF_MEM *m = NULL;
-	int rc = 0;
+	int rc = key_decode(&k, pem, strlen(pem), pass, KEY_ENCRYPTED, e);
 
-	if (!(in = BIO_new_mem_buf(pem, -1)) || !(mem = BIO_new(BIO_s_secmem()))) {
-		rc = err_nomem(e);
-		goto out;
-	}
-	if (!(k = PEM_read_bio_PrivateKey(in, NULL, pass_cb, (void *)pass))) {
+	if (rc == ROTOR_ESECRET)
 		rc = err_set(e, ROTOR_ESECRET, "a private key does not decrypt with the secret key");
-		goto out;
-	}
-	if (!PEM_write_bio_PKCS8PrivateKey(mem, k, NULL, NULL, 0, NULL, NULL) || BIO_get_mem_ptr(mem, &m) <= 0 ||
-	    buf_put(out, m->data, m->length) < 0) {
-		rc = err_nomem(e);
-		goto out;
-	}
-out:
+	if (rc == 0)
+		rc = key_encode(out, k, e);
 	EVP_PKEY_free(k);
-	BIO_free(in);
-	BIO_free(mem);      /* secure memory: cleansed on free */
-	ERR_clear_error();
 	return rc;
 }
 

@@ -8,6 +8,7 @@
 #define _DEFAULT_SOURCE
 #include "reconcile/pki/pki.h"
 #include "reconcile/pki/pki_int.h"
+#include "reconcile/tls/key.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -223,57 +224,14 @@ out:
 
 int pki_key_check(const char *pem, size_t len, const char *passphrase, struct err *e)
 {
-	BIO *b = NULL;
-	char *name = NULL, *header = NULL;
-	unsigned char *der = NULL;
-	const unsigned char *p;
-	long derlen = 0;
-	X509_SIG *p8 = NULL;
-	PKCS8_PRIV_KEY_INFO *inf = NULL;
 	EVP_PKEY *k = NULL;
-	size_t passlen;
 	int rc;
 
-	if (!pem || !passphrase || len > INT_MAX)
+	if (!pem || !passphrase)
 		return err_set(e, ROTOR_EINVALID, "pki_key_check: invalid arguments");
-	passlen = strlen(passphrase);
-	if (passlen > INT_MAX)
-		return err_set(e, ROTOR_EINVALID, "pki_key_check: invalid arguments");
-	if (!(b = BIO_new_mem_buf(pem, (int)len))) {
-		rc = pki_ossl_err(e, ROTOR_ENOMEM, "cannot read the key");
-		goto out;
-	}
-	if (!PEM_read_bio(b, &name, &header, &der, &derlen)) {
-		rc = pki_ossl_err(e, ROTOR_EINVALID, "not a PEM private key");
-		goto out;
-	}
-	/* Keys at rest must be encrypted: an unencrypted one proves nothing. */
-	if (strcmp(name, PEM_STRING_PKCS8) != 0) {
-		rc = err_set(e, ROTOR_EINVALID, "not an ENCRYPTED PRIVATE KEY (found \"%s\")", name);
-		goto out;
-	}
-	p = der;
-	if (!(p8 = d2i_X509_SIG(NULL, &p, derlen)) || p != der + derlen) {
-		rc = pki_ossl_err(e, ROTOR_EINVALID, "malformed ENCRYPTED PRIVATE KEY");
-		goto out;
-	}
-	if (!(inf = PKCS8_decrypt(p8, passphrase, (int)passlen))) {
-		rc = pki_ossl_err(e, ROTOR_ESECRET, "the private key does not decrypt with this secret key");
-		goto out;
-	}
-	if (!(k = EVP_PKCS82PKEY(inf))) {
-		rc = pki_ossl_err(e, ROTOR_EINVALID, "the decrypted private key is malformed");
-		goto out;
-	}
-	rc = 0;
-out:
+	rc = key_decode(&k, pem, len, passphrase, KEY_ENCRYPTED, e);
 	EVP_PKEY_free(k);
-	PKCS8_PRIV_KEY_INFO_free(inf);  /* cleanses the key bytes */
-	X509_SIG_free(p8);
-	OPENSSL_free(name);
-	OPENSSL_free(header);
-	OPENSSL_free(der);
-	BIO_free(b);
-	ERR_clear_error();
+	if (rc == ROTOR_ESECRET)
+		return err_set(e, ROTOR_ESECRET, "the private key does not decrypt with this secret key");
 	return rc;
 }

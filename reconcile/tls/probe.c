@@ -14,6 +14,7 @@
  * SSL_get_verify_result() == X509_V_OK.
  */
 #include "reconcile/tls/probe.h"
+#include "reconcile/tls/key.h"
 #include "reconcile/tls/verify.h"
 
 #include <ctype.h>
@@ -240,27 +241,6 @@ static int client_cert_alert(int alert)
 	}
 }
 
-struct pass_ctx {
-	const char *pass;
-	int asked;
-};
-
-static int pass_cb(char *buf, int size, int rwflag, void *u)
-{
-	struct pass_ctx *p = u;
-	size_t n;
-
-	(void)rwflag;
-	p->asked = 1;
-	if (!p->pass || size <= 0)
-		return -1;
-	n = strlen(p->pass);
-	if (n > (size_t)size)
-		return -1;
-	memcpy(buf, p->pass, n);
-	return (int)n;
-}
-
 /* ---- setup: parse what the caller gave, build SSL_CTX ---- */
 
 /* A bundle with at least one certificate (verify.c reads it). */
@@ -280,26 +260,14 @@ static int read_certs(STACK_OF(X509) **out, const char *pem, size_t len, const c
 /* The client key, parsed from the caller's memory (no copy of the PEM). */
 static int load_key(EVP_PKEY **out, const struct probe_req *req, struct err *e)
 {
-	struct pass_ctx pc = { req->client_key_pass, 0 };
-	BIO *b;
+	int rc;
 
 	*out = NULL;
 	if (!req->client_key_pem || req->client_key_len == 0)
 		return err_set(e, ROTOR_EINVALID, "client certificate given without its key");
-	if (req->client_key_len > INT_MAX)
-		return err_set(e, ROTOR_EINVALID, "client key: too large");
-	if (!(b = BIO_new_mem_buf(req->client_key_pem, (int)req->client_key_len)))
-		return err_nomem(e);
-	*out = PEM_read_bio_PrivateKey(b, NULL, pass_cb, &pc);
-	BIO_free(b);
-	ERR_clear_error();
-	if (*out)
-		return 0;
-	if (pc.asked && !req->client_key_pass)
-		return err_set(e, ROTOR_ESECRET, "client key is encrypted and no passphrase was given");
-	if (pc.asked)
-		return err_set(e, ROTOR_ESECRET, "client key does not decrypt with the passphrase");
-	return err_set(e, ROTOR_EINVALID, "client key: not a PEM private key");
+	if ((rc = key_decode(out, req->client_key_pem, req->client_key_len, req->client_key_pass, 0, e)) < 0)
+		err_prefix(e, "client key");
+	return rc;
 }
 
 static int setup_ctx(struct conn *c, const struct probe_req *req, struct err *e)

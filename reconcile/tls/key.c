@@ -1,0 +1,102 @@
+/* key.c -- private keys from and to PEM (see key.h). */
+#include "reconcile/tls/key.h"
+
+#include <limits.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+struct pass_ctx {
+	const char *pass;
+	int asked;
+};
+
+static int pass_cb(char *buf, int size, int rwflag, void *u)
+{
+	struct pass_ctx *p = u;
+	size_t n;
+
+	(void)rwflag;
+	p->asked = 1;
+	if (!p->pass || size <= 0)
+		return -1;
+	n = strlen(p->pass);
+	if (n > (size_t)size)
+		return -1;
+	memcpy(buf, p->pass, n);
+	return (int)n;
+}
+
+/* The PEM label of the first block ("ENCRYPTED PRIVATE KEY", "EC PRIVATE KEY", ...), into label. */
+static int pem_label(char *label, size_t len, const char *pem, size_t n)
+{
+	BIO *b = BIO_new_mem_buf(pem, (int)n);
+	char *name = NULL, *header = NULL;
+	unsigned char *der = NULL;
+	long derlen = 0;
+	int ok;
+
+	if (!b)
+		return ROTOR_ENOMEM;
+	ok = PEM_read_bio(b, &name, &header, &der, &derlen);
+	if (ok)
+		snprintf(label, len, "%s", name);
+	OPENSSL_free(name);
+	OPENSSL_free(header);
+	OPENSSL_clear_free(der, derlen > 0 ? (size_t)derlen : 0);
+	BIO_free(b);
+	return ok ? 0 : ROTOR_EINVALID;
+}
+
+int key_decode(EVP_PKEY **out, const char *pem, size_t len, const char *passphrase, unsigned flags,
+	       struct err *e)
+{
+	struct pass_ctx pc = { passphrase, 0 };
+	char label[64] = "";
+	BIO *b;
+	int rc, encrypted;
+
+	*out = NULL;
+	if (!pem || len == 0)
+		return err_set(e, ROTOR_EINVALID, "no key");
+	if (len > INT_MAX)
+		return err_set(e, ROTOR_EINVALID, "the key is too large");
+	rc = pem_label(label, sizeof(label), pem, len);
+	ERR_clear_error();
+	if (rc == ROTOR_ENOMEM)
+		return err_nomem(e);
+	if (rc < 0 || !strstr(label, "PRIVATE KEY"))
+		return err_set(e, ROTOR_EINVALID, "not a PEM private key");
+	encrypted = strcmp(label, PEM_STRING_PKCS8) == 0;
+	if ((flags & KEY_ENCRYPTED) && !encrypted)
+		return err_set(e, ROTOR_EINVALID, "not an ENCRYPTED PRIVATE KEY (found \"%s\")", label);
+	if ((flags & KEY_PLAIN) && encrypted)
+		return err_set(e, ROTOR_EINVALID, "an encrypted key where an unencrypted one belongs");
+	if (!(b = BIO_new_mem_buf(pem, (int)len)))
+		return err_nomem(e);
+	*out = PEM_read_bio_PrivateKey(b, NULL, pass_cb, &pc);
+	BIO_free(b);
+	ERR_clear_error();
+	if (*out)
+		return 0;
+	if (pc.asked && !passphrase)
+		return err_set(e, ROTOR_ESECRET, "the key is encrypted and no passphrase was given");
+	if (pc.asked)
+		return err_set(e, ROTOR_ESECRET, "the key does not decrypt with the passphrase");
+	return err_set(e, ROTOR_EINVALID, "not a PEM private key");
+}
+
+int key_encode(struct buf *out, EVP_PKEY *k, struct err *e)
+{
+	BIO *mem = BIO_new(BIO_s_secmem());
+	BUF_MEM *m = NULL;
+	int rc = 0;
+
+	if (!mem || !PEM_write_bio_PKCS8PrivateKey(mem, k, NULL, NULL, 0, NULL, NULL) ||
+	    BIO_get_mem_ptr(mem, &m) <= 0 || buf_put(out, m->data, m->length) < 0)
+		rc = err_nomem(e);
+	BIO_free(mem);      /* secure memory: cleansed on free */
+	ERR_clear_error();
+	return rc;
+}
