@@ -10,6 +10,7 @@
  */
 #include "reconcile/pki/pki.h"
 #include "reconcile/pki/pki_int.h"
+#include "common/hex.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -27,26 +28,15 @@
 
 /* ---- formatting helpers ---- */
 
-static char *hex_colon(const unsigned char *p, size_t n, struct err *e)
+static char *hex_colon_dup(const unsigned char *p, size_t n, struct err *e)
 {
-	static const char digits[] = "0123456789ABCDEF";
-	char *s, *q;
-	size_t i;
+	char *s = malloc(n ? n * 3 : 1);
 
-	if (n == 0)
-		return xstrdup("", e);
-	s = malloc(n * 3);
 	if (!s) {
 		err_nomem(e);
 		return NULL;
 	}
-	for (i = 0, q = s; i < n; i++) {
-		if (i)
-			*q++ = ':';
-		*q++ = digits[p[i] >> 4];
-		*q++ = digits[p[i] & 15];
-	}
-	*q = '\0';
+	hex_colon(s, n ? n * 3 : 1, p, n);
 	return s;
 }
 
@@ -160,10 +150,10 @@ static int describe_x509(struct manifest_cert *out, X509 *x, struct err *e)
 		return pki_ossl_err(e, ROTOR_ERROR, "cannot compute the certificate fingerprint");
 	if (!(out->subject = name_rfc2253(X509_get_subject_name(x), e)) ||
 	    !(out->issuer = name_rfc2253(X509_get_issuer_name(x), e)) ||
-	    !(out->fingerprint = hex_colon(md, mdlen, e)) ||
+	    !(out->fingerprint = hex_colon_dup(md, mdlen, e)) ||
 	    !(out->serial = serial_hex(X509_get0_serialNumber(x), e)) ||
-	    (ski && !(out->ski = hex_colon(ASN1_STRING_get0_data(ski), (size_t)ASN1_STRING_length(ski), e))) ||
-	    (aki && !(out->aki = hex_colon(ASN1_STRING_get0_data(aki), (size_t)ASN1_STRING_length(aki), e))) ||
+	    (ski && !(out->ski = hex_colon_dup(ASN1_STRING_get0_data(ski), (size_t)ASN1_STRING_length(ski), e))) ||
+	    (aki && !(out->aki = hex_colon_dup(ASN1_STRING_get0_data(aki), (size_t)ASN1_STRING_length(aki), e))) ||
 	    !(out->not_before = rfc3339(X509_get0_notBefore(x), e)) ||
 	    !(out->not_after = rfc3339(X509_get0_notAfter(x), e))) {
 		rc = e && e->code < 0 ? e->code : ROTOR_ENOMEM;

@@ -12,6 +12,7 @@
  * expression it implements.
  */
 #include "reconcile/spec/yamldoc.h"
+#include "common/utf8.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -94,44 +95,6 @@ void ysink_finish(struct ysink *s)
 
 /* ---- quoting user text for messages ---- */
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t n, unsigned long *cp)
-{
-	unsigned long c;
-	size_t len, i;
-
-	if (n == 0)
-		return 0;
-	if (p[0] < 0x80) {
-		*cp = p[0];
-		return 1;
-	}
-	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
-		len = 2;
-		c = p[0] & 0x1F;
-	} else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-		len = 3;
-		c = p[0] & 0x0F;
-	} else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-		len = 4;
-		c = p[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-		c = (c << 6) | (p[i] & 0x3F);
-	}
-	if ((len == 3 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) ||
-	    (len == 4 && (c < 0x10000 || c > 0x10FFFF)))
-		return 0;
-	*cp = c;
-	return len;
-}
-
 void yquote(char *dst, size_t cap, const char *text, size_t len, size_t max)
 {
 	const unsigned char *p = (const unsigned char *)text;
@@ -148,7 +111,7 @@ void yquote(char *dst, size_t cap, const char *text, size_t len, size_t max)
 	while (i < len) {
 		size_t plen;
 
-		k = utf8_seq(p + i, len - i, &cp);
+		k = utf8_decode(p + i, len - i, &cp);
 		if (k == 0) {
 			snprintf(piece, sizeof(piece), "\\x%02X", p[i]);
 			k = 1;

@@ -14,6 +14,7 @@
  * SSL_get_verify_result() == X509_V_OK.
  */
 #include "reconcile/tls/probe.h"
+#include "common/hex.h"
 #include "reconcile/tls/key.h"
 #include "reconcile/tls/verify.h"
 
@@ -585,20 +586,6 @@ static int ssl_read_exact(struct conn *c, unsigned char *p, size_t n, char *what
 }
 
 /* ---- what the server presented ---- */
-
-static void hex_colon(char *out, size_t len, const unsigned char *p, size_t n)
-{
-	static const char digits[] = "0123456789ABCDEF";
-	size_t i, o = 0;
-
-	for (i = 0; i < n && o + 3 < len; i++) {
-		if (i)
-			out[o++] = ':';
-		out[o++] = digits[p[i] >> 4];
-		out[o++] = digits[p[i] & 15];
-	}
-	out[o] = '\0';
-}
 
 static void check_server(struct conn *c, const struct probe_req *req)
 {
