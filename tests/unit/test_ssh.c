@@ -791,7 +791,7 @@ static void test_sshd_stopped(void **state)
 	o.connect_timeout_ms = 2000;
 	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
 	assert_null(c);
-	assert_non_null(strstr(e.msg, "host2 (" BASE ".2): connect to port 22"));
+	assert_non_null(strstr(e.msg, "host2 (" BASE ".2): connect to " BASE ".2:22: "));
 	run("%s start-sshd --dir %s host2", g_fleet, g_fleet_dir);
 	c = connect_ok(2, 0);
 	ssh_disconnect(c);
@@ -810,7 +810,7 @@ static void test_nothing_listening(void **state)
 	o.host_label = "ghost";
 	o.connect_timeout_ms = 3000;
 	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
-	assert_non_null(strstr(e.msg, "ghost (" BASE ".250): connect to port 22: Connection refused"));
+	assert_non_null(strstr(e.msg, "ghost (" BASE ".250): connect to " BASE ".250:22: Connection refused"));
 	o.address = "no-such-host.invalid";
 	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
 	assert_non_null(strstr(e.msg, "cannot resolve"));
@@ -864,7 +864,7 @@ static void test_connect_timeout(void **state)
 	o.port = 2222;
 	o.connect_timeout_ms = 1000;
 	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
-	assert_non_null(strstr(e.msg, "timed out after 1000 ms"));
+	assert_non_null(strstr(e.msg, "connect to " BASE ".251:2222 timed out after 1000 ms"));
 	for (i = 0; i < nfill; i++)
 		close(fill[i]);
 	close(lfd);
