@@ -54,7 +54,12 @@ void buf_wipe(struct buf *b);
  */
 int buf_read_file(struct buf *b, const char *path, size_t max, struct err *e);
 
-/* Zero memory in a way the compiler may not remove. */
+/*
+ * Zero memory in a way the compiler may not remove (explicit_bzero).
+ * The one wipe of the project: buf_wipe(), buf_truncate() and every
+ * secret held outside a struct buf (key bytes, passphrases, digests of
+ * secrets, I/O chunks that carried them) go through it.
+ */
 void secure_wipe(void *p, size_t n);
 
 /* strdup that reports failure through e; NULL s gives NULL without error. */

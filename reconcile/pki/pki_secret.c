@@ -92,7 +92,7 @@ int pki_secret_create(const char *path, struct err *e)
 	if (RAND_priv_bytes(raw, sizeof(raw)) <= 0)
 		return pki_ossl_err(e, ROTOR_ERROR, "%s: no random bytes for the secret key", path);
 	hex_lower(text, raw, sizeof(raw));
-	OPENSSL_cleanse(raw, sizeof(raw));
+	secure_wipe(raw, sizeof(raw));
 	text[SECRET_HEX] = '\n';
 	text[SECRET_HEX + 1] = '\0';
 
@@ -121,7 +121,7 @@ int pki_secret_create(const char *path, struct err *e)
 	fd = -1;
 	rc = 0;
 out:
-	OPENSSL_cleanse(text, sizeof(text));
+	secure_wipe(text, sizeof(text));
 	return rc;
 }
 
@@ -191,7 +191,7 @@ int pki_secret_load(struct buf *secret, const char *path, struct err *e)
 	if (buf_put(secret, text, SECRET_HEX) < 0)
 		rc = err_nomem(e);
 out:
-	OPENSSL_cleanse(text, sizeof(text));
+	secure_wipe(text, sizeof(text));
 	close(fd);
 	return rc;
 }
@@ -216,7 +216,7 @@ int pki_secret_id(char out[17], const char *secret)
 	hex_lower(out, md, 8);
 	rc = 0;
 out:
-	OPENSSL_cleanse(md, sizeof(md));
+	secure_wipe(md, sizeof(md));
 	EVP_MD_CTX_free(ctx);   /* cleanses the digest state */
 	ERR_clear_error();
 	return rc;

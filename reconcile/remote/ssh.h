@@ -1,6 +1,13 @@
 /*
  * ssh.h -- one SSH session to one host (libssh2 1.10): verified host key,
  * public key authentication, SFTP reads, commands, atomic file writes.
+ * The one public header of reconcile/remote/; the module's files share
+ * their internals through ssh_int.h:
+ *   session.c  ssh_connect, ssh_disconnect, deadline, host key, auth
+ *   exec.c     ssh_exec, ssh_shell_quote, the "sudo -n cat" read path
+ *   sftp.c     ssh_read_file
+ *   files.c    ssh_stage_file, ssh_commit_staged, ssh_staged_discard,
+ *              ssh_write_file_atomic, ssh_restore_backup
  *
  * Threads: call ssh_global_init() once in main before any thread starts
  * and ssh_global_shutdown() after they all ended.  A struct ssh_conn is
@@ -14,11 +21,12 @@
  * appended, each bounded by its own max (buf.h): a buffer that would grow
  * past its max fails the call with ROTOR_ETOOBIG.
  *
- * Time: connect_timeout_ms bounds the TCP connect (non-blocking connect
- * plus poll, tried address by address).  deadline_ms bounds everything
- * after it: handshake, authentication and every later call on the
- * connection, so a host that stalls anywhere costs at most
- * connect_timeout_ms + deadline_ms.  ssh_set_deadline() moves it.
+ * Time: connect_timeout_ms bounds the TCP connect (net_connect() of
+ * common/net.h: non-blocking connect plus poll, tried address by
+ * address).  deadline_ms bounds everything after it: handshake,
+ * authentication and every later call on the connection, so a host
+ * that stalls anywhere costs at most connect_timeout_ms + deadline_ms.
+ * ssh_set_deadline() moves it.
  *
  * Errors: every function returns 0 or a negative ROTOR_* code with a
  * message naming the host as "LABEL (ADDRESS)":
@@ -28,12 +36,20 @@
  *                   different from known_hosts, or revoked), or bad input
  *                   (a relative path, an owner name that is not a name);
  *   ROTOR_ENOTFOUND a remote file does not exist (ssh_read_file);
- *   ROTOR_ETOOBIG   a remote file or a command's output over its cap;
+ *   ROTOR_ETOOBIG   a remote file or a command's output over its cap, or a
+ *                   command line rotor builds over the buffer cap;
  *   ROTOR_ENOMEM    allocation failure.
+ * The code is the first failure's own: codes are never combined, so a
+ * buffer over its cap is ROTOR_ETOOBIG, never ROTOR_ENOMEM.
  * After a timeout or a transport error the connection is broken: every
  * later call fails at once with ROTOR_ERROR, and the caller should
  * ssh_disconnect().  A file that is missing, too big or unreadable, or
  * a command that exits non-zero, leaves the connection usable.
+ *
+ * Secrets: file contents read here may be private keys.  They land only
+ * in the caller's buffer (wipe it with buf_wipe()); the module's own
+ * copies (the exec read chunk, the sudo read path's buffer, bytes cut by
+ * a failed read) are wiped with secure_wipe() before they are freed.
  *
  * Host keys: rotor never trusts on first use.  The key the server
  * presents must be listed for the address in known_hosts (OpenSSH
@@ -82,6 +98,8 @@ struct ssh_opts {
  *    never trusts on first use); it presented ssh-ed25519 SHA256:..."
  *   "host key for HOST (ADDR) does NOT match known_hosts FILE: possible
  *    man-in-the-middle; refusing (it presented ssh-ed25519 SHA256:...)"
+ * A failed TCP connect reads "HOST (ADDR): connect to ADDR:PORT: ..."
+ * (or "... timed out after N ms"; see common/net.h).
  */
 int ssh_connect(struct ssh_conn **out, const struct ssh_opts *o, struct err *e);
 

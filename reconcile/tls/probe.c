@@ -18,12 +18,12 @@
 #include "reconcile/tls/key.h"
 #include "reconcile/tls/verify.h"
 
+#include "common/clock.h"
+#include "common/net.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -32,7 +32,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/types.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -65,14 +64,6 @@ struct conn {
 
 /* ---- small helpers ---- */
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The first failure is the one reported; later ones are consequences. */
 static void fail(struct probe_result *out, const char *fmt, ...) ROTOR_PRINTF(2, 3);
 static void fail(struct probe_result *out, const char *fmt, ...)
@@ -101,7 +92,7 @@ static int wait_fd(int fd, short events, long long deadline)
 	int r;
 
 	for (;;) {
-		left = deadline - now_ms();
+		left = deadline - clock_mono_ms();
 		if (left <= 0)
 			return 0;
 		p.fd = fd;
@@ -362,67 +353,17 @@ static int setup_ssl(struct conn *c, const struct probe_req *req, struct err *e)
 /* Connect within the connect timeout; 0 connected, -1 failed (reported in out). */
 static int tcp_connect(struct conn *c, const struct probe_req *req, int timeout_ms)
 {
-	struct addrinfo hints, *res = NULL, *ai;
-	char port[16], tmp[128];
-	long long until = now_ms() + timeout_ms;
-	int r, fd = -1, soerr, one = 1, timed_out = 0, last = 0;
-	socklen_t sl;
+	struct err e = ERR_INIT;
+	long long left = c->deadline - clock_mono_ms();
+	int fd;
 
-	if (until > c->deadline)
-		until = c->deadline;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%d", req->port);
-	r = getaddrinfo(req->address, port, &hints, &res);
-	if (r != 0) {
-		fail(c->out, "cannot resolve %s: %s", req->address, gai_strerror(r));
-		return -1;
-	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0) {
-			last = errno;
-			continue;
-		}
-		r = connect(fd, ai->ai_addr, ai->ai_addrlen);
-		if (r < 0 && errno == EINPROGRESS) {
-			r = wait_fd(fd, POLLOUT, until);
-			if (r == 1) {
-				soerr = 0;
-				sl = sizeof(soerr);
-				if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-					soerr = errno;
-				r = soerr ? -1 : 0;
-				errno = soerr;
-			} else if (r == 0) {
-				timed_out = 1;
-				r = -1;
-				errno = ETIMEDOUT;
-			} else {
-				r = -1;
-			}
-		}
-		if (r == 0)
-			break;
-		last = errno;
-		close(fd);
-		fd = -1;
-		if (now_ms() >= until)
-			break;
-	}
-	freeaddrinfo(res);
+	if (left < timeout_ms)
+		timeout_ms = left > 0 ? (int)left : 0;
+	fd = net_connect(req->address, req->port, timeout_ms, &e);
 	if (fd < 0) {
-		if (timed_out)
-			fail(c->out, "connect to %s port %d: timed out after %d ms", req->address, req->port,
-			     timeout_ms);
-		else
-			fail(c->out, "connect to %s port %d: %s", req->address, req->port,
-			     errno_text(last, tmp, sizeof(tmp)));
+		fail(c->out, "%s", e.msg);
 		return -1;
 	}
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->fd = fd;
 	c->out->connected = 1;
 	return 0;
@@ -854,7 +795,7 @@ static int run(struct probe_result *out, const struct probe_req *req, int postgr
 
 	connect_ms = req->connect_timeout_ms ? req->connect_timeout_ms : PROBE_CONNECT_TIMEOUT_MS;
 	deadline_ms = req->deadline_ms ? req->deadline_ms : PROBE_DEADLINE_MS;
-	c.deadline = now_ms() + deadline_ms;
+	c.deadline = clock_mono_ms() + deadline_ms;
 	if (tcp_connect(&c, req, connect_ms) < 0)
 		goto out;
 

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "tests/unit/helpers.h"
+#include "tests/unit/fleet.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,13 +44,10 @@
 #include <openssl/pem.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "reconcile/pki/pki.h"
 #include "reconcile/tls/probe.h"
-
-#ifndef ROTOR_SRCDIR
-#define ROTOR_SRCDIR "."
-#endif
 
 #define BASE "127.0.11"
 #define FAKE_ADDR BASE ".50"      /* fake PostgreSQL servers (threads) */
@@ -74,10 +72,7 @@ struct gen {
 };
 
 static struct gen G[2];
-static char g_dir[256];
-static char g_fleet_dir[300];
-static char g_fleet[512];
-static int g_up;
+static struct fleet F;
 static pid_t g_s_server = -1;
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -238,22 +233,6 @@ static int write_file_plain(const char *path, const struct buf *data, mode_t mod
 	return put_file(path, data, mode, geteuid(), getegid());
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void req_init(struct probe_req *r, const char *addr, int port)
 {
 	memset(r, 0, sizeof(*r));
@@ -265,12 +244,13 @@ static void req_init(struct probe_req *r, const char *addr, int port)
 	r->trust_len = G[0].server_trust.len;
 }
 
+static const char *const host_addr[] = { NULL, BASE ".1", BASE ".2" };
+
 /* host (1 or 2), generation 1's trust, verify-full name = the host's address. */
-static void req_host(struct probe_req *r, int host, char *addr, size_t alen)
+static void req_host(struct probe_req *r, int host)
 {
-	snprintf(addr, alen, BASE ".%d", host);
-	req_init(r, addr, 5432);
-	r->server_name = addr;
+	req_init(r, host_addr[host], 5432);
+	r->server_name = host_addr[host];
 }
 
 static void with_client(struct probe_req *r, const struct gen *g)
@@ -293,11 +273,18 @@ static void probe_pg_ok(struct probe_result *res, const struct probe_req *r)
 			res->client_accepted, res->error);
 }
 
-#define SKIP_WITHOUT_FLEET() \
-	do { \
-		if (!g_up) \
-			skip(); \
-	} while (0)
+/*
+ * A case's first step: skip without the fleet, else a request to host
+ * with client's certificate and key (NULL: none).
+ */
+static void case_req(void **state, struct probe_req *r, int host, const struct gen *client)
+{
+	(void)state;
+	FLEET_REQUIRED(&F);
+	req_host(r, host);
+	if (client)
+		with_client(r, client);
+}
 
 /* Put generation gen's server files on host and reload postgres. */
 static int install_server(int host, const struct gen *g)
@@ -307,7 +294,7 @@ static int install_server(int host, const struct gen *g)
 
 	if (!pw)
 		return -1;
-	snprintf(dir, sizeof(dir), "%s/hosts/host%d/srv/postgres/certs", g_fleet_dir, host);
+	snprintf(dir, sizeof(dir), "%s/hosts/host%d/srv/postgres/certs", F.fleet_dir, host);
 	snprintf(path, sizeof(path), "%s/server.crt", dir);
 	if (put_file(path, &g->pg_crt[host - 1], 0644, pw->pw_uid, pw->pw_gid) < 0)
 		return -1;
@@ -320,28 +307,33 @@ static int install_server(int host, const struct gen *g)
 		return -1;
 	return run_status("%s exec --dir %s host%d runuser -u postgres -- "
 			  "/usr/lib/postgresql/15/bin/pg_ctl -D /srv/postgres/data -s reload",
-			  g_fleet, g_fleet_dir, host);
+			  F.script, F.fleet_dir, host);
 }
 
-/* A reload is a signal: wait until the host presents the leaf we installed. */
-static int wait_for_leaf(int host, const char *fp)
+/* What a probe of a host shows: the fingerprint of its leaf, or its TLS version. */
+enum shown { SHOWN_LEAF, SHOWN_VERSION };
+
+/* A reload is a signal, not a barrier: probe host until it shows want. */
+static int wait_until_shown(int host, enum shown what, const char *want)
 {
 	struct probe_req r;
 	struct probe_result res;
 	struct err e = ERR_INIT;
-	char addr[32];
-	int64_t until = mono_ms() + 15000;
+	int64_t until = clock_mono_ms() + 15000;
+	const char *got = "(nothing yet)";
 
-	req_host(&r, host, addr, sizeof(addr));
+	memset(&res, 0, sizeof(res));
+	req_host(&r, host);
 	with_client(&r, &G[0]);
-	while (mono_ms() < until) {
+	while (clock_mono_ms() < until) {
 		if (probe_postgres(&res, &r, &e) < 0)
 			return -1;
-		if (strcmp(res.server_leaf_fingerprint, fp) == 0)
+		got = what == SHOWN_LEAF ? res.server_leaf_fingerprint : res.tls_version;
+		if (strcmp(got, want) == 0)
 			return 0;
-		sleep_ms(50);
+		clock_sleep_ms(50);
 	}
-	fprintf(stderr, "# host%d still presents %s: %s\n", host, res.server_leaf_fingerprint, res.error);
+	fprintf(stderr, "# host%d still shows %s, not %s: %s\n", host, got, want, res.error);
 	return -1;
 }
 
@@ -367,9 +359,9 @@ static int start_s_server(void)
 	int64_t until;
 	pid_t pid;
 
-	snprintf(crt, sizeof(crt), "%s/s_server.crt", g_dir);
-	snprintf(key, sizeof(key), "%s/s_server.key", g_dir);
-	snprintf(log, sizeof(log), "%s/s_server.log", g_dir);
+	snprintf(crt, sizeof(crt), "%s/s_server.crt", F.dir);
+	snprintf(key, sizeof(key), "%s/s_server.key", F.dir);
+	snprintf(log, sizeof(log), "%s/s_server.log", F.dir);
 	/* pg1's generation 1 leaf and chain: an ordinary TLS server. */
 	if (write_file_plain(crt, &G[0].pg_crt[0], 0644) < 0 || write_file_plain(key, &G[0].pg_key[0], 0600) < 0)
 		return -1;
@@ -390,8 +382,8 @@ static int start_s_server(void)
 		_exit(127);
 	}
 	g_s_server = pid;
-	until = mono_ms() + 10000;
-	while (mono_ms() < until) {
+	until = clock_mono_ms() + 10000;
+	while (clock_mono_ms() < until) {
 		/* Ours must be the one answering, not one left over from an earlier run. */
 		if (waitpid(pid, NULL, WNOHANG) == pid) {
 			g_s_server = -1;
@@ -400,7 +392,7 @@ static int start_s_server(void)
 		}
 		if (connect_once(TLS_ADDR, TLS_PORT) == 0)
 			return 0;
-		sleep_ms(20);
+		clock_sleep_ms(20);
 	}
 	fprintf(stderr, "# s_server did not come up (see %s)\n", log);
 	return -1;
@@ -525,12 +517,7 @@ static int group_teardown(void **state)
 		waitpid(g_s_server, NULL, 0);
 		g_s_server = -1;
 	}
-	if (g_up)
-		run_status("%s down --dir %s >/dev/null 2>&1", g_fleet, g_fleet_dir);
-	g_up = 0;
-	if (g_dir[0])
-		run_status("rm -rf %s", g_dir);
-	g_dir[0] = '\0';
+	fleet_down(&F);
 	free_generations();
 	return 0;
 }
@@ -551,29 +538,19 @@ static int setup_fleet(void)
 
 	if (make_generations() < 0)
 		return -1;
-	snprintf(g_fleet, sizeof(g_fleet), "%s/tests/fleet/fleet", ROTOR_SRCDIR);
-	snprintf(g_dir, sizeof(g_dir), "%s/rotor-test-probe.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(g_dir))
+	if (fleet_prepare(&F, "test_probe") != 0)
 		return -1;
-	snprintf(g_fleet_dir, sizeof(g_fleet_dir), "%s/fleet", g_dir);
-	if (geteuid() != 0) {
-		fprintf(stderr, "# test_probe: not root, the fleet cannot run; skipping its cases\n");
+	if (!fleet_can_run(&F))
 		return 0;
-	}
-	if (run_status("%s up 2 --postgres --dir %s --base " BASE " >%s/fleet-up.log 2>&1", g_fleet,
-		       g_fleet_dir, g_dir) != 0) {
-		run_status("cat %s/fleet-up.log >&2", g_dir);
-		g_up = 1;  /* the teardown stops whatever started */
+	if (fleet_up(&F, "2 --postgres --base " BASE) != 0)
 		return -1;
-	}
-	g_up = 1;
 	for (h = 1; h <= 2; h++) {
-		if (install_server(h, &G[0]) != 0 || wait_for_leaf(h, G[0].pg_fp[h - 1]) != 0) {
+		if (install_server(h, &G[0]) != 0 || wait_until_shown(h, SHOWN_LEAF, G[0].pg_fp[h - 1]) != 0) {
 			fprintf(stderr, "# host%d: generation 1 certificates did not take\n", h);
 			return -1;
 		}
-		if (run_status("%s psql --dir %s host%d -c 'CREATE ROLE app LOGIN' >/dev/null", g_fleet,
-			       g_fleet_dir, h) != 0)
+		if (run_status("%s psql --dir %s host%d -c 'CREATE ROLE app LOGIN' >/dev/null", F.script,
+			       F.fleet_dir, h) != 0)
 			return -1;
 	}
 	if (start_s_server() < 0)
@@ -587,13 +564,12 @@ static void test_pg_presents_expected_leaf(void **state)
 {
 	struct probe_req r;
 	struct probe_result res;
-	char addr[32];
 	int h;
 
 	(void)state;
-	SKIP_WITHOUT_FLEET();
+	FLEET_REQUIRED(&F);
 	for (h = 1; h <= 2; h++) {
-		req_host(&r, h, addr, sizeof(addr));
+		req_host(&r, h);
 		with_client(&r, &G[0]);
 		r.expect_fingerprint = G[0].pg_fp[h - 1];
 		probe_pg_ok(&res, &r);
@@ -613,12 +589,8 @@ static void test_pg_unexpected_leaf(void **state)
 {
 	struct probe_req r;
 	struct probe_result res;
-	char addr[32];
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	req_host(&r, 1, addr, sizeof(addr));
-	with_client(&r, &G[0]);
+	case_req(state, &r, 1, &G[0]);
 	r.expect_fingerprint = G[1].pg_fp[0];   /* generation 2 is not deployed */
 	probe_pg_ok(&res, &r);
 	assert_int_equal(res.server_verified, 1);
@@ -630,12 +602,8 @@ static void test_pg_other_generation_bundle(void **state)
 {
 	struct probe_req r;
 	struct probe_result res;
-	char addr[32];
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	req_host(&r, 1, addr, sizeof(addr));
-	with_client(&r, &G[0]);
+	case_req(state, &r, 1, &G[0]);
 	r.trust_pem = G[1].server_trust.ptr;
 	r.trust_len = G[1].server_trust.len;
 	probe_pg_ok(&res, &r);
@@ -651,12 +619,8 @@ static void test_pg_name_mismatch(void **state)
 {
 	struct probe_req r;
 	struct probe_result res;
-	char addr[32];
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	req_host(&r, 1, addr, sizeof(addr));
-	with_client(&r, &G[0]);
+	case_req(state, &r, 1, &G[0]);
 	r.server_name = BASE ".2";          /* host1's leaf names 127.0.11.1 */
 	probe_pg_ok(&res, &r);
 	assert_int_equal(res.server_verified, 0);
@@ -677,12 +641,8 @@ static void test_pg_client_accepted_encrypted_key(void **state)
 {
 	struct probe_req r;
 	struct probe_result res;
-	char addr[32];
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	req_host(&r, 2, addr, sizeof(addr));
-	with_client(&r, &G[0]);
+	case_req(state, &r, 2, &G[0]);
 	r.client_key_pem = G[0].app_key_enc->ptr;
 	r.client_key_len = G[0].app_key_enc->len;
 	r.client_key_pass = PASS;
@@ -695,12 +655,8 @@ static void test_pg_client_other_generation_rejected(void **state)
 {
 	struct probe_req r;
 	struct probe_result res;
-	char addr[32];
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	req_host(&r, 1, addr, sizeof(addr));
-	with_client(&r, &G[1]);          /* generation 2's client CA: not in the server's root.crt */
+	case_req(state, &r, 1, &G[1]);   /* generation 2's client CA: not in the server's root.crt */
 	probe_pg_ok(&res, &r);
 	assert_int_equal(res.server_verified, 1);
 	assert_int_equal(res.client_accepted, 0);
@@ -712,11 +668,8 @@ static void test_pg_no_client_cert_rejected(void **state)
 {
 	struct probe_req r;
 	struct probe_result res;
-	char addr[32];
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	req_host(&r, 1, addr, sizeof(addr));
+	case_req(state, &r, 1, NULL);
 	r.pg_user = "app";
 	probe_pg_ok(&res, &r);
 	assert_int_equal(res.server_verified, 1);
@@ -729,12 +682,8 @@ static void test_pg_user_not_the_cn_rejected(void **state)
 {
 	struct probe_req r;
 	struct probe_result res;
-	char addr[32];
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	req_host(&r, 1, addr, sizeof(addr));
-	with_client(&r, &G[0]);
+	case_req(state, &r, 1, &G[0]);
 	r.pg_user = "postgres";
 	probe_pg_ok(&res, &r);
 	assert_int_equal(res.client_accepted, 0);
@@ -747,10 +696,9 @@ static void test_pg_after_switch(void **state)
 	struct probe_req r;
 	struct probe_result res;
 	struct gen mixed;
-	char addr[32];
 
 	(void)state;
-	SKIP_WITHOUT_FLEET();
+	FLEET_REQUIRED(&F);
 	/* host2: generation 2's server leaf; its ssl_ca_file trusts both client CAs. */
 	memset(&mixed, 0, sizeof(mixed));
 	mixed.pg_crt[1] = G[1].pg_crt[1];
@@ -759,9 +707,9 @@ static void test_pg_after_switch(void **state)
 	assert_int_equal(buf_put(&mixed.server_ca_file, G[1].server_ca_file.ptr, G[1].server_ca_file.len), 0);
 	assert_int_equal(install_server(2, &mixed), 0);
 	buf_release(&mixed.server_ca_file);
-	assert_int_equal(wait_for_leaf(2, G[1].pg_fp[1]), 0);
+	assert_int_equal(wait_until_shown(2, SHOWN_LEAF, G[1].pg_fp[1]), 0);
 
-	req_host(&r, 2, addr, sizeof(addr));
+	req_host(&r, 2);
 	with_client(&r, &G[1]);
 	r.trust_pem = G[1].server_trust.ptr;
 	r.trust_len = G[1].server_trust.len;
@@ -775,28 +723,7 @@ static void test_pg_after_switch(void **state)
 
 	/* back to generation 1 for the other cases */
 	assert_int_equal(install_server(2, &G[0]), 0);
-	assert_int_equal(wait_for_leaf(2, G[0].pg_fp[1]), 0);
-}
-
-/* Wait until host speaks TLS version v (after ALTER SYSTEM and a reload). */
-static int wait_for_version(int host, const char *v)
-{
-	struct probe_req r;
-	struct probe_result res;
-	struct err e = ERR_INIT;
-	char addr[32];
-	int64_t until = mono_ms() + 15000;
-
-	req_host(&r, host, addr, sizeof(addr));
-	with_client(&r, &G[0]);
-	while (mono_ms() < until) {
-		if (probe_postgres(&res, &r, &e) < 0)
-			return -1;
-		if (strcmp(res.tls_version, v) == 0)
-			return 0;
-		sleep_ms(50);
-	}
-	return -1;
+	assert_int_equal(wait_until_shown(2, SHOWN_LEAF, G[0].pg_fp[1]), 0);
 }
 
 /* TLS 1.2: a refused client certificate ends the handshake itself. */
@@ -804,15 +731,14 @@ static void test_pg_tls12(void **state)
 {
 	struct probe_req r;
 	struct probe_result res;
-	char addr[32];
 
 	(void)state;
-	SKIP_WITHOUT_FLEET();
+	FLEET_REQUIRED(&F);
 	assert_int_equal(run_status("%s psql --dir %s host2 -c \"ALTER SYSTEM SET ssl_max_protocol_version = 'TLSv1.2'\" "
-				    "-c 'SELECT pg_reload_conf()' >/dev/null", g_fleet, g_fleet_dir), 0);
-	assert_int_equal(wait_for_version(2, "TLSv1.2"), 0);
+				    "-c 'SELECT pg_reload_conf()' >/dev/null", F.script, F.fleet_dir), 0);
+	assert_int_equal(wait_until_shown(2, SHOWN_VERSION, "TLSv1.2"), 0);
 
-	req_host(&r, 2, addr, sizeof(addr));
+	req_host(&r, 2);
 	with_client(&r, &G[0]);
 	r.expect_fingerprint = G[0].pg_fp[1];
 	probe_pg_ok(&res, &r);
@@ -837,8 +763,8 @@ static void test_pg_tls12(void **state)
 	assert_string_equal(res.sqlstate, "28000");
 
 	assert_int_equal(run_status("%s psql --dir %s host2 -c 'ALTER SYSTEM RESET ssl_max_protocol_version' "
-				    "-c 'SELECT pg_reload_conf()' >/dev/null", g_fleet, g_fleet_dir), 0);
-	assert_int_equal(wait_for_version(2, "TLSv1.3"), 0);
+				    "-c 'SELECT pg_reload_conf()' >/dev/null", F.script, F.fleet_dir), 0);
+	assert_int_equal(wait_until_shown(2, SHOWN_VERSION, "TLSv1.3"), 0);
 }
 
 struct par {
@@ -852,10 +778,9 @@ static void *par_main(void *arg)
 	struct probe_req r;
 	struct probe_result res;
 	struct err e = ERR_INIT;
-	char addr[32];
 	int i;
 
-	req_host(&r, p->host, addr, sizeof(addr));
+	req_host(&r, p->host);
 	with_client(&r, &G[0]);
 	r.expect_fingerprint = G[0].pg_fp[p->host - 1];
 	for (i = 0; i < 5; i++)
@@ -871,7 +796,7 @@ static void test_pg_parallel(void **state)
 	int i;
 
 	(void)state;
-	SKIP_WITHOUT_FLEET();
+	FLEET_REQUIRED(&F);
 	for (i = 0; i < 8; i++) {
 		p[i].host = 1 + i % 2;
 		p[i].ok = 0;
@@ -892,7 +817,7 @@ static void test_tls_s_server(void **state)
 	struct err e = ERR_INIT;
 
 	(void)state;
-	SKIP_WITHOUT_FLEET();
+	FLEET_REQUIRED(&F);
 	req_init(&r, TLS_ADDR, TLS_PORT);
 	r.server_name = "pg1";
 	r.expect_fingerprint = G[0].pg_fp[0];
@@ -921,11 +846,8 @@ static void test_tls_against_postgres(void **state)
 	struct probe_req r;
 	struct probe_result res;
 	struct err e = ERR_INIT;
-	char addr[32];
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	req_host(&r, 1, addr, sizeof(addr));
+	case_req(state, &r, 1, NULL);
 	r.deadline_ms = 3000;
 	assert_int_equal(probe_tls(&res, &r, &e), 0);
 	assert_int_equal(res.connected, 1);
@@ -1108,11 +1030,11 @@ static void test_bad_inputs(void **state)
 static void test_pg_server_log_clean(void **state)
 {
 	(void)state;
-	SKIP_WITHOUT_FLEET();
+	FLEET_REQUIRED(&F);
 	if (getenv("PROBE_TRACE"))
-		run_status("cat %s/hosts/host1/srv/postgres/log/postgres.log >&2", g_fleet_dir);
+		run_status("cat %s/hosts/host1/srv/postgres/log/postgres.log >&2", F.fleet_dir);
 	assert_int_equal(run_status("grep -E -q 'unexpected EOF|Connection reset|could not receive data' "
-				    "%s/hosts/host*/srv/postgres/log/postgres.log", g_fleet_dir), 1);
+				    "%s/hosts/host*/srv/postgres/log/postgres.log", F.fleet_dir), 1);
 }
 
 int main(void)

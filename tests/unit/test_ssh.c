@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "tests/unit/helpers.h"
+#include "tests/unit/fleet.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,19 +36,12 @@
 #include "common/err.h"
 #include "reconcile/remote/ssh.h"
 
-#ifndef ROTOR_SRCDIR
-#define ROTOR_SRCDIR "."
-#endif
-
 #define BASE "127.0.7"
 #define FLEET_USER "rotorfleet"
 
-static char g_dir[256];         /* mkdtemp */
-static char g_fleet_dir[300];   /* g_dir/fleet */
-static char g_fleet[512];       /* the fleet script */
+static struct fleet F;
 static char g_key[400];
 static char g_known[400];
-static int g_up;                /* the fleet came up */
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -57,7 +51,7 @@ static void host_sh(int host, const char *script)
 	struct buf q = BUF_INIT;
 
 	assert_int_equal(ssh_shell_quote(&q, script), 0);
-	run("%s exec --dir %s host%d sh -c %s", g_fleet, g_fleet_dir, host, buf_cstr(&q));
+	run("%s exec --dir %s host%d sh -c %s", F.script, F.fleet_dir, host, buf_cstr(&q));
 	buf_release(&q);
 }
 
@@ -67,7 +61,7 @@ static void host_out(struct buf *out, int host, const char *script)
 	struct buf q = BUF_INIT;
 
 	assert_int_equal(ssh_shell_quote(&q, script), 0);
-	assert_int_equal(capture_status(out, "%s exec --dir %s host%d sh -c %s", g_fleet, g_fleet_dir,
+	assert_int_equal(capture_status(out, "%s exec --dir %s host%d sh -c %s", F.script, F.fleet_dir,
 				 host, buf_cstr(&q)), 0);
 	buf_release(&q);
 }
@@ -105,11 +99,39 @@ static struct ssh_conn *connect_ok(int host, int become)
 	return c;
 }
 
-#define SKIP_WITHOUT_FLEET() \
-	do { \
-		if (!g_up) \
-			skip(); \
-	} while (0)
+/* A case's first step: skip without the fleet, else a connection to host N. */
+static struct ssh_conn *case_conn(void **state, int host, int become)
+{
+	(void)state;
+	FLEET_REQUIRED(&F);
+	return connect_ok(host, become);
+}
+
+/* A case's first step: skip without the fleet, else options for host N. */
+static void case_opts(void **state, struct ssh_opts *o, int host)
+{
+	(void)state;
+	FLEET_REQUIRED(&F);
+	opts_for(o, host);
+}
+
+/* DIR/name in the suite's scratch directory, into out, after `maker DIR/name` made it. */
+static const char *scratch_file(char *out, size_t len, const char *name, const char *maker)
+{
+	snprintf(out, len, "%s/%s", F.dir, name);
+	run("%s %s", maker, out);
+	return out;
+}
+
+/* ssh_connect() that must fail: its code; nothing may be left open. */
+static int connect_fails(const struct ssh_opts *o, struct err *e)
+{
+	struct ssh_conn *c = NULL;
+	int rc = ssh_connect(&c, o, e);
+
+	assert_null(c);
+	return rc;
+}
 
 /* ---- setup ------------------------------------------------------------- */
 
@@ -120,25 +142,16 @@ static int group_setup(void **state)
 	(void)state;
 	if (ssh_global_init(&e) != 0)
 		return -1;
-	snprintf(g_fleet, sizeof(g_fleet), "%s/tests/fleet/fleet", ROTOR_SRCDIR);
-	snprintf(g_dir, sizeof(g_dir), "%s/rotor-test-ssh.XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(g_dir))
+	if (fleet_prepare(&F, "test_ssh") != 0)
 		return -1;
-	snprintf(g_fleet_dir, sizeof(g_fleet_dir), "%s/fleet", g_dir);
-	snprintf(g_key, sizeof(g_key), "%s/id_ed25519", g_fleet_dir);
-	snprintf(g_known, sizeof(g_known), "%s/known_hosts", g_fleet_dir);
-	if (geteuid() != 0) {
-		fprintf(stderr, "# test_ssh: not root, the fleet cannot run; skipping\n");
+	snprintf(g_key, sizeof(g_key), "%s/id_ed25519", F.fleet_dir);
+	snprintf(g_known, sizeof(g_known), "%s/known_hosts", F.fleet_dir);
+	if (!fleet_can_run(&F))
 		return 0;
-	}
-	if (run_status("%s up 3 --dir %s --base " BASE " >%s/fleet-up.log 2>&1", g_fleet,
-		       g_fleet_dir, g_dir) != 0) {
-		run_status("cat %s/fleet-up.log >&2", g_dir);
-		run_status("%s down --dir %s >/dev/null 2>&1", g_fleet, g_fleet_dir);
+	if (fleet_up(&F, "3 --base " BASE) != 0) {
+		fleet_down(&F);
 		return -1;
 	}
-	g_up = 1;
 	host_sh(1, "printf 'hello from host1\\n' >/srv/a.txt && chmod 0644 /srv/a.txt && "
 		   "head -c 5000 /dev/zero | tr '\\0' x >/srv/big && "
 		   "printf 'root only\\n' >/srv/secret && chmod 0600 /srv/secret && "
@@ -151,10 +164,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	if (g_up)
-		run_status("%s down --dir %s >/dev/null 2>&1", g_fleet, g_fleet_dir);
-	if (g_dir[0])
-		run_status("rm -rf %s", g_dir);
+	fleet_down(&F);
 	ssh_global_shutdown();
 	return 0;
 }
@@ -194,7 +204,7 @@ static void test_shell_quote_local_sh(void **state)
 	size_t i;
 
 	(void)state;
-	assert_int_equal(chdir(g_dir), 0);
+	assert_int_equal(chdir(F.dir), 0);
 	for (i = 0; i < N_HOSTILE; i++) {
 		struct buf q = BUF_INIT, out = BUF_INIT;
 
@@ -212,15 +222,12 @@ static void test_shell_quote_local_sh(void **state)
 
 static void test_shell_quote_remote(void **state)
 {
-	struct ssh_conn *c;
+	struct ssh_conn *c = case_conn(state, 1, 0);
 	struct err e = ERR_INIT;
 	struct buf out = BUF_INIT;
 	size_t i;
 	int status;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	c = connect_ok(1, 0);
 	for (i = 0; i < N_HOSTILE; i++) {
 		struct buf q = BUF_INIT;
 
@@ -244,14 +251,11 @@ static void test_shell_quote_remote(void **state)
 
 static void test_read_file(void **state)
 {
-	struct ssh_conn *c1, *c2;
+	struct ssh_conn *c1 = case_conn(state, 1, 0), *c2;
 	struct err e = ERR_INIT;
 	struct buf b1 = BUF_INIT, b2 = BUF_INIT;
 	struct ssh_stat st;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	c1 = connect_ok(1, 0);
 	c2 = connect_ok(2, 0);
 	assert_int_equal(ssh_read_file(&b1, c1, "/srv/a.txt", 1024, &st, &e), 0);
 	assert_string_equal(buf_cstr(&b1), "hello from host1\n");
@@ -272,13 +276,10 @@ static void test_read_file(void **state)
 
 static void test_read_missing(void **state)
 {
-	struct ssh_conn *c;
+	struct ssh_conn *c = case_conn(state, 1, 0);
 	struct err e = ERR_INIT;
 	struct buf b = BUF_INIT;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	c = connect_ok(1, 0);
 	assert_int_equal(ssh_read_file(&b, c, "/srv/nope.crt", 1024, NULL, &e), ROTOR_ENOTFOUND);
 	assert_non_null(strstr(e.msg, "/srv/nope.crt"));
 	assert_non_null(strstr(e.msg, "host1"));
@@ -296,14 +297,11 @@ static void test_read_missing(void **state)
 
 static void test_read_too_big(void **state)
 {
-	struct ssh_conn *c;
+	struct ssh_conn *c = case_conn(state, 1, 0);
 	struct err e = ERR_INIT;
 	struct buf b = BUF_INIT;
 	struct ssh_stat st;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	c = connect_ok(1, 0);
 	assert_int_equal(buf_puts(&b, "keep"), 0);
 	assert_int_equal(ssh_read_file(&b, c, "/srv/big", 1000, NULL, &e), ROTOR_ETOOBIG);
 	assert_non_null(strstr(e.msg, "5000 bytes"));
@@ -327,13 +325,10 @@ static void test_read_too_big(void **state)
 
 static void test_read_bad_paths(void **state)
 {
-	struct ssh_conn *c;
+	struct ssh_conn *c = case_conn(state, 1, 0);
 	struct err e = ERR_INIT;
 	struct buf b = BUF_INIT;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	c = connect_ok(1, 0);
 	assert_int_equal(ssh_read_file(&b, c, "/srv", 1024, NULL, &e), ROTOR_EINVALID);
 	assert_non_null(strstr(e.msg, "not a regular file"));
 	err_clear(&e);
@@ -345,14 +340,11 @@ static void test_read_bad_paths(void **state)
 
 static void test_read_needs_sudo(void **state)
 {
-	struct ssh_conn *c;
+	struct ssh_conn *c = case_conn(state, 1, 0);
 	struct err e = ERR_INIT;
 	struct buf b = BUF_INIT;
 	struct ssh_stat st;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	c = connect_ok(1, 0);
 	assert_int_equal(ssh_read_file(&b, c, "/srv/secret", 1024, NULL, &e), ROTOR_ERROR);
 	assert_non_null(strstr(e.msg, "permission denied"));
 	ssh_disconnect(c);
@@ -374,14 +366,11 @@ static void test_read_needs_sudo(void **state)
 
 static void test_exec_status(void **state)
 {
-	struct ssh_conn *c;
+	struct ssh_conn *c = case_conn(state, 2, 0);
 	struct err e = ERR_INIT;
 	struct buf out = BUF_INIT, err = BUF_INIT;
 	int status = 0;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	c = connect_ok(2, 0);
 	assert_int_equal(ssh_exec(c, "echo out; echo err >&2; exit 3", &out, &err, &status, &e), 0);
 	assert_int_equal(status, 3);
 	assert_string_equal(buf_cstr(&out), "out\n");
@@ -402,14 +391,11 @@ static void test_exec_status(void **state)
 
 static void test_exec_big_output(void **state)
 {
-	struct ssh_conn *c;
+	struct ssh_conn *c = case_conn(state, 2, 0);
 	struct err e = ERR_INIT;
 	struct buf out = BUF_INIT, err = BUF_INIT;
 	int status = -1;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	c = connect_ok(2, 0);
 	/* stderr first: a reader that waited on stdout alone would stall the window. */
 	assert_int_equal(ssh_exec(c, "head -c 700000 /dev/zero >&2; head -c 900000 /dev/zero; "
 				  "head -c 300000 /dev/zero >&2", &out, &err, &status, &e), 0);
@@ -431,13 +417,10 @@ static void test_exec_big_output(void **state)
 
 static void test_exec_signal(void **state)
 {
-	struct ssh_conn *c;
+	struct ssh_conn *c = case_conn(state, 2, 0);
 	struct err e = ERR_INIT;
 	int status = 0;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	c = connect_ok(2, 0);
 	assert_int_equal(ssh_exec(c, "kill -TERM $$", NULL, NULL, &status, &e), ROTOR_ERROR);
 	assert_int_equal(status, -1);
 	assert_non_null(strstr(e.msg, "signal SIGTERM"));
@@ -460,25 +443,27 @@ static void read_expect(struct ssh_conn *c, const char *path, const char *want, 
 	buf_release(&b);
 }
 
+/* A write that must succeed (data is a string). */
+static void write_ok(struct ssh_conn *c, const char *path, const char *data, const struct ssh_write_opts *wo)
+{
+	struct err e = ERR_INIT;
+
+	if (ssh_write_file_atomic(c, path, data, strlen(data), wo, &e) != 0)
+		fail_msg("write %s: %s", path, e.msg);
+}
+
 static void test_write_atomic(void **state)
 {
-	struct ssh_conn *c;
+	struct ssh_conn *c = case_conn(state, 1, 0);
 	struct err e = ERR_INIT;
 	struct buf ls = BUF_INIT;
-	struct ssh_write_opts wo;
+	struct ssh_write_opts wo = { .backup = 1 };
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	c = connect_ok(1, 0);
-	memset(&wo, 0, sizeof(wo));
-	wo.backup = 1;
-	if (ssh_write_file_atomic(c, "/srv/rw/app.conf", "v1\n", 3, &wo, &e) != 0)
-		fail_msg("%s", e.msg);
+	write_ok(c, "/srv/rw/app.conf", "v1\n", &wo);
 	read_expect(c, "/srv/rw/app.conf", "v1\n", 0600);   /* mode 0 = 0600 */
 
 	wo.mode = 0640;
-	if (ssh_write_file_atomic(c, "/srv/rw/app.conf", "v2\n", 3, &wo, &e) != 0)
-		fail_msg("%s", e.msg);
+	write_ok(c, "/srv/rw/app.conf", "v2\n", &wo);
 	read_expect(c, "/srv/rw/app.conf", "v2\n", 0640);
 	read_expect(c, "/srv/rw/app.conf" SSH_BACKUP_SUFFIX, "v1\n", 0600);   /* cp -p */
 
@@ -489,8 +474,7 @@ static void test_write_atomic(void **state)
 	/* Empty content, and a name that needs quoting. */
 	wo.mode = 0644;
 	wo.backup = 0;
-	if (ssh_write_file_atomic(c, "/srv/rw/it's $(x) ;.crt", "", 0, &wo, &e) != 0)
-		fail_msg("%s", e.msg);
+	write_ok(c, "/srv/rw/it's $(x) ;.crt", "", &wo);
 	read_expect(c, "/srv/rw/it's $(x) ;.crt", "", 0644);
 
 	/* Restore puts v1 back and keeps the backup. */
@@ -509,23 +493,12 @@ static void test_write_atomic(void **state)
 
 static void test_write_become_owner(void **state)
 {
-	struct ssh_conn *c;
-	struct err e = ERR_INIT;
+	struct ssh_conn *c = case_conn(state, 1, 1);
 	struct buf out = BUF_INIT;
-	struct ssh_write_opts wo;
+	struct ssh_write_opts wo = { .mode = 0600, .owner = "postgres", .group = "postgres", .backup = 1 };
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	c = connect_ok(1, 1);
-	memset(&wo, 0, sizeof(wo));
-	wo.mode = 0600;
-	wo.owner = "postgres";
-	wo.group = "postgres";
-	wo.backup = 1;
-	if (ssh_write_file_atomic(c, "/srv/certs/server.key", "key one\n", 8, &wo, &e) != 0)
-		fail_msg("%s", e.msg);
-	if (ssh_write_file_atomic(c, "/srv/certs/server.key", "key two\n", 8, &wo, &e) != 0)
-		fail_msg("%s", e.msg);
+	write_ok(c, "/srv/certs/server.key", "key one\n", &wo);
+	write_ok(c, "/srv/certs/server.key", "key two\n", &wo);
 	host_out(&out, 1, "cd /srv/certs && stat -c '%n %U:%G %a' server.key server.key.rotor-bak && "
 			  "cat server.key server.key.rotor-bak && ls -A | wc -l");
 	assert_string_equal(buf_cstr(&out),
@@ -540,15 +513,11 @@ static void test_write_become_owner(void **state)
 
 static void test_write_failures(void **state)
 {
-	struct ssh_conn *c;
+	struct ssh_conn *c = case_conn(state, 1, 0);
 	struct err e = ERR_INIT;
 	struct buf out = BUF_INIT;
-	struct ssh_write_opts wo;
+	struct ssh_write_opts wo = { .mode = 0 };
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	c = connect_ok(1, 0);
-	memset(&wo, 0, sizeof(wo));
 	/* /srv belongs to root: no temporary file can be made there. */
 	assert_int_equal(ssh_write_file_atomic(c, "/srv/x.crt", "x", 1, &wo, &e), ROTOR_ERROR);
 	assert_non_null(strstr(e.msg, "permission denied"));
@@ -615,7 +584,7 @@ static void test_parallel_threads(void **state)
 	int i;
 
 	(void)state;
-	SKIP_WITHOUT_FLEET();
+	FLEET_REQUIRED(&F);
 	for (i = 0; i < 6; i++) {
 		memset(&a[i], 0, sizeof(a[i]));
 		a[i].host = 1 + i % 2;
@@ -631,21 +600,15 @@ static void test_parallel_threads(void **state)
 static void test_auth_failure(void **state)
 {
 	struct ssh_opts o;
-	struct ssh_conn *c = NULL;
 	struct err e = ERR_INIT;
 	char other[400];
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	snprintf(other, sizeof(other), "%s/other_key", g_dir);
-	run("ssh-keygen -q -t ed25519 -N '' -f %s", other);
-	opts_for(&o, 1);
-	o.identity = other;
-	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
-	assert_null(c);
+	case_opts(state, &o, 1);
+	o.identity = scratch_file(other, sizeof(other), "other_key", "ssh-keygen -q -t ed25519 -N '' -f");
+	assert_int_equal(connect_fails(&o, &e), ROTOR_ERROR);
 	assert_non_null(strstr(e.msg, "public key authentication as " FLEET_USER));
 	o.identity = "/nonexistent/key";
-	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
+	assert_int_equal(connect_fails(&o, &e), ROTOR_ERROR);
 	assert_non_null(strstr(e.msg, "cannot read identity"));
 }
 
@@ -660,15 +623,13 @@ static void test_agent_and_passphrase(void **state)
 	const char *saved = getenv("SSH_AUTH_SOCK");
 	char *saved_copy = saved ? strdup(saved) : NULL;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	opts_for(&o, 2);
+	case_opts(state, &o, 2);
 	o.identity = NULL;
 	unsetenv("SSH_AUTH_SOCK");
-	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
+	assert_int_equal(connect_fails(&o, &e), ROTOR_ERROR);
 	assert_non_null(strstr(e.msg, "SSH_AUTH_SOCK"));
 
-	snprintf(sock, sizeof(sock), "%s/agent.sock", g_dir);
+	snprintf(sock, sizeof(sock), "%s/agent.sock", F.dir);
 	assert_int_equal(capture_status(&pid, "ssh-agent -a %s -s | sed -n 's/^SSH_AGENT_PID=\\([0-9]*\\);.*/\\1/p'",
 				 sock), 0);
 	assert_true(pid.len > 1);
@@ -686,7 +647,7 @@ static void test_agent_and_passphrase(void **state)
 	free(saved_copy);
 	buf_release(&pid);
 
-	snprintf(enc, sizeof(enc), "%s/encrypted_key", g_dir);
+	snprintf(enc, sizeof(enc), "%s/encrypted_key", F.dir);
 	run("cp %s %s && ssh-keygen -q -p -P '' -N 'secret words' -f %s >/dev/null", g_key, enc, enc);
 	o.identity = enc;
 	o.passphrase = "secret words";
@@ -695,35 +656,28 @@ static void test_agent_and_passphrase(void **state)
 	ssh_disconnect(c);
 	c = NULL;
 	o.passphrase = "wrong";
-	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
-	assert_null(c);
+	assert_int_equal(connect_fails(&o, &e), ROTOR_ERROR);
 }
 
 static void test_unknown_host(void **state)
 {
 	struct ssh_opts o;
-	struct ssh_conn *c = NULL;
 	struct err e = ERR_INIT;
 	char empty[400];
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	snprintf(empty, sizeof(empty), "%s/empty_known_hosts", g_dir);
-	run(": >%s", empty);
-	opts_for(&o, 2);
-	o.known_hosts = empty;
-	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_EINVALID);
-	assert_null(c);
+	case_opts(state, &o, 2);
+	o.known_hosts = scratch_file(empty, sizeof(empty), "empty_known_hosts", ": >");
+	assert_int_equal(connect_fails(&o, &e), ROTOR_EINVALID);
 	assert_non_null(strstr(e.msg, "host2 (" BASE ".2) is not in known_hosts"));
 	assert_non_null(strstr(e.msg, "rotor never trusts on first use"));
 	assert_non_null(strstr(e.msg, "ssh-ed25519 SHA256:"));
 	/* Another host's entry does not count. */
 	run("grep '^" BASE ".1 ' %s >%s", g_known, empty);
-	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_EINVALID);
+	assert_int_equal(connect_fails(&o, &e), ROTOR_EINVALID);
 	assert_non_null(strstr(e.msg, "is not in known_hosts"));
 	/* A missing file is its own error. */
 	o.known_hosts = "/nonexistent/known_hosts";
-	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
+	assert_int_equal(connect_fails(&o, &e), ROTOR_ERROR);
 	assert_non_null(strstr(e.msg, "cannot read known_hosts"));
 }
 
@@ -735,9 +689,8 @@ static void test_known_hosts_forms(void **state)
 	struct err e = ERR_INIT;
 	char kh[400];
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	snprintf(kh, sizeof(kh), "%s/kh_forms", g_dir);
+	case_opts(state, &o, 1);
+	snprintf(kh, sizeof(kh), "%s/kh_forms", F.dir);
 	run("grep '^" BASE ".1 ' %s >%s.h && ssh-keygen -q -H -f %s.h >/dev/null 2>&1 && "
 	    "{ echo '# comment'; echo; "
 	    "echo '@cert-authority *.example.net ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0gZDVmNzA3ZjI3YjQ1NDM4ZmQxMjM0NTY3'; "
@@ -745,7 +698,6 @@ static void test_known_hosts_forms(void **state)
 	    "echo 'garbage'; cat %s.h; } >%s",
 	    g_known, kh, kh, kh, kh);
 	run("! grep -q '" BASE ".1' %s", kh);   /* really hashed */
-	opts_for(&o, 1);
 	o.known_hosts = kh;
 	if (ssh_connect(&c, &o, &e) != 0)
 		fail_msg("hashed known_hosts: %s", e.msg);
@@ -753,8 +705,7 @@ static void test_known_hosts_forms(void **state)
 	c = NULL;
 	/* The same key under @revoked wins. */
 	run("awk '$1 == \"" BASE ".1\" { print \"@revoked * \" $2 \" \" $3 }' %s >>%s", g_known, kh);
-	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_EINVALID);
-	assert_null(c);
+	assert_int_equal(connect_fails(&o, &e), ROTOR_EINVALID);
 	assert_non_null(strstr(e.msg, "@revoked"));
 }
 
@@ -764,16 +715,13 @@ static void test_hostkey_mismatch(void **state)
 	struct ssh_conn *c = NULL;
 	struct err e = ERR_INIT;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
+	case_opts(state, &o, 3);
 	/* Before the new key, host3 is fine. */
 	c = connect_ok(3, 0);
 	ssh_disconnect(c);
 	c = NULL;
-	run("%s rekey --dir %s host3 >/dev/null", g_fleet, g_fleet_dir);
-	opts_for(&o, 3);
-	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_EINVALID);
-	assert_null(c);
+	run("%s rekey --dir %s host3 >/dev/null", F.script, F.fleet_dir);
+	assert_int_equal(connect_fails(&o, &e), ROTOR_EINVALID);
 	assert_non_null(strstr(e.msg, "host key for host3 (" BASE ".3) does NOT match known_hosts: "
 				   "possible man-in-the-middle; refusing"));
 }
@@ -784,15 +732,12 @@ static void test_sshd_stopped(void **state)
 	struct ssh_conn *c = NULL;
 	struct err e = ERR_INIT;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	run("%s stop-sshd --dir %s host2", g_fleet, g_fleet_dir);
-	opts_for(&o, 2);
+	case_opts(state, &o, 2);
+	run("%s stop-sshd --dir %s host2", F.script, F.fleet_dir);
 	o.connect_timeout_ms = 2000;
-	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
-	assert_null(c);
-	assert_non_null(strstr(e.msg, "host2 (" BASE ".2): connect to port 22"));
-	run("%s start-sshd --dir %s host2", g_fleet, g_fleet_dir);
+	assert_int_equal(connect_fails(&o, &e), ROTOR_ERROR);
+	assert_non_null(strstr(e.msg, "host2 (" BASE ".2): connect to " BASE ".2:22: "));
+	run("%s start-sshd --dir %s host2", F.script, F.fleet_dir);
 	c = connect_ok(2, 0);
 	ssh_disconnect(c);
 }
@@ -800,19 +745,16 @@ static void test_sshd_stopped(void **state)
 static void test_nothing_listening(void **state)
 {
 	struct ssh_opts o;
-	struct ssh_conn *c = NULL;
 	struct err e = ERR_INIT;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	opts_for(&o, 1);
+	case_opts(state, &o, 1);
 	o.address = BASE ".250";
 	o.host_label = "ghost";
 	o.connect_timeout_ms = 3000;
-	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
-	assert_non_null(strstr(e.msg, "ghost (" BASE ".250): connect to port 22: Connection refused"));
+	assert_int_equal(connect_fails(&o, &e), ROTOR_ERROR);
+	assert_non_null(strstr(e.msg, "ghost (" BASE ".250): connect to " BASE ".250:22: Connection refused"));
 	o.address = "no-such-host.invalid";
-	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
+	assert_int_equal(connect_fails(&o, &e), ROTOR_ERROR);
 	assert_non_null(strstr(e.msg, "cannot resolve"));
 }
 
@@ -836,13 +778,11 @@ static int listen_on(const char *addr, int port, int backlog)
 static void test_connect_timeout(void **state)
 {
 	struct ssh_opts o;
-	struct ssh_conn *c = NULL;
 	struct err e = ERR_INIT;
 	struct sockaddr_in sa;
 	int lfd, fill[16], nfill = 0, i;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
+	case_opts(state, &o, 1);
 	lfd = listen_on(BASE ".251", 2222, 0);
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
@@ -859,12 +799,11 @@ static void test_connect_timeout(void **state)
 		if (poll(&p, 1, 300) == 0)
 			break;   /* this one hangs: the queue is full */
 	}
-	opts_for(&o, 1);
 	o.address = BASE ".251";
 	o.port = 2222;
 	o.connect_timeout_ms = 1000;
-	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
-	assert_non_null(strstr(e.msg, "timed out after 1000 ms"));
+	assert_int_equal(connect_fails(&o, &e), ROTOR_ERROR);
+	assert_non_null(strstr(e.msg, "connect to " BASE ".251:2222 timed out after 1000 ms"));
 	for (i = 0; i < nfill; i++)
 		close(fill[i]);
 	close(lfd);
@@ -874,19 +813,15 @@ static void test_connect_timeout(void **state)
 static void test_handshake_deadline(void **state)
 {
 	struct ssh_opts o;
-	struct ssh_conn *c = NULL;
 	struct err e = ERR_INIT;
 	int lfd;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
+	case_opts(state, &o, 1);
 	lfd = listen_on(BASE ".252", 2222, 8);
-	opts_for(&o, 1);
 	o.address = BASE ".252";
 	o.port = 2222;
 	o.deadline_ms = 1000;
-	assert_int_equal(ssh_connect(&c, &o, &e), ROTOR_ERROR);
-	assert_null(c);
+	assert_int_equal(connect_fails(&o, &e), ROTOR_ERROR);
 	assert_non_null(strstr(e.msg, "timed out"));
 	close(lfd);
 }
@@ -894,12 +829,9 @@ static void test_handshake_deadline(void **state)
 /* Once the deadline passed, calls fail and the connection stays broken. */
 static void test_deadline_expires(void **state)
 {
-	struct ssh_conn *c;
+	struct ssh_conn *c = case_conn(state, 1, 0);
 	struct err e = ERR_INIT;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
-	c = connect_ok(1, 0);
 	ssh_set_deadline(c, 500);
 	assert_int_equal(ssh_exec(c, "sleep 5", NULL, NULL, NULL, &e), ROTOR_ERROR);
 	assert_non_null(strstr(e.msg, "timed out"));
@@ -913,14 +845,11 @@ static void test_deadline_expires(void **state)
 /* A read that never completes (a FIFO nobody writes) ends at the deadline. */
 static void test_read_deadline(void **state)
 {
-	struct ssh_conn *c;
+	struct ssh_conn *c = case_conn(state, 1, 0);
 	struct err e = ERR_INIT;
 	struct buf b = BUF_INIT;
 
-	(void)state;
-	SKIP_WITHOUT_FLEET();
 	host_sh(1, "rm -f /srv/fifo && mkfifo -m 0644 /srv/fifo");
-	c = connect_ok(1, 0);
 	assert_int_equal(ssh_read_file(&b, c, "/srv/a.txt", 100, NULL, &e), 0);   /* SFTP is up */
 	ssh_set_deadline(c, 700);
 	assert_int_equal(ssh_read_file(&b, c, "/srv/fifo", 100, NULL, &e), ROTOR_ERROR);

@@ -1,0 +1,372 @@
+/*
+ * files.c -- changing files on the host (see ssh.h; ssh_int.h for the
+ * layout): stage (write a temporary file over SFTP, fsync, set its
+ * mode), commit (one remote command: backups, owners, then every rename
+ * back to back -- in one perl process when no sudo is needed), discard,
+ * restore a backup.  Every command line is built with the ssh_cmd_*
+ * builder, every argument shell-quoted, and checked once before it is
+ * sent: a failed append is reported with its own code.
+ */
+#define _DEFAULT_SOURCE
+#include "reconcile/remote/ssh_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+/* ---- checks ---------------------------------------------------------------------- */
+
+/* A user or group: a name as useradd accepts it, or a number. */
+static int check_name(struct ssh_conn *c, const char *what, const char *s, struct err *e)
+{
+	const char *p;
+
+	if (!s)
+		return 0;
+	if (!*s || strlen(s) > 64 || *s == '-')
+		goto bad;
+	for (p = s; *p; p++) {
+		char ch = *p;
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.' ||
+		      (ch == '$' && p[1] == '\0')))
+			goto bad;
+	}
+	return 0;
+bad:
+	return err_set(e, ROTOR_EINVALID, "%s: invalid %s name for chown: \"%s\"", c->name, what, s);
+}
+
+/* ---- staging ------------------------------------------------------------------- */
+
+static int random_hex(char *out, size_t nbytes)
+{
+	unsigned char r[16];
+	size_t i;
+
+	if (nbytes > sizeof(r) || getrandom(r, nbytes, 0) != (ssize_t)nbytes)
+		return -1;
+	for (i = 0; i < nbytes; i++)
+		snprintf(out + 2 * i, 3, "%02x", r[i]);
+	return 0;
+}
+
+/* "/dir/.base.rotor-tmp-<hex>" next to path. */
+static int temp_name(struct ssh_conn *c, struct buf *out, const char *path, struct err *e)
+{
+	const char *slash = strrchr(path, '/');
+	char hex[33];
+	int rc;
+
+	if (random_hex(hex, 8) != 0)
+		return err_set(e, ROTOR_ERROR, "getrandom: %s", strerror(errno));
+	if ((rc = buf_put(out, path, (size_t)(slash - path) + 1)) != 0 ||
+	    (rc = buf_printf(out, ".%s.rotor-tmp-%s", slash + 1, hex)) != 0)
+		return ssh_buf_fail(c, e, rc, "naming a temporary file");
+	return 0;
+}
+
+static void remove_temp(struct ssh_conn *c, const char *tmp, const char *sudo)
+{
+	struct err ignore = ERR_INIT;
+	struct buf cmd = BUF_INIT;
+	int rc, status;
+
+	if (c->broken)
+		return;
+	NB_INT(c, &ignore, "removing a temporary file", rc,
+	       libssh2_sftp_unlink_ex(c->sftp, tmp, (unsigned)strlen(tmp)));
+	if (rc == 0 || c->broken || !*sudo)
+		return;
+	/* It may belong to another user by now. */
+	rc = 0;
+	ssh_cmd_printf(&cmd, &rc, "%srm -f -- ", sudo);
+	ssh_cmd_quote(&cmd, tmp, &rc);
+	if (rc == 0)
+		ssh_exec_run(c, buf_cstr(&cmd), NULL, NULL, 1, &status, &ignore);
+	buf_release(&cmd);
+}
+
+static int resolve_become(const struct ssh_conn *c, int become)
+{
+	return become < 0 ? 0 : become > 0 ? 1 : c->become;
+}
+
+int ssh_stage_file(struct ssh_conn *c, const char *path, const void *data, size_t len,
+		   const struct ssh_write_opts *wo, struct ssh_staged *out, struct err *e)
+{
+	static const struct ssh_write_opts defaults;
+	LIBSSH2_SFTP_HANDLE *h = NULL;
+	LIBSSH2_SFTP_ATTRIBUTES a;
+	struct buf tmp = BUF_INIT;
+	const char *sudo, *p = data;
+	const char *base;
+	size_t done = 0;
+	int rc, failed, created = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!wo)
+		wo = &defaults;
+	if ((rc = ssh_usable(c, e)) != 0 || (rc = ssh_check_path(c, path, e)) != 0 ||
+	    (rc = check_name(c, "owner", wo->owner, e)) != 0 ||
+	    (rc = check_name(c, "group", wo->group, e)) != 0)
+		return rc;
+	base = strrchr(path, '/') + 1;
+	if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+		return err_set(e, ROTOR_EINVALID, "%s: not a file path: %s", c->name, path);
+	if (!data && len)
+		return err_set(e, ROTOR_EINVALID, "%s: no data for %s", c->name, path);
+	sudo = resolve_become(c, wo->become) ? "sudo -n " : "";
+	if ((rc = ssh_sftp_ready(c, e)) != 0)
+		return rc;
+	if ((rc = temp_name(c, &tmp, path, e)) != 0)
+		goto out;
+	NB_PTR(c, e, "creating a temporary file", h,
+	       libssh2_sftp_open_ex(c->sftp, buf_cstr(&tmp), (unsigned)tmp.len,
+				    LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, 0600,
+				    LIBSSH2_SFTP_OPENFILE), failed);
+	if (failed) {
+		rc = e ? e->code : ROTOR_ERROR;
+		goto out;
+	}
+	if (!h) {
+		rc = ssh_sftp_fail(c, e, "cannot create temporary file", buf_cstr(&tmp));
+		goto out;
+	}
+	created = 1;
+	while (done < len) {
+		ssize_t n = libssh2_sftp_write(h, p + done, len - done);
+
+		if (n == LIBSSH2_ERROR_EAGAIN) {
+			if (ssh_wait_io(c, "writing a remote file", e)) {
+				rc = e ? e->code : ROTOR_ERROR;
+				goto out;
+			}
+			continue;
+		}
+		if (n < 0) {
+			rc = ssh_sftp_fail(c, e, "cannot write", buf_cstr(&tmp));
+			goto out;
+		}
+		done += (size_t)n;
+	}
+	NB_INT(c, e, "syncing a remote file", rc, libssh2_sftp_fsync(h));
+	if (rc == NB_WAITFAIL) {
+		rc = e ? e->code : ROTOR_ERROR;
+		goto out;
+	}
+	if (rc != 0 && ssh_sftp_status(c) != LIBSSH2_FX_OP_UNSUPPORTED) {
+		rc = ssh_sftp_fail(c, e, "cannot fsync", buf_cstr(&tmp));
+		goto out;
+	}
+	/* The create mode went through the server's umask; set it exactly. */
+	memset(&a, 0, sizeof(a));
+	a.flags = LIBSSH2_SFTP_ATTR_PERMISSIONS;
+	a.permissions = wo->mode ? (wo->mode & 07777) : 0600;
+	NB_INT(c, e, "setting a file mode", rc, libssh2_sftp_fstat_ex(h, &a, 1));
+	if (rc == NB_WAITFAIL) {
+		rc = e ? e->code : ROTOR_ERROR;
+		goto out;
+	}
+	if (rc != 0) {
+		rc = ssh_sftp_fail(c, e, "cannot set the mode of", buf_cstr(&tmp));
+		goto out;
+	}
+	NB_INT(c, e, "closing a remote file", rc, libssh2_sftp_close_handle(h));
+	h = NULL;
+	if (rc == NB_WAITFAIL) {
+		rc = e ? e->code : ROTOR_ERROR;
+		goto out;
+	}
+	if (rc != 0) {
+		rc = ssh_sftp_fail(c, e, "cannot close", buf_cstr(&tmp));
+		goto out;
+	}
+
+	if (!(out->path = strdup(path)) || (wo->owner && !(out->owner = strdup(wo->owner))) ||
+	    (wo->group && !(out->group = strdup(wo->group)))) {
+		ssh_staged_release(out);
+		rc = err_nomem(e);
+		goto out;
+	}
+	out->tmp = buf_detach(&tmp);
+	out->backup = wo->backup;
+	out->sudo = sudo[0] != '\0';
+	created = 0;   /* the caller commits or discards it */
+	rc = 0;
+out:
+	if (h)
+		ssh_handle_close(c, h);
+	if (created && rc)
+		remove_temp(c, buf_cstr(&tmp), sudo);
+	if (rc && e)
+		err_prefix(e, "writing %s", path);
+	buf_release(&tmp);
+	return rc;
+}
+
+void ssh_staged_release(struct ssh_staged *st)
+{
+	free(st->path);
+	free(st->tmp);
+	free(st->owner);
+	free(st->group);
+	memset(st, 0, sizeof(*st));
+}
+
+void ssh_staged_discard(struct ssh_conn *c, struct ssh_staged *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (v[i].tmp && !v[i].committed && ssh_usable(c, NULL) == 0)
+			remove_temp(c, v[i].tmp, v[i].sudo ? "sudo -n " : "");
+		ssh_staged_release(&v[i]);
+	}
+}
+
+/*
+ * Backups and owners first, then every rename back to back: in one perl
+ * process when no sudo is needed (Debian's perl-base is Essential), so a
+ * reader never sees a new certificate beside an old key for longer than
+ * two rename() calls; else one mv after the other.
+ */
+int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct err *e)
+{
+	struct buf cmd = BUF_INIT, se = BUF_INIT, bak = BUF_INIT, renames = BUF_INIT, args = BUF_INIT;
+	size_t i;
+	int rc = 0, any_sudo = 0;
+
+	if ((rc = ssh_usable(c, e)) != 0)
+		return rc;
+	se.max = SSH_STDERR_KEEP;
+	for (i = 0; i < n && rc == 0; i++) {
+		const char *sudo = v[i].sudo ? "sudo -n " : "";
+
+		any_sudo |= v[i].sudo;
+		if (v[i].backup) {
+			buf_release(&bak);
+			ssh_cmd_printf(&bak, &rc, "%s%s", v[i].path, SSH_BACKUP_SUFFIX);
+			ssh_cmd_puts(&cmd, "{ test ! -e ", &rc);
+			ssh_cmd_quote(&cmd, v[i].path, &rc);
+			ssh_cmd_printf(&cmd, &rc, " || %scp -p -- ", sudo);
+			ssh_cmd_quote(&cmd, v[i].path, &rc);
+			ssh_cmd_puts(&cmd, " ", &rc);
+			ssh_cmd_quote(&cmd, buf_cstr(&bak), &rc);
+			ssh_cmd_puts(&cmd, "; } && ", &rc);
+		}
+		if (v[i].owner || v[i].group) {
+			struct buf spec = BUF_INIT;
+
+			ssh_cmd_printf(&spec, &rc, "%s%s%s", v[i].owner ? v[i].owner : "",
+				       v[i].group ? ":" : "", v[i].group ? v[i].group : "");
+			ssh_cmd_printf(&cmd, &rc, "%schown ", sudo);
+			ssh_cmd_quote(&cmd, buf_cstr(&spec), &rc);
+			ssh_cmd_puts(&cmd, " -- ", &rc);
+			ssh_cmd_quote(&cmd, v[i].tmp, &rc);
+			ssh_cmd_puts(&cmd, " && ", &rc);
+			buf_release(&spec);
+		}
+		ssh_cmd_printf(&renames, &rc, "%s%smv -f -- ", i ? " && " : "", sudo);
+		ssh_cmd_quote(&renames, v[i].tmp, &rc);
+		ssh_cmd_puts(&renames, " ", &rc);
+		ssh_cmd_quote(&renames, v[i].path, &rc);
+		ssh_cmd_puts(&args, " ", &rc);
+		ssh_cmd_quote(&args, v[i].tmp, &rc);
+		ssh_cmd_puts(&args, " ", &rc);
+		ssh_cmd_quote(&args, v[i].path, &rc);
+	}
+	if (!any_sudo && n > 1) {
+		ssh_cmd_puts(&cmd, "if command -v perl >/dev/null 2>&1; then perl -e "
+			     "'for (my $i = 0; $i < @ARGV; $i += 2) { rename($ARGV[$i], $ARGV[$i + 1]) "
+			     "or die \"rename $ARGV[$i + 1]: $!\\n\" }' --", &rc);
+		ssh_cmd_put(&cmd, &args, &rc);
+		ssh_cmd_puts(&cmd, "; else ", &rc);
+		ssh_cmd_put(&cmd, &renames, &rc);
+		ssh_cmd_puts(&cmd, "; fi", &rc);
+	} else {
+		ssh_cmd_put(&cmd, &renames, &rc);
+	}
+	if (rc) {
+		rc = ssh_buf_fail(c, e, rc, "building the command that replaces the files");
+		goto out;
+	}
+	rc = ssh_exec_checked(c, buf_cstr(&cmd), "replacing the files", NULL, &se, e);
+	if (rc == 0)
+		for (i = 0; i < n; i++)
+			v[i].committed = 1;
+out:
+	buf_release(&cmd);
+	buf_release(&se);
+	buf_release(&bak);
+	buf_release(&renames);
+	buf_release(&args);
+	return rc;
+}
+
+int ssh_write_file_atomic(struct ssh_conn *c, const char *path, const void *data, size_t len,
+			  const struct ssh_write_opts *wo, struct err *e)
+{
+	struct ssh_staged st;
+	int rc;
+
+	if ((rc = ssh_stage_file(c, path, data, len, wo, &st, e)) != 0)
+		return rc;
+	rc = ssh_commit_staged(c, &st, 1, e);
+	if (rc && e)
+		err_prefix(e, "writing %s", path);
+	ssh_staged_discard(c, &st, 1);
+	return rc;
+}
+
+int ssh_restore_backup(struct ssh_conn *c, const char *path, int become, struct err *e)
+{
+	struct buf tmp = BUF_INIT, cmd = BUF_INIT, se = BUF_INIT, bak = BUF_INIT;
+	const char *sudo;
+	int rc, status;
+
+	if ((rc = ssh_usable(c, e)) != 0 || (rc = ssh_check_path(c, path, e)) != 0)
+		return rc;
+	sudo = resolve_become(c, become) ? "sudo -n " : "";
+	se.max = SSH_STDERR_KEEP;
+	if ((rc = temp_name(c, &tmp, path, e)) != 0)
+		goto out;
+	ssh_cmd_printf(&bak, &rc, "%s%s", path, SSH_BACKUP_SUFFIX);
+	ssh_cmd_printf(&cmd, &rc, "if %scp -p -- ", sudo);
+	ssh_cmd_quote(&cmd, buf_cstr(&bak), &rc);
+	ssh_cmd_puts(&cmd, " ", &rc);
+	ssh_cmd_quote(&cmd, buf_cstr(&tmp), &rc);
+	ssh_cmd_printf(&cmd, &rc, "; then %smv -f -- ", sudo);
+	ssh_cmd_quote(&cmd, buf_cstr(&tmp), &rc);
+	ssh_cmd_puts(&cmd, " ", &rc);
+	ssh_cmd_quote(&cmd, path, &rc);
+	ssh_cmd_printf(&cmd, &rc, " || { %srm -f -- ", sudo);
+	ssh_cmd_quote(&cmd, buf_cstr(&tmp), &rc);
+	ssh_cmd_puts(&cmd, "; exit 1; }; else exit 1; fi", &rc);
+	if (rc) {
+		rc = ssh_buf_fail(c, e, rc, "building the restore command");
+		goto out;
+	}
+	rc = ssh_exec_run(c, buf_cstr(&cmd), NULL, &se, 1, &status, e);
+	if (rc)
+		goto out;
+	if (status != 0) {
+		char t[300];
+
+		if (strstr(buf_cstr(&se), "No such file") && strstr(buf_cstr(&se), SSH_BACKUP_SUFFIX))
+			rc = err_set(e, ROTOR_ENOTFOUND, "%s: no backup %s to restore", c->name,
+				     buf_cstr(&bak));
+		else
+			rc = err_set(e, ROTOR_ERROR, "%s: restoring %s from %s failed: %s", c->name,
+				     path, buf_cstr(&bak), ssh_tail_of(&se, t, sizeof(t)));
+	}
+out:
+	buf_release(&tmp);
+	buf_release(&cmd);
+	buf_release(&se);
+	buf_release(&bak);
+	return rc;
+}

@@ -1,0 +1,639 @@
+/*
+ * session.c -- one SSH session (see ssh.h for the contract, ssh_int.h
+ * for how the files of this module divide the work): TCP connect,
+ * handshake, host key check against known_hosts, public key
+ * authentication, disconnect; and the plumbing every other file uses:
+ * the deadline, the one wait loop (ssh_wait_io), libssh2 error mapping.
+ */
+#define _DEFAULT_SOURCE
+#include "reconcile/remote/ssh_int.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/net.h"
+
+#define KNOWN_HOSTS_MAX ((size_t)16 << 20)
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void base64_nopad(char *out, size_t outsz, const unsigned char *in, size_t n)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i, o = 0;
+
+	for (i = 0; i < n && o + 5 < outsz; i += 3) {
+		unsigned v = (unsigned)in[i] << 16;
+
+		if (i + 1 < n)
+			v |= (unsigned)in[i + 1] << 8;
+		if (i + 2 < n)
+			v |= in[i + 2];
+		out[o++] = tab[(v >> 18) & 63];
+		out[o++] = tab[(v >> 12) & 63];
+		if (i + 1 < n)
+			out[o++] = tab[(v >> 6) & 63];
+		if (i + 2 < n)
+			out[o++] = tab[v & 63];
+	}
+	out[o] = '\0';
+}
+
+/* Standard base64 with padding, as known_hosts stores keys. */
+static int base64_pad(struct buf *out, const unsigned char *in, size_t n)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i;
+	char q[4];
+	int rc;
+
+	for (i = 0; i < n; i += 3) {
+		unsigned v = (unsigned)in[i] << 16;
+
+		if (i + 1 < n)
+			v |= (unsigned)in[i + 1] << 8;
+		if (i + 2 < n)
+			v |= in[i + 2];
+		q[0] = tab[(v >> 18) & 63];
+		q[1] = tab[(v >> 12) & 63];
+		q[2] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+		q[3] = i + 2 < n ? tab[v & 63] : '=';
+		if ((rc = buf_put(out, q, 4)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static const char *lib_msg(LIBSSH2_SESSION *s)
+{
+	char *msg = NULL;
+
+	if (!s)
+		return "no session";
+	libssh2_session_last_error(s, &msg, NULL, 0);
+	return msg && *msg ? msg : "unknown libssh2 error";
+}
+
+/* libssh2 errors after which the transport cannot be trusted any more. */
+static int transport_error(int rc)
+{
+	switch (rc) {
+	case LIBSSH2_ERROR_SOCKET_NONE:
+	case LIBSSH2_ERROR_BANNER_RECV:
+	case LIBSSH2_ERROR_BANNER_SEND:
+	case LIBSSH2_ERROR_INVALID_MAC:
+	case LIBSSH2_ERROR_KEX_FAILURE:
+	case LIBSSH2_ERROR_ALLOC:
+	case LIBSSH2_ERROR_SOCKET_SEND:
+	case LIBSSH2_ERROR_KEY_EXCHANGE_FAILURE:
+	case LIBSSH2_ERROR_TIMEOUT:
+	case LIBSSH2_ERROR_DECRYPT:
+	case LIBSSH2_ERROR_SOCKET_DISCONNECT:
+	case LIBSSH2_ERROR_PROTO:
+	case LIBSSH2_ERROR_ZLIB:
+	case LIBSSH2_ERROR_SOCKET_TIMEOUT:
+	case LIBSSH2_ERROR_COMPRESS:
+	case LIBSSH2_ERROR_SOCKET_RECV:
+	case LIBSSH2_ERROR_ENCRYPT:
+	case LIBSSH2_ERROR_BAD_SOCKET:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Report a libssh2 failure (rc) while doing `what`. */
+int ssh_lib_fail(struct ssh_conn *c, struct err *e, int rc, const char *what)
+{
+	if (transport_error(rc))
+		c->broken = 1;
+	if (rc == LIBSSH2_ERROR_ALLOC)
+		return err_set(e, ROTOR_ENOMEM, "%s: out of memory while %s", c->name, what);
+	return err_set(e, ROTOR_ERROR, "%s: %s: %s", c->name, what, lib_msg(c->s));
+}
+
+int ssh_buf_fail(struct ssh_conn *c, struct err *e, int rc, const char *what)
+{
+	return err_set(e, rc, "%s: %s: %s", c->name, what,
+		       rc == ROTOR_ENOMEM ? "out of memory" :
+		       rc == ROTOR_ETOOBIG ? "over the size cap" : "formatting failed");
+}
+
+static int timed_out(struct ssh_conn *c, struct err *e, const char *what)
+{
+	c->broken = 1;
+	return err_set(e, ROTOR_ERROR, "%s: timed out while %s (deadline %d ms)", c->name, what,
+		       c->deadline_ms);
+}
+
+/*
+ * Wait until the socket is ready in the directions libssh2 is blocked
+ * on, or the deadline passes.  0 = try the call again.
+ */
+int ssh_wait_io(struct ssh_conn *c, const char *what, struct err *e)
+{
+	int dir = libssh2_session_block_directions(c->s);
+
+	for (;;) {
+		struct pollfd p;
+		int64_t left = c->deadline - clock_mono_ms();
+		int tmo, rc;
+
+		if (left <= 0)
+			return timed_out(c, e, what);
+		tmo = left > INT_MAX ? INT_MAX : (int)left;
+		p.fd = c->fd;
+		p.events = 0;
+		p.revents = 0;
+		if (dir & LIBSSH2_SESSION_BLOCK_INBOUND)
+			p.events |= POLLIN;
+		if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
+			p.events |= POLLOUT;
+		if (!p.events) {
+			/* EAGAIN without a direction: data is queued inside libssh2. */
+			p.events = POLLIN;
+			if (tmo > 5)
+				tmo = 5;
+		}
+		rc = poll(&p, 1, tmo);
+		if (rc > 0 || (rc == 0 && !dir))
+			return 0;
+		if (rc < 0 && errno != EINTR) {
+			c->broken = 1;
+			return err_set(e, ROTOR_ERROR, "%s: poll: %s", c->name, strerror(errno));
+		}
+	}
+}
+
+/* Every public entry point starts here. */
+int ssh_usable(struct ssh_conn *c, struct err *e)
+{
+	if (!c)
+		return err_set(e, ROTOR_EINVALID, "ssh: no connection");
+	if (c->broken)
+		return err_set(e, ROTOR_ERROR, "%s: connection unusable after an earlier error", c->name);
+	if (clock_mono_ms() >= c->deadline)
+		return timed_out(c, e, "starting the next step");
+	return 0;
+}
+
+/* ---- global -------------------------------------------------------------- */
+
+int ssh_global_init(struct err *e)
+{
+	int rc = libssh2_init(0);
+
+	if (rc != 0)
+		return err_set(e, ROTOR_ERROR, "libssh2_init failed (%d)", rc);
+	return 0;
+}
+
+void ssh_global_shutdown(void)
+{
+	libssh2_exit();
+}
+
+/* ---- connect ------------------------------------------------------------- */
+
+struct hostkey_type {
+	int session_type;   /* LIBSSH2_HOSTKEY_TYPE_* */
+	int known_type;     /* LIBSSH2_KNOWNHOST_KEY_* */
+	const char *name;   /* algorithm name */
+};
+
+static const struct hostkey_type hostkey_types[] = {
+	{ LIBSSH2_HOSTKEY_TYPE_ED25519, LIBSSH2_KNOWNHOST_KEY_ED25519, "ssh-ed25519" },
+	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_256, LIBSSH2_KNOWNHOST_KEY_ECDSA_256, "ecdsa-sha2-nistp256" },
+	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_384, LIBSSH2_KNOWNHOST_KEY_ECDSA_384, "ecdsa-sha2-nistp384" },
+	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_521, LIBSSH2_KNOWNHOST_KEY_ECDSA_521, "ecdsa-sha2-nistp521" },
+	{ LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA, "ssh-rsa" },
+};
+#define N_HOSTKEY_TYPES (sizeof(hostkey_types) / sizeof(hostkey_types[0]))
+
+struct known {
+	LIBSSH2_KNOWNHOSTS *kh;
+	struct buf revoked;   /* "\n<base64>\n<base64>\n": keys listed under @revoked */
+	size_t skipped;       /* lines libssh2 could not parse */
+};
+
+/*
+ * Load known_hosts line by line: libssh2_knownhost_readfile() gives up on
+ * the first line it cannot parse (a key type it does not know, a marker),
+ * which would make one odd line hide every host.
+ */
+static int known_load(struct known *k, struct ssh_conn *c, const char *path, struct err *e)
+{
+	struct buf file = BUF_INIT;
+	struct err fe = ERR_INIT;
+	char *line, *next;
+	int rc;
+
+	file.max = KNOWN_HOSTS_MAX;
+	rc = buf_read_file(&file, path, KNOWN_HOSTS_MAX, &fe);
+	if (rc) {
+		err_set(e, rc == ROTOR_ENOMEM ? ROTOR_ENOMEM : ROTOR_ERROR,
+			"%s: cannot read known_hosts: %s", c->name, fe.msg);
+		buf_release(&file);
+		return e ? e->code : rc;
+	}
+	k->kh = libssh2_knownhost_init(c->s);
+	if (!k->kh) {
+		buf_release(&file);
+		return err_set(e, ROTOR_ENOMEM, "%s: libssh2_knownhost_init failed", c->name);
+	}
+	for (line = file.ptr; line && *line; line = next) {
+		size_t len;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		len = strlen(line);
+		while (len && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
+			line[--len] = '\0';
+		while (*line == ' ' || *line == '\t')
+			line++;
+		if (!*line || *line == '#')
+			continue;
+		if (*line == '@') {
+			/* "@revoked HOSTS TYPE BASE64": remember the key, for any host. */
+			if (strncmp(line, "@revoked", 8) == 0 && (line[8] == ' ' || line[8] == '\t')) {
+				const char *f[4];
+				size_t flen[4];
+				const char *q = line;
+				int nf = 0;
+
+				while (nf < 4 && *q) {
+					while (*q == ' ' || *q == '\t')
+						q++;
+					if (!*q)
+						break;
+					f[nf] = q;
+					while (*q && *q != ' ' && *q != '\t')
+						q++;
+					flen[nf] = (size_t)(q - f[nf]);
+					nf++;
+				}
+				if (nf == 4 &&
+				    (rc = buf_printf(&k->revoked, "\n%.*s\n", (int)flen[3], f[3])) != 0) {
+					buf_release(&file);
+					return ssh_buf_fail(c, e, rc, "keeping @revoked keys of known_hosts");
+				}
+			}
+			continue;   /* @cert-authority: not supported, never trusted */
+		}
+		if (libssh2_knownhost_readline(k->kh, line, strlen(line),
+					       LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0)
+			k->skipped++;
+	}
+	buf_release(&file);
+	return 0;
+}
+
+static void known_release(struct known *k)
+{
+	if (k->kh)
+		libssh2_knownhost_free(k->kh);
+	k->kh = NULL;
+	buf_release(&k->revoked);
+}
+
+static int check_port(int port)
+{
+	/* Entries for port 22 are written without a port, as OpenSSH does. */
+	return port == 22 ? -1 : port;
+}
+
+/*
+ * Host key algorithms to offer: the types known_hosts lists for this host
+ * first (so a host that has several keys presents the one we know), then
+ * the rest.  A probe with a dummy key tells "listed with another key"
+ * (MISMATCH) from "not listed" (NOTFOUND), and works on hashed names.
+ */
+static int hostkey_prefs(struct buf *out, struct known *k, const char *addr, int port)
+{
+	int known[N_HOSTKEY_TYPES];
+	size_t i;
+	int pass, rc;
+
+	for (i = 0; i < N_HOSTKEY_TYPES; i++) {
+		int r = libssh2_knownhost_checkp(k->kh, addr, check_port(port), "x", 1,
+						 LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
+						 hostkey_types[i].known_type, NULL);
+		known[i] = r == LIBSSH2_KNOWNHOST_CHECK_MISMATCH || r == LIBSSH2_KNOWNHOST_CHECK_MATCH;
+	}
+	for (pass = 1; pass >= 0; pass--) {
+		for (i = 0; i < N_HOSTKEY_TYPES; i++) {
+			if (known[i] != pass)
+				continue;
+			rc = buf_printf(out, "%s%s", out->len ? "," : "", hostkey_types[i].name);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+static int tcp_connect(struct ssh_conn *c, const struct ssh_opts *o, int port, struct err *e)
+{
+	int timeout = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : SSH_DEFAULT_CONNECT_TIMEOUT_MS;
+	int fd = net_connect(o->address, port, timeout, e);
+
+	if (fd < 0)
+		return e ? err_prefix(e, "%s", c->name) : fd;
+	c->fd = fd;
+	return 0;
+}
+
+static int verify_hostkey(struct ssh_conn *c, struct known *k, const struct ssh_opts *o,
+			  int port, struct err *e)
+{
+	const char *key, *hash;
+	size_t keylen, i;
+	int type, r, rc;
+	const struct hostkey_type *ht = NULL;
+	struct buf b64 = BUF_INIT;
+
+	key = libssh2_session_hostkey(c->s, &keylen, &type);
+	if (!key)
+		return ssh_lib_fail(c, e, libssh2_session_last_errno(c->s), "reading the host key");
+	for (i = 0; i < N_HOSTKEY_TYPES; i++)
+		if (hostkey_types[i].session_type == type)
+			ht = &hostkey_types[i];
+	if (!ht)
+		return err_set(e, ROTOR_EINVALID, "%s: unsupported host key type %d; refusing",
+			       c->name, type);
+	hash = libssh2_hostkey_hash(c->s, LIBSSH2_HOSTKEY_HASH_SHA256);
+	if (!hash)
+		return err_set(e, ROTOR_ERROR, "%s: cannot hash the host key", c->name);
+	memcpy(c->fingerprint, "SHA256:", 7);
+	base64_nopad(c->fingerprint + 7, sizeof(c->fingerprint) - 7, (const unsigned char *)hash, 32);
+
+	/* A revoked key is refused whatever else known_hosts says. */
+	if (k->revoked.len) {
+		if ((rc = buf_put(&b64, "\n", 1)) != 0 ||
+		    (rc = base64_pad(&b64, (const unsigned char *)key, keylen)) != 0 ||
+		    (rc = buf_put(&b64, "\n", 1)) != 0) {
+			buf_release(&b64);
+			return ssh_buf_fail(c, e, rc, "encoding the host key");
+		}
+		if (strstr(buf_cstr(&k->revoked), buf_cstr(&b64))) {
+			buf_release(&b64);
+			return err_set(e, ROTOR_EINVALID,
+				       "host key for %s is marked @revoked in known_hosts %s; refusing "
+				       "(it presented %s %s)", c->name, o->known_hosts, ht->name,
+				       c->fingerprint);
+		}
+		buf_release(&b64);
+	}
+
+	r = libssh2_knownhost_checkp(k->kh, o->address, check_port(port), key, keylen,
+				     LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
+				     ht->known_type, NULL);
+	switch (r) {
+	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
+		return 0;
+	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
+		return err_set(e, ROTOR_EINVALID,
+			       "host key for %s does NOT match known_hosts: possible man-in-the-middle; "
+			       "refusing (it presented %s %s; %s lists another %s key)",
+			       c->name, ht->name, c->fingerprint, o->known_hosts, ht->name);
+	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
+		return err_set(e, ROTOR_EINVALID,
+			       "%s is not in known_hosts %s; add its key first (rotor never trusts "
+			       "on first use); it presented %s %s",
+			       c->name, o->known_hosts, ht->name, c->fingerprint);
+	default:
+		return err_set(e, ROTOR_ERROR, "%s: checking known_hosts %s failed: %s", c->name,
+			       o->known_hosts, lib_msg(c->s));
+	}
+}
+
+static int auth_agent(struct ssh_conn *c, struct err *e)
+{
+	LIBSSH2_AGENT *agent;
+	struct libssh2_agent_publickey *id = NULL, *prev = NULL;
+	int rc, tried = 0;
+
+	if (!getenv("SSH_AUTH_SOCK"))
+		return err_set(e, ROTOR_ERROR,
+			       "%s: no identity file given and no ssh-agent (SSH_AUTH_SOCK is not set)",
+			       c->name);
+	agent = libssh2_agent_init(c->s);
+	if (!agent)
+		return err_set(e, ROTOR_ENOMEM, "%s: libssh2_agent_init failed", c->name);
+	if (libssh2_agent_connect(agent) != 0) {
+		rc = err_set(e, ROTOR_ERROR, "%s: cannot connect to ssh-agent: %s", c->name,
+			     lib_msg(c->s));
+		goto out;
+	}
+	if (libssh2_agent_list_identities(agent) != 0) {
+		rc = err_set(e, ROTOR_ERROR, "%s: cannot list ssh-agent keys: %s", c->name,
+			     lib_msg(c->s));
+		goto out;
+	}
+	for (;;) {
+		int r = libssh2_agent_get_identity(agent, &id, prev);
+
+		if (r == 1)
+			break;
+		if (r < 0) {
+			rc = err_set(e, ROTOR_ERROR, "%s: reading ssh-agent keys: %s", c->name,
+				     lib_msg(c->s));
+			goto out;
+		}
+		tried++;
+		NB_INT(c, e, "authenticating with ssh-agent", r,
+		       libssh2_agent_userauth(agent, c->user, id));
+		if (r == NB_WAITFAIL) {
+			rc = e ? e->code : ROTOR_ERROR;
+			goto out;
+		}
+		if (r == 0) {
+			rc = 0;
+			goto out;
+		}
+		if (transport_error(r)) {
+			rc = ssh_lib_fail(c, e, r, "authenticating with ssh-agent");
+			goto out;
+		}
+		prev = id;
+	}
+	rc = err_set(e, ROTOR_ERROR, "%s: public key authentication as %s failed with all %d "
+		     "ssh-agent key(s)", c->name, c->user, tried);
+out:
+	libssh2_agent_disconnect(agent);
+	libssh2_agent_free(agent);
+	return rc;
+}
+
+static int authenticate(struct ssh_conn *c, const struct ssh_opts *o, struct err *e)
+{
+	int r;
+
+	if (!o->identity)
+		return auth_agent(c, e);
+	if (access(o->identity, R_OK) != 0)
+		return err_set(e, ROTOR_ERROR, "%s: cannot read identity %s: %s", c->name,
+			       o->identity, strerror(errno));
+	NB_INT(c, e, "authenticating", r,
+	       libssh2_userauth_publickey_fromfile_ex(c->s, c->user, (unsigned)strlen(c->user),
+						      NULL, o->identity, o->passphrase));
+	if (r == NB_WAITFAIL)
+		return e ? e->code : ROTOR_ERROR;
+	if (r == 0)
+		return 0;
+	if (transport_error(r))
+		return ssh_lib_fail(c, e, r, "authenticating");
+	return err_set(e, ROTOR_ERROR, "%s: public key authentication as %s with %s failed: %s",
+		       c->name, c->user, o->identity, lib_msg(c->s));
+}
+
+/* Free the session without waiting on a peer that may be gone. */
+static void session_close(struct ssh_conn *c)
+{
+	if (c->s) {
+		if (c->broken && c->fd >= 0)
+			shutdown(c->fd, SHUT_RDWR);   /* every send now fails at once */
+		libssh2_session_set_blocking(c->s, 1);
+		libssh2_session_set_timeout(c->s, c->broken ? 100 : 2000);
+		if (c->sftp)
+			libssh2_sftp_shutdown(c->sftp);
+		c->sftp = NULL;
+		if (!c->broken)
+			libssh2_session_disconnect(c->s, "rotor: done");
+		libssh2_session_free(c->s);
+		c->s = NULL;
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+void ssh_disconnect(struct ssh_conn *c)
+{
+	if (!c)
+		return;
+	session_close(c);
+	free(c->user);
+	free(c);
+}
+
+void ssh_set_deadline(struct ssh_conn *c, int ms)
+{
+	if (!c)
+		return;
+	c->deadline_ms = ms > 0 ? ms : SSH_DEFAULT_DEADLINE_MS;
+	c->deadline = clock_mono_ms() + c->deadline_ms;
+}
+
+const char *ssh_conn_name(const struct ssh_conn *c)
+{
+	return c ? c->name : "";
+}
+
+const char *ssh_host_fingerprint(const struct ssh_conn *c)
+{
+	return c ? c->fingerprint : "";
+}
+
+int ssh_connect(struct ssh_conn **out, const struct ssh_opts *o, struct err *e)
+{
+	struct ssh_conn *c = NULL;
+	struct known k = { NULL, BUF_INIT, 0 };
+	struct buf prefs = BUF_INIT;
+	int port, rc;
+
+	*out = NULL;
+	if (!o || !o->address || !*o->address || !o->user || !*o->user || !o->known_hosts)
+		return err_set(e, ROTOR_EINVALID, "ssh: address, user and known_hosts are required");
+	port = o->port > 0 ? o->port : 22;
+	if (port > 65535)
+		return err_set(e, ROTOR_EINVALID, "ssh: %s: bad port %d", o->address, port);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return err_nomem(e);
+	c->fd = -1;
+	c->become = o->become;
+	if (o->host_label && *o->host_label && strcmp(o->host_label, o->address) != 0)
+		snprintf(c->name, sizeof(c->name), "%s (%s)", o->host_label, o->address);
+	else
+		snprintf(c->name, sizeof(c->name), "%s", o->address);
+	c->user = strdup(o->user);
+	if (!c->user) {
+		rc = err_nomem(e);
+		goto fail;
+	}
+	ssh_set_deadline(c, o->deadline_ms);
+
+	c->s = libssh2_session_init_ex(NULL, NULL, NULL, c);
+	if (!c->s) {
+		rc = err_set(e, ROTOR_ENOMEM, "%s: libssh2_session_init failed", c->name);
+		goto fail;
+	}
+	libssh2_session_set_blocking(c->s, 0);
+	if ((rc = known_load(&k, c, o->known_hosts, e)) != 0)
+		goto fail;
+	if ((rc = hostkey_prefs(&prefs, &k, o->address, port)) != 0) {
+		rc = ssh_buf_fail(c, e, rc, "listing host key algorithms");
+		goto fail;
+	}
+	if (libssh2_session_method_pref(c->s, LIBSSH2_METHOD_HOSTKEY, buf_cstr(&prefs)) != 0) {
+		rc = err_set(e, ROTOR_ERROR, "%s: setting host key algorithms: %s", c->name,
+			     lib_msg(c->s));
+		goto fail;
+	}
+
+	if ((rc = tcp_connect(c, o, port, e)) != 0)
+		goto fail;
+	/* The deadline covers everything after the TCP connect. */
+	ssh_set_deadline(c, o->deadline_ms);
+
+	NB_INT(c, e, "in the SSH handshake", rc, libssh2_session_handshake(c->s, c->fd));
+	if (rc == NB_WAITFAIL) {
+		rc = e ? e->code : ROTOR_ERROR;
+		goto fail;
+	}
+	if (rc != 0) {
+		c->broken = 1;
+		rc = err_set(e, ROTOR_ERROR, "%s: SSH handshake failed: %s", c->name, lib_msg(c->s));
+		goto fail;
+	}
+	if ((rc = verify_hostkey(c, &k, o, port, e)) != 0)
+		goto fail;
+	if ((rc = authenticate(c, o, e)) != 0)
+		goto fail;
+	known_release(&k);
+	buf_release(&prefs);
+	*out = c;
+	return 0;
+fail:
+	known_release(&k);
+	buf_release(&prefs);
+	ssh_disconnect(c);
+	return rc ? rc : ROTOR_ERROR;
+}
+
+/* ---- paths and names ------------------------------------------------------ */
+
+int ssh_check_path(struct ssh_conn *c, const char *path, struct err *e)
+{
+	size_t n;
+
+	if (!path || path[0] != '/')
+		return err_set(e, ROTOR_EINVALID, "%s: remote path must be absolute: %s", c->name,
+			       path ? path : "(null)");
+	n = strlen(path);
+	if (n >= SSH_PATH_MAX_LEN)
+		return err_set(e, ROTOR_EINVALID, "%s: remote path too long (%zu bytes)", c->name, n);
+	if (strchr(path, '\n'))
+		return err_set(e, ROTOR_EINVALID, "%s: remote path contains a newline", c->name);
+	return 0;
+}

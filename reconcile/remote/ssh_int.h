@@ -1,0 +1,152 @@
+/*
+ * ssh_int.h -- what the files of reconcile/remote/ share; not for callers
+ * outside this directory (they include ssh.h).
+ *
+ *   session.c  connect, host key check, authentication, disconnect; the
+ *              non-blocking wait (ssh_wait_io), the deadline, error mapping
+ *   exec.c     exec channels, the "sudo -n stat/cat" read path, shell quoting
+ *              and the command builder (ssh_cmd_*)
+ *   sftp.c     SFTP reads, and the SFTP plumbing files.c writes with
+ *   files.c    staged write, commit (rename burst), restore backup, discard
+ *
+ * Every session runs in libssh2's non-blocking mode: each call that
+ * returns LIBSSH2_ERROR_EAGAIN is repeated after poll() on the socket in
+ * the directions libssh2 asks for, with the connection's deadline as
+ * the poll timeout.  That one loop (ssh_wait_io) is the only place time
+ * is spent waiting, so the deadline holds for every step.  A call given
+ * up half way leaves libssh2's state machines mid-step, so a timeout
+ * marks the connection broken and nothing but ssh_disconnect() may
+ * follow.
+ *
+ * Error convention inside the module: a function that fails fills e once
+ * and returns that negative code; NB_WAITFAIL (below) is not a code and
+ * never leaves the function that saw it.
+ */
+#ifndef ROTOR_SSH_INT_H
+#define ROTOR_SSH_INT_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include <libssh2.h>
+#include <libssh2_sftp.h>
+
+#include "reconcile/remote/ssh.h"
+
+#define SSH_NAME_MAX_LEN 320
+#define SSH_IO_CHUNK 32768
+#define SSH_STDERR_KEEP 4096   /* stderr kept for messages when the caller discards it */
+#define SSH_PATH_MAX_LEN 4096
+
+struct ssh_conn {
+	LIBSSH2_SESSION *s;
+	LIBSSH2_SFTP *sftp;
+	int fd;
+	int broken;
+	int become;
+	int deadline_ms;
+	int64_t deadline;              /* clock_mono_ms() milliseconds */
+	char *user;
+	char name[SSH_NAME_MAX_LEN];   /* "label (address)" */
+	char fingerprint[96];          /* "SHA256:..." */
+};
+
+/* ---- session.c ---- */
+
+/* Report a libssh2 failure (rc) while doing `what`; marks c broken after transport errors. */
+int ssh_lib_fail(struct ssh_conn *c, struct err *e, int rc, const char *what);
+
+/*
+ * Wait until the socket is ready in the directions libssh2 is blocked
+ * on, or the deadline passes.  0 = try the call again.
+ */
+int ssh_wait_io(struct ssh_conn *c, const char *what, struct err *e);
+
+/* Every public entry point starts here: 0, or the code why c cannot be used. */
+int ssh_usable(struct ssh_conn *c, struct err *e);
+
+/*
+ * A buf_* call failed with rc while doing `what`: report it keeping rc
+ * ("NAME: what: out of memory" / "over the size cap"); returns rc.
+ */
+int ssh_buf_fail(struct ssh_conn *c, struct err *e, int rc, const char *what);
+
+/* An absolute remote path without newline, under SSH_PATH_MAX_LEN. */
+int ssh_check_path(struct ssh_conn *c, const char *path, struct err *e);
+
+/*
+ * Repeat an int-returning libssh2 call while it says EAGAIN.  rc gets the
+ * call's result, or NB_WAITFAIL when waiting failed (e is filled then).
+ */
+#define NB_WAITFAIL INT_MIN
+#define NB_INT(c, e, what, rc, call)                                   \
+	do {                                                           \
+		while (((rc) = (call)) == LIBSSH2_ERROR_EAGAIN) {      \
+			if (ssh_wait_io((c), (what), (e))) {           \
+				(rc) = NB_WAITFAIL;                    \
+				break;                                 \
+			}                                              \
+		}                                                      \
+	} while (0)
+
+/* The same for calls that return a pointer; failed is set when waiting failed. */
+#define NB_PTR(c, e, what, p, call, failed)                                        \
+	do {                                                                       \
+		(failed) = 0;                                                      \
+		while (!((p) = (call)) &&                                          \
+		       libssh2_session_last_errno((c)->s) == LIBSSH2_ERROR_EAGAIN) { \
+			if (ssh_wait_io((c), (what), (e))) {                       \
+				(failed) = 1;                                      \
+				break;                                             \
+			}                                                          \
+		}                                                                  \
+	} while (0)
+
+/* ---- exec.c ---- */
+
+/*
+ * Run cmd; stdout to out, stderr to errb (either may be NULL); when
+ * err_keep_head is set, stderr past errb's max is dropped silently.
+ * 0 with the exit code in *status when the command ran to completion.
+ */
+int ssh_exec_run(struct ssh_conn *c, const char *cmd, struct buf *out, struct buf *errb,
+		 int err_keep_head, int *status, struct err *e);
+
+/* Run cmd; a non-zero exit becomes an error naming `what` with stderr. */
+int ssh_exec_checked(struct ssh_conn *c, const char *cmd, const char *what, struct buf *out,
+		     struct buf *errb, struct err *e);
+
+/* The last line(s) of stderr, trimmed, for a message (in tmp, or a constant). */
+const char *ssh_tail_of(const struct buf *b, char *tmp, size_t tmpsz);
+
+/* The login user may not read path: stat and cat it through sudo -n. */
+int ssh_read_via_sudo(struct buf *out, struct ssh_conn *c, const char *path, size_t max,
+		      struct ssh_stat *st_out, struct err *e);
+
+/*
+ * Building a command line: each call appends to b unless *rc already
+ * holds an error, and stores the first failing buf_* code in *rc, so a
+ * sequence of appends is checked once at the end and the code reported
+ * is the first real one (ROTOR_ETOOBIG stays ROTOR_ETOOBIG); report it
+ * with ssh_buf_fail().
+ */
+void ssh_cmd_put(struct buf *b, const struct buf *src, int *rc);
+void ssh_cmd_puts(struct buf *b, const char *s, int *rc);
+void ssh_cmd_printf(struct buf *b, int *rc, const char *fmt, ...) ROTOR_PRINTF(3, 4);
+void ssh_cmd_quote(struct buf *b, const char *s, int *rc);
+
+/* ---- sftp.c ---- */
+
+/* Start the SFTP subsystem once per connection. */
+int ssh_sftp_ready(struct ssh_conn *c, struct err *e);
+
+/* The SFTP status of the last failure, or (unsigned long)-1 when it was not one. */
+unsigned long ssh_sftp_status(struct ssh_conn *c);
+
+/* Report a failed SFTP call on path (ROTOR_ENOTFOUND for a missing file). */
+int ssh_sftp_fail(struct ssh_conn *c, struct err *e, const char *what, const char *path);
+
+/* Close a handle, ignoring errors; nothing on a broken connection. */
+void ssh_handle_close(struct ssh_conn *c, LIBSSH2_SFTP_HANDLE *h);
+
+#endif
