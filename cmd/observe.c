@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cmd/cmd.h"
+#include "common/clock.h"
 #include "reconcile/engine/report.h"
 #include "reconcile/engine/run.h"
 
@@ -109,7 +110,7 @@ int cmd_observe(struct ctx *ctx, int argc, char **argv)
 	struct env_run r;
 	struct gitrepo *repo;
 	const char *env;
-	struct timespec t0, t1;
+	int64_t t0, t1;
 	size_t npos, i;
 	int rc = 1, unreachable = 0, njobs = 0;
 
@@ -125,10 +126,10 @@ int cmd_observe(struct ctx *ctx, int argc, char **argv)
 		r.oo.parallel = njobs;
 	if (!json && isatty(2))
 		r.oo.progress = progress;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = clock_mono_ms();
 	if (env_run_observe(&r, &e) < 0)
 		goto fail;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	t1 = clock_mono_ms();
 	for (i = 0; i < r.nhosts; i++)
 		unreachable += !r.hosts[i].reachable;
 	if (json) {
@@ -143,7 +144,7 @@ int cmd_observe(struct ctx *ctx, int argc, char **argv)
 		buf_release(&j);
 	} else {
 		print_human(r.hosts, r.nhosts, &r.st, r.src.commit,
-			    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+			    (double)(t1 - t0) / 1e3);
 	}
 	for (i = 0; i < r.nhosts; i++)
 		if (!r.hosts[i].reachable)

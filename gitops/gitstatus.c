@@ -53,6 +53,7 @@
 
 #include <git2.h>
 
+#include "common/clock.h"
 #include "common/json.h"
 #include "common/names.h"
 #include "common/timefmt.h"
@@ -95,16 +96,6 @@ static int status_refname(char *out, size_t len, const char *env, struct err *e)
 		return rc;
 	snprintf(branch, sizeof(branch), STATUS_BRANCH_PREFIX "%s", env);
 	return gitrepo__branch_refname(out, len, branch, e);
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts;
-
-	ts.tv_sec = ms / 1000;
-	ts.tv_nsec = (ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 /* A few pseudo-random bits that differ between processes and calls. */
@@ -686,7 +677,7 @@ int gitstatus_lock(struct gitrepo *r, const char *env, const struct gitstatus_lo
 		if (rc == GIT_ELOCKED && attempt < LOCK_WAIT_ATTEMPTS) {
 			/* Another process is writing the ref right now. */
 			git_error_clear();
-			sleep_ms(5 + (long)(jitter() % 10));
+			clock_sleep_ms(5 + (long)(jitter() % 10));
 			continue;
 		}
 		if (rc == GIT_ELOCKED)
@@ -910,7 +901,7 @@ int gitstatus_record(struct gitrepo *r, const char *env, const struct gitrepo_fi
 		}
 		/* Someone else recorded first, or is recording: rebuild on the new tip. */
 		git_error_clear();
-		sleep_ms(1 + (long)(jitter() % (5u + 5u * (unsigned)attempt)));
+		clock_sleep_ms(1 + (long)(jitter() % (5u + 5u * (unsigned)attempt)));
 	}
 	rc = err_set(e, ROTOR_ESTATE, "branch " STATUS_BRANCH_PREFIX "%s kept moving under us: gave up "
 		     "after %d attempts", env, RECORD_ATTEMPTS);

@@ -13,6 +13,7 @@
 
 #include "reconcile/engine/apply.h"
 
+#include "common/clock.h"
 #include "common/json.h"
 #include "common/pool.h"
 #include "gitops/gitstatus.h"
@@ -46,14 +47,6 @@ struct apply_run {
 struct stale {
 	size_t host, role;
 };
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 static void note(const struct apply_ui *ui, const char *fmt, ...) ROTOR_PRINTF(2, 3);
 static void note(const struct apply_ui *ui, const char *fmt, ...)
@@ -160,7 +153,7 @@ static int probe_server(char *why, size_t whylen, const struct apply_run *a, con
 	/* A reload is asynchronous: give the service a few seconds to pick the files up. */
 	for (i = 0; i < PROBE_TRIES && !ok; i++) {
 		if (i)
-			sleep_ms(PROBE_PAUSE_MS);
+			clock_sleep_ms(PROBE_PAUSE_MS);
 		memset(&pr, 0, sizeof(pr));
 		rc = role->probe->run(&pr, &q, e);
 		if (rc < 0)
@@ -537,7 +530,7 @@ static int settle(struct env_run *r, const struct stale *stale, size_t nstale, c
 	}
 	/* A reload is asynchronous: look again for a few seconds. */
 	for (tries = 0; tries < PROBE_TRIES; tries++) {
-		sleep_ms(PROBE_PAUSE_MS);
+		clock_sleep_ms(PROBE_PAUSE_MS);
 		free(again);
 		if (find_stale(&again, &left, r, NULL, e) < 0)
 			return e->code;
