@@ -634,8 +634,8 @@ int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 			p->refused = 1;
 		p->nchanges += p->steps[i].nchanges;
 	}
-	/* A repair step with nothing to do is no step. */
-	if (p->nsteps == 1 && p->steps[0].from == p->steps[0].to && p->steps[0].nchanges == 0) {
+	/* A repair step with nothing to do is no step (but one with broken pairs stays: it holds why refused is set). */
+	if (p->nsteps == 1 && p->steps[0].from == p->steps[0].to && p->steps[0].nchanges == 0 && p->steps[0].nbroken == 0) {
 		strv_free(p->steps[0].broken, p->steps[0].nbroken);
 		strv_free(p->steps[0].gates, p->steps[0].ngates);
 		free(p->steps[0].changes);
