@@ -393,8 +393,8 @@ static int check_pairs(struct plan_step *st, const struct plan_opts *o, int a, i
 					enum phase_step leaf_state = server ? states[sv] : states[sc];
 					enum phase_step bundle_state = server ? states[sc] : states[sv];
 
-					if (sc != sv && states[0] == states[1])
-						continue;
+					if (states[0] == states[1] && (sc || sv))
+						continue;   /* one state: one check per role */
 					buf_release(&bundle);
 					buf_release(&leaf);
 					if ((rc = bundle_bytes(&bundle, o->material, server ? LAYOUT_SIDE_SERVER : LAYOUT_SIDE_CLIENT,
@@ -635,8 +635,8 @@ int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 			p->refused = 1;
 		p->nchanges += p->steps[i].nchanges;
 	}
-	/* A repair step with nothing to do is no step. */
-	if (p->nsteps == 1 && p->steps[0].from == p->steps[0].to && p->steps[0].nchanges == 0) {
+	/* A repair step with nothing to do is no step (but one with broken pairs stays: it holds why refused is set). */
+	if (p->nsteps == 1 && p->steps[0].from == p->steps[0].to && p->steps[0].nchanges == 0 && p->steps[0].nbroken == 0) {
 		strv_free(p->steps[0].broken, p->steps[0].nbroken);
 		strv_free(p->steps[0].gates, p->steps[0].ngates);
 		free(p->steps[0].changes);
