@@ -31,7 +31,7 @@
 #include "reconcile/engine/observe.h"
 #include "reconcile/engine/plan.h"
 #include "reconcile/pki/pki.h"
-#include "reconcile/services/layout.h"
+#include "reconcile/engine/files.h"
 #include "reconcile/spec/spec.h"
 
 #define PASS "secret"
