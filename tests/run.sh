@@ -1,5 +1,5 @@
 #!/bin/sh
-# run.sh [unit|e2e|schema] -- run the test suites and print "N passed, N failed".
+# run.sh [unit|lint|e2e|schema] -- run the test suites and print "N passed, N failed".
 #
 # Every suite speaks TAP ("ok ..." / "not ok ..."): cmocka through
 # CMOCKA_MESSAGE_OUTPUT=TAP, shell and Python tests through their own
@@ -44,6 +44,12 @@ if [ "$only" = all ] || [ "$only" = unit ]; then
 	for t in build/asan/tests/test_*; do
 		[ -x "$t" ] || continue
 		run_suite "unit/$(basename "$t")" "$t"
+	done
+fi
+if [ "$only" = all ] || [ "$only" = lint ]; then
+	for t in tests/lint/*.py; do
+		[ -f "$t" ] || continue
+		run_suite "lint/$(basename "$t")" /usr/bin/python3 "$t" --self-test
 	done
 fi
 if [ "$only" = all ] || [ "$only" = schema ]; then
