@@ -43,6 +43,7 @@
 #include "gitops/gitstatus.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,11 +53,12 @@
 #include <unistd.h>
 
 #include <git2.h>
+#include <jansson.h>
 
 #include "common/clock.h"
-#include "common/json.h"
 #include "common/names.h"
 #include "common/timefmt.h"
+#include "common/utf8.h"
 #include "gitops/gitrepo_int.h"
 
 #define LOCK_REF_PREFIX "refs/rotor/lock/"
@@ -109,18 +111,23 @@ static unsigned jitter(void)
 
 /*
  * Copy s (slen bytes) into out for display: printable ASCII kept, every
- * other byte shown as '?' (except newline and tab when keep_lines), cut
- * with "..." to fit len.
+ * other character (a whole UTF-8 sequence, or a byte that is none) shown
+ * as '?' (except newline and tab when keep_lines), cut with "..." to fit
+ * len.
  */
 static void clean_copy(char *out, size_t len, const char *s, size_t slen, int keep_lines)
 {
-	size_t i, o = 0;
+	size_t i, o = 0, k;
+	unsigned long cp;
 
 	if (len == 0)
 		return;
-	for (i = 0; i < slen && o + 1 < len; i++) {
+	for (i = 0; i < slen && o + 1 < len; i += k) {
 		unsigned char c = (unsigned char)s[i];
 
+		k = c >= 0x80 ? utf8_decode((const unsigned char *)s + i, slen - i, &cp) : 1;
+		if (k == 0)
+			k = 1;
 		if ((c >= 0x20 && c < 0x7f) || (keep_lines && (c == '\n' || c == '\t')))
 			out[o++] = (char)c;
 		else
@@ -191,228 +198,53 @@ static void make_nonce(char out[17])
 /* ---- lock.json ------------------------------------------------------------ */
 
 /*
- * A small reader for the flat object we write: string, integer, true,
- * false and null values; nothing nested.  Strings are decoded and cleaned
- * for display on the way (see clean_copy).
+ * lock.json is read with jansson.  Only the flat object we write is a
+ * lock we understand: strings, integers, booleans and null; "holder",
+ * "pid", "time" and "command" required; "desired" a commit id or null.
+ * Strings are cleaned for display on the way (see clean_copy).
  */
-struct jp {
-	const char *p, *end;
-	const char *why;
-};
-
-static void jp_ws(struct jp *j)
+static const char *lock_from_json(struct gitstatus_lock *l, const json_t *o)
 {
-	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-		j->p++;
-}
+	static const struct {
+		const char *key;
+		size_t off, len;
+	} text[] = { { "holder", offsetof(struct gitstatus_lock, holder), sizeof(((struct gitstatus_lock *)0)->holder) },
+		     { "time", offsetof(struct gitstatus_lock, time), sizeof(((struct gitstatus_lock *)0)->time) },
+		     { "command", offsetof(struct gitstatus_lock, command), sizeof(((struct gitstatus_lock *)0)->command) } };
+	const char *key;
+	json_t *v;
+	size_t i;
 
-static int jp_fail(struct jp *j, const char *why)
-{
-	if (!j->why)
-		j->why = why;
-	return -1;
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* A string into out (len bytes, cut with "..."); out may be NULL to skip it. */
-static int jp_string(struct jp *j, char *out, size_t len)
-{
-	size_t o = 0;
-	int cut = 0;
-
-	if (j->p >= j->end || *j->p != '"')
-		return jp_fail(j, "expected a string");
-	j->p++;
-	for (;;) {
-		unsigned char c;
-		char ch;
-
-		if (j->p >= j->end)
-			return jp_fail(j, "unterminated string");
-		c = (unsigned char)*j->p++;
-		if (c == '"')
-			break;
-		if (c < 0x20)
-			return jp_fail(j, "control character in a string");
-		if (c == '\\') {
-			if (j->p >= j->end)
-				return jp_fail(j, "unterminated string");
-			c = (unsigned char)*j->p++;
-			switch (c) {
-			case '"': case '\\': case '/': ch = (char)c; break;
-			case 'b': case 'f': case 'n': case 'r': case 't': ch = '?'; break;
-			case 'u': {
-				int k, v = 0;
-
-				if (j->end - j->p < 4)
-					return jp_fail(j, "bad \\u escape");
-				for (k = 0; k < 4; k++) {
-					int h = hexval(j->p[k]);
-
-					if (h < 0)
-						return jp_fail(j, "bad \\u escape");
-					v = v * 16 + h;
-				}
-				j->p += 4;
-				ch = (v >= 0x20 && v < 0x7f) ? (char)v : '?';
-				break;
-			}
-			default:
-				return jp_fail(j, "bad escape in a string");
-			}
-		} else {
-			ch = (c < 0x7f) ? (char)c : '?';
-		}
-		if (!out)
-			continue;
-		if (o + 1 < len)
-			out[o++] = ch;
-		else
-			cut = 1;
+	if (!json_is_object(o))
+		return "not a JSON object";
+	json_object_foreach((json_t *)o, key, v)
+		if (json_is_object(v) || json_is_array(v) || json_is_real(v))
+			return json_is_real(v) ? "not an integer" : "unexpected value (nested values are not expected)";
+	for (i = 0; i < sizeof(text) / sizeof(text[0]); i++) {
+		v = json_object_get(o, text[i].key);
+		if (!v)
+			return text[i].key[0] == 'h' ? "no \"holder\"" : text[i].key[0] == 't' ? "no \"time\"" : "no \"command\"";
+		if (!json_is_string(v))
+			return json_is_null(v) ? "a required field is null" : "a string field holds another value";
+		clean_copy((char *)l + text[i].off, text[i].len, json_string_value(v), json_string_length(v), 0);
 	}
-	if (out && len) {
-		out[o] = '\0';
-		if (cut && len >= 4)
-			memcpy(out + len - 4, "...", 4);
+	v = json_object_get(o, "pid");
+	if (!v)
+		return "no \"pid\"";
+	if (!json_is_integer(v))
+		return "\"pid\" is not an integer";
+	l->pid = (long long)json_integer_value(v);
+	v = json_object_get(o, "desired");
+	if (v && json_is_string(v)) {
+		const char *hex = json_string_value(v);
+
+		if (json_string_length(v) != 40 || strspn(hex, "0123456789abcdefABCDEF") != 40)
+			return "\"desired\" is not a commit id";
+		memcpy(l->desired, hex, 41);
+	} else if (v && !json_is_null(v)) {
+		return "\"desired\" is not a commit id";
 	}
-	return 0;
-}
-
-static int jp_literal(struct jp *j, const char *word)
-{
-	size_t n = strlen(word);
-
-	if ((size_t)(j->end - j->p) < n || memcmp(j->p, word, n) != 0)
-		return jp_fail(j, "unexpected value");
-	j->p += n;
-	return 0;
-}
-
-static int jp_int(struct jp *j, long long *out)
-{
-	int neg = 0, digits = 0;
-	long long v = 0;
-
-	if (j->p < j->end && *j->p == '-') {
-		neg = 1;
-		j->p++;
-	}
-	while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-		if (++digits > 18)
-			return jp_fail(j, "number too large");
-		v = v * 10 + (*j->p++ - '0');
-	}
-	if (!digits)
-		return jp_fail(j, "unexpected value");
-	if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E'))
-		return jp_fail(j, "not an integer");
-	*out = neg ? -v : v;
-	return 0;
-}
-
-enum { SEEN_HOLDER = 1, SEEN_PID = 2, SEEN_TIME = 4, SEEN_COMMAND = 8 };
-
-static int jp_lock(struct jp *j, struct gitstatus_lock *l)
-{
-	unsigned seen = 0;
-	char key[32], hex[48];
-
-	jp_ws(j);
-	if (j->p >= j->end || *j->p++ != '{')
-		return jp_fail(j, "not a JSON object");
-	jp_ws(j);
-	if (j->p < j->end && *j->p == '}') {
-		j->p++;
-		goto done;
-	}
-	for (;;) {
-		char *dst = NULL;
-		size_t dlen = 0;
-		unsigned bit = 0;
-
-		jp_ws(j);
-		if (jp_string(j, key, sizeof(key)) < 0)
-			return -1;
-		jp_ws(j);
-		if (j->p >= j->end || *j->p++ != ':')
-			return jp_fail(j, "expected ':'");
-		jp_ws(j);
-		if (strcmp(key, "holder") == 0)
-			dst = l->holder, dlen = sizeof(l->holder), bit = SEEN_HOLDER;
-		else if (strcmp(key, "time") == 0)
-			dst = l->time, dlen = sizeof(l->time), bit = SEEN_TIME;
-		else if (strcmp(key, "command") == 0)
-			dst = l->command, dlen = sizeof(l->command), bit = SEEN_COMMAND;
-		else if (strcmp(key, "desired") == 0)
-			dst = hex, dlen = sizeof(hex);
-
-		if (j->p >= j->end)
-			return jp_fail(j, "unexpected end");
-		if (*j->p == '"') {
-			if (jp_string(j, dst, dlen) < 0)
-				return -1;
-			if (dst == hex) {
-				if (strlen(hex) != 40 || strspn(hex, "0123456789abcdefABCDEF") != 40)
-					return jp_fail(j, "\"desired\" is not a commit id");
-				memcpy(l->desired, hex, 41);
-			}
-			seen |= bit;
-		} else if (*j->p == '-' || (*j->p >= '0' && *j->p <= '9')) {
-			long long v;
-
-			if (jp_int(j, &v) < 0)
-				return -1;
-			if (dst)
-				return jp_fail(j, "a string field holds a number");
-			if (strcmp(key, "pid") == 0) {
-				l->pid = v;
-				seen |= SEEN_PID;
-			}
-		} else if (*j->p == 'n') {
-			if (jp_literal(j, "null") < 0)
-				return -1;
-			if (dst && dst != hex)
-				return jp_fail(j, "a required field is null");
-		} else if (*j->p == 't' || *j->p == 'f') {
-			if (jp_literal(j, *j->p == 't' ? "true" : "false") < 0)
-				return -1;
-		} else {
-			return jp_fail(j, "unexpected value (nested values are not expected)");
-		}
-		jp_ws(j);
-		if (j->p < j->end && *j->p == ',') {
-			j->p++;
-			continue;
-		}
-		if (j->p < j->end && *j->p == '}') {
-			j->p++;
-			break;
-		}
-		return jp_fail(j, "expected ',' or '}'");
-	}
-done:
-	jp_ws(j);
-	if (j->p != j->end)
-		return jp_fail(j, "text after the object");
-	if (!(seen & SEEN_HOLDER))
-		return jp_fail(j, "no \"holder\"");
-	if (!(seen & SEEN_PID))
-		return jp_fail(j, "no \"pid\"");
-	if (!(seen & SEEN_TIME))
-		return jp_fail(j, "no \"time\"");
-	if (!(seen & SEEN_COMMAND))
-		return jp_fail(j, "no \"command\"");
-	return 0;
+	return NULL;
 }
 
 /*
@@ -424,7 +256,9 @@ static int read_lock_file(struct gitrepo *r, struct gitstatus_lock *l, struct er
 {
 	struct buf b = BUF_INIT;
 	struct err sub = ERR_INIT;
-	struct jp j;
+	json_error_t jerr;
+	json_t *o;
+	const char *why;
 	int rc;
 
 	rc = gitrepo_read(&b, r, l->id, LOCK_FILE, LOCK_JSON_MAX, &sub);
@@ -437,17 +271,24 @@ static int read_lock_file(struct gitrepo *r, struct gitstatus_lock *l, struct er
 		buf_release(&b);
 		return 0;
 	}
-	j.p = b.ptr ? b.ptr : "";
-	j.end = j.p + b.len;
-	j.why = NULL;
-	if (jp_lock(&j, l) < 0) {
-		snprintf(l->problem, sizeof(l->problem), LOCK_FILE ": %s", j.why ? j.why : "malformed");
+	o = json_loadb(b.ptr ? b.ptr : "", b.len, JSON_REJECT_DUPLICATES, &jerr);
+	why = o ? lock_from_json(l, o) : NULL;
+	if (!o || why) {
+		if (!o) {
+			char text[sizeof(jerr.text)];
+
+			clean_copy(text, sizeof(text), jerr.text, strlen(jerr.text), 0);
+			snprintf(l->problem, sizeof(l->problem), LOCK_FILE ": not JSON (line %d: %s)", jerr.line, text);
+		} else {
+			snprintf(l->problem, sizeof(l->problem), LOCK_FILE ": %s", why);
+		}
 		/* Keep the id; forget half-read fields. */
 		l->holder[0] = l->time[0] = l->command[0] = l->desired[0] = '\0';
 		l->pid = 0;
 	} else {
 		l->parsed = 1;
 	}
+	json_decref(o);
 	buf_release(&b);
 	return 0;
 }
@@ -555,7 +396,9 @@ static int make_lock_commit(git_oid *out, struct gitrepo *r, const char *env, co
 			    const char *desired, struct err *e)
 {
 	git_repository *repo = gitrepo__repo(r);
-	struct buf json = BUF_INIT, msg = BUF_INIT;
+	struct buf msg = BUF_INIT, body = BUF_INIT;
+	json_t *o = NULL;
+	char *json = NULL;
 	git_signature *sig = NULL;
 	git_tree *tree = NULL;
 	git_tree_update upd;
@@ -564,12 +407,10 @@ static int make_lock_commit(git_oid *out, struct gitrepo *r, const char *env, co
 	int rc;
 
 	make_nonce(nonce);
-	if (buf_puts(&json, "{\n  \"holder\": ") < 0 || json_str(&json, holder) < 0 ||
-	    buf_printf(&json, ",\n  \"pid\": %lld,\n  \"time\": ", pid) < 0 || json_str(&json, when) < 0 ||
-	    buf_puts(&json, ",\n  \"command\": ") < 0 || json_str(&json, command) < 0 ||
-	    buf_puts(&json, ",\n  \"desired\": ") < 0 || json_str(&json, desired) < 0 ||
-	    buf_puts(&json, ",\n  \"env\": ") < 0 || json_str(&json, env) < 0 ||
-	    buf_printf(&json, ",\n  \"nonce\": \"%s\"\n}\n", nonce) < 0 ||
+	/* json_pack's "s?" writes null for a NULL string; the keys keep this order. */
+	o = json_pack("{s:s, s:I, s:s, s:s, s:s?, s:s, s:s}", "holder", holder, "pid", (json_int_t)pid, "time", when,
+		      "command", command, "desired", desired, "env", env, "nonce", nonce);
+	if (!o || !(json = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) || buf_printf(&body, "%s\n", json) < 0 ||
 	    buf_printf(&msg, "rotor lock %s: %s (pid %lld)\n\n"
 		       "Env %s is locked by %s (pid %lld) since %s,\nrunning `%s`.\n"
 		       "When that run is dead: rotor apply --env %s --force-unlock\n",
@@ -582,7 +423,7 @@ static int make_lock_commit(git_oid *out, struct gitrepo *r, const char *env, co
 	upd.action = GIT_TREE_UPDATE_UPSERT;
 	upd.filemode = GIT_FILEMODE_BLOB;
 	upd.path = LOCK_FILE;
-	if ((rc = git_blob_create_from_buffer(&upd.id, repo, json.ptr, json.len)) < 0) {
+	if ((rc = git_blob_create_from_buffer(&upd.id, repo, body.ptr, body.len)) < 0) {
 		rc = gitrepo__fail(e, rc, ROTOR_ERROR, "cannot write the lock of env %s", env);
 		goto out;
 	}
@@ -603,7 +444,9 @@ out:
 	git_signature_free(sig);
 	git_tree_free(tree);
 	buf_release(&msg);
-	buf_release(&json);
+	buf_release(&body);
+	free(json);
+	json_decref(o);
 	return rc;
 }
 
