@@ -452,6 +452,14 @@ static void material_of_fixture(struct material_set *ms)
 	}
 }
 
+/* got must equal want; both are released. */
+static void assert_same_release(struct buf *got, struct buf *want)
+{
+	assert_string_equal(buf_cstr(got), buf_cstr(want));
+	buf_release(got);
+	buf_release(want);
+}
+
 static void test_desired_bytes_are_deterministic(void **state)
 {
 	struct material_set ms = { NULL, 0 };
@@ -480,18 +488,14 @@ static void test_desired_bytes_are_deterministic(void **state)
 	assert_int_equal(plan_file_bytes(&a, &ms, &f, NULL, STEP_STABLE_B, 1, 2, NULL, &e), 0);
 	buf_puts(&want, buf_cstr(pem(2, "ca/root.crt")));
 	buf_puts(&want, buf_cstr(pem(2, "ca/client-ca.crt")));
-	assert_string_equal(buf_cstr(&a), buf_cstr(&want));
-	buf_release(&a);
-	buf_release(&want);
+	assert_same_release(&a, &want);
 	/* The server leaf with its chain: generation 1 until the servers step. */
 	f.content = SPEC_CONTENT_LEAF_CHAIN;
 	f.side = LAYOUT_SIDE_SERVER;
 	assert_int_equal(plan_file_bytes(&a, &ms, &f, "pg1", STEP_TRUST, 1, 2, NULL, &e), 0);
 	buf_puts(&want, buf_cstr(pem(1, "servers/pg1.crt")));
 	buf_puts(&want, buf_cstr(pem(1, "ca/server-ca.crt")));
-	assert_string_equal(buf_cstr(&a), buf_cstr(&want));
-	buf_release(&a);
-	buf_release(&want);
+	assert_same_release(&a, &want);
 	/* The key: decrypted with the secret, matching generation 2's leaf at servers; wrong secret refused. */
 	f.content = SPEC_CONTENT_KEY;
 	assert_int_equal(plan_file_bytes(&key, &ms, &f, "pg1", STEP_SERVERS, 1, 2, "secret", &e), 0);
