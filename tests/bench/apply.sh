@@ -33,6 +33,7 @@
 # fleet).  Uses 127.0.31.x.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 N=${APPLY_HOSTS:-100}
 NR=${APPLY_ROT_HOSTS:-50}
 RUNS=${APPLY_RUNS:-3}
@@ -42,86 +43,22 @@ BASE=127.0.31
 if [ "${1:-}" = --quick ]; then
 	N=10 NR=5 RUNS=1
 fi
-say() { printf '%s\n' "$*" >&2; }
-die() { say "apply.sh: FAILED: $*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (the fleet binds port 22)"
 [ "$N" -ge 1 ] && [ "$N" -le 254 ] || die "APPLY_HOSTS must be 1..254 (one /24)"
 [ "$NR" -ge 1 ] && [ "$NR" -le "$N" ] || die "APPLY_ROT_HOSTS must be 1..APPLY_HOSTS"
 
 [ -x /usr/bin/time ] || sh "$top/tests/deps.sh" time
-ROTOR=${ROTOR:-$top/build/rotor}
-if ! make -s -C "$top" build/rotor >/dev/null 2>&1; then
-	[ -x "$ROTOR" ] || die "make build/rotor failed and there is no $ROTOR"
-	say "apply.sh: warning: make build/rotor failed (a module being edited?); using the existing $ROTOR"
-fi
-
 # ---- sandbox: temporary HOME, the fleet, teardown on every exit ----
-W=$(mktemp -d "${TMPDIR:-/tmp}/rotor-bench-apply.XXXXXX")
-FD=$W/fleet
-F=$top/tests/fleet/fleet
-cleanup() {
-	trap - EXIT INT TERM
-	"$F" down --dir "$FD" >/dev/null 2>&1 || :
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-# A copy of the binary: other people rebuild build/rotor while this runs.
-cp "$ROTOR" "$W/rotor" || die "cannot copy $ROTOR"
-ROTOR=$W/rotor
-export HOME="$W/home"
-mkdir -p "$HOME"
-export GIT_CONFIG_NOSYSTEM=1
-unset ROTOR_KEY_FILE
-git config --global user.name "rotor bench"
-git config --global user.email "bench@rotor.invalid"
-git config --global init.defaultBranch main
-
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+bench_sandbox apply
 load_start=$(loadavg)
-now() { date +%s.%N; }
-minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", a - b }'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.3f\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-maxof() { printf '%s\n' "$@" | sort -g | tail -n 1; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'; }
-
 t0=$(now)
-"$F" up "$N" --dir "$FD" --base $BASE >"$W/up.log" 2>&1 || { cat "$W/up.log" >&2; die "fleet up"; }
-say "fleet: $(tail -n 1 "$W/up.log")"
-KEY=$FD/id_ed25519
-KH=$FD/known_hosts
-i=1
-while [ $i -le "$N" ]; do
-	install -d -o rotorfleet -g rotorfleet -m 0755 "$FD/hosts/host$i/srv/certs" "$FD/hosts/host$i/srv/rot"
-	i=$((i + 1))
-done
+bench_fleet_up "$N" $BASE /srv/certs /srv/rot
 
 # ---- the state repository ----
-R=$W/repo
-mkdir -p "$R"
-cd "$R"
-git init -q .
-"$ROTOR" init --env bench >/dev/null || die "rotor init"
-"$ROTOR" init --env rot >/dev/null || die "rotor init --env rot"
-sed -i -e "s|^  user: deploy|  user: rotorfleet\n  identity: \"$KEY\"|" \
-       -e "s|^  known_hosts: .*|  known_hosts: \"$KH\"|" \
-       -e "s|^  connect_timeout: .*|  connect_timeout: 10s|" \
-       -e "s|^parallel: .*|parallel: $P|" rotor.yaml
-grep -q "^parallel: $P\$" rotor.yaml || die "rotor.yaml has no parallel: line"
+bench_repo "$P" bench rot
 env_files() { # env hosts dir
-	{
-		printf 'subject: {O: Example, OU: bench}\nkey: {type: ec, curve: P-256}\nservers:\n'
-		i=1; while [ $i -le "$2" ]; do printf '  host%d: {sans: [%s.%d]}\n' $i $BASE $i; i=$((i + 1)); done
-		printf 'clients: [app]\n'
-	} >"envs/$1/chain.yaml"
-	{
-		printf 'hosts:\n'
-		i=1; while [ $i -le "$2" ]; do
-			printf '  host%d:\n    address: %s.%d\n    roles:\n' $i $BASE $i
-			printf '      - {role: server, layout: postgres, dir: %s, identity: host%d}\n' "$3" $i
-			i=$((i + 1))
-		done
-	} >"envs/$1/hosts.yaml"
+	bench_chain_yaml "$2" $BASE >"envs/$1/chain.yaml"
+	bench_hosts_yaml "$2" $BASE "$3" >"envs/$1/hosts.yaml"
 }
 env_files bench "$N" /srv/certs
 env_files rot "$NR" /srv/rot
@@ -189,18 +126,8 @@ x=$(timed deploy-rot "$ROTOR" apply --env rot --yes)
 say "first deployment (env rot, $NR hosts x 3 files): $(f 1 "$x") s"
 t_setup=$(minus "$(now)" "$t0")
 
-files="/srv/certs/server.crt /srv/certs/server.key /srv/certs/root.crt"
-run_ssh() { # N [ssh options...] -> seconds
-	n=$1; shift
-	a=$(now)
-	head -n "$n" "$FD/hosts.txt" | cut -d' ' -f2 | xargs -P "$P" -I{} \
-		ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -i "$KEY" -o UserKnownHostsFile="$KH" \
-		-o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o ControlMaster=no \
-		-o ConnectTimeout=10 -l rotorfleet "$@" {} sha256sum $files >"$W/ssh.out" 2>"$W/ssh.err" ||
-		{ head -n 5 "$W/ssh.err" >&2; die "ssh floor ($n hosts)"; }
-	b=$(now)
-	[ "$(grep -c '^[0-9a-f]\{64\} ' "$W/ssh.out")" -eq $((3 * n)) ] || die "ssh floor ($n hosts): short output"
-	minus "$b" "$a"
+floor_ok() { # N OUT
+	[ "$(grep -c '^[0-9a-f]\{64\} ' "$2")" -eq $((3 * $1)) ] || die "ssh floor ($1 hosts): short output"
 }
 # One session per host: write a file of root.crt's size, sync it, rename it.
 head -c "$(wc -c <"$FD/hosts/host1/srv/rot/root.crt")" /dev/urandom >"$W/payload"
@@ -227,10 +154,10 @@ while [ $r -le "$RUNS" ]; do
 	printf '%s %s\n' "$x" plan >>"$W/m.plan"
 	printf '%s %s\n' "$y" "noop$r" >>"$W/m.noop"
 	printf '%s %s\n' "$z" observe >>"$W/m.observe"
-	c=$(run_ssh "$N" -o KexAlgorithms=curve25519-sha256)
+	c=$(ssh_floor "$N" -o KexAlgorithms=curve25519-sha256)
 	sc="$sc $c"
 	d=-
-	if [ $r -le "$DRUNS" ]; then d=$(run_ssh "$N"); sd="$sd $d"; fi
+	if [ $r -le "$DRUNS" ]; then d=$(ssh_floor "$N"); sd="$sd $d"; fi
 	say "  run $r: plan $(f 1 "$x") s (CPU $(f 3 "$x") s)  apply, no change $(f 1 "$y") s (CPU $(f 3 "$y") s)  observe $(f 1 "$z") s  ssh curve25519 $c s  ssh default kex $d s  [load $(loadavg)]"
 	say "    apply, no change: $(phases "noop$r")"
 	r=$((r + 1))
@@ -276,7 +203,7 @@ step stable
 wsc="" wt=""
 r=1
 while [ $r -le "$RUNS" ]; do
-	c=$(run_ssh "$NR" -o KexAlgorithms=curve25519-sha256)
+	c=$(ssh_floor "$NR" -o KexAlgorithms=curve25519-sha256)
 	w=$(run_write "$NR")
 	z=$(timed "observe-rot$r" "$ROTOR" observe --env rot --json)
 	printf '%s %s\n' "$z" observe-rot >>"$W/m.observe-rot"

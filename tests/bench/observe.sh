@@ -42,6 +42,7 @@
 # --quick: sizes 5 10, 1 run each.  Needs root (the fleet).  Uses 127.0.30.x.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 SIZES=${OBSERVE_SIZES:-"10 50 100"}
 RUNS=${OBSERVE_RUNS:-3}
 ARUNS=${OBSERVE_ANSIBLE_RUNS:-3}
@@ -53,8 +54,6 @@ BASE=127.0.30
 if [ "${1:-}" = --quick ]; then
 	SIZES="5 10" RUNS=1 ARUNS=1 DRUNS=1
 fi
-say() { printf '%s\n' "$*" >&2; }
-die() { say "observe.sh: FAILED: $*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (the fleet binds port 22)"
 
 MAXN=0
@@ -66,77 +65,16 @@ missing=""
 [ -x /usr/bin/time ] || missing="$missing time"
 command -v ansible-playbook >/dev/null 2>&1 || missing="$missing ansible-core"
 [ -z "$missing" ] || sh "$top/tests/deps.sh" $missing
-ROTOR=${ROTOR:-$top/build/rotor}
-if ! make -s -C "$top" build/rotor >/dev/null 2>&1; then
-	[ -x "$ROTOR" ] || die "make build/rotor failed and there is no $ROTOR"
-	say "observe.sh: warning: make build/rotor failed (a module being edited?); using the existing $ROTOR"
-fi
-
 # ---- sandbox: temporary HOME, the fleet, teardown on every exit ----
-W=$(mktemp -d "${TMPDIR:-/tmp}/rotor-bench-observe.XXXXXX")
-FD=$W/fleet
-F=$top/tests/fleet/fleet
-cleanup() {
-	trap - EXIT INT TERM
-	"$F" down --dir "$FD" >/dev/null 2>&1 || :
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-# A copy of the binary: other people rebuild build/rotor while this runs.
-cp "$ROTOR" "$W/rotor" || die "cannot copy $ROTOR"
-ROTOR=$W/rotor
-export HOME="$W/home"
-mkdir -p "$HOME"
-export GIT_CONFIG_NOSYSTEM=1
-unset ROTOR_KEY_FILE
-git config --global user.name "rotor bench"
-git config --global user.email "bench@rotor.invalid"
-git config --global init.defaultBranch main
-
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+bench_sandbox observe
 load_start=$(loadavg)
-now() { date +%s.%N; }
-minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", a - b }'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.3f\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-maxof() { printf '%s\n' "$@" | sort -g | tail -n 1; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'; }
-
 t0=$(now)
-"$F" up "$MAXN" --dir "$FD" --base $BASE >"$W/up.log" 2>&1 || { cat "$W/up.log" >&2; die "fleet up"; }
-say "fleet: $(tail -n 1 "$W/up.log")"
-KEY=$FD/id_ed25519
-KH=$FD/known_hosts
-i=1
-while [ $i -le "$MAXN" ]; do
-	install -d -o rotorfleet -g rotorfleet -m 0755 "$FD/hosts/host$i/srv/certs"
-	i=$((i + 1))
-done
+bench_fleet_up "$MAXN" $BASE /srv/certs
 
 # ---- the state repository: one env, hosts.yaml cut to N hosts at tag nN ----
-R=$W/repo
-mkdir -p "$R"
-cd "$R"
-git init -q .
-"$ROTOR" init --env bench >/dev/null || die "rotor init"
-sed -i -e "s|^  user: deploy|  user: rotorfleet\n  identity: \"$KEY\"|" \
-       -e "s|^  known_hosts: .*|  known_hosts: \"$KH\"|" \
-       -e "s|^  connect_timeout: .*|  connect_timeout: 10s|" \
-       -e "s|^parallel: .*|parallel: $P|" rotor.yaml
-grep -q "^parallel: $P\$" rotor.yaml || die "rotor.yaml has no parallel: line"
-{
-	printf 'subject: {O: Example, OU: bench}\nkey: {type: ec, curve: P-256}\nservers:\n'
-	i=1; while [ $i -le "$MAXN" ]; do printf '  host%d: {sans: [%s.%d]}\n' $i $BASE $i; i=$((i + 1)); done
-	printf 'clients: [app]\n'
-} >envs/bench/chain.yaml
-hosts_yaml() { # N
-	printf 'hosts:\n'
-	i=1; while [ $i -le "$1" ]; do
-		printf '  host%d:\n    address: %s.%d\n    roles:\n' $i $BASE $i
-		printf '      - {role: server, layout: postgres, dir: /srv/certs, identity: host%d}\n' $i
-		i=$((i + 1))
-	done
-}
+bench_repo "$P" bench
+bench_chain_yaml "$MAXN" $BASE >envs/bench/chain.yaml
+hosts_yaml() { bench_hosts_yaml "$1" $BASE /srv/certs; }
 hosts_yaml "$MAXN" >envs/bench/hosts.yaml
 "$ROTOR" validate --worktree >"$W/validate.out" 2>&1 || { cat "$W/validate.out" >&2; die "rotor validate"; }
 git add -A && git commit -qm "bench env"
@@ -153,7 +91,6 @@ t_setup=$(minus "$(now)" "$t0")
 say "setup (fleet up, generation 1, deployed by rotor apply): ${t_setup} s"
 
 # Expected sha256 of each host's three files, read straight from disk.
-files="/srv/certs/server.crt /srv/certs/server.key /srv/certs/root.crt"
 i=1
 while [ $i -le "$MAXN" ]; do
 	for f in $files; do
@@ -195,17 +132,8 @@ for x in h:
 EOF
 	printf '%s %s\n' "$(minus "$b" "$a")" "$(tail -n 1 "$W/rss" | awk '{ printf "%s %.2f", $1, $2 + $3 }')"
 }
-run_ssh() { # N [ssh options...] -> seconds
-	n=$1; shift
-	a=$(now)
-	head -n "$n" "$FD/hosts.txt" | cut -d' ' -f2 | xargs -P "$P" -I{} \
-		ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -i "$KEY" -o UserKnownHostsFile="$KH" \
-		-o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o ControlMaster=no \
-		-o ConnectTimeout=10 -l rotorfleet "$@" {} sha256sum $files >"$W/ssh.out" 2>"$W/ssh.err" ||
-		{ head -n 5 "$W/ssh.err" >&2; die "ssh floor ($n hosts)"; }
-	b=$(now)
-	check_hashes "$n" "$W/ssh.out" || die "ssh floor ($n hosts): wrong or missing hashes"
-	minus "$b" "$a"
+floor_ok() { # N OUT
+	check_hashes "$1" "$2" || die "ssh floor ($1 hosts): wrong or missing hashes"
 }
 mkdir -p "$W/ansible"
 cat >"$W/ansible/observe.yml" <<'EOF'
@@ -259,101 +187,12 @@ EOF
 	minus "$b" "$a"
 }
 
-# The bare transport under rotor, for reference: reconcile/remote/ alone
-# (connect, host key check, auth, three SFTP reads, sha256 here), one host
-# per thread on a pool of P threads.  Optional: "n/a" when it does not build.
-cat >"$W/bare.c" <<'EOF'
-#include <openssl/evp.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include "reconcile/remote/ssh.h"
-
-static char addrs[1024][32];
-static char out[1024][3][65];
-static int nhosts, next, failed;
-static const char *key, *kh;
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static const char *files[3] = { "/srv/certs/server.crt", "/srv/certs/server.key", "/srv/certs/root.crt" };
-
-static void *worker(void *unused)
-{
-	(void)unused;
-	for (;;) {
-		struct ssh_opts o = { 0 };
-		struct ssh_conn *c = NULL;
-		struct err e = ERR_INIT;
-		int h, i;
-
-		pthread_mutex_lock(&mu);
-		h = next < nhosts ? next++ : -1;
-		pthread_mutex_unlock(&mu);
-		if (h < 0)
-			return NULL;
-		o.address = addrs[h];
-		o.user = "rotorfleet";
-		o.identity = key;
-		o.known_hosts = kh;
-		o.connect_timeout_ms = 10000;
-		o.deadline_ms = 60000;
-		i = 0;
-		if (ssh_connect(&c, &o, &e) == 0)
-			for (; i < 3; i++) {
-				struct buf b = BUF_INIT;
-				unsigned char md[32];
-				unsigned int mdlen = 0, k;
-
-				if (ssh_read_file(&b, c, files[i], 1 << 20, NULL, &e) != 0 ||
-				    !EVP_Digest(b.ptr, b.len, md, &mdlen, EVP_sha256(), NULL)) {
-					buf_release(&b);
-					break;
-				}
-				for (k = 0; k < 32; k++)
-					sprintf(out[h][i] + 2 * k, "%02x", md[k]);
-				buf_release(&b);
-			}
-		ssh_disconnect(c);
-		if (i < 3) {
-			pthread_mutex_lock(&mu);
-			failed++;
-			fprintf(stderr, "%s: %s\n", addrs[h], e.msg);
-			pthread_mutex_unlock(&mu);
-		}
-	}
-}
-
-int main(int argc, char **argv)
-{
-	pthread_t t[256];
-	struct err e = ERR_INIT;
-	int i, j, threads;
-
-	if (argc != 5 || (threads = atoi(argv[4])) < 1 || threads > 256)
-		return 2;
-	key = argv[1];
-	kh = argv[2];
-	nhosts = atoi(argv[3]);
-	if (nhosts < 1 || nhosts > 1024)
-		return 2;
-	for (i = 0; i < nhosts; i++)
-		if (scanf("%*s %31s", addrs[i]) != 1)
-			return 2;
-	if (ssh_global_init(&e))
-		return 2;
-	for (i = 0; i < threads; i++)
-		pthread_create(&t[i], NULL, worker, NULL);
-	for (i = 0; i < threads; i++)
-		pthread_join(t[i], NULL);
-	ssh_global_shutdown();
-	for (i = 0; i < nhosts; i++)
-		for (j = 0; j < 3; j++)
-			printf("%s %s %s\n", addrs[i], out[i][j], files[j]);
-	return failed != 0;
-}
-EOF
+# The bare transport under rotor, for reference: tests/bench/sshread.c,
+# reconcile/remote/ alone (connect, host key check, auth, three SFTP reads,
+# sha256 there), one host per thread on a pool of P threads.  Optional:
+# "n/a" when it does not build.
 BARE=""
-if cc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -I"$top" -o "$W/bare" "$W/bare.c" \
+if cc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -I"$top" -o "$W/bare" "$top/tests/bench/sshread.c" \
 	"$top"/reconcile/remote/*.c "$top"/common/*.c \
 	$(pkg-config --cflags --libs libssh2 libcrypto) -lpthread >"$W/bare.log" 2>&1; then
 	BARE=$W/bare
@@ -381,8 +220,8 @@ for n in $SIZES; do
 		set -- $x
 		rt="$rt $1" rss="$rss $2" cpu="$cpu $3"
 		d=-
-		if [ $r -le "$DRUNS" ]; then d=$(run_ssh "$n"); sd="$sd $d"; fi
-		c=$(run_ssh "$n" -o KexAlgorithms=curve25519-sha256)
+		if [ $r -le "$DRUNS" ]; then d=$(ssh_floor "$n"); sd="$sd $d"; fi
+		c=$(ssh_floor "$n" -o KexAlgorithms=curve25519-sha256)
 		sc="$sc $c"
 		b=n/a
 		if [ -n "$BARE" ]; then b=$(run_bare "$n"); bt="$bt $b"; fi

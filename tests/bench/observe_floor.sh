@@ -3,7 +3,8 @@
 # open an SSH session to every host of a real fleet and read three small
 # certificate files from each, in parallel, two ways:
 #
-#   libssh2  reconcile/remote/ (connect, verify host key, auth, 3 SFTP reads),
+#   libssh2  reconcile/remote/ (tests/bench/sshread.c: connect, verify host key,
+#            auth, 3 SFTP reads, sha256 of each),
 #            one thread per host on a pool of THREADS threads
 #   openssh  ssh host cat f1 f2 f3, through xargs -P THREADS
 #
@@ -20,101 +21,10 @@ F="$top/tests/fleet/fleet"
 cleanup() { "$F" down --dir "$W/fleet" >/dev/null 2>&1 || :; rm -rf "$W"; }
 trap cleanup EXIT INT TERM
 
-# The libssh2 driver: a few lines around the module under test.
-cat >"$W/floor.c" <<'EOF'
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include "reconcile/remote/ssh.h"
-
-static char addrs[4096][32];
-static int nhosts, next, failed;
-static const char *dir;
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static const char *files[] = { "/srv/certs/server.crt", "/srv/certs/server.key", "/srv/certs/root.crt" };
-
-static void *worker(void *arg)
-{
-	char key[600], kh[600];
-	(void)arg;
-	snprintf(key, sizeof(key), "%s/id_ed25519", dir);
-	snprintf(kh, sizeof(kh), "%s/known_hosts", dir);
-	for (;;) {
-		struct ssh_opts o;
-		struct ssh_conn *c = NULL;
-		struct err e = ERR_INIT;
-		int i, h;
-
-		pthread_mutex_lock(&mu);
-		h = next < nhosts ? next++ : -1;
-		pthread_mutex_unlock(&mu);
-		if (h < 0)
-			return NULL;
-		memset(&o, 0, sizeof(o));
-		o.address = addrs[h];
-		o.user = "rotorfleet";
-		o.identity = key;
-		o.known_hosts = kh;
-		o.connect_timeout_ms = 10000;
-		o.deadline_ms = 60000;
-		if (ssh_connect(&c, &o, &e) == 0) {
-			for (i = 0; i < 3; i++) {
-				struct buf b = BUF_INIT;
-
-				if (ssh_read_file(&b, c, files[i], 1 << 20, NULL, &e) != 0 || b.len == 0)
-					break;
-				buf_release(&b);
-			}
-			if (i < 3)
-				c = (ssh_disconnect(c), NULL);
-		}
-		if (!c) {
-			pthread_mutex_lock(&mu);
-			failed++;
-			fprintf(stderr, "%s\n", e.msg);
-			pthread_mutex_unlock(&mu);
-		}
-		ssh_disconnect(c);
-	}
-}
-
-int main(int argc, char **argv)
-{
-	pthread_t t[256];
-	struct timespec a, b;
-	struct err e = ERR_INIT;
-	char name[64], line[256];
-	int i, threads = atoi(argv[2]);
-	FILE *f;
-
-	if (argc != 3 || threads < 1 || threads > 256)
-		return 2;
-	dir = argv[1];
-	snprintf(line, sizeof(line), "%s/hosts.txt", dir);
-	f = fopen(line, "r");
-	if (!f)
-		return 2;
-	while (nhosts < 4096 && fscanf(f, "%63s %31s", name, addrs[nhosts]) == 2)
-		nhosts++;
-	fclose(f);
-	if (ssh_global_init(&e))
-		return 2;
-	clock_gettime(CLOCK_MONOTONIC, &a);
-	for (i = 0; i < threads; i++)
-		pthread_create(&t[i], NULL, worker, NULL);
-	for (i = 0; i < threads; i++)
-		pthread_join(t[i], NULL);
-	clock_gettime(CLOCK_MONOTONIC, &b);
-	ssh_global_shutdown();
-	printf("%.2f %d\n", (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9, failed);
-	return failed != 0;
-}
-EOF
-cc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -I"$top" -o "$W/floor" "$W/floor.c" \
+# The libssh2 driver: tests/bench/sshread.c, a few lines around the module under test.
+cc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -I"$top" -o "$W/floor" "$top/tests/bench/sshread.c" \
 	"$top"/reconcile/remote/*.c "$top"/common/*.c \
-	$(pkg-config --cflags --libs libssh2) -lpthread
+	$(pkg-config --cflags --libs libssh2 libcrypto) -lpthread
 
 "$F" up "$N" --dir "$W/fleet" --base 127.0.20 >"$W/up.log" 2>&1 || { cat "$W/up.log" >&2; exit 1; }
 echo "fleet: $(tail -n 1 "$W/up.log")"
@@ -147,8 +57,10 @@ best() { printf '%s\n' "$@" | sort -g | head -n 1; }
 lib= def= c25=
 i=1
 while [ "$i" -le "$ROUNDS" ]; do
-	r=$("$W/floor" "$W/fleet" "$P") || { echo "libssh2 round $i failed: $r" >&2; exit 1; }
-	t_lib=${r% *}
+	"$W/floor" "$W/fleet/id_ed25519" "$W/fleet/known_hosts" "$N" "$P" <"$W/fleet/hosts.txt" >"$W/lib.out" 2>"$W/lib.err" ||
+		{ echo "libssh2 round $i failed: $(head -n 3 "$W/lib.err")" >&2; exit 1; }
+	[ "$(grep -c ' [0-9a-f]\{64\} ' "$W/lib.out")" -eq $((3 * N)) ] || { echo "libssh2: short output" >&2; exit 1; }
+	t_lib=$(sed -n 's/^sshread: \([0-9.]*\) s$/\1/p' "$W/lib.err")
 	t_def=$(openssh)
 	t_c25=$(openssh -o KexAlgorithms=curve25519-sha256)
 	printf 'round %d: libssh2 %.2f s   openssh %.2f s   openssh curve25519 %.2f s\n' "$i" "$t_lib" "$t_def" "$t_c25"

@@ -7,64 +7,24 @@
 #
 # Uses 127.0.12.x (tests/fleet/README.md lists which test uses which range).
 . "$(dirname "$0")/lib.sh"
-
-if [ "$(id -u)" -ne 0 ]; then
-	echo "1..0 # SKIP the fleet needs root"
-	exit 0
-fi
-
-F="$ROTOR_SRCDIR/tests/fleet/fleet"
-FD="$T/fleet"
+need_root
 CHURN="$T/churn"
-trap '"$F" down --dir "$FD" >/dev/null 2>&1; rm -rf "$T"' EXIT
 
 ok "churn builds" sh "$ROTOR_SRCDIR/tests/e2e/churn/build.sh" "$CHURN"
-"$F" up 2 --postgres --dir "$FD" --base 127.0.12 >"$T/fleet-up.log" 2>&1 || { cat "$T/fleet-up.log"; echo "not ok - fleet up"; exit 1; }
+fleet_up 2 127.0.12 --postgres
 eval "$("$F" env --dir "$FD")"
 
 # ---- a chain made with the openssl command line ----
 C="$T/pki"
 mkdir -p "$C"
 cd "$C" || exit 1
-cat > ext.cnf <<'CNF'
-[ca]
-basicConstraints = critical, CA:TRUE, pathlen:0
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-[server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-subjectAltName = $ENV::SAN
-[client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-CNF
-q() { "$@" >/dev/null 2>&1; }
-mkroot() { # name cn
-	q openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" \
-		-subj "/O=Churn/CN=$2" -days 30 -addext "basicConstraints=critical,CA:TRUE" \
-		-addext "keyUsage=critical,keyCertSign,cRLSign" -out "$1.crt"
-}
-sign() { # name issuer section subject [san]
-	q openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" \
-		-subj "$4" -out "$1.csr"
-	SAN=${5:-DNS:unused} q openssl x509 -req -in "$1.csr" -CA "$2.crt" -CAkey "$2.key" \
-		-CAcreateserial -days 30 -extfile ext.cnf -extensions "$3" -out "$1.crt"
-}
-mkroot root "churn root"
-sign sca root ca "/O=Churn/CN=churn server CA"
-sign cca root ca "/O=Churn/CN=churn client CA"
-sign pg1 sca server "/O=Churn/CN=pg1" "DNS:pg1,IP:127.0.12.1"
-sign pg2 sca server "/O=Churn/CN=pg2" "DNS:pg2,IP:127.0.12.2"
-sign app cca client "/O=Churn/CN=app"
-mkroot other "unrelated root"
+x509_root root "/O=Churn/CN=churn root"
+x509_sign sca root ca "/O=Churn/CN=churn server CA"
+x509_sign cca root ca "/O=Churn/CN=churn client CA"
+x509_sign pg1 sca server "/O=Churn/CN=pg1" "DNS:pg1,IP:127.0.12.1"
+x509_sign pg2 sca server "/O=Churn/CN=pg2" "DNS:pg2,IP:127.0.12.2"
+x509_sign app cca client "/O=Churn/CN=app"
+x509_root other "/O=Churn/CN=unrelated root"
 ok "the chain verifies with openssl" openssl verify -CAfile root.crt -untrusted sca.crt -purpose sslserver pg2.crt
 
 # ---- server files (postgres layout), reload, role ----

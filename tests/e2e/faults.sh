@@ -15,24 +15,16 @@
 #
 # Uses 127.0.15.x (tests/fleet/README.md lists which test uses which range).
 . "$(dirname "$0")/lib.sh"
-
-if [ "$(id -u)" -ne 0 ]; then
-	echo "1..0 # SKIP the fleet needs root"
-	exit 0
-fi
-
-F="$ROTOR_SRCDIR/tests/fleet/fleet"
-FD="$T/fleet"
+need_root
 B=127.0.15
 CHECK="$ROTOR_SRCDIR/tests/e2e/faults/observe_check.py"
-PG_RELOAD="sudo -n -u postgres /usr/lib/postgresql/15/bin/pg_ctl -D /srv/postgres/data -s reload"
 BG=""
 # FAULTS_KEEP=DIR keeps every command's output there (for debugging this test).
-trap '[ -n "$BG" ] && kill -9 $BG 2>/dev/null; [ -n "${FAULTS_KEEP:-}" ] && mkdir -p "$FAULTS_KEEP" && cp "$T"/*.out "$FAULTS_KEEP"/ 2>/dev/null; "$F" down --dir "$FD" >/dev/null 2>&1; rm -rf "$T"' EXIT
+trap '[ -n "$BG" ] && kill -9 $BG 2>/dev/null; [ -n "${FAULTS_KEEP:-}" ] && mkdir -p "$FAULTS_KEEP" && cp "$T"/*.out "$FAULTS_KEEP"/ 2>/dev/null; fleet_down; rm -rf "$T"' EXIT
 trap 'exit 1' INT TERM HUP PIPE
 started=$(date +%s)
 
-"$F" up 4 --postgres --dir "$FD" --base $B >"$T/fleet-up.log" 2>&1 || { cat "$T/fleet-up.log"; echo "not ok 1 - fleet up"; exit 1; }
+fleet_up 4 $B --postgres
 for i in 1 2 3; do "$F" psql --dir "$FD" host$i -qc "CREATE ROLE app LOGIN" >/dev/null; done
 
 # ---- helpers ----
@@ -141,21 +133,9 @@ write_hosts() {
 		echo "hosts:"
 		for i in 1 2 3; do
 			eval "rl=\${RL$i:-\$PG_RELOAD} pp=\${PP$i:-5432}"
-			cat <<YAML
-  host$i:
-    address: $B.$i
-    roles:
-      - role: server
-        layout: postgres
-        dir: /srv/postgres/certs
-        owner: postgres
-        group: postgres
-        identity: pg$i
-        reload: "$rl"
-        probe: {type: postgres, port: $pp}
-YAML
+			pg_server_yaml $i "$rl" "$pp"
 		done
-		printf '  host4:\n    address: %s.4\n    roles:\n      - {role: client, layout: libpq, user: rotorfleet, home: /home/rotorfleet, identity: app}\n' $B
+		libpq_client_yaml 4
 	} > envs/poc/hosts.yaml
 }
 set_rotation() { # generation [target phase]
@@ -173,23 +153,11 @@ fp_of() { # generation path-in-generation
 }
 
 # ---- the state repository, generation 1 deployed ----
-R="$T/repo"
-mkdir -p "$R" && cd "$R" && git init -q .
-"$ROTOR" init --env poc >/dev/null
-sed -i -e "s|^  user: deploy|  user: rotorfleet\n  identity: \"$FD/id_ed25519\"|" \
-       -e "s|^  known_hosts: .*|  known_hosts: \"$FD/known_hosts\"|" \
-       -e "s|^  connect_timeout: .*|  connect_timeout: 5s|" rotor.yaml
-cat > envs/poc/chain.yaml <<YAML
-subject: {O: Example, OU: DBA}
-key: {type: ec, curve: P-256}
-validity: {root: 10y, intermediate: 5y, leaf: 397d}
-renew_before: 30d
-servers:
-  pg1: {sans: [$B.1]}
-  pg2: {sans: [$B.2]}
-  pg3: {sans: [$B.3]}
-clients: [app]
-YAML
+fleet_repo 5s
+{
+	pg_chain_yaml
+	printf 'validity: {root: 10y, intermediate: 5y, leaf: 397d}\nrenew_before: 30d\n'
+} > envs/poc/chain.yaml
 write_hosts
 git add -A && git commit -qm "rotor: poc"
 "$ROTOR" rotate start --env poc >/dev/null && git merge -q --ff-only rotor/rotate/poc/gen-0001

@@ -5,16 +5,9 @@
 #
 # Uses 127.0.8.x (tests/fleet/README.md lists which test uses which range).
 . "$(dirname "$0")/lib.sh"
-
-if [ "$(id -u)" -ne 0 ]; then
-	echo "1..0 # SKIP the fleet needs root"
-	exit 0
-fi
-
-F="$ROTOR_SRCDIR/tests/fleet/fleet"
-D="$T/fleet"
+need_root
+D=$FD
 B=127.0.8
-PG_RELOAD="sudo -n -u postgres /usr/lib/postgresql/15/bin/pg_ctl -D /srv/postgres/data -s reload"
 
 # OpenSSH client with the fleet's key and known_hosts only, never trusting a new key.
 xssh() { # ADDR CMD...

@@ -8,61 +8,23 @@
 #
 # Uses 127.0.10.x (tests/fleet/README.md lists which test uses which range).
 . "$(dirname "$0")/lib.sh"
-
-if [ "$(id -u)" -ne 0 ]; then
-	echo "1..0 # SKIP the fleet needs root"
-	exit 0
-fi
-
-F="$ROTOR_SRCDIR/tests/fleet/fleet"
-FD="$T/fleet"
-trap '"$F" down --dir "$FD" >/dev/null 2>&1; rm -rf "$T"' EXIT
-"$F" up 4 --dir "$FD" --base 127.0.10 >"$T/fleet-up.log" 2>&1 || { cat "$T/fleet-up.log"; echo "not ok 1 - fleet up"; exit 1; }
+need_root
+fleet_up 4 127.0.10
 
 # ---- a chain made by hand with the openssl command line ----
 C="$T/hand"
 mkdir -p "$C"
 cd "$C" || exit 1
-cat > ext.cnf <<'CNF'
-[ca]
-basicConstraints = critical, CA:TRUE, pathlen:0
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-[server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-[client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-CNF
-q() { "$@" >/dev/null 2>&1; }
-newkey() { q openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1"; }
-sign() { # name issuer ext subject [san]
-	newkey "$1.key"
-	q openssl req -new -key "$1.key" -subj "$4" -out "$1.csr"
-	if [ -n "${5:-}" ]; then printf '[san]\nsubjectAltName = %s\n' "$5" >> ext.cnf; sect="$3"; cat ext.cnf > "$1.cnf"; printf '\n[x]\n' >> "$1.cnf"; sed -n "/^\[$3\]/,/^\[/p" ext.cnf | grep -v '^\[' >> "$1.cnf"; printf 'subjectAltName = %s\n' "$5" >> "$1.cnf"; sect=x; else cp ext.cnf "$1.cnf"; sect="$3"; fi
-	q openssl x509 -req -in "$1.csr" -CA "$2.crt" -CAkey "$2.key" -CAcreateserial -days 365 \
-		-extfile "$1.cnf" -extensions "$sect" -out "$1.crt"
-}
 mkchain() { # prefix
-	newkey "$1root.key"
-	q openssl req -x509 -new -key "$1root.key" -subj "/O=Hand/CN=$1hand root" -days 3650 \
-		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$1root.crt"
-	sign "$1sca" "$1root" ca "/O=Hand/CN=$1hand server CA"
-	sign "$1cca" "$1root" ca "/O=Hand/CN=$1hand client CA"
+	x509_root "$1root" "/O=Hand/CN=$1hand root"
+	x509_sign "$1sca" "$1root" ca "/O=Hand/CN=$1hand server CA"
+	x509_sign "$1cca" "$1root" ca "/O=Hand/CN=$1hand client CA"
 }
 mkchain ""
-for i in 1 2 3; do sign "pg$i" sca server "/O=Hand/CN=pg$i" "DNS:pg$i,IP:127.0.10.$i"; done
-sign app cca client "/O=Hand/CN=app"
+for i in 1 2 3; do x509_sign "pg$i" sca server "/O=Hand/CN=pg$i" "DNS:pg$i,IP:127.0.10.$i"; done
+x509_sign app cca client "/O=Hand/CN=app"
 mkchain "other-"
-sign other-pg1 other-sca server "/O=Hand/CN=pg1" "DNS:pg1"
+x509_sign other-pg1 other-sca server "/O=Hand/CN=pg1" "DNS:pg1"
 ok "the hand-made chain verifies with openssl" openssl verify -CAfile root.crt -untrusted sca.crt -purpose sslserver pg2.crt
 
 install_server() { # host leaf-prefix
@@ -82,12 +44,7 @@ chmod 0600 "$d/postgresql.key"
 cat "$C/root.crt" "$C/sca.crt" > "$d/root.crt"
 
 # ---- the state repository ----
-R="$T/repo"
-mkdir -p "$R" && cd "$R" && git init -q .
-"$ROTOR" init --env poc >/dev/null
-sed -i -e "s|^  user: deploy|  user: rotorfleet\n  identity: \"$FD/id_ed25519\"|" \
-       -e "s|^  known_hosts: .*|  known_hosts: \"$FD/known_hosts\"|" \
-       -e "s|^  connect_timeout: .*|  connect_timeout: 3s|" rotor.yaml
+fleet_repo 3s
 cat > envs/poc/chain.yaml <<'YAML'
 subject: {O: Hand}
 key: {type: ec, curve: P-256}

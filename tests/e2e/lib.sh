@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # lib.sh -- sourced by tests/e2e/*.sh: TAP output and a throwaway sandbox.
 #
 #   . "$(dirname "$0")/lib.sh"
@@ -8,6 +9,18 @@
 # $ROTOR is the binary under test (tests/run.sh exports the sanitizer
 # build); $T is a fresh temporary directory removed at exit, with HOME
 # pointing inside it so no test reads or writes the real home.
+#
+# Suites on the test fleet (tests/fleet/fleet, as $F, in $FD):
+#   need_root                    # "1..0 # SKIP" and exit unless root
+#   fleet_up N BASE [option...]  # N hosts on BASE.1-N; down again at exit
+#   fleet_repo TIMEOUT           # cd to a new state repository $R, env poc, reaching the fleet
+#   pg_chain_yaml                # chain.yaml: servers pg1-3 with SANs $B.1-3, client app
+#   pg_server_yaml I [RELOAD [PORT]]  # hosts.yaml entry: host I ($B.I) a PostgreSQL server pgI
+#   libpq_client_yaml I          # hosts.yaml entry: host I ($B.I) the libpq client app
+#   x509_root NAME SUBJECT       # openssl command line: NAME.key, NAME.crt, a self-signed root
+#   x509_sign NAME ISSUER SECTION SUBJECT [SAN]  # NAME.key, NAME.crt signed by ISSUER
+# A suite with more to clean up at exit sets its own EXIT trap and calls
+# fleet_down in it.
 set -u
 : "${ROTOR:=$(cd "$(dirname "$0")/../.." && pwd)/build/rotor}"
 : "${ROTOR_SRCDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -20,7 +33,11 @@ git config --global user.email "test@rotor.invalid"
 git config --global init.defaultBranch main
 unset ROTOR_KEY_FILE
 _n=0 _failed=0
-trap 'rm -rf "$T"' EXIT
+F="$ROTOR_SRCDIR/tests/fleet/fleet"
+FD="$T/fleet"
+PG_RELOAD="sudo -n -u postgres /usr/lib/postgresql/15/bin/pg_ctl -D /srv/postgres/data -s reload"
+_fleet=0
+trap 'fleet_down; rm -rf "$T"' EXIT
 
 ok() { # name cmd...
 	_name=$1; shift
@@ -61,4 +78,80 @@ expect_out() { # name regex cmd...  (output must match regex; exit status ignore
 done_testing() {
 	echo "1..$_n"
 	[ "$_failed" -eq 0 ]
+}
+
+# ---- the test fleet ----
+
+need_root() {
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "1..0 # SKIP the fleet needs root"
+		exit 0
+	fi
+}
+
+fleet_up() { # n base [fleet up option...]
+	_fn=$1 _fb=$2; shift 2
+	_fleet=1
+	"$F" up "$_fn" "$@" --dir "$FD" --base "$_fb" >"$T/fleet-up.log" 2>&1 ||
+		{ cat "$T/fleet-up.log"; echo "not ok $((_n + 1)) - fleet up"; exit 1; }
+}
+
+fleet_down() {
+	[ "$_fleet" -eq 0 ] || "$F" down --dir "$FD" >/dev/null 2>&1
+}
+
+# A state repository in $R (the working directory from here on) with env
+# poc, whose ssh settings reach the fleet: its user, key and known_hosts.
+fleet_repo() { # connect-timeout
+	R="$T/repo"
+	mkdir -p "$R" && cd "$R" && git init -q .
+	"$ROTOR" init --env poc >/dev/null
+	sed -i -e "s|^  user: deploy|  user: rotorfleet\n  identity: \"$FD/id_ed25519\"|" \
+	       -e "s|^  known_hosts: .*|  known_hosts: \"$FD/known_hosts\"|" \
+	       -e "s|^  connect_timeout: .*|  connect_timeout: $1|" rotor.yaml
+}
+
+pg_chain_yaml() {
+	printf 'subject: {O: Example, OU: DBA}\nkey: {type: ec, curve: P-256}\nservers:\n'
+	for _i in 1 2 3; do printf '  pg%d: {sans: [%s.%d]}\n' "$_i" "$B" "$_i"; done
+	printf 'clients: [app]\n'
+}
+
+pg_server_yaml() { # i [reload [probe port]]
+	cat <<YAML
+  host$1:
+    address: $B.$1
+    roles:
+      - role: server
+        layout: postgres
+        dir: /srv/postgres/certs
+        owner: postgres
+        group: postgres
+        identity: pg$1
+        reload: "${2:-$PG_RELOAD}"
+        probe: {type: postgres, port: ${3:-5432}}
+YAML
+}
+
+libpq_client_yaml() { # i
+	printf '  host%d:\n    address: %s.%d\n    roles:\n      - {role: client, layout: libpq, user: rotorfleet, home: /home/rotorfleet, identity: app}\n' "$1" "$B" "$1"
+}
+
+# ---- certificates made with the openssl command line (not by rotor) ----
+# EC P-256 keys, unencrypted, in the working directory; the extensions of
+# SECTION (ca, server, client) come from tests/openssl-ext.cnf.
+
+_q() { "$@" >/dev/null 2>&1; }
+
+x509_root() { # name subject
+	_q openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key"
+	_q openssl req -x509 -new -key "$1.key" -subj "$2" -days 3650 \
+		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$1.crt"
+}
+
+x509_sign() { # name issuer section subject [san]
+	_q openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key"
+	_q openssl req -new -key "$1.key" -subj "$4" -out "$1.csr"
+	SAN=${5:-DNS:unused} KU="" openssl x509 -req -in "$1.csr" -CA "$2.crt" -CAkey "$2.key" -CAcreateserial \
+		-days 365 -extfile "$ROTOR_SRCDIR/tests/openssl-ext.cnf" -extensions "$3" -out "$1.crt" >/dev/null 2>&1
 }

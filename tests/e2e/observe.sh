@@ -6,25 +6,12 @@
 #
 # Uses 127.0.9.x (tests/fleet/README.md lists which test uses which range).
 . "$(dirname "$0")/lib.sh"
-
-if [ "$(id -u)" -ne 0 ]; then
-	echo "1..0 # SKIP the fleet needs root"
-	exit 0
-fi
-
-F="$ROTOR_SRCDIR/tests/fleet/fleet"
-FD="$T/fleet"
+need_root
 N=10
-trap '"$F" down --dir "$FD" >/dev/null 2>&1; rm -rf "$T"' EXIT
-"$F" up $N --dir "$FD" --base 127.0.9 >"$T/fleet-up.log" 2>&1 || { cat "$T/fleet-up.log"; echo "not ok 1 - fleet up"; exit 1; }
+fleet_up $N 127.0.9
 
-R="$T/repo"
-mkdir -p "$R" && cd "$R" && git init -q .
-"$ROTOR" init --env poc >/dev/null
+fleet_repo 3s
 KEY="$HOME/.config/rotor/keys/repo.key"
-sed -i -e "s|^  user: deploy|  user: rotorfleet\n  identity: \"$FD/id_ed25519\"|" \
-       -e "s|^  known_hosts: .*|  known_hosts: \"$FD/known_hosts\"|" \
-       -e "s|^  connect_timeout: .*|  connect_timeout: 3s|" rotor.yaml
 {
 	printf 'subject: {O: Example}\nkey: {type: ec, curve: P-256}\nservers:\n'
 	i=1; while [ $i -le $N ]; do printf '  host%d: {sans: [127.0.9.%d]}\n' $i $i; i=$((i + 1)); done

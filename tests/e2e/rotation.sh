@@ -9,59 +9,22 @@
 #
 # Uses 127.0.14.x (tests/fleet/README.md lists which test uses which range).
 . "$(dirname "$0")/lib.sh"
-
-if [ "$(id -u)" -ne 0 ]; then
-	echo "1..0 # SKIP the fleet needs root"
-	exit 0
-fi
-
-F="$ROTOR_SRCDIR/tests/fleet/fleet"
-FD="$T/fleet"
+need_root
 B=127.0.14
-PG_RELOAD="sudo -n -u postgres /usr/lib/postgresql/15/bin/pg_ctl -D /srv/postgres/data -s reload"
 # Churn counters live where the client hosts' login user can write.
 C=$(mktemp -d /tmp/rotor-churn.XXXXXX)
 chmod 1777 "$C"
-trap 'touch "$C/stop"; sleep 1; "$F" down --dir "$FD" >/dev/null 2>&1; rm -rf "$T" "$C"' EXIT
+trap 'touch "$C/stop"; sleep 1; fleet_down; rm -rf "$T" "$C"' EXIT
 trap 'exit 1' INT TERM HUP PIPE
-"$F" up 5 --postgres --dir "$FD" --base $B >"$T/fleet-up.log" 2>&1 || { cat "$T/fleet-up.log"; echo "not ok 1 - fleet up"; exit 1; }
+fleet_up 5 $B --postgres
 for i in 1 2 3; do "$F" psql --dir "$FD" host$i -qc "CREATE ROLE app LOGIN" >/dev/null; done
 
-R="$T/repo"
-mkdir -p "$R" && cd "$R" && git init -q .
-"$ROTOR" init --env poc >/dev/null
-sed -i -e "s|^  user: deploy|  user: rotorfleet\n  identity: \"$FD/id_ed25519\"|" \
-       -e "s|^  known_hosts: .*|  known_hosts: \"$FD/known_hosts\"|" \
-       -e "s|^  connect_timeout: .*|  connect_timeout: 5s|" rotor.yaml
-cat > envs/poc/chain.yaml <<YAML
-subject: {O: Example, OU: DBA}
-key: {type: ec, curve: P-256}
-servers:
-  pg1: {sans: [$B.1]}
-  pg2: {sans: [$B.2]}
-  pg3: {sans: [$B.3]}
-clients: [app]
-YAML
+fleet_repo 5s
+pg_chain_yaml > envs/poc/chain.yaml
 {
 	echo "hosts:"
-	for i in 1 2 3; do
-		cat <<YAML
-  host$i:
-    address: $B.$i
-    roles:
-      - role: server
-        layout: postgres
-        dir: /srv/postgres/certs
-        owner: postgres
-        group: postgres
-        identity: pg$i
-        reload: "$PG_RELOAD"
-        probe: {type: postgres, port: 5432}
-YAML
-	done
-	for i in 4 5; do
-		printf '  host%d:\n    address: %s.%d\n    roles:\n      - {role: client, layout: libpq, user: rotorfleet, home: /home/rotorfleet, identity: app}\n' $i $B $i
-	done
+	for i in 1 2 3; do pg_server_yaml $i; done
+	for i in 4 5; do libpq_client_yaml $i; done
 } > envs/poc/hosts.yaml
 ok "validate" "$ROTOR" validate --worktree
 git add -A && git commit -qm "rotor: poc"

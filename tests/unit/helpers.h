@@ -35,59 +35,70 @@ static inline int th_status(int st)
 	return st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st);
 }
 
+/* A command's exit status; when must, the test fails unless it is 0. */
+static inline int th_vrun(int must, const char *fmt, va_list ap)
+{
+	char cmd[TH_CMD_MAX];
+	int st;
+
+	vformat(cmd, sizeof(cmd), fmt, ap);
+	st = th_status(system(cmd));
+	if (must && st != 0)
+		fail_msg("command failed (%d): %s", st, cmd);
+	return st;
+}
+
 static inline int run_status(const char *fmt, ...) ROTOR_PRINTF(1, 2);
 static inline int run_status(const char *fmt, ...)
 {
-	char cmd[TH_CMD_MAX];
 	va_list ap;
+	int st;
 
 	va_start(ap, fmt);
-	vformat(cmd, sizeof(cmd), fmt, ap);
+	st = th_vrun(0, fmt, ap);
 	va_end(ap);
-	return th_status(system(cmd));
+	return st;
 }
 
 static inline void run(const char *fmt, ...) ROTOR_PRINTF(1, 2);
 static inline void run(const char *fmt, ...)
 {
-	char cmd[TH_CMD_MAX];
 	va_list ap;
-	int st;
 
 	va_start(ap, fmt);
-	vformat(cmd, sizeof(cmd), fmt, ap);
+	th_vrun(1, fmt, ap);
 	va_end(ap);
-	st = th_status(system(cmd));
-	if (st != 0)
-		fail_msg("command failed (%d): %s", st, cmd);
 }
 
-static inline int th_vcapture(struct buf *out, const char *fmt, va_list ap, char *cmd, size_t cmdlen)
+/* A command's standard output appended to out, and its exit status; when must, as th_vrun. */
+static inline int th_vcapture(struct buf *out, int must, const char *fmt, va_list ap)
 {
-	char tmp[4096];
+	char cmd[TH_CMD_MAX], tmp[4096];
 	size_t n;
 	FILE *p;
+	int st;
 
-	vformat(cmd, cmdlen, fmt, ap);
+	vformat(cmd, sizeof(cmd), fmt, ap);
 	p = popen(cmd, "r");
 	assert_non_null(p);
 	while ((n = fread(tmp, 1, sizeof(tmp), p)) > 0)
 		assert_int_equal(buf_put(out, tmp, n), 0);
-	n = (size_t)th_status(pclose(p));
+	st = th_status(pclose(p));
 	if (!out->ptr)
 		assert_int_equal(buf_put(out, "", 0), 0);
-	return (int)n;
+	if (must && st != 0)
+		fail_msg("command failed (%d): %s", st, cmd);
+	return st;
 }
 
 static inline int capture_status(struct buf *out, const char *fmt, ...) ROTOR_PRINTF(2, 3);
 static inline int capture_status(struct buf *out, const char *fmt, ...)
 {
-	char cmd[TH_CMD_MAX];
 	va_list ap;
 	int st;
 
 	va_start(ap, fmt);
-	st = th_vcapture(out, fmt, ap, cmd, sizeof(cmd));
+	st = th_vcapture(out, 0, fmt, ap);
 	va_end(ap);
 	return st;
 }
@@ -95,15 +106,11 @@ static inline int capture_status(struct buf *out, const char *fmt, ...)
 static inline void capture(struct buf *out, const char *fmt, ...) ROTOR_PRINTF(2, 3);
 static inline void capture(struct buf *out, const char *fmt, ...)
 {
-	char cmd[TH_CMD_MAX];
 	va_list ap;
-	int st;
 
 	va_start(ap, fmt);
-	st = th_vcapture(out, fmt, ap, cmd, sizeof(cmd));
+	th_vcapture(out, 1, fmt, ap);
 	va_end(ap);
-	if (st != 0)
-		fail_msg("command failed (%d): %s", st, cmd);
 }
 
 static inline void capture_line(char *out, size_t len, const char *fmt, ...) ROTOR_PRINTF(3, 4);

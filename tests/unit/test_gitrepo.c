@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "tests/unit/helpers.h"
+#include "tests/unit/gitsandbox.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,38 +32,6 @@ static char g_home[300];
 static int g_seq;
 
 /* ---- helpers --------------------------------------------------------- */
-
-static void write_file(const char *dir, const char *rel, const void *data, size_t len)
-{
-	char path[1024], *slash;
-	FILE *f;
-
-	assert_true((size_t)snprintf(path, sizeof(path), "%s/%s", dir, rel) < sizeof(path));
-	slash = strrchr(path, '/');
-	*slash = '\0';
-	run("mkdir -p '%s'", path);
-	*slash = '/';
-	f = fopen(path, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
-}
-
-static void write_str(const char *dir, const char *rel, const char *s)
-{
-	write_file(dir, rel, s, strlen(s));
-}
-
-static void read_local(struct buf *out, const char *dir, const char *rel)
-{
-	char path[1024];
-	struct err e = ERR_INIT;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, rel);
-	assert_int_equal(buf_read_file(out, path, (size_t)64 << 20, &e), 0);
-	if (!out->ptr)
-		assert_int_equal(buf_put(out, "", 0), 0);
-}
 
 static int exists(const char *dir, const char *rel)
 {
@@ -109,79 +78,24 @@ static void new_repo(char *out, size_t len)
 	run("git -C '%s' add -A && git -C '%s' commit -q -m initial", out, out);
 }
 
-static void rev_parse(char out[41], const char *repo, const char *rev)
-{
-	capture_line(out, 41, "git -C '%s' rev-parse --verify -q '%s^{commit}'", repo, rev);
-	assert_int_equal(strlen(out), 40);
-}
-
-static struct gitrepo *open_ok(const char *path)
-{
-	struct gitrepo *r = NULL;
-	struct err e = ERR_INIT;
-
-	if (gitrepo_open(&r, path, 0, &e) != 0)
-		fail_msg("gitrepo_open %s: %s", path, e.msg);
-	return r;
-}
-
-static void assert_contains(const char *hay, const char *needle)
-{
-	if (!strstr(hay, needle))
-		fail_msg("\"%s\" does not contain \"%s\"", hay, needle);
-}
-
 /* ---- fixtures -------------------------------------------------------- */
 
 static int group_setup(void **state)
 {
-	struct err e = ERR_INIT;
-	char xdg[300], cfg[400];
-	FILE *f;
-
 	(void)state;
-	snprintf(g_root, sizeof(g_root), "%s/rotor-gitrepo-XXXXXX",
-		 getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(g_root))
+	if (gitsandbox_setup(g_root, sizeof(g_root), "gitrepo",
+			     "[user]\n\tname = Test User\n\temail = test@example.com\n"
+			     "[init]\n\tdefaultBranch = main\n"
+			     "[advice]\n\tdetachedHead = false\n") != 0)
 		return -1;
 	snprintf(g_home, sizeof(g_home), "%s/home", g_root);
-	snprintf(xdg, sizeof(xdg), "%s/xdg", g_root);
-	if (mkdir(g_home, 0700) < 0 || mkdir(xdg, 0700) < 0)
-		return -1;
-	snprintf(cfg, sizeof(cfg), "%s/.gitconfig", g_home);
-	if (!(f = fopen(cfg, "w")))
-		return -1;
-	fputs("[user]\n\tname = Test User\n\temail = test@example.com\n"
-	      "[init]\n\tdefaultBranch = main\n"
-	      "[advice]\n\tdetachedHead = false\n", f);
-	if (fclose(f) != 0)
-		return -1;
-	/* Before libgit2 initialises: it reads HOME once, at init. */
-	setenv("HOME", g_home, 1);
-	setenv("XDG_CONFIG_HOME", xdg, 1);
-	setenv("GIT_CONFIG_NOSYSTEM", "1", 1);
-	unsetenv("GIT_DIR");
-	unsetenv("GIT_WORK_TREE");
-	unsetenv("GIT_INDEX_FILE");
-	unsetenv("GIT_OBJECT_DIRECTORY");
-	unsetenv("GIT_AUTHOR_NAME");
-	unsetenv("GIT_AUTHOR_EMAIL");
-	unsetenv("GIT_COMMITTER_NAME");
-	unsetenv("GIT_COMMITTER_EMAIL");
-	unsetenv("GIT_CEILING_DIRECTORIES");
-	if (gitrepo_global_init(&e) != 0)
-		return -1;
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
-	char cmd[400];
-
 	(void)state;
-	gitrepo_global_shutdown();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_root);
-	return system(cmd) == 0 ? 0 : -1;
+	return gitsandbox_teardown(g_root);
 }
 
 /* ---- validation ------------------------------------------------------ */

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "tests/unit/helpers.h"
+#include "tests/unit/gitsandbox.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,47 +53,12 @@ static void expect_output(const char *want, const char *fmt, ...)
 	buf_release(&b);
 }
 
-static void write_str(const char *dir, const char *rel, const char *s)
-{
-	char path[1024];
-	FILE *f;
-
-	assert_true((size_t)snprintf(path, sizeof(path), "%s/%s", dir, rel) < sizeof(path));
-	f = fopen(path, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(s, 1, strlen(s), f), strlen(s));
-	assert_int_equal(fclose(f), 0);
-}
-
-static void read_local(struct buf *out, const char *dir, const char *rel)
-{
-	char path[1024];
-	struct err e = ERR_INIT;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, rel);
-	assert_int_equal(buf_read_file(out, path, (size_t)64 << 20, &e), 0);
-	if (!out->ptr)
-		assert_int_equal(buf_put(out, "", 0), 0);
-}
-
 static int ref_exists(const char *repo, const char *ref)
 {
 	char cmd[1024];
 
 	snprintf(cmd, sizeof(cmd), "git -C '%s' show-ref --verify -q '%s'", repo, ref);
 	return system(cmd) == 0;
-}
-
-static void rev_parse(char out[41], const char *repo, const char *rev)
-{
-	capture_line(out, 41, "git -C '%s' rev-parse --verify -q '%s'", repo, rev);
-	assert_int_equal(strlen(out), 40);
-}
-
-static void assert_contains(const char *hay, const char *needle)
-{
-	if (!strstr(hay, needle))
-		fail_msg("\"%s\" does not contain \"%s\"", hay, needle);
 }
 
 /*
@@ -111,16 +77,6 @@ static void new_repo(char *out, size_t len)
 	run("git -C '%s' add rotor.yaml", out);
 	write_str(out, "README", "edited, not staged\n");
 	write_str(out, "untracked.txt", "new\n");
-}
-
-static struct gitrepo *open_ok(const char *path)
-{
-	struct gitrepo *r = NULL;
-	struct err e = ERR_INIT;
-
-	if (gitrepo_open(&r, path, 0, &e) != 0)
-		fail_msg("gitrepo_open %s: %s", path, e.msg);
-	return r;
 }
 
 /* What must not change when status is recorded or locks move. */
@@ -161,65 +117,45 @@ static void local_state_same(struct local_state *before, const char *repo)
 	buf_release(&before->readme);
 }
 
-/* Children of the race tests wait on this pipe until the parent closes it. */
-static void start_gate_wait(int fd)
+/*
+ * Fork one runner of the race tests: the parent gets its pid; the child
+ * (0) gets its own handle on repo in *cr, opened first (exit 9 when that
+ * fails), then waits on the pipe gate until the parent closes it, so that
+ * every runner starts at once.
+ */
+static pid_t fork_racer(int gate[2], const char *repo, struct gitrepo **cr)
 {
+	struct err e = ERR_INIT;
+	pid_t pid = fork();
 	char c;
 
-	while (read(fd, &c, 1) > 0)
+	assert_true(pid >= 0);
+	if (pid != 0)
+		return pid;
+	close(gate[1]);
+	*cr = NULL;
+	if (gitrepo_open(cr, repo, 0, &e) != 0)
+		_exit(9);
+	while (read(gate[0], &c, 1) > 0)
 		;
-	close(fd);
+	close(gate[0]);
+	return 0;
 }
 
 /* ---- fixtures -------------------------------------------------------- */
 
 static int group_setup(void **state)
 {
-	struct err e = ERR_INIT;
-	char home[300], xdg[300], cfg[400];
-	FILE *f;
-
 	(void)state;
-	snprintf(g_root, sizeof(g_root), "%s/rotor-gitstatus-XXXXXX",
-		 getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(g_root))
-		return -1;
-	snprintf(home, sizeof(home), "%s/home", g_root);
-	snprintf(xdg, sizeof(xdg), "%s/xdg", g_root);
-	if (mkdir(home, 0700) < 0 || mkdir(xdg, 0700) < 0)
-		return -1;
-	snprintf(cfg, sizeof(cfg), "%s/.gitconfig", home);
-	if (!(f = fopen(cfg, "w")))
-		return -1;
-	fputs("[user]\n\tname = Status Tester\n\temail = status@example.com\n"
-	      "[init]\n\tdefaultBranch = main\n", f);
-	if (fclose(f) != 0)
-		return -1;
-	/* Before libgit2 initialises: it reads HOME once, at init. */
-	setenv("HOME", home, 1);
-	setenv("XDG_CONFIG_HOME", xdg, 1);
-	setenv("GIT_CONFIG_NOSYSTEM", "1", 1);
-	unsetenv("GIT_DIR");
-	unsetenv("GIT_WORK_TREE");
-	unsetenv("GIT_INDEX_FILE");
-	unsetenv("GIT_OBJECT_DIRECTORY");
-	unsetenv("GIT_AUTHOR_NAME");
-	unsetenv("GIT_AUTHOR_EMAIL");
-	unsetenv("GIT_COMMITTER_NAME");
-	unsetenv("GIT_COMMITTER_EMAIL");
-	if (gitrepo_global_init(&e) != 0)
-		return -1;
-	return 0;
+	return gitsandbox_setup(g_root, sizeof(g_root), "gitstatus",
+				"[user]\n\tname = Status Tester\n\temail = status@example.com\n"
+				"[init]\n\tdefaultBranch = main\n");
 }
 
 static int group_teardown(void **state)
 {
-	char cmd[400];
-
 	(void)state;
-	gitrepo_global_shutdown();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_root);
-	return system(cmd) == 0 ? 0 : -1;
+	return gitsandbox_teardown(g_root);
 }
 
 /* ---- env names ------------------------------------------------------- */
@@ -572,25 +508,18 @@ static void test_lock_race(void **state)
 		int gate[2], wins = 0, losses = 0, winner = -1, st;
 		struct gitstatus_lock l;
 		struct err e = ERR_INIT;
-		struct gitrepo *r;
+		struct gitrepo *r, *cr;
 		struct buf msg = BUF_INIT;
 		char want[64];
 
 		assert_int_equal(pipe(gate), 0);
 		for (k = 0; k < 2; k++) {
-			pid[k] = fork();
-			assert_true(pid[k] >= 0);
+			pid[k] = fork_racer(gate, repo, &cr);
 			if (pid[k] == 0) {
 				struct gitstatus_lock_info info = { "rotor apply --env poc", NULL, NULL, 0, 0 };
-				struct gitrepo *cr = NULL;
 				struct err ce = ERR_INIT;
 				int rc;
 				FILE *f;
-
-				close(gate[1]);
-				if (gitrepo_open(&cr, repo, 0, &ce) != 0)
-					_exit(9);
-				start_gate_wait(gate[0]);
 				rc = gitstatus_lock(cr, "poc", &info, NULL, &ce);
 				gitrepo_free(cr);
 				snprintf(path, sizeof(path), "%s/race-msg-%d", repo, k);
@@ -659,6 +588,7 @@ static void test_unlock_cas_stress(void **state)
 {
 	struct buf logs = BUF_INIT;
 	char repo[300], stop[400];
+	struct gitrepo *cr;
 	pid_t pid[3];
 	int gate[2], k, st;
 	const char *line;
@@ -669,20 +599,13 @@ static void test_unlock_cas_stress(void **state)
 	snprintf(stop, sizeof(stop), "%s/stress-stop", repo);
 	assert_int_equal(pipe(gate), 0);
 	for (k = 0; k < 3; k++) {
-		pid[k] = fork();
-		assert_true(pid[k] >= 0);
+		pid[k] = fork_racer(gate, repo, &cr);
 		if (pid[k] == 0) {
 			struct gitstatus_lock_info info = { "stress", NULL, NULL, 0, 0 };
-			struct gitrepo *cr = NULL;
 			struct err ce = ERR_INIT;
 			struct gitstatus_lock was;
 			char id[41];
 			int i, rc;
-
-			close(gate[1]);
-			if (gitrepo_open(&cr, repo, 0, &ce) != 0)
-				_exit(9);
-			start_gate_wait(gate[0]);
 			if (k == 2) {
 				while (access(stop, F_OK) != 0) {
 					if (gitstatus_force_unlock(cr, "poc", &was, &ce) == 0)
@@ -849,6 +772,7 @@ static void test_record_concurrent(void **state)
 {
 	struct buf subjects = BUF_INIT, want = BUF_INIT;
 	char repo[300];
+	struct gitrepo *cr;
 	pid_t pid[2];
 	int gate[2], k, i, st;
 
@@ -856,17 +780,10 @@ static void test_record_concurrent(void **state)
 	new_repo(repo, sizeof(repo));
 	assert_int_equal(pipe(gate), 0);
 	for (k = 0; k < 2; k++) {
-		pid[k] = fork();
-		assert_true(pid[k] >= 0);
+		pid[k] = fork_racer(gate, repo, &cr);
 		if (pid[k] == 0) {
-			struct gitrepo *cr = NULL;
 			struct err ce = ERR_INIT;
 			int bad = 0;
-
-			close(gate[1]);
-			if (gitrepo_open(&cr, repo, 0, &ce) != 0)
-				_exit(9);
-			start_gate_wait(gate[0]);
 			for (i = 0; i < RECORDS_EACH && !bad; i++) {
 				char data[64], msg[64], id[41];
 				struct gitrepo_file f = { "observed.json", data, 0 };

@@ -22,6 +22,7 @@
 #include "reconcile/pki/pki.h"
 #include "reconcile/tls/verify.h"
 #include "reconcile/engine/plan.h"
+#include "tests/unit/chainspec.h"
 
 struct fix {
 	struct pki_generation *g[2];
@@ -38,23 +39,15 @@ static int setup(void **state)
 {
 	static char *sans1[] = { "pg1.example.net" }, *sans2[] = { "pg2.example.net" };
 	static char *clients[] = { "app" };
-	struct chain_server servers[2] = { { "pg1", sans1, 1, 1, 0 }, { "pg2", sans2, 1, 1, 0 } };
+	struct chain_server servers[2];
 	struct chain_spec spec;
 	struct err e = ERR_INIT;
 	int i;
 
 	(void)state;
-	memset(&spec, 0, sizeof(spec));
-	spec.subj_o = "Example";
-	spec.key = SPEC_KEY_EC_P256;
-	spec.root_days = 3650;
-	spec.intermediate_days = 1825;
-	spec.leaf_days = 397;
-	spec.renew_before_days = 30;
-	spec.servers = servers;
-	spec.nservers = 2;
-	spec.clients = clients;
-	spec.nclients = 1;
+	chainspec_server(&servers[0], "pg1", sans1, 1, 0);
+	chainspec_server(&servers[1], "pg2", sans2, 1, 0);
+	chainspec_init(&spec, "Example", servers, 2, clients, 1);
 	F.now = time(NULL);
 	for (i = 0; i < 2; i++) {
 		if (pki_generate(&F.g[i], "poc", i + 1, &spec, 1, F.now, &e) < 0 ||
@@ -322,22 +315,31 @@ static void test_unknown_and_bad_contents(void **state)
 	assert_int_equal(observe_phase_mask(&f, 1, 1, 0), 0);
 }
 
-static void test_layouts(void **state)
+/* The files of a role's layout: three, or the test fails. */
+static struct managed_file *expand3(const struct host_role *r)
 {
-	struct host_role r;
 	struct managed_file *m = NULL;
 	struct err e = ERR_INIT;
 	size_t n = 0;
 
-	(void)state;
-	memset(&r, 0, sizeof(r));
-	r.role = SPEC_ROLE_SERVER;
-	r.layout = layout_find("postgres");
-	r.dir = "/srv/postgres/certs/";
-	r.owner = "postgres";
-	r.identity = "pg1";
-	assert_int_equal(layout_expand(&m, &n, &r, &e), 0);
+	assert_int_equal(layout_expand(&m, &n, r, &e), 0);
 	assert_int_equal(n, 3);
+	return m;
+}
+
+static void test_layouts(void **state)
+{
+	struct host_role pg = { .role = SPEC_ROLE_SERVER, .dir = "/srv/postgres/certs/", .owner = "postgres",
+				.identity = "pg1" };
+	struct host_role r = { .role = SPEC_ROLE_CLIENT, .home = "/home/app", .user = "app", .identity = "app" };
+	struct managed_file *m;
+	struct err e = ERR_INIT;
+	size_t n = 0;
+
+	(void)state;
+	pg.layout = layout_find("postgres");
+	r.layout = layout_find("libpq");
+	m = expand3(&pg);
 	assert_string_equal(m[0].path, "/srv/postgres/certs/server.crt");
 	assert_int_equal(m[0].content, SPEC_CONTENT_LEAF_CHAIN);
 	assert_string_equal(m[0].identity, "pg1");
@@ -347,22 +349,15 @@ static void test_layouts(void **state)
 	assert_int_equal(m[2].side, LAYOUT_SIDE_CLIENT);
 	assert_null(m[2].identity);
 	assert_string_equal(m[2].owner, "postgres");
-	layout_free(m, n);
+	layout_free(m, 3);
 
-	memset(&r, 0, sizeof(r));
-	r.role = SPEC_ROLE_CLIENT;
-	r.layout = layout_find("libpq");
-	r.home = "/home/app";
-	r.user = "app";
-	r.identity = "app";
-	assert_int_equal(layout_expand(&m, &n, &r, &e), 0);
-	assert_int_equal(n, 3);
+	m = expand3(&r);
 	assert_string_equal(m[0].path, "/home/app/.postgresql/postgresql.crt");
 	assert_string_equal(m[1].path, "/home/app/.postgresql/postgresql.key");
 	assert_string_equal(m[2].path, "/home/app/.postgresql/root.crt");
 	assert_int_equal(m[2].side, LAYOUT_SIDE_SERVER);
 	assert_string_equal(m[1].owner, "app");
-	layout_free(m, n);
+	layout_free(m, 3);
 
 	/* A role that validation should have refused: no layout, or a layout without its directory. */
 	r.layout = NULL;
@@ -466,6 +461,14 @@ static void material_of_fixture(struct material_set *ms)
 	}
 }
 
+/* got must equal want; both are released. */
+static void assert_same_release(struct buf *got, struct buf *want)
+{
+	assert_string_equal(buf_cstr(got), buf_cstr(want));
+	buf_release(got);
+	buf_release(want);
+}
+
 static void test_desired_bytes_are_deterministic(void **state)
 {
 	struct material_set ms = { NULL, 0 };
@@ -494,18 +497,14 @@ static void test_desired_bytes_are_deterministic(void **state)
 	assert_int_equal(plan_file_bytes(&a, &ms, &f, NULL, STEP_STABLE_B, 1, 2, NULL, &e), 0);
 	buf_puts(&want, buf_cstr(pem(2, "ca/root.crt")));
 	buf_puts(&want, buf_cstr(pem(2, "ca/client-ca.crt")));
-	assert_string_equal(buf_cstr(&a), buf_cstr(&want));
-	buf_release(&a);
-	buf_release(&want);
+	assert_same_release(&a, &want);
 	/* The server leaf with its chain: generation 1 until the servers step. */
 	f.content = SPEC_CONTENT_LEAF_CHAIN;
 	f.side = LAYOUT_SIDE_SERVER;
 	assert_int_equal(plan_file_bytes(&a, &ms, &f, "pg1", STEP_TRUST, 1, 2, NULL, &e), 0);
 	buf_puts(&want, buf_cstr(pem(1, "servers/pg1.crt")));
 	buf_puts(&want, buf_cstr(pem(1, "ca/server-ca.crt")));
-	assert_string_equal(buf_cstr(&a), buf_cstr(&want));
-	buf_release(&a);
-	buf_release(&want);
+	assert_same_release(&a, &want);
 	/* The key: decrypted with the secret, matching generation 2's leaf at servers; wrong secret refused. */
 	f.content = SPEC_CONTENT_KEY;
 	assert_int_equal(plan_file_bytes(&key, &ms, &f, "pg1", STEP_SERVERS, 1, 2, "secret", &e), 0);

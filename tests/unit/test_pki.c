@@ -29,6 +29,7 @@
 #include <openssl/x509v3.h>
 
 #include "reconcile/pki/pki.h"
+#include "tests/unit/chainspec.h"
 
 /* ---- helpers ---- */
 
@@ -134,21 +135,6 @@ static int ext_critical(X509 *x, int nid)
 	return X509_EXTENSION_get_critical(X509_get_ext(x, i));
 }
 
-static void cleanup_manifest_cert(struct manifest_cert *c)
-{
-	free(c->name);
-	free(c->cert);
-	free(c->key);
-	free(c->subject);
-	free(c->issuer);
-	free(c->fingerprint);
-	free(c->serial);
-	free(c->ski);
-	free(c->aki);
-	free(c->not_before);
-	free(c->not_after);
-}
-
 /* ---- a chain for one key type ---- */
 
 static char s_c[] = "NL", s_st[] = "Noord-Holland", s_l[] = "Amsterdam", s_o[] = "Example", s_ou[] = "DBA";
@@ -168,36 +154,23 @@ struct small_spec {
 static void spec_init(struct small_spec *s, enum spec_key_type t, int small)
 {
 	memset(s, 0, sizeof(*s));
-	s->spec.subj_c = s_c;
-	s->spec.subj_st = s_st;
-	s->spec.subj_l = s_l;
-	s->spec.subj_o = s_o;
-	s->spec.subj_ou = s_ou;
-	s->spec.key = t;
-	s->spec.root_days = 3650;
-	s->spec.intermediate_days = 30;
-	s->spec.leaf_days = 400;          /* longer than the intermediates: clamped */
-	s->spec.renew_before_days = 30;
 	s->pg1_sans[0] = san_pg1_dns;
 	s->pg1_sans[1] = san_v4;
 	s->pg1_sans[2] = san_v6;
 	s->node2_sans[0] = san_node2_dns;
 	s->node2_sans[1] = n_node2;       /* the name again: not repeated */
-	s->servers[0].name = n_pg1;
-	s->servers[0].sans = s->pg1_sans;
-	s->servers[0].nsans = 3;
-	s->servers[0].eku_server = 1;
-	s->servers[1].name = n_node2;
-	s->servers[1].sans = s->node2_sans;
-	s->servers[1].nsans = 2;
-	s->servers[1].eku_server = 1;
-	s->servers[1].eku_client = 1;
+	chainspec_server(&s->servers[0], n_pg1, s->pg1_sans, 3, 0);
+	chainspec_server(&s->servers[1], n_node2, s->node2_sans, 2, 1);
 	s->clients[0] = c_postgres;
 	s->clients[1] = c_app;
-	s->spec.servers = s->servers;
-	s->spec.nservers = small ? 1 : 2;
-	s->spec.clients = s->clients;
-	s->spec.nclients = small ? 1 : 2;
+	chainspec_init(&s->spec, s_o, s->servers, small ? 1 : 2, s->clients, small ? 1 : 2);
+	s->spec.subj_c = s_c;
+	s->spec.subj_st = s_st;
+	s->spec.subj_l = s_l;
+	s->spec.subj_ou = s_ou;
+	s->spec.key = t;
+	s->spec.intermediate_days = 30;
+	s->spec.leaf_days = 400;          /* longer than the intermediates: clamped */
 }
 
 static const char *dir_of(enum cert_role r)
@@ -365,8 +338,15 @@ static char *subject_2253(X509 *x)
 	BIO_free(b);
 	s = mc.subject;
 	mc.subject = NULL;
-	cleanup_manifest_cert(&mc);
+	spec_manifest_cert_release(&mc);
 	return s;
+}
+
+/* `openssl verify` of leaf.crt in dir with the purpose, as a peer would: its exit status. */
+static int openssl_verify(const char *dir, const char *ca, const char *purpose, const char *leaf)
+{
+	return sh("cd '%s' && openssl verify -CAfile ca/root.crt -untrusted ca/%s.crt -purpose %s %s.crt >/dev/null 2>&1",
+		  dir, ca, purpose, leaf);
 }
 
 static void check_chain(enum spec_key_type t, int small)
@@ -463,24 +443,16 @@ static void check_chain(enum spec_key_type t, int small)
 	write_files(gen, files, nfiles);
 
 	/* openssl verify with the purposes, as a peer would. */
-	assert_int_equal(sh("cd '%s' && openssl verify -CAfile ca/root.crt -untrusted ca/server-ca.crt "
-			    "-purpose sslserver servers/pg1.crt >/dev/null 2>&1", gen), 0);
-	assert_int_equal(sh("cd '%s' && openssl verify -CAfile ca/root.crt -untrusted ca/server-ca.crt "
-			    "-purpose sslclient servers/pg1.crt >/dev/null 2>&1", gen), 2);
-	assert_int_equal(sh("cd '%s' && openssl verify -CAfile ca/root.crt -untrusted ca/client-ca.crt "
-			    "-purpose sslclient clients/postgres.crt >/dev/null 2>&1", gen), 0);
-	assert_int_equal(sh("cd '%s' && openssl verify -CAfile ca/root.crt -untrusted ca/client-ca.crt "
-			    "-purpose sslserver clients/postgres.crt >/dev/null 2>&1", gen), 2);
+	assert_int_equal(openssl_verify(gen, "server-ca", "sslserver", "servers/pg1"), 0);
+	assert_int_equal(openssl_verify(gen, "server-ca", "sslclient", "servers/pg1"), 2);
+	assert_int_equal(openssl_verify(gen, "client-ca", "sslclient", "clients/postgres"), 0);
+	assert_int_equal(openssl_verify(gen, "client-ca", "sslserver", "clients/postgres"), 2);
 	/* A client leaf does not chain to the server CA, nor a server leaf to the client CA. */
-	assert_int_equal(sh("cd '%s' && openssl verify -CAfile ca/root.crt -untrusted ca/server-ca.crt "
-			    "-purpose sslclient clients/postgres.crt >/dev/null 2>&1", gen), 2);
+	assert_int_equal(openssl_verify(gen, "server-ca", "sslclient", "clients/postgres"), 2);
 	if (!small) {
-		assert_int_equal(sh("cd '%s' && openssl verify -CAfile ca/root.crt -untrusted ca/server-ca.crt "
-				    "-purpose sslserver servers/node2.crt >/dev/null 2>&1", gen), 0);
-		assert_int_equal(sh("cd '%s' && openssl verify -CAfile ca/root.crt -untrusted ca/server-ca.crt "
-				    "-purpose sslclient servers/node2.crt >/dev/null 2>&1", gen), 0);
-		assert_int_equal(sh("cd '%s' && openssl verify -CAfile ca/root.crt -untrusted ca/client-ca.crt "
-				    "-purpose sslclient clients/app_rw.crt >/dev/null 2>&1", gen), 0);
+		assert_int_equal(openssl_verify(gen, "server-ca", "sslserver", "servers/node2"), 0);
+		assert_int_equal(openssl_verify(gen, "server-ca", "sslclient", "servers/node2"), 0);
+		assert_int_equal(openssl_verify(gen, "client-ca", "sslclient", "clients/app_rw"), 0);
 	}
 
 	/* Every key decrypts with the secret file and matches its certificate. */

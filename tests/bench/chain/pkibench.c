@@ -25,6 +25,7 @@
 #include <openssl/x509.h>
 
 #include "reconcile/pki/pki.h"
+#include "tests/unit/chainspec.h"
 
 static double now_s(void)
 {
@@ -141,6 +142,7 @@ int main(int argc, char **argv)
 {
 	struct chain_spec spec;
 	struct chain_server srv[2];
+	enum spec_key_type kt;
 	char *sans0[] = { "pg1.example.net", "10.0.0.11" }, *sans1[] = { "pg2.example.net" };
 	char **clients = NULL, *names = NULL;
 	struct pki_generation *g = NULL;
@@ -158,9 +160,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: pkibench KEYTYPE NCLIENTS THREADS SECRETFILE OUTDIR\n");
 		return 2;
 	}
-	memset(&spec, 0, sizeof(spec));
-	memset(srv, 0, sizeof(srv));
-	if (key_type(argv[1], &spec.key) < 0)
+	if (key_type(argv[1], &kt) < 0)
 		return 2;
 	n = (size_t)strtoul(argv[2], NULL, 10);
 	if (n > 1000000)
@@ -174,24 +174,12 @@ int main(int argc, char **argv)
 		clients[i] = names + 32 * i;
 		snprintf(clients[i], 32, "user%04u", (unsigned)i);
 	}
-	srv[0].name = "pg1";
-	srv[0].sans = sans0;
-	srv[0].nsans = 2;
-	srv[0].eku_server = 1;
-	srv[1].name = "pg2";
-	srv[1].sans = sans1;
-	srv[1].nsans = 1;
-	srv[1].eku_server = 1;
+	chainspec_server(&srv[0], "pg1", sans0, 2, 0);
+	chainspec_server(&srv[1], "pg2", sans1, 1, 0);
+	chainspec_init(&spec, "Example", srv, 2, clients, n);
 	spec.subj_c = "NL";
-	spec.subj_o = "Example";
 	spec.subj_ou = "DBA";
-	spec.root_days = 3650;
-	spec.intermediate_days = 1825;
-	spec.leaf_days = 397;
-	spec.servers = srv;
-	spec.nservers = 2;
-	spec.clients = clients;
-	spec.nclients = n;
+	spec.key = kt;
 
 	if (pki_secret_load(&secret, argv[4], &e) < 0)
 		goto fail;
