@@ -360,7 +360,7 @@ done:
 
 /* Run one step: canary hosts one by one, then the rest in parallel. */
 static int apply_step(struct env_run *r, const struct plan_step *st, const char *secret, int jobs, int canary,
-		      const struct apply_ui *ui, struct buf *log, size_t *nfailed, struct err *e)
+		      const struct apply_ui *ui, json_t *log, int *log_broken, size_t *nfailed, struct err *e)
 {
 	struct apply_run a;
 	size_t i, n = 0, nc;
@@ -402,17 +402,23 @@ static int apply_step(struct env_run *r, const struct plan_step *st, const char 
 		for (i = nc; i < n; i++)
 			*nfailed += a.res[i].failed;
 	}
-	buf_printf(log, "%s{\"from\":\"%s\",\"to\":\"%s\",\"hosts\":[", log->ptr[log->len - 1] == '[' ? "" : ",",
-		   phase_step_name(st->from), phase_step_name(st->to));
-	for (i = 0; i < n; i++) {
-		buf_printf(log, "%s{\"host\":", i ? "," : "");
-		json_str(log, r->hosts[a.hosts[i]].name);
-		buf_printf(log, ",\"done\":%s,\"failed\":%s,\"files_written\":%zu,\"what\":", a.res[i].what ? "true" : "false",
-			   a.res[i].failed ? "true" : "false", a.res[i].written);
-		json_str(log, a.res[i].what);
-		buf_puts(log, "}");
+	/* What this step did, for applied.json; a step that cannot be recorded fails the record, not the step. */
+	{
+		json_t *hosts = json_array();
+
+		for (i = 0; hosts && i < n; i++)
+			if (json_array_append_new(hosts, json_pack("{s:o, s:b, s:b, s:I, s:o}", "host",
+								   json_text(r->hosts[a.hosts[i]].name), "done",
+								   a.res[i].what != NULL, "failed", a.res[i].failed,
+								   "files_written", (json_int_t)a.res[i].written, "what",
+								   json_text(a.res[i].what))) < 0) {
+				json_decref(hosts);
+				hosts = NULL;
+			}
+		if (!hosts || json_array_append_new(log, json_pack("{s:s, s:s, s:o}", "from", phase_step_name(st->from), "to",
+								   phase_step_name(st->to), "hosts", hosts)) < 0)
+			*log_broken = 1;
 	}
-	buf_puts(log, "]}");
 	for (i = 0; i < n; i++)
 		free(a.res[i].what);
 	pthread_mutex_destroy(&a.mu);
@@ -546,30 +552,35 @@ static int settle(struct env_run *r, const struct stale *stale, size_t nstale, c
 }
 
 static int record_status(struct apply_result *res, struct env_run *r, struct gitrepo *repo, const char *env,
-			 const struct buf *log, struct err *e)
+			 json_t *steps, int steps_broken, struct err *e)
 {
-	struct buf obs = BUF_INIT, msg = BUF_INIT;
+	struct buf obs = BUF_INIT, msg = BUF_INIT, log = BUF_INIT;
 	struct gitrepo_file files[2];
 	char who[256];
 	int rc;
 
 	gitstatus_holder(who, sizeof(who));
-	if (log->err || observe_json(&obs, r->hosts, r->nhosts, &r->st, r->src.commit) < 0 ||
+	if (steps_broken ||
+	    json_emit(&log, json_pack("{s:o, s:O, s:o}", "desired", json_text(r->src.commit), "steps", steps, "outcome",
+				      json_text(res->outcome))) < 0 ||
+	    observe_json(&obs, r->hosts, r->nhosts, &r->st, r->src.commit) < 0 ||
 	    buf_printf(&msg, "rotor: apply %s: %s\n\nDesired state: %s\nRotor-Env: %s\nRotor-Desired: %s\nRotor-By: %s\n",
 		       env, res->outcome, r->src.commit, env, r->src.commit, who) < 0) {
 		buf_release(&obs);
 		buf_release(&msg);
-		return err_set(e, log->err ? log->err : ROTOR_ENOMEM, "the status documents are incomplete (out of memory)");
+		buf_release(&log);
+		return err_set(e, ROTOR_ENOMEM, "the status documents are incomplete (out of memory)");
 	}
 	files[0].path = "observed.json";
 	files[0].data = obs.ptr;
 	files[0].len = obs.len;
 	files[1].path = "applied.json";
-	files[1].data = log->ptr;
-	files[1].len = log->len;
+	files[1].data = log.ptr;
+	files[1].len = log.len;
 	rc = gitstatus_record(repo, env, files, 2, buf_cstr(&msg), res->status_commit, e);
 	buf_release(&obs);
 	buf_release(&msg);
+	buf_release(&log);
 	return rc;
 }
 
@@ -609,7 +620,7 @@ static const struct plan_step *next_step(const struct plan *p)
 
 /* The run under the lock: plan, ask, settle, the steps.  res->status and outcome are set. */
 static int apply_locked(struct apply_result *res, struct env_run *r, const struct apply_opts *o,
-			const struct apply_ui *ui, const char *secret, struct buf *log, struct err *e)
+			const struct apply_ui *ui, const char *secret, json_t *log, int *log_broken, struct err *e)
 {
 	struct stale *stale = NULL;
 	size_t nstale = 0, failed = 0;
@@ -659,7 +670,7 @@ static int apply_locked(struct apply_result *res, struct env_run *r, const struc
 		}
 		if (ui->step)
 			ui->step(ui->payload, st);
-		if ((rc = apply_step(r, st, secret, r->oo.parallel, o->canary, ui, log, &failed, e)) < 0)
+		if ((rc = apply_step(r, st, secret, r->oo.parallel, o->canary, ui, log, log_broken, &failed, e)) < 0)
 			return rc;
 		res->steps++;
 		res->changes += st->nchanges;
@@ -701,7 +712,9 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 	      const struct apply_ui *ui, struct diags *d, struct err *e)
 {
 	struct env_run r;
-	struct buf secret = BUF_INIT, log = BUF_INIT;
+	struct buf secret = BUF_INIT;
+	json_t *log = json_array();
+	int log_broken = !log;
 	struct gitstatus_lock_info li;
 	struct gitstatus_lock removed;
 	char key_path[4096], lock_id[41] = "", ref[256], cmdline[128], desc[600];
@@ -726,8 +739,7 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 	if (removed.id[0])
 		alert(ui, "removed the lock of %s", gitstatus_lock_describe(desc, sizeof(desc), &removed));
 
-	buf_printf(&log, "{\"desired\":\"%s\",\"steps\":[", r.src.commit);
-	if (apply_locked(res, &r, o, ui, buf_cstr(&secret), &log, e) < 0) {
+	if (apply_locked(res, &r, o, ui, buf_cstr(&secret), log, &log_broken, e) < 0) {
 		alert(ui, "%s", e->msg);
 		err_clear(e);
 		res->status = 1;
@@ -735,10 +747,7 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 			goto unlock;    /* nothing was observed: nothing to record */
 		snprintf(res->outcome, sizeof(res->outcome), "error");
 	}
-	buf_puts(&log, "],\"outcome\":");
-	json_str(&log, res->outcome);
-	buf_puts(&log, "}\n");
-	if (record_status(res, &r, repo, o->env, &log, e) < 0) {
+	if (record_status(res, &r, repo, o->env, log, log_broken, e) < 0) {
 		alert(ui, "recording the status failed: %s", e->msg);
 		err_clear(e);
 		res->status = 1;
@@ -753,7 +762,7 @@ unlock:
 	rc = 0;
 out:
 	buf_wipe(&secret);
-	buf_release(&log);
+	json_decref(log);
 	env_run_release(&r);
 	return rc;
 }

@@ -1,6 +1,7 @@
 /*
  * report.c -- observe and plan results as the JSON documents that
- * schemas/observe.json and schemas/plan.json describe (see report.h).
+ * schemas/observe.json and schemas/plan.json describe (see report.h),
+ * built with jansson.
  */
 #include "reconcile/engine/report.h"
 
@@ -9,141 +10,181 @@
 
 #include "common/json.h"
 
-int observe_json(struct buf *out, const struct obs_host *h, size_t n, const struct state *st, const char *commit)
+/* "0644": modes are strings in every document, as hosts.yaml writes them. */
+static json_t *mode_text(int mode)
 {
-	struct buf j = BUF_INIT;
-	size_t i, f, k;
-	int s, rc;
+	char m[16];
 
-	buf_puts(&j, "{\"env\":");
-	json_str(&j, st->env);
-	buf_printf(&j, ",\"commit\":\"%s\",\"rotation\":{\"generation\":%d,\"target\":", commit,
-		   st->rotation->generation);
-	if (st->rotation->target)
-		buf_printf(&j, "%d", st->rotation->target);
-	else
-		buf_puts(&j, "null");
-	buf_printf(&j, ",\"phase\":\"%s\"},\"hosts\":[", spec_phase_name(st->rotation->phase));
-	for (i = 0; i < n; i++) {
-		buf_puts(&j, i ? ",{\"name\":" : "{\"name\":");
-		json_str(&j, h[i].name);
-		buf_puts(&j, ",\"address\":");
-		json_str(&j, h[i].address);
-		buf_printf(&j, ",\"reachable\":%s,\"error\":", h[i].reachable ? "true" : "false");
-		json_str(&j, h[i].error);
-		buf_puts(&j, ",\"host_key\":");
-		json_str(&j, h[i].host_key);
-		buf_puts(&j, ",\"fits\":[");
-		for (s = 0, k = 0; s < NSTEPS; s++)
-			if (h[i].phase_mask & (1u << s))
-				buf_printf(&j, "%s\"%s\"", k++ ? "," : "",
-					   s == STEP_STABLE_A ? "stable" : s == STEP_STABLE_B ? "stable-target"
-					   : phase_step_name((enum phase_step)s));
-		buf_puts(&j, "],\"files\":[");
-		for (f = 0; f < h[i].nfiles; f++) {
-			const struct obs_file *of = &h[i].files[f];
-
-			buf_puts(&j, f ? ",{\"path\":" : "{\"path\":");
-			json_str(&j, of->path);
-			buf_printf(&j, ",\"content\":\"%s\",\"present\":%s", layout_content_name(of->content),
-				   of->present ? "true" : "false");
-			if (of->mode >= 0)
-				buf_printf(&j, ",\"mode\":\"%04o\",\"uid\":%ld,\"gid\":%ld", (unsigned)of->mode, of->uid, of->gid);
-			buf_puts(&j, ",\"problem\":");
-			json_str(&j, of->problem);
-			buf_puts(&j, ",\"key\":");
-			json_str(&j, obs_key_name(of->key));
-			buf_puts(&j, ",\"certificates\":[");
-			for (k = 0; k < of->ncerts; k++) {
-				const struct obs_cert *c = &of->certs[k];
-
-				buf_printf(&j, "%s{\"generation\":", k ? "," : "");
-				if (c->generation)
-					buf_printf(&j, "%d,\"role\":\"%s\",\"name\":", c->generation,
-						   spec_cert_role_name(c->role));
-				else
-					buf_puts(&j, "null,\"role\":null,\"name\":");
-				json_str(&j, c->name);
-				buf_puts(&j, ",\"subject\":");
-				json_str(&j, c->subject);
-				buf_puts(&j, ",\"issuer\":");
-				json_str(&j, c->issuer);
-				buf_puts(&j, ",\"fingerprint_sha256\":");
-				json_str(&j, c->fingerprint);
-				buf_puts(&j, ",\"not_after\":");
-				json_str(&j, c->not_after);
-				buf_printf(&j, ",\"days_left\":%lld}", c->days_left);
-			}
-			buf_puts(&j, "]}");
-		}
-		buf_printf(&j, "],\"seconds\":%.3f}", h[i].seconds);
-	}
-	buf_puts(&j, "]}\n");
-	rc = j.err ? j.err : buf_put(out, j.ptr, j.len);
-	buf_release(&j);
-	return rc;
+	snprintf(m, sizeof(m), "%04o", (unsigned)mode);
+	return json_string(m);
 }
 
-int plan_json(struct buf *j, const struct env_run *r, const struct drift_counts *dc)
+static json_t *int_or_null(int v)
+{
+	return v ? json_integer(v) : json_null();
+}
+
+/* An array of strings; NULL when memory ran out. */
+static json_t *text_array(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; a && i < n; i++)
+		if (json_array_append_new(a, json_text(v[i])) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
+static json_t *cert_json(const struct obs_cert *c)
+{
+	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I}",
+			 "generation", int_or_null(c->generation),
+			 "role", c->generation ? json_string(spec_cert_role_name(c->role)) : json_null(),
+			 "name", json_text(c->name), "subject", json_text(c->subject), "issuer", json_text(c->issuer),
+			 "fingerprint_sha256", json_text(c->fingerprint), "not_after", json_text(c->not_after),
+			 "days_left", (json_int_t)c->days_left);
+}
+
+static json_t *file_json(const struct obs_file *of)
+{
+	json_t *f, *certs = json_array();
+	size_t k;
+
+	for (k = 0; certs && k < of->ncerts; k++)
+		if (json_array_append_new(certs, cert_json(&of->certs[k])) < 0) {
+			json_decref(certs);
+			return NULL;
+		}
+	f = json_pack("{s:o, s:s, s:b}", "path", json_text(of->path), "content", layout_content_name(of->content),
+		      "present", of->present);
+	if (!f || !certs)
+		goto fail;
+	if (of->mode >= 0 &&
+	    (json_object_set_new(f, "mode", mode_text(of->mode)) < 0 || json_object_set_new(f, "uid", json_integer(of->uid)) < 0 ||
+	     json_object_set_new(f, "gid", json_integer(of->gid)) < 0))
+		goto fail;
+	if (json_object_set_new(f, "problem", json_text(of->problem)) < 0 ||
+	    json_object_set_new(f, "key", json_text(obs_key_name(of->key))) < 0)
+		goto fail;
+	k = (size_t)json_object_set_new(f, "certificates", certs);   /* takes certs, even when it fails */
+	certs = NULL;
+	if (k == 0)
+		return f;
+fail:
+	json_decref(certs);
+	json_decref(f);
+	return NULL;
+}
+
+static json_t *host_json(const struct obs_host *h)
+{
+	json_t *fits = json_array(), *files = json_array();
+	size_t f;
+	int s;
+
+	for (s = 0; fits && s < NSTEPS; s++)
+		if ((h->phase_mask & (1u << s)) &&
+		    json_array_append_new(fits, json_string(s == STEP_STABLE_A   ? "stable"
+							    : s == STEP_STABLE_B ? "stable-target"
+										 : phase_step_name((enum phase_step)s))) < 0)
+			goto fail;
+	for (f = 0; files && f < h->nfiles; f++)
+		if (json_array_append_new(files, file_json(&h->files[f])) < 0)
+			goto fail;
+	if (!fits || !files)
+		goto fail;
+	return json_pack("{s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:f}", "name", json_text(h->name), "address",
+			 json_text(h->address), "reachable", h->reachable, "error", json_text(h->error), "host_key",
+			 json_text(h->host_key), "fits", fits, "files", files, "seconds", (double)(long long)(h->seconds * 1000 + 0.5) / 1000);
+fail:
+	json_decref(fits);
+	json_decref(files);
+	return NULL;
+}
+
+int observe_json(struct buf *out, const struct obs_host *h, size_t n, const struct state *st, const char *commit)
+{
+	json_t *hosts = json_array();
+	size_t i;
+
+	for (i = 0; hosts && i < n; i++)
+		if (json_array_append_new(hosts, host_json(&h[i])) < 0) {
+			json_decref(hosts);
+			hosts = NULL;
+		}
+	if (!hosts)
+		return ROTOR_ENOMEM;
+	return json_emit(out, json_pack("{s:o, s:o, s:{s:i, s:o, s:s}, s:o}", "env", json_text(st->env), "commit",
+					json_text(commit), "rotation", "generation", st->rotation->generation, "target",
+					int_or_null(st->rotation->target), "phase", spec_phase_name(st->rotation->phase),
+					"hosts", hosts));
+}
+
+static json_t *step_json(const struct env_run *r, const struct plan_step *st)
+{
+	json_t *changes = json_array();
+	size_t k;
+
+	for (k = 0; changes && k < st->nchanges; k++) {
+		const struct plan_change *c = &st->changes[k];
+
+		if (json_array_append_new(changes,
+					  json_pack("{s:o, s:o, s:s, s:o, s:o, s:o}", "host", json_text(r->hosts[c->host].name),
+						    "path", json_text(r->hosts[c->host].files[c->file].path), "action",
+						    c->action == PLAN_CREATE ? "create" : "change", "from",
+						    json_text(c->from && *c->from ? c->from : NULL), "to", json_text(c->to),
+						    "mode", mode_text(c->mode))) < 0) {
+			json_decref(changes);
+			return NULL;
+		}
+	}
+	if (!changes)
+		return NULL;
+	return json_pack("{s:s, s:s, s:o, s:o, s:o}", "from", phase_step_name(st->from), "to", phase_step_name(st->to),
+			 "changes", changes, "broken_pairs", text_array(st->broken, st->nbroken), "gates_not_ready",
+			 text_array(st->gates, st->ngates));
+}
+
+int plan_json(struct buf *out, const struct env_run *r, const struct drift_counts *dc)
 {
 	const struct plan *p = &r->plan;
-	size_t i, k;
+	json_t *doc, *steps = json_array();
+	size_t i;
+	int bad = 0;
 
-	buf_puts(j, "{\"env\":");
-	json_str(j, r->st.env);
-	buf_printf(j, ",\"commit\":\"%s\",\"live_known\":%s", r->src.commit, p->live_known ? "true" : "false");
-	if (p->live_known) {
-		buf_printf(j, ",\"rotation\":{\"generation\":%d,\"target\":", p->a);
-		if (p->b)
-			buf_printf(j, "%d", p->b);
-		else
-			buf_puts(j, "null");
-		buf_printf(j, "},\"live\":\"%s\",\"partial\":%s,\"desired\":\"%s\"", phase_step_name(p->live),
-			   p->partial ? "true" : "false", phase_step_name(p->desired));
+	doc = json_pack("{s:o, s:o, s:b}", "env", json_text(r->st.env), "commit", json_text(r->src.commit), "live_known",
+			p->live_known);
+	if (!doc) {
+		json_decref(steps);
+		return ROTOR_ENOMEM;
 	}
-	buf_printf(j, ",\"refused\":%s,\"changes\":%zu,\"problems\":[", p->refused ? "true" : "false", p->nchanges);
-	for (i = 0; i < p->nproblems; i++) {
-		if (i)
-			buf_puts(j, ",");
-		json_str(j, p->problems[i]);
+	if (p->live_known)
+		bad = json_object_set_new(doc, "rotation", json_pack("{s:i, s:o}", "generation", p->a, "target", int_or_null(p->b))) < 0 ||
+		      json_object_set_new(doc, "live", json_string(phase_step_name(p->live))) < 0 ||
+		      json_object_set_new(doc, "partial", json_boolean(p->partial)) < 0 ||
+		      json_object_set_new(doc, "desired", json_string(phase_step_name(p->desired))) < 0;
+	for (i = 0; steps && i < p->nsteps; i++)
+		if (json_array_append_new(steps, step_json(r, &p->steps[i])) < 0) {
+			json_decref(steps);
+			steps = NULL;
+		}
+	if (bad || !steps) {
+		json_decref(steps);
+		json_decref(doc);
+		return ROTOR_ENOMEM;
 	}
-	buf_puts(j, "],\"steps\":[");
-	for (i = 0; i < p->nsteps; i++) {
-		const struct plan_step *st = &p->steps[i];
-
-		buf_printf(j, "%s{\"from\":\"%s\",\"to\":\"%s\",\"changes\":[", i ? "," : "", phase_step_name(st->from),
-			   phase_step_name(st->to));
-		for (k = 0; k < st->nchanges; k++) {
-			const struct plan_change *c = &st->changes[k];
-
-			buf_puts(j, k ? ",{\"host\":" : "{\"host\":");
-			json_str(j, r->hosts[c->host].name);
-			buf_puts(j, ",\"path\":");
-			json_str(j, r->hosts[c->host].files[c->file].path);
-			buf_printf(j, ",\"action\":\"%s\",\"from\":", c->action == PLAN_CREATE ? "create" : "change");
-			json_str(j, c->from && *c->from ? c->from : NULL);
-			buf_puts(j, ",\"to\":");
-			json_str(j, c->to);
-			buf_printf(j, ",\"mode\":\"%04o\"}", (unsigned)c->mode);
-		}
-		buf_puts(j, "],\"broken_pairs\":[");
-		for (k = 0; k < st->nbroken; k++) {
-			if (k)
-				buf_puts(j, ",");
-			json_str(j, st->broken[k]);
-		}
-		buf_puts(j, "],\"gates_not_ready\":[");
-		for (k = 0; k < st->ngates; k++) {
-			if (k)
-				buf_puts(j, ",");
-			json_str(j, st->gates[k]);
-		}
-		buf_puts(j, "]}");
+	if (json_object_set_new(doc, "refused", json_boolean(p->refused)) < 0 ||
+	    json_object_set_new(doc, "changes", json_integer((json_int_t)p->nchanges)) < 0 ||
+	    json_object_set_new(doc, "problems", text_array(p->problems, p->nproblems)) < 0 ||
+	    json_object_set_new(doc, "steps", steps) < 0 ||
+	    (dc && (json_object_set_new(doc, "unknown_certificates", json_integer((json_int_t)dc->unknown)) < 0 ||
+		    json_object_set_new(doc, "expiring", json_integer((json_int_t)dc->expiring)) < 0 ||
+		    json_object_set_new(doc, "keys_not_matching", json_integer((json_int_t)dc->keys_not_matching)) < 0))) {
+		json_decref(doc);
+		return ROTOR_ENOMEM;
 	}
-	if (dc)
-		buf_printf(j, "],\"unknown_certificates\":%zu,\"expiring\":%zu,\"keys_not_matching\":%zu}\n",
-			   dc->unknown, dc->expiring, dc->keys_not_matching);
-	else
-		buf_puts(j, "]}\n");
-	return j->err;
+	return json_emit(out, doc);
 }

@@ -98,6 +98,17 @@ n_fail=$(cat "$C"/host*.fail 2>/dev/null | grep -c '^[0-9]')
 echo "# churn during the rotation: $n_ok connections, $n_fail failed"
 ok "churn made connections during the rotation" [ "$n_ok" -gt 30 ]
 ok "ZERO failed connections during the whole rotation" sh -c '[ "$1" -eq 0 ] || { cat "$2"/host*.fail | head -20; exit 1; }' _ "$n_fail" "$C"
+ok "the status commit holds applied.json and observed.json, valid against their schemas" /usr/bin/python3 -c '
+import json, subprocess, sys, jsonschema
+show = lambda f: subprocess.run(["git", "show", "rotor/status/poc:" + f], check=True, capture_output=True, text=True).stdout
+applied, observed = json.loads(show("applied.json")), json.loads(show("observed.json"))
+jsonschema.validate(applied, json.load(open(sys.argv[1] + "/schemas/applied.json")))
+jsonschema.validate(observed, json.load(open(sys.argv[1] + "/schemas/observe.json")))
+assert [(s["from"], s["to"]) for s in applied["steps"]] == [("trust", "servers"), ("servers", "clients"), ("clients", "stable(target)")], applied["steps"]
+assert all(h["done"] and not h["failed"] for s in applied["steps"] for h in s["hosts"]), applied
+assert "every host at stable" in applied["outcome"], applied["outcome"]
+assert all(h["reachable"] for h in observed["hosts"])
+' "$ROTOR_SRCDIR"
 ok "rotor log shows each apply, newest first" sh -c '"$1" log --env poc -n 2 > "$2" && head -n 2 "$2" | grep -q "every host at stable" && grep -c "^[0-9a-f]\{12\}  " "$2" | grep -q "^2$"' _ "$ROTOR" "$T/log.txt"
 ok "servers present generation 2" sh -c 'echo | openssl s_client -starttls postgres -connect "$1.2:5432" 2>/dev/null | openssl x509 -noout -issuer | grep -q "server CA g2"' _ "$B"
 ok "bundles hold generation 2 only" sh -c '[ "$(grep -c BEGIN "$1/hosts/host4/home/.postgresql/root.crt")" -eq 2 ]' _ "$FD"
