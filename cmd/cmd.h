@@ -73,15 +73,6 @@ struct opt {
 int opt_parse(int argc, char **argv, const struct opt *opts,
 	      const char **pos, size_t npos_max, size_t *npos, struct err *e);
 
-/*
- * Load the env at HEAD for an action that commits on a new branch
- * (state_load_head()), printing any problem; 0, or 1 (the exit status).
- */
-struct state;
-struct state_src;
-int cmd_load_head(struct state *st, struct state_src *src, struct gitrepo_head *head, struct ctx *ctx,
-		  const char *env, const char *what);
-
 /* Print every diagnostic of d and a count line (or e alone when d is empty); returns 1. */
 int cmd_report(const struct diags *d, const struct err *e);
 

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
-#include "reconcile/engine/state.h"
 
 int opt_parse(int argc, char **argv, const struct opt *opts,
 	      const char **pos, size_t npos_max, size_t *npos, struct err *e)
@@ -122,18 +121,4 @@ int opt_int(int *out, const char *value, const char *name, long min, long max, s
 			       value ? value : "");
 	*out = (int)v;
 	return 0;
-}
-
-int cmd_load_head(struct state *st, struct state_src *src, struct gitrepo_head *head, struct ctx *ctx,
-		  const char *env, const char *what)
-{
-	struct err e = ERR_INIT;
-	struct diags d = { NULL, 0, 0 };
-	struct gitrepo *repo;
-	int rc = 0;
-
-	if (ctx_repo(ctx, &repo, &e) < 0 || state_load_head(st, src, head, repo, env, what, &d, &e) < 0)
-		rc = cmd_report(&d, &e);
-	diags_release(&d);
-	return rc;
 }

@@ -549,3 +549,67 @@ int state_check_secret(const struct state *st, const struct state_src *src, cons
 	return rc;
 }
 
+
+/* Drop exact repeats (rotor.yaml is checked once per env). */
+static void diags_dedupe(struct diags *d)
+{
+	size_t i, j, k = 0;
+
+	for (i = 0; i < d->n; i++) {
+		int dup = 0;
+
+		for (j = 0; j < k && !dup; j++)
+			dup = d->v[j].line == d->v[i].line && d->v[j].column == d->v[i].column &&
+			      strcmp(d->v[j].path, d->v[i].path) == 0 && strcmp(d->v[j].msg, d->v[i].msg) == 0;
+		if (dup) {
+			free(d->v[i].path);
+			free(d->v[i].msg);
+		} else {
+			d->v[k++] = d->v[i];
+		}
+	}
+	d->n = k;
+}
+
+int state_validate(char ***envs, size_t *nenvs, const struct state_src *src, const char *env,
+		   struct diags *d, struct err *e)
+{
+	struct state st;
+	size_t i;
+	int rc;
+
+	*envs = NULL;
+	*nenvs = 0;
+	if (!env) {
+		if ((rc = state_list(envs, nenvs, src, "envs", e)) < 0 && rc != ROTOR_ENOTFOUND)
+			return rc;
+		if (*nenvs == 0) {
+			gitrepo_names_free(*envs);
+			*envs = NULL;
+			err_clear(e);
+			return err_set(e, ROTOR_ENOTFOUND, "no environments under envs/%s (run rotor init)",
+				       src->commit ? " at this commit" : " in the work tree");
+		}
+	}
+	for (i = 0; env ? i < 1 : i < *nenvs; i++) {
+		const char *name = env ? env : (*envs)[i];
+
+		if (!env_name_valid(name)) {
+			diags_add(d, "envs", 0, 0, "\"%s\" is not a valid environment name", name);
+			continue;
+		}
+		rc = state_load(&st, src, name, d, e);
+		state_release(&st);
+		if (rc < 0 && e->code)
+			goto fail;
+	}
+	diags_dedupe(d);
+	if (d->n == 0)
+		return 0;
+	rc = err_set(e, ROTOR_EINVALID, "%zu problem%s found", d->n, d->n == 1 ? "" : "s");
+fail:
+	gitrepo_names_free(*envs);
+	*envs = NULL;
+	*nenvs = 0;
+	return rc;
+}

@@ -80,6 +80,17 @@ int state_load_head(struct state *st, struct state_src *src, struct gitrepo_head
 		    struct gitrepo *repo, const char *env, const char *what, struct diags *d, struct err *e);
 
 /*
+ * Validate env, or every env under envs/ when env is NULL, at src: every
+ * problem goes to d once (exact repeats are dropped: rotor.yaml is
+ * checked once per env).  On success *envs holds the names of the envs
+ * checked (NULL-terminated, gitrepo_names_free(); NULL when env was
+ * given).  ROTOR_ENOTFOUND when there is no env at all; ROTOR_EINVALID
+ * when d holds any problem; other codes for failures to read.
+ */
+int state_validate(char ***envs, size_t *nenvs, const struct state_src *src, const char *env,
+		   struct diags *d, struct err *e);
+
+/*
  * Is secret the repository's?  Its key id must equal rotor.yaml's and
  * the newest generated root key must decrypt with it (ROTOR_ESECRET).
  */

@@ -1,0 +1,290 @@
+/*
+ * test_engine.c -- the engine behind init, validate, rotate and chain
+ * show, called as a library (no argv, no printing) on a real repository
+ * made in a mkdtemp() directory whose home/ is HOME.
+ *
+ * The tests run in order on one repository: scaffold it, validate it,
+ * start the first chain, read it back, then move a second rotation.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tests/unit/helpers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gitops/gitrepo.h"
+#include "reconcile/engine/chain.h"
+#include "reconcile/engine/init.h"
+#include "reconcile/engine/rotate.h"
+#include "reconcile/engine/state.h"
+
+static char g_root[256], g_repo[300], g_key[300];
+
+static int exists(const char *dir, const char *rel)
+{
+	char path[600];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	return lstat(path, &st) == 0;
+}
+
+static struct gitrepo *open_repo(void)
+{
+	struct err e = ERR_INIT;
+	struct gitrepo *r = NULL;
+
+	assert_int_equal(gitrepo_open(&r, g_repo, 0, &e), 0);
+	return r;
+}
+
+static void test_init_scaffolds_and_refuses(void **state)
+{
+	struct err e = ERR_INIT;
+	struct init_opts o = { "poc", g_key };
+	struct init_result res;
+	struct gitrepo *r;
+	char inside[400];
+
+	(void)state;
+	run("git init -q '%s'", g_repo);
+	r = open_repo();
+	assert_int_equal(init_scaffold(&res, r, &o, &e), 0);
+	assert_true(res.created_config);
+	assert_string_equal(res.key_path, g_key);
+	assert_int_equal(strlen(res.key_id), 16);
+	assert_true(exists(g_repo, "rotor.yaml") && exists(g_repo, "envs/poc/chain.yaml") &&
+		    exists(g_repo, "envs/poc/hosts.yaml") && exists(g_repo, "envs/poc/rotation.yaml"));
+
+	/* The env exists: refused, nothing touched. */
+	assert_int_equal(init_scaffold(&res, r, &o, &e), ROTOR_EEXISTS);
+	assert_non_null(strstr(e.msg, "envs/poc exists"));
+
+	/* A second env in a repository with rotor.yaml: no key file, none accepted. */
+	err_clear(&e);
+	o.env = "two";
+	assert_int_equal(init_scaffold(&res, r, &o, &e), ROTOR_EINVALID);
+	assert_false(exists(g_repo, "envs/two"));
+	o.key_file = NULL;
+	assert_int_equal(init_scaffold(&res, r, &o, &e), 0);
+	assert_false(res.created_config);
+	assert_true(exists(g_repo, "envs/two/rotation.yaml"));
+	run("rm -r '%s/envs/two'", g_repo);
+
+	/* In a fresh repository, a key file inside the work tree is refused and nothing is left behind. */
+	gitrepo_free(r);
+	run("rm -rf '%s/.git' '%s/envs' '%s/rotor.yaml' && git init -q '%s'", g_repo, g_repo, g_repo, g_repo);
+	r = open_repo();
+	snprintf(inside, sizeof(inside), "%s/k.key", g_repo);
+	o.env = "poc";
+	o.key_file = inside;
+	err_clear(&e);
+	assert_int_equal(init_scaffold(&res, r, &o, &e), ROTOR_EINVALID);
+	assert_non_null(strstr(e.msg, "inside the repository"));
+	assert_false(exists(g_repo, "rotor.yaml") || exists(g_repo, "envs") || exists(g_repo, "k.key"));
+	run("rm -f '%s'", g_key);
+	o.key_file = g_key;
+	assert_int_equal(init_scaffold(&res, r, &o, &e), 0);
+	gitrepo_free(r);
+	run("cd '%s' && git add -A && git commit -qm init", g_repo);
+}
+
+static void test_validate(void **state)
+{
+	struct err e = ERR_INIT;
+	struct diags d = { NULL, 0, 0 };
+	struct state_src src;
+	struct gitrepo *r = open_repo();
+	char **envs = NULL;
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(state_src_open(&src, r, NULL, 1, &e), 0);
+	assert_int_equal(state_validate(&envs, &n, &src, NULL, &d, &e), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(envs[0], "poc");
+	gitrepo_names_free(envs);
+
+	/* Two bad env names and one rotor.yaml problem seen by both good envs, reported once. */
+	run("cd '%s' && cp -r envs/poc envs/Bad && cp -r envs/poc envs/two && echo 'x: [' >> rotor.yaml", g_repo);
+	assert_int_equal(state_validate(&envs, &n, &src, NULL, &d, &e), ROTOR_EINVALID);
+	assert_null(envs);
+	assert_int_equal(d.n, 2);
+	assert_string_equal(d.v[0].path, "envs");
+	assert_string_equal(d.v[1].path, "rotor.yaml");
+	diags_release(&d);
+	run("cd '%s' && rm -r envs/Bad envs/two && git checkout -q rotor.yaml", g_repo);
+
+	/* At HEAD there is nothing wrong. */
+	assert_int_equal(state_src_open(&src, r, "HEAD", 0, &e), 0);
+	assert_int_equal(state_validate(&envs, &n, &src, "poc", &d, &e), 0);
+	assert_null(envs);
+	gitrepo_free(r);
+}
+
+static void test_rotate_start(void **state)
+{
+	struct err e = ERR_INIT;
+	struct diags d = { NULL, 0, 0 };
+	struct rotate_start_opts o = { "poc", 1 };
+	struct rotate_start_result res;
+	struct gitrepo *r = open_repo();
+	struct buf out = BUF_INIT;
+
+	(void)state;
+	assert_int_equal(rotate_start(&res, r, &o, &d, &e), 0);
+	assert_int_equal(res.number, 1);
+	assert_string_equal(res.branch, "rotor/rotate/poc/gen-0001");
+	assert_string_equal(res.head_branch, "main");
+	assert_int_equal(res.rot.phase, SPEC_PHASE_STABLE);
+	assert_int_equal(res.rot.generation, 1);
+	assert_int_equal(res.manifest->ncerts, 5);
+	capture(&out, "cd '%s' && git rev-parse rotor/rotate/poc/gen-0001 && git status --porcelain", g_repo);
+	assert_int_equal(strncmp(buf_cstr(&out), res.commit, 40), 0);
+	assert_int_equal(out.len, 41);    /* the commit id, and a clean work tree */
+	buf_release(&out);
+	rotate_start_result_release(&res);
+
+	/* The branch waits for review: refused, before any key is made. */
+	assert_int_equal(rotate_start(&res, r, &o, &d, &e), ROTOR_ESTATE);
+	assert_non_null(strstr(e.msg, "waits for review"));
+	rotate_start_result_release(&res);
+	assert_int_equal(d.n, 0);
+	gitrepo_free(r);
+	run("cd '%s' && git merge -q rotor/rotate/poc/gen-0001", g_repo);
+}
+
+static void test_chain_view(void **state)
+{
+	struct err e = ERR_INIT;
+	struct diags d = { NULL, 0, 0 };
+	struct chain_view v;
+	struct gitrepo *r = open_repo();
+	size_t i;
+
+	(void)state;
+	assert_int_equal(chain_view_load(&v, r, "poc", NULL, &d, &e), 0);
+	assert_int_equal(v.ngens, 1);
+	assert_string_equal(v.gens[0].status, "in-service");
+	assert_int_equal(v.gens[0].ncerts, 5);
+	assert_int_equal(v.bad, 0);
+	for (i = 0; i < v.gens[0].ncerts; i++) {
+		assert_true(v.gens[0].certs[i].ok && v.gens[0].certs[i].matches);
+		assert_true(v.gens[0].certs[i].days_left > 300);
+	}
+	chain_view_release(&v);
+
+	/* A certificate replaced by another and one removed: two bad, named, not an error. */
+	run("cd '%s' && git checkout -q -b tampered && cd envs/poc/generations/0001 && cp ca/root.crt servers/pg1.crt"
+	    " && git rm -q clients/postgres.crt && git commit -qam tamper", g_repo);
+	assert_int_equal(chain_view_load(&v, r, "poc", "tampered", &d, &e), 0);
+	assert_int_equal(v.bad, 2);
+	for (i = 0; i < v.gens[0].ncerts; i++) {
+		const struct chain_cert *c = &v.gens[0].certs[i];
+
+		if (strcmp(c->mc->name, "pg1") == 0)
+			assert_true(c->ok && !c->matches && !c->error);
+		else if (strcmp(c->mc->name, "postgres") == 0)
+			assert_true(!c->ok && c->error && strstr(c->error, "clients/postgres.crt"));
+		else
+			assert_true(c->ok && c->matches);
+	}
+	chain_view_release(&v);
+	run("cd '%s' && git checkout -q main", g_repo);
+	gitrepo_free(r);
+}
+
+static void test_rotate_next(void **state)
+{
+	struct err e = ERR_INIT;
+	struct diags d = { NULL, 0, 0 };
+	struct rotate_start_opts o = { "poc", 1 };
+	struct rotate_start_result res;
+	struct rotate_next_result nr;
+	struct gitrepo *r = open_repo();
+
+	(void)state;
+	assert_int_equal(rotate_next(&nr, r, "poc", &d, &e), ROTOR_ESTATE);
+	assert_non_null(strstr(e.msg, "nothing to move"));
+	err_clear(&e);
+	assert_int_equal(rotate_start(&res, r, &o, &d, &e), 0);
+	assert_int_equal(res.number, 2);
+	assert_int_equal(res.rot.phase, SPEC_PHASE_TRUST);
+	assert_int_equal(res.rot.target, 2);
+	rotate_start_result_release(&res);
+	run("cd '%s' && git merge -q rotor/rotate/poc/gen-0002", g_repo);
+
+	assert_int_equal(rotate_next(&nr, r, "poc", &d, &e), 0);
+	assert_string_equal(nr.branch, "rotor/rotate/poc/gen-0002-servers");
+	assert_int_equal(nr.from.phase, SPEC_PHASE_TRUST);
+	assert_int_equal(nr.to.phase, SPEC_PHASE_SERVERS);
+
+	/* Uncommitted changes to the env: refused. */
+	run("cd '%s' && echo '# x' >> envs/poc/chain.yaml", g_repo);
+	assert_int_equal(rotate_next(&nr, r, "poc", &d, &e), ROTOR_ESTATE);
+	assert_non_null(strstr(e.msg, "uncommitted changes"));
+	run("cd '%s' && git checkout -q envs/poc/chain.yaml", g_repo);
+	gitrepo_free(r);
+}
+
+static int group_setup(void **state)
+{
+	struct err e = ERR_INIT;
+	char home[300], cfg[400];
+	FILE *f;
+
+	(void)state;
+	snprintf(g_root, sizeof(g_root), "%s/rotor-engine-XXXXXX",
+		 getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(g_root))
+		return -1;
+	snprintf(home, sizeof(home), "%s/home", g_root);
+	snprintf(g_repo, sizeof(g_repo), "%s/repo", g_root);
+	snprintf(g_key, sizeof(g_key), "%s/keys/repo.key", g_root);
+	if (mkdir(home, 0700) < 0)
+		return -1;
+	snprintf(cfg, sizeof(cfg), "%s/.gitconfig", home);
+	if (!(f = fopen(cfg, "w")))
+		return -1;
+	fputs("[user]\n\tname = Engine Tester\n\temail = engine@example.com\n"
+	      "[init]\n\tdefaultBranch = main\n", f);
+	if (fclose(f) != 0)
+		return -1;
+	/* Before libgit2 initialises: it reads HOME once, at init. */
+	setenv("HOME", home, 1);
+	setenv("XDG_CONFIG_HOME", home, 1);
+	setenv("GIT_CONFIG_NOSYSTEM", "1", 1);
+	unsetenv("ROTOR_KEY_FILE");
+	unsetenv("GIT_DIR");
+	unsetenv("GIT_WORK_TREE");
+	unsetenv("GIT_INDEX_FILE");
+	return gitrepo_global_init(&e) != 0 ? -1 : 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	gitrepo_global_shutdown();
+	return run_status("rm -rf '%s'", g_root) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_init_scaffolds_and_refuses),
+		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_rotate_start),
+		cmocka_unit_test(test_chain_view),
+		cmocka_unit_test(test_rotate_next),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
