@@ -6,34 +6,8 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
-#include "common/json.h"
 #include "reconcile/engine/chain.h"
-
-static void json_cert(struct buf *j, const struct chain_cert *s)
-{
-	const struct manifest_cert *mc = s->mc;
-
-	buf_puts(j, "{\"name\":");
-	json_str(j, mc->name);
-	buf_puts(j, ",\"role\":");
-	json_str(j, spec_cert_role_name(mc->role));
-	buf_puts(j, ",\"file\":");
-	json_str(j, mc->cert);
-	buf_puts(j, ",\"subject\":");
-	json_str(j, s->live.subject);
-	buf_puts(j, ",\"issuer\":");
-	json_str(j, s->live.issuer);
-	buf_puts(j, ",\"fingerprint_sha256\":");
-	json_str(j, s->live.fingerprint);
-	buf_puts(j, ",\"serial\":");
-	json_str(j, s->live.serial);
-	buf_puts(j, ",\"not_before\":");
-	json_str(j, s->live.not_before);
-	buf_puts(j, ",\"not_after\":");
-	json_str(j, s->live.not_after);
-	buf_printf(j, ",\"days_left\":%lld,\"matches_manifest\":%s}", s->days_left,
-		   s->matches ? "true" : "false");
-}
+#include "reconcile/engine/report.h"
 
 static int chain_show(struct ctx *ctx, int argc, char **argv)
 {
@@ -56,17 +30,7 @@ static int chain_show(struct ctx *ctx, int argc, char **argv)
 		goto out;
 	}
 	rot = v.st.rotation;
-	if (json) {
-		buf_puts(&j, "{\"env\":");
-		json_str(&j, env);
-		buf_printf(&j, ",\"commit\":\"%s\",\"rotation\":{\"generation\":%d,\"target\":", v.src.commit,
-			   rot->generation);
-		if (rot->target)
-			buf_printf(&j, "%d", rot->target);
-		else
-			buf_puts(&j, "null");
-		buf_printf(&j, ",\"phase\":\"%s\"},\"generations\":[", spec_phase_name(rot->phase));
-	} else {
+	if (!json) {
 		printf("env %s at %.12s%s%s: ", env, v.src.commit, ref ? " " : "", ref ? ref : "");
 		if (rot->generation == 0)
 			printf("no chain yet (run rotor rotate start --env %s)\n", env);
@@ -80,12 +44,7 @@ static int chain_show(struct ctx *ctx, int argc, char **argv)
 		const struct chain_gen *g = &v.gens[gi];
 		const struct manifest *m = g->gen->manifest;
 
-		if (json) {
-			buf_printf(&j, "%s{\"number\":%d,\"status\":\"%s\",\"imported\":%s,\"created\":", gi ? "," : "",
-				   g->gen->number, g->status, m->imported ? "true" : "false");
-			json_str(&j, m->created);
-			buf_puts(&j, ",\"certificates\":[");
-		} else {
+		if (!json) {
 			printf("\ngeneration %04d  %s%s  created %s\n", g->gen->number, g->status,
 			       m->imported ? "  imported" : "", m->created ? m->created : "?");
 			printf("  %-10s %-24s %-10s %6s  %s\n", "role", "name", "expires", "days", "sha256 fingerprint");
@@ -101,9 +60,7 @@ static int chain_show(struct ctx *ctx, int argc, char **argv)
 						"the manifest's %s\n", env, g->gen->number, mc->cert, s->live.fingerprint,
 					mc->fingerprint);
 			if (json) {
-				if (ci)
-					buf_puts(&j, ",");
-				json_cert(&j, s);
+				continue;
 			} else if (s->ok) {
 				printf("  %-10s %-24s %.10s %6lld  %s%s\n", spec_cert_role_name(mc->role), mc->name,
 				       s->live.not_after, s->days_left, s->live.fingerprint, s->matches ? "" : "  (MISMATCH)");
@@ -112,11 +69,9 @@ static int chain_show(struct ctx *ctx, int argc, char **argv)
 				       "?", "?", "(unreadable)");
 			}
 		}
-		if (json)
-			buf_puts(&j, "]}");
 	}
 	if (json) {
-		if (buf_puts(&j, "]}\n") < 0 || j.err) {
+		if (chain_json(&j, &v) < 0) {
 			rc = cmd_failf("out of memory");
 			goto out;
 		}

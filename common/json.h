@@ -10,9 +10,6 @@
  * out; jansson's object and array setters then fail too, and
  * json_emit() reports that.
  *
- * json_str() writes one escaped JSON string straight into a buffer, for
- * the few places that still print JSON by hand (same rules).
- *
  * Errors: ROTOR_ENOMEM / ROTOR_ETOOBIG.
  */
 #ifndef ROTOR_JSON_H
@@ -30,7 +27,5 @@ json_t *json_text(const char *s);
  * not be built).
  */
 int json_emit(struct buf *out, json_t *doc);
-
-int json_str(struct buf *b, const char *s);
 
 #endif

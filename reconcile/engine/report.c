@@ -188,3 +188,47 @@ int plan_json(struct buf *out, const struct env_run *r, const struct drift_count
 	}
 	return json_emit(out, doc);
 }
+
+static json_t *chain_cert_json(const struct chain_cert *s)
+{
+	const struct manifest_cert *mc = s->mc;
+
+	return json_pack("{s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:b}", "name", json_text(mc->name), "role",
+			 spec_cert_role_name(mc->role), "file", json_text(mc->cert), "subject", json_text(s->live.subject),
+			 "issuer", json_text(s->live.issuer), "fingerprint_sha256", json_text(s->live.fingerprint),
+			 "serial", json_text(s->live.serial), "not_before", json_text(s->live.not_before), "not_after",
+			 json_text(s->live.not_after), "days_left", (json_int_t)s->days_left, "matches_manifest",
+			 s->matches);
+}
+
+int chain_json(struct buf *out, const struct chain_view *v)
+{
+	const struct rotation_spec *rot = v->st.rotation;
+	json_t *gens = json_array();
+	size_t gi, ci;
+
+	for (gi = 0; gens && gi < v->ngens; gi++) {
+		const struct chain_gen *g = &v->gens[gi];
+		json_t *certs = json_array();
+
+		for (ci = 0; certs && ci < g->ncerts; ci++)
+			if (json_array_append_new(certs, chain_cert_json(&g->certs[ci])) < 0) {
+				json_decref(certs);
+				certs = NULL;
+			}
+		if (!certs || json_array_append_new(gens, json_pack("{s:i, s:s, s:b, s:o, s:o}", "number", g->gen->number,
+								     "status", g->status, "imported",
+								     g->gen->manifest->imported, "created",
+								     json_text(g->gen->manifest->created),
+								     "certificates", certs)) < 0) {
+			json_decref(gens);
+			gens = NULL;
+		}
+	}
+	if (!gens)
+		return ROTOR_ENOMEM;
+	return json_emit(out, json_pack("{s:o, s:o, s:{s:i, s:o, s:s}, s:o}", "env", json_text(v->st.env), "commit",
+					json_text(v->src.commit), "rotation", "generation", rot->generation, "target",
+					int_or_null(rot->target), "phase", spec_phase_name(rot->phase), "generations",
+					gens));
+}
