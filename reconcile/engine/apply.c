@@ -48,32 +48,35 @@ struct stale {
 	size_t host, role;
 };
 
+/* Format one line for a ui callback (which may be NULL: then nothing). */
+static void vsay(void (*fn)(void *, const char *), void *payload, const char *fmt, va_list ap)
+{
+	char line[1024];
+
+	if (!fn)
+		return;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	fn(payload, line);
+}
+
 static void note(const struct apply_ui *ui, const char *fmt, ...) ROTOR_PRINTF(2, 3);
 static void note(const struct apply_ui *ui, const char *fmt, ...)
 {
-	char line[1024];
 	va_list ap;
 
-	if (!ui->note)
-		return;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vsay(ui->note, ui->payload, fmt, ap);
 	va_end(ap);
-	ui->note(ui->payload, line);
 }
 
 static void alert(const struct apply_ui *ui, const char *fmt, ...) ROTOR_PRINTF(2, 3);
 static void alert(const struct apply_ui *ui, const char *fmt, ...)
 {
-	char line[1024];
 	va_list ap;
 
-	if (!ui->alert)
-		return;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vsay(ui->alert, ui->payload, fmt, ap);
 	va_end(ap);
-	ui->alert(ui->payload, line);
 }
 
 /* The managed file behind observed file f of host h (owner, group, identity). */
@@ -203,156 +206,192 @@ static int run_reloads(char *why, size_t whylen, struct ssh_conn *c, const struc
 	return 0;
 }
 
+/* One host's turn in a step: its connection, what it staged, which roles changed, why it failed. */
+struct host_turn {
+	const struct apply_run *a;
+	size_t h;
+	const struct host_spec *hs;
+	struct ssh_conn *c;
+	struct ssh_staged *staged;   /* at most one per change of the step */
+	size_t nw;
+	unsigned char *touched;      /* one flag per role */
+	char why[768];
+};
+
+/* The directory may not exist yet (first deployment): the login user makes it. */
+static void make_parent(struct host_turn *t, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	struct buf dir = BUF_INIT, cmd = BUF_INIT;
+	struct err he = ERR_INIT;
+
+	if (!slash || slash == path)
+		return;
+	buf_put(&dir, path, (size_t)(slash - path));
+	buf_puts(&cmd, "mkdir -p -- ");
+	ssh_shell_quote(&cmd, buf_cstr(&dir));
+	/* A command that could not be built is not run; staging reports a missing directory. */
+	if (!dir.err && !cmd.err)
+		ssh_exec(t->c, buf_cstr(&cmd), NULL, NULL, NULL, &he);
+	buf_release(&dir);
+	buf_release(&cmd);
+}
+
+/* Stage one changed file under a temporary name; 1 (t->why set) when it fails. */
+static int stage_change(struct host_turn *t, const struct plan_change *ch)
+{
+	const struct apply_run *a = t->a;
+	const struct env_run *r = a->r;
+	const struct obs_host *oh = &r->hosts[t->h];
+	const struct obs_file *of = &oh->files[ch->file];
+	struct managed_file *all = NULL;
+	const struct managed_file *mf = NULL;
+	const char *identity = NULL;
+	struct ssh_write_opts wo;
+	struct buf bytes = BUF_INIT;
+	struct err he = ERR_INIT;
+	size_t nall = 0, k;
+	int bad = 0;
+
+	if (managed_of(&all, &nall, &mf, &identity, r, t->h, ch->file, &he) < 0 ||
+	    plan_file_bytes(&bytes, &r->material, of, identity, a->st->to, a->st->a, a->st->b, a->secret, &he) < 0) {
+		snprintf(t->why, sizeof(t->why), "%s: %s", of->path, he.msg);
+		bad = 1;
+		goto out;
+	}
+	if (!of->present)
+		make_parent(t, of->path);
+	memset(&wo, 0, sizeof(wo));
+	wo.mode = (unsigned)ch->mode;
+	wo.owner = mf->owner;
+	wo.group = mf->group;
+	wo.backup = 1;
+	/* Files of the login user need no sudo (and then change together in one rename burst). */
+	if (!mf->group && (!mf->owner || strcmp(mf->owner, t->hs->user ? t->hs->user : r->oo.user) == 0)) {
+		wo.owner = NULL;
+		wo.become = -1;
+	}
+	if (ssh_stage_file(t->c, of->path, bytes.ptr, bytes.len, &wo, &t->staged[t->nw], &he) < 0) {
+		snprintf(t->why, sizeof(t->why), "%s", he.msg);
+		bad = 1;
+		goto out;
+	}
+	t->nw++;
+	for (k = 0; k < oh->nroles && k < t->hs->nroles; k++)
+		if (ch->file >= oh->roles[k].first && ch->file < oh->roles[k].first + oh->roles[k].nfiles)
+			t->touched[k] = 1;
+out:
+	buf_wipe(&bytes);
+	layout_free(all, nall);
+	return bad;
+}
+
+/*
+ * Put every file this run put in place back as it was, and make the
+ * services read them again.  Only committed files: their backups were
+ * made by the same command.  After a failed commit nothing is restored
+ * (a backup could be older than what the host had); the next run plans
+ * from whatever the host holds.
+ */
+static void restore_host(struct host_turn *t)
+{
+	struct err he = ERR_INIT;
+	char reload_why[256] = "";
+	int restored = 1;
+	size_t i;
+
+	for (i = 0; i < t->nw; i++)
+		if (t->staged[i].committed && ssh_restore_backup(t->c, t->staged[i].path, 0, &he) < 0)
+			restored = 0;
+	if (run_reloads(reload_why, sizeof(reload_why), t->c, t->hs, t->touched, &he))
+		restored = 0;
+	strncat(t->why, restored ? "; backups restored and reloaded" : "; RESTORING THE BACKUPS FAILED: check the host",
+		sizeof(t->why) - strlen(t->why) - 1);
+}
+
+/* One line: what happened on the host; NULL when out of memory. */
+static char *turn_summary(const struct host_turn *t, int bad)
+{
+	struct buf w = BUF_INIT;
+	int reloaded = 0, probed = 0;
+	size_t k;
+
+	if (bad) {
+		buf_printf(&w, "FAILED: %s", t->why);
+	} else {
+		for (k = 0; k < t->hs->nroles; k++) {
+			reloaded |= t->touched[k] && role_reload(&t->hs->roles[k]) != NULL;
+			probed |= t->hs->roles[k].role == SPEC_ROLE_SERVER && t->hs->roles[k].probe != NULL;
+		}
+		buf_printf(&w, "%zu file%s written%s%s", t->nw, t->nw == 1 ? "" : "s", reloaded ? ", reloaded" : "",
+			   probed ? ", probe passed" : "");
+	}
+	if (w.err) {
+		buf_release(&w);
+		return NULL;
+	}
+	return buf_detach(&w);
+}
+
 static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 {
 	struct apply_run *a = ctx;
-	struct env_run *r = a->r;
-	size_t h = a->hosts[idx];
-	const struct host_spec *hs = &r->st.hosts->hosts[h];
 	struct host_result *res = &a->res[idx];
-	struct ssh_conn *c = NULL;
+	struct host_turn t;
 	struct err he = ERR_INIT;
-	struct ssh_staged *staged;
-	unsigned char *touched;
-	char why[768] = "";
-	size_t i, k, nw = 0;
+	size_t i, k;
 	int bad = 0;
 
 	(void)slot;
-	res->host = h;
-	/* At most one staged file per change of the step, one flag per role. */
-	staged = calloc(a->st->nchanges + 1, sizeof(*staged));
-	touched = calloc(hs->nroles + 1, 1);
-	if (!staged || !touched) {
-		free(staged);
-		free(touched);
+	memset(&t, 0, sizeof(t));
+	t.a = a;
+	t.h = res->host = a->hosts[idx];
+	t.hs = &a->r->st.hosts->hosts[t.h];
+	t.staged = calloc(a->st->nchanges + 1, sizeof(*t.staged));
+	t.touched = calloc(t.hs->nroles + 1, 1);
+	if (!t.staged || !t.touched) {
+		free(t.staged);
+		free(t.touched);
 		return err_nomem(e);
 	}
-	if (observe_connect(&c, &r->oo, hs, &he) < 0) {
-		snprintf(why, sizeof(why), "%s", he.msg);
+	if (observe_connect(&t.c, &a->r->oo, t.hs, &he) < 0) {
+		snprintf(t.why, sizeof(t.why), "%s", he.msg);
 		bad = 1;
-		goto done;
 	}
 	/* Stage every file of the host first; then one command puts them all in place. */
-	for (i = 0; i < a->st->nchanges && !bad; i++) {
-		const struct plan_change *ch = &a->st->changes[i];
-		const struct obs_file *of = &r->hosts[h].files[ch->file];
-		struct managed_file *all = NULL;
-		const struct managed_file *mf = NULL;
-		const char *identity = NULL;
-		struct ssh_write_opts wo;
-		struct buf bytes = BUF_INIT, cmd = BUF_INIT;
-		size_t nall = 0;
-
-		if (ch->host != h)
-			continue;
-		if (managed_of(&all, &nall, &mf, &identity, r, h, ch->file, &he) < 0 ||
-		    plan_file_bytes(&bytes, &r->material, of, identity, a->st->to, a->st->a, a->st->b, a->secret, &he) < 0) {
-			snprintf(why, sizeof(why), "%s: %s", of->path, he.msg);
-			bad = 1;
-		} else {
-			/* The directory may not exist yet (first deployment): the login user makes it. */
-			char *slash = strrchr(of->path, '/');
-
-			if (!of->present && slash && slash != of->path) {
-				struct buf dir = BUF_INIT;
-
-				buf_put(&dir, of->path, (size_t)(slash - of->path));
-				buf_puts(&cmd, "mkdir -p -- ");
-				ssh_shell_quote(&cmd, buf_cstr(&dir));
-				buf_release(&dir);
-				if (cmd.err || ssh_exec(c, buf_cstr(&cmd), NULL, NULL, NULL, &he) < 0)
-					err_clear(&he);   /* staging below reports a missing directory */
-			}
-			memset(&wo, 0, sizeof(wo));
-			wo.mode = (unsigned)ch->mode;
-			wo.owner = mf->owner;
-			wo.group = mf->group;
-			wo.backup = 1;
-			/* Files of the login user need no sudo (and then change together in one rename burst). */
-			if (!mf->group && (!mf->owner || strcmp(mf->owner, hs->user ? hs->user : r->oo.user) == 0)) {
-				wo.owner = NULL;
-				wo.become = -1;
-			}
-			if (ssh_stage_file(c, of->path, bytes.ptr, bytes.len, &wo, &staged[nw], &he) < 0) {
-				snprintf(why, sizeof(why), "%s", he.msg);
-				bad = 1;
-			} else {
-				nw++;
-				for (k = 0; k < r->hosts[h].nroles && k < hs->nroles; k++)
-					if (ch->file >= r->hosts[h].roles[k].first &&
-					    ch->file < r->hosts[h].roles[k].first + r->hosts[h].roles[k].nfiles)
-						touched[k] = 1;
-			}
-		}
-		buf_wipe(&bytes);
-		buf_release(&cmd);
-		layout_free(all, nall);
-	}
-	if (!bad && nw && ssh_commit_staged(c, staged, nw, &he) < 0) {
-		snprintf(why, sizeof(why), "%s", he.msg);
+	for (i = 0; i < a->st->nchanges && !bad; i++)
+		if (a->st->changes[i].host == t.h)
+			bad = stage_change(&t, &a->st->changes[i]);
+	if (!bad && t.nw && ssh_commit_staged(t.c, t.staged, t.nw, &he) < 0) {
+		snprintf(t.why, sizeof(t.why), "%s", he.msg);
 		bad = 1;
 	}
 	if (!bad)
-		bad = run_reloads(why, sizeof(why), c, hs, touched, &he);
-	for (k = 0; !bad && k < hs->nroles; k++) {
-		if (hs->roles[k].role != SPEC_ROLE_SERVER || !hs->roles[k].probe)
+		bad = run_reloads(t.why, sizeof(t.why), t.c, t.hs, t.touched, &he);
+	for (k = 0; !bad && k < t.hs->nroles; k++) {
+		if (t.hs->roles[k].role != SPEC_ROLE_SERVER || !t.hs->roles[k].probe)
 			continue;
-		bad = probe_server(why, sizeof(why), a, hs, &hs->roles[k], &he);
+		bad = probe_server(t.why, sizeof(t.why), a, t.hs, &t.hs->roles[k], &he);
 		if (bad < 0) {
-			snprintf(why, sizeof(why), "probe: %s", he.msg);
+			snprintf(t.why, sizeof(t.why), "probe: %s", he.msg);
 			bad = 1;
 		}
 	}
-	if (bad && nw) {
-		/* Put every file back as it was, and make the service read them again. */
-		int restored = 1;
-		char reload_why[256] = "";
-
-		/*
-		 * Only files this run put in place: their backups were made by the
-		 * same command.  After a failed commit nothing is restored (a backup
-		 * could be older than what the host had); the next run plans from
-		 * whatever the host holds.
-		 */
-		for (i = 0; i < nw; i++)
-			if (staged[i].committed && ssh_restore_backup(c, staged[i].path, 0, &he) < 0)
-				restored = 0;
-		if (run_reloads(reload_why, sizeof(reload_why), c, hs, touched, &he))
-			restored = 0;
-		strncat(why, restored ? "; backups restored and reloaded" : "; RESTORING THE BACKUPS FAILED: check the host",
-			sizeof(why) - strlen(why) - 1);
-	}
-done:
-	ssh_staged_discard(c, staged, nw);
-	ssh_disconnect(c);
+	if (bad && t.nw)
+		restore_host(&t);
+	if (t.c)
+		ssh_staged_discard(t.c, t.staged, t.nw);
+	ssh_disconnect(t.c);
 	res->failed = bad;
-	res->written = nw;
-	{
-		struct buf w = BUF_INIT;
-
-		if (bad)
-			buf_printf(&w, "FAILED: %s", why);
-		else {
-			int reloaded = 0, probed = 0;
-
-			for (k = 0; k < hs->nroles; k++) {
-				reloaded |= touched[k] && role_reload(&hs->roles[k]) != NULL;
-				probed |= hs->roles[k].role == SPEC_ROLE_SERVER && hs->roles[k].probe != NULL;
-			}
-			buf_printf(&w, "%zu file%s written%s%s", nw, nw == 1 ? "" : "s", reloaded ? ", reloaded" : "",
-				   probed ? ", probe passed" : "");
-		}
-		res->what = w.err ? NULL : buf_detach(&w);
-		buf_release(&w);
-	}
-	free(staged);
-	free(touched);
+	res->written = t.nw;
+	res->what = turn_summary(&t, bad);
+	free(t.staged);
+	free(t.touched);
 	if (!res->what)
 		return err_nomem(e);
 	if (a->ui->host) {
 		pthread_mutex_lock(&a->mu);
-		a->ui->host(a->ui->payload, &r->hosts[h], bad, res->what);
+		a->ui->host(a->ui->payload, &a->r->hosts[t.h], bad, res->what);
 		pthread_mutex_unlock(&a->mu);
 	}
 	return 0;

@@ -267,7 +267,7 @@ static int check_chain(struct chain_found *c, struct found *f, time_t now, struc
 			problem(f, "%s: %s is for %s, but the role's user is %s (PostgreSQL maps the CN to the user)",
 				l->host, l->path, l->cert->subject, l->identity);
 		buf_puts(&lp, l->cert->pem);
-		if (buf_puts(&lp, (l->server ? sca : cca)->pem) < 0) {
+		if (buf_puts(&lp, (l->server ? sca : cca)->pem) < 0 || lp.err) {
 			buf_release(&lp);
 			return err_nomem(e);
 		}

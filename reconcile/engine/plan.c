@@ -142,6 +142,16 @@ static const char *role_word(enum cert_role r)
 	return spec_cert_role_name(r);
 }
 
+/* The words built in b, or NULL when an append failed (out of memory: the caller says so). */
+static char *words_done(struct buf *b)
+{
+	if (b->err) {
+		buf_release(b);
+		return NULL;
+	}
+	return buf_detach(b);
+}
+
 /* "g2 server pg1 + g2 server-ca", "key of g2 client app", "g2 root, g2 client-ca, g1 root, g1 client-ca". */
 static char *want_words(const struct want *w, const struct material_set *ms)
 {
@@ -167,7 +177,7 @@ static char *want_words(const struct want *w, const struct material_set *ms)
 		if (i == 0 && w->n > 1 && (w->c[0]->role == CERT_ROLE_SERVER || w->c[0]->role == CERT_ROLE_CLIENT))
 			break;
 	}
-	return buf_detach(&b);
+	return words_done(&b);
 }
 
 /* The observed contents of f in words (and whether it equals w). */
@@ -177,10 +187,10 @@ static char *observed_words(const struct obs_file *f, const struct obs_file *lea
 	size_t i;
 
 	if (!f->present)
-		return buf_detach(&b);
+		return words_done(&b);
 	if (f->problem) {
 		buf_printf(&b, "unusable (%s)", f->problem);
-		return buf_detach(&b);
+		return words_done(&b);
 	}
 	if (f->content == SPEC_CONTENT_KEY) {
 		if (f->key == OBS_KEY_MATCH && leaf_file && leaf_file->ncerts && leaf_file->certs[0].generation)
@@ -188,14 +198,14 @@ static char *observed_words(const struct obs_file *f, const struct obs_file *lea
 				   role_word(leaf_file->certs[0].role), leaf_file->certs[0].name);
 		else
 			buf_printf(&b, "a key that does not match the desired leaf");
-		return buf_detach(&b);
+		return words_done(&b);
 	}
 	if (f->content == SPEC_CONTENT_LEAF_CHAIN && f->ncerts == 2 && f->certs[0].generation &&
 	    f->certs[1].generation == f->certs[0].generation &&
 	    (f->certs[1].role == CERT_ROLE_SERVER_CA || f->certs[1].role == CERT_ROLE_CLIENT_CA)) {
 		/* A leaf with its own CA, worded as the desired side words it. */
 		buf_printf(&b, "g%d %s %s + chain", f->certs[0].generation, role_word(f->certs[0].role), f->certs[0].name);
-		return buf_detach(&b);
+		return words_done(&b);
 	}
 	for (i = 0; i < f->ncerts; i++) {
 		const struct obs_cert *c = &f->certs[i];
@@ -207,7 +217,7 @@ static char *observed_words(const struct obs_file *f, const struct obs_file *lea
 		else
 			buf_printf(&b, "%sunknown %.23s...", i ? ", " : "", c->fingerprint);
 	}
-	return buf_detach(&b);
+	return words_done(&b);
 }
 
 /* Does the observed file hold exactly w? */
@@ -447,7 +457,7 @@ static int add_change(struct plan_step *st, size_t h, size_t f, enum plan_action
 {
 	struct plan_change *nv = realloc(st->changes, (st->nchanges + 1) * sizeof(*nv));
 
-	if (!nv || !to) {
+	if (!nv || !to || !from) {
 		free(from);
 		free(to);
 		return err_nomem(e);
@@ -499,7 +509,8 @@ static int step_changes(struct plan_step *st, const struct plan_opts *o, int fir
 						struct buf b = BUF_INIT;
 
 						buf_printf(&b, "mode %04o -> %04o", (unsigned)of->mode, (unsigned)mode);
-						m = buf_detach(&b);
+						if (!(m = words_done(&b)))
+							return err_nomem(e);
 						free(st->changes[st->nchanges - 1].to);
 						st->changes[st->nchanges - 1].to = m;
 					}
@@ -539,7 +550,7 @@ static int add_step(struct plan *p, enum phase_step from, enum phase_step to, in
 int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 {
 	const struct rotation_spec *rot = o->rotation;
-	int cand[64][2], ncand = 0, found = 0, c, s, step, rc = 0;
+	int (*cand)[2], ncand = 0, found = 0, c, s, step, rc = 0, first_a, first_b;
 	size_t i, j;
 	enum phase_step live = STEP_STABLE_A, desired = STEP_STABLE_A;
 	int partial = 0;
@@ -558,14 +569,16 @@ int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 			     "(--replace-unknown; clients that trust them will stop connecting)", o->observed[i].name) < 0)
 			return err_nomem(e);
 
-	/* The rotation lines the live state may be on, most likely first. */
+	/* The rotation lines the live state may be on, most likely first: every generation ever committed. */
+	if (!(cand = calloc(2 * o->material->n + 2, sizeof(*cand))))
+		return err_nomem(e);
 	if (rot->target) {
 		cand[ncand][0] = rot->generation;
 		cand[ncand++][1] = rot->target;
 	} else {
 		cand[ncand][0] = rot->generation;
 		cand[ncand++][1] = 0;
-		for (i = o->material->n; i-- > 0 && ncand < 62;) {
+		for (i = o->material->n; i-- > 0;) {
 			int x = o->material->v[i].generation;
 
 			if (x == rot->generation)
@@ -587,19 +600,22 @@ int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 		else
 			desired = p->a == rot->generation ? STEP_STABLE_A : STEP_STABLE_B;
 	}
+	first_a = cand[0][0];
+	first_b = cand[0][1];
+	free(cand);
 	if (!found) {
 		for (i = 0; i < o->nobserved; i++) {
-			unsigned m = host_mask(&o->observed[i], cand[0][0], cand[0][1], o->replace_unknown);
+			unsigned m = host_mask(&o->observed[i], first_a, first_b, o->replace_unknown);
 
 			if (m == 0 && strv_add(&p->problems, &p->nproblems,
 					       "%s fits no step of generation %d%s%.0d: drift (see rotor observe)",
-					       o->observed[i].name, cand[0][0], cand[0][1] ? " -> " : "", cand[0][1]) < 0)
+					       o->observed[i].name, first_a, first_b ? " -> " : "", first_b) < 0)
 				return err_nomem(e);
 		}
 		if (p->nproblems == 0 &&
 		    strv_add(&p->problems, &p->nproblems,
 			     "hosts are at steps more than one apart; no single step of generation %d%s%.0d fits them all",
-			     cand[0][0], cand[0][1] ? " -> " : "", cand[0][1]) < 0)
+			     first_a, first_b ? " -> " : "", first_b) < 0)
 			return err_nomem(e);
 		return 0;
 	}

@@ -98,7 +98,7 @@ static int commit_start(struct rotate_start_result *res, const struct state *st,
 		buf_printf(&msg, "rotation.yaml: generation %d, target %d, phase trust.\n", rot->generation, res->number);
 	else
 		buf_printf(&msg, "rotation.yaml: generation %d, phase stable.\n", res->number);
-	if (buf_printf(&msg, "\nRotor-Env: %s\nRotor-Generation: %d\n", env, res->number) < 0) {
+	if (buf_printf(&msg, "\nRotor-Env: %s\nRotor-Generation: %d\n", env, res->number) < 0 || msg.err) {
 		rc = err_nomem(e);
 		goto out;
 	}
