@@ -88,7 +88,7 @@ const struct cmd rotor_commands[] = {
 	  "written.\n" },
 	{ "plan", cmd_plan, "show the steps from the live state to the desired one",
 	  "usage: rotor plan --env NAME [--ref REV] [--json] [--detailed-exitcode] [--no-path]\n"
-	  "                  [--replace-unknown]\n"
+	  "                  [--replace-unknown] [--no-probe]\n"
 	  "\n"
 	  "Observe every host (see rotor help observe) and compare with the desired phase\n"
 	  "in rotation.yaml at REV (default HEAD).  Prints the path of adjacent steps\n"
@@ -101,14 +101,18 @@ const struct cmd rotor_commands[] = {
 	  "refused when it would break a pair).  Hosts that hold none of their files\n"
 	  "yet fit any step; with --replace-unknown so do hosts whose files hold only\n"
 	  "certificates of no generation (their clients will break: prefer rotor\n"
-	  "import to adopt a chain that is in use).  --json: schemas/plan.json.\n"
+	  "import to adopt a chain that is in use).  Every server role with a probe is\n"
+	  "asked what it presents: one that presents another leaf than its files hold\n"
+	  "(an apply stopped before its reload) is a ~ reload in the plan; --no-probe\n"
+	  "skips that.  --json: schemas/plan.json.\n"
 	  "Exit 0 (with --detailed-exitcode: 0 in sync, 2 changes pending), 1 on error,\n"
 	  "unreachable hosts, or an unsafe desired state.\n" },
 	{ "drift", cmd_drift, "the check for cron: drift, unknown and expiring certificates",
-	  "usage: rotor drift --env NAME [--ref REV] [--json]\n"
+	  "usage: rotor drift --env NAME [--ref REV] [--json] [--no-probe]\n"
 	  "\n"
 	  "Plan (see rotor help plan) plus: unknown certificates on hosts, keys that do\n"
-	  "not match their certificates, and certificates expiring within renew_before.\n"
+	  "not match their certificates, certificates expiring within renew_before, and\n"
+	  "services that present another certificate than their files hold.\n"
 	  "Exit 0 when all is in order, 2 when anything needs attention (listed), 1 on\n"
 	  "error.\n" },
 	{ "apply", cmd_apply, "walk the plan on the hosts, step by step, verified",

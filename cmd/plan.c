@@ -51,6 +51,16 @@ void plan_print(const struct env_run *r, FILE *out)
 		fprintf(out, "  ! %s\n", p->problems[i]);
 	for (i = 0; i < p->nnotes; i++)
 		fprintf(out, "  note: %s\n", p->notes[i]);
+	for (i = 0; i < r->nstale; i++) {
+		const struct host_spec *hs = &r->st.hosts->hosts[r->stale[i].host];
+		const char *reload = role_reload(&hs->roles[r->stale[i].role]);
+
+		fprintf(out, "  ~ %s (%s): the service presents %s, its files hold %s: it needs a reload\n", hs->name,
+			hs->address, r->stale[i].presents, r->stale[i].holds);
+		fprintf(out, "    then reload: %s\n", reload ? reload : "(none in hosts.yaml: reload it by hand)");
+	}
+	if (!r->probed)
+		fprintf(out, "  note: services not probed (--no-probe): a server still on an old certificate is not seen\n");
 	if (!p->live_known) {
 		fprintf(out, "\nNo plan: the live state is not known (above).\n");
 		return;
@@ -94,15 +104,21 @@ void plan_print(const struct env_run *r, FILE *out)
 	}
 	if (p->refused)
 		fprintf(out, "\nRefused: reaching %s this way would break the pairs above.\n", phase_step_name(p->desired));
-	else if (p->nchanges == 0)
+	else if (p->nchanges == 0 && r->nstale == 0)
 		fprintf(out, "\nIn sync: every host holds the desired %s.\n", phase_step_name(p->desired));
+	else if (p->nchanges == 0)
+		fprintf(out, "\nPlan: every host holds the desired %s; %zu service%s to reload.\n", phase_step_name(p->desired),
+			r->nstale, r->nstale == 1 ? "" : "s");
 	else {
 		size_t busy = 0;
 
 		for (i = 0; i < p->nsteps; i++)
 			busy += p->steps[i].nchanges > 0;
-		fprintf(out, "\nPlan: %zu step%s with changes, %zu file change%s on %zu host%s.\n", busy, busy == 1 ? "" : "s",
+		fprintf(out, "\nPlan: %zu step%s with changes, %zu file change%s on %zu host%s", busy, busy == 1 ? "" : "s",
 			p->nchanges, p->nchanges == 1 ? "" : "s", p->nhosts_changed, p->nhosts_changed == 1 ? "" : "s");
+		if (r->nstale)
+			fprintf(out, "; first %zu service%s to reload", r->nstale, r->nstale == 1 ? "" : "s");
+		fprintf(out, ".\n");
 	}
 }
 
@@ -119,9 +135,11 @@ static void print_drift(void *payload, const struct drift_item *it)
 
 static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 {
-	const char *ref = NULL, *json = NULL, *detailed = NULL, *no_path = NULL, *replace = NULL, *pos[1];
+	const char *ref = NULL, *json = NULL, *detailed = NULL, *no_path = NULL, *replace = NULL, *no_probe = NULL,
+		   *pos[1];
 	const struct opt opts[] = { { "ref", 1, &ref }, { "json", 0, &json }, { "detailed-exitcode", 0, &detailed },
-				    { "no-path", 0, &no_path }, { "replace-unknown", 0, &replace }, { NULL, 0, NULL } };
+				    { "no-path", 0, &no_path }, { "replace-unknown", 0, &replace },
+				    { "no-probe", 0, &no_probe }, { NULL, 0, NULL } };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct env_run r;
@@ -141,6 +159,7 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 		rc = cmd_report(&d, &e);
 		goto out;
 	}
+	r.no_probe = no_probe != NULL;
 	if (env_run_plan(&r, no_path != NULL, replace != NULL, &e) < 0)
 		goto fail;
 	if (drift)
@@ -160,13 +179,14 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 		fprintf(stderr, "rotor: the desired state is unsafe to reach; see the pairs that would break\n");
 		rc = 1;
 	} else if (drift) {
-		int pending = r.plan.nchanges > 0 || !r.plan.live_known || dc.unknown || dc.expiring || dc.keys_not_matching;
+		int pending = r.plan.nchanges > 0 || !r.plan.live_known || dc.unknown || dc.expiring || dc.keys_not_matching ||
+			      dc.stale_services;
 
 		if (!json)
 			printf("%s\n", pending ? "drift: see above (exit 2)" : "no drift");
 		rc = pending ? 2 : 0;
 	} else {
-		rc = detailed && r.plan.nchanges > 0 ? 2 : 0;
+		rc = detailed && (r.plan.nchanges > 0 || r.nstale > 0) ? 2 : 0;
 	}
 	goto out;
 fail:

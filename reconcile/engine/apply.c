@@ -43,11 +43,6 @@ struct apply_run {
 	pthread_mutex_t mu;
 };
 
-/* A server role whose service presents another leaf than its files hold. */
-struct stale {
-	size_t host, role;
-};
-
 /* Format one line for a ui callback (which may be NULL: then nothing). */
 static void vsay(void (*fn)(void *, const char *), void *payload, const char *fmt, va_list ap)
 {
@@ -466,128 +461,60 @@ static int apply_step(struct env_run *r, const struct plan_step *st, const char 
 	return rc;
 }
 
-/*
- * A service must serve what its files hold.  An apply killed (or cut off)
- * between renaming a host's files and its reload leaves a server that
- * still presents the previous leaf while its files look done; the gate
- * must not trust files alone.  For every server role with a probe, probe
- * without a client certificate and compare the leaf presented with the
- * leaf in its file.  *out (freed by the caller) lists the stale ones.
- */
-static int find_stale(struct stale **out, size_t *nstale, struct env_run *r, const struct apply_ui *ui,
-		      struct err *e)
+/* Reload the stale services the last plan found (r->stale) and check them again. */
+static int settle(struct env_run *r, const struct apply_ui *ui, struct err *e)
 {
-	struct buf roots = BUF_INIT;
-	struct stale *v = NULL, *nv;
-	size_t h, k, f, g, cap = 0;
-	int rc = 0;
-
-	*out = NULL;
-	*nstale = 0;
-	for (g = 0; g < r->material.n; g++) {
-		const struct material_cert *c = material_find(&r->material, r->material.v[g].generation, CERT_ROLE_ROOT, NULL);
-
-		if (c && buf_puts(&roots, c->pem) < 0) {
-			buf_release(&roots);
-			return err_nomem(e);
-		}
-	}
-	for (h = 0; h < r->nhosts && rc == 0; h++) {
-		const struct obs_host *oh = &r->hosts[h];
-		const struct host_spec *hs = &r->st.hosts->hosts[h];
-
-		for (k = 0; oh->reachable && k < oh->nroles && rc == 0; k++) {
-			const struct host_role *role = &hs->roles[k];
-			const struct obs_file *leaf = NULL;
-			struct probe_req q;
-			struct probe_result pr;
-
-			if (role->role != SPEC_ROLE_SERVER || !role->probe || !roots.len)
-				continue;
-			for (f = oh->roles[k].first; f < oh->roles[k].first + oh->roles[k].nfiles; f++)
-				if ((oh->files[f].content == SPEC_CONTENT_LEAF || oh->files[f].content == SPEC_CONTENT_LEAF_CHAIN) &&
-				    oh->files[f].present && !oh->files[f].problem && oh->files[f].ncerts)
-					leaf = &oh->files[f];
-			if (!leaf)
-				continue;
-			memset(&q, 0, sizeof(q));
-			q.address = hs->address;
-			q.port = role->probe_port;
-			q.trust_pem = roots.ptr;
-			q.trust_len = roots.len;
-			q.expect_fingerprint = leaf->certs[0].fingerprint;
-			rc = role->probe->run(&pr, &q, e);
-			if (rc < 0)
-				break;
-			/* Only a service that presents another leaf is stale; one that does not answer fails its own probe. */
-			if (pr.fingerprint_match == 1 || !pr.tls_ok || !pr.server_leaf_fingerprint[0])
-				continue;
-			if (*nstale == cap) {
-				cap = cap ? cap * 2 : 8;
-				if (!(nv = realloc(v, cap * sizeof(*v)))) {
-					rc = err_nomem(e);
-					break;
-				}
-				v = nv;
-			}
-			v[*nstale].host = h;
-			v[*nstale].role = k;
-			(*nstale)++;
-			if (ui)
-				note(ui, "  ! %s (%s): the service presents %s, its files hold %s: it needs a reload", hs->name,
-				     hs->address, pr.server_leaf_fingerprint, leaf->certs[0].fingerprint);
-		}
-	}
-	buf_release(&roots);
-	if (rc < 0) {
-		free(v);
-		*nstale = 0;
-		return rc;
-	}
-	*out = v;
-	return 0;
-}
-
-/* Reload the stale services found by find_stale() and check them again. */
-static int settle(struct env_run *r, const struct stale *stale, size_t nstale, const struct apply_ui *ui,
-		  struct err *e)
-{
-	struct stale *again = NULL;
-	size_t i, left = 0;
+	struct stale_service *stale = r->stale;
+	size_t i, nstale = r->nstale;
 	int tries, rc;
 
+	r->stale = NULL;
+	r->nstale = 0;
 	for (i = 0; i < nstale; i++) {
 		const struct host_spec *hs = &r->st.hosts->hosts[stale[i].host];
 		struct ssh_conn *c = NULL;
 		unsigned char *touched = calloc(hs->nroles + 1, 1);
 		char why[512] = "";
 
-		if (!touched)
+		if (!touched) {
+			free(stale);
 			return err_nomem(e);
+		}
 		touched[stale[i].role] = 1;
 		note(ui, "  reloading %s (%s): an earlier apply stopped before its reload", hs->name, hs->address);
 		rc = observe_connect(&c, &r->oo, hs, e) < 0 ? e->code
 		     : run_reloads(why, sizeof(why), c, hs, touched, e) ? err_set(e, ROTOR_ERROR, "%s: %s", hs->name, why) : 0;
 		ssh_disconnect(c);
 		free(touched);
-		if (rc < 0)
+		if (rc < 0) {
+			free(stale);
 			return rc;
+		}
 	}
+	free(stale);
 	/* A reload is asynchronous: look again for a few seconds. */
 	for (tries = 0; tries < PROBE_TRIES; tries++) {
 		clock_sleep_ms(PROBE_PAUSE_MS);
-		free(again);
-		if (find_stale(&again, &left, r, NULL, e) < 0)
-			return e->code;
-		if (!left) {
-			free(again);
+		if ((rc = env_run_find_stale(r, e)) < 0)
+			return rc;
+		if (!r->nstale)
 			return 0;
-		}
 	}
-	rc = err_set(e, ROTOR_ESTATE, "%s still presents another certificate than its files hold after a reload",
-		     r->st.hosts->hosts[again[0].host].name);
-	free(again);
-	return rc;
+	return err_set(e, ROTOR_ESTATE, "%s still presents another certificate than its files hold after a reload",
+		       r->st.hosts->hosts[r->stale[0].host].name);
+}
+
+/* Say which services the last plan found stale. */
+static void note_stale(const struct env_run *r, const struct apply_ui *ui)
+{
+	size_t i;
+
+	for (i = 0; i < r->nstale; i++) {
+		const struct host_spec *hs = &r->st.hosts->hosts[r->stale[i].host];
+
+		note(ui, "  ! %s (%s): the service presents %s, its files hold %s: it needs a reload", hs->name,
+		     hs->address, r->stale[i].presents, r->stale[i].holds);
+	}
 }
 
 static int record_status(struct apply_result *res, struct env_run *r, struct gitrepo *repo, const char *env,
@@ -661,8 +588,7 @@ static const struct plan_step *next_step(const struct plan *p)
 static int apply_locked(struct apply_result *res, struct env_run *r, const struct apply_opts *o,
 			const struct apply_ui *ui, const char *secret, json_t *log, int *log_broken, struct err *e)
 {
-	struct stale *stale = NULL;
-	size_t nstale = 0, failed = 0;
+	size_t failed = 0;
 	int guard, rc = 0;
 
 	res->status = 1;
@@ -675,22 +601,17 @@ static int apply_locked(struct apply_result *res, struct env_run *r, const struc
 		alert(ui, "nothing applied: %s", res->outcome);
 		return 0;
 	}
-	if ((rc = find_stale(&stale, &nstale, r, ui, e)) < 0)
-		return rc;
-	if (r->plan.nchanges == 0 && nstale == 0) {
+	if (r->plan.nchanges == 0 && r->nstale == 0) {
 		STOP("in sync at %s, nothing to do", phase_step_name(r->plan.desired));
 		res->status = 0;
 		return 0;
 	}
 	if (ui->confirm && !ui->confirm(ui->payload)) {
-		free(stale);
 		STOP("not confirmed, nothing applied");
 		alert(ui, "%s", res->outcome);
 		return 0;
 	}
-	rc = nstale ? settle(r, stale, nstale, ui, e) : 0;
-	free(stale);
-	if (rc < 0)
+	if (r->nstale && (rc = settle(r, ui, e)) < 0)
 		return rc;
 	for (guard = 0;; guard++) {
 		const struct plan_step *st = next_step(&r->plan);
@@ -733,11 +654,8 @@ static int apply_locked(struct apply_result *res, struct env_run *r, const struc
 			alert(ui, "%s", res->outcome);
 			return 0;
 		}
-		if ((rc = find_stale(&stale, &nstale, r, ui, e)) == 0 && nstale)
-			rc = settle(r, stale, nstale, ui, e);
-		free(stale);
-		stale = NULL;
-		if (rc < 0)
+		note_stale(r, ui);
+		if (r->nstale && (rc = settle(r, ui, e)) < 0)
 			return rc;
 	}
 	STOP("%zu step%s, %zu file change%s; every host at %s", res->steps, res->steps == 1 ? "" : "s", res->changes,

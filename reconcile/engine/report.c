@@ -148,6 +148,25 @@ static json_t *step_json(const struct env_run *r, const struct plan_step *st)
 			 text_array(st->gates, st->ngates));
 }
 
+/* The services that present another leaf than their files hold: each needs a reload. */
+static json_t *stale_json(const struct env_run *r)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; a && i < r->nstale; i++) {
+		const struct host_spec *hs = &r->st.hosts->hosts[r->stale[i].host];
+
+		if (json_array_append_new(a, json_pack("{s:o, s:o, s:s, s:s}", "host", json_text(hs->name), "address",
+						       json_text(hs->address), "presents", r->stale[i].presents,
+						       "files_hold", r->stale[i].holds)) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
 int plan_json(struct buf *out, const struct env_run *r, const struct drift_counts *dc)
 {
 	const struct plan *p = &r->plan;
@@ -177,12 +196,15 @@ int plan_json(struct buf *out, const struct env_run *r, const struct drift_count
 		return ROTOR_ENOMEM;
 	}
 	if (json_object_set_new(doc, "refused", json_boolean(p->refused)) < 0 ||
+	    json_object_set_new(doc, "probed", json_boolean(r->probed)) < 0 ||
+	    json_object_set_new(doc, "stale_services", stale_json(r)) < 0 ||
 	    json_object_set_new(doc, "changes", json_integer((json_int_t)p->nchanges)) < 0 ||
 	    json_object_set_new(doc, "problems", text_array(p->problems, p->nproblems)) < 0 ||
 	    json_object_set_new(doc, "steps", steps) < 0 ||
 	    (dc && (json_object_set_new(doc, "unknown_certificates", json_integer((json_int_t)dc->unknown)) < 0 ||
 		    json_object_set_new(doc, "expiring", json_integer((json_int_t)dc->expiring)) < 0 ||
-		    json_object_set_new(doc, "keys_not_matching", json_integer((json_int_t)dc->keys_not_matching)) < 0))) {
+		    json_object_set_new(doc, "keys_not_matching", json_integer((json_int_t)dc->keys_not_matching)) < 0 ||
+		    json_object_set_new(doc, "stale_services_count", json_integer((json_int_t)dc->stale_services)) < 0))) {
 		json_decref(doc);
 		return ROTOR_ENOMEM;
 	}

@@ -18,8 +18,21 @@
 #include "reconcile/engine/observe.h"
 #include "reconcile/engine/plan.h"
 #include "reconcile/engine/state.h"
+#include "reconcile/tls/probe.h"
+
+/*
+ * A server whose service presents another leaf than its files hold: an
+ * apply stopped between renaming its files and reloading it, or someone
+ * changed the files by hand.  It needs a reload, whatever the plan says.
+ */
+struct stale_service {
+	size_t host, role;                 /* indices in hosts.yaml and the host's roles */
+	char presents[PROBE_FP_LEN];       /* the leaf the service presents */
+	char holds[PROBE_FP_LEN];          /* the leaf its files hold */
+};
 
 struct env_run {
+	int no_probe;               /* set before env_run_plan(): do not probe services (--no-probe) */
 	struct state st;
 	struct state_src src;
 	struct known_set known;
@@ -29,6 +42,9 @@ struct env_run {
 	struct obs_host *hosts;
 	size_t nhosts;
 	struct plan plan;
+	int probed;                 /* the services were probed by the last env_run_plan() */
+	struct stale_service *stale; /* what they presented that their files do not hold */
+	size_t nstale;
 };
 
 /* What env_run_load() reads beyond the state files. */
@@ -43,8 +59,20 @@ int env_run_load(struct env_run *r, struct gitrepo *repo, const char *env, const
 		 enum env_run_load what, struct diags *d, struct err *e);
 /* Observe every host (again), without planning. */
 int env_run_observe(struct env_run *r, struct err *e);
-/* Observe every host (again) and plan from what it has now (needs RUN_CERTS). */
+/*
+ * Observe every host (again) and plan from what it has now (needs
+ * RUN_CERTS); then, unless r->no_probe, probe every server role that
+ * has a probe (env_run_find_stale()).
+ */
 int env_run_plan(struct env_run *r, int no_path, int replace_unknown, struct err *e);
+/*
+ * Probe, without a client certificate, what every reachable server role
+ * with a probe presents, and compare it with the leaf its files hold
+ * (as observed last): r->stale lists the services that present another
+ * one.  A service that does not answer is not stale (its own probe fails
+ * at apply).  Errors: only those that stop the run (memory).
+ */
+int env_run_find_stale(struct env_run *r, struct err *e);
 void env_run_release(struct env_run *r);
 
 /* What drift reports beyond the plan: one finding per certificate or key file. */
@@ -59,7 +87,7 @@ struct drift_item {
 };
 
 struct drift_counts {
-	size_t unknown, expiring, keys_not_matching;
+	size_t unknown, expiring, keys_not_matching, stale_services;
 };
 
 /*

@@ -371,6 +371,20 @@ ok "5 ... it had done clients -> servers (host4) before" sh -c 'grep -q "✓ hos
 ok "5 ... its lock is left behind" has_lock
 ok "5 ... no file half written: every managed file parses and every key matches" sound
 sleep 4   # had host1's reload survived its session, it would have run by now
+# plan and drift probe the servers: host1's postgres still presents the old leaf.
+run stale-plan "$ROTOR" plan --env poc --detailed-exitcode
+ok "5 ... plan sees host1's service on the old certificate: a reload, exit 2" sh -c '[ "$(cat "$1.rc")" = 2 ] && grep -q "~ host1 (127.0.15.1): the service presents .*, its files hold .*: it needs a reload" "$1.out"' _ "$T/stale-plan"
+"$ROTOR" drift --env poc --json > "$T/stale-drift.out" 2> "$T/stale-drift.err"; echo $? > "$T/stale-drift.rc"
+ok "5 ... drift --json: exit 2, host1 in stale_services, valid against schemas/plan.json" /usr/bin/python3 -c '
+import json, sys, jsonschema
+if open(sys.argv[1] + ".rc").read().strip() != "2": sys.exit("exit status " + open(sys.argv[1] + ".rc").read())
+d = json.load(open(sys.argv[1] + ".out"))
+jsonschema.validate(d, json.load(open(sys.argv[2] + "/schemas/plan.json")))
+assert d["probed"] and [x["host"] for x in d["stale_services"]] == ["host1"] and d["stale_services_count"] == 1, d["stale_services"]
+assert d["stale_services"][0]["presents"] != d["stale_services"][0]["files_hold"]
+' "$T/stale-drift" "$ROTOR_SRCDIR"
+run stale-noprobe "$ROTOR" plan --env poc --no-probe
+ok "5 ... plan --no-probe does not ask, and says so" sh -c '! grep -q "needs a reload" "$1.out" && grep -q "services not probed (--no-probe)" "$1.out"' _ "$T/stale-noprobe"
 run resumed "$ROTOR" apply --env poc --yes
 ok "5 rerun: exit 0" rc_is resumed 0
 ok "5 ... takes over the dead run's lock and says so" out_has resumed "rotor: removed the lock of $(id -un)@$(hostname) \(pid $dead\)"
