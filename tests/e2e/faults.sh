@@ -370,7 +370,10 @@ ok "5 apply killed after host1's server certificate changed" sh -c '[ "$(cat "$1
 ok "5 ... it had done clients -> servers (host4) before" sh -c 'grep -q "✓ host4 .*2 files written" "$1"' _ "$T/killed.out"
 ok "5 ... its lock is left behind" has_lock
 ok "5 ... no file half written: every managed file parses and every key matches" sound
-sleep 4   # had host1's reload survived its session, it would have run by now
+# Had host1's reload survived its session, it would have run once its shell
+# ended (the [r] keeps this pattern from matching the command line of pgrep's caller).
+reload_ended() { ! pgrep -f 'echo [r]eloading' >/dev/null; }
+wait_for 30 reload_ended
 run resumed "$ROTOR" apply --env poc --yes
 ok "5 rerun: exit 0" rc_is resumed 0
 ok "5 ... takes over the dead run's lock and says so" out_has resumed "rotor: removed the lock of $(id -un)@$(hostname) \(pid $dead\)"
