@@ -2,7 +2,7 @@
 #
 #   make          release build: build/rotor
 #   make deps     install missing Debian packages (needs root or sudo)
-#   make check    deps + sanitizer build + every test; ends "N passed, N failed"
+#   make check    deps + sanitizer build + every test; ends "N passed, N failed, N skipped"
 #   make demo     deps + build + a real rotation on a throwaway repository
 #   make bench    deps + benchmarks (tests/bench/)
 

@@ -84,7 +84,7 @@ for h in host4 host5; do
 	"$F" exec --dir "$FD" $h runuser -u rotorfleet -- "$C/churn-bin" -f "$C/stop" -i 20 \
 		-c /home/rotorfleet/.postgresql $B.1:5432:$B.1 $B.2:5432:$B.2 $B.3:5432:$B.3 > "$C/$h.out" 2>&1 &
 done
-sleep 2
+sleep 2   # not a wait: churn runs for a while before the rotation
 
 say "rotate to generation 2: trust both"
 run "$ROTOR" rotate start --env poc
@@ -98,7 +98,7 @@ for phase in servers clients stable; do
 	run "$ROTOR" plan --env poc
 	run "$ROTOR" apply --env poc --yes
 done
-sleep 2
+sleep 2   # not a wait: churn runs for a while after it
 touch "$C/stop"
 wait 2>/dev/null || true
 

@@ -94,7 +94,7 @@ ok "unrelated CA: one line per failure, with time and reason" sh -c '
 cp "$T/root.good" "$CL/root.crt"
 "$CHURN" -d 3 -c "$CL" $TARGETS >"$T/churn.out" 2>&1 &
 pid=$!
-sleep 1.5
+sleep 1.5   # not a wait: half of the 3 s run on the good root.crt, so some attempts succeed
 cp "$T/root.bad" "$CL/root.crt.tmp" && mv -f "$CL/root.crt.tmp" "$CL/root.crt"
 wait "$pid"
 set -- $(counts)
@@ -106,7 +106,7 @@ cp "$T/root.good" "$CL/root.crt"
 rm -f "$T/stop"
 "$CHURN" -f "$T/stop" -i 20 -c "$CL" -c "$CL/" $TARGETS >"$T/churn.out" 2>&1 &
 pid=$!
-sleep 1
+sleep 1   # not a wait: the run connects for a while before the stop file appears
 touch "$T/stop"
 n=0
 while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 100 ]; do n=$((n + 1)); sleep 0.1; done

@@ -370,7 +370,10 @@ ok "5 apply killed after host1's server certificate changed" sh -c '[ "$(cat "$1
 ok "5 ... it had done clients -> servers (host4) before" sh -c 'grep -q "✓ host4 .*2 files written" "$1"' _ "$T/killed.out"
 ok "5 ... its lock is left behind" has_lock
 ok "5 ... no file half written: every managed file parses and every key matches" sound
-sleep 4   # had host1's reload survived its session, it would have run by now
+# Had host1's reload survived its session, it would have run once its shell
+# ended (the [r] keeps this pattern from matching the command line of pgrep's caller).
+reload_ended() { ! pgrep -f 'echo [r]eloading' >/dev/null; }
+wait_for 30 reload_ended
 # plan and drift probe the servers: host1's postgres still presents the old leaf.
 run stale-plan "$ROTOR" plan --env poc --detailed-exitcode
 ok "5 ... plan sees host1's service on the old certificate: a reload, exit 2" sh -c '[ "$(cat "$1.rc")" = 2 ] && grep -q "~ host1 (127.0.15.1): the service presents .*, its files hold .*: it needs a reload" "$1.out"' _ "$T/stale-plan"

@@ -107,8 +107,12 @@ ok "the login user installs a new certificate and key" sh -c "
 	xssh 'cd /srv/postgres/certs && sudo -n chown postgres:postgres .new.crt .new.key &&
 		sudo -n mv -f -- .new.crt server.crt && sudo -n mv -f -- .new.key server.key'"
 ok "reload through sudo as the login user" xssh $B.2 "$PG_RELOAD"
+presents() { # ADDR SUBJECT -- postgres there presents a certificate with that subject
+	openssl s_client -starttls postgres -connect "$1:5432" </dev/null 2>/dev/null | grep -q "subject=.*$2"
+}
+wait_for 10 presents $B.2 'fleet reload check'   # the reload is a signal to postgres
 expect_out "postgres on host2 now presents the new certificate" 'subject=.*fleet reload check' \
-	sh -c "sleep 0.5; openssl s_client -starttls postgres -connect $B.2:5432 </dev/null"
+	sh -c "openssl s_client -starttls postgres -connect $B.2:5432 </dev/null"
 expect_out "host1 still presents the old one" 'subject=.*rotor fleet bootstrap' \
 	sh -c "openssl s_client -starttls postgres -connect $B.1:5432 </dev/null"
 
@@ -128,7 +132,7 @@ PG_PIDS=$(for i in 1 2 3; do head -n 1 "$D/hosts/host$i/pgdata-upper/postmaster.
 SSHD_PIDS=$(cat "$D"/hosts/host*/sshd.pid 2>/dev/null | tr "\n" " ")
 ok "recorded the postgres and sshd pids" test -n "$PG_PIDS" -a -n "$SSHD_PIDS"
 xssh $B.1 'sleep 300' >/dev/null 2>&1 &
-sleep 0.5
+wait_for 10 pgrep -u rotorfleet -f 'sleep 300'   # a live session for down to end
 ok "down" "$F" down --dir "$D"
 ok "no process of the fleet is left (sshd, sessions, postgres, namespaces)" no_leftovers
 ok "no sshd pid from before is alive" sh -c "for p in $SSHD_PIDS; do test -r /proc/\$p/stat && ! grep -q ') Z ' /proc/\$p/stat && exit 1; done; exit 0"

@@ -5,6 +5,8 @@
 #   ok "name" test -f file         # runs the command; "ok N - name" or "not ok N - name"
 #   expect_out "name" 'regex' cmd  # command output (stdout+stderr) must match the ERE
 #   done_testing
+#   wait_for 30 cmd...             # poll cmd every 0.2 s until it succeeds; at the deadline a
+#                                  # "# wait_for: ..." line, the command's last output, status 1
 #
 # $ROTOR is the binary under test (tests/run.sh exports the sanitizer
 # build); $T is a fresh temporary directory removed at exit, with HOME
@@ -73,6 +75,23 @@ expect_out() { # name regex cmd...  (output must match regex; exit status ignore
 		sed 's/^/# /' "$T/.out" | head -n 30
 		_failed=$((_failed + 1))
 	fi
+}
+
+# A condition, not a fixed time: run the command every 0.2 s until it
+# succeeds or SECONDS have passed since the first try (then say which
+# command never succeeded, with its last output, and return 1).  Its
+# output goes to $T/.wait, so it may run inside ok.
+wait_for() { # seconds cmd...
+	_wf_s=$1; shift
+	_wf_end=$(($(date +%s%N) / 1000000 + _wf_s * 1000))
+	until "$@" >"$T/.wait" 2>&1; do
+		if [ $(($(date +%s%N) / 1000000)) -ge "$_wf_end" ]; then
+			echo "# wait_for: still false after $_wf_s s: $*"
+			tail -n 10 "$T/.wait" | sed 's/^/#   /'
+			return 1
+		fi
+		sleep 0.2
+	done
 }
 
 done_testing() {

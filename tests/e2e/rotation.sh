@@ -44,6 +44,7 @@ ok "status branch records the apply" sh -c 'git log --format=%s rotor/status/poc
 ok "lock released" sh -c '! git rev-parse -q --verify refs/rotor/lock/poc'
 
 # ---- connection churn from both client hosts, all the time from here ----
+CHURN_PIDS=
 churn() { # host
 	"$F" exec --dir "$FD" "$1" runuser -u rotorfleet -- sh -c '
 		c=$1 me=$2 base=$3
@@ -56,10 +57,18 @@ churn() { # host
 				fi
 			done
 		done' _ "$C" "$1" "$B" &
+	CHURN_PIDS="$CHURN_PIDS $!"
+}
+connected() { # host... -- each has made a connection
+	for _h; do [ -s "$C/$_h.ok" ] || return 1; done
+}
+# Each loop reads the stop file after its round of three connections.
+churn_stopped() {
+	for _p in $CHURN_PIDS; do ! kill -0 "$_p" 2>/dev/null || return 1; done
 }
 churn host4
 churn host5
-sleep 2
+wait_for 30 connected host4 host5
 ok "churn connects from both client hosts" sh -c '[ -s "$1/host4.ok" ] && [ -s "$1/host5.ok" ] && [ ! -e "$1/host4.fail" ] && [ ! -e "$1/host5.fail" ]' _ "$C"
 
 # ---- the rotation ----
@@ -89,9 +98,9 @@ assert all("PRIVATE" not in c["to"] for s in p["steps"] for c in s["changes"])
 ' "$T/plan-rest.json" "$T/drift.json" "$ROTOR_SRCDIR/schemas/plan.json"
 ok "plan walks servers, clients, stable(target)" sh -c 'grep -q "step 1: trust -> servers" "$1" && grep -q "step 2: servers -> clients" "$1" && grep -q "step 3: clients -> stable(target)" "$1"' _ "$T/plan-rest.txt"
 ok "apply the rest of the rotation" "$ROTOR" apply --env poc --yes
-sleep 2
+sleep 2   # not a wait: churn goes on for a while after the rotation
 touch "$C/stop"
-sleep 2
+wait_for 30 churn_stopped
 ok "in sync at generation 2" "$ROTOR" plan --env poc --detailed-exitcode
 n_ok=$(cat "$C"/host*.ok 2>/dev/null | wc -l)
 n_fail=$(cat "$C"/host*.fail 2>/dev/null | grep -c '^[0-9]')
@@ -116,8 +125,9 @@ ok "bundles hold generation 2 only" sh -c '[ "$(grep -c BEGIN "$1/hosts/host4/ho
 # ---- proof that the test can fail: skip the trust step by hand ----
 "$ROTOR" rotate start --env poc >/dev/null && git merge -q --ff-only rotor/rotate/poc/gen-0003
 rm -f "$C/stop" "$C"/host*.ok "$C"/host*.fail
+CHURN_PIDS=
 churn host4
-sleep 2
+wait_for 30 connected host4
 # Generation 3's server certificate and key on pg1, without any bundle knowing generation 3.
 g() { git show "HEAD:envs/poc/generations/0003/$1"; }
 { g servers/pg1.crt; g ca/server-ca.crt; } > "$T/pg1.crt"
@@ -125,9 +135,10 @@ g servers/pg1.key | openssl pkey -passin "file:$HOME/.config/rotor/keys/repo.key
 install -o postgres -g postgres -m 0644 "$T/pg1.crt" "$FD/hosts/host1/srv/postgres/certs/server.crt"
 install -o postgres -g postgres -m 0600 "$T/pg1.key" "$FD/hosts/host1/srv/postgres/certs/server.key"
 "$F" exec --dir "$FD" host1 runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /srv/postgres/data -s reload
-sleep 3
+failed_once() { grep -q '^[0-9]' "$C/host4.fail" 2>/dev/null; }
+wait_for 30 failed_once
 touch "$C/stop"
-sleep 2
+wait_for 30 churn_stopped
 n_fail=$(cat "$C"/host*.fail 2>/dev/null | grep -c '^[0-9]')
 echo "# with the trust step skipped: $n_fail failed connections"
 ok "skipping the trust step makes connections fail" [ "$n_fail" -gt 0 ]
