@@ -101,7 +101,9 @@ const struct cmd rotor_commands[] = {
 	  "refused when it would break a pair).  Hosts that hold none of their files\n"
 	  "yet fit any step; with --replace-unknown so do hosts whose files hold only\n"
 	  "certificates of no generation (their clients will break: prefer rotor\n"
-	  "import to adopt a chain that is in use).  --json: schemas/plan.json.\n"
+	  "import to adopt a chain that is in use).  A note names every host whose\n"
+	  "server role says probe: none (nothing verifies it after a reload).\n"
+	  "--json: schemas/plan.json.\n"
 	  "Exit 0 (with --detailed-exitcode: 0 in sync, 2 changes pending), 1 on error,\n"
 	  "unreachable hosts, or an unsafe desired state.\n" },
 	{ "drift", cmd_drift, "the check for cron: drift, unknown and expiring certificates",
@@ -121,13 +123,14 @@ const struct cmd rotor_commands[] = {
 	  "written to a temporary name in its directory, fsynced, given its mode and\n"
 	  "owner, the previous file kept as FILE.rotor-bak, renamed into place; then\n"
 	  "the role's reload runs, then the probe (a server must present the expected\n"
-	  "leaf and accept the expected client leaf).  A failed write, reload or probe\n"
-	  "restores that host's backups and reloads again; the step stops there and\n"
-	  "the run ends (hosts already done are safe by the invariant).  Before each\n"
-	  "next step every host is observed again: that is the gate.  --canary N does\n"
-	  "N hosts of each step one by one first.  A lock left by a dead rotor on this\n"
-	  "machine is taken over; --force-unlock removes any other.  Each run ends with\n"
-	  "a commit on rotor/status/NAME: observed.json and applied.json.\n"
+	  "leaf and accept the expected client leaf; none with probe: none).  A failed\n"
+	  "write, reload or probe restores that host's backups and reloads again; the\n"
+	  "step stops there and the run ends (hosts already done are safe by the\n"
+	  "invariant).  Before each next step every host is observed again: that is the\n"
+	  "gate.  --canary N does N hosts of each step one by one first.  A lock left by\n"
+	  "a dead rotor on this machine is taken over; --force-unlock removes any other.\n"
+	  "Each run ends with a commit on rotor/status/NAME: observed.json and\n"
+	  "applied.json.\n"
 	  "Exit 0 when every host reached the desired state (or was in sync), 1 otherwise.\n" },
 	{ "log", cmd_log, "who applied what, when and why",
 	  "usage: rotor log --env NAME [-n N]\n"
