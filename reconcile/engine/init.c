@@ -91,12 +91,17 @@ static const char hosts_tmpl[] =
 	"#         owner: postgres\n"
 	"#         identity: pg1\n"
 	"#         reload: systemctl reload postgresql\n"
-	"#         probe: {type: postgres, port: 5432}\n"
+	"#         probe: {type: postgres, port: 5432}   # or probe: none (then nothing\n"
+	"#                                               # checks the server after a reload)\n"
 	"#       - role: client\n"
 	"#         layout: libpq\n"
 	"#         user: postgres\n"
 	"#         home: /var/lib/postgresql\n"
 	"#         identity: postgres\n"
+	"#\n"
+	"# Every server role needs a probe or probe: none. Two hosts may share an\n"
+	"# address only with different ssh ports (port:) written on both; a server\n"
+	"# identity belongs to one host, a client identity may be used by many.\n"
 	"hosts: {}\n";
 
 struct created {

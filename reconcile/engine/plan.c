@@ -556,6 +556,16 @@ int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 	int partial = 0;
 
 	memset(p, 0, sizeof(*p));
+	/* Servers nothing checks after a reload: one note per host, whatever else the plan says. */
+	for (i = 0; i < o->hosts->nhosts; i++) {
+		const struct host_spec *hs = &o->hosts->hosts[i];
+
+		for (j = 0; j < hs->nroles && !(hs->roles[j].role == SPEC_ROLE_SERVER && hs->roles[j].probe_none); j++)
+			;
+		if (j < hs->nroles &&
+		    strv_add(&p->notes, &p->nnotes, "%s: server not verified after a reload (probe: none)", hs->name) < 0)
+			return err_nomem(e);
+	}
 	for (i = 0; i < o->nobserved; i++)
 		if (!o->observed[i].reachable &&
 		    strv_add(&p->problems, &p->nproblems, "%s is unreachable (%s): its state cannot be proved",

@@ -89,7 +89,7 @@ struct plan {
 	char **problems;        /* why no plan: unreachable hosts, drift off the line, refusals */
 	size_t nproblems;
 	int refused;            /* the desired state is unsafe to reach (steps hold the broken pairs) */
-	char **notes;           /* hosts treated as empty under replace_unknown */
+	char **notes;           /* servers with probe: none; hosts treated as empty under replace_unknown */
 	size_t nnotes;
 	size_t nchanges;        /* all steps */
 	size_t nhosts_changed;

@@ -200,6 +200,7 @@ int plan_json(struct buf *out, const struct env_run *r, const struct drift_count
 	    json_object_set_new(doc, "stale_services", stale_json(r)) < 0 ||
 	    json_object_set_new(doc, "changes", json_integer((json_int_t)p->nchanges)) < 0 ||
 	    json_object_set_new(doc, "problems", text_array(p->problems, p->nproblems)) < 0 ||
+	    json_object_set_new(doc, "notes", text_array(p->notes, p->nnotes)) < 0 ||
 	    json_object_set_new(doc, "steps", steps) < 0 ||
 	    (dc && (json_object_set_new(doc, "unknown_certificates", json_integer((json_int_t)dc->unknown)) < 0 ||
 		    json_object_set_new(doc, "expiring", json_integer((json_int_t)dc->expiring)) < 0 ||

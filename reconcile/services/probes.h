@@ -1,7 +1,8 @@
 /*
  * probes.h -- the probes: one table entry per kind of live check a
  * server role can name in hosts.yaml (`probe: {type: NAME, port: N}`),
- * an extension point like the layouts (layout.h).
+ * an extension point like the layouts (layout.h).  `probe: none` is not
+ * an entry: it is how a server role says that nothing checks it.
  *
  * An entry names the check and the function that runs it (tls/probe.h),
  * and whether that check can also prove that the server accepts a

@@ -122,8 +122,10 @@ struct host_role {
 	char *identity;        /* the leaf this role uses: server name (default: the
 	                        * host's name) or client user (required) */
 	char *reload;          /* shell command, or NULL */
-	const struct probe_def *probe; /* the probe table's entry, or NULL */
+	const struct probe_def *probe; /* the probe table's entry, or NULL (clients; `probe: none`) */
 	int probe_port;        /* 0 when no probe */
+	int probe_none;        /* a server role that says `probe: none`: nothing checks its
+	                        * service after a reload (every server role has a probe or this) */
 	struct host_file *files; /* explicit files (layout "files") */
 	size_t nfiles;
 };
@@ -151,6 +153,13 @@ struct hosts_spec {
 	size_t nexternal;
 };
 
+/*
+ * Besides the per-key rules: two hosts may share an address (DNS names
+ * compared without case, IP addresses by value: 10.0.0.1 is
+ * ::ffff:10.0.0.1) only when both write `port:` and the ports differ;
+ * a server identity belongs to one host (several roles of that host may
+ * use it); client identities may be shared.
+ */
 int spec_load_hosts(struct hosts_spec **out, const char *path,
 		    const char *data, size_t len, struct diags *d);
 void spec_hosts_free(struct hosts_spec *h);

@@ -14,7 +14,8 @@
  *           dir, home: absolute paths; owner, group, user: user names
  *           identity: the leaf in chain.yaml (clients: required;
  *                     servers: default the host's name)
- *           reload: shell command; probe: {type: postgres | tls, port}
+ *           reload: shell command
+ *           probe: {type: postgres | tls, port} | none   (servers: required)
  *   external: [{name, trusts: server | client, trusts_target: bool}]
  *
  * Which keys a role takes depends on its layout:
@@ -22,13 +23,19 @@
  *   cockroach  dir required; not home, user
  *   libpq      role client; home and identity required; not dir, owner, probe
  *   files:     not dir, home, user
- * and a client role takes no probe.
+ * and a client role takes no probe; a server role needs one, or
+ * `probe: none` to say that nothing checks it after a reload.
  *
  * Checks only C makes (JSON Schema cannot compare items): file modes
- * written in octal, a path written once per host, external names unique.
+ * written in octal, a path written once per host, external names unique,
+ * addresses and server identities unique across hosts (spec.h).
  */
 #include "reconcile/spec/spec_int.h"
 
+#include "common/hex.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +197,7 @@ static void get_file(struct vctx *v, const struct ynode *n, const char *where, s
 	get_mode(v, k[4], w, &f->mode);
 }
 
+/* probe: {type, port}, or the string none (nothing to check). */
 static void get_probe(struct vctx *v, const struct ynode *n, const char *where, struct host_role *r)
 {
 	static const struct vkey keys[] = { { "type", 1 }, { "port", 1 } };
@@ -199,6 +207,16 @@ static void get_probe(struct vctx *v, const struct ynode *n, const char *where, 
 	size_t i;
 	int t;
 
+	if (n->bad)
+		return;
+	if (n->kind == YNODE_SCALAR && n->type == YS_STR && n->len == 4 && memcmp(n->text, "none", 4) == 0) {
+		r->probe_none = 1;
+		return;
+	}
+	if (n->kind != YNODE_MAP) {
+		vtype(v, n, where, "a probe like {type: postgres, port: 5432}, or none");
+		return;
+	}
 	if (vmap(v, n, where, keys, 2, k) < 0)
 		return;
 	for (i = 0; i < probe_count && i < sizeof(types) / sizeof(types[0]); i++)
@@ -232,8 +250,210 @@ static void pathset_add(struct vctx *v, struct pathset *ps, const struct ynode *
 	ps->v[ps->n++] = n;
 }
 
-static void get_role(struct vctx *v, const struct ynode *n, const char *where, const struct ynode *hostkey,
-		     struct host_role *r, struct pathset *ps)
+/*
+ * What must be unique across hosts: one entry per host's address and one
+ * per server role's identity, in file order.
+ */
+struct seen {
+	char *key;              /* the normalised address, or the identity */
+	char *where;            /* the location to report at ("hosts.pg2.address") */
+	const struct ynode *at; /* the node to report at */
+	const char *host;       /* the host's name (owned by the hosts spec) */
+	size_t host_index, order;
+	int port;               /* addresses: the ssh port written, 0 when none */
+	int implied;            /* identities: the host's name, not written */
+};
+
+struct seenset {
+	struct seen *v;
+	size_t n, cap;
+};
+
+static void seen_add(struct vctx *v, struct seenset *ss, const char *key, const char *where,
+		     const struct ynode *at, const char *host, size_t host_index, int port, int implied)
+{
+	struct seen *e;
+
+	if (ss->n == ss->cap) {
+		size_t ncap = ss->cap ? ss->cap * 2 : 16;
+		struct seen *nv = realloc(ss->v, ncap * sizeof(*nv));
+
+		if (!nv) {
+			v->nomem = 1;
+			return;
+		}
+		ss->v = nv;
+		ss->cap = ncap;
+	}
+	e = &ss->v[ss->n];
+	e->key = e->where = NULL;
+	vdup(v, &e->key, key);
+	vdup(v, &e->where, where);
+	if (!e->key || !e->where) {
+		free(e->key);
+		free(e->where);
+		return;
+	}
+	e->at = at;
+	e->host = host;
+	e->host_index = host_index;
+	e->order = ss->n;
+	e->port = port;
+	e->implied = implied;
+	ss->n++;
+}
+
+static void seen_release(struct seenset *ss)
+{
+	size_t i;
+
+	for (i = 0; i < ss->n; i++) {
+		free(ss->v[i].key);
+		free(ss->v[i].where);
+	}
+	free(ss->v);
+}
+
+/* By key, then port, then file order. */
+static int seen_cmp(const void *a, const void *b)
+{
+	const struct seen *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+
+	if (c)
+		return c;
+	if (x->port != y->port)
+		return x->port < y->port ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/*
+ * The form two addresses of one machine share: IP addresses as their 16
+ * bytes (an IPv4 address as IPv4-mapped IPv6), DNS names in lower case.
+ * Different names of one machine cannot be told apart without resolving.
+ */
+#define ADDRESS_KEY_MAX 264
+static void address_key(char out[ADDRESS_KEY_MAX], const char *s)
+{
+	unsigned char a[16] = { 0 };
+	int ip = strchr(s, ':') ? inet_pton(AF_INET6, s, a) == 1 : inet_pton(AF_INET, s, a + 12) == 1;
+	size_t i;
+
+	if (ip) {
+		if (!strchr(s, ':'))
+			a[10] = a[11] = 0xff;
+		memcpy(out, "ip ", 3);
+		hex_colon(out + 3, ADDRESS_KEY_MAX - 3, a, sizeof(a));
+		return;
+	}
+	snprintf(out, ADDRESS_KEY_MAX, "dns %s", s);
+	for (i = 4; out[i]; i++)
+		out[i] = (char)tolower((unsigned char)out[i]);
+}
+
+/* "path:line:column" of a node, for a message that names a second place. */
+static const char *place(char *buf, size_t cap, const struct vctx *v, const struct ynode *n)
+{
+	snprintf(buf, cap, "%s:%d:%d", v->s.path ? v->s.path : "hosts.yaml", n->line, n->column);
+	return buf;
+}
+
+/*
+ * Two hosts may share an address only when both write an ssh port and the
+ * ports differ (an absent port is rotor.yaml's, which may be either).
+ * Each later host is reported once, against the earliest it collides with.
+ */
+static void check_addresses(struct vctx *v, struct seenset *ss)
+{
+	struct seen *s = ss->v;
+	size_t g, e, j, first, zero, head;
+	char q[96], q0[96], at[WHERE_MAX + 40];
+
+	if (ss->n < 2)
+		return;
+	qsort(s, ss->n, sizeof(*s), seen_cmp);
+	for (g = 0; g < ss->n; g = e) {
+		for (e = g + 1; e < ss->n && strcmp(s[e].key, s[g].key) == 0; e++)
+			;
+		first = g;
+		for (j = g + 1; j < e; j++)
+			if (s[j].order < s[first].order)
+				first = j;
+		zero = s[g].port == 0 ? g : NO_REPEAT;
+		for (j = g, head = g; j < e; j++) {
+			size_t other = NO_REPEAT;
+
+			if (s[j].port != s[head].port)
+				head = j;
+			if (s[j].port == 0) {
+				other = j != first ? first : NO_REPEAT;
+			} else {
+				if (zero != NO_REPEAT && s[zero].order < s[j].order)
+					other = zero;
+				if (s[head].order < s[j].order && (other == NO_REPEAT || s[head].order < s[other].order))
+					other = head;
+			}
+			if (other == NO_REPEAT)
+				continue;
+			yquote(q, sizeof(q), s[j].at->text, s[j].at->len, 64);
+			yquote(q0, sizeof(q0), s[other].at->text, s[other].at->len, 64);
+			place(at, sizeof(at), v, s[other].at);
+			if (s[j].port && s[j].port == s[other].port)
+				vreport(v, s[j].at, s[j].where,
+					"address %s with ssh port %d is also host %s's (%s%s%s): give each host its own "
+					"address or ssh port", q, s[j].port, s[other].host, at,
+					strcmp(q, q0) ? ", written " : "", strcmp(q, q0) ? q0 : "");
+			else
+				vreport(v, s[j].at, s[j].where,
+					"address %s is also host %s's (%s%s%s): hosts may share an address only when "
+					"each writes its own ssh \"port:\" and the ports differ", q, s[other].host, at,
+					strcmp(q, q0) ? ", written " : "", strcmp(q, q0) ? q0 : "");
+		}
+	}
+}
+
+/*
+ * A server certificate names one machine: its identity may be used by
+ * several roles of one host, never by two hosts.  (Client identities are
+ * database users; many hosts may share one.)
+ */
+static void check_server_identities(struct vctx *v, struct seenset *ss)
+{
+	struct seen *s = ss->v;
+	size_t g, e, j;
+	char q[96], at[WHERE_MAX + 40];
+
+	if (ss->n < 2)
+		return;
+	qsort(s, ss->n, sizeof(*s), seen_cmp);
+	for (g = 0; g < ss->n; g = e) {
+		for (e = g + 1; e < ss->n && strcmp(s[e].key, s[g].key) == 0; e++)
+			;
+		for (j = g + 1; j < e; j++) {
+			if (s[j].host_index == s[g].host_index)
+				continue;
+			yquote(q, sizeof(q), s[j].key, strlen(s[j].key), 64);
+			place(at, sizeof(at), v, s[g].at);
+			vreport(v, s[j].at, s[j].where,
+				"server identity %s%s is also host %s's (%s%s): a server certificate belongs to one "
+				"host; give each host its own server in chain.yaml (they may share a name in sans)", q,
+				s[j].implied ? " (the host's name, by default)" : "", s[g].host,
+				s[g].implied ? "its name, by default; " : "", at);
+		}
+	}
+}
+
+/* What the roles of one host share while they are read. */
+struct host_ctx {
+	const struct ynode *key;   /* the host's name as written */
+	const char *name;          /* NULL when the name is invalid */
+	size_t index;              /* in the hosts spec */
+	struct pathset paths;      /* every file path of the host */
+	struct seenset *ids;       /* server identities of every host */
+};
+
+static void get_role(struct vctx *v, const struct ynode *n, const char *where, struct host_ctx *hc,
+		     struct host_role *r)
 {
 	static const char *const roles[] = { "server", "client" };
 	const struct ynode *k[R_NKEYS], *it;
@@ -273,11 +493,17 @@ static void get_role(struct vctx *v, const struct ynode *n, const char *where, c
 		required |= 1u << R_IDENTITY;
 		refused |= 1u << R_PROBE;
 	}
+	if (role == SPEC_ROLE_SERVER && !(refused & (1u << R_PROBE)))
+		required |= 1u << R_PROBE;
 	for (i = 0; i < R_NKEYS; i++) {
 		if ((required & (1u << i)) && !k[i]) {
 			if (i == R_IDENTITY && role == SPEC_ROLE_CLIENT)
 				vreport(v, n, where, "missing required key \"identity\" (the client name in chain.yaml "
 						     "that this role uses)");
+			else if (i == R_PROBE)
+				vreport(v, n, where, "missing required key \"probe\": a server role needs a probe "
+						     "(probe: {type: postgres, port: 5432}), or \"probe: none\" to say "
+						     "that nothing checks it after a reload");
 			else
 				vreport(v, n, where, "missing required key \"%s\" (layout %s needs it)",
 					role_keys[i].name, layout ? layout->name : "none");
@@ -305,9 +531,11 @@ static void get_role(struct vctx *v, const struct ynode *n, const char *where, c
 	where_key(w, where, "group");
 	get_user(v, k[R_GROUP], w, &r->group);
 	where_key(w, where, "identity");
-	if (get_leaf(v, k[R_IDENTITY], w, "identity", &r->identity) == 0 && role == SPEC_ROLE_SERVER &&
-	    chk_leaf_name(hostkey->text, hostkey->len))
-		vdup(v, &r->identity, hostkey->text);
+	if (get_leaf(v, k[R_IDENTITY], w, "identity", &r->identity) == 0 && role == SPEC_ROLE_SERVER && hc->name)
+		vdup(v, &r->identity, hc->name);
+	if (role == SPEC_ROLE_SERVER && r->identity && hc->name)
+		seen_add(v, hc->ids, r->identity, k[R_IDENTITY] ? w : where, k[R_IDENTITY] ? k[R_IDENTITY] : n,
+			 hc->name, hc->index, 0, !k[R_IDENTITY]);
 	where_key(w, where, "reload");
 	{
 		const char *s;
@@ -335,18 +563,20 @@ static void get_role(struct vctx *v, const struct ynode *n, const char *where, c
 			where_index(wi, w, j);
 			get_file(v, it, wi, &r->files[r->nfiles++], &pn);
 			if (pn)
-				pathset_add(v, ps, pn);
+				pathset_add(v, &hc->paths, pn);
 		}
 	}
 }
 
-static void get_host(struct vctx *v, const struct ynode *key, struct host_spec *h)
+static void get_host(struct vctx *v, const struct ynode *key, struct host_spec *h, size_t index,
+		     struct seenset *addrs, struct seenset *ids)
 {
 	static const struct vkey keys[] = { { "address", 1 }, { "port", 0 }, { "user", 0 }, { "roles", 1 } };
 	const struct ynode *k[4], *it;
-	struct pathset ps = { NULL, 0, 0 };
+	struct host_ctx hc = { key, NULL, index, { NULL, 0, 0 }, ids };
+	struct pathset *ps = &hc.paths;
 	size_t *first = NULL, i;
-	char where[WHERE_MAX], w[WHERE_MAX], wi[WHERE_MAX], q[96], why[160];
+	char where[WHERE_MAX], w[WHERE_MAX], wi[WHERE_MAX], q[96], why[160], ak[ADDRESS_KEY_MAX];
 	const char *s;
 
 	where_ykey(where, "hosts", key);
@@ -355,6 +585,7 @@ static void get_host(struct vctx *v, const struct ynode *key, struct host_spec *
 		vreport(v, key, "hosts", "invalid host name %s (" LEAF_NAME_RULE ")", q);
 	} else {
 		vdup(v, &h->name, key->text);
+		hc.name = h->name;
 	}
 	if (vmap(v, key->value, where, keys, 4, k) < 0)
 		return;
@@ -369,6 +600,11 @@ static void get_host(struct vctx *v, const struct ynode *key, struct host_spec *
 	}
 	where_key(w, where, "port");
 	vint(v, k[1], w, 1, 65535, &h->port);
+	if (h->address && hc.name) {
+		address_key(ak, h->address);
+		where_key(w, where, "address");
+		seen_add(v, addrs, ak, w, k[0], hc.name, index, h->port, 0);
+	}
 	where_key(w, where, "user");
 	get_user(v, k[2], w, &h->user);
 	where_key(w, where, "roles");
@@ -384,23 +620,23 @@ static void get_host(struct vctx *v, const struct ynode *key, struct host_spec *
 	}
 	for (it = k[3]->first, i = 0; it; it = it->next, i++) {
 		where_index(wi, w, i);
-		get_role(v, it, wi, key, &h->roles[h->nroles++], &ps);
+		get_role(v, it, wi, &hc, &h->roles[h->nroles++]);
 	}
 	/* A path written by two roles (or twice by one) would flap. */
-	if (ps.n > 1 && (first = malloc(ps.n * sizeof(*first))) &&
-	    find_repeats(v, (const struct ynode *const *)ps.v, ps.n, first) == 0) {
-		for (i = 0; i < ps.n; i++) {
+	if (ps->n > 1 && (first = malloc(ps->n * sizeof(*first))) &&
+	    find_repeats(v, (const struct ynode *const *)ps->v, ps->n, first) == 0) {
+		for (i = 0; i < ps->n; i++) {
 			if (first[i] == NO_REPEAT)
 				continue;
-			yquote(q, sizeof(q), ps.v[i]->text, ps.v[i]->len, 64);
-			vreport(v, ps.v[i], where, "file %s is listed twice (first at line %d)", q,
-				ps.v[first[i]]->line);
+			yquote(q, sizeof(q), ps->v[i]->text, ps->v[i]->len, 64);
+			vreport(v, ps->v[i], where, "file %s is listed twice (first at line %d)", q,
+				ps->v[first[i]]->line);
 		}
-	} else if (ps.n > 1 && !first) {
+	} else if (ps->n > 1 && !first) {
 		v->nomem = 1;
 	}
 	free(first);
-	free(ps.v);
+	free(ps->v);
 }
 
 static void get_external(struct vctx *v, const struct ynode *n, struct hosts_spec *hs)
@@ -456,6 +692,7 @@ static void *hosts_decode(struct vctx *v, const struct ynode *root)
 	static const struct vkey top[] = { { "hosts", 1 }, { "external", 0 } };
 	const struct ynode *t[2], *key;
 	struct hosts_spec *hs = calloc(1, sizeof(*hs));
+	struct seenset addrs = { NULL, 0, 0 }, ids = { NULL, 0, 0 };
 
 	if (!hs) {
 		v->nomem = 1;
@@ -470,9 +707,16 @@ static void *hosts_decode(struct vctx *v, const struct ynode *root)
 			v->nomem = 1;
 			return hs;
 		}
-		for (key = t[0]->first; key; key = key->next)
-			if (!key->bad)
-				get_host(v, key, &hs->hosts[hs->nhosts++]);
+		for (key = t[0]->first; key; key = key->next) {
+			if (key->bad)
+				continue;
+			get_host(v, key, &hs->hosts[hs->nhosts], hs->nhosts, &addrs, &ids);
+			hs->nhosts++;
+		}
+		check_addresses(v, &addrs);
+		check_server_identities(v, &ids);
+		seen_release(&addrs);
+		seen_release(&ids);
 	}
 	get_external(v, t[1], hs);
 	return hs;

@@ -9,7 +9,7 @@
 #                                 # rotorfleet; $KEY and $KH: the fleet's ssh key and known_hosts
 #   bench_repo PARALLEL ENV...    # cd to a new state repository $R with those envs, reaching the fleet
 #   bench_chain_yaml N BASE       # chain.yaml: servers host1-N with SANs BASE.1-N, client app
-#   bench_hosts_yaml N BASE DIR   # hosts.yaml: hosts 1-N, a postgres-layout server role in DIR
+#   bench_hosts_yaml N BASE DIR   # hosts.yaml: hosts 1-N, a postgres-layout server role in DIR (probe: none)
 #   ssh_floor N [ssh option...]   # seconds: OpenSSH, one session per host (xargs -P $P), sha256sum of
 #                                 # $files; the script's floor_ok N OUT checks the output
 #   $files                        # the three files every host serves
@@ -94,7 +94,7 @@ bench_hosts_yaml() { # n base dir
 	printf 'hosts:\n'
 	_i=1; while [ $_i -le "$1" ]; do
 		printf '  host%d:\n    address: %s.%d\n    roles:\n' $_i "$2" $_i
-		printf '      - {role: server, layout: postgres, dir: %s, identity: host%d}\n' "$3" $_i
+		printf '      - {role: server, layout: postgres, dir: %s, identity: host%d, probe: none}\n' "$3" $_i
 		_i=$((_i + 1))
 	done
 }

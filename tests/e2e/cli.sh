@@ -148,4 +148,27 @@ ok "no generation 2 branch was made" sh -c '! git rev-parse -q --verify refs/hea
 expect_out "validate names every problem" 'envs/poc/chain.yaml:.*unknown key "bogus"' "$ROTOR" validate --env poc
 expect_out "validate --ref main is clean" 'envs/poc: valid' "$ROTOR" validate --env poc --ref main
 
+# ---- hosts.yaml: a probe or probe: none; one address, one server identity per host ----
+cat > envs/test/hosts.yaml <<'YAML'
+hosts:
+  pg1:
+    address: 10.0.0.11
+    roles:
+      - {role: server, layout: postgres, dir: /srv/pg/certs}
+  pg2:
+    address: 10.0.0.11
+    roles:
+      - {role: server, layout: postgres, dir: /srv/pg/certs, identity: pg1, probe: none}
+YAML
+expect_out "validate: a server role without a probe" \
+	'^envs/test/hosts.yaml:5:9: hosts.pg1.roles\[0\]: missing required key "probe": a server role needs a probe .*, or "probe: none"' \
+	"$ROTOR" validate --worktree --env test
+expect_out "validate: a shared address names both hosts with file:line:column" \
+	'^envs/test/hosts.yaml:7:14: hosts.pg2.address: address "10.0.0.11" is also host pg1.s \(envs/test/hosts.yaml:3:14\)' \
+	"$ROTOR" validate --worktree --env test
+expect_out "validate: one server identity on two hosts, both named" \
+	'^envs/test/hosts.yaml:9:72: hosts.pg2.roles\[0\].identity: server identity "pg1" is also host pg1.s \(its name, by default; envs/test/hosts.yaml:5:9\)' \
+	"$ROTOR" validate --worktree --env test
+git checkout -q -- envs/test/hosts.yaml
+
 done_testing

@@ -57,7 +57,7 @@ YAML
 {
 	echo "hosts:"
 	for i in 1 2 3; do
-		printf '  host%d:\n    address: 127.0.10.%d\n    roles:\n      - {role: server, layout: postgres, dir: /srv/certs, identity: pg%d}\n' $i $i $i
+		printf '  host%d:\n    address: 127.0.10.%d\n    roles:\n      - {role: server, layout: postgres, dir: /srv/certs, identity: pg%d, probe: none}\n' $i $i $i
 	done
 	printf '  host4:\n    address: 127.0.10.4\n    roles:\n      - {role: client, layout: libpq, user: rotorfleet, home: /home/rotorfleet, identity: app}\n'
 } > envs/poc/hosts.yaml

@@ -21,7 +21,7 @@ KEY="$HOME/.config/rotor/keys/repo.key"
 	printf 'hosts:\n'
 	i=1; while [ $i -le $N ]; do
 		printf '  host%d:\n    address: 127.0.9.%d\n    roles:\n' $i $i
-		printf '      - {role: server, layout: postgres, dir: /srv/certs, identity: host%d}\n' $i
+		printf '      - {role: server, layout: postgres, dir: /srv/certs, identity: host%d, probe: none}\n' $i
 		i=$((i + 1))
 	done
 } > envs/poc/hosts.yaml
@@ -103,5 +103,8 @@ check "host keys reported for reachable hosts" 'all(x["host_key"].startswith("SH
 check "no key material in the output" 'all("PRIVATE" not in json.dumps(x) for x in d["hosts"])'
 ok "the table names the problems" sh -c '"$1" observe --env poc > "$2" 2>/dev/null; grep -q "host3 (127.0.9.3)  live state fits: none" "$2" && grep -q "key mismatch" "$2" && grep -q "MISSING" "$2" && grep -q "UNREACHABLE" "$2" && grep -q "unknown: subject CN=someone else" "$2"' _ "$ROTOR" "$T/table.txt"
 ok "observing wrote nothing on the hosts" sh -c '[ -z "$(find "$1"/hosts/host*/srv -newer "$2" -type f)" ]' _ "$FD" "$T/obs.json"
+# No PostgreSQL on these hosts: every server says probe: none, and plan says what that leaves unproved.
+"$ROTOR" plan --env poc > "$T/plan.txt" 2>&1
+ok "plan notes each server with probe: none, once per host" sh -c '[ "$(grep -c "^  note: host[0-9]*: server not verified after a reload (probe: none)$" "$1")" -eq 10 ] && grep -q "^  note: host10: server not verified" "$1"' _ "$T/plan.txt"
 
 done_testing

@@ -93,6 +93,7 @@ p = json.load(open(sys.argv[1])); jsonschema.validate(p, schema)
 d = json.load(open(sys.argv[2])); jsonschema.validate(d, schema)
 assert [s["to"] for s in p["steps"]] == ["servers", "clients", "stable(target)"], p["steps"]
 assert p["live"] == "trust" and not p["refused"] and p["changes"] > 0
+assert p["notes"] == [], p["notes"]
 assert "unknown_certificates" in d and d["unknown_certificates"] == 0
 assert all("PRIVATE" not in c["to"] for s in p["steps"] for c in s["changes"])
 ' "$T/plan-rest.json" "$T/drift.json" "$ROTOR_SRCDIR/schemas/plan.json"

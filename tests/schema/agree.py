@@ -49,6 +49,14 @@ C_ONLY = {
     "fixtures/bad/hosts/mode-decimal.yaml": "file modes written in octal",
     "fixtures/bad/hosts/file-path-repeated.yaml": "a file path once per host",
     "fixtures/bad/hosts/external-duplicate.yaml": "external peer names unique",
+    "fixtures/bad/hosts/address-duplicate.yaml": "addresses unique across hosts",
+    "fixtures/bad/hosts/address-duplicate-ipv6.yaml": "addresses unique across hosts",
+    "fixtures/bad/hosts/address-duplicate-mapped.yaml": "addresses unique across hosts",
+    "fixtures/bad/hosts/address-duplicate-case.yaml": "addresses unique across hosts",
+    "fixtures/bad/hosts/address-duplicate-port.yaml": "addresses unique across hosts",
+    "fixtures/bad/hosts/address-duplicate-one-port.yaml": "addresses unique across hosts",
+    "fixtures/bad/hosts/identity-duplicate-server.yaml": "a server identity on one host",
+    "fixtures/bad/hosts/identity-duplicate-default.yaml": "a server identity on one host",
     "fixtures/bad/manifest/duplicate-cert.yaml": "each cert path once",
 }
 

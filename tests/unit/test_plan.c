@@ -50,12 +50,12 @@ static const char hosts_yaml[] =
 	"  pg1:\n"
 	"    address: pg1.example.net\n"
 	"    roles:\n"
-	"      - {role: server, layout: postgres, dir: /srv/pg1/certs, owner: postgres}\n"
+	"      - {role: server, layout: postgres, dir: /srv/pg1/certs, owner: postgres, probe: {type: postgres, port: 5432}}\n"
 	"      - {role: client, layout: libpq, user: postgres, home: /var/lib/postgresql, identity: replicator}\n"
 	"  pg2:\n"
 	"    address: pg2.example.net\n"
 	"    roles:\n"
-	"      - {role: server, layout: postgres, dir: /srv/pg2/certs}\n"
+	"      - {role: server, layout: postgres, dir: /srv/pg2/certs, probe: {type: tls, port: 6432}}\n"
 	"  app1:\n"
 	"    address: app1.example.net\n"
 	"    roles:\n"
@@ -343,7 +343,8 @@ struct tcase {
 	const char *rotation;   /* rotation.yaml */
 	const char *hosts;      /* one state code per host: pg1 pg2 app1 */
 	const char *opts;       /* "no_path", "replace_unknown", "ext=N" (externals[N] appended to
-	                         * hosts.yaml), "line=A>B" (the line the step codes are on; 1>2 by default) */
+	                         * hosts.yaml), "line=A>B" (the line the step codes are on; 1>2 by default),
+	                         * "badsan" (pg2's address outside its SANs), "noprobe" (pg2: probe: none) */
 	/* expectations */
 	const char *where;      /* "live=T partial=0 desired=V line=1>2", or "unknown" (live_known 0) */
 	const char *path;       /* the steps, "T>V V>C" */
@@ -423,7 +424,7 @@ static void run_case(void **state)
 	struct plan p;
 	struct plan_opts o;
 	struct err e = ERR_INIT;
-	int la = 1, lb = 2, ext = 0, no_path = 0, replace_unknown = 0, badsan = 0;
+	int la = 1, lb = 2, ext = 0, no_path = 0, replace_unknown = 0, badsan = 0, noprobe = 0;
 	size_t i, j, nchanges = 0;
 	const char *opt;
 
@@ -434,6 +435,8 @@ static void run_case(void **state)
 			replace_unknown = 1;
 		else if (strncmp(opt, "badsan", 6) == 0)
 			badsan = 1;
+		else if (strncmp(opt, "noprobe", 7) == 0)
+			noprobe = 1;
 		else if (sscanf(opt, "ext=%d", &ext) != 1 && sscanf(opt, "line=%d>%d", &la, &lb) != 2)
 			fail_msg("bad option in \"%s\"", t->opts);
 	}
@@ -445,6 +448,14 @@ static void run_case(void **state)
 
 		assert_non_null(at);
 		memcpy(at, "pg2.elsewhere.", 14);   /* same length: "pg2.elsewhere.t" */
+	}
+	if (noprobe) {
+		const char *probe = "probe: {type: tls, port: 6432}";
+		char *at = strstr(text.ptr, probe);
+
+		assert_non_null(at);
+		memcpy(at, "probe: none", 11);      /* and spaces up to the "}" of the role */
+		memset(at + 11, ' ', strlen(probe) - 11);
 	}
 	assert_int_equal(spec_load_hosts(&hs, "hosts.yaml", text.ptr, text.len, &d), 0);
 	assert_int_equal(spec_load_rotation(&rot, "rotation.yaml", t->rotation, strlen(t->rotation), &d), 0);
@@ -688,6 +699,12 @@ static const struct tcase cases[] = {
 	    "change 0 pg1 /srv/pg1/certs/server.crt ~ unknown ", "-> g1 server pg1 + chain",
 	    "change 0 pg1 /srv/pg1/certs/server.key ~ a key that does not match the desired leaf -> key of g1 server pg1",
 	    "!change 0 pg2" } },
+	{ "probe: none: a note that pg2 is not verified", STABLE(1), "AAA", "noprobe",
+	  "live=A partial=0 desired=A line=1>0", "", "", 0, 0,
+	  { "note: pg2: server not verified after a reload (probe: none)", "!note: pg1", "!note: app1" } },
+	{ "probe: none: the note also when a host is unreachable", STABLE(1), "AXA", "noprobe",
+	  "unknown", "", "", 0, 0, { "note: pg2: server not verified after a reload (probe: none)",
+				    "problem: pg2 is unreachable" } },
 	{ "unknown: replace_unknown during a rotation", ROT(1, 2, "trust"), "UTT", "replace_unknown",
 	  "live=T partial=0 desired=T " L12, "T>T", "6", "0", "0", { "note: pg1 holds only certificates of no generation" } },
 	{ "unknown: replace_unknown, every host foreign", STABLE(1), "UUU", "replace_unknown",

@@ -187,9 +187,10 @@ static void test_every_layout_validates_and_expands(void **state)
 		if (!l->by_name)
 			continue;
 		snprintf(yaml, sizeof(yaml), "hosts:\n  h1:\n    address: 127.0.0.1\n    roles:\n"
-			 "      - {role: %s, layout: %s, %s identity: x1}\n",
+			 "      - {role: %s, layout: %s, %s%s identity: x1}\n",
 			 server ? "server" : "client", l->name,
-			 l->base == LAYOUT_BASE_DIR ? "dir: /srv/certs," : "home: /home/u, user: u,");
+			 l->base == LAYOUT_BASE_DIR ? "dir: /srv/certs," : "home: /home/u, user: u,",
+			 server ? " probe: none," : "");
 		if (spec_load_hosts(&h, "hosts.yaml", yaml, strlen(yaml), &d) != 0) {
 			struct buf b = BUF_INIT;
 

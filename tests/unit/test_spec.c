@@ -514,6 +514,7 @@ static void test_good_basic(void **state)
 	assert_string_equal(h->hosts[0].roles[0].reload, "systemctl reload postgresql");
 	assert_string_equal(h->hosts[0].roles[0].probe->name, "postgres");
 	assert_int_equal(h->hosts[0].roles[0].probe_port, 5432);
+	assert_false(h->hosts[0].roles[0].probe_none);
 	assert_int_equal(h->hosts[0].roles[1].role, SPEC_ROLE_CLIENT);
 	assert_string_equal(h->hosts[0].roles[1].layout->name, "libpq");
 	assert_string_equal(h->hosts[0].roles[1].user, "postgres");
@@ -680,6 +681,20 @@ static void test_good_edge(void **state)
 	assert_string_equal(h->hosts[0].roles[0].reload, "pg_ctlcluster 15 main reload && logger rotor reloaded");
 	assert_int_equal(h->hosts[0].roles[0].files[0].mode, 0600);
 	assert_int_equal(h->hosts[0].port, 22);
+	/* probe: none, plain or quoted; two server roles of one host share its leaf. */
+	assert_int_equal(h->hosts[0].nroles, 2);
+	assert_true(h->hosts[0].roles[0].probe_none);
+	assert_null(h->hosts[0].roles[0].probe);
+	assert_int_equal(h->hosts[0].roles[0].probe_port, 0);
+	assert_true(h->hosts[0].roles[1].probe_none);
+	assert_string_equal(h->hosts[0].roles[1].identity, "pg-1.a");
+	/* One address (any casing) with two ssh ports; one client identity on both. */
+	assert_int_equal(h->nhosts, 3);
+	assert_string_equal(h->hosts[1].address, "APP.example.net");
+	assert_int_equal(h->hosts[1].port, 2201);
+	assert_int_equal(h->hosts[2].port, 2202);
+	assert_string_equal(h->hosts[2].roles[0].identity, h->hosts[1].roles[0].identity);
+	assert_false(h->hosts[1].roles[0].probe_none);
 	spec_config_free(c);
 	spec_chain_free(ch);
 	spec_hosts_free(h);
@@ -1204,6 +1219,78 @@ static void test_every_problem(void **state)
 	diags_release(&d);
 }
 
+/* Every line of a hosts.yaml's diagnostics, "path:line:column: message", joined by newlines. */
+static void hosts_problems(struct buf *out, const char *text)
+{
+	struct diags d = { NULL, 0, 0 };
+	size_t i;
+
+	buf_truncate(out, 0);
+	if (spec_load_hosts(NULL, "h.yaml", text, strlen(text), &d) == 0)
+		assert_int_equal(d.n, 0);
+	for (i = 0; i < d.n; i++)
+		buf_printf(out, "%s:%d:%d: %s\n", d.v[i].path, d.v[i].line, d.v[i].column, d.v[i].msg);
+	diags_release(&d);
+	assert_false(out->err);
+}
+
+/*
+ * Addresses and server identities across hosts: every later host that
+ * collides is reported once, at its own node, naming the earliest host it
+ * collides with and where that one is.
+ */
+static void test_host_duplicates(void **state)
+{
+	static const char three[] =
+		"hosts:\n"
+		"  a: {address: 10.0.0.1, roles: [{role: client, layout: libpq, user: u, home: /h, identity: app}]}\n"
+		"  b: {address: 10.0.0.1, port: 2202, roles: [{role: client, layout: libpq, user: u, home: /h, identity: app}]}\n"
+		"  c: {address: 10.0.0.2, port: 2203, roles: [{role: client, layout: libpq, user: u, home: /h, identity: app}]}\n"
+		"  d: {address: 10.0.0.2, port: 2203, roles: [{role: client, layout: libpq, user: u, home: /h, identity: app}]}\n";
+	static const char three_want[] =
+		"h.yaml:3:16: hosts.b.address: address \"10.0.0.1\" is also host a's (h.yaml:2:16): hosts may share an "
+		"address only when each writes its own ssh \"port:\" and the ports differ\n"
+		"h.yaml:5:16: hosts.d.address: address \"10.0.0.2\" with ssh port 2203 is also host c's (h.yaml:4:16): "
+		"give each host its own address or ssh port\n";
+	static const char ids[] =
+		"hosts:\n"
+		"  a: {address: a.example, roles: [{role: server, files: [{path: /x, content: key}], probe: none},\n"
+		"                                  {role: server, files: [{path: /y, content: key}], probe: none}]}\n"
+		"  b: {address: b.example, roles: [{role: server, identity: a, files: [{path: /x, content: key}], probe: none},\n"
+		"                                  {role: server, identity: a, files: [{path: /y, content: key}], probe: none}]}\n"
+		"  c: {address: c.example, roles: [{role: client, identity: a, files: [{path: /x, content: key}]}]}\n";
+	struct buf out = BUF_INIT, y = BUF_INIT;
+	size_t i;
+
+	(void)state;
+	hosts_problems(&out, three);
+	assert_string_equal(buf_cstr(&out), three_want);
+	/* Both of b's roles are refused (a's two roles share one leaf, on one host); a client named a is another leaf. */
+	hosts_problems(&out, ids);
+	assert_non_null(strstr(buf_cstr(&out), "h.yaml:4:60: hosts.b.roles[0].identity: server identity \"a\" is also "
+						 "host a's (its name, by default; h.yaml:2:35)"));
+	assert_non_null(strstr(buf_cstr(&out), "h.yaml:5:60: hosts.b.roles[1].identity: server identity \"a\""));
+	assert_null(strstr(buf_cstr(&out), "hosts.c"));
+	assert_null(strstr(buf_cstr(&out), "hosts.a"));
+
+	/* 2000 hosts on one address, each with its own port, and a client identity they share: valid. */
+	buf_printf(&y, "hosts:\n");
+	for (i = 0; i < 2000; i++)
+		buf_printf(&y, "  h%zu: {address: \"FD00::1\", port: %zu, roles: [{role: client, layout: libpq, user: u, "
+			   "home: /h, identity: app}]}\n", i, 1000 + i);
+	hosts_problems(&out, buf_cstr(&y));
+	assert_string_equal(buf_cstr(&out), "");
+	/* ... and one more without a port collides with the first of them only. */
+	buf_printf(&y, "  late: {address: \"fd00:0::1\", roles: [{role: client, layout: libpq, user: u, home: /h, "
+		   "identity: app}]}\n");
+	hosts_problems(&out, buf_cstr(&y));
+	assert_non_null(strstr(buf_cstr(&out), "h.yaml:2002:19: hosts.late.address: address \"fd00:0::1\" is also host "
+						 "h0's (h.yaml:2:17, written \"FD00::1\")"));
+	assert_null(strchr(strchr(buf_cstr(&out), '\n') + 1, '\n'));
+	buf_release(&y);
+	buf_release(&out);
+}
+
 static void test_problem_cap(void **state)
 {
 	struct buf b = BUF_INIT;
@@ -1340,6 +1427,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_nul_and_utf8),
 		cmocka_unit_test(test_billion_laughs),
 		cmocka_unit_test(test_every_problem),
+		cmocka_unit_test(test_host_duplicates),
 		cmocka_unit_test(test_problem_cap),
 		cmocka_unit_test(test_empty_and_null_diags),
 		cmocka_unit_test(test_names),
