@@ -5,6 +5,7 @@
 #   make check    deps + sanitizer build + every test; ends "N passed, N failed, N skipped"
 #   make demo     deps + build + a real rotation on a throwaway repository
 #   make bench    deps + benchmarks (tests/bench/)
+#   make fuzz     clang + libFuzzer targets (tests/fuzz/), FUZZ_SECONDS each (default 60)
 
 PKGS      := libgit2 openssl yaml-0.1 libssh2 jansson
 CC        ?= cc
@@ -18,6 +19,7 @@ SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 LIB_SRC  := $(sort $(wildcard common/*.c reconcile/*/*.c gitops/*.c))
 CMD_SRC  := $(sort $(wildcard cmd/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 HDRS     := $(wildcard common/*.h reconcile/*/*.h gitops/*.h cmd/*.h tests/unit/*.h)
 
 REL_OBJ  := $(patsubst %.c,build/rel/%.o,$(LIB_SRC) $(CMD_SRC))
@@ -32,8 +34,9 @@ DEPS_BUILD := gcc make pkg-config git openssl libgit2-dev libssl-dev libyaml-dev
               libssh2-1-dev libjansson-dev libcmocka-dev python3 python3-jsonschema python3-yaml
 DEPS_FLEET := openssh-server openssh-client postgresql util-linux procps sudo iproute2
 DEPS_BENCH := golang-cfssl time ansible-core
+DEPS_FUZZ  := clang libclang-rt-dev
 
-.PHONY: all deps deps-bench check check-run unit demo bench clean install
+.PHONY: all deps deps-bench deps-fuzz check check-run unit demo bench fuzz fuzz-build fuzz-run clean install
 
 all: build/rotor
 
@@ -60,11 +63,56 @@ build/asan/tests/%: tests/unit/%.c $(SAN_LIB) $(HDRS)
 	@echo "  LD asan $@"
 	@$(CC) $(BASEFLAGS) -O1 $(SAN) $(PKG_CFLAGS) -DROTOR_SRCDIR='"$(CURDIR)"' -o $@ $< $(SAN_LIB) $(PKG_LIBS) -lcmocka
 
+# test_fuzz replays stored inputs through the fuzz targets' functions (built without libFuzzer).
+build/asan/tests/test_fuzz: tests/unit/test_fuzz.c $(FUZZ_SRC) tests/fuzz/fuzz.h $(SAN_LIB) $(HDRS)
+	@mkdir -p $(dir $@)
+	@echo "  LD asan $@"
+	@$(CC) $(BASEFLAGS) -O1 $(SAN) $(PKG_CFLAGS) -DROTOR_SRCDIR='"$(CURDIR)"' -DFUZZ_NO_MAIN -o $@ $< $(FUZZ_SRC) $(SAN_LIB) $(PKG_LIBS) -lcmocka
+
+# ---- fuzzing: clang's libFuzzer under ASan and UBSan (tests/fuzz/) ----
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_LIB_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC))
+FUZZ_SPEC    := rotor chain hosts rotation manifest
+FUZZ_OTHER   := pem lock pgreply remote
+FUZZ_BIN     := $(addprefix build/fuzz/fuzz_,$(FUZZ_SPEC) $(FUZZ_OTHER))
+
+build/fuzz/obj/%.o: %.c $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	@echo "  CC fuzz $<"
+	@$(FUZZ_CC) $(BASEFLAGS) -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) $(PKG_CFLAGS) -DROTOR_VERSION='"$(VERSION)"' -c $< -o $@
+
+# An archive, so each target links only the library objects it needs.
+build/fuzz/librotor.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(addprefix build/fuzz/fuzz_,$(FUZZ_SPEC)): build/fuzz/fuzz_%: tests/fuzz/fuzz_spec.c tests/fuzz/fuzz.h build/fuzz/librotor.a
+	@echo "  LD fuzz $@"
+	@$(FUZZ_CC) $(BASEFLAGS) -O1 -fsanitize=fuzzer $(FUZZ_SAN) $(PKG_CFLAGS) \
+		-DFUZZ_SPEC_KIND=FUZZ_$(shell echo $* | tr a-z A-Z) -o $@ $< build/fuzz/librotor.a $(PKG_LIBS)
+
+$(addprefix build/fuzz/fuzz_,$(FUZZ_OTHER)): build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/librotor.a
+	@echo "  LD fuzz $@"
+	@$(FUZZ_CC) $(BASEFLAGS) -O1 -fsanitize=fuzzer $(FUZZ_SAN) $(PKG_CFLAGS) -o $@ $< build/fuzz/librotor.a $(PKG_LIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: deps-fuzz
+	@$(MAKE) --no-print-directory fuzz-run
+
+fuzz-run: fuzz-build
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_SPEC) $(FUZZ_OTHER)
+
 deps:
 	@sh tests/deps.sh $(DEPS_BUILD) $(DEPS_FLEET)
 
 deps-bench:
 	@sh tests/deps.sh $(DEPS_BUILD) $(DEPS_FLEET) $(DEPS_BENCH)
+
+deps-fuzz:
+	@sh tests/deps.sh $(DEPS_BUILD) $(DEPS_FUZZ)
 
 # Re-enter make after deps so pkg-config sees freshly installed packages.
 check: deps

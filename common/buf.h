@@ -40,7 +40,7 @@ int buf_grow(struct buf *b, size_t extra);
 int buf_put(struct buf *b, const void *data, size_t len);
 int buf_puts(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) ROTOR_PRINTF(2, 3);
-int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap) ROTOR_PRINTF(2, 0);
 const char *buf_cstr(const struct buf *b);
 void buf_truncate(struct buf *b, size_t len);
 char *buf_detach(struct buf *b);

@@ -60,6 +60,7 @@
 #include "common/timefmt.h"
 #include "common/utf8.h"
 #include "gitops/gitrepo_int.h"
+#include "gitops/gitstatus_int.h"
 
 #define LOCK_REF_PREFIX "refs/rotor/lock/"
 #define STATUS_BRANCH_PREFIX "rotor/status/"
@@ -247,31 +248,13 @@ static const char *lock_from_json(struct gitstatus_lock *l, const json_t *o)
 	return NULL;
 }
 
-/*
- * Fill l's fields from lock.json at commit l->id.  A lock we cannot read
- * is still a lock: l->parsed = 0 and l->problem say why.  Only running
- * out of memory is an error.
- */
-static int read_lock_file(struct gitrepo *r, struct gitstatus_lock *l, struct err *e)
+void gitstatus__lock_parse(struct gitstatus_lock *l, const char *data, size_t len)
 {
-	struct buf b = BUF_INIT;
-	struct err sub = ERR_INIT;
 	json_error_t jerr;
 	json_t *o;
 	const char *why;
-	int rc;
 
-	rc = gitrepo_read(&b, r, l->id, LOCK_FILE, LOCK_JSON_MAX, &sub);
-	if (rc == ROTOR_ENOMEM) {
-		buf_release(&b);
-		return err_nomem(e);
-	}
-	if (rc < 0) {
-		clean_copy(l->problem, sizeof(l->problem), sub.msg, strlen(sub.msg), 0);
-		buf_release(&b);
-		return 0;
-	}
-	o = json_loadb(b.ptr ? b.ptr : "", b.len, JSON_REJECT_DUPLICATES, &jerr);
+	o = json_loadb(data ? data : "", data ? len : 0, JSON_REJECT_DUPLICATES, &jerr);
 	why = o ? lock_from_json(l, o) : NULL;
 	if (!o || why) {
 		if (!o) {
@@ -289,6 +272,30 @@ static int read_lock_file(struct gitrepo *r, struct gitstatus_lock *l, struct er
 		l->parsed = 1;
 	}
 	json_decref(o);
+}
+
+/*
+ * Fill l's fields from lock.json at commit l->id.  A lock we cannot read
+ * is still a lock: l->parsed = 0 and l->problem say why.  Only running
+ * out of memory is an error.
+ */
+static int read_lock_file(struct gitrepo *r, struct gitstatus_lock *l, struct err *e)
+{
+	struct buf b = BUF_INIT;
+	struct err sub = ERR_INIT;
+	int rc;
+
+	rc = gitrepo_read(&b, r, l->id, LOCK_FILE, LOCK_JSON_MAX, &sub);
+	if (rc == ROTOR_ENOMEM) {
+		buf_release(&b);
+		return err_nomem(e);
+	}
+	if (rc < 0) {
+		clean_copy(l->problem, sizeof(l->problem), sub.msg, strlen(sub.msg), 0);
+		buf_release(&b);
+		return 0;
+	}
+	gitstatus__lock_parse(l, b.ptr, b.len);
 	buf_release(&b);
 	return 0;
 }

@@ -44,6 +44,7 @@ struct apply_run {
 };
 
 /* Format one line for a ui callback (which may be NULL: then nothing). */
+static void vsay(void (*fn)(void *, const char *), void *payload, const char *fmt, va_list ap) ROTOR_PRINTF(3, 0);
 static void vsay(void (*fn)(void *, const char *), void *payload, const char *fmt, va_list ap)
 {
 	char line[1024];

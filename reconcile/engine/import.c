@@ -31,6 +31,7 @@ struct found {
 	struct buf *lines;                /* the result's */
 };
 
+static void line(struct found *f, const char *fmt, va_list ap) ROTOR_PRINTF(2, 0);
 static void line(struct found *f, const char *fmt, va_list ap)
 {
 	buf_vprintf(f->lines, fmt, ap);

@@ -9,6 +9,8 @@
 #define _DEFAULT_SOURCE
 #include "reconcile/remote/ssh_int.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,6 +262,46 @@ int ssh_exec_checked(struct ssh_conn *c, const char *cmd, const char *what, stru
 
 /* ---- the sudo read path ------------------------------------------------------------- */
 
+/* One unsigned number in base at *p, then the separator sep; *p moves past it. */
+static int stat_field(const char **p, int base, char sep, unsigned long long max, unsigned long long *out)
+{
+	const char *s = *p;
+	char *end;
+	unsigned long long v;
+
+	if (!((*s >= '0' && *s <= '9') || (base == 16 && ((*s >= 'a' && *s <= 'f') || (*s >= 'A' && *s <= 'F')))))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, base);
+	if (errno == ERANGE || v > max || *end != sep)
+		return -1;
+	*out = v;
+	*p = end + 1;
+	return 0;
+}
+
+int ssh_parse_stat(const char *text, unsigned long long *size, unsigned int *rawmode, unsigned long *uid,
+		   unsigned long *gid, long long *mtime)
+{
+	const char *p = text;
+	unsigned long long v[4], t;
+	int neg;
+
+	if (stat_field(&p, 10, ' ', ULLONG_MAX, &v[0]) < 0 || stat_field(&p, 16, ' ', UINT_MAX, &v[1]) < 0 ||
+	    stat_field(&p, 10, ' ', ULONG_MAX, &v[2]) < 0 || stat_field(&p, 10, ' ', ULONG_MAX, &v[3]) < 0)
+		return -1;
+	neg = *p == '-';
+	p += neg;
+	if (stat_field(&p, 10, '\n', neg ? (unsigned long long)LLONG_MAX + 1 : LLONG_MAX, &t) < 0 || *p)
+		return -1;
+	*size = v[0];
+	*rawmode = (unsigned int)v[1];
+	*uid = (unsigned long)v[2];
+	*gid = (unsigned long)v[3];
+	*mtime = neg ? (t == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)t) : (long long)t;
+	return 0;
+}
+
 /* The login user may not read path: stat and cat it through sudo -n. */
 int ssh_read_via_sudo(struct buf *out, struct ssh_conn *c, const char *path, size_t max,
 		      struct ssh_stat *st_out, struct err *e)
@@ -292,7 +334,7 @@ int ssh_read_via_sudo(struct buf *out, struct ssh_conn *c, const char *path, siz
 				     c->name, path, ssh_tail_of(&se, t, sizeof(t)));
 		goto out;
 	}
-	if (sscanf(buf_cstr(&so), "%llu %x %lu %lu %lld", &size, &rawmode, &uid, &gid, &mtime) != 5) {
+	if (ssh_parse_stat(buf_cstr(&so), &size, &rawmode, &uid, &gid, &mtime) < 0) {
 		rc = err_set(e, ROTOR_ERROR, "%s: unexpected output of stat for %s", c->name, path);
 		goto out;
 	}

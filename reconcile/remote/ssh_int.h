@@ -119,6 +119,15 @@ int ssh_exec_checked(struct ssh_conn *c, const char *cmd, const char *what, stru
 /* The last line(s) of stderr, trimmed, for a message (in tmp, or a constant). */
 const char *ssh_tail_of(const struct buf *b, char *tmp, size_t tmpsz);
 
+/*
+ * The output of `stat -L -c '%s %f %u %g %Y'` (one line: decimal size,
+ * hex raw mode, decimal uid and gid, decimal mtime that may be negative,
+ * then a newline and nothing else): 0 with the fields set, -1 when the
+ * text is anything else or a number does not fit its type.
+ */
+int ssh_parse_stat(const char *text, unsigned long long *size, unsigned int *rawmode, unsigned long *uid,
+		   unsigned long *gid, long long *mtime);
+
 /* The login user may not read path: stat and cat it through sudo -n. */
 int ssh_read_via_sudo(struct buf *out, struct ssh_conn *c, const char *path, size_t max,
 		      struct ssh_stat *st_out, struct err *e);

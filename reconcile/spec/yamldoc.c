@@ -77,8 +77,8 @@ void ysink_finish(struct ysink *s)
 
 	if (!s->d)
 		return;
-	v = s->d->v + s->first;
 	n = s->d->n - s->first;
+	v = n ? s->d->v + s->first : NULL;   /* no diagnostic yet: d->v may still be NULL */
 	/* Insertion sort: stable, and n <= YSINK_MAX. */
 	for (i = 1; i < n; i++) {
 		t = v[i];

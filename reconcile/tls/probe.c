@@ -14,6 +14,7 @@
  * SSL_get_verify_result() == X509_V_OK.
  */
 #include "reconcile/tls/probe.h"
+#include "reconcile/tls/probe_int.h"
 #include "common/hex.h"
 #include "reconcile/tls/key.h"
 #include "reconcile/tls/verify.h"
@@ -663,14 +664,59 @@ static void parse_error(struct probe_result *out, const unsigned char *body, siz
 	     msg[0] ? ": " : "", msg);
 }
 
+/* probe_read_fn over the TLS connection. */
+static int ssl_reader(void *ctx, unsigned char *p, size_t n, char *what, size_t wlen)
+{
+	return ssl_read_exact(ctx, p, n, what, wlen);
+}
+
+int probe__pg_answer(struct probe_result *out, const unsigned char hdr[5], probe_read_fn rd, void *ctx)
+{
+	unsigned char code[4];
+	unsigned char *body = NULL;
+	char what[200];
+	size_t n = get_u32(hdr + 1);
+
+	switch (hdr[0]) {
+	case 'R':
+		if (n < 8 || rd(ctx, code, sizeof(code), what, sizeof(what)) != IO_OK) {
+			fail(out, "malformed authentication request from the server");
+			return 0;
+		}
+		out->auth_code = (int)get_u32(code);
+		out->client_accepted = 1;
+		return 1;
+	case 'E':
+		if (n < 5 || n - 4 > PG_MAX_ERROR_BYTES) {
+			out->client_accepted = 0;
+			fail(out, "server refused the connection (malformed ErrorResponse not shown)");
+			return 0;
+		}
+		n -= 4;
+		if (!(body = OPENSSL_malloc(n))) {
+			fail(out, "out of memory");
+			return 0;
+		}
+		out->client_accepted = 0;
+		if (rd(ctx, body, n, what, sizeof(what)) != IO_OK)
+			fail(out, "server refused the connection (ErrorResponse cut short: %s)", what);
+		else
+			parse_error(out, body, n);
+		OPENSSL_free(body);
+		return 0;  /* the server closes after an error at startup */
+	default:
+		fail(out, "unexpected message type 0x%02x from the server after StartupMessage", hdr[0]);
+		return 0;
+	}
+}
+
 static void pg_startup(struct conn *c, const struct probe_req *req, const char *user)
 {
 	struct probe_result *out = c->out;
-	unsigned char msg[3 * PG_MAX_NAME + 128], hdr[5], code[4];
-	unsigned char *body = NULL;
+	unsigned char msg[3 * PG_MAX_NAME + 128], hdr[5];
 	static const unsigned char terminate[5] = { 'X', 0, 0, 0, 4 };
 	char what[200];
-	size_t off = 8, n;
+	size_t off = 8;
 	int r;
 
 	if (add_param(msg, &off, sizeof(msg), "user", user) < 0 ||
@@ -694,40 +740,32 @@ static void pg_startup(struct conn *c, const struct probe_req *req, const char *
 		}
 		return;
 	}
-	n = get_u32(hdr + 1);
-	switch (hdr[0]) {
-	case 'R':
-		if (n < 8 || ssl_read_exact(c, code, sizeof(code), what, sizeof(what)) != IO_OK) {
-			fail(out, "malformed authentication request from the server");
-			return;
-		}
-		out->auth_code = (int)get_u32(code);
-		out->client_accepted = 1;
-		break;
-	case 'E':
-		if (n < 5 || n - 4 > PG_MAX_ERROR_BYTES) {
-			out->client_accepted = 0;
-			fail(out, "server refused the connection (malformed ErrorResponse not shown)");
-			return;
-		}
-		n -= 4;
-		if (!(body = OPENSSL_malloc(n))) {
-			fail(out, "out of memory");
-			return;
-		}
-		out->client_accepted = 0;
-		if (ssl_read_exact(c, body, n, what, sizeof(what)) != IO_OK)
-			fail(out, "server refused the connection (ErrorResponse cut short: %s)", what);
-		else
-			parse_error(out, body, n);
-		OPENSSL_free(body);
-		return;  /* the server closes after an error at startup */
-	default:
-		fail(out, "unexpected message type 0x%02x from the server after StartupMessage", hdr[0]);
-		return;
-	}
 	/* Accepted: say goodbye properly. */
-	(void)ssl_write_all(c, terminate, sizeof(terminate), what, sizeof(what));
+	if (probe__pg_answer(out, hdr, ssl_reader, c) == 1)
+		(void)ssl_write_all(c, terminate, sizeof(terminate), what, sizeof(what));
+}
+
+int probe__sslrequest_answer(struct probe_result *out, int r, unsigned char b, int more)
+{
+	if (r == 0) {
+		fail(out, "the server closed the connection after SSLRequest");
+		return -1;
+	}
+	if (b == 'N') {
+		fail(out, "server does not do SSL");
+		return -1;
+	}
+	if (b != 'S') {
+		/* Unauthenticated bytes (an 'E' error, or anything): never shown (CVE-2024-10977). */
+		fail(out, "server answered SSLRequest with neither 'S' nor 'N' (reply not shown)");
+		return -1;
+	}
+	/* Nothing may follow 'S' before our ClientHello (CVE-2021-23222). */
+	if (more) {
+		fail(out, "server sent unencrypted data after 'S' (possible man-in-the-middle); refused");
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- the probes ---- */
@@ -768,8 +806,8 @@ static int run(struct probe_result *out, const struct probe_req *req, int postgr
 	static const unsigned char sslrequest[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
 	struct conn c;
 	char what[200], user[PG_MAX_NAME] = "";
-	unsigned char b;
-	int rc, r, connect_ms, deadline_ms;
+	unsigned char b, peek;
+	int rc, r, more, connect_ms, deadline_ms;
 
 	memset(out, 0, sizeof(*out));
 	out->fingerprint_match = -1;
@@ -805,24 +843,9 @@ static int run(struct probe_result *out, const struct probe_req *req, int postgr
 		r = raw_recv1(&c, &b);
 		if (r < 0)
 			goto out;
-		if (r == 0) {
-			fail(out, "the server closed the connection after SSLRequest");
+		more = r == 1 && b == 'S' && recv(c.fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+		if (probe__sslrequest_answer(out, r, b, more) < 0)
 			goto out;
-		}
-		if (b == 'N') {
-			fail(out, "server does not do SSL");
-			goto out;
-		}
-		if (b != 'S') {
-			/* Unauthenticated bytes (an 'E' error, or anything): never shown (CVE-2024-10977). */
-			fail(out, "server answered SSLRequest with neither 'S' nor 'N' (reply not shown)");
-			goto out;
-		}
-		/* Nothing may follow 'S' before our ClientHello (CVE-2021-23222). */
-		if (recv(c.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
-			fail(out, "server sent unencrypted data after 'S' (possible man-in-the-middle); refused");
-			goto out;
-		}
 	}
 
 	r = ssl_handshake(&c, what, sizeof(what));

@@ -1,0 +1,50 @@
+/*
+ * fuzz_remote.c -- the parsing of remote command output
+ * (reconcile/remote/exec.c): the `sudo -n stat -L -c '%s %f %u %g %Y'`
+ * line (ssh_parse_stat) and the shaping of a command's stderr into a
+ * message (ssh_tail_of).
+ *
+ * Input: the first byte picks the size of the message buffer (1 to 256),
+ * the rest is the command's output.
+ *
+ * Checks: the numbers of a stat line that parses, printed back in
+ * stat's own form, parse again; the stderr tail fits its buffer, holds
+ * no newline and is never empty.
+ */
+#include "tests/fuzz/fuzz.h"
+
+#include <string.h>
+
+#include "common/buf.h"
+#include "reconcile/remote/ssh_int.h"
+
+void fuzz_remote(const uint8_t *data, size_t size)
+{
+	struct buf b = BUF_INIT;
+	unsigned long long sz;
+	unsigned int mode;
+	unsigned long uid, gid;
+	long long mtime;
+	char tmp[256], back[128];
+	const char *t;
+	size_t cap;
+
+	if (size < 1)
+		return;
+	cap = 1 + (size_t)data[0];
+	if (buf_put(&b, data + 1, size - 1) < 0) {
+		buf_release(&b);
+		return;
+	}
+	if (ssh_parse_stat(buf_cstr(&b), &sz, &mode, &uid, &gid, &mtime) == 0) {
+		snprintf(back, sizeof(back), "%llu %x %lu %lu %lld\n", sz, mode, uid, gid, mtime);
+		/* Same numbers: any written form of them parses to these values. */
+		FUZZ_CHECK(ssh_parse_stat(back, &sz, &mode, &uid, &gid, &mtime) == 0);
+	}
+	t = ssh_tail_of(&b, tmp, cap);
+	FUZZ_CHECK(t && t[0] && strlen(t) < (t == tmp ? cap : sizeof(tmp)));
+	FUZZ_CHECK(strchr(t, '\n') == NULL);
+	buf_release(&b);
+}
+
+FUZZ_MAIN(fuzz_remote)
