@@ -196,8 +196,10 @@ static int run_reloads(char *why, size_t whylen, struct ssh_conn *c, const struc
 		se.max = 4096;
 		rc = ssh_exec(c, reload, NULL, &se, &status, e);
 		if (rc < 0 || status != 0) {
+			/* Remote stderr may hold several lines: the message is one. */
 			snprintf(why, whylen, "reload `%s` failed: %s", reload,
-				 rc < 0 ? e->msg : se.len ? buf_cstr(&se) : "non-zero exit");
+				 rc < 0 ? e->msg : se.len && !se.err ? buf_cstr(&se) : "non-zero exit");
+			err_one_line(why);
 			buf_release(&se);
 			return 1;
 		}
@@ -296,17 +298,26 @@ out:
 static void restore_host(struct host_turn *t)
 {
 	struct err he = ERR_INIT;
-	char reload_why[256] = "";
-	int restored = 1;
-	size_t i;
+	char reload_why[256] = "", first[ERR_MSG_MAX] = "";
+	size_t i, used = strlen(t->why);
+	int restored = 1, reload_failed;
 
 	for (i = 0; i < t->nw; i++)
-		if (t->staged[i].committed && ssh_restore_backup(t->c, t->staged[i].path, 0, &he) < 0)
+		if (t->staged[i].committed && ssh_restore_backup(t->c, t->staged[i].path, 0, &he) < 0) {
+			if (restored)
+				snprintf(first, sizeof(first), "%s", he.msg);
 			restored = 0;
-	if (run_reloads(reload_why, sizeof(reload_why), t->c, t->hs, t->touched, &he))
-		restored = 0;
-	strncat(t->why, restored ? "; backups restored and reloaded" : "; RESTORING THE BACKUPS FAILED: check the host",
-		sizeof(t->why) - strlen(t->why) - 1);
+			err_clear(&he);
+		}
+	/* The services read what is there now, restored or not. */
+	reload_failed = run_reloads(reload_why, sizeof(reload_why), t->c, t->hs, t->touched, &he);
+	if (!restored)
+		snprintf(t->why + used, sizeof(t->why) - used, "; RESTORING THE BACKUPS FAILED: %s: check the host", first);
+	else if (reload_failed)
+		snprintf(t->why + used, sizeof(t->why) - used, "; backups restored; the reload after the restore failed: %s",
+			 reload_why);
+	else
+		snprintf(t->why + used, sizeof(t->why) - used, "; backups restored and reloaded");
 }
 
 /* One line: what happened on the host; NULL when out of memory. */
