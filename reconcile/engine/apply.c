@@ -668,7 +668,11 @@ static const struct plan_step *next_step(const struct plan *p)
 
 #define STOP(...) do { snprintf(res->outcome, sizeof(res->outcome), __VA_ARGS__); } while (0)
 
-/* The run under the lock: plan, ask, settle, the steps.  res->status and outcome are set. */
+/*
+ * The run under the lock: plan, ask, settle, the steps.  res->status and
+ * outcome are set.  Returns 0 (record the run), 1 (declined: nothing was
+ * done, nothing to record) or a negative code.
+ */
 static int apply_locked(struct apply_result *res, struct env_run *r, const struct apply_opts *o,
 			const struct apply_ui *ui, const char *secret, json_t *log, int *log_broken, struct err *e)
 {
@@ -697,7 +701,7 @@ static int apply_locked(struct apply_result *res, struct env_run *r, const struc
 		free(stale);
 		STOP("not confirmed, nothing applied");
 		alert(ui, "%s", res->outcome);
-		return 0;
+		return 1;       /* nothing was done: nothing to record */
 	}
 	rc = nstale ? settle(r, stale, nstale, ui, e) : 0;
 	free(stale);
@@ -789,7 +793,10 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 	if (removed.id[0])
 		alert(ui, "removed the lock of %s", gitstatus_lock_describe(desc, sizeof(desc), &removed));
 
-	if (apply_locked(res, &r, o, ui, buf_cstr(&secret), log, &log_broken, e) < 0) {
+	rc = apply_locked(res, &r, o, ui, buf_cstr(&secret), log, &log_broken, e);
+	if (rc == 1)
+		goto unlock;
+	if (rc < 0) {
 		alert(ui, "%s", e->msg);
 		err_clear(e);
 		res->status = 1;

@@ -16,7 +16,9 @@
  * leaf than its files hold (an apply killed between rename and reload) is
  * reloaded and checked before anything else.  Every run that took the
  * lock ends with a commit on rotor/status/<env>: observed.json (what the
- * hosts hold after the run) and applied.json (what was done).
+ * hosts hold after the run) and applied.json (what was done); except a
+ * run the operator declined (ui->confirm said no): nothing was done, the
+ * lock is released and nothing is recorded.
  *
  * Output goes through struct apply_ui, so the caller decides how to show
  * it; nothing here prints.  Secrets: the repository secret is read from

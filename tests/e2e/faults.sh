@@ -182,6 +182,18 @@ ok "7 ... the step is stable -> trust on 4 hosts" sh -c 'grep -q "step 1: stable
 run plan-pending0 "$ROTOR" plan --env poc
 ok "7 plan without --detailed-exitcode with changes pending: exit 0" rc_is plan-pending0 0
 
+# ==== a declined apply ====
+echo "# a declined apply: nothing done, nothing recorded"
+status_before=$(git rev-parse -q --verify rotor/status/poc)
+sums 1 2 3 4 > "$T/sums-declined"
+run declined sh -c 'echo no | "$1" apply --env poc' _ "$ROTOR"
+ok "declined apply: exit 1" rc_is declined 1
+ok "... says nothing was applied" out_has declined "rotor: not confirmed, nothing applied"
+ok "... records no status commit" sh -c '[ "$(git rev-parse -q --verify rotor/status/poc)" = "$1" ]' _ "$status_before"
+ok "... says nothing about a status commit" out_lacks declined "recorded [0-9a-f]+ on rotor/status"
+ok "... releases the lock" no_lock
+ok "... writes nothing on the hosts" same_sums "$T/sums-declined" 1 2 3 4
+
 # ==== 6a: a jump forward that breaks pairs ====
 echo "# case 6a: stable(1) straight to stable(2) is refused"
 set_rotation 2
