@@ -58,8 +58,8 @@ static void show_alert(void *payload, const char *msg)
 
 int cmd_apply(struct ctx *ctx, int argc, char **argv)
 {
-	const char *ref = NULL, *yes = NULL, *jobs = NULL, *canary = NULL, *force = NULL, *replace = NULL, *pos[1];
-	const struct opt opts[] = { { "ref", 1, &ref }, { "yes", 0, &yes }, { "parallel", 1, &jobs }, { "j", 1, &jobs },
+	const char *ref = NULL, *yes = NULL, *jobs = NULL, *jobs_j = NULL, *canary = NULL, *force = NULL, *replace = NULL, *pos[1];
+	const struct opt opts[] = { { "ref", 1, &ref }, { "yes", 0, &yes }, { "parallel", 1, &jobs }, { "j", 1, &jobs_j },
 				    { "canary", 1, &canary }, { "force-unlock", 0, &force },
 				    { "replace-unknown", 0, &replace }, { NULL, 0, NULL } };
 	struct apply_ui ui = { NULL, show_plan, ask, show_step, show_host, show_note, show_alert };
@@ -73,7 +73,7 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 
 	memset(&o, 0, sizeof(o));
 	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &o.env, &e) < 0 ||
-	    (jobs && opt_int(&o.parallel, jobs, "--parallel", 1, 1024, &e) < 0) ||
+	    opt_jobs(&o.parallel, jobs_j, jobs, &e) < 0 ||
 	    (canary && opt_int(&o.canary, canary, "--canary", 1, 100000, &e) < 0) || ctx_repo(ctx, &repo, &e) < 0)
 		return cmd_fail(&e);
 	o.ref = ref;

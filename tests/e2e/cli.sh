@@ -16,6 +16,11 @@ ok "help init explains init" sh -c '"$ROTOR" help init | grep -q "usage: rotor i
 expect_out "unknown command is one rotor: line" '^rotor: unknown command "frobnicate"' "$ROTOR" frobnicate
 fails "unknown command exits non-zero" "$ROTOR" frobnicate
 expect_out "unknown option named" '^rotor: unknown option "--bogus"' "$ROTOR" validate --bogus
+expect_out "observe -j 0 names -j" '^rotor: -j must be a number from 1 to 1024, not "0"$' "$ROTOR" observe --env poc -j 0
+expect_out "observe --parallel 0 names --parallel" '^rotor: --parallel must be a number from 1 to 1024, not "0"$' "$ROTOR" observe --env poc --parallel 0
+expect_out "apply -j 0 names -j" '^rotor: -j must be a number from 1 to 1024, not "0"$' "$ROTOR" apply --env poc -j 0
+expect_out "apply --parallel=0 names --parallel" '^rotor: --parallel must be a number from 1 to 1024, not "0"$' "$ROTOR" apply --env poc --parallel=0
+expect_out "apply -j and --parallel together refused" '^rotor: give -j or --parallel, not both$' "$ROTOR" apply --env poc -j 2 --parallel 3
 expect_out "outside a repository" '^rotor: .*not a git repository' "$ROTOR" --repo "$T" init
 expect_out "unborn HEAD: validate says so" 'no commits yet' "$ROTOR" validate
 
