@@ -606,10 +606,14 @@ int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 	if (!found) {
 		for (i = 0; i < o->nobserved; i++) {
 			unsigned m = host_mask(&o->observed[i], first_a, first_b, o->replace_unknown);
+			/* A first deployment over throwaway certificates: say how to replace them. */
+			int only_unknown = !o->replace_unknown && host_empty(&o->observed[i], 1);
 
 			if (m == 0 && strv_add(&p->problems, &p->nproblems,
-					       "%s fits no step of generation %d%s%.0d: drift (see rotor observe)",
-					       o->observed[i].name, first_a, first_b ? " -> " : "", first_b) < 0)
+					       "%s fits no step of generation %d%s%.0d: drift (see rotor observe)%s",
+					       o->observed[i].name, first_a, first_b ? " -> " : "", first_b,
+					       only_unknown ? "; it holds only certificates of no generation: --replace-unknown "
+							      "replaces them, rotor import adopts a chain in use" : "") < 0)
 				return err_nomem(e);
 		}
 		if (p->nproblems == 0 &&
