@@ -58,7 +58,8 @@ static void print_human(const struct obs_host *h, size_t n, const struct state *
 			unreachable++;
 			continue;
 		}
-		printf("  live state fits: %s\n", obs_fits_names(mask, sizeof(mask), h[i].phase_mask, st->rotation->target));
+		printf("  live state fits: %s\n", obs_host_empty(&h[i], 0) ? "any step (holds none of its files)"
+						    : obs_fits_names(mask, sizeof(mask), h[i].phase_mask, st->rotation->target));
 		for (j = 0; j < h[i].nfiles; j++) {
 			const struct obs_file *f = &h[i].files[j];
 

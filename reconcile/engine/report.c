@@ -79,14 +79,17 @@ fail:
 	return NULL;
 }
 
-static json_t *host_json(const struct obs_host *h)
+static json_t *host_json(const struct obs_host *h, int target)
 {
 	json_t *fits = json_array(), *files = json_array();
+	/* A host that holds none of its files fits every step of the line (a first deployment). */
+	int empty = h->reachable && obs_host_empty(h, 0);
+	unsigned mask = empty ? (target ? (1u << NSTEPS) - 1 : 1u << STEP_STABLE_A) : h->phase_mask;
 	size_t f;
 	int s;
 
 	for (s = 0; fits && s < NSTEPS; s++)
-		if ((h->phase_mask & (1u << s)) &&
+		if ((mask & (1u << s)) &&
 		    json_array_append_new(fits, json_string(s == STEP_STABLE_A   ? "stable"
 							    : s == STEP_STABLE_B ? "stable-target"
 										 : phase_step_name((enum phase_step)s))) < 0)
@@ -96,9 +99,10 @@ static json_t *host_json(const struct obs_host *h)
 			goto fail;
 	if (!fits || !files)
 		goto fail;
-	return json_pack("{s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:f}", "name", json_text(h->name), "address",
+	return json_pack("{s:o, s:o, s:b, s:o, s:o, s:o, s:b, s:o, s:f}", "name", json_text(h->name), "address",
 			 json_text(h->address), "reachable", h->reachable, "error", json_text(h->error), "host_key",
-			 json_text(h->host_key), "fits", fits, "files", files, "seconds", (double)(long long)(h->seconds * 1000 + 0.5) / 1000);
+			 json_text(h->host_key), "fits", fits, "holds_none", empty, "files", files, "seconds",
+			 (double)(long long)(h->seconds * 1000 + 0.5) / 1000);
 fail:
 	json_decref(fits);
 	json_decref(files);
@@ -111,7 +115,7 @@ int observe_json(struct buf *out, const struct obs_host *h, size_t n, const stru
 	size_t i;
 
 	for (i = 0; hosts && i < n; i++)
-		if (json_array_append_new(hosts, host_json(&h[i])) < 0) {
+		if (json_array_append_new(hosts, host_json(&h[i], st->rotation->target)) < 0) {
 			json_decref(hosts);
 			hosts = NULL;
 		}
