@@ -42,8 +42,9 @@
  * The code is the first failure's own: codes are never combined, so a
  * buffer over its cap is ROTOR_ETOOBIG, never ROTOR_ENOMEM.
  * After a timeout or a transport error the connection is broken: every
- * later call fails at once with ROTOR_ERROR, and the caller should
- * ssh_disconnect().  A file that is missing, too big or unreadable, or
+ * later call fails at once with ROTOR_ERROR and a message that names
+ * the first error ("connection unusable after an earlier error: ..."),
+ * and the caller should ssh_disconnect().  A file that is missing, too big or unreadable, or
  * a command that exits non-zero, leaves the connection usable.
  *
  * Secrets: file contents read here may be private keys.  They land only
