@@ -320,6 +320,24 @@ static void restore_host(struct host_turn *t)
 		snprintf(t->why + used, sizeof(t->why) - used, "; backups restored and reloaded");
 }
 
+/*
+ * Remove what was staged and not put in place, the file of a failed
+ * stage too; when the connection broke, over a new one (a failed write
+ * leaves no temporary file).
+ */
+static void discard_staged(struct host_turn *t)
+{
+	size_t i, n = t->nw + (t->staged[t->nw].tmp != NULL);
+	struct ssh_conn *c2 = NULL;
+	struct err he = ERR_INIT;
+
+	if (ssh_staged_discard(t->c, t->staged, n) && observe_connect(&c2, &t->a->r->oo, t->hs, &he) == 0)
+		ssh_staged_discard(c2, t->staged, n);
+	ssh_disconnect(c2);
+	for (i = 0; i < n; i++)
+		ssh_staged_release(&t->staged[i]);
+}
+
 /* One line: what happened on the host; NULL when out of memory. */
 static char *turn_summary(const struct host_turn *t, int bad)
 {
@@ -390,8 +408,7 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 	}
 	if (bad && t.nw)
 		restore_host(&t);
-	if (t.c)
-		ssh_staged_discard(t.c, t.staged, t.nw);
+	discard_staged(&t);
 	ssh_disconnect(t.c);
 	res->failed = bad;
 	res->written = t.nw;

@@ -184,6 +184,14 @@ int ssh_write_file_atomic(struct ssh_conn *c, const char *path, const void *data
  * either both old or both new unless it reads in the microseconds between
  * two rename() calls).  ssh_staged_discard() removes temporary files
  * that were not committed and releases the array's contents.
+ *
+ * A failed write leaves no temporary file: ssh_stage_file() removes its
+ * own on failure; when the connection broke (so nothing more can be done
+ * on it) it names the file it may have left in out->tmp and out->path
+ * instead.  ssh_staged_discard() on an unusable connection (broken, or
+ * NULL) removes nothing: it keeps every uncommitted entry that names a
+ * temporary file and returns how many it kept; call it again with a new
+ * connection to the same host, or ssh_staged_release() them.
  */
 struct ssh_staged {
 	char *path, *tmp, *owner, *group;
@@ -192,7 +200,7 @@ struct ssh_staged {
 int ssh_stage_file(struct ssh_conn *c, const char *path, const void *data, size_t len,
 		   const struct ssh_write_opts *wo, struct ssh_staged *out, struct err *e);
 int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct err *e);
-void ssh_staged_discard(struct ssh_conn *c, struct ssh_staged *v, size_t n);
+size_t ssh_staged_discard(struct ssh_conn *c, struct ssh_staged *v, size_t n);
 void ssh_staged_release(struct ssh_staged *st);
 
 /*
