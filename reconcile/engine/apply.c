@@ -627,9 +627,7 @@ static int record_status(struct apply_result *res, struct env_run *r, struct git
 	int rc;
 
 	gitstatus_holder(who, sizeof(who));
-	if (steps_broken ||
-	    json_emit(&log, json_pack("{s:o, s:O, s:o}", "desired", json_text(r->src.commit), "steps", steps, "outcome",
-				      json_text(res->outcome))) < 0 ||
+	if (steps_broken || applied_json(&log, r->src.commit, steps, res->outcome) < 0 ||
 	    observe_json(&obs, r->hosts, r->nhosts, &r->st, r->src.commit) < 0 ||
 	    buf_printf(&msg, "rotor: apply %s: %s\n\nDesired state: %s\nRotor-Env: %s\nRotor-Desired: %s\nRotor-By: %s\n",
 		       env, res->outcome, r->src.commit, env, r->src.commit, who) < 0) {
@@ -817,9 +815,9 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 		alert(ui, "%s", e->msg);
 		err_clear(e);
 		res->status = 1;
+		snprintf(res->outcome, sizeof(res->outcome), "error");
 		if (!r.hosts)
 			goto unlock;    /* nothing was observed: nothing to record */
-		snprintf(res->outcome, sizeof(res->outcome), "error");
 	}
 	if (record_status(res, &r, repo, o->env, log, log_broken, e) < 0) {
 		alert(ui, "recording the status failed: %s", e->msg);
@@ -834,6 +832,18 @@ unlock:
 		err_clear(e);
 	}
 	rc = 0;
+	/* What the caller prints for --json: what this run did, after the lock is released. */
+	if (o->json) {
+		struct buf doc = BUF_INIT;
+
+		if (log_broken || apply_json(&doc, r.src.commit, log, res->outcome, res->status_commit) < 0) {
+			alert(ui, "the --json document is incomplete (out of memory)");
+			res->status = 1;
+			buf_release(&doc);
+		} else {
+			res->json = buf_detach(&doc);
+		}
+	}
 out:
 	buf_wipe(&secret);
 	json_decref(log);

@@ -69,6 +69,7 @@ struct apply_opts {
 	int canary;                 /* this many hosts of each step one by one first; 0: none */
 	int force_unlock;           /* remove any lock */
 	int replace_unknown;        /* hosts holding only unknown certificates count as empty */
+	int json;                   /* set res->json */
 };
 
 struct apply_result {
@@ -76,6 +77,7 @@ struct apply_result {
 	char outcome[256];          /* one line, as recorded in the status commit */
 	char status_commit[41];     /* the commit on rotor/status/<env>, "" when none was made */
 	size_t steps, changes;      /* steps applied, file changes made */
+	char *json;                 /* with o->json, once the lock was taken: schemas/apply.json (free()) */
 };
 
 int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply_opts *o,

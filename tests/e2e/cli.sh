@@ -153,4 +153,23 @@ ok "no generation 2 branch was made" sh -c '! git rev-parse -q --verify refs/hea
 expect_out "validate names every problem" 'envs/poc/chain.yaml:.*unknown key "bogus"' "$ROTOR" validate --env poc
 expect_out "validate --ref main is clean" 'envs/poc: valid' "$ROTOR" validate --env poc --ref main
 
+# ---- --json of validate and log, parsed back against their schemas ----
+# json_ok NAME SCHEMA EXPR CMD...: CMD's stdout is one document valid under schemas/SCHEMA.json and EXPR (over d) holds.
+json_ok() {
+	_jn=$1 _js=$2 _je=$3; shift 3
+	"$@" > "$T/jsonout.json" 2>/dev/null
+	ok "$_jn" json_check "$T/jsonout.json" "$_js" "$_je"
+}
+json_ok "validate --json: the problem with path, line, column" validate \
+	'not d["valid"] and d["envs"] == [] and any(x["path"] == "envs/poc/chain.yaml" and x["line"] > 0 and x["column"] > 0 and "unknown key \"bogus\"" in x["message"] for x in d["diagnostics"]) and len(d["commit"]) == 40' \
+	"$ROTOR" validate --env poc --json
+fails "validate --json with problems: exit 1" "$ROTOR" validate --env poc --json
+json_ok "validate --json --ref main: valid" validate \
+	'd["valid"] and d["envs"] == ["poc"] and d["diagnostics"] == [] and d["commit"] == __import__("subprocess").check_output(["git", "rev-parse", "main"], text=True).strip()' \
+	"$ROTOR" validate --env poc --ref main --json
+ok "validate --json valid: exit 0" "$ROTOR" validate --env poc --ref main --json
+json_ok "validate --json --worktree: commit null" validate 'd["commit"] is None and not d["valid"]' "$ROTOR" validate --worktree --json
+ok "validate --json prints nothing but the document" sh -c '"$1" validate --env poc --json 2>/dev/null | wc -l | grep -qx 1' _ "$ROTOR"
+json_ok "log --json before any apply: no lock, no entries" log 'd == {"env": "poc", "lock": None, "entries": []}' "$ROTOR" log --env poc --json
+
 done_testing

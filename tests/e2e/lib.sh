@@ -4,6 +4,8 @@
 #   . "$(dirname "$0")/lib.sh"
 #   ok "name" test -f file         # runs the command; "ok N - name" or "not ok N - name"
 #   expect_out "name" 'regex' cmd  # command output (stdout+stderr) must match the ERE
+#   ok "name" json_check FILE SCHEMA 'EXPR'  # FILE is one JSON document valid under
+#                                  # schemas/SCHEMA.json, and the Python EXPR over d holds
 #   done_testing
 #
 # $ROTOR is the binary under test (tests/run.sh exports the sanitizer
@@ -73,6 +75,17 @@ expect_out() { # name regex cmd...  (output must match regex; exit status ignore
 		sed 's/^/# /' "$T/.out" | head -n 30
 		_failed=$((_failed + 1))
 	fi
+}
+
+json_check() { # file schema expr
+	/usr/bin/python3 -c '
+import json, sys, jsonschema
+d = json.loads(open(sys.argv[1]).read())
+jsonschema.validate(d, json.load(open(sys.argv[2])))
+ok = eval(sys.argv[3])
+if not ok:
+    print(json.dumps(d)[:3000])
+sys.exit(0 if ok else 1)' "$1" "$ROTOR_SRCDIR/schemas/$2.json" "$3"
 }
 
 done_testing() {
