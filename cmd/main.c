@@ -71,7 +71,8 @@ const struct cmd rotor_commands[] = {
 	  "mode and owner, every certificate with the generation it belongs to (matched\n"
 	  "by SHA-256 fingerprint) or UNKNOWN with subject, issuer and fingerprint,\n"
 	  "whether a key matches its certificate, and days to expiry; for each host,\n"
-	  "the rotation steps its live state fits.  Files over 256 KiB are not read.\n"
+	  "the rotation steps its live state fits (any step when it holds none of its\n"
+	  "files).  Files over 256 KiB are not read.\n"
 	  "N hosts at once (default: parallel in rotor.yaml).  --json prints one object\n"
 	  "described by schemas/observe.json.  Exit 0 when every host was observed,\n"
 	  "1 when one could not be reached (the others are still reported).\n" },

@@ -100,7 +100,7 @@ next_bundle_connects() { # i...
 	rm -f "$_nb"
 }
 observe() { # out-file
-	"$ROTOR" observe --env poc --json > "$1" 2>"$1.err"
+	"$ROTOR" observe --env poc --json --parallel 2 > "$1" 2>"$1.err"
 }
 fits() { # step [host...]: every (named) host fits step, per rotor observe
 	observe "$T/.obs.json"
@@ -337,7 +337,7 @@ ok "3 ... lock released" no_lock
 PP2=''
 write_hosts
 commit "rotor: poc host2's probe fixed"
-run servers "$ROTOR" apply --env poc --yes
+run servers "$ROTOR" apply --env poc --yes --parallel 2
 ok "2+3 rerun with the host fixed: exit 0, host2 written" sh -c '[ "$(cat "$1.rc")" = 0 ] && grep -q "✓ host2 .*2 files written, reloaded, probe passed" "$1.out"' _ "$T/servers"
 ok "2+3 every host fits servers" fits servers
 ok "2+3 postgres on host2 presents generation 2" pg_presents 2 "$G2_PG2"

@@ -51,7 +51,7 @@ for n in ("host4", "host5"):
 for n in ("host1", "host2", "host3"):
     assert h[n]["holds_none"] is False and h[n]["fits"] == [], h[n]
 ' "$T/obs0.json" "$ROTOR_SRCDIR/schemas/observe.json"
-"$ROTOR" observe --env poc > "$T/obs0.txt" 2>/dev/null
+"$ROTOR" observe --env poc -j 2 > "$T/obs0.txt" 2>/dev/null
 ok "observe's table says a host that holds nothing fits any step" grep -q "^host4 ($B.4)  live state fits: any step (holds none of its files)$" "$T/obs0.txt"
 ok "... and a host with unknown certificates fits none" grep -q "^host1 ($B.1)  live state fits: none$" "$T/obs0.txt"
 ok "first apply: generation 1 everywhere (replacing the bootstrap certificates)" "$ROTOR" apply --env poc --yes --replace-unknown
