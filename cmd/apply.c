@@ -1,8 +1,11 @@
 /*
  * apply.c -- `rotor apply`: the arguments, the question, and the lines
  * the engine reports as it walks the plan (reconcile/engine/apply.h).
+ * The lines go to stdout (the payload), or to stderr with --json, where
+ * stdout holds only the result document (schemas/apply.json).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd/cmd.h"
@@ -10,18 +13,16 @@
 
 static void show_plan(void *payload, const struct env_run *r)
 {
-	(void)payload;
-	plan_print(r, stdout);
-	fflush(stdout);
+	plan_print(r, payload);
+	fflush(payload);
 }
 
 static int ask(void *payload)
 {
 	char line[32];
 
-	(void)payload;
-	printf("\nApply these steps? Only 'yes' is accepted: ");
-	fflush(stdout);
+	fprintf(payload, "\nApply these steps? Only 'yes' is accepted: ");
+	fflush(payload);
 	if (!fgets(line, sizeof(line), stdin))
 		return 0;
 	return strcmp(line, "yes\n") == 0;
@@ -29,39 +30,36 @@ static int ask(void *payload)
 
 static void show_step(void *payload, const struct plan_step *st)
 {
-	(void)payload;
-	printf("\napplying step %s -> %s: %zu file%s\n", phase_step_name(st->from), phase_step_name(st->to),
-	       st->nchanges, st->nchanges == 1 ? "" : "s");
-	fflush(stdout);
+	fprintf(payload, "\napplying step %s -> %s: %zu file%s\n", phase_step_name(st->from), phase_step_name(st->to),
+		st->nchanges, st->nchanges == 1 ? "" : "s");
+	fflush(payload);
 }
 
 static void show_host(void *payload, const struct obs_host *h, int failed, const char *what)
 {
-	(void)payload;
-	printf("  %s %s (%s): %s\n", failed ? "x" : "✓", h->name, h->address, what);
-	fflush(stdout);
+	fprintf(payload, "  %s %s (%s): %s\n", failed ? "x" : "✓", h->name, h->address, what);
+	fflush(payload);
 }
 
 static void show_note(void *payload, const char *line)
 {
-	(void)payload;
-	printf("%s\n", line);
-	fflush(stdout);
+	fprintf(payload, "%s\n", line);
+	fflush(payload);
 }
 
 static void show_alert(void *payload, const char *msg)
 {
-	(void)payload;
-	fflush(stdout);
+	fflush(payload);
 	fprintf(stderr, "rotor: %s\n", msg);
 }
 
 int cmd_apply(struct ctx *ctx, int argc, char **argv)
 {
-	const char *ref = NULL, *yes = NULL, *jobs = NULL, *canary = NULL, *force = NULL, *replace = NULL, *pos[1];
-	const struct opt opts[] = { { "ref", 1, &ref }, { "yes", 0, &yes }, { "parallel", 1, &jobs }, { "j", 1, &jobs },
+	const char *ref = NULL, *yes = NULL, *jobs = NULL, *jobs_j = NULL, *canary = NULL, *force = NULL;
+	const char *replace = NULL, *json = NULL, *pos[1];
+	const struct opt opts[] = { { "ref", 1, &ref }, { "yes", 0, &yes }, { "parallel", 1, &jobs }, { "j", 1, &jobs_j },
 				    { "canary", 1, &canary }, { "force-unlock", 0, &force },
-				    { "replace-unknown", 0, &replace }, { NULL, 0, NULL } };
+				    { "replace-unknown", 0, &replace }, { "json", 0, &json }, { NULL, 0, NULL } };
 	struct apply_ui ui = { NULL, show_plan, ask, show_step, show_host, show_note, show_alert };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
@@ -73,15 +71,24 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 
 	memset(&o, 0, sizeof(o));
 	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &o.env, &e) < 0 ||
-	    (jobs && opt_int(&o.parallel, jobs, "--parallel", 1, 1024, &e) < 0) ||
+	    opt_jobs(&o.parallel, jobs_j, jobs, &e) < 0 ||
 	    (canary && opt_int(&o.canary, canary, "--canary", 1, 100000, &e) < 0) || ctx_repo(ctx, &repo, &e) < 0)
 		return cmd_fail(&e);
 	o.ref = ref;
 	o.force_unlock = force != NULL;
 	o.replace_unknown = replace != NULL;
+	o.json = json != NULL;
+	ui.payload = json ? stderr : stdout;
 	if (yes)
 		ui.confirm = NULL;
-	rc = apply_env(&res, repo, &o, &ui, &d, &e) < 0 ? cmd_report(&d, &e) : res.status;
+	if (apply_env(&res, repo, &o, &ui, &d, &e) < 0) {
+		rc = cmd_report(&d, &e);
+	} else {
+		rc = res.status;
+		if (res.json)
+			fputs(res.json, stdout);
+		free(res.json);
+	}
 	diags_release(&d);
 	return rc;
 }

@@ -83,6 +83,13 @@ int cmd_report(const struct diags *d, const struct err *e);
  */
 int opt_int(int *out, const char *value, const char *name, long min, long max, struct err *e);
 
+/*
+ * The hosts at once, from -j N or --parallel N (at most one of them), into
+ * out (left alone when neither was given); an error names the option the
+ * user typed.
+ */
+int opt_jobs(int *out, const char *j, const char *parallel, struct err *e);
+
 /* The plan of r in the style of terraform plan (plan.c; apply prints it too). */
 struct env_run;
 void plan_print(const struct env_run *r, FILE *out);

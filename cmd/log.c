@@ -1,7 +1,8 @@
 /*
  * log.c -- `rotor log`: who applied what, when and why, from the status
  * history rotor/status/<env> (one commit per apply), and the lock if the
- * env is locked now.
+ * env is locked now; with --json one document on stdout
+ * (schemas/log.json).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,11 +10,12 @@
 
 #include "cmd/cmd.h"
 #include "gitops/gitstatus.h"
+#include "reconcile/engine/report.h"
 
 int cmd_log(struct ctx *ctx, int argc, char **argv)
 {
-	const char *count = NULL, *pos[1];
-	const struct opt opts[] = { { "n", 1, &count }, { NULL, 0, NULL } };
+	const char *count = NULL, *json = NULL, *pos[1];
+	const struct opt opts[] = { { "n", 1, &count }, { "json", 0, &json }, { NULL, 0, NULL } };
 	struct err e = ERR_INIT;
 	struct gitrepo *repo;
 	struct gitstatus_entry *v = NULL;
@@ -21,7 +23,7 @@ int cmd_log(struct ctx *ctx, int argc, char **argv)
 	char when[32], desc[600];
 	const char *env;
 	size_t npos, n = 0, i, max = 20;
-	int rc;
+	int rc, locked;
 
 	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0 ||
 	    ctx_repo(ctx, &repo, &e) < 0)
@@ -34,17 +36,29 @@ int cmd_log(struct ctx *ctx, int argc, char **argv)
 		max = (size_t)c;
 	}
 	rc = gitstatus_lock_read(repo, env, &lock, &e);
-	if (rc == 0)
-		printf("LOCKED by %s\n\n", gitstatus_lock_describe(desc, sizeof(desc), &lock));
-	else if (rc != ROTOR_ENOTFOUND)
+	locked = rc == 0;
+	if (rc < 0 && rc != ROTOR_ENOTFOUND)
 		return cmd_fail(&e);
+	err_clear(&e);
 	rc = gitstatus_log(repo, env, max, &v, &n, &e);
+	if (rc < 0 && rc != ROTOR_ENOTFOUND)
+		return cmd_fail(&e);
+	if (json) {
+		struct buf out = BUF_INIT;
+
+		rc = log_json(&out, env, locked ? &lock : NULL, v, n);
+		if (rc == 0)
+			fputs(buf_cstr(&out), stdout);
+		buf_release(&out);
+		gitstatus_entries_free(v, n);
+		return rc == 0 ? 0 : cmd_failf("the --json document is incomplete (out of memory)");
+	}
+	if (locked)
+		printf("LOCKED by %s\n\n", gitstatus_lock_describe(desc, sizeof(desc), &lock));
 	if (rc == ROTOR_ENOTFOUND) {
 		printf("no apply recorded for %s yet (rotor/status/%s does not exist)\n", env, env);
 		return 0;
 	}
-	if (rc < 0)
-		return cmd_fail(&e);
 	for (i = 0; i < n; i++) {
 		if (rfc3339_format(when, sizeof(when), (time_t)v[i].time) < 0)
 			snprintf(when, sizeof(when), "?");

@@ -31,11 +31,13 @@ const struct cmd rotor_commands[] = {
 	  "existing env or key file is an error.  NAME defaults to \"poc\".\n"
 	  "Review and commit the files; rotor reads committed state only.\n" },
 	{ "validate", cmd_validate, "check the state files against the schemas",
-	  "usage: rotor validate [--env NAME] [--ref REV | --worktree]\n"
+	  "usage: rotor validate [--env NAME] [--ref REV | --worktree] [--json]\n"
 	  "\n"
 	  "Load rotor.yaml and the env's files (every env when --env is absent) at REV\n"
 	  "(default HEAD) or from the work tree, and report every problem as\n"
-	  "path:line:column: message.  Exit 0 when valid, 1 otherwise.\n" },
+	  "path:line:column: message.  --json prints one object instead (the envs\n"
+	  "found valid and every problem with path, line, column and message),\n"
+	  "described by schemas/validate.json.  Exit 0 when valid, 1 otherwise.\n" },
 	{ "rotate", cmd_rotate, "start a rotation (next chain) or move it one phase, on a branch",
 	  "usage: rotor rotate start --env NAME [--threads N]\n"
 	  "\n"
@@ -69,7 +71,8 @@ const struct cmd rotor_commands[] = {
 	  "mode and owner, every certificate with the generation it belongs to (matched\n"
 	  "by SHA-256 fingerprint) or UNKNOWN with subject, issuer and fingerprint,\n"
 	  "whether a key matches its certificate, and days to expiry; for each host,\n"
-	  "the rotation steps its live state fits.  Files over 256 KiB are not read.\n"
+	  "the rotation steps its live state fits (any step when it holds none of its\n"
+	  "files).  Files over 256 KiB are not read.\n"
 	  "N hosts at once (default: parallel in rotor.yaml).  --json prints one object\n"
 	  "described by schemas/observe.json.  Exit 0 when every host was observed,\n"
 	  "1 when one could not be reached (the others are still reported).\n" },
@@ -117,8 +120,8 @@ const struct cmd rotor_commands[] = {
 	  "Exit 0 when all is in order, 2 when anything needs attention (listed), 1 on\n"
 	  "error.\n" },
 	{ "apply", cmd_apply, "walk the plan on the hosts, step by step, verified",
-	  "usage: rotor apply --env NAME [--ref REV] [--yes] [-j N] [--canary N] [--force-unlock]\n"
-	  "                   [--replace-unknown]\n"
+	  "usage: rotor apply --env NAME [--ref REV] [--yes] [-j N | --parallel N] [--canary N]\n"
+	  "                   [--force-unlock] [--replace-unknown] [--json]\n"
 	  "\n"
 	  "Lock the env (refs/rotor/lock/NAME), plan from the desired state at REV\n"
 	  "(default: git.main of rotor.yaml; never the work tree) and, after you type\n"
@@ -133,14 +136,19 @@ const struct cmd rotor_commands[] = {
 	  "gate.  --canary N does N hosts of each step one by one first.  A lock left by\n"
 	  "a dead rotor on this machine is taken over; --force-unlock removes any other.\n"
 	  "Each run ends with a commit on rotor/status/NAME: observed.json and\n"
-	  "applied.json.\n"
+	  "applied.json (a run you decline at the question records nothing).  N hosts\n"
+	  "at once (default: parallel in rotor.yaml).  --json prints the result on\n"
+	  "stdout at the end: applied.json's members and status_commit\n"
+	  "(schemas/apply.json); the plan, the question and the progress lines go to\n"
+	  "stderr then.\n"
 	  "Exit 0 when every host reached the desired state (or was in sync), 1 otherwise.\n" },
 	{ "log", cmd_log, "who applied what, when and why",
-	  "usage: rotor log --env NAME [-n N]\n"
+	  "usage: rotor log --env NAME [-n N] [--json]\n"
 	  "\n"
 	  "The last N (default 20) applies recorded on rotor/status/NAME, newest first:\n"
 	  "commit, time, who, the outcome and the desired commit; and who holds the\n"
-	  "lock, if anyone does now.\n" },
+	  "lock, if anyone does now.  --json prints one object described by\n"
+	  "schemas/log.json.\n" },
 	{ "help", cmd_help, "show help for a command", "usage: rotor help [COMMAND]\n" },
 	{ NULL, NULL, NULL, NULL }
 };

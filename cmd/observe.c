@@ -58,7 +58,8 @@ static void print_human(const struct obs_host *h, size_t n, const struct state *
 			unreachable++;
 			continue;
 		}
-		printf("  live state fits: %s\n", obs_fits_names(mask, sizeof(mask), h[i].phase_mask, st->rotation->target));
+		printf("  live state fits: %s\n", obs_host_empty(&h[i], 0) ? "any step (holds none of its files)"
+						    : obs_fits_names(mask, sizeof(mask), h[i].phase_mask, st->rotation->target));
 		for (j = 0; j < h[i].nfiles; j++) {
 			const struct obs_file *f = &h[i].files[j];
 
@@ -102,9 +103,9 @@ static void print_human(const struct obs_host *h, size_t n, const struct state *
 
 int cmd_observe(struct ctx *ctx, int argc, char **argv)
 {
-	const char *ref = NULL, *json = NULL, *jobs = NULL, *pos[1];
+	const char *ref = NULL, *json = NULL, *jobs = NULL, *jobs_j = NULL, *pos[1];
 	const struct opt opts[] = { { "ref", 1, &ref }, { "json", 0, &json }, { "parallel", 1, &jobs },
-				    { "j", 1, &jobs }, { NULL, 0, NULL } };
+				    { "j", 1, &jobs_j }, { NULL, 0, NULL } };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct env_run r;
@@ -116,7 +117,7 @@ int cmd_observe(struct ctx *ctx, int argc, char **argv)
 
 	memset(&r, 0, sizeof(r));
 	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0 ||
-	    (jobs && opt_int(&njobs, jobs, "--parallel", 1, 1024, &e) < 0) || ctx_repo(ctx, &repo, &e) < 0)
+	    opt_jobs(&njobs, jobs_j, jobs, &e) < 0 || ctx_repo(ctx, &repo, &e) < 0)
 		return cmd_fail(&e);
 	if (env_run_load(&r, repo, env, ref, RUN_STATE, &d, &e) < 0) {
 		rc = cmd_report(&d, &e);

@@ -122,3 +122,12 @@ int opt_int(int *out, const char *value, const char *name, long min, long max, s
 	*out = (int)v;
 	return 0;
 }
+
+int opt_jobs(int *out, const char *j, const char *parallel, struct err *e)
+{
+	if (j && parallel)
+		return err_set(e, ROTOR_EINVALID, "give -j or --parallel, not both");
+	if (!j && !parallel)
+		return 0;
+	return opt_int(out, j ? j : parallel, j ? "-j" : "--parallel", 1, 1024, e);
+}

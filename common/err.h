@@ -42,13 +42,20 @@ struct err {
 #define ROTOR_PRINTF(a, b)
 #endif
 
-/* Record code and message in e (which may be NULL); returns code. */
+/*
+ * Record code and message in e (which may be NULL); returns code.  The
+ * message is one line: line breaks and other control characters (say,
+ * from a remote command's stderr) become spaces, trailing ones go.
+ */
 int err_set(struct err *e, int code, const char *fmt, ...) ROTOR_PRINTF(3, 4);
 
-/* Put "context: " in front of the message already in e; returns e->code. */
+/* Put "context: " in front of the message already in e (one line, as above); returns e->code. */
 int err_prefix(struct err *e, const char *fmt, ...) ROTOR_PRINTF(2, 3);
 
 void err_clear(struct err *e);
+
+/* Make s one line in place, as err_set() does; returns s. */
+char *err_one_line(char *s);
 
 /* Out-of-memory shortcut: err_set(e, ROTOR_ENOMEM, "out of memory"). */
 int err_nomem(struct err *e);

@@ -192,8 +192,10 @@ static int run_reloads(char *why, size_t whylen, struct ssh_conn *c, const struc
 		se.max = 4096;
 		rc = ssh_exec(c, reload, NULL, &se, &status, e);
 		if (rc < 0 || status != 0) {
+			/* Remote stderr may hold several lines: the message is one. */
 			snprintf(why, whylen, "reload `%s` failed: %s", reload,
-				 rc < 0 ? e->msg : se.len ? buf_cstr(&se) : "non-zero exit");
+				 rc < 0 ? e->msg : se.len && !se.err ? buf_cstr(&se) : "non-zero exit");
+			err_one_line(why);
 			buf_release(&se);
 			return 1;
 		}
@@ -292,17 +294,44 @@ out:
 static void restore_host(struct host_turn *t)
 {
 	struct err he = ERR_INIT;
-	char reload_why[256] = "";
-	int restored = 1;
-	size_t i;
+	char reload_why[256] = "", first[ERR_MSG_MAX] = "";
+	size_t i, used = strlen(t->why);
+	int restored = 1, reload_failed;
 
 	for (i = 0; i < t->nw; i++)
-		if (t->staged[i].committed && ssh_restore_backup(t->c, t->staged[i].path, 0, &he) < 0)
+		if (t->staged[i].committed && ssh_restore_backup(t->c, t->staged[i].path, 0, &he) < 0) {
+			if (restored)
+				snprintf(first, sizeof(first), "%s", he.msg);
 			restored = 0;
-	if (run_reloads(reload_why, sizeof(reload_why), t->c, t->hs, t->touched, &he))
-		restored = 0;
-	strncat(t->why, restored ? "; backups restored and reloaded" : "; RESTORING THE BACKUPS FAILED: check the host",
-		sizeof(t->why) - strlen(t->why) - 1);
+			err_clear(&he);
+		}
+	/* The services read what is there now, restored or not. */
+	reload_failed = run_reloads(reload_why, sizeof(reload_why), t->c, t->hs, t->touched, &he);
+	if (!restored)
+		snprintf(t->why + used, sizeof(t->why) - used, "; RESTORING THE BACKUPS FAILED: %s: check the host", first);
+	else if (reload_failed)
+		snprintf(t->why + used, sizeof(t->why) - used, "; backups restored; the reload after the restore failed: %s",
+			 reload_why);
+	else
+		snprintf(t->why + used, sizeof(t->why) - used, "; backups restored and reloaded");
+}
+
+/*
+ * Remove what was staged and not put in place, the file of a failed
+ * stage too; when the connection broke, over a new one (a failed write
+ * leaves no temporary file).
+ */
+static void discard_staged(struct host_turn *t)
+{
+	size_t i, n = t->nw + (t->staged[t->nw].tmp != NULL);
+	struct ssh_conn *c2 = NULL;
+	struct err he = ERR_INIT;
+
+	if (ssh_staged_discard(t->c, t->staged, n) && observe_connect(&c2, &t->a->r->oo, t->hs, &he) == 0)
+		ssh_staged_discard(c2, t->staged, n);
+	ssh_disconnect(c2);
+	for (i = 0; i < n; i++)
+		ssh_staged_release(&t->staged[i]);
 }
 
 /* One line: what happened on the host; NULL when out of memory. */
@@ -375,8 +404,7 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 	}
 	if (bad && t.nw)
 		restore_host(&t);
-	if (t.c)
-		ssh_staged_discard(t.c, t.staged, t.nw);
+	discard_staged(&t);
 	ssh_disconnect(t.c);
 	res->failed = bad;
 	res->written = t.nw;
@@ -527,9 +555,7 @@ static int record_status(struct apply_result *res, struct env_run *r, struct git
 	int rc;
 
 	gitstatus_holder(who, sizeof(who));
-	if (steps_broken ||
-	    json_emit(&log, json_pack("{s:o, s:O, s:o}", "desired", json_text(r->src.commit), "steps", steps, "outcome",
-				      json_text(res->outcome))) < 0 ||
+	if (steps_broken || applied_json(&log, r->src.commit, steps, res->outcome) < 0 ||
 	    observe_json(&obs, r->hosts, r->nhosts, &r->st, r->src.commit) < 0 ||
 	    buf_printf(&msg, "rotor: apply %s: %s\n\nDesired state: %s\nRotor-Env: %s\nRotor-Desired: %s\nRotor-By: %s\n",
 		       env, res->outcome, r->src.commit, env, r->src.commit, who) < 0) {
@@ -585,7 +611,11 @@ static const struct plan_step *next_step(const struct plan *p)
 
 #define STOP(...) do { snprintf(res->outcome, sizeof(res->outcome), __VA_ARGS__); } while (0)
 
-/* The run under the lock: plan, ask, settle, the steps.  res->status and outcome are set. */
+/*
+ * The run under the lock: plan, ask, settle, the steps.  res->status and
+ * outcome are set.  Returns 0 (record the run), 1 (declined: nothing was
+ * done, nothing to record) or a negative code.
+ */
 static int apply_locked(struct apply_result *res, struct env_run *r, const struct apply_opts *o,
 			const struct apply_ui *ui, const char *secret, json_t *log, int *log_broken, struct err *e)
 {
@@ -610,7 +640,7 @@ static int apply_locked(struct apply_result *res, struct env_run *r, const struc
 	if (ui->confirm && !ui->confirm(ui->payload)) {
 		STOP("not confirmed, nothing applied");
 		alert(ui, "%s", res->outcome);
-		return 0;
+		return 1;       /* nothing was done: nothing to record */
 	}
 	if (r->nstale && (rc = settle(r, ui, e)) < 0)
 		return rc;
@@ -697,13 +727,16 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 	if (removed.id[0])
 		alert(ui, "removed the lock of %s", gitstatus_lock_describe(desc, sizeof(desc), &removed));
 
-	if (apply_locked(res, &r, o, ui, buf_cstr(&secret), log, &log_broken, e) < 0) {
+	rc = apply_locked(res, &r, o, ui, buf_cstr(&secret), log, &log_broken, e);
+	if (rc == 1)
+		goto unlock;
+	if (rc < 0) {
 		alert(ui, "%s", e->msg);
 		err_clear(e);
 		res->status = 1;
+		snprintf(res->outcome, sizeof(res->outcome), "error");
 		if (!r.hosts)
 			goto unlock;    /* nothing was observed: nothing to record */
-		snprintf(res->outcome, sizeof(res->outcome), "error");
 	}
 	if (record_status(res, &r, repo, o->env, log, log_broken, e) < 0) {
 		alert(ui, "recording the status failed: %s", e->msg);
@@ -718,6 +751,18 @@ unlock:
 		err_clear(e);
 	}
 	rc = 0;
+	/* What the caller prints for --json: what this run did, after the lock is released. */
+	if (o->json) {
+		struct buf doc = BUF_INIT;
+
+		if (log_broken || apply_json(&doc, r.src.commit, log, res->outcome, res->status_commit) < 0) {
+			alert(ui, "the --json document is incomplete (out of memory)");
+			res->status = 1;
+			buf_release(&doc);
+		} else {
+			res->json = buf_detach(&doc);
+		}
+	}
 out:
 	buf_wipe(&secret);
 	json_decref(log);

@@ -16,7 +16,9 @@
  * leaf than its files hold (an apply killed between rename and reload) is
  * reloaded and checked before anything else.  Every run that took the
  * lock ends with a commit on rotor/status/<env>: observed.json (what the
- * hosts hold after the run) and applied.json (what was done).
+ * hosts hold after the run) and applied.json (what was done); except a
+ * run the operator declined (ui->confirm said no): nothing was done, the
+ * lock is released and nothing is recorded.
  *
  * Output goes through struct apply_ui, so the caller decides how to show
  * it; nothing here prints.  Secrets: the repository secret is read from
@@ -67,6 +69,7 @@ struct apply_opts {
 	int canary;                 /* this many hosts of each step one by one first; 0: none */
 	int force_unlock;           /* remove any lock */
 	int replace_unknown;        /* hosts holding only unknown certificates count as empty */
+	int json;                   /* set res->json */
 };
 
 struct apply_result {
@@ -74,6 +77,7 @@ struct apply_result {
 	char outcome[256];          /* one line, as recorded in the status commit */
 	char status_commit[41];     /* the commit on rotor/status/<env>, "" when none was made */
 	size_t steps, changes;      /* steps applied, file changes made */
+	char *json;                 /* with o->json, once the lock was taken: schemas/apply.json (free()) */
 };
 
 int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply_opts *o,

@@ -274,6 +274,23 @@ unsigned observe_phase_mask(const struct obs_file *files, size_t n, int a, int b
 	return mask;
 }
 
+int obs_host_empty(const struct obs_host *h, int replace_unknown)
+{
+	size_t i, k;
+
+	for (i = 0; i < h->nfiles; i++) {
+		if (!h->files[i].present)
+			continue;
+		if (!replace_unknown)
+			return 0;
+		/* Under replace_unknown only certificates of our generations count. */
+		for (k = 0; k < h->files[i].ncerts; k++)
+			if (h->files[i].certs[k].generation)
+				return 0;
+	}
+	return 1;
+}
+
 const char *obs_key_name(enum obs_key k)
 {
 	switch (k) {

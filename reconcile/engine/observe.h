@@ -159,6 +159,13 @@ struct obs_host {
 int observe_fleet(struct obs_host **out, size_t *n, const struct observe_opts *o, struct err *e);
 void obs_hosts_free(struct obs_host *h, size_t n);
 
+/*
+ * Does h hold none of its files (a first deployment: it fits any step)?
+ * With replace_unknown, a host holding only certificates of no
+ * generation counts as empty too.  Meaningful for reachable hosts only.
+ */
+int obs_host_empty(const struct obs_host *h, int replace_unknown);
+
 /* One SSH session to hs with o's settings (apply uses the same ones). */
 struct ssh_conn;
 int observe_connect(struct ssh_conn **c, const struct observe_opts *o, const struct host_spec *hs,

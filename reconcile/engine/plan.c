@@ -281,26 +281,9 @@ static void strv_free(char **v, size_t n)
  * host, or the very first deployment) has no connection to break: it
  * fits every step and simply receives the desired one.
  */
-static int host_empty(const struct obs_host *h, int replace_unknown)
-{
-	size_t i, k;
-
-	for (i = 0; i < h->nfiles; i++) {
-		if (!h->files[i].present)
-			continue;
-		if (!replace_unknown)
-			return 0;
-		/* Under replace_unknown only certificates of our generations count. */
-		for (k = 0; k < h->files[i].ncerts; k++)
-			if (h->files[i].certs[k].generation)
-				return 0;
-	}
-	return 1;
-}
-
 static unsigned host_mask(const struct obs_host *h, int a, int b, int replace_unknown)
 {
-	if (host_empty(h, replace_unknown))
+	if (obs_host_empty(h, replace_unknown))
 		return ~0u;
 	return observe_phase_mask(h->files, h->nfiles, a, b);
 }
@@ -574,7 +557,7 @@ int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 	if (p->nproblems)
 		return 0;
 	for (i = 0; o->replace_unknown && i < o->nobserved; i++)
-		if (!host_empty(&o->observed[i], 0) && host_empty(&o->observed[i], 1) &&
+		if (!obs_host_empty(&o->observed[i], 0) && obs_host_empty(&o->observed[i], 1) &&
 		    strv_add(&p->notes, &p->nnotes, "%s holds only certificates of no generation: replaced "
 			     "(--replace-unknown; clients that trust them will stop connecting)", o->observed[i].name) < 0)
 			return err_nomem(e);
@@ -616,10 +599,14 @@ int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 	if (!found) {
 		for (i = 0; i < o->nobserved; i++) {
 			unsigned m = host_mask(&o->observed[i], first_a, first_b, o->replace_unknown);
+			/* A first deployment over throwaway certificates: say how to replace them. */
+			int only_unknown = !o->replace_unknown && obs_host_empty(&o->observed[i], 1);
 
 			if (m == 0 && strv_add(&p->problems, &p->nproblems,
-					       "%s fits no step of generation %d%s%.0d: drift (see rotor observe)",
-					       o->observed[i].name, first_a, first_b ? " -> " : "", first_b) < 0)
+					       "%s fits no step of generation %d%s%.0d: drift (see rotor observe)%s",
+					       o->observed[i].name, first_a, first_b ? " -> " : "", first_b,
+					       only_unknown ? "; it holds only certificates of no generation: --replace-unknown "
+							      "replaces them, rotor import adopts a chain in use" : "") < 0)
 				return err_nomem(e);
 		}
 		if (p->nproblems == 0 &&

@@ -1,14 +1,15 @@
 /*
- * report.c -- observe and plan results as the JSON documents that
- * schemas/observe.json and schemas/plan.json describe (see report.h),
- * built with jansson.
+ * report.c -- every JSON document rotor prints or records (see report.h
+ * for the list and their schemas), built with jansson.
  */
 #include "reconcile/engine/report.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/json.h"
+#include "common/timefmt.h"
 
 /* "0644": modes are strings in every document, as hosts.yaml writes them. */
 static json_t *mode_text(int mode)
@@ -79,14 +80,17 @@ fail:
 	return NULL;
 }
 
-static json_t *host_json(const struct obs_host *h)
+static json_t *host_json(const struct obs_host *h, int target)
 {
 	json_t *fits = json_array(), *files = json_array();
+	/* A host that holds none of its files fits every step of the line (a first deployment). */
+	int empty = h->reachable && obs_host_empty(h, 0);
+	unsigned mask = empty ? (target ? (1u << NSTEPS) - 1 : 1u << STEP_STABLE_A) : h->phase_mask;
 	size_t f;
 	int s;
 
 	for (s = 0; fits && s < NSTEPS; s++)
-		if ((h->phase_mask & (1u << s)) &&
+		if ((mask & (1u << s)) &&
 		    json_array_append_new(fits, json_string(s == STEP_STABLE_A   ? "stable"
 							    : s == STEP_STABLE_B ? "stable-target"
 										 : phase_step_name((enum phase_step)s))) < 0)
@@ -96,9 +100,10 @@ static json_t *host_json(const struct obs_host *h)
 			goto fail;
 	if (!fits || !files)
 		goto fail;
-	return json_pack("{s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:f}", "name", json_text(h->name), "address",
+	return json_pack("{s:o, s:o, s:b, s:o, s:o, s:o, s:b, s:o, s:f}", "name", json_text(h->name), "address",
 			 json_text(h->address), "reachable", h->reachable, "error", json_text(h->error), "host_key",
-			 json_text(h->host_key), "fits", fits, "files", files, "seconds", (double)(long long)(h->seconds * 1000 + 0.5) / 1000);
+			 json_text(h->host_key), "fits", fits, "holds_none", empty, "files", files, "seconds",
+			 (double)(long long)(h->seconds * 1000 + 0.5) / 1000);
 fail:
 	json_decref(fits);
 	json_decref(files);
@@ -111,7 +116,7 @@ int observe_json(struct buf *out, const struct obs_host *h, size_t n, const stru
 	size_t i;
 
 	for (i = 0; hosts && i < n; i++)
-		if (json_array_append_new(hosts, host_json(&h[i])) < 0) {
+		if (json_array_append_new(hosts, host_json(&h[i], st->rotation->target)) < 0) {
 			json_decref(hosts);
 			hosts = NULL;
 		}
@@ -254,4 +259,82 @@ int chain_json(struct buf *out, const struct chain_view *v)
 					json_text(v->src.commit), "rotation", "generation", rot->generation, "target",
 					int_or_null(rot->target), "phase", spec_phase_name(rot->phase), "generations",
 					gens));
+}
+
+/* applied.json's members; NULL when memory ran out.  steps is borrowed. */
+static json_t *applied_doc(const char *desired, json_t *steps, const char *outcome)
+{
+	return json_pack("{s:o, s:O, s:o}", "desired", json_text(desired), "steps", steps, "outcome", json_text(outcome));
+}
+
+int applied_json(struct buf *out, const char *desired, json_t *steps, const char *outcome)
+{
+	return json_emit(out, applied_doc(desired, steps, outcome));
+}
+
+int apply_json(struct buf *out, const char *desired, json_t *steps, const char *outcome, const char *status_commit)
+{
+	json_t *doc = applied_doc(desired, steps, outcome);
+
+	if (doc && json_object_set_new(doc, "status_commit", json_text(status_commit && *status_commit ? status_commit : NULL)) < 0) {
+		json_decref(doc);
+		doc = NULL;
+	}
+	return json_emit(out, doc);
+}
+
+int validate_json(struct buf *out, const char *commit, char *const *envs, size_t nenvs, const struct diags *d)
+{
+	json_t *diags = json_array(), *names = text_array(envs, nenvs);
+	size_t i;
+
+	for (i = 0; diags && d && i < d->n; i++)
+		if (json_array_append_new(diags, json_pack("{s:o, s:i, s:i, s:o}", "path", json_text(d->v[i].path), "line",
+							   d->v[i].line, "column", d->v[i].column, "message",
+							   json_text(d->v[i].msg))) < 0) {
+			json_decref(diags);
+			diags = NULL;
+		}
+	if (!diags || !names) {
+		json_decref(diags);
+		json_decref(names);
+		return ROTOR_ENOMEM;
+	}
+	return json_emit(out, json_pack("{s:o, s:b, s:o, s:o}", "commit", json_text(commit), "valid", !d || d->n == 0,
+					"envs", names, "diagnostics", diags));
+}
+
+static json_t *lock_json(const struct gitstatus_lock *l)
+{
+	if (!l)
+		return json_null();
+	if (!l->parsed)
+		return json_pack("{s:s, s:b, s:n, s:n, s:n, s:n, s:n, s:o}", "id", l->id, "parsed", 0, "holder", "pid",
+				 "time", "command", "desired", "problem", json_text(l->problem));
+	return json_pack("{s:s, s:b, s:o, s:I, s:o, s:o, s:o, s:n}", "id", l->id, "parsed", 1, "holder",
+			 json_text(l->holder), "pid", (json_int_t)l->pid, "time", json_text(l->time), "command",
+			 json_text(l->command), "desired", json_text(l->desired[0] ? l->desired : NULL), "problem");
+}
+
+int log_json(struct buf *out, const char *env, const struct gitstatus_lock *lock, const struct gitstatus_entry *v,
+	     size_t n)
+{
+	json_t *entries = json_array();
+	char when[32];
+	size_t i;
+
+	for (i = 0; entries && i < n; i++) {
+		if (rfc3339_format(when, sizeof(when), (time_t)v[i].time) < 0)
+			snprintf(when, sizeof(when), "?");
+		if (json_array_append_new(entries, json_pack("{s:s, s:s, s:{s:o, s:o}, s:o, s:o}", "commit", v[i].id, "time",
+							     when, "author", "name", json_text(v[i].author_name), "email",
+							     json_text(v[i].author_email), "subject", json_text(v[i].subject),
+							     "body", json_text(v[i].body ? v[i].body : ""))) < 0) {
+			json_decref(entries);
+			entries = NULL;
+		}
+	}
+	if (!entries)
+		return ROTOR_ENOMEM;
+	return json_emit(out, json_pack("{s:o, s:o, s:o}", "env", json_text(env), "lock", lock_json(lock), "entries", entries));
 }

@@ -1,9 +1,10 @@
 /*
  * report.h -- results as JSON documents: what `observe --json`, `plan
- * --json`, `drift --json` and `chain show --json` print and what apply commits on
- * rotor/status/<env> (observed.json).  The shapes are schemas/observe.json,
- * schemas/plan.json and schemas/chain-show.json; tests parse every
- * document back.  Built with jansson (common/json.h).
+ * --json`, `drift --json`, `chain show --json`, `validate --json`, `log
+ * --json` and `apply --json` print and what apply commits on
+ * rotor/status/<env> (observed.json, applied.json).  The shapes are
+ * schemas/observe.json, plan.json, chain-show.json, validate.json,
+ * log.json, apply.json and applied.json; tests parse every document back.  Built with jansson (common/json.h).
  *
  * Each function appends one document, ending in a newline, to out and
  * returns 0, or ROTOR_ENOMEM / ROTOR_ETOOBIG with out left holding a
@@ -15,6 +16,8 @@
 #include <stddef.h>
 
 #include "common/buf.h"
+#include "common/json.h"
+#include "gitops/gitstatus.h"
 #include "reconcile/engine/chain.h"
 #include "reconcile/engine/run.h"
 
@@ -26,5 +29,25 @@ int plan_json(struct buf *out, const struct env_run *r, const struct drift_count
 
 /* Every generation of v, as schemas/chain-show.json describes (`chain show --json`). */
 int chain_json(struct buf *out, const struct chain_view *v);
+
+/* applied.json on rotor/status/<env> (schemas/applied.json): the desired commit, the steps run (borrowed), the outcome. */
+int applied_json(struct buf *out, const char *desired, json_t *steps, const char *outcome);
+
+/*
+ * `apply --json` (schemas/apply.json): the same document as applied.json
+ * and status_commit, the commit recorded on rotor/status/<env> (NULL or
+ * "": none, null).
+ */
+int apply_json(struct buf *out, const char *desired, json_t *steps, const char *outcome, const char *status_commit);
+
+/*
+ * `validate --json` (schemas/validate.json): the commit validated (NULL:
+ * the work tree), the envs found valid and every diagnostic of d (may be NULL).
+ */
+int validate_json(struct buf *out, const char *commit, char *const *envs, size_t nenvs, const struct diags *d);
+
+/* `log --json` (schemas/log.json): env's lock (NULL: not locked) and its status history v, newest first. */
+int log_json(struct buf *out, const char *env, const struct gitstatus_lock *lock, const struct gitstatus_entry *v,
+	     size_t n);
 
 #endif

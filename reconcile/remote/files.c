@@ -77,9 +77,14 @@ static void remove_temp(struct ssh_conn *c, const char *tmp, const char *sudo)
 
 	if (c->broken)
 		return;
-	NB_INT(c, &ignore, "removing a temporary file", rc,
-	       libssh2_sftp_unlink_ex(c->sftp, tmp, (unsigned)strlen(tmp)));
-	if (rc == 0 || c->broken || !*sudo)
+	/* A new connection (a discard after the first one broke) has no SFTP yet. */
+	if (ssh_sftp_ready(c, &ignore) == 0) {
+		NB_INT(c, &ignore, "removing a temporary file", rc,
+		       libssh2_sftp_unlink_ex(c->sftp, tmp, (unsigned)strlen(tmp)));
+		if (rc == 0 || c->broken || !*sudo)
+			return;
+	}
+	if (c->broken)
 		return;
 	/* It may belong to another user by now. */
 	rc = 0;
@@ -105,7 +110,7 @@ int ssh_stage_file(struct ssh_conn *c, const char *path, const void *data, size_
 	const char *sudo, *p = data;
 	const char *base;
 	size_t done = 0;
-	int rc, failed, created = 0;
+	int rc, failed, created = 0, may_exist = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (!wo)
@@ -124,6 +129,7 @@ int ssh_stage_file(struct ssh_conn *c, const char *path, const void *data, size_
 		return rc;
 	if ((rc = temp_name(c, &tmp, path, e)) != 0)
 		goto out;
+	may_exist = 1;   /* from here on: the server may have made it even if its answer was lost */
 	NB_PTR(c, e, "creating a temporary file", h,
 	       libssh2_sftp_open_ex(c->sftp, buf_cstr(&tmp), (unsigned)tmp.len,
 				    LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, 0600,
@@ -202,6 +208,13 @@ out:
 		ssh_handle_close(c, h);
 	if (created && rc)
 		remove_temp(c, buf_cstr(&tmp), sudo);
+	/* A broken connection removes nothing: name the file for a discard over another one. */
+	if (rc && may_exist && c->broken) {
+		if ((out->path = strdup(path)) != NULL && (out->tmp = buf_detach(&tmp)) != NULL)
+			out->sudo = sudo[0] != '\0';
+		else
+			ssh_staged_release(out);
+	}
 	if (rc && e)
 		err_prefix(e, "writing %s", path);
 	buf_release(&tmp);
@@ -217,15 +230,21 @@ void ssh_staged_release(struct ssh_staged *st)
 	memset(st, 0, sizeof(*st));
 }
 
-void ssh_staged_discard(struct ssh_conn *c, struct ssh_staged *v, size_t n)
+size_t ssh_staged_discard(struct ssh_conn *c, struct ssh_staged *v, size_t n)
 {
-	size_t i;
+	size_t i, left = 0;
 
 	for (i = 0; i < n; i++) {
-		if (v[i].tmp && !v[i].committed && ssh_usable(c, NULL) == 0)
+		if (v[i].tmp && !v[i].committed) {
+			if (!c || ssh_usable(c, NULL) != 0) {
+				left++;         /* kept for a discard over another connection */
+				continue;
+			}
 			remove_temp(c, v[i].tmp, v[i].sudo ? "sudo -n " : "");
+		}
 		ssh_staged_release(&v[i]);
 	}
+	return left;
 }
 
 /*
@@ -313,12 +332,15 @@ int ssh_write_file_atomic(struct ssh_conn *c, const char *path, const void *data
 	struct ssh_staged st;
 	int rc;
 
-	if ((rc = ssh_stage_file(c, path, data, len, wo, &st, e)) != 0)
+	if ((rc = ssh_stage_file(c, path, data, len, wo, &st, e)) != 0) {
+		ssh_staged_release(&st);
 		return rc;
+	}
 	rc = ssh_commit_staged(c, &st, 1, e);
 	if (rc && e)
 		err_prefix(e, "writing %s", path);
-	ssh_staged_discard(c, &st, 1);
+	if (ssh_staged_discard(c, &st, 1))
+		ssh_staged_release(&st);    /* the connection broke: nothing more can be done on it */
 	return rc;
 }
 

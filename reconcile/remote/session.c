@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,11 +111,30 @@ static int transport_error(int rc)
 	}
 }
 
+int ssh_break(struct ssh_conn *c, struct err *e, int code, const char *fmt, ...)
+{
+	struct err own = ERR_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(own.msg, sizeof(own.msg), fmt, ap);
+	va_end(ap);
+	err_one_line(own.msg);
+	if (!c->broken)
+		memcpy(c->first_error, own.msg, sizeof(c->first_error));
+	c->broken = 1;
+	if (e) {
+		e->code = code;
+		memcpy(e->msg, own.msg, sizeof(e->msg));
+	}
+	return code;
+}
+
 /* Report a libssh2 failure (rc) while doing `what`. */
 int ssh_lib_fail(struct ssh_conn *c, struct err *e, int rc, const char *what)
 {
 	if (transport_error(rc))
-		c->broken = 1;
+		return ssh_break(c, e, ROTOR_ERROR, "%s: %s: %s", c->name, what, lib_msg(c->s));
 	if (rc == LIBSSH2_ERROR_ALLOC)
 		return err_set(e, ROTOR_ENOMEM, "%s: out of memory while %s", c->name, what);
 	return err_set(e, ROTOR_ERROR, "%s: %s: %s", c->name, what, lib_msg(c->s));
@@ -129,9 +149,7 @@ int ssh_buf_fail(struct ssh_conn *c, struct err *e, int rc, const char *what)
 
 static int timed_out(struct ssh_conn *c, struct err *e, const char *what)
 {
-	c->broken = 1;
-	return err_set(e, ROTOR_ERROR, "%s: timed out while %s (deadline %d ms)", c->name, what,
-		       c->deadline_ms);
+	return ssh_break(c, e, ROTOR_ERROR, "%s: timed out while %s (deadline %d ms)", c->name, what, c->deadline_ms);
 }
 
 /*
@@ -166,10 +184,8 @@ int ssh_wait_io(struct ssh_conn *c, const char *what, struct err *e)
 		rc = poll(&p, 1, tmo);
 		if (rc > 0 || (rc == 0 && !dir))
 			return 0;
-		if (rc < 0 && errno != EINTR) {
-			c->broken = 1;
-			return err_set(e, ROTOR_ERROR, "%s: poll: %s", c->name, strerror(errno));
-		}
+		if (rc < 0 && errno != EINTR)
+			return ssh_break(c, e, ROTOR_ERROR, "%s: poll: %s", c->name, strerror(errno));
 	}
 }
 
@@ -178,8 +194,16 @@ int ssh_usable(struct ssh_conn *c, struct err *e)
 {
 	if (!c)
 		return err_set(e, ROTOR_EINVALID, "ssh: no connection");
-	if (c->broken)
-		return err_set(e, ROTOR_ERROR, "%s: connection unusable after an earlier error", c->name);
+	if (c->broken) {
+		/* The cause is the first error, not this call: name it (without the host twice). */
+		size_t n = strlen(c->name);
+		const char *first = c->first_error;
+
+		if (strncmp(first, c->name, n) == 0 && strncmp(first + n, ": ", 2) == 0)
+			first += n + 2;
+		return err_set(e, ROTOR_ERROR, "%s: connection unusable after an earlier error: %s", c->name,
+			       first[0] ? first : "(not recorded)");
+	}
 	if (clock_mono_ms() >= c->deadline)
 		return timed_out(c, e, "starting the next step");
 	return 0;
@@ -602,8 +626,7 @@ int ssh_connect(struct ssh_conn **out, const struct ssh_opts *o, struct err *e)
 		goto fail;
 	}
 	if (rc != 0) {
-		c->broken = 1;
-		rc = err_set(e, ROTOR_ERROR, "%s: SSH handshake failed: %s", c->name, lib_msg(c->s));
+		rc = ssh_break(c, e, ROTOR_ERROR, "%s: SSH handshake failed: %s", c->name, lib_msg(c->s));
 		goto fail;
 	}
 	if ((rc = verify_hostkey(c, &k, o, port, e)) != 0)

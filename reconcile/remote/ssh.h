@@ -42,8 +42,9 @@
  * The code is the first failure's own: codes are never combined, so a
  * buffer over its cap is ROTOR_ETOOBIG, never ROTOR_ENOMEM.
  * After a timeout or a transport error the connection is broken: every
- * later call fails at once with ROTOR_ERROR, and the caller should
- * ssh_disconnect().  A file that is missing, too big or unreadable, or
+ * later call fails at once with ROTOR_ERROR and a message that names
+ * the first error ("connection unusable after an earlier error: ..."),
+ * and the caller should ssh_disconnect().  A file that is missing, too big or unreadable, or
  * a command that exits non-zero, leaves the connection usable.
  *
  * Secrets: file contents read here may be private keys.  They land only
@@ -183,6 +184,14 @@ int ssh_write_file_atomic(struct ssh_conn *c, const char *path, const void *data
  * either both old or both new unless it reads in the microseconds between
  * two rename() calls).  ssh_staged_discard() removes temporary files
  * that were not committed and releases the array's contents.
+ *
+ * A failed write leaves no temporary file: ssh_stage_file() removes its
+ * own on failure; when the connection broke (so nothing more can be done
+ * on it) it names the file it may have left in out->tmp and out->path
+ * instead.  ssh_staged_discard() on an unusable connection (broken, or
+ * NULL) removes nothing: it keeps every uncommitted entry that names a
+ * temporary file and returns how many it kept; call it again with a new
+ * connection to the same host, or ssh_staged_release() them.
  */
 struct ssh_staged {
 	char *path, *tmp, *owner, *group;
@@ -191,7 +200,7 @@ struct ssh_staged {
 int ssh_stage_file(struct ssh_conn *c, const char *path, const void *data, size_t len,
 		   const struct ssh_write_opts *wo, struct ssh_staged *out, struct err *e);
 int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct err *e);
-void ssh_staged_discard(struct ssh_conn *c, struct ssh_staged *v, size_t n);
+size_t ssh_staged_discard(struct ssh_conn *c, struct ssh_staged *v, size_t n);
 void ssh_staged_release(struct ssh_staged *st);
 
 /*

@@ -49,9 +49,16 @@ struct ssh_conn {
 	char *user;
 	char name[SSH_NAME_MAX_LEN];   /* "label (address)" */
 	char fingerprint[96];          /* "SHA256:..." */
+	char first_error[ERR_MSG_MAX]; /* why it broke: every later call reports it */
 };
 
 /* ---- session.c ---- */
+
+/*
+ * Mark c broken with this message (kept as c->first_error when it is the
+ * first): every later call on c reports it.  Fills e (may be NULL); returns code.
+ */
+int ssh_break(struct ssh_conn *c, struct err *e, int code, const char *fmt, ...) ROTOR_PRINTF(4, 5);
 
 /* Report a libssh2 failure (rc) while doing `what`; marks c broken after transport errors. */
 int ssh_lib_fail(struct ssh_conn *c, struct err *e, int rc, const char *what);

@@ -16,6 +16,11 @@ ok "help init explains init" sh -c '"$ROTOR" help init | grep -q "usage: rotor i
 expect_out "unknown command is one rotor: line" '^rotor: unknown command "frobnicate"' "$ROTOR" frobnicate
 fails "unknown command exits non-zero" "$ROTOR" frobnicate
 expect_out "unknown option named" '^rotor: unknown option "--bogus"' "$ROTOR" validate --bogus
+expect_out "observe -j 0 names -j" '^rotor: -j must be a number from 1 to 1024, not "0"$' "$ROTOR" observe --env poc -j 0
+expect_out "observe --parallel 0 names --parallel" '^rotor: --parallel must be a number from 1 to 1024, not "0"$' "$ROTOR" observe --env poc --parallel 0
+expect_out "apply -j 0 names -j" '^rotor: -j must be a number from 1 to 1024, not "0"$' "$ROTOR" apply --env poc -j 0
+expect_out "apply --parallel=0 names --parallel" '^rotor: --parallel must be a number from 1 to 1024, not "0"$' "$ROTOR" apply --env poc --parallel=0
+expect_out "apply -j and --parallel together refused" '^rotor: give -j or --parallel, not both$' "$ROTOR" apply --env poc -j 2 --parallel 3
 expect_out "outside a repository" '^rotor: .*not a git repository' "$ROTOR" --repo "$T" init
 expect_out "unborn HEAD: validate says so" 'no commits yet' "$ROTOR" validate
 
@@ -170,5 +175,23 @@ expect_out "validate: one server identity on two hosts, both named" \
 	'^envs/test/hosts.yaml:9:72: hosts.pg2.roles\[0\].identity: server identity "pg1" is also host pg1.s \(its name, by default; envs/test/hosts.yaml:5:9\)' \
 	"$ROTOR" validate --worktree --env test
 git checkout -q -- envs/test/hosts.yaml
+# ---- --json of validate and log, parsed back against their schemas ----
+# json_ok NAME SCHEMA EXPR CMD...: CMD's stdout is one document valid under schemas/SCHEMA.json and EXPR (over d) holds.
+json_ok() {
+	_jn=$1 _js=$2 _je=$3; shift 3
+	"$@" > "$T/jsonout.json" 2>/dev/null
+	ok "$_jn" json_check "$T/jsonout.json" "$_js" "$_je"
+}
+json_ok "validate --json: the problem with path, line, column" validate \
+	'not d["valid"] and d["envs"] == [] and any(x["path"] == "envs/poc/chain.yaml" and x["line"] > 0 and x["column"] > 0 and "unknown key \"bogus\"" in x["message"] for x in d["diagnostics"]) and len(d["commit"]) == 40' \
+	"$ROTOR" validate --env poc --json
+fails "validate --json with problems: exit 1" "$ROTOR" validate --env poc --json
+json_ok "validate --json --ref main: valid" validate \
+	'd["valid"] and d["envs"] == ["poc"] and d["diagnostics"] == [] and d["commit"] == __import__("subprocess").check_output(["git", "rev-parse", "main"], text=True).strip()' \
+	"$ROTOR" validate --env poc --ref main --json
+ok "validate --json valid: exit 0" "$ROTOR" validate --env poc --ref main --json
+json_ok "validate --json --worktree: commit null" validate 'd["commit"] is None and not d["valid"]' "$ROTOR" validate --worktree --json
+ok "validate --json prints nothing but the document" sh -c '"$1" validate --env poc --json 2>/dev/null | wc -l | grep -qx 1' _ "$ROTOR"
+json_ok "log --json before any apply: no lock, no entries" log 'd == {"env": "poc", "lock": None, "entries": []}' "$ROTOR" log --env poc --json
 
 done_testing

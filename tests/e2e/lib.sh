@@ -4,6 +4,8 @@
 #   . "$(dirname "$0")/lib.sh"
 #   ok "name" test -f file         # runs the command; "ok N - name" or "not ok N - name"
 #   expect_out "name" 'regex' cmd  # command output (stdout+stderr) must match the ERE
+#   ok "name" json_check FILE SCHEMA 'EXPR'  # FILE is one JSON document valid under
+#                                  # schemas/SCHEMA.json, and the Python EXPR over d holds
 #   done_testing
 #   wait_for 30 cmd...             # poll cmd every 0.2 s until it succeeds; at the deadline a
 #                                  # "# wait_for: ..." line, the command's last output, status 1
@@ -92,6 +94,17 @@ wait_for() { # seconds cmd...
 		fi
 		sleep 0.2
 	done
+}
+
+json_check() { # file schema expr
+	/usr/bin/python3 -c '
+import json, sys, jsonschema
+d = json.loads(open(sys.argv[1]).read())
+jsonschema.validate(d, json.load(open(sys.argv[2])))
+ok = eval(sys.argv[3])
+if not ok:
+    print(json.dumps(d)[:3000])
+sys.exit(0 if ok else 1)' "$1" "$ROTOR_SRCDIR/schemas/$2.json" "$3"
 }
 
 done_testing() {

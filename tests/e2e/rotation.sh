@@ -36,7 +36,24 @@ ok "plan with nothing deployed: exit 2 (changes pending)" [ $? -eq 2 ]
 ok "plan creates the 15 files" grep -q "Plan: 1 step with changes, 15 file changes on 5 hosts" "$T/plan0.txt"
 ok "no secret in the plan" sh -c '! grep -q "PRIVATE KEY" "$1"' _ "$T/plan0.txt"
 
-ok "without --replace-unknown the bootstrap certificates stop the plan" sh -c '! "$1" plan --env poc > /dev/null 2>&1' _ "$ROTOR"
+ok "without --replace-unknown the bootstrap certificates stop the plan" sh -c '! "$1" plan --env poc > "$2" 2>&1' _ "$ROTOR" "$T/plan-unknown.txt"
+ok "... and the refusal names --replace-unknown" grep -q "host1 fits no step of generation 1: drift (see rotor observe); it holds only certificates of no generation: --replace-unknown replaces them" "$T/plan-unknown.txt"
+# Before the first apply the client hosts hold none of their files: they fit any step.
+"$ROTOR" observe --env poc --json > "$T/obs0.json" 2>/dev/null
+ok "observe --json before the first apply: valid, the client hosts hold none and fit stable" /usr/bin/python3 -c '
+import json, sys, jsonschema
+d = json.load(open(sys.argv[1]))
+jsonschema.validate(d, json.load(open(sys.argv[2])))
+h = {x["name"]: x for x in d["hosts"]}
+for n in ("host4", "host5"):
+    assert h[n]["holds_none"] is True and h[n]["fits"] == ["stable"], h[n]
+    assert not any(f["present"] for f in h[n]["files"]), h[n]
+for n in ("host1", "host2", "host3"):
+    assert h[n]["holds_none"] is False and h[n]["fits"] == [], h[n]
+' "$T/obs0.json" "$ROTOR_SRCDIR/schemas/observe.json"
+"$ROTOR" observe --env poc -j 2 > "$T/obs0.txt" 2>/dev/null
+ok "observe's table says a host that holds nothing fits any step" grep -q "^host4 ($B.4)  live state fits: any step (holds none of its files)$" "$T/obs0.txt"
+ok "... and a host with unknown certificates fits none" grep -q "^host1 ($B.1)  live state fits: none$" "$T/obs0.txt"
 ok "first apply: generation 1 everywhere (replacing the bootstrap certificates)" "$ROTOR" apply --env poc --yes --replace-unknown
 ok "plan is in sync: exit 0" "$ROTOR" plan --env poc --detailed-exitcode
 ok "server key on host1 is 0600 postgres" sh -c '[ "$(stat -c "%a %U" "$1/hosts/host1/srv/postgres/certs/server.key")" = "600 postgres" ]' _ "$FD"

@@ -99,6 +99,20 @@ static void test_json_text_any_bytes(void **state)
 	assert_int_equal(json_emit(&(struct buf)BUF_INIT, NULL), ROTOR_ENOMEM);
 }
 
+/* Every error message is one line, whatever it quotes (remote stderr). */
+static void test_err_one_line(void **state)
+{
+	struct err e = ERR_INIT;
+	char s[] = "a\r\nb\tc\n\n";
+
+	(void)state;
+	assert_int_equal(err_set(&e, ROTOR_ERROR, "reload failed: %s", "line one\nline two\n"), ROTOR_ERROR);
+	assert_string_equal(e.msg, "reload failed: line one line two");
+	assert_int_equal(err_prefix(&e, "host%d", 2), ROTOR_ERROR);
+	assert_string_equal(e.msg, "host2: reload failed: line one line two");
+	assert_string_equal(err_one_line(s), "a  b c");
+}
+
 static void test_clock(void **state)
 {
 	int64_t a, b;
@@ -118,6 +132,7 @@ int main(void)
 		cmocka_unit_test(test_utf8_decode),     cmocka_unit_test(test_hex_colon),
 		cmocka_unit_test(test_buf_sticky_error),
 		cmocka_unit_test(test_json_text_any_bytes), cmocka_unit_test(test_clock),
+		cmocka_unit_test(test_err_one_line),
 	};
 
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);

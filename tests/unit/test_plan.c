@@ -690,7 +690,9 @@ static const struct tcase cases[] = {
 
 	/* ---- unknown certificates ---- */
 	{ "unknown: refused without replace_unknown", STABLE(1), "UAA", "",
-	  "unknown", "", "", 0, 0, { "problem: pg1 fits no step of generation 1: drift (see rotor observe)", "!pg2" } },
+	  "unknown", "", "", 0, 0, { "problem: pg1 fits no step of generation 1: drift (see rotor observe); it holds only "
+				     "certificates of no generation: --replace-unknown replaces them, rotor import adopts a chain in use",
+				     "!pg2" } },
 	{ "unknown: during a rotation", ROT(1, 2, "trust"), "UTT", "",
 	  "unknown", "", "", 0, 0, { "problem: pg1 fits no step of generation 1 -> 2: drift" } },
 	{ "unknown: replace_unknown counts pg1 as empty", STABLE(1), "UAA", "replace_unknown",
@@ -711,7 +713,7 @@ static const struct tcase cases[] = {
 	  "live=A partial=0 desired=A line=1>0", "A>A", "12", "0", "0",
 	  { "note: pg1 holds", "note: pg2 holds", "note: app1 holds" } },
 	{ "unknown: a foreign root beside known ones is drift", STABLE(1), "uAA", "",
-	  "unknown", "", "", 0, 0, { "problem: pg1 fits no step of generation 1: drift" } },
+	  "unknown", "", "", 0, 0, { "problem: pg1 fits no step of generation 1: drift", "!--replace-unknown" } },
 	{ "unknown: replace_unknown does not cover a host with known certificates", STABLE(1), "uAA", "replace_unknown",
 	  "unknown", "", "", 0, 0, { "problem: pg1 fits no step of generation 1: drift", "!note:" } },
 
