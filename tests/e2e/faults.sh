@@ -418,6 +418,8 @@ assert d["stale_services"][0]["presents"] != d["stale_services"][0]["files_hold"
 ' "$T/stale-drift" "$ROTOR_SRCDIR"
 run stale-noprobe "$ROTOR" plan --env poc --no-probe
 ok "5 ... plan --no-probe does not ask, and says so" sh -c '! grep -q "needs a reload" "$1.out" && grep -q "services not probed (--no-probe)" "$1.out"' _ "$T/stale-noprobe"
+"$ROTOR" drift --env poc --no-probe --json > "$T/stale-drift-np.out" 2> /dev/null
+ok "5 ... drift --no-probe --json: not probed, no stale service counted" json_check "$T/stale-drift-np.out" plan 'not d["probed"] and d["stale_services"] == [] and d["stale_services_count"] == 0'
 run resumed "$ROTOR" apply --env poc --yes
 ok "5 rerun: exit 0" rc_is resumed 0
 ok "5 ... takes over the dead run's lock and says so" out_has resumed "rotor: removed the lock of $(id -un)@$(hostname) \(pid $dead\)"
