@@ -557,7 +557,7 @@ bad:
 int ssh_find_strays(struct ssh_conn *c, const char *const *paths, size_t n, char ***out, size_t *nout,
 		    struct err *e)
 {
-	struct buf cmd = BUF_INIT, so = BUF_INIT, se = BUF_INIT, dir = BUF_INIT;
+	struct buf cmd = BUF_INIT, so = BUF_INIT, se = BUF_INIT;
 	size_t i;
 	int rc;
 
@@ -567,30 +567,16 @@ int ssh_find_strays(struct ssh_conn *c, const char *const *paths, size_t n, char
 		return rc;
 	se.max = SSH_STDERR_KEEP;
 	so.max = (size_t)64 << 10;
-	/* One command for every file; a directory the login user cannot read is listed through sudo -n. */
+	/*
+	 * One command for every file, as the login user: staging already
+	 * needs it to search and write each directory, and sudoers commonly
+	 * allows no shell or listing command.
+	 */
 	for (i = 0; i < n && rc == 0; i++) {
-		const char *slash = strrchr(paths[i], '/');
-
-		buf_truncate(&dir, 0);
-		ssh_cmd_printf(&dir, &rc, "%.*s", (int)(slash == paths[i] ? 1 : slash - paths[i]), paths[i]);
-		if (c->become) {
-			ssh_cmd_puts(&cmd, "if test -r ", &rc);
-			ssh_cmd_quote(&cmd, buf_cstr(&dir), &rc);
-			ssh_cmd_puts(&cmd, " && test -x ", &rc);
-			ssh_cmd_quote(&cmd, buf_cstr(&dir), &rc);
-			ssh_cmd_puts(&cmd, "; then sh -c '" STRAY_SCRIPT "' sh ", &rc);
-			ssh_cmd_printf(&cmd, &rc, "%zu ", i);
-			ssh_cmd_quote(&cmd, paths[i], &rc);
-			ssh_cmd_puts(&cmd, "; else sudo -n sh -c '" STRAY_SCRIPT "' sh ", &rc);
-			ssh_cmd_printf(&cmd, &rc, "%zu ", i);
-			ssh_cmd_quote(&cmd, paths[i], &rc);
-			ssh_cmd_puts(&cmd, " || exit 1; fi; ", &rc);
-		} else {
-			ssh_cmd_puts(&cmd, "sh -c '" STRAY_SCRIPT "' sh ", &rc);
-			ssh_cmd_printf(&cmd, &rc, "%zu ", i);
-			ssh_cmd_quote(&cmd, paths[i], &rc);
-			ssh_cmd_puts(&cmd, " || exit 1; ", &rc);
-		}
+		ssh_cmd_puts(&cmd, "sh -c '" STRAY_SCRIPT "' sh ", &rc);
+		ssh_cmd_printf(&cmd, &rc, "%zu ", i);
+		ssh_cmd_quote(&cmd, paths[i], &rc);
+		ssh_cmd_puts(&cmd, " || exit 1; ", &rc);
 	}
 	ssh_cmd_puts(&cmd, "exit 0", &rc);
 	if (rc) {
@@ -608,6 +594,5 @@ out:
 	buf_release(&cmd);
 	buf_release(&so);
 	buf_release(&se);
-	buf_release(&dir);
 	return rc;
 }

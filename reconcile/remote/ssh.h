@@ -226,9 +226,11 @@ int ssh_remove_backups(struct ssh_conn *c, const char *const *paths, const int *
  * with ONE remote command: PATH.rotor-bak (a backup) and every
  * DIR/.BASE.rotor-tmp-* (a temporary file), each as a full path; a
  * temporary file whose name holds other bytes than [0-9A-Za-z_-] after
- * "rotor-tmp-" is named DIR/.BASE.rotor-tmp-?.  A directory the login
- * user cannot list is looked at through "sudo -n" when the connection
- * has become.  *out (NULL when none) is freed with ssh_strays_free().
+ * "rotor-tmp-" is named DIR/.BASE.rotor-tmp-?.  It runs as the login
+ * user, who must be able to search and write the directories for
+ * staging anyway (and sudoers commonly allows no shell): in a directory
+ * the login user may search but not read, only backups are found.
+ * *out (NULL when none) is freed with ssh_strays_free().
  */
 int ssh_find_strays(struct ssh_conn *c, const char *const *paths, size_t n, char ***out, size_t *nout,
 		    struct err *e);
