@@ -43,7 +43,7 @@ static void print_human(const struct obs_host *h, size_t n, const struct state *
 			double secs)
 {
 	char mask[128];
-	size_t i, j, k, unreachable = 0, unknown = 0, problems = 0;
+	size_t i, j, k, unreachable = 0, unknown = 0, problems = 0, strays = 0;
 
 	printf("env %s at %.12s: generation %d", st->env, commit, st->rotation->generation);
 	if (st->rotation->target)
@@ -95,10 +95,14 @@ static void print_human(const struct obs_host *h, size_t n, const struct state *
 				       c->fingerprint, c->not_after);
 			}
 		}
+		for (j = 0; j < h[i].nstrays; j++)
+			printf("  %-44s %s\n", h[i].strays[j],
+			       obs_stray_is_backup(h[i].strays[j]) ? "backup (previous file)" : "STRAY temporary file");
+		strays += h[i].nstrays;
 	}
-	printf("\n%zu host%s: %zu observed, %zu unreachable; %zu file problem%s; %zu unknown certificate%s\n", n,
-	       n == 1 ? "" : "s", n - unreachable, unreachable, problems, problems == 1 ? "" : "s", unknown,
-	       unknown == 1 ? "" : "s");
+	printf("\n%zu host%s: %zu observed, %zu unreachable; %zu file problem%s; %zu unknown certificate%s; "
+	       "%zu backup or temporary file%s\n", n, n == 1 ? "" : "s", n - unreachable, unreachable, problems,
+	       problems == 1 ? "" : "s", unknown, unknown == 1 ? "" : "s", strays, strays == 1 ? "" : "s");
 }
 
 int cmd_observe(struct ctx *ctx, int argc, char **argv)

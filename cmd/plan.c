@@ -131,6 +131,8 @@ static void print_drift(void *payload, const struct drift_item *it)
 	else if (it->kind == DRIFT_EXPIRING)
 		printf("expiring on %s in %s: %s in %lld days (renew_before %d)\n", it->host->name, it->file->path,
 		       it->cert->subject, it->cert->days_left, it->renew_before_days);
+	else if (it->kind == DRIFT_STRAY)
+		printf("stray file on %s: %s\n", it->host->name, it->stray);
 }
 
 static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
@@ -180,7 +182,7 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 		rc = 1;
 	} else if (drift) {
 		int pending = r.plan.nchanges > 0 || !r.plan.live_known || dc.unknown || dc.expiring || dc.keys_not_matching ||
-			      dc.stale_services;
+			      dc.stale_services || dc.stray_files;
 
 		if (!json)
 			printf("%s\n", pending ? "drift: see above (exit 2)" : "no drift");

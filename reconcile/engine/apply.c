@@ -96,6 +96,15 @@ static int managed_of(struct managed_file **all, size_t *nall, const struct mana
 	return err_set(e, ROTOR_ERROR, "%s: file %zu belongs to no role", hs->name, f);
 }
 
+/*
+ * Files of the login user need no sudo (and then change together in one
+ * rename burst): -1 (never sudo); else 0 (the connection's become).
+ */
+static int file_become(const struct managed_file *mf, const struct host_spec *hs, const struct env_run *r)
+{
+	return !mf->group && (!mf->owner || strcmp(mf->owner, hs->user ? hs->user : r->oo.user) == 0) ? -1 : 0;
+}
+
 /* A client of the step's target state, for probing servers: its leaf chain and key. */
 static int probe_client(struct buf *cert, struct buf *key, const struct apply_run *a, struct err *e)
 {
@@ -264,11 +273,8 @@ static int stage_change(struct host_turn *t, const struct plan_change *ch)
 	wo.owner = mf->owner;
 	wo.group = mf->group;
 	wo.backup = 1;
-	/* Files of the login user need no sudo (and then change together in one rename burst). */
-	if (!mf->group && (!mf->owner || strcmp(mf->owner, t->hs->user ? t->hs->user : r->oo.user) == 0)) {
+	if ((wo.become = file_become(mf, t->hs, r)) < 0)
 		wo.owner = NULL;
-		wo.become = -1;
-	}
 	if (ssh_stage_file(t->c, of->path, bytes.ptr, bytes.len, &wo, &t->staged[t->nw], &he) < 0) {
 		snprintf(t->why, sizeof(t->why), "%s", he.msg);
 		bad = 1;
@@ -609,6 +615,150 @@ static const struct plan_step *next_step(const struct plan *p)
 	return NULL;
 }
 
+/* ---- removing the backups once the env is stable ---- */
+
+struct cleanup_run {
+	const struct env_run *r;
+	const struct apply_ui *ui;
+	size_t *removed;        /* per host */
+	char **failed;          /* per host: why the removal failed, NULL when it did not */
+	int only_seen;          /* only on hosts where observe saw a backup */
+};
+
+static int cleanup_host(void *ctx, void **slot, size_t h, struct err *e)
+{
+	struct cleanup_run *cr = ctx;
+	const struct env_run *r = cr->r;
+	const struct host_spec *hs = &r->st.hosts->hosts[h];
+	struct managed_file *mf = NULL;
+	const char **paths = NULL;
+	int *become = NULL;
+	struct ssh_conn *c = NULL;
+	struct err he = ERR_INIT;
+	size_t k, i, n = 0, nmf = 0;
+	int rc = 0;
+
+	(void)slot;
+	if (!r->hosts[h].reachable)
+		return 0;
+	for (k = 0; cr->only_seen && k < r->hosts[h].nstrays && !obs_stray_is_backup(r->hosts[h].strays[k]); k++)
+		;
+	if (cr->only_seen && k == r->hosts[h].nstrays)
+		return 0;
+	paths = calloc(r->hosts[h].nfiles + 1, sizeof(*paths));
+	become = calloc(r->hosts[h].nfiles + 1, sizeof(*become));
+	if (!paths || !become) {
+		rc = err_nomem(e);
+		goto out;
+	}
+	for (k = 0; k < hs->nroles && rc == 0; k++) {
+		if ((rc = layout_expand(&mf, &nmf, &hs->roles[k], e)) < 0)
+			goto out;
+		for (i = 0; i < nmf && n < r->hosts[h].nfiles; i++, n++) {
+			become[n] = file_become(&mf[i], hs, r);
+			if (!(paths[n] = strdup(mf[i].path))) {
+				rc = err_nomem(e);
+				goto out;
+			}
+		}
+		layout_free(mf, nmf);
+		mf = NULL;
+		nmf = 0;
+	}
+	if (observe_connect(&c, &r->oo, hs, &he) < 0 ||
+	    ssh_remove_backups(c, paths, become, n, &cr->removed[h], &he) < 0) {
+		if (he.code == ROTOR_ENOMEM) {
+			rc = err_nomem(e);
+			goto out;
+		}
+		if (!(cr->failed[h] = strdup(he.msg)))
+			rc = err_nomem(e);
+	}
+out:
+	ssh_disconnect(c);
+	layout_free(mf, nmf);
+	for (i = 0; paths && i < n; i++)
+		free((char *)paths[i]);
+	free(paths);
+	free(become);
+	return rc;
+}
+
+/*
+ * Every host is at a stable step and no rotation is under way: no
+ * rollback needs the backups any more, so remove them (one command per
+ * host).  A host that fails is a warning, not a failed apply.
+ */
+/* What observe found: the backups on a host that removed them are gone (for observed.json). */
+static void forget_backups(struct obs_host *h)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < h->nstrays; i++)
+		if (obs_stray_is_backup(h->strays[i]))
+			free(h->strays[i]);
+		else
+			h->strays[n++] = h->strays[i];
+	h->nstrays = n;
+}
+
+/* Stable with no rotation under way: no rollback needs a backup. */
+static int backups_retired(const struct env_run *r)
+{
+	return (r->plan.desired == STEP_STABLE_A || r->plan.desired == STEP_STABLE_B) && r->st.rotation->target == 0;
+}
+
+/* Did observe see a backup on any host? */
+static int any_backup(const struct env_run *r)
+{
+	size_t i, k;
+
+	for (i = 0; i < r->nhosts; i++)
+		for (k = 0; k < r->hosts[i].nstrays; k++)
+			if (obs_stray_is_backup(r->hosts[i].strays[k]))
+				return 1;
+	return 0;
+}
+
+static int remove_backups(struct apply_result *res, struct env_run *r, const struct apply_ui *ui, int only_seen,
+			  struct err *e)
+{
+	struct cleanup_run cr;
+	size_t i;
+	int rc;
+
+	memset(&cr, 0, sizeof(cr));
+	cr.only_seen = only_seen;
+	cr.r = r;
+	cr.ui = ui;
+	cr.removed = calloc(r->nhosts + 1, sizeof(*cr.removed));
+	cr.failed = calloc(r->nhosts + 1, sizeof(*cr.failed));
+	if (!cr.removed || !cr.failed) {
+		free(cr.removed);
+		free(cr.failed);
+		return err_nomem(e);
+	}
+	rc = pool_run(r->nhosts, r->oo.parallel > 0 ? r->oo.parallel : 32, cleanup_host, NULL, &cr, e);
+	for (i = 0; i < r->nhosts; i++) {
+		res->backups_removed += cr.removed[i];
+		res->backup_hosts += cr.removed[i] > 0;
+		if (cr.failed[i]) {
+			res->backup_failures++;
+			if (rc == 0)
+				alert(ui, "warning: %s: the backups were not all removed: %s", r->hosts[i].name, cr.failed[i]);
+		} else if (rc == 0 && r->hosts[i].reachable) {
+			forget_backups(&r->hosts[i]);
+		}
+		free(cr.failed[i]);
+	}
+	free(cr.removed);
+	free(cr.failed);
+	if (rc == 0)
+		note(ui, "removed %zu backup%s on %zu host%s", res->backups_removed, res->backups_removed == 1 ? "" : "s",
+		     res->backup_hosts, res->backup_hosts == 1 ? "" : "s");
+	return rc;
+}
+
 #define STOP(...) do { snprintf(res->outcome, sizeof(res->outcome), __VA_ARGS__); } while (0)
 
 /*
@@ -635,6 +785,9 @@ static int apply_locked(struct apply_result *res, struct env_run *r, const struc
 	if (r->plan.nchanges == 0 && r->nstale == 0) {
 		STOP("in sync at %s, nothing to do", phase_step_name(r->plan.desired));
 		res->status = 0;
+		/* Backups an earlier run left (it stopped, or kept them for a rollback): no longer needed. */
+		if (backups_retired(r) && any_backup(r) && (rc = remove_backups(res, r, ui, 1, e)) < 0)
+			return rc;
 		return 0;
 	}
 	if (ui->confirm && !ui->confirm(ui->payload)) {
@@ -693,6 +846,9 @@ static int apply_locked(struct apply_result *res, struct env_run *r, const struc
 	     res->changes == 1 ? "" : "s", phase_step_name(r->plan.desired));
 	note(ui, "\ndone: %s", res->outcome);
 	res->status = 0;
+	/* Stable again: a rollback no longer needs the backups (during a rotation they stay). */
+	if (backups_retired(r) && (rc = remove_backups(res, r, ui, 0, e)) < 0)
+		return rc;
 	return 0;
 }
 

@@ -14,7 +14,13 @@
  * stops the run after the step's other hosts finish; hosts already done
  * stay (the invariant makes that safe).  A service that presents another
  * leaf than its files hold (an apply killed between rename and reload) is
- * reloaded and checked before anything else.  Every run that took the
+ * reloaded and checked before anything else.  A run that applied steps
+ * and ends with every host at a stable step, rotation.yaml naming no
+ * target, removes the backups (PATH.rotor-bak) of every managed file on
+ * every host, one command per host: no retired key stays behind (a run
+ * that finds the env in sync does the same where observe saw a backup).  During
+ * a rotation they stay, for a rollback.  A host where the removal fails
+ * is an alert, not a failed run.  Every run that took the
  * lock ends with a commit on rotor/status/<env>: observed.json (what the
  * hosts hold after the run) and applied.json (what was done); except a
  * run the operator declined (ui->confirm said no): nothing was done, the
@@ -77,6 +83,8 @@ struct apply_result {
 	char outcome[256];          /* one line, as recorded in the status commit */
 	char status_commit[41];     /* the commit on rotor/status/<env>, "" when none was made */
 	size_t steps, changes;      /* steps applied, file changes made */
+	/* Once stable again (no target in rotation.yaml): the *.rotor-bak files removed. */
+	size_t backups_removed, backup_hosts, backup_failures;   /* backups; hosts with some; hosts that failed */
 	char *json;                 /* with o->json, once the lock was taken: schemas/apply.json (free()) */
 };
 

@@ -15,6 +15,7 @@
 #include "common/buf.h"
 #include "common/timefmt.h"
 #include "reconcile/pki/pki.h"
+#include "reconcile/remote/ssh.h"
 
 int known_add_manifest(struct known_set *k, const struct manifest *m, struct err *e)
 {
@@ -322,4 +323,11 @@ const char *obs_fits_names(char *out, size_t len, unsigned mask, int target)
 	if (!out[0])
 		snprintf(out, len, "none");
 	return out;
+}
+
+int obs_stray_is_backup(const char *path)
+{
+	size_t len = strlen(path), sl = strlen(SSH_BACKUP_SUFFIX);
+
+	return len > sl && !strcmp(path + len - sl, SSH_BACKUP_SUFFIX);
 }

@@ -106,6 +106,9 @@ const char *obs_fits_names(char *out, size_t len, unsigned mask, int target);
  */
 unsigned observe_phase_mask(const struct obs_file *files, size_t n, int a, int b);
 
+/* Is this stray (struct obs_host.strays) a backup, PATH.rotor-bak?  Else a temporary file. */
+int obs_stray_is_backup(const char *path);
+
 /* ---- observing hosts over SSH (observe_run.c) ---- */
 
 /* The largest file observe reads; a larger one is a finding. */
@@ -147,12 +150,16 @@ struct obs_host {
 	struct obs_file *files;
 	size_t nfiles;
 	unsigned phase_mask;        /* observe_phase_mask over all its files */
+	char **strays;              /* backups (*.rotor-bak) and temporary files (.*.rotor-tmp-*) left next */
+	size_t nstrays;             /* to its managed files, full paths (ssh_find_strays()) */
 	double seconds;             /* wall time spent on this host */
 };
 
 /*
  * Observe every host of o->hosts, at most o->parallel at once, one SSH
- * session each.  *out has one entry per host, in hosts.yaml order; an
+ * session each; with the files, the stray backups and temporary files
+ * next to them (one more command per host; a host where that command
+ * fails lists none).  *out has one entry per host, in hosts.yaml order; an
  * unreachable host is an entry with reachable 0 and error set.  Returns
  * an error only for failures that stop the whole run (memory).
  */

@@ -155,6 +155,25 @@ int observe_connect(struct ssh_conn **c, const struct observe_opts *o, const str
 	return ssh_connect(c, &so, e);
 }
 
+/* The backups and temporary files next to h's files; a failed look finds none. */
+static int find_strays(struct obs_host *h, struct ssh_conn *c, struct err *e)
+{
+	const char **paths = calloc(h->nfiles + 1, sizeof(*paths));
+	struct err se = ERR_INIT;
+	size_t i;
+
+	if (!paths)
+		return err_nomem(e);
+	for (i = 0; i < h->nfiles; i++)
+		paths[i] = h->files[i].path;
+	if (ssh_find_strays(c, paths, h->nfiles, &h->strays, &h->nstrays, &se) == ROTOR_ENOMEM) {
+		free(paths);
+		return err_nomem(e);
+	}
+	free(paths);
+	return 0;
+}
+
 static int observe_one(void *ctx, void **slot, size_t i, struct err *e)
 {
 	struct run *run = ctx;
@@ -187,6 +206,8 @@ static int observe_one(void *ctx, void **slot, size_t i, struct err *e)
 		rc = observe_role(h, c, &hs->roles[r], o, e);
 	if (rc == 0)
 		h->phase_mask = observe_phase_mask(h->files, h->nfiles, o->generation, o->target);
+	if (rc == 0)
+		rc = find_strays(h, c, e);
 done:
 	ssh_disconnect(c);
 	h->seconds = mono() - t0;
@@ -242,6 +263,7 @@ void obs_hosts_free(struct obs_host *h, size_t n)
 		for (j = 0; j < h[i].nfiles; j++)
 			obs_file_release(&h[i].files[j]);
 		free(h[i].files);
+		ssh_strays_free(h[i].strays, h[i].nstrays);
 	}
 	free(h);
 }

@@ -82,7 +82,7 @@ fail:
 
 static json_t *host_json(const struct obs_host *h, int target)
 {
-	json_t *fits = json_array(), *files = json_array();
+	json_t *fits = json_array(), *files = json_array(), *strays = json_array();
 	/* A host that holds none of its files fits every step of the line (a first deployment). */
 	int empty = h->reachable && obs_host_empty(h, 0);
 	unsigned mask = empty ? (target ? (1u << NSTEPS) - 1 : 1u << STEP_STABLE_A) : h->phase_mask;
@@ -98,15 +98,19 @@ static json_t *host_json(const struct obs_host *h, int target)
 	for (f = 0; files && f < h->nfiles; f++)
 		if (json_array_append_new(files, file_json(&h->files[f])) < 0)
 			goto fail;
-	if (!fits || !files)
+	for (f = 0; strays && f < h->nstrays; f++)
+		if (json_array_append_new(strays, json_text(h->strays[f])) < 0)
+			goto fail;
+	if (!fits || !files || !strays)
 		goto fail;
-	return json_pack("{s:o, s:o, s:b, s:o, s:o, s:o, s:b, s:o, s:f}", "name", json_text(h->name), "address",
+	return json_pack("{s:o, s:o, s:b, s:o, s:o, s:o, s:b, s:o, s:o, s:f}", "name", json_text(h->name), "address",
 			 json_text(h->address), "reachable", h->reachable, "error", json_text(h->error), "host_key",
-			 json_text(h->host_key), "fits", fits, "holds_none", empty, "files", files, "seconds",
-			 (double)(long long)(h->seconds * 1000 + 0.5) / 1000);
+			 json_text(h->host_key), "fits", fits, "holds_none", empty, "files", files, "strays", strays,
+			 "seconds", (double)(long long)(h->seconds * 1000 + 0.5) / 1000);
 fail:
 	json_decref(fits);
 	json_decref(files);
+	json_decref(strays);
 	return NULL;
 }
 
@@ -210,7 +214,8 @@ int plan_json(struct buf *out, const struct env_run *r, const struct drift_count
 	    (dc && (json_object_set_new(doc, "unknown_certificates", json_integer((json_int_t)dc->unknown)) < 0 ||
 		    json_object_set_new(doc, "expiring", json_integer((json_int_t)dc->expiring)) < 0 ||
 		    json_object_set_new(doc, "keys_not_matching", json_integer((json_int_t)dc->keys_not_matching)) < 0 ||
-		    json_object_set_new(doc, "stale_services_count", json_integer((json_int_t)dc->stale_services)) < 0))) {
+		    json_object_set_new(doc, "stale_services_count", json_integer((json_int_t)dc->stale_services)) < 0 ||
+		    json_object_set_new(doc, "stray_files", json_integer((json_int_t)dc->stray_files)) < 0))) {
 		json_decref(doc);
 		return ROTOR_ENOMEM;
 	}

@@ -176,6 +176,7 @@ void env_run_drift(const struct env_run *r, struct drift_counts *c,
 				if (each)
 					each(payload, &it);
 			}
+			it.stray = NULL;
 			for (n = 0; n < f->ncerts; n++) {
 				it.cert = &f->certs[n];
 				if (!f->certs[n].generation) {
@@ -191,5 +192,21 @@ void env_run_drift(const struct env_run *r, struct drift_counts *c,
 						each(payload, &it);
 				}
 			}
+		}
+	for (i = 0; i < r->nhosts; i++)
+		for (k = 0; k < r->hosts[i].nstrays; k++) {
+			const char *p = r->hosts[i].strays[k];
+
+			/* During a rotation a backup is not a stray: a rollback may need it. */
+			if (r->st.rotation->target && obs_stray_is_backup(p))
+				continue;
+			c->stray_files++;
+			it.kind = DRIFT_STRAY;
+			it.host = &r->hosts[i];
+			it.file = NULL;
+			it.cert = NULL;
+			it.stray = p;
+			if (each)
+				each(payload, &it);
 		}
 }

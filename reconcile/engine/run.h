@@ -75,25 +75,28 @@ int env_run_plan(struct env_run *r, int no_path, int replace_unknown, struct err
 int env_run_find_stale(struct env_run *r, struct err *e);
 void env_run_release(struct env_run *r);
 
-/* What drift reports beyond the plan: one finding per certificate or key file. */
-enum drift_kind { DRIFT_UNKNOWN_CERT, DRIFT_EXPIRING, DRIFT_KEY_MISMATCH };
+/* What drift reports beyond the plan: one finding per certificate, key file or stray file. */
+enum drift_kind { DRIFT_UNKNOWN_CERT, DRIFT_EXPIRING, DRIFT_KEY_MISMATCH, DRIFT_STRAY };
 
 struct drift_item {
 	enum drift_kind kind;
 	const struct obs_host *host;
 	const struct obs_file *file;
-	const struct obs_cert *cert;   /* NULL for DRIFT_KEY_MISMATCH */
+	const struct obs_cert *cert;   /* NULL for DRIFT_KEY_MISMATCH and DRIFT_STRAY */
+	const char *stray;             /* DRIFT_STRAY: its path (file is NULL then) */
 	int renew_before_days;
 };
 
 struct drift_counts {
-	size_t unknown, expiring, keys_not_matching, stale_services;
+	size_t unknown, expiring, keys_not_matching, stale_services, stray_files;
 };
 
 /*
  * Count the drift findings of the last observe: certificates no
  * generation knows, certificates expiring within chain.yaml's
- * renew_before, key files that do not match their leaf.  each (may be
+ * renew_before, key files that do not match their leaf, stray files
+ * (temporary files; backups too while rotation.yaml names no target:
+ * during a rotation they are kept for a rollback).  each (may be
  * NULL) is called for every finding, in host and file order.
  */
 void env_run_drift(const struct env_run *r, struct drift_counts *c,

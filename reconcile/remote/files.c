@@ -3,7 +3,8 @@
  * layout): stage (write a temporary file over SFTP, fsync, set its
  * mode), commit (one remote command: backups, owners, then every rename
  * back to back -- in one perl process when no sudo is needed), discard,
- * restore a backup.  Every command line is built with the ssh_cmd_*
+ * restore a backup, remove the backups, find what earlier writes left
+ * (backups, temporary files).  Every command line is built with the ssh_cmd_*
  * builder, every argument shell-quoted, and checked once before it is
  * sent: a failed append is reported with its own code.
  */
@@ -390,5 +391,208 @@ out:
 	buf_release(&cmd);
 	buf_release(&se);
 	buf_release(&bak);
+	return rc;
+}
+
+/* A usable connection and n paths ssh_check_path() accepts. */
+static int check_paths(struct ssh_conn *c, const char *const *paths, size_t n, struct err *e)
+{
+	size_t i;
+	int rc;
+
+	if ((rc = ssh_usable(c, e)) != 0)
+		return rc;
+	for (i = 0; i < n; i++)
+		if ((rc = ssh_check_path(c, paths[i], e)) != 0)
+			return rc;
+	return 0;
+}
+
+int ssh_remove_backups(struct ssh_conn *c, const char *const *paths, const int *become, size_t n,
+		       size_t *removed, struct err *e)
+{
+	struct buf cmd = BUF_INIT, so = BUF_INIT, se = BUF_INIT, bak = BUF_INIT;
+	const char *p;
+	size_t i;
+	int rc;
+
+	*removed = 0;
+	if ((rc = check_paths(c, paths, n, e)) != 0 || n == 0)
+		return rc;
+	se.max = SSH_STDERR_KEEP;
+	so.max = 4 * n + 16;
+	/* One line "r" per backup removed; the first rm that fails stops the command. */
+	for (i = 0; i < n && rc == 0; i++) {
+		buf_truncate(&bak, 0);
+		ssh_cmd_printf(&bak, &rc, "%s%s", paths[i], SSH_BACKUP_SUFFIX);
+		ssh_cmd_puts(&cmd, "if test -e ", &rc);
+		ssh_cmd_quote(&cmd, buf_cstr(&bak), &rc);
+		ssh_cmd_puts(&cmd, " || test -L ", &rc);
+		ssh_cmd_quote(&cmd, buf_cstr(&bak), &rc);
+		ssh_cmd_printf(&cmd, &rc, "; then %srm -f -- ", resolve_become(c, become ? become[i] : 0) ? "sudo -n " : "");
+		ssh_cmd_quote(&cmd, buf_cstr(&bak), &rc);
+		ssh_cmd_puts(&cmd, " || exit 1; echo r; fi; ", &rc);
+	}
+	ssh_cmd_puts(&cmd, "exit 0", &rc);
+	if (rc) {
+		rc = ssh_buf_fail(c, e, rc, "building the command that removes the backups");
+		goto out;
+	}
+	rc = ssh_exec_checked(c, buf_cstr(&cmd), "removing the backups", &so, &se, e);
+	/* Count what was removed, also when a later rm failed. */
+	for (p = buf_cstr(&so); p[0] == 'r' && p[1] == '\n'; p += 2)
+		(*removed)++;
+	if (rc == 0 && *p)
+		rc = err_set(e, ROTOR_ERROR, "%s: unexpected output while removing the backups", c->name);
+out:
+	buf_release(&cmd);
+	buf_release(&so);
+	buf_release(&se);
+	buf_release(&bak);
+	return rc;
+}
+
+/* ---- strays: backups and temporary files left next to managed files ---- */
+
+/*
+ * Run with $1 = the file's index, $2 = its path: "I b" when PATH.rotor-bak
+ * exists, "I t SUFFIX" for each .BASE.rotor-tmp-SUFFIX in its directory
+ * (SUFFIX "?" when it is empty or holds other bytes than [0-9A-Za-z_-]).
+ */
+#define STRAY_SCRIPT                                                                               \
+	"i=$1; p=$2; d=${p%/*}; b=${p##*/}; "                                                      \
+	"if test -e \"$p.rotor-bak\" || test -L \"$p.rotor-bak\"; then echo \"$i b\"; fi; "         \
+	"for f in \"$d/.$b.rotor-tmp-\"*; do "                                                     \
+	"if test -e \"$f\" || test -L \"$f\"; then s=${f##*.rotor-tmp-}; "                          \
+	"case $s in \"\"|*[!0-9A-Za-z_-]*) echo \"$i t ?\";; *) echo \"$i t $s\";; esac; fi; done"
+
+static int add_stray(char ***v, size_t *nv, const char *path, const char *suffix, size_t slen, int backup)
+{
+	const char *slash = strrchr(path, '/');
+	struct buf b = BUF_INIT;
+	char **nvp;
+
+	if (backup)
+		buf_printf(&b, "%s%s", path, SSH_BACKUP_SUFFIX);
+	else if (slash) {
+		buf_put(&b, path, (size_t)(slash - path) + 1);
+		buf_printf(&b, ".%s.rotor-tmp-%.*s", slash + 1, (int)slen, suffix);
+	}
+	if (b.err || !b.len || !(nvp = realloc(*v, (*nv + 2) * sizeof(*nvp)))) {
+		buf_release(&b);
+		return ROTOR_ENOMEM;
+	}
+	*v = nvp;
+	(*v)[(*nv)++] = buf_detach(&b);
+	(*v)[*nv] = NULL;
+	return 0;
+}
+
+void ssh_strays_free(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+int ssh_parse_strays(const char *text, const char *const *paths, size_t n, char ***out, size_t *nout)
+{
+	const char *p = text;
+	char **v = NULL;
+	size_t nv = 0;
+	int rc = -1;
+
+	*out = NULL;
+	*nout = 0;
+	while (*p) {
+		unsigned long long idx;
+		const char *s;
+		char *end;
+		size_t slen = 0;
+		int backup;
+
+		if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] >= '0' && p[1] <= '9'))
+			goto bad;
+		errno = 0;
+		idx = strtoull(p, &end, 10);
+		if (errno == ERANGE || idx >= n || *end != ' ')
+			goto bad;
+		p = end + 1;
+		if (p[0] == 'b' && p[1] == '\n') {
+			backup = 1;
+			s = p;
+			p += 2;
+		} else if (p[0] == 't' && p[1] == ' ') {
+			backup = 0;
+			s = p += 2;
+			if (s[0] == '?' && s[1] == '\n') {
+				slen = 1;
+			} else {
+				for (; (s[slen] >= '0' && s[slen] <= '9') || (s[slen] >= 'a' && s[slen] <= 'z') ||
+				       (s[slen] >= 'A' && s[slen] <= 'Z') || s[slen] == '_' || s[slen] == '-';
+				     slen++)
+					;
+				if (!slen || s[slen] != '\n')
+					goto bad;
+			}
+			p += slen + 1;
+		} else {
+			goto bad;
+		}
+		if (add_stray(&v, &nv, paths[idx], s, slen, backup) < 0) {
+			rc = ROTOR_ENOMEM;
+			goto bad;
+		}
+	}
+	*out = v;
+	*nout = nv;
+	return 0;
+bad:
+	ssh_strays_free(v, nv);
+	return rc;
+}
+
+int ssh_find_strays(struct ssh_conn *c, const char *const *paths, size_t n, char ***out, size_t *nout,
+		    struct err *e)
+{
+	struct buf cmd = BUF_INIT, so = BUF_INIT, se = BUF_INIT;
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	*nout = 0;
+	if ((rc = check_paths(c, paths, n, e)) != 0 || n == 0)
+		return rc;
+	se.max = SSH_STDERR_KEEP;
+	so.max = (size_t)64 << 10;
+	/*
+	 * One command for every file, as the login user: staging already
+	 * needs it to search and write each directory, and sudoers commonly
+	 * allows no shell or listing command.
+	 */
+	for (i = 0; i < n && rc == 0; i++) {
+		ssh_cmd_puts(&cmd, "sh -c '" STRAY_SCRIPT "' sh ", &rc);
+		ssh_cmd_printf(&cmd, &rc, "%zu ", i);
+		ssh_cmd_quote(&cmd, paths[i], &rc);
+		ssh_cmd_puts(&cmd, " || exit 1; ", &rc);
+	}
+	ssh_cmd_puts(&cmd, "exit 0", &rc);
+	if (rc) {
+		rc = ssh_buf_fail(c, e, rc, "building the command that looks for stray files");
+		goto out;
+	}
+	if ((rc = ssh_exec_checked(c, buf_cstr(&cmd), "looking for stray files", &so, &se, e)) != 0)
+		goto out;
+	rc = ssh_parse_strays(buf_cstr(&so), paths, n, out, nout);
+	if (rc == ROTOR_ENOMEM)
+		rc = err_nomem(e);
+	else if (rc < 0)
+		rc = err_set(e, ROTOR_ERROR, "%s: unexpected output while looking for stray files", c->name);
+out:
+	buf_release(&cmd);
+	buf_release(&so);
+	buf_release(&se);
 	return rc;
 }

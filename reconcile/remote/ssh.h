@@ -7,7 +7,8 @@
  *   exec.c     ssh_exec, ssh_shell_quote, the "sudo -n cat" read path
  *   sftp.c     ssh_read_file
  *   files.c    ssh_stage_file, ssh_commit_staged, ssh_staged_discard,
- *              ssh_write_file_atomic, ssh_restore_backup
+ *              ssh_write_file_atomic, ssh_restore_backup, ssh_remove_backups,
+ *              ssh_find_strays
  *
  * Threads: call ssh_global_init() once in main before any thread starts
  * and ssh_global_shutdown() after they all ended.  A struct ssh_conn is
@@ -209,6 +210,31 @@ void ssh_staged_release(struct ssh_staged *st);
  * when there is no backup.  become as in struct ssh_write_opts.
  */
 int ssh_restore_backup(struct ssh_conn *c, const char *path, int become, struct err *e);
+
+/*
+ * Remove PATH.rotor-bak for each of the n paths that has one, in ONE
+ * remote command; become (may be NULL: all 0) as in struct
+ * ssh_write_opts, one per path.  *removed counts the backups removed,
+ * also when the command stopped at a later one that could not be
+ * removed (then ROTOR_ERROR quoting its stderr).
+ */
+int ssh_remove_backups(struct ssh_conn *c, const char *const *paths, const int *become, size_t n,
+		       size_t *removed, struct err *e);
+
+/*
+ * What earlier writes left next to the n managed files at paths, found
+ * with ONE remote command: PATH.rotor-bak (a backup) and every
+ * DIR/.BASE.rotor-tmp-* (a temporary file), each as a full path; a
+ * temporary file whose name holds other bytes than [0-9A-Za-z_-] after
+ * "rotor-tmp-" is named DIR/.BASE.rotor-tmp-?.  It runs as the login
+ * user, who must be able to search and write the directories for
+ * staging anyway (and sudoers commonly allows no shell): in a directory
+ * the login user may search but not read, only backups are found.
+ * *out (NULL when none) is freed with ssh_strays_free().
+ */
+int ssh_find_strays(struct ssh_conn *c, const char *const *paths, size_t n, char ***out, size_t *nout,
+		    struct err *e);
+void ssh_strays_free(char **v, size_t n);
 
 /*
  * Append s to out quoted for a POSIX shell: one single-quoted word in

@@ -7,7 +7,8 @@
  *   exec.c     exec channels, the "sudo -n stat/cat" read path, shell quoting
  *              and the command builder (ssh_cmd_*)
  *   sftp.c     SFTP reads, and the SFTP plumbing files.c writes with
- *   files.c    staged write, commit (rename burst), restore backup, discard
+ *   files.c    staged write, commit (rename burst), restore and remove backups,
+ *              discard, strays
  *
  * Every session runs in libssh2's non-blocking mode: each call that
  * returns LIBSSH2_ERROR_EAGAIN is repeated after poll() on the socket in
@@ -150,6 +151,18 @@ void ssh_cmd_put(struct buf *b, const struct buf *src, int *rc);
 void ssh_cmd_puts(struct buf *b, const char *s, int *rc);
 void ssh_cmd_printf(struct buf *b, int *rc, const char *fmt, ...) ROTOR_PRINTF(3, 4);
 void ssh_cmd_quote(struct buf *b, const char *s, int *rc);
+
+/* ---- files.c ---- */
+
+/*
+ * The output of ssh_find_strays()'s command: lines "I b" (a backup of
+ * paths[I]) and "I t SUFFIX" (a temporary file next to paths[I]; SUFFIX
+ * is [0-9A-Za-z_-]+ or "?"), I decimal without leading zeros and below
+ * n, each ending in a newline, nothing else.  0 with *out the full paths
+ * (free with ssh_strays_free()); -1 for any other text (nothing
+ * allocated); ROTOR_ENOMEM.
+ */
+int ssh_parse_strays(const char *text, const char *const *paths, size_t n, char ***out, size_t *nout);
 
 /* ---- sftp.c ---- */
 

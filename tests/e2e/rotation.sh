@@ -92,6 +92,7 @@ ok "churn connects from both client hosts" sh -c '[ -s "$1/host4.ok" ] && [ -s "
 ok "rotate start: generation 2, phase trust" "$ROTOR" rotate start --env poc
 git merge -q --ff-only rotor/rotate/poc/gen-0002
 ok "apply the trust step" "$ROTOR" apply --env poc --yes
+ok "during the rotation the backups stay (a rollback may need them)" sh -c '[ -e "$1/hosts/host1/srv/postgres/certs/root.crt.rotor-bak" ] && [ -e "$1/hosts/host4/home/.postgresql/root.crt.rotor-bak" ]' _ "$FD"
 "$ROTOR" observe --env poc --json > "$T/obs-trust.json"
 ok "every host fits trust" /usr/bin/python3 -c '
 import json, sys
@@ -116,6 +117,9 @@ assert all("PRIVATE" not in c["to"] for s in p["steps"] for c in s["changes"])
 ' "$T/plan-rest.json" "$T/drift.json" "$ROTOR_SRCDIR/schemas/plan.json"
 ok "plan walks servers, clients, stable(target)" sh -c 'grep -q "step 1: trust -> servers" "$1" && grep -q "step 2: servers -> clients" "$1" && grep -q "step 3: clients -> stable(target)" "$1"' _ "$T/plan-rest.txt"
 ok "apply the rest of the rotation" "$ROTOR" apply --env poc --yes
+cp "$T/.out" "$T/apply-rest.txt"
+ok "stable again: apply says it removed the backups" grep -Eq '^removed [1-9][0-9]* backups on 5 hosts$' "$T/apply-rest.txt"
+ok "stable again: no *.rotor-bak left on any host" sh -c '! find "$1"/hosts/host[1-5] -name "*.rotor-bak" | grep .' _ "$FD"
 sleep 2   # not a wait: churn goes on for a while after the rotation
 touch "$C/stop"
 wait_for 30 churn_stopped
@@ -139,6 +143,18 @@ assert all(h["reachable"] for h in observed["hosts"])
 ok "rotor log shows each apply, newest first" sh -c '"$1" log --env poc -n 2 > "$2" && head -n 2 "$2" | grep -q "every host at stable" && grep -c "^[0-9a-f]\{12\}  " "$2" | grep -q "^2$"' _ "$ROTOR" "$T/log.txt"
 ok "servers present generation 2" sh -c 'echo | openssl s_client -starttls postgres -connect "$1.2:5432" 2>/dev/null | openssl x509 -noout -issuer | grep -q "server CA g2"' _ "$B"
 ok "bundles hold generation 2 only" sh -c '[ "$(grep -c BEGIN "$1/hosts/host4/home/.postgresql/root.crt")" -eq 2 ]' _ "$FD"
+
+# ---- a temporary file left by hand: observe names it, drift exits 2 ----
+ok "stable and clean: drift exits 0" "$ROTOR" drift --env poc
+install -o postgres -g postgres -m 0600 /dev/null "$FD/hosts/host1/srv/postgres/certs/.server.key.rotor-tmp-0badc0ffee"
+expect_out "observe names the stray temporary file" '^  /srv/postgres/certs/\.server\.key\.rotor-tmp-0badc0ffee +STRAY temporary file$' "$ROTOR" observe --env poc
+"$ROTOR" observe --env poc --json > "$T/obs-stray.json"
+ok "observe --json lists it under the host's strays, and nothing else anywhere" json_check "$T/obs-stray.json" observe '[h["strays"] for h in d["hosts"]] == [["/srv/postgres/certs/.server.key.rotor-tmp-0badc0ffee"], [], [], [], []]'
+"$ROTOR" drift --env poc > "$T/drift-stray.txt" 2>&1
+ok "drift exits 2 and names it" sh -c '[ "$1" -eq 2 ] && grep -q "^stray file on host1: /srv/postgres/certs/.server.key.rotor-tmp-0badc0ffee$" "$2"' _ "$?" "$T/drift-stray.txt"
+"$ROTOR" drift --env poc --json > "$T/drift-stray.json" 2>/dev/null
+ok "drift --json counts it" json_check "$T/drift-stray.json" plan 'd["stray_files"] == 1'
+rm -f "$FD/hosts/host1/srv/postgres/certs/.server.key.rotor-tmp-0badc0ffee"
 
 # ---- proof that the test can fail: skip the trust step by hand ----
 "$ROTOR" rotate start --env poc >/dev/null && git merge -q --ff-only rotor/rotate/poc/gen-0003

@@ -1,15 +1,17 @@
 /*
  * fuzz_remote.c -- the parsing of remote command output
  * (reconcile/remote/exec.c): the `sudo -n stat -L -c '%s %f %u %g %Y'`
- * line (ssh_parse_stat) and the shaping of a command's stderr into a
- * message (ssh_tail_of).
+ * line (ssh_parse_stat), the stray-file listing (ssh_parse_strays, of
+ * reconcile/remote/files.c) and the shaping of a command's stderr into
+ * a message (ssh_tail_of).
  *
  * Input: the first byte picks the size of the message buffer (1 to 256),
  * the rest is the command's output.
  *
  * Checks: the numbers of a stat line that parses, printed back in
- * stat's own form, parse again; the stderr tail fits its buffer, holds
- * no newline and is never empty.
+ * stat's own form, parse again; every stray a listing names is a
+ * backup or a temporary file next to one of the paths it was given;
+ * the stderr tail fits its buffer, holds no newline and is never empty.
  */
 #include "tests/fuzz/fuzz.h"
 
@@ -40,6 +42,21 @@ void fuzz_remote(const uint8_t *data, size_t size)
 		snprintf(back, sizeof(back), "%llu %x %lu %lu %lld\n", sz, mode, uid, gid, mtime);
 		/* Same numbers: any written form of them parses to these values. */
 		FUZZ_CHECK(ssh_parse_stat(back, &sz, &mode, &uid, &gid, &mtime) == 0);
+	}
+	{
+		static const char *const paths[] = { "/d/a.crt", "/e/f/b.key", "/c" };
+		char **v = NULL;
+		size_t n = 0, i;
+
+		if (ssh_parse_strays(buf_cstr(&b), paths, 3, &v, &n) == 0) {
+			for (i = 0; i < n; i++)
+				FUZZ_CHECK(v[i] && (strstr(v[i], ".rotor-tmp-") || strstr(v[i], SSH_BACKUP_SUFFIX)) &&
+					   (!strncmp(v[i], "/d/", 3) || !strncmp(v[i], "/e/f/", 5) || !strncmp(v[i], "/c.", 3) ||
+					    !strncmp(v[i], "/.c.", 4)));
+			ssh_strays_free(v, n);
+		} else {
+			FUZZ_CHECK(v == NULL && n == 0);
+		}
 	}
 	t = ssh_tail_of(&b, tmp, cap);
 	FUZZ_CHECK(t && t[0] && strlen(t) < (t == tmp ? cap : sizeof(tmp)));

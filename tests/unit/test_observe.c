@@ -22,6 +22,7 @@
 #include "reconcile/pki/pki.h"
 #include "reconcile/tls/verify.h"
 #include "reconcile/engine/plan.h"
+#include "reconcile/remote/ssh_int.h"
 #include "tests/unit/chainspec.h"
 
 struct fix {
@@ -523,6 +524,45 @@ static void test_desired_bytes_are_deterministic(void **state)
 	material_release(&ms);
 }
 
+/* The output of ssh_find_strays()'s command, parsed strictly: stray paths, or nothing at all. */
+static void test_parse_strays(void **state)
+{
+	const char *paths[] = { "/srv/pg/certs/server.key", "/home/app/.postgresql/root.crt" };
+	static const char *const bad[] = {
+		"0 b",                 /* no newline */
+		"2 b\n",               /* index past the files */
+		"01 b\n",              /* leading zero */
+		"-1 b\n", "+1 b\n", " 1 b\n", "1  b\n",
+		"1 x\n", "1 b \n", "1 t \n", "1 t ab/c\n", "1 t ab c\n", "1 t ?x\n",
+		"99999999999999999999999 b\n",
+		"0 b\n\n", "0 b\nrubbish",
+	};
+	char **v = NULL;
+	size_t n = 99, i;
+
+	(void)state;
+	assert_int_equal(ssh_parse_strays("", paths, 2, &v, &n), 0);
+	assert_null(v);
+	assert_int_equal(n, 0);
+	assert_int_equal(ssh_parse_strays("0 b\n1 t 0123abcdEF_-\n0 t ?\n", paths, 2, &v, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(v[0], "/srv/pg/certs/server.key.rotor-bak");
+	assert_string_equal(v[1], "/home/app/.postgresql/.root.crt.rotor-tmp-0123abcdEF_-");
+	assert_string_equal(v[2], "/srv/pg/certs/.server.key.rotor-tmp-?");
+	assert_true(obs_stray_is_backup(v[0]));
+	assert_false(obs_stray_is_backup(v[1]));
+	assert_false(obs_stray_is_backup(".rotor-bak"));
+	ssh_strays_free(v, n);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = (char **)1;
+		n = 99;
+		if (ssh_parse_strays(bad[i], paths, 2, &v, &n) != -1)
+			fail_msg("accepted: \"%s\"", bad[i]);
+		assert_null(v);
+		assert_int_equal(n, 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -536,6 +576,7 @@ int main(void)
 		cmocka_unit_test(test_layouts),
 		cmocka_unit_test(test_verify_like_a_tls_peer),
 		cmocka_unit_test(test_desired_bytes_are_deterministic),
+		cmocka_unit_test(test_parse_strays),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -511,6 +511,63 @@ static void test_write_become_owner(void **state)
 	ssh_disconnect(c);
 }
 
+/* Is name one of the n strays? */
+static int has_stray(char **v, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* One command finds what writes left; one more removes the backups (rm through sudo -n when become). */
+static void test_strays_and_backup_removal(void **state)
+{
+	static const char *const paths[] = { "/srv/rw/s.crt", "/srv/certs/server.key", "/srv/wx/k.pem", "/srv/nodir/x.crt" };
+	static const int become[] = { -1, 0, -1, 0 };
+	struct ssh_conn *c = case_conn(state, 1, 1);
+	struct err e = ERR_INIT;
+	struct buf ls = BUF_INIT;
+	char **v = NULL;
+	size_t n = 0, removed = 99;
+
+	/* /srv/certs: the login user's, 0750, its files postgres's; /srv/wx: searchable, not readable. */
+	host_sh(1, "cd /srv/rw && touch s.crt s.crt.rotor-bak .s.crt.rotor-tmp-1f other.rotor-bak && "
+		   "cd /srv/certs && touch server.key.rotor-bak '.server.key.rotor-tmp-abc123' "
+		   "'.server.key.rotor-tmp-odd name' && chown postgres: server.key.rotor-bak && "
+		   "mkdir -p /srv/wx && cd /srv/wx && touch k.pem.rotor-bak .k.pem.rotor-tmp-77 && "
+		   "chown -R " FLEET_USER ": /srv/wx && chmod 0300 /srv/wx");
+	if (ssh_find_strays(c, paths, 4, &v, &n, &e) != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(n, 6);
+	assert_true(has_stray(v, n, "/srv/rw/s.crt.rotor-bak"));
+	assert_true(has_stray(v, n, "/srv/rw/.s.crt.rotor-tmp-1f"));
+	assert_true(has_stray(v, n, "/srv/certs/server.key.rotor-bak"));
+	assert_true(has_stray(v, n, "/srv/certs/.server.key.rotor-tmp-abc123"));
+	assert_true(has_stray(v, n, "/srv/certs/.server.key.rotor-tmp-?"));
+	assert_true(has_stray(v, n, "/srv/wx/k.pem.rotor-bak"));    /* its temporary file cannot be listed */
+	ssh_strays_free(v, n);
+
+	if (ssh_remove_backups(c, paths, become, 4, &removed, &e) != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(removed, 3);
+	host_out(&ls, 1, "chmod 0700 /srv/wx && LC_ALL=C ls -A /srv/certs /srv/rw /srv/wx");
+	assert_string_equal(buf_cstr(&ls), "/srv/certs:\n.server.key.rotor-tmp-abc123\n.server.key.rotor-tmp-odd name\n"
+					   "server.key\n\n"
+					   "/srv/rw:\n.s.crt.rotor-tmp-1f\napp.conf\napp.conf.rotor-bak\nit's $(x) ;.crt\n"
+					   "other.rotor-bak\ns.crt\n\n/srv/wx:\n.k.pem.rotor-tmp-77\n");
+	assert_int_equal(ssh_remove_backups(c, paths, become, 4, &removed, &e), 0);
+	assert_int_equal(removed, 0);
+	assert_int_equal(ssh_find_strays(c, paths, 0, &v, &n, &e), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(ssh_find_strays(c, (const char *const[]){ "relative" }, 1, &v, &n, &e), ROTOR_EINVALID);
+	host_sh(1, "rm -rf /srv/wx /srv/certs/.server.key.rotor-tmp-* && cd /srv/rw && rm -f s.crt .s.crt.rotor-tmp-1f other.rotor-bak");
+	buf_release(&ls);
+	ssh_disconnect(c);
+}
+
 static void test_write_failures(void **state)
 {
 	struct ssh_conn *c = case_conn(state, 1, 0);
@@ -917,6 +974,7 @@ int main(void)
 		cmocka_unit_test(test_exec_signal),
 		cmocka_unit_test(test_write_atomic),
 		cmocka_unit_test(test_write_become_owner),
+		cmocka_unit_test(test_strays_and_backup_removal),
 		cmocka_unit_test(test_write_failures),
 		cmocka_unit_test(test_discard_after_break),
 		cmocka_unit_test(test_parallel_threads),
