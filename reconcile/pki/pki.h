@@ -111,4 +111,39 @@ int pki_secret_id(char out[17], const char *secret);
  */
 int pki_key_check(const char *pem, size_t len, const char *passphrase, struct err *e);
 
+/*
+ * A hand-off for one client (rotor handoff): its key, unencrypted PKCS#8
+ * PEM in key_pem (as decrypted from the repository), in the forms
+ * application teams use, each encrypted with pass (PBES2: PBKDF2-HMAC-
+ * SHA256, AES-256-CBC):
+ *   pem    PKCS#8 ENCRYPTED PRIVATE KEY, PEM (libpq with sslpassword);
+ *   der    the same as DER (pgJDBC's .pk8 with sslpassword);
+ *   p12    PKCS#12 with the key and the leaf under the alias "user" (what
+ *          pgJDBC looks for) and the rest of chain_pem (the CAs), an
+ *          HMAC-SHA256 MAC;
+ *   plain  unencrypted PKCS#8 PEM, only when plain is set.
+ * chain_pem starts with the leaf, which the key must belong to
+ * (ROTOR_EINVALID otherwise).  Everything in *out is wiped by
+ * pki_handoff_key_wipe() (also after a failure, which leaves it empty).
+ * pass: 1 to 1024 bytes (ROTOR_EINVALID).
+ */
+struct pki_handoff_key {
+	struct buf pem, der, p12, plain;
+};
+int pki_handoff_key(struct pki_handoff_key *out, const char *key_pem, size_t key_len,
+		    const char *chain_pem, size_t chain_len, const char *pass, int plain, struct err *e);
+void pki_handoff_key_wipe(struct pki_handoff_key *k);
+
+/*
+ * A PKCS#12 trust store of every certificate of pem, appended to out:
+ * one certificate bag each, named by its common name, carrying Java's
+ * trusted-certificate attribute (OID 2.16.840.1.113894.746875.1.1, value
+ * anyExtendedKeyUsage) so that keytool and Java's TrustManager list it;
+ * encrypted and MACed with pass as above.
+ */
+int pki_trust_store(struct buf *out, const char *pem, size_t len, const char *pass, struct err *e);
+
+/* Lowercase hex SHA-256 of p[0..n) (as sha256sum prints it). */
+int pki_sha256_hex(char out[65], const void *p, size_t n);
+
 #endif
