@@ -95,6 +95,16 @@ struct who {
 	const struct external_peer *x;  /* an external peer */
 };
 
+static int has_client(const struct chain_spec *c, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < c->nclients; i++)
+		if (strcmp(c->clients[i], name) == 0)
+			return 1;
+	return 0;
+}
+
 static int find_client(struct who *w, const struct state *st, const char *name, struct err *e)
 {
 	struct buf names = BUF_INIT;
@@ -102,8 +112,7 @@ static int find_client(struct who *w, const struct state *st, const char *name, 
 	int rc;
 
 	memset(w, 0, sizeof(*w));
-	for (i = 0; i < st->chain->nclients; i++)
-		w->leaf |= strcmp(st->chain->clients[i], name) == 0;
+	w->leaf = has_client(st->chain, name);
 	for (i = 0; i < st->hosts->nexternal; i++)
 		if (strcmp(st->hosts->external[i].name, name) == 0)
 			w->x = &st->hosts->external[i];
@@ -112,7 +121,7 @@ static int find_client(struct who *w, const struct state *st, const char *name, 
 	for (i = 0; i < st->chain->nclients; i++)
 		buf_printf(&names, "%s%s", i ? ", " : "", st->chain->clients[i]);
 	for (i = 0; i < st->hosts->nexternal; i++)
-		if (st->hosts->external[i].trusts_server)
+		if (!has_client(st->chain, st->hosts->external[i].name))
 			buf_printf(&names, "%s%s (external)", names.len ? ", " : "", st->hosts->external[i].name);
 	rc = names.err ? err_nomem(e)
 		       : err_set(e, ROTOR_ENOTFOUND, "no client \"%s\" in envs/%s (chain.yaml clients and "
