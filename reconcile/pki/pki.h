@@ -117,7 +117,9 @@ int pki_key_check(const char *pem, size_t len, const char *passphrase, struct er
  * application teams use, each encrypted with pass (PBES2: PBKDF2-HMAC-
  * SHA256, AES-256-CBC):
  *   pem    PKCS#8 ENCRYPTED PRIVATE KEY, PEM (libpq with sslpassword);
- *   der    the same as DER (pgJDBC's .pk8 with sslpassword);
+ *   der    PKCS#8 DER for pgJDBC's .pk8 with sslpassword, encrypted with
+ *          pbeWithSHAAnd3-KeyTripleDES-CBC (2048 iterations) instead: pgJDBC
+ *          42.5 on Java 17 cannot decrypt PBES2;
  *   p12    PKCS#12 with the key and the leaf under the alias "user" (what
  *          pgJDBC looks for) and the rest of chain_pem (the CAs), an
  *          HMAC-SHA256 MAC;

@@ -3,9 +3,10 @@
  * (encrypted PKCS#8 PEM and DER, PKCS#12 with its chain), and a PKCS#12
  * trust store that Java reads (see pki.h).
  *
- * Every container is encrypted with PBES2: PBKDF2-HMAC-SHA256 and
+ * Containers are encrypted with PBES2: PBKDF2-HMAC-SHA256 and
  * AES-256-CBC, which OpenSSL 3 and Java 17 both read; PKCS#12 files carry
- * an HMAC-SHA256 integrity MAC under the same passphrase.
+ * an HMAC-SHA256 integrity MAC under the same passphrase.  The one
+ * exception is the .pk8 (below), for pgJDBC.
  *
  * Java's PKCS12 key store lists a certificate bag as a trusted
  * certificate only when the bag carries Oracle's trusted-key-usage
@@ -120,11 +121,18 @@ int pki_handoff_key(struct pki_handoff_key *out, const char *key_pem, size_t key
 		goto out;
 	}
 
-	/* PKCS#8 EncryptedPrivateKeyInfo: PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC; PEM and DER. */
+	/*
+	 * PKCS#8 EncryptedPrivateKeyInfo.  PEM: PBES2, PBKDF2-HMAC-SHA256,
+	 * AES-256-CBC.  DER (.pk8): pgJDBC 42.5 decrypts with
+	 * Cipher.getInstance(EncryptedPrivateKeyInfo.getAlgName()), which Java
+	 * 17 names "PBES2" for PBES2 and has no cipher for; the PKCS#12 scheme
+	 * pbeWithSHAAnd3-KeyTripleDES-CBC is the strongest it reads.
+	 */
 	if (!(b = BIO_new(BIO_s_mem())) ||
 	    !PEM_write_bio_PKCS8PrivateKey(b, k, EVP_aes_256_cbc(), pass, (int)strlen(pass), NULL, NULL) ||
 	    (rc = mem_to_buf(&out->pem, b, e)) < 0 || BIO_reset(b) != 1 ||
-	    !i2d_PKCS8PrivateKey_bio(b, k, EVP_aes_256_cbc(), pass, (int)strlen(pass), NULL, NULL) ||
+	    !i2d_PKCS8PrivateKey_nid_bio(b, k, NID_pbe_WithSHA1And3_Key_TripleDES_CBC, pass, (int)strlen(pass),
+					 NULL, NULL) ||
 	    (rc = mem_to_buf(&out->der, b, e)) < 0) {
 		X509_free(leaf);
 		rc = rc < 0 ? rc : pki_ossl_err(e, ROTOR_ERROR, "cannot encrypt the private key");

@@ -51,10 +51,10 @@ psql_pem() { # dir -- libpq with the PEM files, the key decrypted with sslpasswo
 	psql "host=$B.1 port=5432 user=app dbname=postgres sslmode=verify-full sslcert=$1/postgresql.crt sslkey=$1/postgresql.key sslpassword=$PASS sslrootcert=$1/root.crt connect_timeout=5" -Atc "select current_user" | grep -qx app
 }
 jdbc_pk8() { # dir
-	jdbc "jdbc:postgresql://$B.1:5432/postgres?user=app&sslmode=verify-full&sslcert=$1/postgresql.crt&sslkey=$1/postgresql.pk8&sslpassword=$PASS&sslrootcert=$1/root.crt&connectTimeout=5" | grep -qx "connected as app"
+	jdbc "jdbc:postgresql://$B.1:5432/postgres?user=app&sslmode=verify-full&sslcert=$1/postgresql.crt&sslkey=$1/postgresql.pk8&sslpassword=$PASS&sslrootcert=$1/root.crt&connectTimeout=5" > "$T/jdbc.txt" 2>&1; grep -qx "connected as app" "$T/jdbc.txt" || { cat "$T/jdbc.txt"; return 1; }
 }
 jdbc_p12() { # dir
-	jdbc "jdbc:postgresql://$B.1:5432/postgres?user=app&sslmode=verify-full&sslkey=$1/postgresql.p12&sslpassword=$PASS&sslrootcert=$1/root.crt&connectTimeout=5" | grep -qx "connected as app"
+	jdbc "jdbc:postgresql://$B.1:5432/postgres?user=app&sslmode=verify-full&sslkey=$1/postgresql.p12&sslpassword=$PASS&sslrootcert=$1/root.crt&connectTimeout=5" > "$T/jdbc.txt" 2>&1; grep -qx "connected as app" "$T/jdbc.txt" || { cat "$T/jdbc.txt"; return 1; }
 }
 keytool_cas() { # dir count -- the trust store lists exactly count trusted certificates, every one of root.crt
 	keytool -list -keystore "$1/truststore.p12" -storetype PKCS12 -storepass "$PASS" > "$T/keytool.txt" 2>&1 || return 1
@@ -79,8 +79,9 @@ ALL="postgresql.crt postgresql.key postgresql.pk8 postgresql.p12 root.crt trusts
 
 # ---- before a rotation ----
 ok "handoff before a rotation (passphrase from a file)" "$ROTOR" handoff --env poc --client app --out "$O/g1" --passphrase-file "$T/pass"
-ok "... says generation 1, no rotation under way" grep -q "generation 1, no rotation under way" "$T/.out"
-ok "... no passphrase in the output or README" sh -c '! grep -rq "$1" "$2/g1/README.txt" "$3"' _ "$PASS" "$O" "$T/.out"
+cp "$T/.out" "$T/h.txt"
+ok "... says generation 1, no rotation under way" grep -q "generation 1, no rotation under way" "$T/h.txt"
+ok "... no passphrase in the output or README" sh -c '! grep -rq "$1" "$2/g1/README.txt" "$3"' _ "$PASS" "$O" "$T/h.txt"
 ok "... the files, SHA256SUMS verifies, dir 0700, keys 0600" files_are "$O/g1" $ALL
 ok "... README names the server address and the settings" sh -c 'grep -q "host1  $2.1 port 5432" "$1" && grep -q "sslmode=verify-full" "$1" && grep -q "jdbc:postgresql://$2.1:5432/" "$1"' _ "$O/g1/README.txt" "$B"
 ok "before: psql (libpq) verify-full with the PEM files and the encrypted key" psql_pem "$O/g1"
@@ -96,7 +97,8 @@ rm -rf "$O/plain"
 "$ROTOR" rotate start --env poc >/dev/null && git merge -q --ff-only rotor/rotate/poc/gen-0002
 ok "apply the trust step" "$ROTOR" apply --env poc --yes
 ok "handoff at phase trust (default: next)" env ROTOR_HANDOFF_PASSPHRASE="$PASS" "$ROTOR" handoff --env poc --client app --out "$O/trust"
-ok "... step trust of rotation 1 -> 2" grep -q "step trust of rotation 1 -> 2 (--step next)" "$T/.out"
+cp "$T/.out" "$T/h.txt"
+ok "... step trust of rotation 1 -> 2" grep -q "step trust of rotation 1 -> 2 (--step next)" "$T/h.txt"
 ok "... the certificate in service, the bundle of both" sh -c 'openssl x509 -in "$1/postgresql.crt" -noout -issuer | grep -q "client CA g1$" && [ "$(grep -c "BEGIN CERT" "$1/root.crt")" -eq 4 ]' _ "$O/trust"
 ok "trust: psql with the PEM files" psql_pem "$O/trust"
 ok "trust: pgJDBC with the .pk8" jdbc_pk8 "$O/trust"
@@ -106,12 +108,17 @@ ok "an external peer at the trust step: the bundle only" sh -c 'ROTOR_HANDOFF_PA
 ok "... root.crt, truststore.p12, README.txt, SHA256SUMS" files_are "$O/reports" root.crt truststore.p12
 ok "... its README gives the libpq and Java trust settings" sh -c 'grep -q "sslrootcert=$1/root.crt" "$1/README.txt" && grep -q "javax.net.ssl.trustStore=$1/truststore.p12" "$1/README.txt"' _ "$O/reports"
 
+# The team installed the bundle: a reviewed commit records it (the gate of the servers step).
+sed -i 's/trusts_target: false/trusts_target: true/' envs/poc/hosts.yaml
+git commit -qam "rotor: reports trusts generation 2"
+
 # ---- the servers step: what the client moves to next is the new certificate ----
 sed -i 's/^phase: trust$/phase: servers/' envs/poc/rotation.yaml
 git commit -qam "rotor: poc phase servers"
 ok "apply the servers step" "$ROTOR" apply --env poc --yes
 ok "handoff at phase servers (default: next = clients)" "$ROTOR" handoff --env poc --client app --out "$O/clients" --passphrase-file "$T/pass"
-ok "... step clients, the certificate of generation 2" sh -c 'grep -q "step clients of rotation 1 -> 2" "$1" && openssl x509 -in "$2/postgresql.crt" -noout -issuer | grep -q "client CA g2$"' _ "$T/.out" "$O/clients"
+cp "$T/.out" "$T/h.txt"
+ok "... step clients, the certificate of generation 2" sh -c 'grep -q "step clients of rotation 1 -> 2" "$1" && openssl x509 -in "$2/postgresql.crt" -noout -issuer | grep -q "client CA g2$"' _ "$T/h.txt" "$O/clients"
 ok "servers: psql with the new certificate (the servers accept both)" psql_pem "$O/clients"
 ok "servers: pgJDBC .pk8 with the new certificate" jdbc_pk8 "$O/clients"
 ok "servers: the trust-step hand-off still connects" psql_pem "$O/trust"
@@ -123,7 +130,8 @@ sed -i -e 's/^generation: 1$/generation: 2/' -e '/^target:/d' -e 's/^phase: serv
 git commit -qam "rotor: poc to generation 2"
 ok "apply the rest of the rotation" "$ROTOR" apply --env poc --yes
 ok "handoff after the rotation" "$ROTOR" handoff --env poc --client app --out "$O/g2" --passphrase-file "$T/pass"
-ok "... generation 2, bundle of generation 2 only" sh -c 'grep -q "generation 2, no rotation under way" "$1" && [ "$(grep -c "BEGIN CERT" "$2/root.crt")" -eq 2 ] && openssl x509 -in "$2/postgresql.crt" -noout -issuer | grep -q "client CA g2$"' _ "$T/.out" "$O/g2"
+cp "$T/.out" "$T/h.txt"
+ok "... generation 2, bundle of generation 2 only" sh -c 'grep -q "generation 2, no rotation under way" "$1" && [ "$(grep -c "BEGIN CERT" "$2/root.crt")" -eq 2 ] && openssl x509 -in "$2/postgresql.crt" -noout -issuer | grep -q "client CA g2$"' _ "$T/h.txt" "$O/g2"
 ok "after: psql with the PEM files" psql_pem "$O/g2"
 ok "after: pgJDBC with the .pk8" jdbc_pk8 "$O/g2"
 ok "after: pgJDBC with the .p12" jdbc_p12 "$O/g2"
