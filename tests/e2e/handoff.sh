@@ -162,9 +162,9 @@ ok "bad: a name starting with a dash" bad '"-app" cannot be a client' \
 ok "bad: the passphrase is the repository's secret" bad "the hand-off passphrase is the repository's secret key" \
 	env ROTOR_HANDOFF_PASSPHRASE="$SECRET" "$ROTOR" handoff --env poc --client app --out "$O/x"
 (cp "$T/pass" "$T/pass644" && chmod 644 "$T/pass644")
-ok "bad: a passphrase file readable by others" bad 'accessible by group or others' \
+ok "bad: a passphrase file readable by others" bad '.*: the passphrase file is accessible by group or others' \
 	"$ROTOR" handoff --env poc --client app --out "$O/x" --passphrase-file "$T/pass644"
-ok "bad: a short passphrase" bad 'must be 8 to 1024 bytes' env ROTOR_HANDOFF_PASSPHRASE=short "$ROTOR" handoff --env poc --client app --out "$O/x"
+ok "bad: a short passphrase" bad 'the hand-off passphrase must be 8 to 1024 bytes' env ROTOR_HANDOFF_PASSPHRASE=short "$ROTOR" handoff --env poc --client app --out "$O/x"
 ok "bad: an unknown --step" bad '--step must be next, current or target' \
 	"$ROTOR" handoff --env poc --client app --out "$O/x" --passphrase-file "$T/pass" --step later
 ok "bad: the passphrase on the command line is no option" bad 'unknown option "--passphrase"' \
