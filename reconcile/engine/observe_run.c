@@ -169,7 +169,7 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 		buf_wipe(&data);
 		if (why) {
 			f->present = 1;
-			if (!(f->problem = xstrdup(why, e))) {
+			if ((!h->refused && !(h->refused = xstrdup(why, e))) || !(f->problem = xstrdup(why, e))) {
 				rc = ROTOR_ENOMEM;
 				goto out;
 			}
@@ -336,6 +336,7 @@ void obs_hosts_free(struct obs_host *h, size_t n)
 		free(h[i].name);
 		free(h[i].address);
 		free(h[i].error);
+		free(h[i].refused);
 		free(h[i].host_key);
 		for (j = 0; j < h[i].nroles; j++)
 			free(h[i].roles[j].identity);
