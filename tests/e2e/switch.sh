@@ -100,26 +100,30 @@ ok "apply servers" "$ROTOR" apply --env poc --yes
 "$ROTOR" rotate next --env poc >/dev/null && merge rotor/rotate/poc/gen-0002-clients
 
 # ---- the readers, across the switch of the clients step ----
-# Switch mode (host3): read the service file, wait for the switch, open what it named.
+# Each reader opens the certificate, waits until the switch has happened
+# AND the apply of the step has ended (the go file), then opens the key:
+# the widest possible gap between libpq's two opens.
+# Switch mode (host3): the paths come from one read of the service file.
 "$F" exec --dir "$FD" host3 runuser -u rotorfleet -- sh -c '
 	sf=/home/rotorfleet/.pg_service.conf o=$1/switch
 	field() { awk -v k="$1=" "/^\\[/ { on = (\$0 == \"[app]\") } on && index(\$0, k) == 1 { print substr(\$0, length(k) + 1) }" "$2"; }
 	cp "$sf" "$o.before"
 	cert=$(field sslcert "$o.before") key=$(field sslkey "$o.before")
+	cat "$cert" > "$o.crt"
 	touch "$o.ready"; n=0
-	while cmp -s "$sf" "$o.before"; do
+	while cmp -s "$sf" "$o.before" || [ ! -e "$1/go" ]; do
 		n=$((n + 1)); [ "$n" -lt 6000 ] || { echo "no switch" > "$o.result"; exit 0; }
 		sleep 0.05
 	done
-	cat "$cert" > "$o.crt" && cat "$key" > "$o.key" || { echo "unreadable" > "$o.result"; exit 0; }
+	cat "$key" > "$o.key" || { echo "key unreadable" > "$o.result"; exit 0; }
 	a=$(openssl x509 -in "$o.crt" -noout -pubkey) b=$(openssl pkey -in "$o.key" -pubout)
 	[ "$a" = "$b" ] && echo match > "$o.result" || echo mismatch > "$o.result"' _ "$C" &
-# Plain layout (host4): open the certificate, wait until the key has changed, open the key.
+# Plain layout (host4): the same reader on ~/.postgresql.
 "$F" exec --dir "$FD" host4 runuser -u rotorfleet -- sh -c '
 	d=/home/rotorfleet/.postgresql o=$1/plain
 	cat "$d/postgresql.crt" > "$o.crt"; cp "$d/postgresql.key" "$o.key0"
 	touch "$o.ready"; n=0
-	while cmp -s "$d/postgresql.key" "$o.key0"; do
+	while cmp -s "$d/postgresql.key" "$o.key0" || [ ! -e "$1/go" ]; do
 		n=$((n + 1)); [ "$n" -lt 6000 ] || { echo "no switch" > "$o.result"; exit 0; }
 		sleep 0.05
 	done
@@ -127,10 +131,11 @@ ok "apply servers" "$ROTOR" apply --env poc --yes
 	a=$(openssl x509 -in "$o.crt" -noout -pubkey) b=$(openssl pkey -in "$o.key" -pubout)
 	[ "$a" = "$b" ] && echo match > "$o.result" || echo mismatch > "$o.result"' _ "$C" &
 ready() { [ -e "$C/switch.ready" ] && [ -e "$C/plain.ready" ]; }
-ok "both readers hold the switch point" wait_for 30 ready
+ok "both readers opened their certificate" wait_for 30 ready
 ok "apply clients" "$ROTOR" apply --env poc --yes
+touch "$C/go"
 done_reading() { [ -s "$C/switch.result" ] && [ -s "$C/plain.result" ]; }
-ok "both readers saw the switch" wait_for 60 done_reading
+ok "both readers saw the switch and opened their key" wait_for 60 done_reading
 ok "switch mode: the reader opened a matching certificate and key ($(cat "$C/switch.result" 2>/dev/null))" grep -qx match "$C/switch.result"
 ok "... of the generation it was pointed at before the switch" sh -c 'openssl x509 -in "$1" -noout -issuer | grep -q "client CA g1"' _ "$C/switch.crt"
 ok "plain layout, the negative control: the same reader gets a mismatch ($(cat "$C/plain.result" 2>/dev/null))" grep -qx mismatch "$C/plain.result"
