@@ -290,6 +290,252 @@ out:
 	return bad;
 }
 
+/* The role (index) whose files include observed file f of the turn's host; nroles when none. */
+static size_t role_of(const struct host_turn *t, size_t f)
+{
+	const struct obs_host *oh = &t->a->r->hosts[t->h];
+	size_t k;
+
+	for (k = 0; k < oh->nroles && k < t->hs->nroles; k++)
+		if (f >= oh->roles[k].first && f < oh->roles[k].first + oh->roles[k].nfiles)
+			return k;
+	return t->hs->nroles;
+}
+
+/* Run cmd on the turn's host; 1 (t->why set, prefixed with what) when it fails. */
+static int turn_exec(struct host_turn *t, const struct buf *cmd, const char *what)
+{
+	struct err he = ERR_INIT;
+	struct buf se = BUF_INIT;
+	int status = 0;
+
+	se.max = 4096;
+	if (cmd->err || ssh_exec(t->c, buf_cstr(cmd), NULL, &se, &status, &he) < 0 || status != 0) {
+		snprintf(t->why, sizeof(t->why), "%s: %s", what,
+			 cmd->err ? "out of memory" : he.code ? he.msg : se.len && !se.err ? buf_cstr(&se) : "non-zero exit");
+		err_one_line(t->why);
+		buf_release(&se);
+		return 1;
+	}
+	buf_release(&se);
+	return 0;
+}
+
+/*
+ * Switch mode, role k: the step's three files into a new directory named
+ * by their content (never modified once in place; an existing one must
+ * hold the same bytes), then the service file that names it is staged
+ * (its rename is the switch, in the host's one commit).  1 (t->why set)
+ * when it fails; a directory left half-written is the hidden
+ * DIR/.NAME.rotor-new, removed by the next try.
+ */
+static int stage_switch(struct host_turn *t, size_t k)
+{
+	static const char *const names[SPEC_NCONTENT] = { "postgresql.crt", "postgresql.crt", "postgresql.key", "root.crt" };
+	const struct apply_run *a = t->a;
+	const struct env_run *r = a->r;
+	const struct host_role *role = &t->hs->roles[k];
+	const struct obs_role *orole = &r->hosts[t->h].roles[k];
+	const char *login = t->hs->user ? t->hs->user : r->oo.user;
+	struct buf bytes[SPEC_NCONTENT], cmd = BUF_INIT, dir = BUF_INIT, tmp = BUF_INIT, old = BUF_INIT, sf = BUF_INIT;
+	struct ssh_write_opts wo;
+	struct err he = ERR_INIT;
+	char name[SWITCH_DIR_NAME_LEN + 1];
+	size_t i;
+	int bad = 1, rc;
+
+	for (i = 0; i < SPEC_NCONTENT; i++)
+		memset(&bytes[i], 0, sizeof(bytes[i]));
+	if (role->user && strcmp(role->user, login) != 0) {
+		snprintf(t->why, sizeof(t->why), "switch mode writes as the login user %s, but the role's user is %s",
+			 login, role->user);
+		goto out;
+	}
+	for (i = 0; i < orole->nfiles; i++) {
+		const struct obs_file *of = &r->hosts[t->h].files[orole->first + i];
+
+		if (plan_file_bytes(&bytes[of->content], &r->material, of, role->identity, a->st->to, a->st->a, a->st->b,
+				    a->secret, &he) < 0) {
+			snprintf(t->why, sizeof(t->why), "%s: %s", role->service_file, he.msg);
+			goto out;
+		}
+	}
+	if (!bytes[SPEC_CONTENT_LEAF_CHAIN].len || !bytes[SPEC_CONTENT_KEY].len || !bytes[SPEC_CONTENT_TRUST].len ||
+	    switch_dir_name(name, bytes[SPEC_CONTENT_LEAF_CHAIN].ptr, bytes[SPEC_CONTENT_LEAF_CHAIN].len,
+			    bytes[SPEC_CONTENT_TRUST].ptr, bytes[SPEC_CONTENT_TRUST].len, &he) < 0) {
+		snprintf(t->why, sizeof(t->why), "%s: %s", role->service_file, he.code ? he.msg : "the step has no files for this role");
+		goto out;
+	}
+	buf_printf(&dir, "%s/%s", role->switch_dir, name);
+	buf_printf(&tmp, "%s/.%s.rotor-new", role->switch_dir, name);
+	/* A fresh hidden directory for the new files. */
+	buf_puts(&cmd, "umask 077 && mkdir -p -- ");
+	ssh_shell_quote(&cmd, role->switch_dir);
+	buf_puts(&cmd, " && rm -rf -- ");
+	ssh_shell_quote(&cmd, buf_cstr(&tmp));
+	buf_puts(&cmd, " && mkdir -m 0700 -- ");
+	ssh_shell_quote(&cmd, buf_cstr(&tmp));
+	if (dir.err || tmp.err || turn_exec(t, &cmd, "switch: making the directory"))
+		goto out;
+	for (i = SPEC_CONTENT_LEAF_CHAIN; i < SPEC_NCONTENT; i++) {
+		struct buf fp = BUF_INIT;
+
+		memset(&wo, 0, sizeof(wo));
+		wo.mode = i == SPEC_CONTENT_KEY ? 0600 : 0644;
+		wo.become = -1;
+		rc = buf_printf(&fp, "%s/%s", buf_cstr(&tmp), names[i]) < 0
+			     ? err_nomem(&he)
+			     : ssh_write_file_atomic(t->c, buf_cstr(&fp), bytes[i].ptr, bytes[i].len, &wo, &he);
+		buf_release(&fp);
+		if (rc < 0) {
+			snprintf(t->why, sizeof(t->why), "switch: %s", he.msg);
+			goto out;
+		}
+	}
+	/* Into place; a directory of that name already holds these bytes (it is never modified). */
+	buf_release(&cmd);
+	buf_puts(&cmd, "set -e; n=");
+	ssh_shell_quote(&cmd, buf_cstr(&tmp));
+	buf_puts(&cmd, "; d=");
+	ssh_shell_quote(&cmd, buf_cstr(&dir));
+	buf_puts(&cmd, "; if [ -d \"$d\" ]; then for f in postgresql.crt postgresql.key root.crt; do "
+		       "cmp -s \"$n/$f\" \"$d/$f\" || { echo \"$d exists and holds other files\" >&2; exit 1; }; done; "
+		       "rm -rf -- \"$n\"; else mv -T -- \"$n\" \"$d\"; fi");
+	if (turn_exec(t, &cmd, "switch"))
+		goto out;
+	/* The service file: other sections of the current one stay. */
+	rc = ssh_read_file(&old, t->c, role->service_file, OBSERVE_MAX_FILE, NULL, &he);
+	if (rc < 0 && rc != ROTOR_ENOTFOUND) {
+		snprintf(t->why, sizeof(t->why), "%s", he.msg);
+		goto out;
+	}
+	if (switch_render(&sf, old.len ? old.ptr : NULL, old.len, role->service, buf_cstr(&dir), &he) < 0) {
+		snprintf(t->why, sizeof(t->why), "%s", he.msg);
+		goto out;
+	}
+	memset(&wo, 0, sizeof(wo));
+	wo.mode = 0644;
+	wo.backup = 1;
+	wo.become = -1;
+	if (ssh_stage_file(t->c, role->service_file, sf.ptr, sf.len, &wo, &t->staged[t->nw], &he) < 0) {
+		snprintf(t->why, sizeof(t->why), "%s", he.msg);
+		goto out;
+	}
+	t->nw++;
+	t->touched[k] = 1;
+	bad = 0;
+out:
+	for (i = 0; i < SPEC_NCONTENT; i++)
+		buf_wipe(&bytes[i]);
+	buf_release(&cmd);
+	buf_release(&dir);
+	buf_release(&tmp);
+	buf_release(&old);
+	buf_release(&sf);
+	return bad;
+}
+
+/*
+ * Remove role k's directories that no step live or next can need: every
+ * one but keep1 and keep2 (NULL: none), each a path under switch_dir.
+ * Returns 0, or -1 with *why set (a warning: the switch happened).
+ */
+static int prune_switch(struct ssh_conn *c, const struct host_role *role, const char *keep1, const char *keep2,
+			char *why, size_t whylen)
+{
+	struct buf cmd = BUF_INIT, out = BUF_INIT;
+	struct err he = ERR_INIT;
+	const char *p, *nl;
+	size_t n = 0, dl = strlen(role->switch_dir);
+	int rc = 0;
+
+	buf_puts(&cmd, "ls -1A -- ");
+	ssh_shell_quote(&cmd, role->switch_dir);
+	buf_puts(&cmd, " 2>/dev/null || true");
+	out.max = 1 << 20;
+	if (cmd.err || ssh_exec(c, buf_cstr(&cmd), &out, NULL, NULL, &he) < 0) {
+		snprintf(why, whylen, "%s", cmd.err ? "out of memory" : he.msg);
+		rc = -1;
+		goto done;
+	}
+	buf_release(&cmd);
+	buf_puts(&cmd, "cd -- ");
+	ssh_shell_quote(&cmd, role->switch_dir);
+	buf_puts(&cmd, " && rm -rf --");
+	for (p = buf_cstr(&out); *p; p = nl ? nl + 1 : p + strlen(p)) {
+		char entry[SWITCH_DIR_NAME_LEN + 2];
+		size_t len;
+
+		nl = strchr(p, '\n');
+		len = nl ? (size_t)(nl - p) : strlen(p);
+		if (len != SWITCH_DIR_NAME_LEN)
+			continue;
+		memcpy(entry, p, len);
+		entry[len] = '\0';
+		if (!switch_dir_name_ok(entry))
+			continue;
+		if ((keep1 && strncmp(keep1, role->switch_dir, dl) == 0 && strcmp(keep1 + dl + 1, entry) == 0) ||
+		    (keep2 && strncmp(keep2, role->switch_dir, dl) == 0 && strcmp(keep2 + dl + 1, entry) == 0))
+			continue;
+		buf_puts(&cmd, " ");
+		ssh_shell_quote(&cmd, entry);
+		n++;
+	}
+	if (n && (cmd.err || ssh_exec(c, buf_cstr(&cmd), NULL, NULL, NULL, &he) < 0)) {
+		snprintf(why, whylen, "%s", cmd.err ? "out of memory" : he.msg);
+		rc = -1;
+	}
+done:
+	buf_release(&cmd);
+	buf_release(&out);
+	return rc;
+}
+
+/* The directory a path names (its parent), as a new string; NULL when none. */
+static char *parent_of(const char *path)
+{
+	const char *slash = path ? strrchr(path, '/') : NULL;
+	char *d;
+
+	if (!slash || slash == path || !(d = malloc((size_t)(slash - path) + 1)))
+		return NULL;
+	memcpy(d, path, (size_t)(slash - path));
+	d[slash - path] = '\0';
+	return d;
+}
+
+/* The directory of role k's certificate file as observed on host h (before this step), or NULL. */
+static char *observed_dir(const struct env_run *r, size_t h, size_t k)
+{
+	const struct obs_role *orole = &r->hosts[h].roles[k];
+	size_t i;
+
+	for (i = 0; i < orole->nfiles; i++) {
+		const struct obs_file *of = &r->hosts[h].files[orole->first + i];
+
+		if (of->content == SPEC_CONTENT_LEAF_CHAIN && of->present && !of->problem)
+			return parent_of(of->path);
+	}
+	return NULL;
+}
+
+/* The directory role's service file names now (read back from the host), or NULL. */
+static char *service_dir(struct ssh_conn *c, const struct host_role *role)
+{
+	struct buf data = BUF_INIT;
+	struct switch_point sp;
+	struct err he = ERR_INIT;
+	char *d = NULL;
+
+	memset(&sp, 0, sizeof(sp));
+	if (ssh_read_file(&data, c, role->service_file, OBSERVE_MAX_FILE, NULL, &he) == 0 &&
+	    switch_parse(&sp, data.ptr, data.len, role->service, &he) == 0 && sp.by_rotor)
+		d = parent_of(sp.cert);
+	switch_point_release(&sp);
+	buf_release(&data);
+	return d;
+}
+
 /*
  * Put every file this run put in place back as it was, and make the
  * services read them again.  Only committed files: their backups were
@@ -370,6 +616,7 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 	struct host_result *res = &a->res[idx];
 	struct host_turn t;
 	struct err he = ERR_INIT;
+	unsigned char *sw;          /* per role: switch mode, with changes in this step */
 	size_t i, k;
 	int bad = 0;
 
@@ -380,9 +627,11 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 	t.hs = &a->r->st.hosts->hosts[t.h];
 	t.staged = calloc(a->st->nchanges + 1, sizeof(*t.staged));
 	t.touched = calloc(t.hs->nroles + 1, 1);
-	if (!t.staged || !t.touched) {
+	sw = calloc(t.hs->nroles + 1, 1);
+	if (!t.staged || !t.touched || !sw) {
 		free(t.staged);
 		free(t.touched);
+		free(sw);
 		return err_nomem(e);
 	}
 	if (observe_connect(&t.c, &a->r->oo, t.hs, &he) < 0) {
@@ -390,9 +639,18 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 		bad = 1;
 	}
 	/* Stage every file of the host first; then one command puts them all in place. */
-	for (i = 0; i < a->st->nchanges && !bad; i++)
-		if (a->st->changes[i].host == t.h)
+	for (i = 0; i < a->st->nchanges && !bad; i++) {
+		if (a->st->changes[i].host != t.h)
+			continue;
+		k = role_of(&t, a->st->changes[i].file);
+		if (k < t.hs->nroles && t.hs->roles[k].service)
+			sw[k] = 1;          /* switch mode: the role's files as one, below */
+		else
 			bad = stage_change(&t, &a->st->changes[i]);
+	}
+	for (k = 0; k < t.hs->nroles && !bad; k++)
+		if (sw[k])
+			bad = stage_switch(&t, k);
 	if (!bad && t.nw && ssh_commit_staged(t.c, t.staged, t.nw, &he) < 0) {
 		snprintf(t.why, sizeof(t.why), "%s", he.msg);
 		bad = 1;
@@ -410,6 +668,22 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 	}
 	if (bad && t.nw)
 		restore_host(&t);
+	/* Switch mode: keep the directory now named and the one before it (a restore or a reader mid-connection may need it). */
+	for (k = 0; !bad && k < t.hs->nroles; k++) {
+		char *prev, *cur, pwhy[512];
+
+		if (!sw[k])
+			continue;
+		prev = observed_dir(a->r, t.h, k);
+		cur = service_dir(t.c, &t.hs->roles[k]);
+		if (cur && prune_switch(t.c, &t.hs->roles[k], cur, prev, pwhy, sizeof(pwhy)) < 0 && a->ui->alert) {
+			pthread_mutex_lock(&a->mu);
+			alert(a->ui, "warning: %s: old certificate directories not removed: %s", t.hs->name, pwhy);
+			pthread_mutex_unlock(&a->mu);
+		}
+		free(prev);
+		free(cur);
+	}
 	discard_staged(&t);
 	ssh_disconnect(t.c);
 	res->failed = bad;
@@ -417,6 +691,7 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 	res->what = turn_summary(&t, bad);
 	free(t.staged);
 	free(t.touched);
+	free(sw);
 	if (!res->what)
 		return err_nomem(e);
 	if (a->ui->host) {
@@ -652,6 +927,15 @@ static int cleanup_host(void *ctx, void **slot, size_t h, struct err *e)
 		goto out;
 	}
 	for (k = 0; k < hs->nroles && rc == 0; k++) {
+		if (hs->roles[k].service) {
+			/* Switch mode: the service file's backup; the old directories go below. */
+			become[n] = -1;
+			if (!(paths[n++] = strdup(hs->roles[k].service_file))) {
+				rc = err_nomem(e);
+				goto out;
+			}
+			continue;
+		}
 		if ((rc = layout_expand(&mf, &nmf, &hs->roles[k], e)) < 0)
 			goto out;
 		for (i = 0; i < nmf && n < r->hosts[h].nfiles; i++, n++) {
@@ -665,8 +949,19 @@ static int cleanup_host(void *ctx, void **slot, size_t h, struct err *e)
 		mf = NULL;
 		nmf = 0;
 	}
-	if (observe_connect(&c, &r->oo, hs, &he) < 0 ||
-	    ssh_remove_backups(c, paths, become, n, &cr->removed[h], &he) < 0) {
+	if (observe_connect(&c, &r->oo, hs, &he) == 0)
+		for (k = 0; k < hs->nroles; k++) {
+			char *cur, pwhy[512];
+
+			if (!hs->roles[k].service || !(cur = service_dir(c, &hs->roles[k])))
+				continue;
+			/* Stable, no rotation under way: only the directory named now is needed. */
+			if (prune_switch(c, &hs->roles[k], cur, NULL, pwhy, sizeof(pwhy)) < 0 && !cr->failed[h] &&
+			    !(cr->failed[h] = strdup(pwhy)))
+				rc = err_nomem(e);
+			free(cur);
+		}
+	if (rc == 0 && (!c || ssh_remove_backups(c, paths, become, n, &cr->removed[h], &he) < 0) && !cr->failed[h]) {
 		if (he.code == ROTOR_ENOMEM) {
 			rc = err_nomem(e);
 			goto out;

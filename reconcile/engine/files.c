@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "common/buf.h"
 
 static int add(struct managed_file *v, size_t *n, const char *dir, const char *name,
@@ -77,7 +79,11 @@ int layout_expand(struct managed_file **out, size_t *n, const struct host_role *
 		rc = expand_files(v, &cnt, r, me, peer, e);
 	} else {
 		base = l->base == LAYOUT_BASE_DIR ? r->dir : r->home;
-		if (!base)
+		if (r->service && r->switch_dir) {
+			/* Switch mode: nominal paths; observe puts what the service file names in their place. */
+			if (buf_puts(&dir, r->switch_dir) < 0)
+				rc = err_nomem(e);
+		} else if (!base)
 			rc = err_set(e, ROTOR_EINVALID, "layout %s needs %s", l->name,
 				     l->base == LAYOUT_BASE_DIR ? "dir" : "home");
 		else if (buf_printf(&dir, "%s%s%s", base, l->subdir && base[strlen(base) - 1] != '/' ? "/" : "",
@@ -115,4 +121,148 @@ void layout_free(struct managed_file *files, size_t n)
 const char *role_reload(const struct host_role *role)
 {
 	return role->reload ? role->reload : role->layout ? role->layout->default_reload : NULL;
+}
+
+/* ---- switch mode ---- */
+
+static char *dup_n(const char *s, size_t n, struct err *e)
+{
+	char *p = malloc(n + 1);
+
+	if (!p) {
+		err_nomem(e);
+		return NULL;
+	}
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+/* Is the line [b, le) (trimmed) the header of section service? */
+static int is_section(const char *b, const char *le, const char *service)
+{
+	size_t sl = strlen(service);
+
+	return le > b && *b == '[' && le[-1] == ']' && (size_t)(le - b) == sl + 2 && memcmp(b + 1, service, sl) == 0;
+}
+
+int switch_parse(struct switch_point *out, const char *data, size_t len, const char *service, struct err *e)
+{
+	const char *p = data, *end = data + len;
+	int in = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->by_rotor = len >= strlen(SWITCH_MARKER) && memcmp(data, SWITCH_MARKER, strlen(SWITCH_MARKER)) == 0;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *le = nl ? nl : end, *b = p, *eq;
+		char **slot = NULL;
+
+		p = nl ? nl + 1 : end;
+		while (b < le && (*b == ' ' || *b == '\t'))
+			b++;
+		while (le > b && (le[-1] == ' ' || le[-1] == '\t' || le[-1] == '\r'))
+			le--;
+		if (b == le || *b == '#')
+			continue;
+		if (*b == '[') {
+			in = is_section(b, le, service);
+			out->has_section |= in;
+			continue;
+		}
+		if (!in || !(eq = memchr(b, '=', (size_t)(le - b))))
+			continue;
+		if ((size_t)(eq - b) == 7 && memcmp(b, "sslcert", 7) == 0)
+			slot = &out->cert;
+		else if ((size_t)(eq - b) == 6 && memcmp(b, "sslkey", 6) == 0)
+			slot = &out->key;
+		else if ((size_t)(eq - b) == 11 && memcmp(b, "sslrootcert", 11) == 0)
+			slot = &out->root;
+		if (slot) {
+			free(*slot);
+			if (!(*slot = dup_n(eq + 1, (size_t)(le - eq - 1), e))) {
+				switch_point_release(out);
+				return ROTOR_ENOMEM;
+			}
+		}
+	}
+	return 0;
+}
+
+void switch_point_release(struct switch_point *p)
+{
+	free(p->cert);
+	free(p->key);
+	free(p->root);
+	memset(p, 0, sizeof(*p));
+}
+
+int switch_render(struct buf *out, const char *old, size_t old_len, const char *service, const char *dir,
+		  struct err *e)
+{
+	const char *p = old, *end = old ? old + old_len : NULL;
+	size_t ml = strlen(SWITCH_MARKER);
+	int in = 0;
+
+	buf_puts(out, SWITCH_MARKER);
+	if (old && old_len >= ml && memcmp(old, SWITCH_MARKER, ml) == 0)
+		p += ml;
+	/* Every other section of an adopted file stays as it was. */
+	while (p && p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *le = nl ? nl : end, *b = p;
+
+		while (b < le && (*b == ' ' || *b == '\t'))
+			b++;
+		if (b < le && *b == '[') {
+			const char *te = le;
+
+			while (te > b && (te[-1] == ' ' || te[-1] == '\t' || te[-1] == '\r'))
+				te--;
+			in = is_section(b, te, service);
+		}
+		if (!in) {
+			buf_put(out, p, (size_t)(le - p));
+			buf_puts(out, "\n");
+		}
+		p = nl ? nl + 1 : end;
+	}
+	buf_printf(out, "[%s]\nsslcert=%s/postgresql.crt\nsslkey=%s/postgresql.key\nsslrootcert=%s/root.crt\n"
+			"sslmode=verify-full\n", service, dir, dir, dir);
+	return out->err ? err_nomem(e) : 0;
+}
+
+static int sha16(char *out, const char *data, size_t len, struct err *e)
+{
+	static const char hexd[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+
+	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) || mdlen < 8)
+		return err_set(e, ROTOR_ERROR, "SHA-256 failed");
+	for (i = 0; i < 8; i++) {
+		out[2 * i] = hexd[md[i] >> 4];
+		out[2 * i + 1] = hexd[md[i] & 15];
+	}
+	return 0;
+}
+
+int switch_dir_name(char out[SWITCH_DIR_NAME_LEN + 1], const char *leaf, size_t leaf_len, const char *bundle,
+		    size_t bundle_len, struct err *e)
+{
+	int rc;
+
+	if ((rc = sha16(out, leaf, leaf_len, e)) < 0 || (rc = sha16(out + 17, bundle, bundle_len, e)) < 0)
+		return rc;
+	out[16] = '-';
+	out[SWITCH_DIR_NAME_LEN] = '\0';
+	return 0;
+}
+
+int switch_dir_name_ok(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < SWITCH_DIR_NAME_LEN; i++)
+		if (i == 16 ? name[i] != '-' : !((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+			return 0;
+	return name[SWITCH_DIR_NAME_LEN] == '\0';
 }

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "reconcile/services/layout.h"
 #include "reconcile/spec/spec.h"
@@ -33,5 +34,43 @@ void layout_free(struct managed_file *files, size_t n);
 
 /* The reload command of a role: its own, else its layout's default; NULL when none. */
 const char *role_reload(const struct host_role *role);
+
+/*
+ * ---- switch mode (a role whose `service` is set) ----
+ *
+ * The role's three files live in a directory under role->switch_dir that
+ * is named by its content and never modified once it is in place; the
+ * service file's section [service] names them (sslcert, sslkey,
+ * sslrootcert, sslmode=verify-full).  Switching is one rename of the
+ * service file, so a reader that reads the service file once per
+ * connection (libpq) opens certificate and key of one generation.
+ *
+ * switch_parse() reads a service file as libpq does (sections `[name]`,
+ * `key=value` lines, `#` comments): out->cert, key and root are copies
+ * of the section's values (NULL when absent), by_rotor says the file
+ * begins with SWITCH_MARKER.  switch_render() writes the file rotor
+ * installs: the marker, every line of the old file (old may be NULL)
+ * outside section [service] as it was (an adopted file keeps its other
+ * services), then the section.  switch_dir_name() is the
+ * directory for a leaf file and a bundle: "<16 hex of SHA-256 of the
+ * leaf file>-<16 hex of SHA-256 of the bundle>".  Errors: ROTOR_ENOMEM.
+ */
+#define SWITCH_MARKER "# written by rotor (switch mode): rotor replaces this file by renaming; do not edit\n"
+#define SWITCH_DIR_NAME_LEN 33
+
+struct switch_point {
+	char *cert, *key, *root;
+	int by_rotor;            /* the file begins with SWITCH_MARKER */
+	int has_section;         /* [service] is in it */
+};
+
+int switch_parse(struct switch_point *out, const char *data, size_t len, const char *service, struct err *e);
+void switch_point_release(struct switch_point *p);
+int switch_render(struct buf *out, const char *old, size_t old_len, const char *service, const char *dir,
+		  struct err *e);
+int switch_dir_name(char out[SWITCH_DIR_NAME_LEN + 1], const char *leaf, size_t leaf_len, const char *bundle,
+		    size_t bundle_len, struct err *e);
+/* Is name (a directory entry under switch_dir) one that switch_dir_name() makes? */
+int switch_dir_name_ok(const char *name);
 
 #endif

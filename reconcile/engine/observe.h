@@ -144,6 +144,8 @@ struct obs_host {
 	char *name, *address;
 	int reachable;
 	char *error;                /* why the host could not be observed */
+	char *refused;              /* why rotor must not write this host (a switch-mode service file
+	                             * it did not write); NULL when nothing stops it */
 	char *host_key;             /* SHA256:... of the verified host key */
 	struct obs_role *roles;
 	size_t nroles;

@@ -61,6 +61,64 @@ static int read_one(struct obs_file *f, struct buf *data, struct ssh_conn *c,
 	return 0;
 }
 
+/*
+ * A switch-mode role: read its service file and put the paths its
+ * section names in place of mf's.  A missing file, section or entry
+ * leaves that file absent[]; a service file that cannot be used (not
+ * rotor's and not adopted, unreadable, a relative path) is *why for
+ * every file of the role.
+ */
+static int switch_resolve(struct managed_file *mf, size_t nmf, unsigned char *absent, char **why, struct ssh_conn *c,
+			  const struct host_role *r, const struct observe_opts *o, struct err *e)
+{
+	struct buf data = BUF_INIT, msg = BUF_INIT;
+	struct switch_point sp;
+	struct err re = ERR_INIT;
+	size_t i;
+	int rc = ssh_read_file(&data, c, r->service_file, o->max_file, NULL, &re);
+
+	memset(&sp, 0, sizeof(sp));
+	if (rc == ROTOR_ENOMEM)
+		return err_nomem(e);
+	if (rc == ROTOR_ENOTFOUND) {
+		memset(absent, 1, nmf);
+		return 0;
+	}
+	if (rc < 0)
+		rc = buf_printf(&msg, "service file %s unreadable: %s", r->service_file, re.msg);
+	else if ((rc = switch_parse(&sp, data.ptr, data.len, r->service, e)) < 0)
+		goto out;
+	else if (!sp.by_rotor && !r->adopt)
+		rc = buf_printf(&msg, "service file %s exists and was not written by rotor; refusing to replace it "
+				      "(set switch: {adopt: true} to let rotor take it over)", r->service_file);
+	for (i = 0; rc == 0 && !msg.len && i < nmf && i < LAYOUT_MAX_FILES; i++) {
+		const char *p = mf[i].content == SPEC_CONTENT_KEY ? sp.key : mf[i].content == SPEC_CONTENT_TRUST ? sp.root : sp.cert;
+		char *np;
+
+		if (!p) {
+			absent[i] = 1;
+		} else if (p[0] != '/') {
+			rc = buf_printf(&msg, "service file %s: [%s] names a relative path %s", r->service_file, r->service, p);
+		} else if (!(np = strdup(p))) {
+			rc = err_nomem(e);
+		} else {
+			free(mf[i].path);
+			mf[i].path = np;
+		}
+	}
+	if (rc == 0 && msg.len)
+		*why = buf_detach(&msg);
+	else if (rc < 0 && rc != ROTOR_ENOMEM)
+		rc = 0;
+	if (msg.err)
+		rc = err_nomem(e);
+out:
+	switch_point_release(&sp);
+	buf_release(&msg);
+	buf_release(&data);
+	return rc < 0 ? rc : 0;
+}
+
 static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct host_role *r,
 			const struct observe_opts *o, struct err *e)
 {
@@ -68,10 +126,17 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 	struct buf leaf = BUF_INIT, data = BUF_INIT, key = BUF_INIT;
 	struct obs_role *orole = &h->roles[h->nroles];
 	size_t nmf = 0, i, key_at = (size_t)-1;
+	unsigned char absent[LAYOUT_MAX_FILES + 1] = { 0 };
+	char *why = NULL;
 	int rc;
 
 	if ((rc = layout_expand(&mf, &nmf, r, e)) < 0)
 		return rc;
+	/* Switch mode: the files are what the service file names now. */
+	if (r->service && (rc = switch_resolve(mf, nmf, absent, &why, c, r, o, e)) < 0) {
+		layout_free(mf, nmf);
+		return rc;
+	}
 	memset(orole, 0, sizeof(*orole));
 	orole->role = r->role;
 	orole->first = h->nfiles;
@@ -102,6 +167,16 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 		h->nfiles++;
 		orole->nfiles++;
 		buf_wipe(&data);
+		if (why) {
+			f->present = 1;
+			if ((!h->refused && !(h->refused = xstrdup(why, e))) || !(f->problem = xstrdup(why, e))) {
+				rc = ROTOR_ENOMEM;
+				goto out;
+			}
+			continue;
+		}
+		if (i < LAYOUT_MAX_FILES && absent[i])
+			continue;
 		if ((rc = read_one(f, &data, c, o, e)) < 0)
 			goto out;
 		if (!f->present || f->problem)
@@ -134,6 +209,7 @@ out:
 	buf_wipe(&data);
 	buf_release(&leaf);
 	layout_free(mf, nmf);
+	free(why);
 	return rc;
 }
 
@@ -156,17 +232,21 @@ int observe_connect(struct ssh_conn **c, const struct observe_opts *o, const str
 }
 
 /* The backups and temporary files next to h's files; a failed look finds none. */
-static int find_strays(struct obs_host *h, struct ssh_conn *c, struct err *e)
+static int find_strays(struct obs_host *h, const struct host_spec *hs, struct ssh_conn *c, struct err *e)
 {
-	const char **paths = calloc(h->nfiles + 1, sizeof(*paths));
+	const char **paths = calloc(h->nfiles + hs->nroles + 1, sizeof(*paths));
 	struct err se = ERR_INIT;
-	size_t i;
+	size_t i, n;
 
 	if (!paths)
 		return err_nomem(e);
 	for (i = 0; i < h->nfiles; i++)
 		paths[i] = h->files[i].path;
-	if (ssh_find_strays(c, paths, h->nfiles, &h->strays, &h->nstrays, &se) == ROTOR_ENOMEM) {
+	/* Switch mode: the service file has its backup too. */
+	for (n = h->nfiles, i = 0; i < hs->nroles; i++)
+		if (hs->roles[i].service)
+			paths[n++] = hs->roles[i].service_file;
+	if (ssh_find_strays(c, paths, n, &h->strays, &h->nstrays, &se) == ROTOR_ENOMEM) {
 		free(paths);
 		return err_nomem(e);
 	}
@@ -207,7 +287,7 @@ static int observe_one(void *ctx, void **slot, size_t i, struct err *e)
 	if (rc == 0)
 		h->phase_mask = observe_phase_mask(h->files, h->nfiles, o->generation, o->target);
 	if (rc == 0)
-		rc = find_strays(h, c, e);
+		rc = find_strays(h, hs, c, e);
 done:
 	ssh_disconnect(c);
 	h->seconds = mono() - t0;
@@ -256,6 +336,7 @@ void obs_hosts_free(struct obs_host *h, size_t n)
 		free(h[i].name);
 		free(h[i].address);
 		free(h[i].error);
+		free(h[i].refused);
 		free(h[i].host_key);
 		for (j = 0; j < h[i].nroles; j++)
 			free(h[i].roles[j].identity);

@@ -554,6 +554,10 @@ int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 		    strv_add(&p->problems, &p->nproblems, "%s is unreachable (%s): its state cannot be proved",
 			     o->observed[i].name, o->observed[i].error ? o->observed[i].error : "?") < 0)
 			return err_nomem(e);
+	for (i = 0; i < o->nobserved; i++)
+		if (o->observed[i].refused &&
+		    strv_add(&p->problems, &p->nproblems, "%s: %s", o->observed[i].name, o->observed[i].refused) < 0)
+			return err_nomem(e);
 	if (p->nproblems)
 		return 0;
 	for (i = 0; o->replace_unknown && i < o->nobserved; i++)

@@ -23,6 +23,8 @@ const struct layout_def layout_table[] = {
 		.refused = LAYOUT_KEY_DIR | LAYOUT_KEY_OWNER | LAYOUT_KEY_PROBE,
 		.base = LAYOUT_BASE_HOME, .subdir = ".postgresql", .owner_is_user = 1,
 		.bundle = LAYOUT_BUNDLE_NEWEST_FIRST,
+		/* libpq reads sslcert and sslkey per connection; its service file once per connection. */
+		.switch_subdir = ".postgresql/rotor", .switch_file = ".pg_service.conf",
 		.files = { { "postgresql.crt", SPEC_CONTENT_LEAF_CHAIN, 0644 },
 			   { "postgresql.key", SPEC_CONTENT_KEY, 0600 },
 			   { "root.crt", SPEC_CONTENT_TRUST, 0644 } },

@@ -70,6 +70,15 @@ struct layout_def {
 	int owner_is_user;           /* files belong to user: when owner: is absent */
 	enum layout_bundle bundle;
 	const char *default_reload;  /* run when the role names no reload; NULL: none */
+	/*
+	 * Switch mode (`switch:` in hosts.yaml), for readers that open the
+	 * certificate and the key separately on every connection: each
+	 * generation's files go to a new directory under switch_subdir (of
+	 * the base) that is never modified, and one rename of the service
+	 * file (switch_file, under the base) points the reader at it.  NULL:
+	 * the layout has no switch mode (its readers load at a reload).
+	 */
+	const char *switch_subdir, *switch_file;
 	struct layout_file_def files[LAYOUT_MAX_FILES];
 	size_t nfiles;
 };

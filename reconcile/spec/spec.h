@@ -128,6 +128,15 @@ struct host_role {
 	                        * service after a reload (every server role has a probe or this) */
 	struct host_file *files; /* explicit files (layout "files") */
 	size_t nfiles;
+	/*
+	 * Switch mode (`switch:`; layouts with a switch_subdir only): NULL
+	 * service when off.  Paths are complete (defaults filled from home and
+	 * the layout) and inside home.
+	 */
+	char *service;         /* the libpq service name, section [service] */
+	char *service_file;    /* the connection service file rotor renames */
+	char *switch_dir;      /* the base directory of the per-generation directories */
+	int adopt;             /* 1: replace a service file rotor did not write */
 };
 
 struct host_spec {
@@ -160,6 +169,9 @@ struct hosts_spec {
  * a server identity belongs to one host (several roles of that host may
  * use it); client identities may be shared.
  */
+/* Is s (n bytes) a service name switch mode accepts: 1 to 63 of [A-Za-z0-9_.-], first a letter or digit? */
+int spec_service_name_ok(const char *s, size_t n);
+
 int spec_load_hosts(struct hosts_spec **out, const char *path,
 		    const char *data, size_t len, struct diags *d);
 void spec_hosts_free(struct hosts_spec *h);

@@ -16,6 +16,7 @@
  *                     servers: default the host's name)
  *           reload: shell command
  *           probe: {type: postgres | tls, port} | none   (servers: required)
+ *           switch: {service, file, dir, adopt}   (libpq only: switch mode)
  *   external: [{name, trusts: server | client, trusts_target: bool}]
  *
  * Which keys a role takes depends on its layout:
@@ -32,6 +33,7 @@
  */
 #include "reconcile/spec/spec_int.h"
 
+#include "common/buf.h"
 #include "common/hex.h"
 
 #include <arpa/inet.h>
@@ -52,12 +54,14 @@ enum {
 	R_IDENTITY,
 	R_RELOAD,
 	R_PROBE,
+	R_SWITCH,
 	R_NKEYS
 };
 
 static const struct vkey role_keys[R_NKEYS] = {
 	{ "role", 1 },	{ "layout", 0 }, { "files", 0 },    { "dir", 0 },    { "home", 0 },  { "user", 0 },
 	{ "owner", 0 }, { "group", 0 },	 { "identity", 0 }, { "reload", 0 }, { "probe", 0 },
+	{ "switch", 0 },
 };
 
 /* The layout table's key bits (layout.h) as bits of role_keys[]. */
@@ -226,6 +230,94 @@ static void get_probe(struct vctx *v, const struct ynode *n, const char *where, 
 		r->probe = &probe_table[t];
 	where_key(w, where, "port");
 	vint(v, k[1], w, 1, 65535, &r->probe_port);
+}
+
+/* A libpq service name as rotor accepts it: 1 to 63 of [A-Za-z0-9_.-], starting with a letter or digit. */
+int spec_service_name_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > 63 || !isalnum((unsigned char)s[0]))
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
+			return 0;
+	return 1;
+}
+
+/* A path strictly inside home (both absolute and clean). */
+static int inside(const char *path, const char *home)
+{
+	size_t hl = strlen(home);
+
+	while (hl > 1 && home[hl - 1] == '/')
+		hl--;
+	return strncmp(path, home, hl) == 0 && path[hl] == '/' && path[hl + 1] != '\0';
+}
+
+/* home/rel as a new string; NULL (v->nomem set) when out of memory. */
+static char *under_home(struct vctx *v, const char *home, const char *rel)
+{
+	struct buf p = BUF_INIT;
+
+	buf_printf(&p, "%s%s%s", home, home[strlen(home) - 1] == '/' ? "" : "/", rel);
+	if (p.err) {
+		v->nomem = 1;
+		buf_release(&p);
+		return NULL;
+	}
+	return buf_detach(&p);
+}
+
+/*
+ * switch: {service, file, dir, adopt}: switch mode for a layout that has
+ * one.  file and dir default to the layout's under home; both must be
+ * inside home (the reader's service file and directories are its own).
+ */
+static void get_switch(struct vctx *v, const struct ynode *n, const char *where, struct host_role *r)
+{
+	static const struct vkey keys[] = { { "service", 1 }, { "file", 0 }, { "dir", 0 }, { "adopt", 0 } };
+	const struct ynode *k[4];
+	char w[WHERE_MAX], q[96];
+	const char *s;
+
+	if (!n || n->bad)
+		return;
+	if (n->kind != YNODE_MAP) {
+		vtype(v, n, where, "a mapping like {service: app}");
+		return;
+	}
+	if (!r->layout || !r->layout->switch_subdir) {
+		vreport(v, n, where, "not used with %s%s (no switch mode: see the README's table of readers)",
+			r->layout && r->layout->by_name ? "layout " : "files", r->layout && r->layout->by_name ? r->layout->name : "");
+		return;
+	}
+	if (vmap(v, n, where, keys, 4, k) < 0)
+		return;
+	where_key(w, where, "service");
+	if (vstr(v, k[0], w, 1, 256, &s) > 0) {
+		if (!spec_service_name_ok(s, k[0]->len)) {
+			yquote(q, sizeof(q), s, k[0]->len, 64);
+			vreport(v, k[0], w, "%s is not a libpq service name (1 to 63 of A-Z a-z 0-9 _ . -, "
+					    "starting with a letter or digit)", q);
+		} else {
+			vdup(v, &r->service, s);
+		}
+	}
+	where_key(w, where, "file");
+	if (k[1] && get_abs_path(v, k[1], w, &r->service_file) > 0 && r->home && !inside(r->service_file, r->home))
+		vreport(v, k[1], w, "%s is outside home %s: the service file must be the user's own", r->service_file,
+			r->home);
+	where_key(w, where, "dir");
+	if (k[2] && get_abs_path(v, k[2], w, &r->switch_dir) > 0 && r->home && !inside(r->switch_dir, r->home))
+		vreport(v, k[2], w, "%s is outside home %s: the certificate directories must be the user's own",
+			r->switch_dir, r->home);
+	where_key(w, where, "adopt");
+	vbool(v, k[3], w, &r->adopt);
+	if (r->home && !r->service_file)
+		r->service_file = under_home(v, r->home, r->layout->switch_file);
+	if (r->home && !r->switch_dir)
+		r->switch_dir = under_home(v, r->home, r->layout->switch_subdir);
 }
 
 /* Collects the file path nodes of one host, to find repeats. */
@@ -547,6 +639,8 @@ static void get_role(struct vctx *v, const struct ynode *n, const char *where, s
 		where_key(w, where, "probe");
 		get_probe(v, k[R_PROBE], w, r);
 	}
+	where_key(w, where, "switch");
+	get_switch(v, k[R_SWITCH], w, r);
 	where_key(w, where, "files");
 	if (vseq(v, k[R_FILES], w) > 0) {
 		if (k[R_FILES]->count == 0) {
@@ -745,6 +839,9 @@ static void role_release(struct host_role *r)
 	free(r->home);
 	free(r->identity);
 	free(r->reload);
+	free(r->service);
+	free(r->service_file);
+	free(r->switch_dir);
 	for (i = 0; i < r->nfiles; i++) {
 		free(r->files[i].path);
 		free(r->files[i].owner);

@@ -58,6 +58,8 @@ C_ONLY = {
     "fixtures/bad/hosts/identity-duplicate-server.yaml": "a server identity on one host",
     "fixtures/bad/hosts/identity-duplicate-default.yaml": "a server identity on one host",
     "fixtures/bad/manifest/duplicate-cert.yaml": "each cert path once",
+    "fixtures/bad/hosts/switch-file-outside-home.yaml": "switch paths inside home",
+    "fixtures/bad/hosts/switch-dir-outside-home.yaml": "switch paths inside home",
 }
 
 

@@ -254,6 +254,132 @@ static void test_probe_table_dispatch(void **state)
 	assert_false(probe_find("tls")->checks_client);
 }
 
+/* A layout has a switch mode exactly when the schema does not forbid `switch` for it. */
+static void test_switch_modes_match_schema(void **state)
+{
+	json_t *s = load_schema("hosts.json");
+	json_t *all = json_object_get(json_object_get(json_object_get(s, "definitions"), "role"), "allOf");
+	size_t i, k;
+
+	(void)state;
+	assert_non_null(json_object_get(json_object_get(json_object_get(json_object_get(s, "definitions"), "role"),
+							"properties"), "switch"));
+	for (i = 0; i < layout_count; i++) {
+		const struct layout_def *l = &layout_table[i];
+		int forbidden = 0, found = 0;
+
+		for (k = 0; k < json_array_size(all); k++) {
+			json_t *c = json_array_get(all, k), *iff = json_object_get(c, "if");
+			json_t *lay = json_object_get(json_object_get(json_object_get(iff, "properties"), "layout"), "const");
+			json_t *req = json_object_get(iff, "required");
+			int files = req && json_array_size(req) == 1 &&
+				    strcmp(json_string_value(json_array_get(req, 0)), "files") == 0 && !lay;
+
+			if ((l->by_name && lay && strcmp(json_string_value(lay), l->name) == 0) || (!l->by_name && files)) {
+				json_t *sw = json_object_get(json_object_get(json_object_get(c, "then"), "properties"), "switch");
+
+				found = 1;
+				forbidden |= sw && json_is_false(sw);
+			}
+		}
+		if (!found)
+			fail_msg("hosts.json has no rule for layout %s", l->name);
+		if (forbidden != !l->switch_subdir)
+			fail_msg("layout %s: the table %s a switch mode, the schema %s `switch`", l->name,
+				 l->switch_subdir ? "has" : "has no", forbidden ? "forbids" : "allows");
+		assert_true(!l->switch_subdir == !l->switch_file);
+	}
+	json_decref(s);
+}
+
+static void test_switch_service_names(void **state)
+{
+	static const char *const good[] = { "app", "rotor-app.1", "A_b", "9x", "x" };
+	static const char *const bad[] = { "", "app rw", "-app", ".app", "app]", "[app", "app\n", "ä", "a/b", "a=b" };
+	char longest[65];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		assert_true(spec_service_name_ok(good[i], strlen(good[i])));
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (spec_service_name_ok(bad[i], strlen(bad[i])))
+			fail_msg("\"%s\" accepted as a service name", bad[i]);
+	memset(longest, 'a', sizeof(longest));
+	assert_true(spec_service_name_ok(longest, 63));
+	assert_false(spec_service_name_ok(longest, 64));
+	/* An embedded NUL is not part of a name. */
+	assert_false(spec_service_name_ok("ab\0c", 4));
+}
+
+/* The service file as libpq reads it; what rotor writes reads back; an adopted file keeps its other services. */
+static void test_switch_service_file(void **state)
+{
+	static const char adopted[] = "# mine\n[other]\nhost=db1\nsslcert=/x/other.crt\n\n  [app]  \r\n"
+				      "sslcert=/old/a.crt\nsslkey=/old/a.key\n# comment=1\nsslrootcert=/old/r.crt\n"
+				      "[third]\ndbname=z";
+	struct switch_point sp;
+	struct buf out = BUF_INIT, again = BUF_INIT;
+	struct err e = ERR_INIT;
+	char name[SWITCH_DIR_NAME_LEN + 1], name2[SWITCH_DIR_NAME_LEN + 1];
+
+	(void)state;
+	assert_int_equal(switch_parse(&sp, adopted, strlen(adopted), "app", &e), 0);
+	assert_false(sp.by_rotor);
+	assert_true(sp.has_section);
+	assert_string_equal(sp.cert, "/old/a.crt");
+	assert_string_equal(sp.key, "/old/a.key");
+	assert_string_equal(sp.root, "/old/r.crt");
+	switch_point_release(&sp);
+	/* Another service's entries are not ours. */
+	assert_int_equal(switch_parse(&sp, adopted, strlen(adopted), "oth", &e), 0);
+	assert_false(sp.has_section);
+	assert_null(sp.cert);
+	switch_point_release(&sp);
+
+	assert_int_equal(switch_render(&out, adopted, strlen(adopted), "app", "/h/.postgresql/rotor/d1", &e), 0);
+	assert_int_equal(switch_parse(&sp, out.ptr, out.len, "app", &e), 0);
+	assert_true(sp.by_rotor);
+	assert_string_equal(sp.cert, "/h/.postgresql/rotor/d1/postgresql.crt");
+	assert_string_equal(sp.key, "/h/.postgresql/rotor/d1/postgresql.key");
+	assert_string_equal(sp.root, "/h/.postgresql/rotor/d1/root.crt");
+	switch_point_release(&sp);
+	assert_non_null(strstr(buf_cstr(&out), "[other]\nhost=db1\nsslcert=/x/other.crt\n"));
+	assert_non_null(strstr(buf_cstr(&out), "[third]\ndbname=z\n"));
+	assert_null(strstr(buf_cstr(&out), "/old/"));
+	assert_non_null(strstr(buf_cstr(&out), "sslmode=verify-full\n"));
+	/* Rendering rotor's own file again changes only the section, and keeps one marker. */
+	assert_int_equal(switch_render(&again, out.ptr, out.len, "app", "/h/.postgresql/rotor/d2", &e), 0);
+	assert_ptr_equal(strstr(buf_cstr(&again), SWITCH_MARKER), buf_cstr(&again));
+	assert_null(strstr(buf_cstr(&again) + 1, SWITCH_MARKER));
+	assert_null(strstr(buf_cstr(&again), "/d1/"));
+	assert_int_equal(switch_parse(&sp, again.ptr, again.len, "other", &e), 0);
+	assert_string_equal(sp.cert, "/x/other.crt");
+	switch_point_release(&sp);
+	buf_release(&out);
+	buf_release(&again);
+	/* No file at all: only rotor's section. */
+	assert_int_equal(switch_render(&out, NULL, 0, "app", "/d", &e), 0);
+	assert_int_equal(switch_parse(&sp, out.ptr, out.len, "app", &e), 0);
+	assert_true(sp.by_rotor && sp.has_section);
+	switch_point_release(&sp);
+	buf_release(&out);
+
+	/* Directory names: by content, stable, and recognised. */
+	assert_int_equal(switch_dir_name(name, "leaf", 4, "bundle", 6, &e), 0);
+	assert_int_equal(switch_dir_name(name2, "leaf", 4, "bundle", 6, &e), 0);
+	assert_string_equal(name, name2);
+	assert_int_equal(strlen(name), SWITCH_DIR_NAME_LEN);
+	assert_true(switch_dir_name_ok(name));
+	assert_int_equal(switch_dir_name(name2, "leaf", 4, "bundle2", 7, &e), 0);
+	assert_string_not_equal(name, name2);
+	assert_memory_equal(name, name2, 16);
+	assert_false(switch_dir_name_ok("0123456789abcdef0123456789abcdef0"));
+	assert_false(switch_dir_name_ok("0123456789abcdef-0123456789abcdeF"));
+	assert_false(switch_dir_name_ok(".0123456789abcdef-0123456789abcdef.rotor-new"));
+	assert_false(switch_dir_name_ok("0123456789abcdef-0123456789abcde"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +390,9 @@ int main(void)
 		cmocka_unit_test(test_every_layout_validates_and_expands),
 		cmocka_unit_test(test_layout_sides_are_enforced),
 		cmocka_unit_test(test_probe_table_dispatch),
+		cmocka_unit_test(test_switch_modes_match_schema),
+		cmocka_unit_test(test_switch_service_names),
+		cmocka_unit_test(test_switch_service_file),
 	};
 
 	return cmocka_run_group_tests_name("services", tests, NULL, NULL);

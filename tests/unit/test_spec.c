@@ -695,6 +695,12 @@ static void test_good_edge(void **state)
 	assert_int_equal(h->hosts[2].port, 2202);
 	assert_string_equal(h->hosts[2].roles[0].identity, h->hosts[1].roles[0].identity);
 	assert_false(h->hosts[1].roles[0].probe_none);
+	/* Switch mode: the service file and the directories default under home. */
+	assert_null(h->hosts[1].roles[0].service);
+	assert_string_equal(h->hosts[2].roles[0].service, "rotor-app.1");
+	assert_string_equal(h->hosts[2].roles[0].service_file, "/home/app/.pg_service.conf");
+	assert_string_equal(h->hosts[2].roles[0].switch_dir, "/home/app/.postgresql/rotor");
+	assert_false(h->hosts[2].roles[0].adopt);
 	spec_config_free(c);
 	spec_chain_free(ch);
 	spec_hosts_free(h);

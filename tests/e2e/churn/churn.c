@@ -5,7 +5,7 @@
  *
  * Usage:
  *   churn [-d SECONDS] [-f STOPFILE] [-i MS] [-U USER] [-D DB] [-T SECONDS]
- *         -c CERTDIR [-c CERTDIR...] TARGET...
+ *         (-c CERTDIR | -s SERVICE)... TARGET...
  *
  *   TARGET       ADDRESS:PORT:NAME -- connect to ADDRESS (libpq hostaddr) port
  *                PORT; NAME (libpq host) is what verify-full checks against the
@@ -19,6 +19,11 @@
  *                at the next attempt.  Each source runs in its own thread and
  *                goes round robin over all targets (sources start on
  *                different targets).
+ *   -s SERVICE   one connection source that names a libpq connection service
+ *                (`service=SERVICE`; the file is PGSERVICEFILE, else
+ *                ~/.pg_service.conf): sslmode, sslcert, sslkey and sslrootcert
+ *                come from its section, read by libpq once per attempt (rotor's
+ *                switch mode).  Needs -U.  -c and -s may be mixed.
  *   -d SECONDS   stop after this long (decimals allowed)
  *   -f STOPFILE  stop as soon as this file exists (checked before each attempt)
  *                Without -d and -f: run until SIGINT or SIGTERM.
@@ -69,6 +74,7 @@ struct source {
 	struct churn *c;
 	char dir[1024];
 	char cert[1100], key[1100], root[1100];
+	char service[128];          /* -s: the service name; empty for -c */
 	char user[256];
 	int first;                  /* index of the first target it uses */
 	pthread_t th;
@@ -170,7 +176,11 @@ static int attempt(const struct churn *c, const struct source *s, const struct t
 			       "application_name", NULL };
 	const char *vals[] = { t->name, t->addr, t->port, c->db, s->user, "verify-full", s->cert,
 			       s->key, s->root, c->connect_timeout, "disable", "rotor-churn", NULL };
-	PGconn *conn = PQconnectdbParams(keys, vals, 0);
+	const char *skeys[] = { "host", "hostaddr", "port", "dbname", "user", "service", "connect_timeout",
+				"gssencmode", "application_name", NULL };
+	const char *svals[] = { t->name, t->addr, t->port, c->db, s->user, s->service, c->connect_timeout,
+				"disable", "rotor-churn", NULL };
+	PGconn *conn = s->service[0] ? PQconnectdbParams(skeys, svals, 0) : PQconnectdbParams(keys, vals, 0);
 	PGresult *r;
 	int rc = -1;
 
@@ -236,7 +246,7 @@ static void *source_main(void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: churn [-d SECONDS] [-f STOPFILE] [-i MS] [-U USER] [-D DB] [-T SECONDS]\n"
-			"             -c CERTDIR [-c CERTDIR...] ADDRESS:PORT:NAME...\n");
+			"             (-c CERTDIR | -s SERVICE)... ADDRESS:PORT:NAME...\n");
 	exit(2);
 }
 
@@ -315,6 +325,19 @@ static int add_source(struct churn *c, const char *dir)
 	return 0;
 }
 
+static int add_service(struct churn *c, const char *name)
+{
+	struct source *s;
+
+	if (c->nsources >= MAX_SOURCES || !name[0] || strlen(name) >= sizeof(s->service))
+		return -1;
+	s = &c->sources[c->nsources++];
+	s->c = c;
+	snprintf(s->dir, sizeof(s->dir), "service=%s", name);
+	snprintf(s->service, sizeof(s->service), "%s", name);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct churn C;
@@ -328,7 +351,7 @@ int main(int argc, char **argv)
 	C.connect_timeout = "5";
 	if (pthread_mutex_init(&C.mu, NULL) != 0)
 		return 1;
-	while ((opt = getopt(argc, argv, "d:f:i:U:D:T:c:h")) != -1) {
+	while ((opt = getopt(argc, argv, "d:f:i:U:D:T:c:s:h")) != -1) {
 		switch (opt) {
 		case 'd':
 			C.duration = strtod(optarg, &end);
@@ -360,6 +383,12 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 's':
+			if (add_service(&C, optarg) < 0) {
+				fprintf(stderr, "churn: bad or too many -s %s\n", optarg);
+				return 2;
+			}
+			break;
 		default:
 			usage();
 		}
@@ -378,6 +407,9 @@ int main(int argc, char **argv)
 
 		if (C.user) {
 			snprintf(s->user, sizeof(s->user), "%s", C.user);
+		} else if (s->service[0]) {
+			fprintf(stderr, "churn: -s %s needs -U USER\n", s->service);
+			return 2;
 		} else if (cert_cn(s->user, sizeof(s->user), s->cert) < 0) {
 			fprintf(stderr, "churn: cannot read the CN of %s; give -U USER\n", s->cert);
 			return 1;
