@@ -46,6 +46,9 @@ put("remote", "stat", b"\xff1234 81a4 0 0 1700000000\n")
 put("remote", "stat-dir", b"\x20" + b"4096 41ed 999 998 -5\n")
 put("remote", "stat-big", b"\x40" + b"18446744073709551615 ffffffff 4294967295 4294967295 -9223372036854775808\n")
 put("remote", "sudo", b"\x50sudo: a terminal is required to read the password\nsudo: a password is required\n")
+put("remote", "sudo-read", b"\x10" + b"2049:1234:1796089737.370378119 3 81a4 0 26 1796089737\nab\n"
+    b"2049:1234:1796089737.370378119 3 81a4 0 26 1796089737\n")
+put("remote", "sudo-link", b"\x10" + b"2049:77:1796089737.1 11 a1ff 0 0 1796089737\n")
 put("remote", "nofile", b"\x08stat: cannot statx '/etc/x': No such file or directory\r\n  \n")
 
 
