@@ -34,10 +34,13 @@ const struct cmd rotor_commands[] = {
 	  "usage: rotor validate [--env NAME] [--ref REV | --worktree] [--json]\n"
 	  "\n"
 	  "Load rotor.yaml and the env's files (every env when --env is absent) at REV\n"
-	  "(default HEAD) or from the work tree, and report every problem as\n"
-	  "path:line:column: message.  --json prints one object instead (the envs\n"
-	  "found valid and every problem with path, line, column and message),\n"
-	  "described by schemas/validate.json.  Exit 0 when valid, 1 otherwise.\n" },
+	  "(default HEAD) or from the work tree, check every generation's certificates\n"
+	  "and keys against its manifest.yaml (a file missing, a certificate that is not\n"
+	  "the one the manifest names), and report every problem as\n"
+	  "path:line:column: message (path: message for a whole file).  --json prints\n"
+	  "one object instead (the envs found valid and every problem with path, line,\n"
+	  "column and message), described by schemas/validate.json.  Exit 0 when valid,\n"
+	  "1 otherwise.\n" },
 	{ "rotate", cmd_rotate, "start a rotation (next chain) or move it one phase, on a branch",
 	  "usage: rotor rotate start --env NAME [--threads N]\n"
 	  "\n"

@@ -452,6 +452,51 @@ out:
 	return rc;
 }
 
+int ssh_remove_temps(struct ssh_conn *c, const char *const *temps, size_t n, size_t *removed, struct err *e)
+{
+	struct buf cmd = BUF_INIT, so = BUF_INIT, se = BUF_INIT;
+	const char *p, *base;
+	size_t i;
+	int rc;
+
+	*removed = 0;
+	if ((rc = check_paths(c, temps, n, e)) != 0)
+		return rc;
+	for (i = 0; i < n; i++) {
+		base = strrchr(temps[i], '/') + 1;
+		if (base[0] != '.' || !strstr(base, ".rotor-tmp-") || strchr(base, '?'))
+			return err_set(e, ROTOR_EINVALID, "%s: %s is not a temporary file rotor names", c->name,
+				       temps[i]);
+	}
+	if (n == 0)
+		return 0;
+	se.max = SSH_STDERR_KEEP;
+	so.max = 4 * n + 16;
+	/* As the login user, who created them in directories it may write. */
+	for (i = 0; i < n && rc == 0; i++) {
+		ssh_cmd_puts(&cmd, "if test -e ", &rc);
+		ssh_cmd_quote(&cmd, temps[i], &rc);
+		ssh_cmd_puts(&cmd, "; then rm -f -- ", &rc);
+		ssh_cmd_quote(&cmd, temps[i], &rc);
+		ssh_cmd_puts(&cmd, " || exit 1; echo r; fi; ", &rc);
+	}
+	ssh_cmd_puts(&cmd, "exit 0", &rc);
+	if (rc) {
+		rc = ssh_buf_fail(c, e, rc, "building the command that removes temporary files");
+		goto out;
+	}
+	rc = ssh_exec_checked(c, buf_cstr(&cmd), "removing temporary files", &so, &se, e);
+	for (p = buf_cstr(&so); p[0] == 'r' && p[1] == '\n'; p += 2)
+		(*removed)++;
+	if (rc == 0 && *p)
+		rc = err_set(e, ROTOR_ERROR, "%s: unexpected output while removing temporary files", c->name);
+out:
+	buf_release(&cmd);
+	buf_release(&so);
+	buf_release(&se);
+	return rc;
+}
+
 /* ---- strays: backups and temporary files left next to managed files ---- */
 
 /*

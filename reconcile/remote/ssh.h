@@ -9,7 +9,7 @@
  *   sftp.c     ssh_read_file
  *   files.c    ssh_stage_file, ssh_commit_staged, ssh_staged_discard,
  *              ssh_write_file_atomic, ssh_restore_backup, ssh_remove_backups,
- *              ssh_find_strays
+ *              ssh_remove_temps, ssh_find_strays
  *
  * Threads: call ssh_global_init() once in main before any thread starts
  * and ssh_global_shutdown() after they all ended.  A struct ssh_conn is
@@ -226,6 +226,15 @@ int ssh_restore_backup(struct ssh_conn *c, const char *path, int become, struct 
  */
 int ssh_remove_backups(struct ssh_conn *c, const char *const *paths, const int *become, size_t n,
 		       size_t *removed, struct err *e);
+
+/*
+ * Remove the n temporary files at temps (full paths of the form
+ * DIR/.BASE.rotor-tmp-SUFFIX, as ssh_find_strays() names them; one named
+ * with "?" is refused, ROTOR_EINVALID) in ONE command as the login user,
+ * who created them.  *removed counts those removed, also when a later
+ * one failed (then ROTOR_ERROR quoting stderr).
+ */
+int ssh_remove_temps(struct ssh_conn *c, const char *const *temps, size_t n, size_t *removed, struct err *e);
 
 /*
  * What earlier writes left next to the n managed files at paths, found
