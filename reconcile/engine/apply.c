@@ -301,9 +301,13 @@ static void restore_host(struct host_turn *t)
 {
 	struct err he = ERR_INIT;
 	char reload_why[256] = "", first[ERR_MSG_MAX] = "";
-	size_t i, used = strlen(t->why);
+	size_t i, used = strlen(t->why), committed = 0;
 	int restored = 1, reload_failed;
 
+	for (i = 0; i < t->nw; i++)
+		committed += t->staged[i].committed != 0;
+	if (!committed)
+		return;   /* nothing was put in place: nothing to restore, no reload */
 	for (i = 0; i < t->nw; i++)
 		if (t->staged[i].committed && ssh_restore_backup(t->c, t->staged[i].path, 0, &he) < 0) {
 			if (restored)
@@ -343,7 +347,8 @@ static void discard_staged(struct host_turn *t)
 		if (!t->staged[i].tmp || t->staged[i].committed)
 			continue;
 		used = strlen(t->why);
-		snprintf(t->why + used, sizeof(t->why) - used, "; left %s (the next apply removes it)", t->staged[i].tmp);
+		snprintf(t->why + used, sizeof(t->why) - used, "; may have left %s (the next apply removes it)",
+			 t->staged[i].tmp);
 	}
 	for (i = 0; i < n; i++)
 		ssh_staged_release(&t->staged[i]);

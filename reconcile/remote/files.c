@@ -55,6 +55,29 @@ static int random_hex(char *out, size_t nbytes)
 	return 0;
 }
 
+
+/*
+ * A write that failed: OpenSSH's server answers a full disk with the
+ * generic SSH_FX_FAILURE, so ask it (statvfs@openssh.com) whether the
+ * file system has room left, and say so when it has none.
+ */
+static int write_fail(struct ssh_conn *c, LIBSSH2_SFTP_HANDLE *h, const char *tmp, size_t left, struct err *e)
+{
+	LIBSSH2_SFTP_STATVFS sv;
+	unsigned long fx = ssh_sftp_status(c);
+	struct err ignore = ERR_INIT;
+	int rc;
+
+	if (fx != LIBSSH2_FX_FAILURE)
+		return ssh_sftp_fail(c, e, "cannot write", tmp);
+	memset(&sv, 0, sizeof(sv));
+	NB_INT(c, &ignore, "asking for free space", rc, libssh2_sftp_fstatvfs(h, &sv));
+	if (rc == 0 && sv.f_frsize && sv.f_bavail < (left + sv.f_frsize - 1) / sv.f_frsize)
+		return err_set(e, ROTOR_ERROR, "%s: cannot write %s: no space left on device (%llu bytes free)",
+			       c->name, tmp, (unsigned long long)(sv.f_bavail * sv.f_frsize));
+	return err_set(e, ROTOR_ERROR, "%s: cannot write %s: failure", c->name, tmp);
+}
+
 /* "/dir/.base.rotor-tmp-<hex>" next to path. */
 static int temp_name(struct ssh_conn *c, struct buf *out, const char *path, struct err *e)
 {
@@ -155,7 +178,7 @@ int ssh_stage_file(struct ssh_conn *c, const char *path, const void *data, size_
 			continue;
 		}
 		if (n < 0) {
-			rc = ssh_sftp_fail(c, e, "cannot write", buf_cstr(&tmp));
+			rc = write_fail(c, h, buf_cstr(&tmp), len - done, e);
 			goto out;
 		}
 		done += (size_t)n;
