@@ -34,10 +34,13 @@ const struct cmd rotor_commands[] = {
 	  "usage: rotor validate [--env NAME] [--ref REV | --worktree] [--json]\n"
 	  "\n"
 	  "Load rotor.yaml and the env's files (every env when --env is absent) at REV\n"
-	  "(default HEAD) or from the work tree, and report every problem as\n"
-	  "path:line:column: message.  --json prints one object instead (the envs\n"
-	  "found valid and every problem with path, line, column and message),\n"
-	  "described by schemas/validate.json.  Exit 0 when valid, 1 otherwise.\n" },
+	  "(default HEAD) or from the work tree, check every generation's certificates\n"
+	  "and keys against its manifest.yaml (a file missing, a certificate that is not\n"
+	  "the one the manifest names), and report every problem as\n"
+	  "path:line:column: message (path: message for a whole file).  --json prints\n"
+	  "one object instead (the envs found valid and every problem with path, line,\n"
+	  "column and message), described by schemas/validate.json.  Exit 0 when valid,\n"
+	  "1 otherwise.\n" },
 	{ "rotate", cmd_rotate, "start a rotation (next chain) or move it one phase, on a branch",
 	  "usage: rotor rotate start --env NAME [--threads N]\n"
 	  "\n"
@@ -67,7 +70,8 @@ const struct cmd rotor_commands[] = {
 	  "For every host in hosts.yaml at REV (default HEAD), open one SSH session (the\n"
 	  "host key must be in known_hosts: rotor never trusts on first use) and read\n"
 	  "every managed file of its roles over SFTP (sudo -n cat when ssh.become is\n"
-	  "sudo and the login user may not read it).  For each file: present or missing,\n"
+	  "sudo and the login user may not read it; a symbolic link is never followed:\n"
+	  "it is named as one).  For each file: present or missing,\n"
 	  "mode and owner, every certificate with the generation it belongs to (matched\n"
 	  "by SHA-256 fingerprint) or UNKNOWN with subject, issuer and fingerprint,\n"
 	  "whether a key matches its certificate, and days to expiry; for each host,\n"

@@ -547,9 +547,13 @@ static void restore_host(struct host_turn *t)
 {
 	struct err he = ERR_INIT;
 	char reload_why[256] = "", first[ERR_MSG_MAX] = "";
-	size_t i, used = strlen(t->why);
+	size_t i, used = strlen(t->why), committed = 0;
 	int restored = 1, reload_failed;
 
+	for (i = 0; i < t->nw; i++)
+		committed += t->staged[i].committed != 0;
+	if (!committed)
+		return;   /* nothing was put in place: nothing to restore, no reload */
 	for (i = 0; i < t->nw; i++)
 		if (t->staged[i].committed && ssh_restore_backup(t->c, t->staged[i].path, 0, &he) < 0) {
 			if (restored)
@@ -579,9 +583,19 @@ static void discard_staged(struct host_turn *t)
 	struct ssh_conn *c2 = NULL;
 	struct err he = ERR_INIT;
 
-	if (ssh_staged_discard(t->c, t->staged, n) && observe_connect(&c2, &t->a->r->oo, t->hs, &he) == 0)
-		ssh_staged_discard(c2, t->staged, n);
+	size_t left = ssh_staged_discard(t->c, t->staged, n), used;
+
+	if (left && observe_connect(&c2, &t->a->r->oo, t->hs, &he) == 0)
+		left = ssh_staged_discard(c2, t->staged, n);
 	ssh_disconnect(c2);
+	/* The host went away: say which temporary files stay (the next apply removes them). */
+	for (i = 0; i < n && left; i++) {
+		if (!t->staged[i].tmp || t->staged[i].committed)
+			continue;
+		used = strlen(t->why);
+		snprintf(t->why + used, sizeof(t->why) - used, "; may have left %s (the next apply removes it)",
+			 t->staged[i].tmp);
+	}
 	for (i = 0; i < n; i++)
 		ssh_staged_release(&t->staged[i]);
 }
@@ -827,16 +841,27 @@ static void note_stale(const struct env_run *r, const struct apply_ui *ui)
 	}
 }
 
+/* The backup counts of res, as the JSON documents show them. */
+static const struct report_backups *report_backups(struct report_backups *b, const struct apply_result *res)
+{
+	b->removed = res->backups_removed;
+	b->hosts = res->backup_hosts;
+	b->failed_hosts = res->backup_failures;
+	b->kept = res->backups_kept;
+	return b;
+}
+
 static int record_status(struct apply_result *res, struct env_run *r, struct gitrepo *repo, const char *env,
 			 json_t *steps, int steps_broken, struct err *e)
 {
 	struct buf obs = BUF_INIT, msg = BUF_INIT, log = BUF_INIT;
+	struct report_backups b;
 	struct gitrepo_file files[2];
 	char who[256];
 	int rc;
 
 	gitstatus_holder(who, sizeof(who));
-	if (steps_broken || applied_json(&log, r->src.commit, steps, res->outcome) < 0 ||
+	if (steps_broken || applied_json(&log, r->src.commit, steps, res->outcome, report_backups(&b, res)) < 0 ||
 	    observe_json(&obs, r->hosts, r->nhosts, &r->st, r->src.commit) < 0 ||
 	    buf_printf(&msg, "rotor: apply %s: %s\n\nDesired state: %s\nRotor-Env: %s\nRotor-Desired: %s\nRotor-By: %s\n",
 		       env, res->outcome, r->src.commit, env, r->src.commit, who) < 0) {
@@ -997,6 +1022,56 @@ static void forget_backups(struct obs_host *h)
 	h->nstrays = n;
 }
 
+/*
+ * Temporary files an earlier write left (its host went away before they
+ * could be removed): never needed, so removed as soon as observe sees
+ * them, one command per host.  A host where that fails is a warning.
+ */
+static int remove_temps(struct env_run *r, const struct apply_ui *ui, struct err *e)
+{
+	size_t h, k, n, removed;
+
+	for (h = 0; h < r->nhosts; h++) {
+		struct obs_host *oh = &r->hosts[h];
+		const char **temps;
+		struct ssh_conn *c = NULL;
+		struct err he = ERR_INIT;
+
+		if (!oh->reachable || oh->nstrays == 0)
+			continue;
+		if (!(temps = calloc(oh->nstrays, sizeof(*temps))))
+			return err_nomem(e);
+		for (n = k = 0; k < oh->nstrays; k++)
+			if (!obs_stray_is_backup(oh->strays[k]) && !strchr(oh->strays[k], '?'))
+				temps[n++] = oh->strays[k];
+		removed = 0;
+		if (n && (observe_connect(&c, &r->oo, &r->st.hosts->hosts[h], &he) < 0 ||
+			  ssh_remove_temps(c, temps, n, &removed, &he) < 0)) {
+			ssh_disconnect(c);
+			free(temps);
+			if (he.code == ROTOR_ENOMEM)
+				return err_nomem(e);
+			alert(ui, "warning: %s: temporary files an earlier write left were not all removed: %s", oh->name,
+			      he.msg);
+			continue;
+		}
+		ssh_disconnect(c);
+		free(temps);
+		if (!n)
+			continue;
+		note(ui, "removed %zu temporary file%s an earlier write left on %s", removed, removed == 1 ? "" : "s",
+		     oh->name);
+		/* Gone now (for observed.json): keep the backups and what could not be named. */
+		for (n = k = 0; k < oh->nstrays; k++)
+			if (obs_stray_is_backup(oh->strays[k]) || strchr(oh->strays[k], '?'))
+				oh->strays[n++] = oh->strays[k];
+			else
+				free(oh->strays[k]);
+		oh->nstrays = n;
+	}
+	return 0;
+}
+
 /* Stable with no rotation under way: no rollback needs a backup. */
 static int backups_retired(const struct env_run *r)
 {
@@ -1068,6 +1143,7 @@ static int apply_locked(struct apply_result *res, struct env_run *r, const struc
 	int guard, rc = 0;
 
 	res->status = 1;
+	res->backups_kept = 1;   /* until the run ends stable */
 	if ((rc = env_run_plan(r, 0, o->replace_unknown, e)) < 0)
 		return rc;
 	if (ui->plan)
@@ -1080,8 +1156,11 @@ static int apply_locked(struct apply_result *res, struct env_run *r, const struc
 	if (r->plan.nchanges == 0 && r->nstale == 0) {
 		STOP("in sync at %s, nothing to do", phase_step_name(r->plan.desired));
 		res->status = 0;
+		if ((rc = remove_temps(r, ui, e)) < 0)
+			return rc;
 		/* Backups an earlier run left (it stopped, or kept them for a rollback): no longer needed. */
-		if (backups_retired(r) && any_backup(r) && (rc = remove_backups(res, r, ui, 1, e)) < 0)
+		res->backups_kept = !backups_retired(r);
+		if (!res->backups_kept && any_backup(r) && (rc = remove_backups(res, r, ui, 1, e)) < 0)
 			return rc;
 		return 0;
 	}
@@ -1090,6 +1169,8 @@ static int apply_locked(struct apply_result *res, struct env_run *r, const struc
 		alert(ui, "%s", res->outcome);
 		return 1;       /* nothing was done: nothing to record */
 	}
+	if ((rc = remove_temps(r, ui, e)) < 0)
+		return rc;
 	if (r->nstale && (rc = settle(r, ui, e)) < 0)
 		return rc;
 	for (guard = 0;; guard++) {
@@ -1142,7 +1223,8 @@ static int apply_locked(struct apply_result *res, struct env_run *r, const struc
 	note(ui, "\ndone: %s", res->outcome);
 	res->status = 0;
 	/* Stable again: a rollback no longer needs the backups (during a rotation they stay). */
-	if (backups_retired(r) && (rc = remove_backups(res, r, ui, 0, e)) < 0)
+	res->backups_kept = !backups_retired(r);
+	if (!res->backups_kept && (rc = remove_backups(res, r, ui, 0, e)) < 0)
 		return rc;
 	return 0;
 }
@@ -1160,6 +1242,7 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 	int rc;
 
 	memset(res, 0, sizeof(*res));
+	res->backups_kept = 1;
 	res->status = 1;
 	if ((rc = env_run_load(&r, repo, o->env, desired_ref(ref, sizeof(ref), repo, o->ref), RUN_KEYS, d, e)) < 0)
 		goto out;
@@ -1206,7 +1289,10 @@ unlock:
 	if (o->json) {
 		struct buf doc = BUF_INIT;
 
-		if (log_broken || apply_json(&doc, r.src.commit, log, res->outcome, res->status_commit) < 0) {
+		struct report_backups b;
+
+		if (log_broken || apply_json(&doc, r.src.commit, log, res->outcome, report_backups(&b, res),
+					     res->status_commit) < 0) {
 			alert(ui, "the --json document is incomplete (out of memory)");
 			res->status = 1;
 			buf_release(&doc);

@@ -85,6 +85,7 @@ struct apply_result {
 	size_t steps, changes;      /* steps applied, file changes made */
 	/* Once stable again (no target in rotation.yaml): the *.rotor-bak files removed. */
 	size_t backups_removed, backup_hosts, backup_failures;   /* backups; hosts with some; hosts that failed */
+	int backups_kept;           /* 1: the run left the backups for a rollback (not stable, or it stopped) */
 	char *json;                 /* with o->json, once the lock was taken: schemas/apply.json (free()) */
 };
 

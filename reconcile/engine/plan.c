@@ -605,12 +605,18 @@ int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 			unsigned m = host_mask(&o->observed[i], first_a, first_b, o->replace_unknown);
 			/* A first deployment over throwaway certificates: say how to replace them. */
 			int only_unknown = !o->replace_unknown && obs_host_empty(&o->observed[i], 1);
+			const char *why = NULL;
+			size_t k;
 
+			/* A file that could not be used (unreadable, a symbolic link...): say which. */
+			for (k = 0; k < o->observed[i].nfiles && !why; k++)
+				why = o->observed[i].files[k].problem;
 			if (m == 0 && strv_add(&p->problems, &p->nproblems,
-					       "%s fits no step of generation %d%s%.0d: drift (see rotor observe)%s",
+					       "%s fits no step of generation %d%s%.0d: drift (see rotor observe)%s%s%s",
 					       o->observed[i].name, first_a, first_b ? " -> " : "", first_b,
 					       only_unknown ? "; it holds only certificates of no generation: --replace-unknown "
-							      "replaces them, rotor import adopts a chain in use" : "") < 0)
+							      "replaces them, rotor import adopts a chain in use" : "",
+					       why ? "; " : "", why ? why : "") < 0)
 				return err_nomem(e);
 		}
 		if (p->nproblems == 0 &&

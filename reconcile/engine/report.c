@@ -267,19 +267,23 @@ int chain_json(struct buf *out, const struct chain_view *v)
 }
 
 /* applied.json's members; NULL when memory ran out.  steps is borrowed. */
-static json_t *applied_doc(const char *desired, json_t *steps, const char *outcome)
+static json_t *applied_doc(const char *desired, json_t *steps, const char *outcome, const struct report_backups *b)
 {
-	return json_pack("{s:o, s:O, s:o}", "desired", json_text(desired), "steps", steps, "outcome", json_text(outcome));
+	return json_pack("{s:o, s:O, s:o, s:{s:I, s:I, s:I, s:b}}", "desired", json_text(desired), "steps", steps,
+			 "outcome", json_text(outcome), "backups", "removed", (json_int_t)b->removed, "hosts",
+			 (json_int_t)b->hosts, "failed_hosts", (json_int_t)b->failed_hosts, "kept", b->kept);
 }
 
-int applied_json(struct buf *out, const char *desired, json_t *steps, const char *outcome)
+int applied_json(struct buf *out, const char *desired, json_t *steps, const char *outcome,
+		 const struct report_backups *b)
 {
-	return json_emit(out, applied_doc(desired, steps, outcome));
+	return json_emit(out, applied_doc(desired, steps, outcome, b));
 }
 
-int apply_json(struct buf *out, const char *desired, json_t *steps, const char *outcome, const char *status_commit)
+int apply_json(struct buf *out, const char *desired, json_t *steps, const char *outcome,
+	       const struct report_backups *b, const char *status_commit)
 {
-	json_t *doc = applied_doc(desired, steps, outcome);
+	json_t *doc = applied_doc(desired, steps, outcome, b);
 
 	if (doc && json_object_set_new(doc, "status_commit", json_text(status_commit && *status_commit ? status_commit : NULL)) < 0) {
 		json_decref(doc);

@@ -30,15 +30,28 @@ int plan_json(struct buf *out, const struct env_run *r, const struct drift_count
 /* Every generation of v, as schemas/chain-show.json describes (`chain show --json`). */
 int chain_json(struct buf *out, const struct chain_view *v);
 
-/* applied.json on rotor/status/<env> (schemas/applied.json): the desired commit, the steps run (borrowed), the outcome. */
-int applied_json(struct buf *out, const char *desired, json_t *steps, const char *outcome);
+/* What an apply did with the *.rotor-bak files: its "backups" member. */
+struct report_backups {
+	size_t removed;             /* backups removed */
+	size_t hosts;               /* hosts where some were removed */
+	size_t failed_hosts;        /* hosts where removing them failed */
+	int kept;                   /* 1: left in place for a rollback (not stable, or the run stopped) */
+};
+
+/*
+ * applied.json on rotor/status/<env> (schemas/applied.json): the desired
+ * commit, the steps run (borrowed), the outcome, the backups.
+ */
+int applied_json(struct buf *out, const char *desired, json_t *steps, const char *outcome,
+		 const struct report_backups *b);
 
 /*
  * `apply --json` (schemas/apply.json): the same document as applied.json
  * and status_commit, the commit recorded on rotor/status/<env> (NULL or
  * "": none, null).
  */
-int apply_json(struct buf *out, const char *desired, json_t *steps, const char *outcome, const char *status_commit);
+int apply_json(struct buf *out, const char *desired, json_t *steps, const char *outcome,
+	       const struct report_backups *b, const char *status_commit);
 
 /*
  * `validate --json` (schemas/validate.json): the commit validated (NULL:

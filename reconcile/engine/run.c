@@ -20,7 +20,7 @@ int env_run_load(struct env_run *r, struct gitrepo *repo, const char *env, const
 	for (i = 0; i < r->st.ngens; i++)
 		if ((rc = known_add_manifest(&r->known, r->st.gens[i].manifest, e)) < 0)
 			return rc;
-	if (what != RUN_STATE && (rc = state_material(&r->material, &r->src, &r->st, what == RUN_KEYS, e)) < 0)
+	if (what != RUN_STATE && (rc = state_material(&r->material, &r->src, &r->st, what == RUN_KEYS, NULL, e)) < 0)
 		return rc;
 	return observe_opts_from_state(&r->oo, &r->st, &r->known, &r->paths, e);
 }

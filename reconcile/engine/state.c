@@ -443,11 +443,33 @@ int observe_opts_from_state(struct observe_opts *oo, const struct state *st, con
 	return 0;
 }
 
+/*
+ * A problem with one file of a generation: with d, a diagnostic on that
+ * file (its message without the path in front) and 0, so the caller goes
+ * on; without d, rc as it is.
+ */
+static int material_problem(struct diags *d, const char *path, int rc, struct err *e)
+{
+	const char *m = e->msg;
+	size_t n = strlen(path);
+
+	if (!d || rc == ROTOR_ENOMEM)
+		return rc;
+	if (strncmp(m, path, n) == 0 && m[n] == ':' && m[n + 1] == ' ')
+		m += n + 2;
+	if (rc == ROTOR_ENOTFOUND)
+		diags_add(d, path, 0, 0, "missing: its generation's manifest.yaml lists it");
+	else
+		diags_add(d, path, 0, 0, "%s", m);
+	err_clear(e);
+	return 0;
+}
+
 int state_material(struct material_set *ms, const struct state_src *src, const struct state *st,
-		   int with_keys, struct err *e)
+		   int with_keys, struct diags *d, struct err *e)
 {
 	struct buf path = BUF_INIT, data = BUF_INIT;
-	size_t g, c;
+	size_t g, c, nd = d ? d->n : 0;
 	int rc = 0;
 
 	memset(ms, 0, sizeof(*ms));
@@ -479,8 +501,10 @@ int state_material(struct material_set *ms, const struct state_src *src, const s
 			}
 			if ((rc = state_read(&data, src, buf_cstr(&path), 1 << 20, e)) < 0 ||
 			    (rc = pki_cert_describe(&live, data.ptr, data.len, e)) < 0) {
-				err_prefix(e, "%s", buf_cstr(&path));
-				break;
+				if (rc != ROTOR_ENOTFOUND)
+					err_prefix(e, "%s", buf_cstr(&path));
+				rc = material_problem(d, buf_cstr(&path), rc, e);
+				continue;
 			}
 			/* The file is the truth; a manifest that disagrees is refused. */
 			if (strcmp(live.fingerprint, mc->fingerprint) != 0)
@@ -489,8 +513,10 @@ int state_material(struct material_set *ms, const struct state_src *src, const s
 			mt->fingerprint = live.fingerprint;
 			live.fingerprint = NULL;
 			spec_manifest_cert_release(&live);
-			if (rc < 0)
-				break;
+			if (rc < 0) {
+				rc = material_problem(d, buf_cstr(&path), rc, e);
+				continue;
+			}
 			if (data.len == 0 || data.ptr[data.len - 1] != '\n')
 				buf_puts(&data, "\n");
 			mt->pem = buf_detach(&data);
@@ -500,14 +526,19 @@ int state_material(struct material_set *ms, const struct state_src *src, const s
 					rc = err_nomem(e);
 					break;
 				}
-				if ((rc = state_read(&data, src, buf_cstr(&path), 1 << 20, e)) < 0)
-					break;
+				if ((rc = state_read(&data, src, buf_cstr(&path), 1 << 20, e)) < 0) {
+					rc = material_problem(d, buf_cstr(&path), rc, e);
+					continue;
+				}
 				mt->key_pem = buf_detach(&data);
 			}
 		}
 	}
 	buf_release(&path);
 	buf_release(&data);
+	if (rc == 0 && d && d->n > nd)
+		rc = err_set(e, ROTOR_EINVALID, "%zu problem%s in the generations' files", d->n - nd,
+			     d->n - nd == 1 ? "" : "s");
 	if (rc < 0)
 		material_release(ms);
 	return rc;
@@ -599,6 +630,15 @@ int state_validate(char ***envs, size_t *nenvs, const struct state_src *src, con
 			continue;
 		}
 		rc = state_load(&st, src, name, d, e);
+		if (rc == 0) {
+			/* Every file of every generation there, and each certificate the one its manifest names. */
+			struct material_set ms;
+
+			rc = state_material(&ms, src, &st, 1, d, e);
+			if (rc == ROTOR_EINVALID)
+				err_clear(e);
+			material_release(&ms);
+		}
 		state_release(&st);
 		if (rc < 0 && e->code)
 			goto fail;

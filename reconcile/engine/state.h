@@ -105,11 +105,15 @@ int state_key_path(char *out, size_t outlen, const struct rotor_config *c, struc
 
 /*
  * The certificates of every generation of st, read from src and checked
- * against their manifests; with_keys also reads the encrypted keys
- * (apply only).  Released with material_release().
+ * against their manifests (a file missing, or a certificate whose
+ * fingerprint is not its manifest's, is ROTOR_EINVALID naming the file);
+ * with_keys also reads the encrypted keys (apply, validate).  d NULL:
+ * stop at the first problem; else every problem is a diagnostic on its
+ * file and the result ROTOR_EINVALID after all were found.  Released
+ * with material_release() (also after a failure).
  */
 int state_material(struct material_set *ms, const struct state_src *src, const struct state *st,
-		   int with_keys, struct err *e);
+		   int with_keys, struct diags *d, struct err *e);
 
 /* Paths observe_opts_from_state() expands; they must outlive the options. */
 struct observe_paths {

@@ -302,82 +302,132 @@ int ssh_parse_stat(const char *text, unsigned long long *size, unsigned int *raw
 	return 0;
 }
 
-/* The login user may not read path: stat and cat it through sudo -n. */
+/* The first field of the sudo read's stat line: device, inode and ctime, "[0-9:.]+". */
+#define SUDO_STAT_ID_MAX 64
+#define SUDO_STAT_LINE_MAX 256
+#define SUDO_STAT_FMT "'%d:%i:%.9Z %s %f %u %g %Y'"
+
+int ssh_parse_sudo_read(const char *p, size_t n, struct ssh_sudo_read *r)
+{
+	char rest[SUDO_STAT_LINE_MAX];
+	const char *nl = memchr(p, '\n', n < SUDO_STAT_LINE_MAX ? n : SUDO_STAT_LINE_MAX);
+	size_t line, id, i;
+
+	memset(r, 0, sizeof(*r));
+	if (!nl)
+		return -1;
+	line = (size_t)(nl - p) + 1;
+	for (id = 0; id < line && p[id] != ' '; id++)
+		if (!((p[id] >= '0' && p[id] <= '9') || p[id] == ':' || p[id] == '.'))
+			return -1;
+	if (id == 0 || id > SUDO_STAT_ID_MAX || id == line)
+		return -1;
+	/* The other five fields are stat's usual line (ssh_parse_stat). */
+	for (i = id + 1; i < line; i++)
+		if (p[i] == '\0')
+			return -1;
+	memcpy(rest, p + id + 1, line - id - 1);
+	rest[line - id - 1] = '\0';
+	if (ssh_parse_stat(rest, &r->size, &r->rawmode, &r->uid, &r->gid, &r->mtime) < 0)
+		return -1;
+	if (n == line)
+		return 1;
+	/* The file's bytes, then the very same line: nothing changed while cat read it. */
+	if (r->size > n - line || n - line - r->size != line || memcmp(p + line + r->size, p, line) != 0)
+		return 0;
+	r->off = line;
+	r->len = (size_t)r->size;
+	return 2;
+}
+
+/*
+ * The login user may not read path: one command through sudo -n that
+ * never follows a symbolic link.  stat (without -L: the path itself),
+ * then only when the path is no link and a regular file, cat, then stat
+ * again; the two stat lines must be the same (device, inode, ctime to
+ * the nanosecond, size, mode, owner, mtime), so bytes cat read through
+ * a link put there for a moment, or from a file that changed, are
+ * dropped (a rename away and back changes the ctime).
+ */
 int ssh_read_via_sudo(struct buf *out, struct ssh_conn *c, const char *path, size_t max,
 		      struct ssh_stat *st_out, struct err *e)
 {
-	struct buf cmd = BUF_INIT, so = BUF_INIT, se = BUF_INIT, data = BUF_INIT;
-	unsigned long long size = 0;
-	unsigned int rawmode = 0;
-	unsigned long uid = 0, gid = 0;
-	long long mtime = 0;
-	int status, rc = 0;
+	struct buf cmd = BUF_INIT, so = BUF_INIT, se = BUF_INIT;
+	struct ssh_sudo_read r;
+	char t[300];
+	int status, rc = 0, parsed;
 
 	se.max = SSH_STDERR_KEEP;
-	so.max = 4096;
-	ssh_cmd_puts(&cmd, "sudo -n stat -L -c '%s %f %u %g %Y' -- ", &rc);
+	so.max = max > SIZE_MAX - 2 * SUDO_STAT_LINE_MAX ? SIZE_MAX : max + 2 * SUDO_STAT_LINE_MAX;
+	ssh_cmd_puts(&cmd, "sudo -n stat -c " SUDO_STAT_FMT " -- ", &rc);
+	ssh_cmd_quote(&cmd, path, &rc);
+	ssh_cmd_puts(&cmd, " && sudo -n test ! -h ", &rc);
+	ssh_cmd_quote(&cmd, path, &rc);
+	ssh_cmd_puts(&cmd, " -a -f ", &rc);
+	ssh_cmd_quote(&cmd, path, &rc);
+	ssh_cmd_puts(&cmd, " && sudo -n cat -- ", &rc);
+	ssh_cmd_quote(&cmd, path, &rc);
+	ssh_cmd_puts(&cmd, " && sudo -n stat -c " SUDO_STAT_FMT " -- ", &rc);
 	ssh_cmd_quote(&cmd, path, &rc);
 	if (rc) {
-		rc = ssh_buf_fail(c, e, rc, "building the sudo -n stat command");
+		rc = ssh_buf_fail(c, e, rc, "building the sudo -n read command");
 		goto out;
 	}
 	rc = ssh_exec_run(c, buf_cstr(&cmd), &so, &se, 1, &status, e);
+	if (rc == ROTOR_ETOOBIG) {
+		rc = err_set(e, ROTOR_ETOOBIG, "%s: %s is over the cap of %zu bytes", c->name, path, max);
+		goto out;
+	}
 	if (rc)
 		goto out;
-	if (status != 0) {
-		char t[300];
-
-		if (strstr(buf_cstr(&se), "No such file"))
+	parsed = ssh_parse_sudo_read(so.ptr ? so.ptr : "", so.len, &r);
+	if (parsed < 0) {
+		if (status == 0)
+			rc = err_set(e, ROTOR_ERROR, "%s: unexpected output of stat for %s", c->name, path);
+		else if (strstr(buf_cstr(&se), "No such file"))
 			rc = err_set(e, ROTOR_ENOTFOUND, "%s: %s: no such file", c->name, path);
 		else
 			rc = err_set(e, ROTOR_ERROR, "%s: cannot read %s (permission denied; sudo -n stat: %s)",
 				     c->name, path, ssh_tail_of(&se, t, sizeof(t)));
 		goto out;
 	}
-	if (ssh_parse_stat(buf_cstr(&so), &size, &rawmode, &uid, &gid, &mtime) < 0) {
-		rc = err_set(e, ROTOR_ERROR, "%s: unexpected output of stat for %s", c->name, path);
+	if ((r.rawmode & S_IFMT) == S_IFLNK) {
+		rc = ssh_refuse_link(c, path, e);
 		goto out;
 	}
-	if ((rawmode & S_IFMT) != S_IFREG) {
+	if ((r.rawmode & S_IFMT) != S_IFREG) {
 		rc = err_set(e, ROTOR_EINVALID, "%s: %s is not a regular file", c->name, path);
 		goto out;
 	}
-	if (size > max) {
+	if (r.size > max) {
 		rc = err_set(e, ROTOR_ETOOBIG, "%s: %s is %llu bytes, over the cap of %zu", c->name,
-			     path, size, max);
+			     path, r.size, max);
 		goto out;
 	}
-	buf_truncate(&cmd, 0);
-	buf_truncate(&se, 0);
-	ssh_cmd_puts(&cmd, "sudo -n cat -- ", &rc);
-	ssh_cmd_quote(&cmd, path, &rc);
-	if (rc) {
-		rc = ssh_buf_fail(c, e, rc, "building the sudo -n cat command");
+	if (status != 0 || parsed != 2) {
+		if (se.len)
+			rc = err_set(e, ROTOR_ERROR, "%s: cannot read %s through sudo -n: %s", c->name, path,
+				     ssh_tail_of(&se, t, sizeof(t)));
+		else
+			rc = err_set(e, ROTOR_ERROR, "%s: %s changed while it was read; nothing was kept",
+				     c->name, path);
 		goto out;
 	}
-	data.max = max ? max : 1;
-	rc = ssh_exec_checked(c, buf_cstr(&cmd), "sudo -n cat", &data, &se, e);
-	if (rc == ROTOR_ETOOBIG)
-		rc = err_set(e, ROTOR_ETOOBIG, "%s: %s grew over the cap of %zu bytes", c->name, path, max);
-	if (rc)
-		goto out;
-	if (data.len && (rc = buf_put(out, data.ptr, data.len)) != 0) {
+	if (r.len && (rc = buf_put(out, so.ptr + r.off, r.len)) != 0) {
 		rc = err_set(e, rc, "%s: %s does not fit in the buffer", c->name, path);
 		goto out;
 	}
 	if (st_out) {
 		memset(st_out, 0, sizeof(*st_out));
-		st_out->size = data.len;
-		st_out->mode = rawmode & 07777;
-		st_out->uid = uid;
-		st_out->gid = gid;
-		st_out->mtime = mtime;
+		st_out->size = r.size;
+		st_out->mode = r.rawmode & 07777;
+		st_out->uid = r.uid;
+		st_out->gid = r.gid;
+		st_out->mtime = r.mtime;
 	}
 out:
 	buf_release(&cmd);
-	buf_release(&so);
+	buf_wipe(&so);   /* it held the file: a private key */
 	buf_release(&se);
-	buf_wipe(&data);
 	return rc;
 }
-

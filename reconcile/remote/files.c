@@ -55,6 +55,29 @@ static int random_hex(char *out, size_t nbytes)
 	return 0;
 }
 
+
+/*
+ * A write that failed: OpenSSH's server answers a full disk with the
+ * generic SSH_FX_FAILURE, so ask it (statvfs@openssh.com) whether the
+ * file system has room left, and say so when it has none.
+ */
+static int write_fail(struct ssh_conn *c, LIBSSH2_SFTP_HANDLE *h, const char *tmp, size_t left, struct err *e)
+{
+	LIBSSH2_SFTP_STATVFS sv;
+	unsigned long fx = ssh_sftp_status(c);
+	struct err ignore = ERR_INIT;
+	int rc;
+
+	if (fx != LIBSSH2_FX_FAILURE)
+		return ssh_sftp_fail(c, e, "cannot write", tmp);
+	memset(&sv, 0, sizeof(sv));
+	NB_INT(c, &ignore, "asking for free space", rc, libssh2_sftp_fstatvfs(h, &sv));
+	if (rc == 0 && sv.f_frsize && sv.f_bavail < (left + sv.f_frsize - 1) / sv.f_frsize)
+		return err_set(e, ROTOR_ERROR, "%s: cannot write %s: no space left on device (%llu bytes free)",
+			       c->name, tmp, (unsigned long long)(sv.f_bavail * sv.f_frsize));
+	return err_set(e, ROTOR_ERROR, "%s: cannot write %s: failure", c->name, tmp);
+}
+
 /* "/dir/.base.rotor-tmp-<hex>" next to path. */
 static int temp_name(struct ssh_conn *c, struct buf *out, const char *path, struct err *e)
 {
@@ -155,7 +178,7 @@ int ssh_stage_file(struct ssh_conn *c, const char *path, const void *data, size_
 			continue;
 		}
 		if (n < 0) {
-			rc = ssh_sftp_fail(c, e, "cannot write", buf_cstr(&tmp));
+			rc = write_fail(c, h, buf_cstr(&tmp), len - done, e);
 			goto out;
 		}
 		done += (size_t)n;
@@ -449,6 +472,51 @@ out:
 	buf_release(&so);
 	buf_release(&se);
 	buf_release(&bak);
+	return rc;
+}
+
+int ssh_remove_temps(struct ssh_conn *c, const char *const *temps, size_t n, size_t *removed, struct err *e)
+{
+	struct buf cmd = BUF_INIT, so = BUF_INIT, se = BUF_INIT;
+	const char *p, *base;
+	size_t i;
+	int rc;
+
+	*removed = 0;
+	if ((rc = check_paths(c, temps, n, e)) != 0)
+		return rc;
+	for (i = 0; i < n; i++) {
+		base = strrchr(temps[i], '/') + 1;
+		if (base[0] != '.' || !strstr(base, ".rotor-tmp-") || strchr(base, '?'))
+			return err_set(e, ROTOR_EINVALID, "%s: %s is not a temporary file rotor names", c->name,
+				       temps[i]);
+	}
+	if (n == 0)
+		return 0;
+	se.max = SSH_STDERR_KEEP;
+	so.max = 4 * n + 16;
+	/* As the login user, who created them in directories it may write. */
+	for (i = 0; i < n && rc == 0; i++) {
+		ssh_cmd_puts(&cmd, "if test -e ", &rc);
+		ssh_cmd_quote(&cmd, temps[i], &rc);
+		ssh_cmd_puts(&cmd, "; then rm -f -- ", &rc);
+		ssh_cmd_quote(&cmd, temps[i], &rc);
+		ssh_cmd_puts(&cmd, " || exit 1; echo r; fi; ", &rc);
+	}
+	ssh_cmd_puts(&cmd, "exit 0", &rc);
+	if (rc) {
+		rc = ssh_buf_fail(c, e, rc, "building the command that removes temporary files");
+		goto out;
+	}
+	rc = ssh_exec_checked(c, buf_cstr(&cmd), "removing temporary files", &so, &se, e);
+	for (p = buf_cstr(&so); p[0] == 'r' && p[1] == '\n'; p += 2)
+		(*removed)++;
+	if (rc == 0 && *p)
+		rc = err_set(e, ROTOR_ERROR, "%s: unexpected output while removing temporary files", c->name);
+out:
+	buf_release(&cmd);
+	buf_release(&so);
+	buf_release(&se);
 	return rc;
 }
 

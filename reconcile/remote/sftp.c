@@ -82,6 +82,31 @@ void ssh_handle_close(struct ssh_conn *c, LIBSSH2_SFTP_HANDLE *h)
 
 /* ---- read --------------------------------------------------------------------- */
 
+int ssh_refuse_link(struct ssh_conn *c, const char *path, struct err *e)
+{
+	char target[256], shown[256];
+	size_t i, n;
+	int rc = -1;
+
+	/* The target, when the login user may read the link: for the message only. */
+	if (ssh_sftp_ready(c, NULL) == 0 && !c->broken) {
+		struct err ignore = ERR_INIT;
+
+		NB_INT(c, &ignore, "reading a symbolic link", rc,
+		       libssh2_sftp_symlink_ex(c->sftp, path, (unsigned)strlen(path), target,
+					       sizeof(target) - 1, LIBSSH2_SFTP_READLINK));
+	}
+	if (rc <= 0)
+		return err_set(e, ROTOR_EINVALID, "%s: %s is a symbolic link, not a file rotor manages",
+			       c->name, path);
+	n = (size_t)rc < sizeof(shown) - 1 ? (size_t)rc : sizeof(shown) - 1;
+	for (i = 0; i < n; i++)
+		shown[i] = target[i] >= 0x20 && target[i] < 0x7f ? target[i] : '?';
+	shown[n] = '\0';
+	return err_set(e, ROTOR_EINVALID, "%s: %s is a symbolic link (to %s), not a file rotor manages",
+		       c->name, path, shown);
+}
+
 static int stat_from_attrs(struct ssh_stat *st, const LIBSSH2_SFTP_ATTRIBUTES *a)
 {
 	memset(st, 0, sizeof(*st));
@@ -109,6 +134,19 @@ int ssh_read_file(struct buf *out, struct ssh_conn *c, const char *path, size_t 
 	if ((rc = ssh_usable(c, e)) != 0 || (rc = ssh_check_path(c, path, e)) != 0 ||
 	    (rc = ssh_sftp_ready(c, e)) != 0)
 		return rc;
+	/* The path itself first: a symbolic link is refused, never followed. */
+	memset(&a, 0, sizeof(a));
+	NB_INT(c, e, "reading file attributes", rc,
+	       libssh2_sftp_stat_ex(c->sftp, path, (unsigned)strlen(path), LIBSSH2_SFTP_LSTAT, &a));
+	if (rc == NB_WAITFAIL)
+		return e ? e->code : ROTOR_ERROR;
+	if (rc != 0) {
+		if (ssh_sftp_status(c) == LIBSSH2_FX_PERMISSION_DENIED && c->become)
+			return ssh_read_via_sudo(out, c, path, max, st_out, e);
+		return ssh_sftp_fail(c, e, "cannot open", path);
+	}
+	if ((a.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && LIBSSH2_SFTP_S_ISLNK(a.permissions))
+		return ssh_refuse_link(c, path, e);
 	NB_PTR(c, e, "opening a remote file", h,
 	       libssh2_sftp_open_ex(c->sftp, path, (unsigned)strlen(path), LIBSSH2_FXF_READ, 0,
 				    LIBSSH2_SFTP_OPENFILE), failed);

@@ -5,10 +5,11 @@
  * their internals through ssh_int.h:
  *   session.c  ssh_connect, ssh_disconnect, deadline, host key, auth
  *   exec.c     ssh_exec, ssh_shell_quote, the "sudo -n cat" read path
+ *              (never through a symbolic link)
  *   sftp.c     ssh_read_file
  *   files.c    ssh_stage_file, ssh_commit_staged, ssh_staged_discard,
  *              ssh_write_file_atomic, ssh_restore_backup, ssh_remove_backups,
- *              ssh_find_strays
+ *              ssh_remove_temps, ssh_find_strays
  *
  * Threads: call ssh_global_init() once in main before any thread starts
  * and ssh_global_shutdown() after they all ended.  A struct ssh_conn is
@@ -128,11 +129,16 @@ struct ssh_stat {
  * Append the contents of the regular file at absolute path to out.
  * Refuses a file over max bytes (ROTOR_ETOOBIG, checked before reading
  * and again while reading), a missing file (ROTOR_ENOTFOUND), anything
- * but a regular file (ROTOR_EINVALID; symlinks are followed).  Reads
- * over SFTP as the login user; when that is refused for permission and
- * the connection has become set, reads with "sudo -n stat" and
- * "sudo -n cat" instead.  st_out (may be NULL) receives size, mode,
- * owner and modification time.  On failure out is left as it was.
+ * but a regular file (ROTOR_EINVALID), and a symbolic link, which is
+ * never followed (ROTOR_EINVALID: "NAME: PATH is a symbolic link (to
+ * TARGET), not a file rotor manages").  Reads over SFTP as the login
+ * user after an lstat of path; when that is refused for permission and
+ * the connection has become set, reads with one command of "sudo -n
+ * stat" (of the path itself), "sudo -n test ! -h", "sudo -n cat" and
+ * "sudo -n stat" again, keeping the bytes only when both stat lines
+ * agree (device, inode, ctime, size, mode, owner, mtime).  st_out (may
+ * be NULL) receives size, mode, owner and modification time.  On
+ * failure out is left as it was.
  */
 int ssh_read_file(struct buf *out, struct ssh_conn *c, const char *path, size_t max,
 		  struct ssh_stat *st_out, struct err *e);
@@ -220,6 +226,15 @@ int ssh_restore_backup(struct ssh_conn *c, const char *path, int become, struct 
  */
 int ssh_remove_backups(struct ssh_conn *c, const char *const *paths, const int *become, size_t n,
 		       size_t *removed, struct err *e);
+
+/*
+ * Remove the n temporary files at temps (full paths of the form
+ * DIR/.BASE.rotor-tmp-SUFFIX, as ssh_find_strays() names them; one named
+ * with "?" is refused, ROTOR_EINVALID) in ONE command as the login user,
+ * who created them.  *removed counts those removed, also when a later
+ * one failed (then ROTOR_ERROR quoting stderr).
+ */
+int ssh_remove_temps(struct ssh_conn *c, const char *const *temps, size_t n, size_t *removed, struct err *e);
 
 /*
  * What earlier writes left next to the n managed files at paths, found

@@ -128,7 +128,7 @@ int ssh_exec_checked(struct ssh_conn *c, const char *cmd, const char *what, stru
 const char *ssh_tail_of(const struct buf *b, char *tmp, size_t tmpsz);
 
 /*
- * The output of `stat -L -c '%s %f %u %g %Y'` (one line: decimal size,
+ * The output of `stat -c '%s %f %u %g %Y'` (one line: decimal size,
  * hex raw mode, decimal uid and gid, decimal mtime that may be negative,
  * then a newline and nothing else): 0 with the fields set, -1 when the
  * text is anything else or a number does not fit its type.
@@ -136,7 +136,28 @@ const char *ssh_tail_of(const struct buf *b, char *tmp, size_t tmpsz);
 int ssh_parse_stat(const char *text, unsigned long long *size, unsigned int *rawmode, unsigned long *uid,
 		   unsigned long *gid, long long *mtime);
 
-/* The login user may not read path: stat and cat it through sudo -n. */
+/*
+ * The output of ssh_read_via_sudo()'s command: the line "ID SIZE MODE UID
+ * GID MTIME\n" (ID device:inode:ctime as [0-9:.]+, at most 64 bytes; the
+ * rest as ssh_parse_stat() reads it; the whole line under 256 bytes),
+ * then, when the command went on, SIZE bytes of the file and the same
+ * line again, byte for byte, and nothing after it.  Returns 2 for the
+ * whole (r->off, r->len: the file's bytes within p), 1 for the line alone,
+ * 0 when the line parses but what follows is not exactly the file and
+ * the same line (it changed while it was read, or the output was cut),
+ * -1 when there is no valid first line.  r's fields are set from the line
+ * whenever the result is not -1.
+ */
+struct ssh_sudo_read {
+	unsigned long long size;
+	unsigned int rawmode;
+	unsigned long uid, gid;
+	long long mtime;
+	size_t off, len;
+};
+int ssh_parse_sudo_read(const char *p, size_t n, struct ssh_sudo_read *r);
+
+/* The login user may not read path: stat and cat it through sudo -n, never through a link. */
 int ssh_read_via_sudo(struct buf *out, struct ssh_conn *c, const char *path, size_t max,
 		      struct ssh_stat *st_out, struct err *e);
 
@@ -174,6 +195,14 @@ unsigned long ssh_sftp_status(struct ssh_conn *c);
 
 /* Report a failed SFTP call on path (ROTOR_ENOTFOUND for a missing file). */
 int ssh_sftp_fail(struct ssh_conn *c, struct err *e, const char *what, const char *path);
+
+/*
+ * path is a symbolic link: ROTOR_EINVALID with "NAME: PATH is a symbolic
+ * link (to TARGET), not a file rotor manages" (the target read over SFTP
+ * as the login user, unprintable bytes as '?'; left out when it cannot be
+ * read).  Nothing is read through the link.
+ */
+int ssh_refuse_link(struct ssh_conn *c, const char *path, struct err *e);
 
 /* Close a handle, ignoring errors; nothing on a broken connection. */
 void ssh_handle_close(struct ssh_conn *c, LIBSSH2_SFTP_HANDLE *h);

@@ -801,7 +801,8 @@ static void conn_close(struct conn *c)
 		close(c->fd);
 }
 
-static int run(struct probe_result *out, const struct probe_req *req, int postgres, struct err *e)
+/* The probe; over a new TCP connection when fd < 0, else over fd (closed here). */
+static int run(struct probe_result *out, const struct probe_req *req, int postgres, int fd, struct err *e)
 {
 	static const unsigned char sslrequest[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
 	struct conn c;
@@ -818,13 +819,14 @@ static int run(struct probe_result *out, const struct probe_req *req, int postgr
 	c.verify_depth = -1;
 	c.alert = -1;
 	c.out = out;
+	c.fd = fd;   /* conn_close closes it */
 	if ((rc = check_req(req, e)) < 0)
-		return rc;
+		goto out;
 	if (postgres) {
 		if (req->pg_user)
 			snprintf(user, sizeof(user), "%s", req->pg_user);
 		else if (req->client_cert_pem && (rc = client_cn(user, sizeof(user), req, e)) < 0)
-			return rc;
+			goto out;
 		else if (!req->client_cert_pem)
 			snprintf(user, sizeof(user), "postgres");
 	}
@@ -834,7 +836,9 @@ static int run(struct probe_result *out, const struct probe_req *req, int postgr
 	connect_ms = req->connect_timeout_ms ? req->connect_timeout_ms : PROBE_CONNECT_TIMEOUT_MS;
 	deadline_ms = req->deadline_ms ? req->deadline_ms : PROBE_DEADLINE_MS;
 	c.deadline = clock_mono_ms() + deadline_ms;
-	if (tcp_connect(&c, req, connect_ms) < 0)
+	if (fd >= 0)
+		out->connected = 1;
+	else if (tcp_connect(&c, req, connect_ms) < 0)
 		goto out;
 
 	if (postgres) {
@@ -870,10 +874,15 @@ out:
 
 int probe_tls(struct probe_result *out, const struct probe_req *req, struct err *e)
 {
-	return run(out, req, 0, e);
+	return run(out, req, 0, -1, e);
 }
 
 int probe_postgres(struct probe_result *out, const struct probe_req *req, struct err *e)
 {
-	return run(out, req, 1, e);
+	return run(out, req, 1, -1, e);
+}
+
+int probe__run_fd(struct probe_result *out, const struct probe_req *req, int postgres, int fd, struct err *e)
+{
+	return run(out, req, postgres, fd, e);
 }

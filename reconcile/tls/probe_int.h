@@ -1,7 +1,8 @@
 /*
- * probe_int.h -- how probe.c reads a PostgreSQL server's answers, as
- * functions over bytes, for tests only (tests/fuzz/fuzz_pgreply.c,
- * tests/unit/test_fuzz.c).  Callers use probe.h.
+ * probe_int.h -- how probe.c reads a server's answers, as functions over
+ * bytes or over a socket the caller holds, for tests only
+ * (tests/fuzz/fuzz_pgreply.c, fuzz_tlsreply.c, tests/unit/test_fuzz.c).
+ * Callers use probe.h.
  *
  * Both fill out the way probe_postgres() does: the first failure goes
  * to out->error (later ones are dropped), and nothing the server sent
@@ -35,5 +36,13 @@ typedef int (*probe_read_fn)(void *ctx, unsigned char *p, size_t n, char *what, 
  * ('E': SQLSTATE and message kept) or answered something unusable.
  */
 int probe__pg_answer(struct probe_result *out, const unsigned char hdr[5], probe_read_fn rd, void *ctx);
+
+/*
+ * probe_tls() (postgres 0) or probe_postgres() (postgres 1) over fd, a
+ * connected non-blocking stream socket, instead of a new TCP connection
+ * to req->address (which only names the server in messages).  fd is
+ * closed before it returns, also on failure.
+ */
+int probe__run_fd(struct probe_result *out, const struct probe_req *req, int postgres, int fd, struct err *e);
 
 #endif

@@ -91,8 +91,10 @@ ok "churn connects from both client hosts" sh -c '[ -s "$1/host4.ok" ] && [ -s "
 # ---- the rotation ----
 ok "rotate start: generation 2, phase trust" "$ROTOR" rotate start --env poc
 git merge -q --ff-only rotor/rotate/poc/gen-0002
-ok "apply the trust step" "$ROTOR" apply --env poc --yes
+ok "apply the trust step" sh -c '"$1" apply --env poc --yes --json > "$2"' _ "$ROTOR" "$T/apply-trust.json"
 ok "during the rotation the backups stay (a rollback may need them)" sh -c '[ -e "$1/hosts/host1/srv/postgres/certs/root.crt.rotor-bak" ] && [ -e "$1/hosts/host4/home/.postgresql/root.crt.rotor-bak" ]' _ "$FD"
+ok "... apply --json says so: none removed, kept" json_check "$T/apply-trust.json" apply \
+	'd["backups"] == {"removed": 0, "hosts": 0, "failed_hosts": 0, "kept": True}'
 "$ROTOR" observe --env poc --json > "$T/obs-trust.json"
 ok "every host fits trust" /usr/bin/python3 -c '
 import json, sys
@@ -116,9 +118,17 @@ assert "unknown_certificates" in d and d["unknown_certificates"] == 0
 assert all("PRIVATE" not in c["to"] for s in p["steps"] for c in s["changes"])
 ' "$T/plan-rest.json" "$T/drift.json" "$ROTOR_SRCDIR/schemas/plan.json"
 ok "plan walks servers, clients, stable(target)" sh -c 'grep -q "step 1: trust -> servers" "$1" && grep -q "step 2: servers -> clients" "$1" && grep -q "step 3: clients -> stable(target)" "$1"' _ "$T/plan-rest.txt"
-ok "apply the rest of the rotation" "$ROTOR" apply --env poc --yes
+nbak=$(find "$FD"/hosts/host[1-5] -name "*.rotor-bak" | wc -l)
+ok "apply the rest of the rotation" sh -c '"$1" apply --env poc --yes --json > "$2"' _ "$ROTOR" "$T/apply-rest.json"
 cp "$T/.out" "$T/apply-rest.txt"
 ok "stable again: apply says it removed the backups" grep -Eq '^removed [1-9][0-9]* backups on 5 hosts$' "$T/apply-rest.txt"
+ok "... apply --json counts them: every backup the hosts held (trust's, and those of the steps after it), 5 hosts, none kept" \
+	json_check "$T/apply-rest.json" apply \
+	'd["backups"]["removed"] >= '"$nbak"' > 0 and d["backups"]["hosts"] == 5 and d["backups"]["failed_hosts"] == 0 and not d["backups"]["kept"] and "every host at stable" in d["outcome"]'
+ok "... applied.json of the status commit holds the same counts" sh -c 'git show rotor/status/poc:applied.json > "$1.applied" && /usr/bin/python3 -c "
+import json, sys
+a = json.load(open(sys.argv[1])); r = json.load(open(sys.argv[2]))
+sys.exit(0 if a[\"backups\"] == r[\"backups\"] else 1)" "$1.applied" "$1"' _ "$T/apply-rest.json"
 ok "stable again: no *.rotor-bak left on any host" sh -c '! find "$1"/hosts/host[1-5] -name "*.rotor-bak" | grep .' _ "$FD"
 sleep 2   # not a wait: churn goes on for a while after the rotation
 touch "$C/stop"

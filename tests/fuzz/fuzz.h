@@ -44,6 +44,7 @@ void fuzz_spec(enum fuzz_spec_kind kind, const uint8_t *data, size_t size);
 void fuzz_pem(const uint8_t *data, size_t size);
 void fuzz_lock(const uint8_t *data, size_t size);
 void fuzz_pgreply(const uint8_t *data, size_t size);
+void fuzz_tlsreply(const uint8_t *data, size_t size);
 void fuzz_remote(const uint8_t *data, size_t size);
 
 /* Every byte of s is printable ASCII (what rotor shows of foreign text). */

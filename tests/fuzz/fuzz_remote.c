@@ -1,7 +1,8 @@
 /*
  * fuzz_remote.c -- the parsing of remote command output
- * (reconcile/remote/exec.c): the `sudo -n stat -L -c '%s %f %u %g %Y'`
- * line (ssh_parse_stat), the stray-file listing (ssh_parse_strays, of
+ * (reconcile/remote/exec.c): the `sudo -n stat -c '%s %f %u %g %Y'`
+ * line (ssh_parse_stat), the sudo read's stat line, file and stat line
+ * again (ssh_parse_sudo_read), the stray-file listing (ssh_parse_strays, of
  * reconcile/remote/files.c) and the shaping of a command's stderr into
  * a message (ssh_tail_of).
  *
@@ -57,6 +58,17 @@ void fuzz_remote(const uint8_t *data, size_t size)
 		} else {
 			FUZZ_CHECK(v == NULL && n == 0);
 		}
+	}
+	{
+		struct ssh_sudo_read r;
+		int k = ssh_parse_sudo_read(buf_cstr(&b), b.len, &r);
+
+		FUZZ_CHECK(k >= -1 && k <= 2);
+		if (k == 2)   /* the bytes kept lie inside the output, and the line is there twice */
+			FUZZ_CHECK(r.off > 0 && r.len == r.size && r.off + r.len + r.off == b.len &&
+				   memcmp(b.ptr, b.ptr + r.off + r.len, r.off) == 0);
+		if (k == 1)
+			FUZZ_CHECK(b.ptr[b.len - 1] == '\n' && memchr(b.ptr, '\n', b.len) == b.ptr + b.len - 1);
 	}
 	t = ssh_tail_of(&b, tmp, cap);
 	FUZZ_CHECK(t && t[0] && strlen(t) < (t == tmp ? cap : sizeof(tmp)));

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """seeds.py DIR -- write the seed inputs of the fuzz targets that do not read
-YAML fixtures: DIR/lock, DIR/pgreply, DIR/remote (the PEM seeds are made by
+YAML fixtures: DIR/lock, DIR/pgreply, DIR/remote, DIR/tlsreply (the PEM seeds are made by
 run.sh with openssl; fuzz_pem's input format is in tests/fuzz/fuzz_pem.c).
 """
 import os
@@ -46,4 +46,76 @@ put("remote", "stat", b"\xff1234 81a4 0 0 1700000000\n")
 put("remote", "stat-dir", b"\x20" + b"4096 41ed 999 998 -5\n")
 put("remote", "stat-big", b"\x40" + b"18446744073709551615 ffffffff 4294967295 4294967295 -9223372036854775808\n")
 put("remote", "sudo", b"\x50sudo: a terminal is required to read the password\nsudo: a password is required\n")
+put("remote", "sudo-read", b"\x10" + b"2049:1234:1796089737.370378119 3 81a4 0 26 1796089737\nab\n"
+    b"2049:1234:1796089737.370378119 3 81a4 0 26 1796089737\n")
+put("remote", "sudo-link", b"\x10" + b"2049:77:1796089737.1 11 a1ff 0 0 1796089737\n")
 put("remote", "nofile", b"\x08stat: cannot statx '/etc/x': No such file or directory\r\n  \n")
+
+
+# tlsreply: flags, trust bundle length and PEM, then what a server sends
+# (fuzz_tlsreply.c).  The server is Python's ssl module over memory BIOs
+# with certificates made by openssl: a TLS 1.2 flight (ServerHello,
+# Certificate, ServerKeyExchange, ServerHelloDone: the probe parses the
+# chain, then the key exchange fails against its own random), a TLS 1.3
+# one, fatal alerts, and PostgreSQL's answers to SSLRequest before them.
+def tls_seeds():
+    import ssl
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        def sh(*args):
+            subprocess.run(args, cwd=d, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", "root.key", "-out", "root.crt", "-subj", "/O=fuzz/CN=root", "-days", "3650",
+           "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+        sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/O=fuzz/CN=pg1")
+        with open(os.path.join(d, "ext"), "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        sh("openssl", "x509", "-req", "-in", "leaf.csr", "-CA", "root.crt", "-CAkey", "root.key",
+           "-CAcreateserial", "-days", "397", "-extfile", "ext", "-out", "leaf.crt")
+        with open(os.path.join(d, "chain.crt"), "wb") as f:
+            f.write(open(os.path.join(d, "leaf.crt"), "rb").read() + open(os.path.join(d, "root.crt"), "rb").read())
+        root = open(os.path.join(d, "root.crt"), "rb").read()
+
+        def flight(version):
+            srv = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            srv.load_cert_chain(os.path.join(d, "chain.crt"), os.path.join(d, "leaf.key"))
+            srv.minimum_version = srv.maximum_version = version
+            cli = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            cli.check_hostname = False
+            cli.verify_mode = ssl.CERT_NONE
+            ci, co, si, so = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+            c = cli.wrap_bio(ci, co, server_side=False)
+            s = srv.wrap_bio(si, so, server_side=True)
+            try:
+                c.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            si.write(co.read())
+            try:
+                s.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            return so.read()
+
+        def tls(name, flags, server, trust=root):
+            put("tlsreply", name, bytes([flags]) + struct.pack(">H", len(trust)) + trust + server)
+
+        tls12, tls13 = flight(ssl.TLSVersion.TLSv1_2), flight(ssl.TLSVersion.TLSv1_3)
+        tls("tls12", 0, tls12)
+        tls("tls12-name-fp", 6, tls12)
+        tls("tls12-pg", 1, b"S" + tls12)
+        tls("tls12-cut", 4, tls12[: len(tls12) // 2])
+        tls("tls13", 4, tls13)
+        tls("tls13-pg", 7, b"S" + tls13)
+        tls("alert-unknown-ca", 1, b"S\x15\x03\x03\x00\x02\x02\x30")
+        tls("alert-handshake", 0, b"\x15\x03\x01\x00\x02\x02\x28")
+        tls("pg-no-ssl", 1, b"N")
+        tls("pg-error", 1, b"E" + struct.pack(">I", 10) + b"SFATAL\x00\x00")
+        tls("closed", 0, b"")
+        tls("bad-trust", 0, tls12, b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+
+
+tls_seeds()

@@ -198,6 +198,31 @@ static void test_chain_view(void **state)
 			assert_true(c->ok && c->matches);
 	}
 	chain_view_release(&v);
+	{
+		/* validate refuses the same commit, naming both files; a key removed too. */
+		static const char *const want[][2] = {
+			{ "envs/poc/generations/0001/servers/pg1.crt", "differs from its manifest's" },
+			{ "envs/poc/generations/0001/ca/server-ca.key", "missing: its generation's manifest.yaml lists it" },
+			{ "envs/poc/generations/0001/clients/postgres.crt", "missing: its generation's manifest.yaml lists it" },
+		};
+		struct state_src src;
+		char **envs = NULL;
+		size_t n = 0, k;
+
+		run("cd '%s' && git rm -q envs/poc/generations/0001/ca/server-ca.key && git commit -qm 'no key'", g_repo);
+		assert_int_equal(state_src_open(&src, r, "tampered", 0, &e), 0);
+		assert_int_equal(state_validate(&envs, &n, &src, "poc", &d, &e), ROTOR_EINVALID);
+		assert_int_equal(d.n, 3);
+		for (k = 0; k < 3; k++) {
+			for (n = 0; n < d.n && strcmp(d.v[n].path, want[k][0]) != 0; n++)
+				;
+			if (n == d.n)
+				fail_msg("no diagnostic on %s", want[k][0]);
+			assert_int_equal(d.v[n].line, 0);
+			assert_non_null(strstr(d.v[n].msg, want[k][1]));
+		}
+		diags_release(&d);
+	}
 	run("cd '%s' && git checkout -q main", g_repo);
 	gitrepo_free(r);
 }

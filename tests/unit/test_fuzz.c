@@ -40,6 +40,7 @@ static const struct {
 	{ "pem", -1, fuzz_pem, NULL },
 	{ "lock", -1, fuzz_lock, NULL },
 	{ "pgreply", -1, fuzz_pgreply, NULL },
+	{ "tlsreply", -1, fuzz_tlsreply, NULL },
 	{ "remote", -1, fuzz_remote, NULL },
 };
 #define NTARGETS (sizeof(targets) / sizeof(targets[0]))

@@ -563,6 +563,50 @@ static void test_parse_strays(void **state)
 	}
 }
 
+/* The sudo read's output: stat line, the file's bytes, the same stat line (reconcile/remote/exec.c). */
+static void test_parse_sudo_read(void **state)
+{
+	static const char line[] = "2049:1234:1796089737.370378119 6 81a4 0 26 1796089737\n";
+	static const char *const bad[] = {
+		"", "\n", " 6 81a4 0 26 1\n", "ab:1 6 81a4 0 26 1\n", "1:2 6 81a4 0 26 1",
+		"1:2\n", "1:2 6 81a4 0 26\n", "1:2 -6 81a4 0 26 1\n", "1:2 6 81a4 0 26 1 \n",
+		"11111111111111111111111111111111111111111111111111111111111111111 6 81a4 0 26 1\n",
+	};
+	struct ssh_sudo_read r;
+	char text[512];
+	size_t n, i;
+
+	(void)state;
+	/* The whole: the file's six bytes (a NUL among them), then the same line. */
+	n = (size_t)snprintf(text, sizeof(text), "%sab", line);
+	memcpy(text + n, "\0d\ne\n", 6);
+	n += 4;
+	memcpy(text + n, line, sizeof(line) - 1);
+	n += sizeof(line) - 1;
+	assert_int_equal(ssh_parse_sudo_read(text, n, &r), 2);
+	assert_int_equal(r.size, 6);
+	assert_int_equal(r.rawmode, 0x81a4);
+	assert_int_equal(r.uid, 0);
+	assert_int_equal(r.gid, 26);
+	assert_int_equal(r.mtime, 1796089737);
+	assert_int_equal(r.off, sizeof(line) - 1);
+	assert_int_equal(r.len, 6);
+	assert_memory_equal(text + r.off, "ab\0d\ne", 6);
+	/* Nothing after the second line, not one byte missing, the same line byte for byte. */
+	text[n] = 'x';
+	assert_int_equal(ssh_parse_sudo_read(text, n + 1, &r), 0);
+	assert_int_equal(ssh_parse_sudo_read(text, n - 1, &r), 0);
+	text[n - 5] ^= 1;   /* another mtime or ctime: it changed while it was read */
+	assert_int_equal(ssh_parse_sudo_read(text, n, &r), 0);
+	/* The line alone (a link: test ! -h stopped the command), with its fields. */
+	assert_int_equal(ssh_parse_sudo_read("9:9:1.5 1 a1ff 0 0 -3\n", 22, &r), 1);
+	assert_int_equal(r.rawmode, 0xa1ff);
+	assert_int_equal(r.mtime, -3);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (ssh_parse_sudo_read(bad[i], strlen(bad[i]), &r) != -1)
+			fail_msg("accepted: \"%s\"", bad[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -577,6 +621,7 @@ int main(void)
 		cmocka_unit_test(test_verify_like_a_tls_peer),
 		cmocka_unit_test(test_desired_bytes_are_deterministic),
 		cmocka_unit_test(test_parse_strays),
+		cmocka_unit_test(test_parse_sudo_read),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

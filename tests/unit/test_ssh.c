@@ -155,6 +155,9 @@ static int group_setup(void **state)
 	host_sh(1, "printf 'hello from host1\\n' >/srv/a.txt && chmod 0644 /srv/a.txt && "
 		   "head -c 5000 /dev/zero | tr '\\0' x >/srv/big && "
 		   "printf 'root only\\n' >/srv/secret && chmod 0600 /srv/secret && "
+		   "ln -s /srv/secret /srv/link-secret && ln -s a.txt /srv/link-a && "
+		   "mkdir -m 0700 /srv/private && printf 'hidden\\n' >/srv/private/f && "
+		   "ln -s /srv/secret /srv/private/link && "
 		   "mkdir -p /srv/rw && chown " FLEET_USER ": /srv/rw && "
 		   "mkdir -p -m 0750 /srv/certs && chown " FLEET_USER ":postgres /srv/certs");
 	host_sh(2, "printf 'hello from host2\\n' >/srv/a.txt");
@@ -358,6 +361,48 @@ static void test_read_needs_sudo(void **state)
 	assert_int_equal(st.uid, 0);
 	err_clear(&e);
 	assert_int_equal(ssh_read_file(&b, c, "/srv/secret", 5, NULL, &e), ROTOR_ETOOBIG);
+	buf_release(&b);
+	ssh_disconnect(c);
+}
+
+/* A managed path that is a symbolic link is named, never read through: not over SFTP, not through sudo. */
+static void test_read_refuses_links(void **state)
+{
+	struct ssh_conn *c = case_conn(state, 1, 0);
+	struct err e = ERR_INIT;
+	struct buf b = BUF_INIT;
+	struct ssh_stat st;
+	int become;
+
+	for (become = 0; become <= 1; become++) {
+		if (become) {
+			ssh_disconnect(c);
+			c = connect_ok(1, 1);
+		}
+		err_clear(&e);
+		assert_int_equal(ssh_read_file(&b, c, "/srv/link-secret", 1024, NULL, &e), ROTOR_EINVALID);
+		assert_string_equal(e.msg, "host1 (" BASE ".1): /srv/link-secret is a symbolic link (to /srv/secret), "
+					   "not a file rotor manages");
+		err_clear(&e);
+		assert_int_equal(ssh_read_file(&b, c, "/srv/link-a", 1024, NULL, &e), ROTOR_EINVALID);
+		assert_non_null(strstr(e.msg, "/srv/link-a is a symbolic link (to a.txt), not a file rotor manages"));
+		assert_int_equal(b.len, 0);
+	}
+	/* In a directory the login user cannot search: through sudo, the link itself is stat'ed. */
+	err_clear(&e);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/private/link", 1024, &st, &e), ROTOR_EINVALID);
+	assert_string_equal(e.msg, "host1 (" BASE ".1): /srv/private/link is a symbolic link, not a file rotor manages");
+	assert_int_equal(b.len, 0);
+	err_clear(&e);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/private/f", 1024, &st, &e), 0);
+	assert_string_equal(buf_cstr(&b), "hidden\n");
+	assert_int_equal(st.size, 7);
+	assert_int_equal(st.mode, 0644);
+	assert_int_equal(st.uid, 0);
+	err_clear(&e);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/private/none", 1024, &st, &e), ROTOR_ENOTFOUND);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/private", 1024, &st, &e), ROTOR_EINVALID);
+	assert_non_null(strstr(e.msg, "not a regular file"));
 	buf_release(&b);
 	ssh_disconnect(c);
 }
@@ -969,6 +1014,7 @@ int main(void)
 		cmocka_unit_test(test_read_too_big),
 		cmocka_unit_test(test_read_bad_paths),
 		cmocka_unit_test(test_read_needs_sudo),
+		cmocka_unit_test(test_read_refuses_links),
 		cmocka_unit_test(test_exec_status),
 		cmocka_unit_test(test_exec_big_output),
 		cmocka_unit_test(test_exec_signal),
