@@ -524,7 +524,7 @@ int handoff_write(struct handoff_result *res, struct gitrepo *repo, const struct
 			     "(the team must never hold the secret that decrypts every key)");
 		goto out;
 	}
-	if ((rc = state_material(&ms, &src, &st, !res->bundle_only, e)) < 0)
+	if ((rc = state_material(&ms, &src, &st, !res->bundle_only, NULL, e)) < 0)
 		goto out;
 
 	if ((rc = obs_bytes(&bundle, &ms, SPEC_CONTENT_TRUST, peer, NULL, res, NULL, e)) < 0)
