@@ -38,7 +38,7 @@ const struct cmd rotor_commands[] = {
 	  "path:line:column: message.  --json prints one object instead (the envs\n"
 	  "found valid and every problem with path, line, column and message),\n"
 	  "described by schemas/validate.json.  Exit 0 when valid, 1 otherwise.\n" },
-	{ "rotate", cmd_rotate, "start a rotation (next chain) or move it one phase, on a branch",
+	{ "rotate", cmd_rotate, "start a rotation (next chain), move it one phase, or abandon it, on a branch",
 	  "usage: rotor rotate start --env NAME [--threads N]\n"
 	  "\n"
 	  "Generate the next generation of the env's chain from chain.yaml at HEAD and\n"
@@ -52,7 +52,36 @@ const struct cmd rotor_commands[] = {
 	  "usage: rotor rotate next --env NAME\n"
 	  "\n"
 	  "Move rotation.yaml one step (trust -> servers -> clients -> stable at the\n"
-	  "target) in one commit on a new branch rotor/rotate/NAME/gen-NNNN-PHASE.\n" },
+	  "target) in one commit on a new branch rotor/rotate/NAME/gen-NNNN-PHASE.\n"
+	  "\n"
+	  "usage: rotor rotate abandon --env NAME\n"
+	  "\n"
+	  "Give up the rotation in progress: one commit on a new branch\n"
+	  "rotor/rotate/NAME/gen-NNNN-abandon sets rotation.yaml back to the previous\n"
+	  "generation, phase stable, and removes the target generation's directory;\n"
+	  "that material is kept on the branch rotor/rolled-back/NAME/gen-NNNN (at\n"
+	  "HEAD), and its number is never used again.  Once merged, rotor apply walks\n"
+	  "the hosts back step by step (rotor still recognises the abandoned\n"
+	  "generation's certificates from history; no key of it is needed).\n"
+	  "\n"
+	  "Every branch above is created from HEAD; when a branch of that name exists\n"
+	  "and is already merged into HEAD (an earlier attempt, perhaps reverted since),\n"
+	  "the commit goes to NAME-2 (NAME-3...) and rotor says so; one that exists\n"
+	  "unmerged waits for review and is an error.  New generation numbers skip every\n"
+	  "number the env's history ever held.\n" },
+	{ "rollback", cmd_rollback, "move a rotation one phase back, on a branch",
+	  "usage: rotor rollback --env NAME\n"
+	  "\n"
+	  "Commit rotation.yaml one phase back, the revert of the last phase change, on\n"
+	  "a new branch rotor/rollback/NAME/gen-NNNN-PHASE (NNNN the rotation's target,\n"
+	  "PHASE the one reached): clients -> servers -> trust -> stable at the previous\n"
+	  "generation (the target removed; its material stays committed, unused: rotor\n"
+	  "rotate abandon takes it out), and a finished rotation, stable at generation B,\n"
+	  "back to clients of the rotation to B (found in history).  Once merged, rotor\n"
+	  "apply walks the hosts back step by step, gated as always.  Refused when\n"
+	  "there is nothing to roll back, when the generation to go back to is no\n"
+	  "longer in the tree, and as rotor rotate next is (HEAD detached, uncommitted\n"
+	  "changes, an unmerged branch of that name).\n" },
 	{ "chain", cmd_chain, "show the generations of an env's chain",
 	  "usage: rotor chain show --env NAME [--ref REV] [--json]\n"
 	  "\n"
