@@ -627,6 +627,15 @@ int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 			return err_nomem(e);
 		return 0;
 	}
+	/* Hosts on a generation the tree no longer holds: say where it is known from. */
+	for (i = 0; i < o->material->n; i++) {
+		int g = o->material->v[i].generation;
+
+		if (o->material->v[i].past && (g == p->a || g == p->b) &&
+		    strv_add(&p->notes, &p->nnotes, "generation %d is no longer in the tree (reverted or abandoned; its "
+			     "certificates are known from history): the hosts walk back from it", g) < 0)
+			return err_nomem(e);
+	}
 	p->live_known = 1;
 	p->live = live;
 	p->partial = partial;

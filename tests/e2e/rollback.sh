@@ -116,6 +116,7 @@ ok "3: git revert of the start commit" git revert --no-edit HEAD
 ok "3: generation 4 has left the tree" sh -c '[ ! -e envs/poc/generations/0004 ] && ! grep -q "^target:" envs/poc/rotation.yaml'
 "$ROTOR" plan --env poc > "$T/plan-revert.txt" 2>&1
 ok "3: plan: no host fits no step; one step back to generation 1's bundles" sh -c '! grep -q "fits no step" "$1" && grep -q "^step 1: clients -> stable(target)$" "$1" && grep -q "g1 root + g1 client-ca$" "$1"' _ "$T/plan-revert.txt"
+ok "3: plan notes where generation 4 is known from" grep -q '^  note: generation 4 is no longer in the tree (reverted or abandoned; its certificates are known from history): the hosts walk back from it$' "$T/plan-revert.txt"
 ok "3: apply walks back" "$ROTOR" apply --env poc --yes
 ok "3: every bundle holds generation 1 only" bundles_only 1
 ok "3: in sync" "$ROTOR" plan --env poc --detailed-exitcode

@@ -705,7 +705,8 @@ static const struct tcase cases[] = {
 	{ "reverted start after trust: one step back to generation 1's bundles", STABLE(1), "TTT", "past=2",
 	  "live=C partial=0 desired=B line=2>1", "C>B", "4", "0", "0",
 	  { "change 0 pg1 /srv/pg1/certs/root.crt ~ g2 root, g2 client-ca, g1 root, g1 client-ca -> g1 root + g1 client-ca",
-	    "!server.key", "!fits no step" } },
+	    "note: generation 2 is no longer in the tree (reverted or abandoned; its certificates are known from history): "
+	    "the hosts walk back from it", "!server.key", "!fits no step" } },
 	{ "abandoned at servers: servers walk back first", STABLE(1), "VVV", "past=2",
 	  "live=V partial=0 desired=A " L12, "V>T T>A", "4 4", "0 0", "0 0",
 	  { "change 0 pg1 /srv/pg1/certs/server.key ~ key of g2 server pg1 -> key of g1 server pg1",
@@ -715,11 +716,14 @@ static const struct tcase cases[] = {
 	  { "change 0 pg1 /srv/pg1/certs/server.key ~ key of g2 server pg1 -> key of g1 server pg1",
 	    "change 1 app1 /home/app/.postgresql/postgresql.key ~ key of g2 client app -> key of g1 client app" } },
 	{ "reverted after the rotation finished: all the way back", STABLE(1), "BBB", "past=2",
-	  "live=A partial=0 desired=B line=2>1", "A>T T>V V>C C>B", "4 4 4 4", "0 0 0 0", "0 0 0 0", { 0 } },
+	  "live=A partial=0 desired=B line=2>1", "A>T T>V V>C C>B", "4 4 4 4", "0 0 0 0", "0 0 0 0",
+	  { "note: generation 2 is no longer in the tree" } },
 	{ "reverted start, an apply stopped half-way", STABLE(1), "TAA", "past=2",
 	  "live=C partial=1 desired=B line=2>1", "C>B", "2", "0", "0", { "!change 0 pg2", "!change 0 app1" } },
 	{ "generation 3 past, rotation 1 -> 2 going on: hosts on generation 3 are drift", ROT(1, 2, "trust"), "TTT",
 	  "past=3 line=1>3", "unknown", "", "", 0, 0, { "problem: pg1 fits no step of generation 1 -> 2: drift" } },
+	{ "generation 3 past, hosts on the rotation 1 -> 2: no note", ROT(1, 2, "trust"), "TTT", "past=3",
+	  "live=T partial=0 desired=T " L12, "", "", 0, 0, { "!note:" } },
 
 	/* ---- partial: an apply stopped half-way, some hosts one step further ---- */
 	{ "partial: pg1 at trust, desired trust", ROT(1, 2, "trust"), "TAA", "",
