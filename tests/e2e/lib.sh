@@ -57,8 +57,19 @@ ok() { # name cmd...
 		echo "ok $_n - $_name"
 	else
 		echo "not ok $_n - $_name"
-		sed 's/^/# /' "$T/.out" | head -n 30
+		_show "$T/.out"
 		_failed=$((_failed + 1))
+	fi
+}
+
+# A failed command's output as comments: all of it up to 30 lines, else the first and last 15.
+_show() { # file
+	if [ "$(wc -l < "$1")" -le 30 ]; then
+		sed 's/^/# /' "$1"
+	else
+		head -n 15 "$1" | sed 's/^/# /'
+		echo "# [... $(($(wc -l < "$1") - 30)) lines ...]"
+		tail -n 15 "$1" | sed 's/^/# /'
 	fi
 }
 
