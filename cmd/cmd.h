@@ -41,6 +41,7 @@ const struct cmd *cmd_find(const char *name);
 int cmd_init(struct ctx *ctx, int argc, char **argv);
 int cmd_validate(struct ctx *ctx, int argc, char **argv);
 int cmd_rotate(struct ctx *ctx, int argc, char **argv);
+int cmd_rollback(struct ctx *ctx, int argc, char **argv);
 int cmd_chain(struct ctx *ctx, int argc, char **argv);
 int cmd_observe(struct ctx *ctx, int argc, char **argv);
 int cmd_import(struct ctx *ctx, int argc, char **argv);

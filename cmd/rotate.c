@@ -1,6 +1,7 @@
 /*
- * rotate.c -- `rotor rotate start|next`: the arguments and what was
- * committed (the commits themselves: reconcile/engine/rotate.h).
+ * rotate.c -- `rotor rotate start|next|abandon` and `rotor rollback`:
+ * the arguments and what was committed (the commits themselves:
+ * reconcile/engine/rotate.h).
  */
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +21,13 @@ static void print_summary(const struct manifest *m, time_t now)
 		printf("  %-10s %-24s %.10s (%4lld d) %.23s...\n", spec_cert_role_name(c->role), c->name,
 		       c->not_after, na < 0 ? -1 : days_until(na, now), c->fingerprint);
 	}
+}
+
+/* A merged (spent) branch of the name passed over, said before what was committed. */
+static void print_spent(const char *spent, const char *branch)
+{
+	if (spent[0])
+		printf("branch %s is already merged (spent: an earlier attempt); committing on %s instead\n", spent, branch);
 }
 
 static int start(struct ctx *ctx, int argc, char **argv)
@@ -43,6 +51,7 @@ static int start(struct ctx *ctx, int argc, char **argv)
 		rc = cmd_report(&d, &e);
 		goto out;
 	}
+	print_spent(res.spent, res.branch);
 	printf("generated %s generation %d (%s): %zu certificates\n", o.env, res.number,
 	       rotate_key_type_name(res.key), res.manifest->ncerts);
 	print_summary(res.manifest, res.now);
@@ -77,9 +86,9 @@ static int next(struct ctx *ctx, int argc, char **argv)
 	if (rotate_next(&res, repo, env, &d, &e) < 0) {
 		rc = cmd_report(&d, &e);
 	} else {
+		print_spent(res.spent, res.branch);
 		printf("committed %.12s on branch %s: phase %s -> %s\n", res.commit, res.branch,
-		       spec_phase_name(res.from.phase),
-		       res.to.phase == SPEC_PHASE_STABLE ? "stable" : spec_phase_name(res.to.phase));
+		       spec_phase_name(res.from.phase), spec_phase_name(res.to.phase));
 		if (res.to.phase == SPEC_PHASE_STABLE)
 			printf("the rotation ends there: generation %d in service\n", res.to.generation);
 		printf("next: review and merge it, then rotor plan / rotor apply --env %s\n", env);
@@ -88,13 +97,65 @@ static int next(struct ctx *ctx, int argc, char **argv)
 	return rc;
 }
 
+/* rollback and abandon: one commit moving rotation.yaml back. */
+static int back(struct ctx *ctx, int argc, char **argv, int abandon)
+{
+	const char *env, *pos[1];
+	const struct opt opts[] = { { NULL, 0, NULL } };
+	struct err e = ERR_INIT;
+	struct diags d = { NULL, 0, 0 };
+	struct rotate_back_result res;
+	struct gitrepo *repo;
+	size_t npos;
+	int rc = 0;
+
+	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0 ||
+	    ctx_repo(ctx, &repo, &e) < 0)
+		return cmd_fail(&e);
+	if ((abandon ? rotate_abandon : rotate_rollback)(&res, repo, env, &d, &e) < 0) {
+		rc = cmd_report(&d, &e);
+		goto out;
+	}
+	print_spent(res.spent, res.branch);
+	if (abandon) {
+		if (res.kept_existed)
+			printf("generation %d is kept on branch %s (there already, at %.12s)\n", res.abandoned, res.kept,
+			       res.kept_commit);
+		else
+			printf("generation %d is kept on branch %s (at %.12s)\n", res.abandoned, res.kept, res.kept_commit);
+		printf("committed %.12s on branch %s: rotation to generation %d abandoned (phase %s), "
+		       "%zu files of generation %04d removed\n", res.commit, res.branch, res.abandoned,
+		       spec_phase_name(res.from.phase), res.nremoved, res.abandoned);
+	} else {
+		printf("committed %.12s on branch %s: phase %s -> %s\n", res.commit, res.branch,
+		       spec_phase_name(res.from.phase), spec_phase_name(res.to.phase));
+	}
+	if (res.to.target)
+		printf("rotation.yaml: generation %d, target %d, phase %s\n", res.to.generation, res.to.target,
+		       spec_phase_name(res.to.phase));
+	else
+		printf("rotation.yaml: generation %d, phase stable (no target)\n", res.to.generation);
+	printf("next: review and merge it, then rotor plan / rotor apply --env %s (the hosts walk back step by step)\n",
+	       env);
+out:
+	diags_release(&d);
+	return rc;
+}
+
+int cmd_rollback(struct ctx *ctx, int argc, char **argv)
+{
+	return back(ctx, argc, argv, 0);
+}
+
 int cmd_rotate(struct ctx *ctx, int argc, char **argv)
 {
 	if (argc < 2)
-		return cmd_failf("rotate needs a subcommand: start or next (see rotor help rotate)");
+		return cmd_failf("rotate needs a subcommand: start, next or abandon (see rotor help rotate)");
 	if (strcmp(argv[1], "start") == 0)
 		return start(ctx, argc - 1, argv + 1);
 	if (strcmp(argv[1], "next") == 0)
 		return next(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "abandon") == 0)
+		return back(ctx, argc - 1, argv + 1, 1);
 	return cmd_failf("unknown rotate subcommand \"%s\" (see rotor help rotate)", argv[1]);
 }

@@ -109,19 +109,31 @@ static int file_become(const struct managed_file *mf, const struct host_spec *hs
 static int probe_client(struct buf *cert, struct buf *key, const struct apply_run *a, struct err *e)
 {
 	const struct env_run *r = a->r;
+	struct step_gens g = phase_step_gens(a->st->to, a->st->a, a->st->b);
+	const struct material_cert *c;
+	enum phase_step s = a->st->to;
 	struct obs_file f;
 	const char *id;
 
 	if (r->st.chain->nclients == 0)
 		return 0;
 	id = r->st.chain->clients[0];
+	/*
+	 * Walking back from a generation known only from history, its client
+	 * leaves have no key here; while the servers trust both generations
+	 * (trust, servers, clients) the other generation's client is as good
+	 * a probe: the step of this line whose client leaf that one is.
+	 */
+	c = material_find(&r->material, g.client_leaf, CERT_ROLE_CLIENT, id);
+	if ((!c || !c->key_pem) && g.bundle[1])
+		s = g.client_leaf == a->st->a ? STEP_CLIENTS : STEP_TRUST;
 	memset(&f, 0, sizeof(f));
 	f.side = LAYOUT_SIDE_CLIENT;
 	f.content = SPEC_CONTENT_LEAF_CHAIN;
-	if (plan_file_bytes(cert, &r->material, &f, id, a->st->to, a->st->a, a->st->b, NULL, e) < 0)
+	if (plan_file_bytes(cert, &r->material, &f, id, s, a->st->a, a->st->b, NULL, e) < 0)
 		return e->code;
 	f.content = SPEC_CONTENT_KEY;
-	return plan_file_bytes(key, &r->material, &f, id, a->st->to, a->st->a, a->st->b, a->secret, e);
+	return plan_file_bytes(key, &r->material, &f, id, s, a->st->a, a->st->b, a->secret, e);
 }
 
 static int probe_server(char *why, size_t whylen, const struct apply_run *a, const struct host_spec *hs,

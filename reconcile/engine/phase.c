@@ -44,3 +44,28 @@ struct step_gens phase_step_gens(enum phase_step s, int a, int b)
 	}
 	return g;
 }
+
+int phase_back(struct rotation_spec *to, const struct rotation_spec *from, int prev)
+{
+	*to = *from;
+	switch (from->phase) {
+	case SPEC_PHASE_CLIENTS:
+		to->phase = SPEC_PHASE_SERVERS;
+		return from->target > 0 ? 0 : -1;
+	case SPEC_PHASE_SERVERS:
+		to->phase = SPEC_PHASE_TRUST;
+		return from->target > 0 ? 0 : -1;
+	case SPEC_PHASE_TRUST:
+		to->phase = SPEC_PHASE_STABLE;
+		to->target = 0;
+		return from->target > 0 && from->generation > 0 ? 0 : -1;
+	case SPEC_PHASE_STABLE:
+		break;
+	}
+	if (from->generation <= 0 || prev <= 0 || prev == from->generation)
+		return -1;
+	to->phase = SPEC_PHASE_CLIENTS;
+	to->target = from->generation;
+	to->generation = prev;
+	return 0;
+}

@@ -42,4 +42,22 @@ struct step_gens {
 /* What step s of the rotation a -> b deploys. */
 struct step_gens phase_step_gens(enum phase_step s, int a, int b);
 
+/*
+ * One phase back, as `rotor rollback` commits it: the revert of the last
+ * phase change of rotation.yaml.
+ *
+ *   clients(A->B)   -> servers(A->B)
+ *   servers(A->B)   -> trust(A->B)
+ *   trust(A->B)     -> stable(A): the target is removed, generation A is
+ *                      in service again (B stays committed, unused; rotor
+ *                      rotate abandon also takes it out of the tree)
+ *   stable(B)       -> clients(prev->B), prev the generation the rotation
+ *                      to B started from (from history); prev 0: B was
+ *                      never rotated to (a first chain, an import)
+ *
+ * Returns 0 with *to filled, or -1 when there is nothing to roll back
+ * (stable with prev 0, or no generation at all).
+ */
+int phase_back(struct rotation_spec *to, const struct rotation_spec *from, int prev);
+
 #endif

@@ -44,6 +44,17 @@ const struct material_cert *material_find(const struct material_set *ms, int gen
 	return NULL;
 }
 
+/* Is c a certificate of a past generation (known from history only)? */
+static int material_past(const struct material_set *ms, const struct material_cert *c)
+{
+	size_t i;
+
+	for (i = 0; i < ms->n; i++)
+		if (c >= ms->v[i].certs && c < ms->v[i].certs + ms->v[i].ncerts)
+			return ms->v[i].past;
+	return 0;
+}
+
 void material_release(struct material_set *ms)
 {
 	size_t i, j;
@@ -626,6 +637,15 @@ int plan_build(struct plan *p, const struct plan_opts *o, struct err *e)
 			return err_nomem(e);
 		return 0;
 	}
+	/* Hosts on a generation the tree no longer holds: say where it is known from. */
+	for (i = 0; i < o->material->n; i++) {
+		int g = o->material->v[i].generation;
+
+		if (o->material->v[i].past && (g == p->a || g == p->b) &&
+		    strv_add(&p->notes, &p->nnotes, "generation %d is no longer in the tree (reverted or abandoned; its "
+			     "certificates are known from history): the hosts walk back from it", g) < 0)
+			return err_nomem(e);
+	}
 	p->live_known = 1;
 	p->live = live;
 	p->partial = partial;
@@ -724,6 +744,9 @@ int plan_file_bytes(struct buf *out, const struct material_set *ms, const struct
 	if ((rc = want_for(&w, ms, f->content, f->side, identity, s, a, b, e)) < 0)
 		return rc;
 	if (w.key) {
+		if (!w.c[0]->key_pem && material_past(ms, w.c[0]))
+			return err_set(e, ROTOR_EINVALID, "no private key for %s %s: its generation is no longer in the "
+				       "repository (known from history, certificates only)", role_word(w.c[0]->role), w.c[0]->name);
 		if (!w.c[0]->key_pem)
 			return err_set(e, ROTOR_EINVALID, "no private key for %s %s in the repository (imported generation?)",
 				       role_word(w.c[0]->role), w.c[0]->name);

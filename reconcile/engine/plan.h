@@ -44,6 +44,7 @@ struct material_cert {
 struct material {
 	int generation;
 	int imported;
+	int past;               /* no longer in the tree, known from history: certificates only */
 	struct material_cert *certs;
 	size_t ncerts;
 };

@@ -17,8 +17,14 @@ int env_run_load(struct env_run *r, struct gitrepo *repo, const char *env, const
 		return rc;
 	if ((rc = state_load(&r->st, &r->src, env, d, e)) < 0)
 		return rc;
+	/* Generations reverted or abandoned away stay recognised: hosts may still hold them. */
+	if ((rc = state_load_past(&r->st, &r->src, e)) < 0)
+		return rc;
 	for (i = 0; i < r->st.ngens; i++)
 		if ((rc = known_add_manifest(&r->known, r->st.gens[i].manifest, e)) < 0)
+			return rc;
+	for (i = 0; i < r->st.npast; i++)
+		if ((rc = known_add_manifest(&r->known, r->st.past[i].manifest, e)) < 0)
 			return rc;
 	if (what != RUN_STATE && (rc = state_material(&r->material, &r->src, &r->st, what == RUN_KEYS, NULL, e)) < 0)
 		return rc;

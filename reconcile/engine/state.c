@@ -16,6 +16,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include "gitops/githistory.h"
 #include "reconcile/pki/pki.h"
 #include "reconcile/engine/plan.h"
 
@@ -340,7 +341,79 @@ void state_release(struct state *st)
 	for (i = 0; i < st->ngens; i++)
 		spec_manifest_free(st->gens[i].manifest);
 	free(st->gens);
+	for (i = 0; i < st->npast; i++)
+		spec_manifest_free(st->past[i].manifest);
+	free(st->past);
 	memset(st, 0, sizeof(*st));
+}
+
+int state_generation_used(const struct state *st, int n)
+{
+	size_t i;
+
+	for (i = 0; i < st->ngens; i++)
+		if (st->gens[i].number == n)
+			return 1;
+	for (i = 0; i < st->npast; i++)
+		if (st->past[i].number == n)
+			return 1;
+	return 0;
+}
+
+int state_load_past(struct state *st, const struct state_src *src, struct err *e)
+{
+	struct gitrepo_past_entry *v = NULL;
+	struct buf b = BUF_INIT;
+	char dir[128], path[256];
+	size_t n = 0, i;
+	int rc, num;
+
+	if (!src->commit)
+		return 0;
+	snprintf(dir, sizeof(dir), "envs/%s/generations", st->env);
+	if ((rc = gitrepo_dir_history(&v, &n, src->repo, src->commit, dir, 9999, e)) < 0)
+		return rc;
+	if (n && !(st->past = calloc(n, sizeof(*st->past)))) {
+		rc = err_nomem(e);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		struct gen_info *g = &st->past[st->npast];
+		struct diags d = { NULL, 0, 0 };
+		struct manifest *m = NULL;
+
+		if ((num = gen_dir_number(v[i].name)) < 0 || state_generation_used(st, num))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/manifest.yaml", dir, v[i].name);
+		buf_release(&b);
+		rc = gitrepo_read(&b, src->repo, v[i].commit, path, SPEC_MAX_BYTES, e);
+		if (rc == ROTOR_ENOTFOUND || rc == ROTOR_ETOOBIG || rc == ROTOR_EINVALID) {
+			err_clear(e);
+			continue;
+		}
+		if (rc < 0)
+			goto out;
+		rc = spec_load_manifest(&m, path, b.ptr, b.len, &d);
+		diags_release(&d);
+		if (rc == ROTOR_ENOMEM) {
+			rc = err_nomem(e);
+			goto out;
+		}
+		/* Only a manifest that says what its directory says can be recognised by. */
+		if (rc < 0 || !m || m->generation != num || !m->env || strcmp(m->env, st->env) != 0) {
+			spec_manifest_free(m);
+			continue;
+		}
+		g->number = num;
+		g->manifest = m;
+		memcpy(g->commit, v[i].commit, sizeof(g->commit));
+		st->npast++;
+	}
+	rc = 0;
+out:
+	buf_release(&b);
+	gitrepo_past_free(v, n);
+	return rc;
 }
 
 /* Expand "~/" with $HOME; copy anything else. */
@@ -465,77 +538,95 @@ static int material_problem(struct diags *d, const char *path, int rc, struct er
 	return 0;
 }
 
-int state_material(struct material_set *ms, const struct state_src *src, const struct state *st,
-		   int with_keys, struct diags *d, struct err *e)
+/*
+ * One generation's certificates (and keys, with_keys) from src, checked
+ * against its manifest; each problem a diagnostic on d when d is given.
+ */
+static int material_gen(struct material *mat, const struct state_src *src, const char *env, const struct gen_info *gi,
+			int with_keys, struct diags *d, struct err *e)
 {
+	const struct manifest *m = gi->manifest;
 	struct buf path = BUF_INIT, data = BUF_INIT;
-	size_t g, c, nd = d ? d->n : 0;
+	size_t c;
 	int rc = 0;
 
-	memset(ms, 0, sizeof(*ms));
-	if (!(ms->v = calloc(st->ngens ? st->ngens : 1, sizeof(*ms->v))))
+	mat->generation = gi->number;
+	mat->imported = m->imported;
+	if (!(mat->certs = calloc(m->ncerts ? m->ncerts : 1, sizeof(*mat->certs))))
 		return err_nomem(e);
-	for (g = 0; g < st->ngens && rc == 0; g++) {
-		const struct manifest *m = st->gens[g].manifest;
-		struct material *mat = &ms->v[ms->n++];
+	for (c = 0; c < m->ncerts && rc == 0; c++) {
+		const struct manifest_cert *mc = &m->certs[c];
+		struct material_cert *mt = &mat->certs[mat->ncerts++];
+		struct manifest_cert live;
 
-		mat->generation = st->gens[g].number;
-		mat->imported = m->imported;
-		if (!(mat->certs = calloc(m->ncerts ? m->ncerts : 1, sizeof(*mat->certs)))) {
+		mt->role = mc->role;
+		buf_release(&path);
+		buf_release(&data);
+		memset(&live, 0, sizeof(live));
+		if (buf_printf(&path, "envs/%s/generations/%04d/%s", env, mat->generation, mc->cert) < 0 ||
+		    !(mt->name = xstrdup(mc->name, e))) {
 			rc = err_nomem(e);
 			break;
 		}
-		for (c = 0; c < m->ncerts && rc == 0; c++) {
-			const struct manifest_cert *mc = &m->certs[c];
-			struct material_cert *mt = &mat->certs[mat->ncerts++];
-			struct manifest_cert live;
-
-			mt->role = mc->role;
+		if ((rc = state_read(&data, src, buf_cstr(&path), 1 << 20, e)) < 0 ||
+		    (rc = pki_cert_describe(&live, data.ptr, data.len, e)) < 0) {
+			if (rc != ROTOR_ENOTFOUND)
+				err_prefix(e, "%s", buf_cstr(&path));
+			rc = material_problem(d, buf_cstr(&path), rc, e);
+			continue;
+		}
+		/* The file is the truth; a manifest that disagrees is refused. */
+		if (strcmp(live.fingerprint, mc->fingerprint) != 0)
+			rc = err_set(e, ROTOR_EINVALID, "%s: fingerprint %s differs from its manifest's %s",
+				     buf_cstr(&path), live.fingerprint, mc->fingerprint);
+		mt->fingerprint = live.fingerprint;
+		live.fingerprint = NULL;
+		spec_manifest_cert_release(&live);
+		if (rc < 0) {
+			rc = material_problem(d, buf_cstr(&path), rc, e);
+			continue;
+		}
+		if (data.len == 0 || data.ptr[data.len - 1] != '\n')
+			buf_puts(&data, "\n");
+		mt->pem = buf_detach(&data);
+		if (with_keys && mc->key) {
 			buf_release(&path);
-			buf_release(&data);
-			memset(&live, 0, sizeof(live));
-			if (buf_printf(&path, "envs/%s/generations/%04d/%s", st->env, mat->generation, mc->cert) < 0 ||
-			    !(mt->name = xstrdup(mc->name, e))) {
+			if (buf_printf(&path, "envs/%s/generations/%04d/%s", env, mat->generation, mc->key) < 0) {
 				rc = err_nomem(e);
 				break;
 			}
-			if ((rc = state_read(&data, src, buf_cstr(&path), 1 << 20, e)) < 0 ||
-			    (rc = pki_cert_describe(&live, data.ptr, data.len, e)) < 0) {
-				if (rc != ROTOR_ENOTFOUND)
-					err_prefix(e, "%s", buf_cstr(&path));
+			if ((rc = state_read(&data, src, buf_cstr(&path), 1 << 20, e)) < 0) {
 				rc = material_problem(d, buf_cstr(&path), rc, e);
 				continue;
 			}
-			/* The file is the truth; a manifest that disagrees is refused. */
-			if (strcmp(live.fingerprint, mc->fingerprint) != 0)
-				rc = err_set(e, ROTOR_EINVALID, "%s: fingerprint %s differs from its manifest's %s",
-					     buf_cstr(&path), live.fingerprint, mc->fingerprint);
-			mt->fingerprint = live.fingerprint;
-			live.fingerprint = NULL;
-			spec_manifest_cert_release(&live);
-			if (rc < 0) {
-				rc = material_problem(d, buf_cstr(&path), rc, e);
-				continue;
-			}
-			if (data.len == 0 || data.ptr[data.len - 1] != '\n')
-				buf_puts(&data, "\n");
-			mt->pem = buf_detach(&data);
-			if (with_keys && mc->key) {
-				buf_release(&path);
-				if (buf_printf(&path, "envs/%s/generations/%04d/%s", st->env, mat->generation, mc->key) < 0) {
-					rc = err_nomem(e);
-					break;
-				}
-				if ((rc = state_read(&data, src, buf_cstr(&path), 1 << 20, e)) < 0) {
-					rc = material_problem(d, buf_cstr(&path), rc, e);
-					continue;
-				}
-				mt->key_pem = buf_detach(&data);
-			}
+			mt->key_pem = buf_detach(&data);
 		}
 	}
 	buf_release(&path);
 	buf_release(&data);
+	return rc;
+}
+
+int state_material(struct material_set *ms, const struct state_src *src, const struct state *st,
+		   int with_keys, struct diags *d, struct err *e)
+{
+	size_t g, nd = d ? d->n : 0;
+	int rc = 0;
+
+	memset(ms, 0, sizeof(*ms));
+	if (!(ms->v = calloc(st->ngens + st->npast ? st->ngens + st->npast : 1, sizeof(*ms->v))))
+		return err_nomem(e);
+	for (g = 0; g < st->ngens && rc == 0; g++)
+		rc = material_gen(&ms->v[ms->n++], src, st->env, &st->gens[g], with_keys, d, e);
+	for (g = 0; g < st->npast && rc == 0; g++) {
+		struct state_src past = *src;
+
+		/* Certificates only, from the newest commit that held the generation. */
+		memcpy(past.commit_id, st->past[g].commit, sizeof(past.commit_id));
+		past.commit = past.commit_id;
+		ms->v[ms->n].past = 1;
+		rc = material_gen(&ms->v[ms->n++], &past, st->env, &st->past[g], 0, NULL, e);
+	}
 	if (rc == 0 && d && d->n > nd)
 		rc = err_set(e, ROTOR_EINVALID, "%zu problem%s in the generations' files", d->n - nd,
 			     d->n - nd == 1 ? "" : "s");

@@ -47,6 +47,7 @@ int state_list(char ***names, size_t *n, const struct state_src *src,
 struct gen_info {
 	int number;
 	struct manifest *manifest;  /* NULL when the manifest is missing/invalid */
+	char commit[41];            /* past generations: the newest commit that holds it; "" otherwise */
 };
 
 struct state {
@@ -57,6 +58,8 @@ struct state {
 	struct rotation_spec *rotation;
 	struct gen_info *gens;      /* sorted by number */
 	size_t ngens;
+	struct gen_info *past;      /* generations committed earlier and no longer in the tree */
+	size_t npast;               /* (state_load_past()), sorted by number */
 };
 
 /*
@@ -68,6 +71,22 @@ struct state {
 int state_load(struct state *st, const struct state_src *src, const char *env,
 	       struct diags *d, struct err *e);
 void state_release(struct state *st);
+
+/*
+ * The generations rotor committed for this env that the tree at src no
+ * longer holds (a `git revert` of a rotate start, a rotate abandon):
+ * every generation directory that envs/<env>/generations/ held in the
+ * history of src's commit and that st->gens lacks, with its manifest
+ * from the newest commit that holds it, into st->past.  They are only
+ * recognised (observe, plan), never deployed: their keys are not read.
+ * A past manifest that does not load or names another env or number is
+ * skipped (nothing can be recognised by it).  Nothing for a work tree
+ * source.  Errors: failures to read (git, memory).
+ */
+int state_load_past(struct state *st, const struct state_src *src, struct err *e);
+
+/* Is generation number n in the tree (st->gens) or in its history (st->past)? */
+int state_generation_used(const struct state *st, int n);
 
 /*
  * For actions that commit on a new branch from HEAD: HEAD must be on a
@@ -109,8 +128,10 @@ int state_key_path(char *out, size_t outlen, const struct rotor_config *c, struc
  * fingerprint is not its manifest's, is ROTOR_EINVALID naming the file);
  * with_keys also reads the encrypted keys (apply, validate).  d NULL:
  * stop at the first problem; else every problem is a diagnostic on its
- * file and the result ROTOR_EINVALID after all were found.  Released
- * with material_release() (also after a failure).
+ * file and the result ROTOR_EINVALID after all were found.  Past
+ * generations (st->past) follow, certificates only, read from their own
+ * commits and marked past.  Released with material_release() (also after
+ * a failure).
  */
 int state_material(struct material_set *ms, const struct state_src *src, const struct state *st,
 		   int with_keys, struct diags *d, struct err *e);

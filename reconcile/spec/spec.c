@@ -328,7 +328,7 @@ int spec_rotation_emit(const struct rotation_spec *r, struct buf *out)
 	rc = buf_printf(out,
 			"# rotation.yaml: where this environment's certificate rotation should be.\n"
 			"# phase moves stable -> trust -> servers -> clients -> stable, one merge\n"
-			"# request at a time (rotor rotate start / next, rotor rollback).\n"
+			"# request at a time (rotor rotate start / next / abandon, rotor rollback).\n"
 			"generation: %d\n",
 			r->generation);
 	if (rc == 0 && r->phase != SPEC_PHASE_STABLE)

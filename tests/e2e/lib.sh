@@ -23,6 +23,13 @@
 #   libpq_client_yaml I          # hosts.yaml entry: host I ($B.I) the libpq client app
 #   x509_root NAME SUBJECT       # openssl command line: NAME.key, NAME.crt, a self-signed root
 #   x509_sign NAME ISSUER SECTION SUBJECT [SAN]  # NAME.key, NAME.crt signed by ISSUER
+#   pg_churn_fleet               # 5 hosts on $B: PostgreSQL servers 1-3 (role app), libpq clients
+#                                # 4-5; repo $R with chain.yaml and hosts.yaml written, not committed;
+#                                # $C the churn directory (removed at exit with the fleet)
+#   churn HOST                   # from HOST, verify-full connections to servers 1-3 in a loop until
+#                                # $C/stop: one line per success in $C/HOST.ok, time + error in $C/HOST.fail
+#   churn_connected HOST...      # each has made a connection
+#   churn_stopped                # every churn loop has ended
 # A suite with more to clean up at exit sets its own EXIT trap and calls
 # fleet_down in it.
 set -u
@@ -50,8 +57,19 @@ ok() { # name cmd...
 		echo "ok $_n - $_name"
 	else
 		echo "not ok $_n - $_name"
-		sed 's/^/# /' "$T/.out" | head -n 30
+		_show "$T/.out"
 		_failed=$((_failed + 1))
+	fi
+}
+
+# A failed command's output as comments: all of it up to 30 lines, else the first and last 15.
+_show() { # file
+	if [ "$(wc -l < "$1")" -le 30 ]; then
+		sed 's/^/# /' "$1"
+	else
+		head -n 15 "$1" | sed 's/^/# /'
+		echo "# [... $(($(wc -l < "$1") - 30)) lines ...]"
+		tail -n 15 "$1" | sed 's/^/# /'
 	fi
 }
 
@@ -186,4 +204,48 @@ x509_sign() { # name issuer section subject [san]
 	_q openssl req -new -key "$1.key" -subj "$4" -out "$1.csr"
 	SAN=${5:-DNS:unused} KU="" openssl x509 -req -in "$1.csr" -CA "$2.crt" -CAkey "$2.key" -CAcreateserial \
 		-days 365 -extfile "$ROTOR_SRCDIR/tests/openssl-ext.cnf" -extensions "$3" -out "$1.crt" >/dev/null 2>&1
+}
+
+# ---- PostgreSQL under connection churn (rotation.sh, rollback.sh) ----
+
+pg_churn_fleet() {
+	# Churn counters live where the client hosts' login user can write.
+	C=$(mktemp -d /tmp/rotor-churn.XXXXXX)
+	chmod 1777 "$C"
+	trap 'touch "$C/stop"; sleep 1; fleet_down; rm -rf "$T" "$C"' EXIT
+	trap 'exit 1' INT TERM HUP PIPE
+	fleet_up 5 "$B" --postgres
+	for _i in 1 2 3; do "$F" psql --dir "$FD" "host$_i" -qc "CREATE ROLE app LOGIN" >/dev/null; done
+	fleet_repo 5s
+	pg_chain_yaml > envs/poc/chain.yaml
+	{
+		echo "hosts:"
+		for _i in 1 2 3; do pg_server_yaml "$_i"; done
+		for _i in 4 5; do libpq_client_yaml "$_i"; done
+	} > envs/poc/hosts.yaml
+}
+
+CHURN_PIDS=
+churn() { # host
+	"$F" exec --dir "$FD" "$1" runuser -u rotorfleet -- sh -c '
+		c=$1 me=$2 base=$3
+		while [ ! -f "$c/stop" ]; do
+			for s in 1 2 3; do
+				if psql "host=$base.$s port=5432 user=app dbname=postgres sslmode=verify-full sslcert=/home/rotorfleet/.postgresql/postgresql.crt sslkey=/home/rotorfleet/.postgresql/postgresql.key sslrootcert=/home/rotorfleet/.postgresql/root.crt connect_timeout=5" -Atqc "select 1" >/dev/null 2>"$c/$me.last"; then
+					echo . >> "$c/$me.ok"
+				else
+					{ date +%T.%N; cat "$c/$me.last"; } >> "$c/$me.fail"
+				fi
+			done
+		done' _ "$C" "$1" "$B" &
+	CHURN_PIDS="$CHURN_PIDS $!"
+}
+
+churn_connected() { # host...
+	for _h; do [ -s "$C/$_h.ok" ] || return 1; done
+}
+
+# Each loop reads the stop file after its round of three connections.
+churn_stopped() {
+	for _p in $CHURN_PIDS; do ! kill -0 "$_p" 2>/dev/null || return 1; done
 }

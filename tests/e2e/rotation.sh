@@ -11,21 +11,7 @@
 . "$(dirname "$0")/lib.sh"
 need_root
 B=127.0.14
-# Churn counters live where the client hosts' login user can write.
-C=$(mktemp -d /tmp/rotor-churn.XXXXXX)
-chmod 1777 "$C"
-trap 'touch "$C/stop"; sleep 1; fleet_down; rm -rf "$T" "$C"' EXIT
-trap 'exit 1' INT TERM HUP PIPE
-fleet_up 5 $B --postgres
-for i in 1 2 3; do "$F" psql --dir "$FD" host$i -qc "CREATE ROLE app LOGIN" >/dev/null; done
-
-fleet_repo 5s
-pg_chain_yaml > envs/poc/chain.yaml
-{
-	echo "hosts:"
-	for i in 1 2 3; do pg_server_yaml $i; done
-	for i in 4 5; do libpq_client_yaml $i; done
-} > envs/poc/hosts.yaml
+pg_churn_fleet
 ok "validate" "$ROTOR" validate --worktree
 git add -A && git commit -qm "rotor: poc"
 "$ROTOR" rotate start --env poc >/dev/null && git merge -q --ff-only rotor/rotate/poc/gen-0001
@@ -61,31 +47,9 @@ ok "status branch records the apply" sh -c 'git log --format=%s rotor/status/poc
 ok "lock released" sh -c '! git rev-parse -q --verify refs/rotor/lock/poc'
 
 # ---- connection churn from both client hosts, all the time from here ----
-CHURN_PIDS=
-churn() { # host
-	"$F" exec --dir "$FD" "$1" runuser -u rotorfleet -- sh -c '
-		c=$1 me=$2 base=$3
-		while [ ! -f "$c/stop" ]; do
-			for s in 1 2 3; do
-				if psql "host=$base.$s port=5432 user=app dbname=postgres sslmode=verify-full sslcert=/home/rotorfleet/.postgresql/postgresql.crt sslkey=/home/rotorfleet/.postgresql/postgresql.key sslrootcert=/home/rotorfleet/.postgresql/root.crt connect_timeout=5" -Atqc "select 1" >/dev/null 2>"$c/$me.last"; then
-					echo . >> "$c/$me.ok"
-				else
-					{ date +%T.%N; cat "$c/$me.last"; } >> "$c/$me.fail"
-				fi
-			done
-		done' _ "$C" "$1" "$B" &
-	CHURN_PIDS="$CHURN_PIDS $!"
-}
-connected() { # host... -- each has made a connection
-	for _h; do [ -s "$C/$_h.ok" ] || return 1; done
-}
-# Each loop reads the stop file after its round of three connections.
-churn_stopped() {
-	for _p in $CHURN_PIDS; do ! kill -0 "$_p" 2>/dev/null || return 1; done
-}
 churn host4
 churn host5
-wait_for 30 connected host4 host5
+wait_for 30 churn_connected host4 host5
 ok "churn connects from both client hosts" sh -c '[ -s "$1/host4.ok" ] && [ -s "$1/host5.ok" ] && [ ! -e "$1/host4.fail" ] && [ ! -e "$1/host5.fail" ]' _ "$C"
 
 # ---- the rotation ----
@@ -171,7 +135,7 @@ rm -f "$FD/hosts/host1/srv/postgres/certs/.server.key.rotor-tmp-0badc0ffee"
 rm -f "$C/stop" "$C"/host*.ok "$C"/host*.fail
 CHURN_PIDS=
 churn host4
-wait_for 30 connected host4
+wait_for 30 churn_connected host4
 # Generation 3's server certificate and key on pg1, without any bundle knowing generation 3.
 g() { git show "HEAD:envs/poc/generations/0003/$1"; }
 { g servers/pg1.crt; g ca/server-ca.crt; } > "$T/pg1.crt"

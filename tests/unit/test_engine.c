@@ -20,9 +20,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gitops/githistory.h"
 #include "gitops/gitrepo.h"
 #include "reconcile/engine/chain.h"
 #include "reconcile/engine/init.h"
+#include "reconcile/engine/phase.h"
+#include "reconcile/engine/plan.h"
 #include "reconcile/engine/rotate.h"
 #include "reconcile/engine/state.h"
 
@@ -260,6 +263,169 @@ static void test_rotate_next(void **state)
 	gitrepo_free(r);
 }
 
+/* One phase back: the table of phase.h, and nothing to roll back. */
+static void test_phase_back(void **state)
+{
+	static const struct {
+		struct rotation_spec from;
+		int prev, ok;
+		struct rotation_spec to;
+	} t[] = {
+		{ { 1, 2, SPEC_PHASE_CLIENTS }, 0, 1, { 1, 2, SPEC_PHASE_SERVERS } },
+		{ { 1, 2, SPEC_PHASE_SERVERS }, 0, 1, { 1, 2, SPEC_PHASE_TRUST } },
+		{ { 1, 2, SPEC_PHASE_TRUST }, 0, 1, { 1, 0, SPEC_PHASE_STABLE } },
+		{ { 3, 0, SPEC_PHASE_STABLE }, 1, 1, { 1, 3, SPEC_PHASE_CLIENTS } },
+		{ { 3, 0, SPEC_PHASE_STABLE }, 0, 0, { 0, 0, SPEC_PHASE_STABLE } },   /* a first chain, an import */
+		{ { 3, 0, SPEC_PHASE_STABLE }, 3, 0, { 0, 0, SPEC_PHASE_STABLE } },
+		{ { 0, 0, SPEC_PHASE_STABLE }, 1, 0, { 0, 0, SPEC_PHASE_STABLE } },   /* nothing committed yet */
+		{ { 1, 0, SPEC_PHASE_TRUST }, 0, 0, { 0, 0, SPEC_PHASE_STABLE } },    /* no target: not a rotation */
+		{ { 1, 0, SPEC_PHASE_SERVERS }, 0, 0, { 0, 0, SPEC_PHASE_STABLE } },
+	};
+	struct rotation_spec to;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		int rc = phase_back(&to, &t[i].from, t[i].prev);
+
+		assert_int_equal(rc, t[i].ok ? 0 : -1);
+		if (!t[i].ok)
+			continue;
+		assert_int_equal(to.generation, t[i].to.generation);
+		assert_int_equal(to.target, t[i].to.target);
+		assert_int_equal(to.phase, t[i].to.phase);
+	}
+}
+
+static void head_id(char out[41], struct gitrepo *r)
+{
+	struct err e = ERR_INIT;
+
+	assert_int_equal(gitrepo_resolve(r, "HEAD", out, &e), 0);
+}
+
+/*
+ * From test_rotate_next's end (main at trust 1 -> 2, gen-0002-servers
+ * unmerged): rollback, a reverted rotate next and its spent branch,
+ * abandon, the abandoned generation recognised from history, and the
+ * next generation number skipping it.
+ */
+static void test_rollback_abandon_history(void **state)
+{
+	struct err e = ERR_INIT;
+	struct diags d = { NULL, 0, 0 };
+	struct rotate_start_opts o = { "poc", 1 };
+	struct rotate_start_result res;
+	struct rotate_next_result nr;
+	struct rotate_back_result br;
+	struct state st;
+	struct state_src src;
+	struct material_set ms;
+	char head[41], tip[41];
+	struct gitrepo *r = open_repo();
+	size_t i;
+
+	(void)state;
+	/* trust -> stable(1): the target removed. */
+	assert_int_equal(rotate_rollback(&br, r, "poc", &d, &e), 0);
+	assert_string_equal(br.branch, "rotor/rollback/poc/gen-0002-stable");
+	assert_string_equal(br.spent, "");
+	assert_int_equal(br.from.phase, SPEC_PHASE_TRUST);
+	assert_int_equal(br.to.phase, SPEC_PHASE_STABLE);
+	assert_int_equal(br.to.generation, 1);
+	assert_int_equal(br.to.target, 0);
+	/* Not merged: a second one waits for review. */
+	assert_int_equal(rotate_rollback(&br, r, "poc", &d, &e), ROTOR_ESTATE);
+	assert_non_null(strstr(e.msg, "branch rotor/rollback/poc/gen-0002-stable exists: an earlier `rollback` waits for review"));
+	err_clear(&e);
+	run("cd '%s' && git branch -q -D rotor/rollback/poc/gen-0002-stable", g_repo);
+
+	/* An unmerged rotate next waits; merged and reverted, its branch is spent. */
+	assert_int_equal(rotate_next(&nr, r, "poc", &d, &e), ROTOR_ESTATE);
+	assert_non_null(strstr(e.msg, "waits for review"));
+	err_clear(&e);
+	run("cd '%s' && git merge -q rotor/rotate/poc/gen-0002-servers && git revert --no-edit HEAD >/dev/null", g_repo);
+	assert_int_equal(rotate_next(&nr, r, "poc", &d, &e), 0);
+	assert_string_equal(nr.spent, "rotor/rotate/poc/gen-0002-servers");
+	assert_string_equal(nr.branch, "rotor/rotate/poc/gen-0002-servers-2");
+	assert_int_equal(nr.to.phase, SPEC_PHASE_SERVERS);
+
+	/* Abandon: the material kept at HEAD, removed from the tree in one commit. */
+	head_id(head, r);
+	assert_int_equal(rotate_abandon(&br, r, "poc", &d, &e), 0);
+	assert_string_equal(br.branch, "rotor/rotate/poc/gen-0002-abandon");
+	assert_string_equal(br.kept, "rotor/rolled-back/poc/gen-0002");
+	assert_string_equal(br.kept_commit, head);
+	assert_false(br.kept_existed);
+	assert_int_equal(br.abandoned, 2);
+	assert_true(br.nremoved >= 10);
+	assert_int_equal(gitrepo_branch_tip(tip, r, "rotor/rolled-back/poc/gen-0002", &e), 0);
+	assert_string_equal(tip, head);
+	assert_int_equal(br.to.generation, 1);
+	assert_int_equal(br.to.phase, SPEC_PHASE_STABLE);
+	run("cd '%s' && git merge -q rotor/rotate/poc/gen-0002-abandon", g_repo);
+	assert_false(exists(g_repo, "envs/poc/generations/0002"));
+	assert_true(exists(g_repo, "envs/poc/generations/0001/manifest.yaml"));
+	assert_int_equal(rotate_abandon(&br, r, "poc", &d, &e), ROTOR_ESTATE);
+	assert_non_null(strstr(e.msg, "no rotation to abandon"));
+	err_clear(&e);
+	/* Stable at the first chain: nothing to roll back. */
+	assert_int_equal(rotate_rollback(&br, r, "poc", &d, &e), ROTOR_ESTATE);
+	assert_non_null(strstr(e.msg, "nothing to roll back"));
+	err_clear(&e);
+
+	/* Generation 2 is recognised from history, certificates only. */
+	assert_int_equal(state_src_open(&src, r, NULL, 0, &e), 0);
+	assert_int_equal(state_load(&st, &src, "poc", &d, &e), 0);
+	assert_int_equal(st.ngens, 1);
+	assert_int_equal(state_load_past(&st, &src, &e), 0);
+	assert_int_equal(st.npast, 1);
+	assert_int_equal(st.past[0].number, 2);
+	assert_string_equal(st.past[0].commit, head);
+	assert_true(state_generation_used(&st, 2) && state_generation_used(&st, 1) && !state_generation_used(&st, 3));
+	assert_int_equal(state_material(&ms, &src, &st, 1, &e), 0);
+	assert_int_equal(ms.n, 2);
+	assert_false(ms.v[0].past);
+	assert_true(ms.v[1].past);
+	assert_int_equal(ms.v[1].generation, 2);
+	assert_non_null(material_find(&ms, 2, CERT_ROLE_ROOT, NULL));
+	for (i = 0; i < ms.v[1].ncerts; i++)
+		assert_null(ms.v[1].certs[i].key_pem);      /* never read: past material is not deployed */
+	assert_non_null(material_find(&ms, 1, CERT_ROLE_SERVER, "pg1")->key_pem);
+	material_release(&ms);
+	state_release(&st);
+	/* A work tree has no history. */
+	assert_int_equal(state_src_open(&src, r, NULL, 1, &e), 0);
+	assert_int_equal(state_load(&st, &src, "poc", &d, &e), 0);
+	assert_int_equal(state_load_past(&st, &src, &e), 0);
+	assert_int_equal(st.npast, 0);
+	state_release(&st);
+
+	/* The next generation skips 2, also without the rolled-back branch. */
+	run("cd '%s' && git branch -q -D rotor/rolled-back/poc/gen-0002", g_repo);
+	assert_int_equal(rotate_start(&res, r, &o, &d, &e), 0);
+	assert_int_equal(res.number, 3);
+	assert_string_equal(res.branch, "rotor/rotate/poc/gen-0003");
+	rotate_start_result_release(&res);
+
+	/* A finished rotation rolls back to clients of the rotation found in history. */
+	run("cd '%s' && git merge -q rotor/rotate/poc/gen-0003", g_repo);
+	assert_int_equal(rotate_next(&nr, r, "poc", &d, &e), 0);
+	run("cd '%s' && git merge -q %s", g_repo, nr.branch);
+	assert_int_equal(rotate_next(&nr, r, "poc", &d, &e), 0);
+	run("cd '%s' && git merge -q %s", g_repo, nr.branch);
+	assert_int_equal(rotate_next(&nr, r, "poc", &d, &e), 0);
+	run("cd '%s' && git merge -q %s", g_repo, nr.branch);
+	assert_int_equal(rotate_rollback(&br, r, "poc", &d, &e), 0);
+	assert_string_equal(br.branch, "rotor/rollback/poc/gen-0003-clients");
+	assert_int_equal(br.from.generation, 3);
+	assert_int_equal(br.to.generation, 1);
+	assert_int_equal(br.to.target, 3);
+	assert_int_equal(br.to.phase, SPEC_PHASE_CLIENTS);
+	diags_release(&d);
+	gitrepo_free(r);
+}
+
 static int group_setup(void **state)
 {
 	struct err e = ERR_INIT;
@@ -309,6 +475,8 @@ int main(void)
 		cmocka_unit_test(test_rotate_start),
 		cmocka_unit_test(test_chain_view),
 		cmocka_unit_test(test_rotate_next),
+		cmocka_unit_test(test_phase_back),
+		cmocka_unit_test(test_rollback_abandon_history),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

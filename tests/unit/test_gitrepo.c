@@ -25,6 +25,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "gitops/githistory.h"
 #include "gitops/gitrepo.h"
 
 static char g_root[256];
@@ -1023,6 +1024,90 @@ static void test_commit_branch_race(void **state)
 	}
 }
 
+/* ---- history (githistory.h) -------------------------------------------- */
+
+static int count_each(void *payload, const char *id, struct err *e)
+{
+	int *n = payload;
+
+	(void)e;
+	assert_int_equal(strlen(id), 40);
+	return ++*n == 2 ? 1 : 0;   /* stop after two */
+}
+
+static int fail_each(void *payload, const char *id, struct err *e)
+{
+	(void)payload;
+	(void)id;
+	return err_set(e, ROTOR_ESTATE, "stopped by the callback");
+}
+
+static void test_history(void **state)
+{
+	char repo[512], c1[41], c2[41], c3[41], tip[41];
+	struct gitrepo_past_entry *v = NULL;
+	struct err e = ERR_INIT;
+	struct gitrepo *r;
+	size_t n = 0;
+	int yes = -1, count = 0;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	rev_parse(c1, repo, "HEAD");
+	/* 0001 and 0002 committed, then reverted away, then 0003: history holds all three. */
+	write_str(repo, "envs/poc/generations/0001/a.crt", "one\n");
+	write_str(repo, "envs/poc/generations/0002/a.crt", "two\n");
+	run("git -C '%s' add -A && git -C '%s' commit -q -m two", repo, repo);
+	rev_parse(c2, repo, "HEAD");
+	run("git -C '%s' revert --no-edit HEAD >/dev/null", repo);
+	write_str(repo, "envs/poc/generations/0003/a.crt", "three\n");
+	run("git -C '%s' add -A && git -C '%s' commit -q -m three", repo, repo);
+	rev_parse(c3, repo, "HEAD");
+	r = open_ok(repo);
+
+	assert_int_equal(gitrepo_dir_history(&v, &n, r, c3, "envs/poc/generations", 100, &e), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(v[0].name, "0001");
+	assert_string_equal(v[0].commit, c2);   /* the newest commit that held it */
+	assert_string_equal(v[1].name, "0002");
+	assert_string_equal(v[1].commit, c2);
+	assert_string_equal(v[2].name, "0003");
+	assert_string_equal(v[2].commit, c3);
+	gitrepo_past_free(v, n);
+	/* From an older commit, only what its history held; a dir never there: none. */
+	assert_int_equal(gitrepo_dir_history(&v, &n, r, c1, "envs/poc/generations", 100, &e), 0);
+	assert_int_equal(n, 0);
+	gitrepo_past_free(v, n);
+	assert_int_equal(gitrepo_dir_history(&v, &n, r, c3, "envs/poc/generations", 2, &e), ROTOR_ETOOBIG);
+	assert_int_equal(gitrepo_dir_history(&v, &n, r, c3, "../x", 100, &e), ROTOR_EINVALID);
+	assert_int_equal(gitrepo_dir_history(&v, &n, r, "nope", "envs", 100, &e), ROTOR_EINVALID);
+
+	assert_int_equal(gitrepo_is_ancestor(&yes, r, c1, c3, &e), 0);
+	assert_int_equal(yes, 1);
+	assert_int_equal(gitrepo_is_ancestor(&yes, r, c3, c1, &e), 0);
+	assert_int_equal(yes, 0);
+	assert_int_equal(gitrepo_is_ancestor(&yes, r, c2, c2, &e), 0);
+	assert_int_equal(yes, 1);
+
+	assert_int_equal(gitrepo_walk(r, c3, count_each, &count, &e), 0);
+	assert_int_equal(count, 2);
+	err_clear(&e);
+	assert_int_equal(gitrepo_walk(r, c3, fail_each, NULL, &e), ROTOR_ESTATE);
+	assert_string_equal(e.msg, "stopped by the callback");
+	err_clear(&e);
+
+	/* A branch at an existing commit, create-only. */
+	assert_int_equal(gitrepo_branch_create(r, "rotor/rolled-back/poc/gen-0002", c2, &e), 0);
+	assert_int_equal(gitrepo_branch_tip(tip, r, "rotor/rolled-back/poc/gen-0002", &e), 0);
+	assert_string_equal(tip, c2);
+	assert_int_equal(gitrepo_branch_create(r, "rotor/rolled-back/poc/gen-0002", c3, &e), ROTOR_EEXISTS);
+	assert_int_equal(gitrepo_branch_tip(tip, r, "rotor/rolled-back/poc/gen-0002", &e), 0);
+	assert_string_equal(tip, c2);
+	assert_int_equal(gitrepo_branch_tip(tip, r, "no/such/branch", &e), ROTOR_ENOTFOUND);
+	assert_int_equal(gitrepo_branch_create(r, "bad..name", c2, &e), ROTOR_EINVALID);
+	gitrepo_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1047,6 +1132,7 @@ int main(void)
 		cmocka_unit_test(test_commit_branch_unborn_head),
 		cmocka_unit_test(test_commit_branch_fallback_signature),
 		cmocka_unit_test(test_commit_branch_race),
+		cmocka_unit_test(test_history),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

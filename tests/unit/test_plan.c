@@ -103,6 +103,9 @@ static struct key_cache {
 } keys[64];
 static size_t nkeys;
 
+/* What observe classifies by: every generation, or all but one (a case's gone=N). */
+static const struct known_set *obs_known;
+
 static const struct buf *file_of(const struct gen *g, const char *path)
 {
 	size_t i;
@@ -302,7 +305,7 @@ static void observe_role(struct obs_host *h, const struct host_role *r, char cod
 			}
 			continue;
 		}
-		assert_int_equal(observe_parse_certs(f, data.ptr, data.len, &F.known, F.now, &e), 0);
+		assert_int_equal(observe_parse_certs(f, data.ptr, data.len, obs_known ? obs_known : &F.known, F.now, &e), 0);
 		if ((f->content == SPEC_CONTENT_LEAF || f->content == SPEC_CONTENT_LEAF_CHAIN) && !leaf.len)
 			assert_int_equal(buf_put(&leaf, data.ptr, data.len), 0);
 	}
@@ -344,7 +347,10 @@ struct tcase {
 	const char *hosts;      /* one state code per host: pg1 pg2 app1 */
 	const char *opts;       /* "no_path", "replace_unknown", "ext=N" (externals[N] appended to
 	                         * hosts.yaml), "line=A>B" (the line the step codes are on; 1>2 by default),
-	                         * "badsan" (pg2's address outside its SANs), "noprobe" (pg2: probe: none) */
+	                         * "badsan" (pg2's address outside its SANs), "noprobe" (pg2: probe: none),
+	                         * "past=N" (generation N reverted or abandoned away: known from history,
+	                         * certificates only), "gone=N" (generation N not known at all: rotor
+	                         * before it read history) */
 	/* expectations */
 	const char *where;      /* "live=T partial=0 desired=V line=1>2", or "unknown" (live_known 0) */
 	const char *path;       /* the steps, "T>V V>C" */
@@ -424,7 +430,10 @@ static void run_case(void **state)
 	struct plan p;
 	struct plan_opts o;
 	struct err e = ERR_INIT;
-	int la = 1, lb = 2, ext = 0, no_path = 0, replace_unknown = 0, badsan = 0, noprobe = 0;
+	int la = 1, lb = 2, ext = 0, no_path = 0, replace_unknown = 0, badsan = 0, noprobe = 0, past = 0, gone = 0;
+	struct material view[NGEN];
+	struct material_set ms_view = { view, 0 };
+	struct known_set known_view = { NULL, 0, 0 };
 	size_t i, j, nchanges = 0;
 	const char *opt;
 
@@ -437,7 +446,8 @@ static void run_case(void **state)
 			badsan = 1;
 		else if (strncmp(opt, "noprobe", 7) == 0)
 			noprobe = 1;
-		else if (sscanf(opt, "ext=%d", &ext) != 1 && sscanf(opt, "line=%d>%d", &la, &lb) != 2)
+		else if (sscanf(opt, "ext=%d", &ext) != 1 && sscanf(opt, "line=%d>%d", &la, &lb) != 2 &&
+			 sscanf(opt, "past=%d", &past) != 1 && sscanf(opt, "gone=%d", &gone) != 1)
 			fail_msg("bad option in \"%s\"", t->opts);
 	}
 	assert_true(ext >= 0 && (size_t)ext < sizeof(externals) / sizeof(externals[0]));
@@ -461,6 +471,24 @@ static void run_case(void **state)
 	assert_int_equal(spec_load_rotation(&rot, "rotation.yaml", t->rotation, strlen(t->rotation), &d), 0);
 	buf_release(&text);
 	assert_int_equal(hs->nhosts, strlen(t->hosts));
+	/* The material the plan gets: a generation left out, or known from history only (no keys). */
+	for (i = 0; i < F.ms.n; i++) {
+		if (F.ms.v[i].generation == gone)
+			continue;
+		view[ms_view.n] = F.ms.v[i];
+		if (F.ms.v[i].generation == past) {
+			view[ms_view.n].past = 1;
+			assert_non_null(view[ms_view.n].certs = calloc(F.ms.v[i].ncerts, sizeof(*view[0].certs)));
+			memcpy(view[ms_view.n].certs, F.ms.v[i].certs, F.ms.v[i].ncerts * sizeof(*view[0].certs));
+			for (j = 0; j < F.ms.v[i].ncerts; j++)
+				view[ms_view.n].certs[j].key_pem = NULL;
+		}
+		ms_view.n++;
+	}
+	for (i = 0; gone && i < NGEN; i++)
+		if (F.gens[i].m->generation != gone)
+			assert_int_equal(known_add_manifest(&known_view, F.gens[i].m, &e), 0);
+	obs_known = gone ? &known_view : &F.known;
 	assert_non_null(obs = calloc(hs->nhosts, sizeof(*obs)));
 	for (i = 0; i < hs->nhosts; i++)
 		observe_host(&obs[i], &hs->hosts[i], t->hosts[i], la, lb);
@@ -469,8 +497,8 @@ static void run_case(void **state)
 	o.hosts = hs;
 	o.observed = obs;
 	o.nobserved = hs->nhosts;
-	o.known = &F.known;
-	o.material = &F.ms;
+	o.known = obs_known;
+	o.material = &ms_view;
 	o.rotation = rot;
 	o.no_path = no_path;
 	o.replace_unknown = replace_unknown;
@@ -537,6 +565,40 @@ static void run_case(void **state)
 		}
 	}
 
+	/* Walking back from a past generation needs none of its keys: every file a step writes has its bytes. */
+	for (i = 0; past && i < p.nsteps; i++)
+		for (j = 0; j < p.steps[i].nchanges; j++) {
+			const struct plan_change *c = &p.steps[i].changes[j];
+			const struct obs_host *oh = &obs[c->host];
+			const struct obs_file *f = &oh->files[c->file];
+			const char *id = NULL;
+			struct buf bytes = BUF_INIT;
+			size_t r;
+
+			for (r = 0; r < oh->nroles; r++)
+				if (c->file >= oh->roles[r].first && c->file < oh->roles[r].first + oh->roles[r].nfiles)
+					id = oh->roles[r].identity;
+			if (plan_file_bytes(&bytes, &ms_view, f, id, p.steps[i].to, p.steps[i].a, p.steps[i].b, PASS, &e) < 0)
+				fail_msg("step %zu, %s %s: %s", i, oh->name, f->path, e.msg);
+			buf_wipe(&bytes);
+		}
+	if (past) {
+		/* A past generation's key is never there, and the message says why. */
+		struct obs_file kf;
+		struct buf bytes = BUF_INIT;
+
+		memset(&kf, 0, sizeof(kf));
+		kf.side = LAYOUT_SIDE_SERVER;
+		kf.content = SPEC_CONTENT_KEY;
+		assert_int_equal(plan_file_bytes(&bytes, &ms_view, &kf, "pg1", STEP_STABLE_A, past, 0, PASS, &e), ROTOR_EINVALID);
+		assert_non_null(strstr(e.msg, "no longer in the repository (known from history, certificates only)"));
+		err_clear(&e);
+	}
+	for (i = 0; i < ms_view.n; i++)
+		if (ms_view.v[i].past)
+			free(ms_view.v[i].certs);
+	known_release(&known_view);
+	obs_known = NULL;
 	plan_release(&p);
 	obs_hosts_free(obs, hs->nhosts);
 	buf_release(&text);
@@ -632,6 +694,36 @@ static const struct tcase cases[] = {
 	    "g1 root + g1 client-ca, g2 root + g2 client-ca" } },
 	{ "abandoned: live stable(2) rolls all the way back", STABLE(1), "BBB", "",
 	  "live=A partial=0 desired=B line=2>1", "A>T T>V V>C C>B", "4 4 4 4", "0 0 0 0", "0 0 0 0", { 0 } },
+
+	/*
+	 * ---- generation 2 reverted away (git revert of rotate start) or abandoned: known from history ----
+	 * gone=2 is rotor before it read history: every host holding generation 2 fit no step.
+	 */
+	{ "reverted start, generation 2 unknown: every host fits no step", STABLE(1), "TTT", "gone=2",
+	  "unknown", "", "", 0, 0,
+	  { "problem: pg1 fits no step of generation 1: drift", "problem: pg2 fits no step", "problem: app1 fits no step" } },
+	{ "reverted start after trust: one step back to generation 1's bundles", STABLE(1), "TTT", "past=2",
+	  "live=C partial=0 desired=B line=2>1", "C>B", "4", "0", "0",
+	  { "change 0 pg1 /srv/pg1/certs/root.crt ~ g2 root, g2 client-ca, g1 root, g1 client-ca -> g1 root + g1 client-ca",
+	    "note: generation 2 is no longer in the tree (reverted or abandoned; its certificates are known from history): "
+	    "the hosts walk back from it", "!server.key", "!fits no step" } },
+	{ "abandoned at servers: servers walk back first", STABLE(1), "VVV", "past=2",
+	  "live=V partial=0 desired=A " L12, "V>T T>A", "4 4", "0 0", "0 0",
+	  { "change 0 pg1 /srv/pg1/certs/server.key ~ key of g2 server pg1 -> key of g1 server pg1",
+	    "change 1 app1 /home/app/.postgresql/root.crt ~ g2 root + g2 server-ca, g1 root + g1 server-ca -> g1 root + g1 server-ca" } },
+	{ "abandoned at clients: clients, then servers, then the bundles", STABLE(1), "CCC", "past=2",
+	  "live=T partial=0 desired=B line=2>1", "T>V V>C C>B", "8 4 4", "0 0 0", "0 0 0",
+	  { "change 0 pg1 /srv/pg1/certs/server.key ~ key of g2 server pg1 -> key of g1 server pg1",
+	    "change 1 app1 /home/app/.postgresql/postgresql.key ~ key of g2 client app -> key of g1 client app" } },
+	{ "reverted after the rotation finished: all the way back", STABLE(1), "BBB", "past=2",
+	  "live=A partial=0 desired=B line=2>1", "A>T T>V V>C C>B", "4 4 4 4", "0 0 0 0", "0 0 0 0",
+	  { "note: generation 2 is no longer in the tree" } },
+	{ "reverted start, an apply stopped half-way", STABLE(1), "TAA", "past=2",
+	  "live=C partial=1 desired=B line=2>1", "C>B", "2", "0", "0", { "!change 0 pg2", "!change 0 app1" } },
+	{ "generation 3 past, rotation 1 -> 2 going on: hosts on generation 3 are drift", ROT(1, 2, "trust"), "TTT",
+	  "past=3 line=1>3", "unknown", "", "", 0, 0, { "problem: pg1 fits no step of generation 1 -> 2: drift" } },
+	{ "generation 3 past, hosts on the rotation 1 -> 2: no note", ROT(1, 2, "trust"), "TTT", "past=3",
+	  "live=T partial=0 desired=T " L12, "", "", 0, 0, { "!note:" } },
 
 	/* ---- partial: an apply stopped half-way, some hosts one step further ---- */
 	{ "partial: pg1 at trust, desired trust", ROT(1, 2, "trust"), "TAA", "",
