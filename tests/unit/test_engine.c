@@ -383,7 +383,7 @@ static void test_rollback_abandon_history(void **state)
 	assert_int_equal(st.past[0].number, 2);
 	assert_string_equal(st.past[0].commit, head);
 	assert_true(state_generation_used(&st, 2) && state_generation_used(&st, 1) && !state_generation_used(&st, 3));
-	assert_int_equal(state_material(&ms, &src, &st, 1, &e), 0);
+	assert_int_equal(state_material(&ms, &src, &st, 1, NULL, &e), 0);
 	assert_int_equal(ms.n, 2);
 	assert_false(ms.v[0].past);
 	assert_true(ms.v[1].past);
