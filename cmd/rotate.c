@@ -6,7 +6,42 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "reconcile/engine/origin.h"
 #include "reconcile/engine/rotate.h"
+
+/*
+ * --push: the new branch to git.remote, printing what the server says
+ * (a hook's lines, a merge-request link); without it, the hint.  A
+ * failed push is one error line; the commit stays on the local branch.
+ * rollback can use it the same way.
+ */
+static int push_or_hint(struct gitrepo *repo, const char *branch, int push)
+{
+	struct origin og;
+	struct err e = ERR_INIT;
+	int rc;
+
+	rc = origin_open(&og, repo, cmd_remote_line, stdout, &e);
+	if (!push) {
+		printf("next: push it (git push %s %s, or --push next time) and open a merge request\n",
+		       rc == 0 ? og.remote : "origin", branch);
+		origin_release(&og);
+		return 0;
+	}
+	if (rc == 0) {
+		printf("pushing %s to %s (%s)\n", branch, og.remote, og.url[0] ? og.url : "not configured");
+		fflush(stdout);
+		rc = origin_push_branch(&og, repo, branch, &e);
+	}
+	if (rc == 0)
+		printf("pushed %s to %s: open or review its merge request there\n", branch, og.remote);
+	origin_release(&og);
+	if (rc < 0) {
+		err_prefix(&e, "push of %s failed (the commit stays on the local branch)", branch);
+		return cmd_fail(&e);
+	}
+	return 0;
+}
 
 static void print_summary(const struct manifest *m, time_t now)
 {
@@ -24,8 +59,8 @@ static void print_summary(const struct manifest *m, time_t now)
 
 static int start(struct ctx *ctx, int argc, char **argv)
 {
-	const char *threads_opt = NULL, *pos[1];
-	const struct opt opts[] = { { "threads", 1, &threads_opt }, { NULL, 0, NULL } };
+	const char *threads_opt = NULL, *push = NULL, *pos[1];
+	const struct opt opts[] = { { "threads", 1, &threads_opt }, { "push", 0, &push }, { NULL, 0, NULL } };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct rotate_start_opts o;
@@ -52,8 +87,7 @@ static int start(struct ctx *ctx, int argc, char **argv)
 		printf("rotation.yaml: generation %d, target %d, phase trust\n", res.rot.generation, res.number);
 	else
 		printf("rotation.yaml: generation %d, phase stable\n", res.number);
-	printf("next: review and merge it, e.g. git push %s %s and open a merge request\n",
-	       res.remote ? res.remote : "origin", res.branch);
+	rc = push_or_hint(repo, res.branch, push != NULL);
 out:
 	rotate_start_result_release(&res);
 	diags_release(&d);
@@ -62,8 +96,8 @@ out:
 
 static int next(struct ctx *ctx, int argc, char **argv)
 {
-	const char *env, *pos[1];
-	const struct opt opts[] = { { NULL, 0, NULL } };
+	const char *env, *push = NULL, *pos[1];
+	const struct opt opts[] = { { "push", 0, &push }, { NULL, 0, NULL } };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct rotate_next_result res;
@@ -82,7 +116,9 @@ static int next(struct ctx *ctx, int argc, char **argv)
 		       res.to.phase == SPEC_PHASE_STABLE ? "stable" : spec_phase_name(res.to.phase));
 		if (res.to.phase == SPEC_PHASE_STABLE)
 			printf("the rotation ends there: generation %d in service\n", res.to.generation);
-		printf("next: review and merge it, then rotor plan / rotor apply --env %s\n", env);
+		rc = push_or_hint(repo, res.branch, push != NULL);
+		if (rc == 0)
+			printf("once merged: rotor plan / rotor apply --env %s\n", env);
 	}
 	diags_release(&d);
 	return rc;

@@ -176,6 +176,14 @@ static json_t *stale_json(const struct env_run *r)
 	return a;
 }
 
+/* Where the desired commit was read: {"ref": ..., "how": ...}, or null when no one said. */
+static json_t *desired_from_json(const struct desired *d)
+{
+	if (!d || !d->ref[0])
+		return json_null();
+	return json_pack("{s:o, s:s}", "ref", json_text(d->ref), "how", desired_how_name(d->how));
+}
+
 int plan_json(struct buf *out, const struct env_run *r, const struct drift_counts *dc)
 {
 	const struct plan *p = &r->plan;
@@ -183,8 +191,8 @@ int plan_json(struct buf *out, const struct env_run *r, const struct drift_count
 	size_t i;
 	int bad = 0;
 
-	doc = json_pack("{s:o, s:o, s:b}", "env", json_text(r->st.env), "commit", json_text(r->src.commit), "live_known",
-			p->live_known);
+	doc = json_pack("{s:o, s:o, s:o, s:b}", "env", json_text(r->st.env), "commit", json_text(r->src.commit),
+			"desired_from", desired_from_json(&r->desired), "live_known", p->live_known);
 	if (!doc) {
 		json_decref(steps);
 		return ROTOR_ENOMEM;
@@ -277,10 +285,15 @@ int applied_json(struct buf *out, const char *desired, json_t *steps, const char
 	return json_emit(out, applied_doc(desired, steps, outcome));
 }
 
-int apply_json(struct buf *out, const char *desired, json_t *steps, const char *outcome, const char *status_commit)
+int apply_json(struct buf *out, const char *desired, const struct desired *from, json_t *steps, const char *outcome,
+	       const char *status_commit)
 {
 	json_t *doc = applied_doc(desired, steps, outcome);
 
+	if (doc && json_object_set_new(doc, "desired_from", desired_from_json(from)) < 0) {
+		json_decref(doc);
+		return ROTOR_ENOMEM;
+	}
 	if (doc && json_object_set_new(doc, "status_commit", json_text(status_commit && *status_commit ? status_commit : NULL)) < 0) {
 		json_decref(doc);
 		doc = NULL;

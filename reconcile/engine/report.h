@@ -34,11 +34,13 @@ int chain_json(struct buf *out, const struct chain_view *v);
 int applied_json(struct buf *out, const char *desired, json_t *steps, const char *outcome);
 
 /*
- * `apply --json` (schemas/apply.json): the same document as applied.json
- * and status_commit, the commit recorded on rotor/status/<env> (NULL or
- * "": none, null).
+ * `apply --json` (schemas/apply.json): the same document as applied.json,
+ * desired_from (where the desired commit was read; from NULL: null) and
+ * status_commit, the commit recorded on rotor/status/<env> (NULL or "":
+ * none, null).
  */
-int apply_json(struct buf *out, const char *desired, json_t *steps, const char *outcome, const char *status_commit);
+int apply_json(struct buf *out, const char *desired, const struct desired *from, json_t *steps, const char *outcome,
+	       const char *status_commit);
 
 /*
  * `validate --json` (schemas/validate.json): the commit validated (NULL:
