@@ -188,6 +188,21 @@ static int cert_cb(git_cert *cert, int valid, const char *host, void *payload)
 	return 0;
 }
 
+/* git's own pack progress ("Counting objects: 100% (1/1), done."): not the server's words. */
+static int is_progress(const char *line)
+{
+	static const char *const prefixes[] = {
+		"Enumerating objects:", "Counting objects:", "Compressing objects:", "Total ",
+		"Writing objects:", "Resolving deltas:", "Delta compression", "Receiving objects:",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (strncmp(line, prefixes[i], strlen(prefixes[i])) == 0)
+			return 1;
+	return 0;
+}
+
 static void line_flush(struct rcb *c)
 {
 	size_t i;
@@ -200,7 +215,7 @@ static void line_flush(struct rcb *c)
 			c->line[i] = ' ';
 	while (c->linelen && c->line[c->linelen - 1] == ' ')
 		c->line[--c->linelen] = '\0';
-	if (c->linelen && c->o->message)
+	if (c->linelen && c->o->message && !is_progress(c->line))
 		c->o->message(c->o->message_payload, c->line);
 	c->linelen = 0;
 }

@@ -49,7 +49,11 @@ typedef int (*gitremote_hostkey_fn)(void *payload, const char *host, int port, c
 				    const unsigned char *key, size_t keylen, const unsigned char *sha256,
 				    struct err *e);
 
-/* One line the server printed (hooks, "remote:" messages), control characters removed. */
+/*
+ * One line the server printed (hooks, "remote:" messages), control
+ * characters removed; git's own pack progress lines ("Counting objects:
+ * ...", "Total ...") are not passed on.
+ */
 typedef void (*gitremote_message_fn)(void *payload, const char *line);
 
 /* Valid when zeroed: then only local and file:// remotes work. */

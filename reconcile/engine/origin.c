@@ -39,9 +39,16 @@ int origin_open(struct origin *o, struct gitrepo *repo, gitremote_message_fn mes
 	int rc;
 
 	memset(o, 0, sizeof(*o));
+	/* No commit or no rotor.yaml yet: the defaults.  One that does not load: say so. */
 	if (gitrepo_resolve(repo, "HEAD", head, &ie) == 0 &&
-	    gitrepo_read(&cfg, repo, head, "rotor.yaml", SPEC_MAX_BYTES, &ie) == 0)
-		spec_load_config(&c, "rotor.yaml", cfg.ptr, cfg.len, &cd);
+	    gitrepo_read(&cfg, repo, head, "rotor.yaml", SPEC_MAX_BYTES, &ie) == 0 &&
+	    spec_load_config(&c, "rotor.yaml", cfg.ptr, cfg.len, &cd) < 0) {
+		rc = err_set(e, ROTOR_EINVALID, "rotor.yaml at HEAD (%.12s) does not load (%s%s); rotor validate shows why",
+			     head, cd.n ? cd.v[0].msg : "invalid", cd.n > 1 ? ", ..." : "");
+		buf_release(&cfg);
+		diags_release(&cd);
+		return rc;
+	}
 	buf_release(&cfg);
 	diags_release(&cd);
 	user = c && c->ssh_user ? c->ssh_user : NULL;

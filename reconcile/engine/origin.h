@@ -3,8 +3,9 @@
  * engine uses it: how it is reached (SSH key, known_hosts, HTTPS token),
  * the one desired commit of plan, drift and apply, and pushing a branch.
  *
- * Settings come from rotor.yaml at HEAD (defaults when HEAD or the file
- * cannot be read): git.remote, git.main, ssh.user (for a URL that names
+ * Settings come from rotor.yaml at HEAD (defaults when there is no
+ * commit yet or HEAD has no rotor.yaml; one that does not load is
+ * ROTOR_EINVALID): git.remote, git.main, ssh.user (for a URL that names
  * no user), ssh.identity (else ssh-agent), ssh.known_hosts.  The
  * environment overrides: $ROTOR_GIT_SSH_KEY is the private key for the
  * git server (instead of ssh.identity), $ROTOR_GIT_TOKEN the password or
