@@ -79,6 +79,8 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 	o.force_unlock = force != NULL;
 	o.replace_unknown = replace != NULL;
 	o.json = json != NULL;
+	if (ref && no_fetch)
+		return cmd_failf("give --ref or --no-fetch, not both");
 	o.no_fetch = no_fetch != NULL;
 	ui.payload = json ? stderr : stdout;
 	o.message = cmd_remote_line;

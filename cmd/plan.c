@@ -159,6 +159,8 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0 ||
 	    ctx_repo(ctx, &repo, &e) < 0)
 		return cmd_fail(&e);
+	if (ref && no_fetch)
+		return cmd_failf("give --ref or --no-fetch, not both");
 	/* The desired commit: --ref, else git.main fetched from git.remote (the same as apply's). */
 	rc = origin_open(&og, repo, cmd_remote_line, stderr, &e);
 	if (rc == 0)
