@@ -561,7 +561,7 @@ static int record_status(struct apply_result *res, struct env_run *r, struct git
 	int rc;
 
 	gitstatus_holder(who, sizeof(who));
-	if (steps_broken || applied_json(&log, r->src.commit, steps, res->outcome) < 0 ||
+	if (steps_broken || applied_json(&log, r->src.commit, &r->desired, steps, res->outcome) < 0 ||
 	    observe_json(&obs, r->hosts, r->nhosts, &r->st, r->src.commit) < 0 ||
 	    buf_printf(&msg, "rotor: apply %s: %s\n\nDesired state: %s\nRotor-Env: %s\nRotor-Desired: %s\nRotor-By: %s\n",
 		       env, res->outcome, r->src.commit, env, r->src.commit, who) < 0) {

@@ -275,25 +275,22 @@ int chain_json(struct buf *out, const struct chain_view *v)
 }
 
 /* applied.json's members; NULL when memory ran out.  steps is borrowed. */
-static json_t *applied_doc(const char *desired, json_t *steps, const char *outcome)
+static json_t *applied_doc(const char *desired, const struct desired *from, json_t *steps, const char *outcome)
 {
-	return json_pack("{s:o, s:O, s:o}", "desired", json_text(desired), "steps", steps, "outcome", json_text(outcome));
+	return json_pack("{s:o, s:o, s:O, s:o}", "desired", json_text(desired), "desired_from", desired_from_json(from),
+			 "steps", steps, "outcome", json_text(outcome));
 }
 
-int applied_json(struct buf *out, const char *desired, json_t *steps, const char *outcome)
+int applied_json(struct buf *out, const char *desired, const struct desired *from, json_t *steps, const char *outcome)
 {
-	return json_emit(out, applied_doc(desired, steps, outcome));
+	return json_emit(out, applied_doc(desired, from, steps, outcome));
 }
 
 int apply_json(struct buf *out, const char *desired, const struct desired *from, json_t *steps, const char *outcome,
 	       const char *status_commit)
 {
-	json_t *doc = applied_doc(desired, steps, outcome);
+	json_t *doc = applied_doc(desired, from, steps, outcome);
 
-	if (doc && json_object_set_new(doc, "desired_from", desired_from_json(from)) < 0) {
-		json_decref(doc);
-		return ROTOR_ENOMEM;
-	}
 	if (doc && json_object_set_new(doc, "status_commit", json_text(status_commit && *status_commit ? status_commit : NULL)) < 0) {
 		json_decref(doc);
 		doc = NULL;

@@ -30,13 +30,16 @@ int plan_json(struct buf *out, const struct env_run *r, const struct drift_count
 /* Every generation of v, as schemas/chain-show.json describes (`chain show --json`). */
 int chain_json(struct buf *out, const struct chain_view *v);
 
-/* applied.json on rotor/status/<env> (schemas/applied.json): the desired commit, the steps run (borrowed), the outcome. */
-int applied_json(struct buf *out, const char *desired, json_t *steps, const char *outcome);
+/*
+ * applied.json on rotor/status/<env> (schemas/applied.json): the desired
+ * commit, where it was read (from; NULL: null), the steps run (borrowed),
+ * the outcome.
+ */
+int applied_json(struct buf *out, const char *desired, const struct desired *from, json_t *steps, const char *outcome);
 
 /*
- * `apply --json` (schemas/apply.json): the same document as applied.json,
- * desired_from (where the desired commit was read; from NULL: null) and
- * status_commit, the commit recorded on rotor/status/<env> (NULL or "":
+ * `apply --json` (schemas/apply.json): the same document as applied.json
+ * and status_commit, the commit recorded on rotor/status/<env> (NULL or "":
  * none, null).
  */
 int apply_json(struct buf *out, const char *desired, const struct desired *from, json_t *steps, const char *outcome,

@@ -99,6 +99,14 @@ ok "plan --no-fetch --json: the last fetched commit, how not-fetched" json_check
 	"d['commit'] == '$M2' and d['desired_from']['how'] == 'not-fetched'"
 ok "drift fetches the same commit" sh -c 'cd "$1" && HOME="$2" "$ROTOR" drift --env poc >"$3" 2>&1; grep -q "^desired: origin/main at $4" "$3"' \
 	_ "$A" "$HA" "$T/drift.out" "$(echo "$M3" | cut -c1-12)"
+M3s=$(echo "$M3" | cut -c1-12)
+ra apply --env poc --yes --no-fetch --json >"$T/apply.json" 2>"$T/apply.err"
+ok "apply --no-fetch says so first" sh -c 'head -n 1 "$1" | grep -q "^not fetched: using refs/remotes/origin/main at $2\$"' _ "$T/apply.err" "$M3s"
+ok "apply --json: the commit plan read, desired_from not-fetched" json_check "$T/apply.json" apply \
+	"d['desired'] == '$M3' and d['desired_from'] == {'ref': 'refs/remotes/origin/main', 'how': 'not-fetched'}"
+git -C "$A" show rotor/status/poc:applied.json >"$T/applied.json"
+ok "the status commit's applied.json records where the commit came from" json_check "$T/applied.json" applied \
+	"d['desired'] == '$M3' and d['desired_from']['how'] == 'not-fetched'"
 expect_out "--ref overrides, not fetched" "^desired: main at $(git -C "$A" rev-parse main | cut -c1-12) \\(--ref; not fetched\\)" \
 	ra plan --env poc --ref main
 
@@ -113,7 +121,7 @@ expect_out "without a remote: the local main, said so" \
 git -C "$A" merge -q --ff-only origin/main
 ra rotate start --env poc --push >"$T/push.out" 2>&1
 rc=$?
-ok "rotate start --push exits 0" test "$rc" -eq 0
+ok "rotate start --push exits 0" sh -c '[ "$1" -eq 0 ] || { cat "$2"; exit 1; }' _ "$rc" "$T/push.out"
 ok "it prints the server's merge-request lines" \
 	grep -q "^remote:   https://gitlab.example.net/dba/state/-/merge_requests/new?source_branch=rotor/rotate/poc/gen-0002$" "$T/push.out"
 ok "and says it pushed" grep -q "^pushed rotor/rotate/poc/gen-0002 to origin" "$T/push.out"
