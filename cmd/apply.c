@@ -56,10 +56,11 @@ static void show_alert(void *payload, const char *msg)
 int cmd_apply(struct ctx *ctx, int argc, char **argv)
 {
 	const char *ref = NULL, *yes = NULL, *jobs = NULL, *jobs_j = NULL, *canary = NULL, *force = NULL;
-	const char *replace = NULL, *json = NULL, *pos[1];
+	const char *replace = NULL, *json = NULL, *no_fetch = NULL, *pos[1];
 	const struct opt opts[] = { { "ref", 1, &ref }, { "yes", 0, &yes }, { "parallel", 1, &jobs }, { "j", 1, &jobs_j },
 				    { "canary", 1, &canary }, { "force-unlock", 0, &force },
-				    { "replace-unknown", 0, &replace }, { "json", 0, &json }, { NULL, 0, NULL } };
+				    { "replace-unknown", 0, &replace }, { "json", 0, &json },
+				    { "no-fetch", 0, &no_fetch }, { NULL, 0, NULL } };
 	struct apply_ui ui = { NULL, show_plan, ask, show_step, show_host, show_note, show_alert };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
@@ -78,7 +79,12 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 	o.force_unlock = force != NULL;
 	o.replace_unknown = replace != NULL;
 	o.json = json != NULL;
+	if (ref && no_fetch)
+		return cmd_failf("give --ref or --no-fetch, not both");
+	o.no_fetch = no_fetch != NULL;
 	ui.payload = json ? stderr : stdout;
+	o.message = cmd_remote_line;
+	o.message_payload = ui.payload;
 	if (yes)
 		ui.confirm = NULL;
 	if (apply_env(&res, repo, &o, &ui, &d, &e) < 0) {

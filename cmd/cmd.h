@@ -92,6 +92,9 @@ int opt_int(int *out, const char *value, const char *name, long min, long max, s
  */
 int opt_jobs(int *out, const char *j, const char *parallel, struct err *e);
 
+/* One line the git server printed, as "remote: LINE" on the FILE * payload (stdout or stderr). */
+void cmd_remote_line(void *payload, const char *line);
+
 /* The plan of r in the style of terraform plan (plan.c; apply prints it too). */
 struct env_run;
 void plan_print(const struct env_run *r, FILE *out);

@@ -42,7 +42,7 @@ const struct cmd rotor_commands[] = {
 	  "column and message), described by schemas/validate.json.  Exit 0 when valid,\n"
 	  "1 otherwise.\n" },
 	{ "rotate", cmd_rotate, "start a rotation (next chain), move it one phase, or abandon it, on a branch",
-	  "usage: rotor rotate start --env NAME [--threads N]\n"
+	  "usage: rotor rotate start --env NAME [--threads N] [--push]\n"
 	  "\n"
 	  "Generate the next generation of the env's chain from chain.yaml at HEAD and\n"
 	  "commit it, with rotation.yaml updated (target: N, phase: trust; or\n"
@@ -53,12 +53,21 @@ const struct cmd rotor_commands[] = {
 	  "unborn, when the env's files have uncommitted changes, or when the secret\n"
 	  "key is wrong.\n"
 	  "\n"
-	  "usage: rotor rotate next --env NAME\n"
+	  "usage: rotor rotate next --env NAME [--push]\n"
 	  "\n"
 	  "Move rotation.yaml one step (trust -> servers -> clients -> stable at the\n"
 	  "target) in one commit on a new branch rotor/rotate/NAME/gen-NNNN-PHASE.\n"
 	  "\n"
-	  "usage: rotor rotate abandon --env NAME\n"
+	  "--push pushes the new branch to git.remote of rotor.yaml (the remote must\n"
+	  "not have it yet) and prints every line the server sends back as\n"
+	  "\"remote: ...\" (a hook's words, GitLab's merge-request link).  A push the\n"
+	  "server refuses prints its reason and exits 1; the commit stays on the\n"
+	  "local branch.  SSH remotes: the key in $ROTOR_GIT_SSH_KEY, else\n"
+	  "ssh.identity, else ssh-agent; the server's host key must be in\n"
+	  "ssh.known_hosts.  HTTPS remotes: the token in $ROTOR_GIT_TOKEN.  Without\n"
+	  "--push rotor prints the git push command to run.\n"
+	  "\n"
+	  "usage: rotor rotate abandon --env NAME [--push]\n"
 	  "\n"
 	  "Give up the rotation in progress: one commit on a new branch\n"
 	  "rotor/rotate/NAME/gen-NNNN-abandon sets rotation.yaml back to the previous\n"
@@ -72,9 +81,10 @@ const struct cmd rotor_commands[] = {
 	  "and is already merged into HEAD (an earlier attempt, perhaps reverted since),\n"
 	  "the commit goes to NAME-2 (NAME-3...) and rotor says so; one that exists\n"
 	  "unmerged waits for review and is an error.  New generation numbers skip every\n"
-	  "number the env's history ever held.\n" },
+	  "number the env's history ever held.  abandon --push pushes the branch that\n"
+	  "keeps the material too, when it made that branch.\n" },
 	{ "rollback", cmd_rollback, "move a rotation one phase back, on a branch",
-	  "usage: rotor rollback --env NAME\n"
+	  "usage: rotor rollback --env NAME [--push]\n"
 	  "\n"
 	  "Commit rotation.yaml one phase back, the revert of the last phase change, on\n"
 	  "a new branch rotor/rollback/NAME/gen-NNNN-PHASE (NNNN the rotation's target,\n"
@@ -85,7 +95,7 @@ const struct cmd rotor_commands[] = {
 	  "apply walks the hosts back step by step, gated as always.  Refused when\n"
 	  "there is nothing to roll back, when the generation to go back to is no\n"
 	  "longer in the tree, and as rotor rotate next is (HEAD detached, uncommitted\n"
-	  "changes, an unmerged branch of that name).\n" },
+	  "changes, an unmerged branch of that name).  --push as for rotor rotate next.\n" },
 	{ "chain", cmd_chain, "show the generations of an env's chain",
 	  "usage: rotor chain show --env NAME [--ref REV] [--json]\n"
 	  "\n"
@@ -126,11 +136,11 @@ const struct cmd rotor_commands[] = {
 	  "roots, a leaf that does not verify: every problem is listed and nothing is\n"
 	  "written.\n" },
 	{ "plan", cmd_plan, "show the steps from the live state to the desired one",
-	  "usage: rotor plan --env NAME [--ref REV] [--json] [--detailed-exitcode] [--no-path]\n"
-	  "                  [--replace-unknown] [--no-probe]\n"
+	  "usage: rotor plan --env NAME [--ref REV | --no-fetch] [--json] [--detailed-exitcode]\n"
+	  "                  [--no-path] [--replace-unknown] [--no-probe]\n"
 	  "\n"
 	  "Observe every host (see rotor help observe) and compare with the desired phase\n"
-	  "in rotation.yaml at REV (default HEAD).  Prints the path of adjacent steps\n"
+	  "in rotation.yaml at the desired commit (below).  Prints the path of adjacent steps\n"
 	  "(stable -> trust -> servers -> clients -> stable(target), or back) that\n"
 	  "reaches it; for each step, per host and file, + create or ~ change (from what\n"
 	  "to what, by generation and role; secrets never appear), the reload and probe\n"
@@ -145,12 +155,17 @@ const struct cmd rotor_commands[] = {
 	  "server role with a probe is asked what it presents: one that presents\n"
 	  "another leaf than its files hold (an apply stopped before its reload) is a\n"
 	  "~ reload in the plan; --no-probe skips that.  --json: schemas/plan.json.\n"
+	  "The desired commit: REV when --ref is given; else git.main of rotor.yaml\n"
+	  "fetched from git.remote (refs/remotes/REMOTE/MAIN); with --no-fetch that\n"
+	  "ref as last fetched, offline; when the git repository has no such remote,\n"
+	  "the local git.main.  The first line names it (on stderr with --json,\n"
+	  "where desired_from says the same).\n"
 	  "Exit 0 (with --detailed-exitcode: 0 in sync, 2 changes pending), 1 on error,\n"
 	  "unreachable hosts, or an unsafe desired state.\n" },
 	{ "drift", cmd_drift, "the check for cron: drift, unknown and expiring certificates",
-	  "usage: rotor drift --env NAME [--ref REV] [--json] [--no-probe]\n"
+	  "usage: rotor drift --env NAME [--ref REV | --no-fetch] [--json] [--no-probe]\n"
 	  "\n"
-	  "Plan (see rotor help plan) plus: unknown certificates on hosts, keys that do\n"
+	  "Plan (see rotor help plan; the same desired commit) plus: unknown certificates on hosts, keys that do\n"
 	  "not match their certificates, certificates expiring within renew_before,\n"
 	  "services that present another certificate than their files hold, and stray\n"
 	  "files: temporary files left next to managed files, and backups\n"
@@ -159,11 +174,12 @@ const struct cmd rotor_commands[] = {
 	  "Exit 0 when all is in order, 2 when anything needs attention (listed), 1 on\n"
 	  "error.\n" },
 	{ "apply", cmd_apply, "walk the plan on the hosts, step by step, verified",
-	  "usage: rotor apply --env NAME [--ref REV] [--yes] [-j N | --parallel N] [--canary N]\n"
-	  "                   [--force-unlock] [--replace-unknown] [--json]\n"
+	  "usage: rotor apply --env NAME [--ref REV | --no-fetch] [--yes] [-j N | --parallel N]\n"
+	  "                   [--canary N] [--force-unlock] [--replace-unknown] [--json]\n"
 	  "\n"
-	  "Lock the env (refs/rotor/lock/NAME), plan from the desired state at REV\n"
-	  "(default: git.main of rotor.yaml; never the work tree) and, after you type\n"
+	  "Lock the env (refs/rotor/lock/NAME), plan from the desired commit as plan\n"
+	  "finds it (see rotor help plan: git.main fetched from git.remote, --no-fetch,\n"
+	  "or --ref REV; never the work tree; the first line names it) and, after you type\n"
 	  "yes (or with --yes), apply the steps one at a time.  Per host: each file is\n"
 	  "written to a temporary name in its directory, fsynced, given its mode and\n"
 	  "owner, the previous file kept as FILE.rotor-bak, renamed into place; then\n"

@@ -138,10 +138,12 @@ static void print_drift(void *payload, const struct drift_item *it)
 static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 {
 	const char *ref = NULL, *json = NULL, *detailed = NULL, *no_path = NULL, *replace = NULL, *no_probe = NULL,
-		   *pos[1];
+		   *no_fetch = NULL, *pos[1];
 	const struct opt opts[] = { { "ref", 1, &ref }, { "json", 0, &json }, { "detailed-exitcode", 0, &detailed },
 				    { "no-path", 0, &no_path }, { "replace-unknown", 0, &replace },
-				    { "no-probe", 0, &no_probe }, { NULL, 0, NULL } };
+				    { "no-probe", 0, &no_probe }, { "no-fetch", 0, &no_fetch }, { NULL, 0, NULL } };
+	struct origin og;
+	struct desired want;
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct env_run r;
@@ -157,10 +159,21 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0 ||
 	    ctx_repo(ctx, &repo, &e) < 0)
 		return cmd_fail(&e);
-	if (env_run_load(&r, repo, env, ref, RUN_CERTS, &d, &e) < 0) {
+	if (ref && no_fetch)
+		return cmd_failf("give --ref or --no-fetch, not both");
+	/* The desired commit: --ref, else git.main fetched from git.remote (the same as apply's). */
+	rc = origin_open(&og, repo, cmd_remote_line, stderr, &e);
+	if (rc == 0)
+		rc = origin_desired(&want, &og, repo, ref, no_fetch != NULL, &e);
+	origin_release(&og);
+	if (rc < 0)
+		return cmd_fail(&e);
+	fprintf(json ? stderr : stdout, "%s\n", want.line);
+	if (env_run_load(&r, repo, env, want.commit, RUN_CERTS, &d, &e) < 0) {
 		rc = cmd_report(&d, &e);
 		goto out;
 	}
+	r.desired = want;
 	r.no_probe = no_probe != NULL;
 	if (env_run_plan(&r, no_path != NULL, replace != NULL, &e) < 0)
 		goto fail;

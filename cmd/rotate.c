@@ -7,7 +7,41 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "reconcile/engine/origin.h"
 #include "reconcile/engine/rotate.h"
+
+/*
+ * --push: the new branch to git.remote, printing what the server says
+ * (a hook's lines, a merge-request link); without it, the hint.  A
+ * failed push is one error line; the commit stays on the local branch.
+ */
+static int push_or_hint(struct gitrepo *repo, const char *branch, int push)
+{
+	struct origin og;
+	struct err e = ERR_INIT;
+	int rc;
+
+	rc = origin_open(&og, repo, cmd_remote_line, stdout, &e);
+	if (!push) {
+		printf("next: push it (git push %s %s, or --push next time) and open a merge request\n",
+		       rc == 0 ? og.remote : "origin", branch);
+		origin_release(&og);
+		return 0;
+	}
+	if (rc == 0) {
+		printf("pushing %s to %s (%s)\n", branch, og.remote, og.url[0] ? og.url : "not configured");
+		fflush(stdout);
+		rc = origin_push_branch(&og, repo, branch, &e);
+	}
+	if (rc == 0)
+		printf("pushed %s to %s: open or review its merge request there\n", branch, og.remote);
+	origin_release(&og);
+	if (rc < 0) {
+		err_prefix(&e, "push of %s failed (the commit stays on the local branch)", branch);
+		return cmd_fail(&e);
+	}
+	return 0;
+}
 
 static void print_summary(const struct manifest *m, time_t now)
 {
@@ -32,8 +66,8 @@ static void print_spent(const char *spent, const char *branch)
 
 static int start(struct ctx *ctx, int argc, char **argv)
 {
-	const char *threads_opt = NULL, *pos[1];
-	const struct opt opts[] = { { "threads", 1, &threads_opt }, { NULL, 0, NULL } };
+	const char *threads_opt = NULL, *push = NULL, *pos[1];
+	const struct opt opts[] = { { "threads", 1, &threads_opt }, { "push", 0, &push }, { NULL, 0, NULL } };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct rotate_start_opts o;
@@ -61,8 +95,7 @@ static int start(struct ctx *ctx, int argc, char **argv)
 		printf("rotation.yaml: generation %d, target %d, phase trust\n", res.rot.generation, res.number);
 	else
 		printf("rotation.yaml: generation %d, phase stable\n", res.number);
-	printf("next: review and merge it, e.g. git push %s %s and open a merge request\n",
-	       res.remote ? res.remote : "origin", res.branch);
+	rc = push_or_hint(repo, res.branch, push != NULL);
 out:
 	rotate_start_result_release(&res);
 	diags_release(&d);
@@ -71,8 +104,8 @@ out:
 
 static int next(struct ctx *ctx, int argc, char **argv)
 {
-	const char *env, *pos[1];
-	const struct opt opts[] = { { NULL, 0, NULL } };
+	const char *env, *push = NULL, *pos[1];
+	const struct opt opts[] = { { "push", 0, &push }, { NULL, 0, NULL } };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct rotate_next_result res;
@@ -91,7 +124,9 @@ static int next(struct ctx *ctx, int argc, char **argv)
 		       spec_phase_name(res.from.phase), spec_phase_name(res.to.phase));
 		if (res.to.phase == SPEC_PHASE_STABLE)
 			printf("the rotation ends there: generation %d in service\n", res.to.generation);
-		printf("next: review and merge it, then rotor plan / rotor apply --env %s\n", env);
+		rc = push_or_hint(repo, res.branch, push != NULL);
+		if (rc == 0)
+			printf("once merged: rotor plan / rotor apply --env %s\n", env);
 	}
 	diags_release(&d);
 	return rc;
@@ -100,8 +135,8 @@ static int next(struct ctx *ctx, int argc, char **argv)
 /* rollback and abandon: one commit moving rotation.yaml back. */
 static int back(struct ctx *ctx, int argc, char **argv, int abandon)
 {
-	const char *env, *pos[1];
-	const struct opt opts[] = { { NULL, 0, NULL } };
+	const char *env, *push = NULL, *pos[1];
+	const struct opt opts[] = { { "push", 0, &push }, { NULL, 0, NULL } };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct rotate_back_result res;
@@ -135,8 +170,12 @@ static int back(struct ctx *ctx, int argc, char **argv, int abandon)
 		       spec_phase_name(res.to.phase));
 	else
 		printf("rotation.yaml: generation %d, phase stable (no target)\n", res.to.generation);
-	printf("next: review and merge it, then rotor plan / rotor apply --env %s (the hosts walk back step by step)\n",
-	       env);
+	/* abandon: the branch keeping the material goes first, when this run made it. */
+	if (abandon && push && !res.kept_existed && (rc = push_or_hint(repo, res.kept, 1)) < 0)
+		goto out;
+	if ((rc = push_or_hint(repo, res.branch, push != NULL)) < 0)
+		goto out;
+	printf("once merged: rotor plan / rotor apply --env %s (the hosts walk back step by step)\n", env);
 out:
 	diags_release(&d);
 	return rc;

@@ -131,3 +131,9 @@ int opt_jobs(int *out, const char *j, const char *parallel, struct err *e)
 		return 0;
 	return opt_int(out, j ? j : parallel, j ? "-j" : "--parallel", 1, 1024, e);
 }
+
+void cmd_remote_line(void *payload, const char *line)
+{
+	fprintf(payload, "remote: %s\n", line);
+	fflush(payload);
+}

@@ -873,7 +873,7 @@ static int record_status(struct apply_result *res, struct env_run *r, struct git
 	int rc;
 
 	gitstatus_holder(who, sizeof(who));
-	if (steps_broken || applied_json(&log, r->src.commit, steps, res->outcome, report_backups(&b, res)) < 0 ||
+	if (steps_broken || applied_json(&log, r->src.commit, &r->desired, steps, res->outcome, report_backups(&b, res)) < 0 ||
 	    observe_json(&obs, r->hosts, r->nhosts, &r->st, r->src.commit) < 0 ||
 	    buf_printf(&msg, "rotor: apply %s: %s\n\nDesired state: %s\nRotor-Env: %s\nRotor-Desired: %s\nRotor-By: %s\n",
 		       env, res->outcome, r->src.commit, env, r->src.commit, who) < 0) {
@@ -893,27 +893,6 @@ static int record_status(struct apply_result *res, struct env_run *r, struct git
 	buf_release(&msg);
 	buf_release(&log);
 	return rc;
-}
-
-/* The desired commit: --ref, else git.main of rotor.yaml at HEAD, else "main"; never the work tree. */
-static const char *desired_ref(char *out, size_t len, struct gitrepo *repo, const char *ref)
-{
-	struct rotor_config *c = NULL;
-	struct diags cd = { NULL, 0, 0 };
-	struct buf cfg = BUF_INIT;
-	struct err e = ERR_INIT;
-	char head[41];
-
-	if (ref)
-		return ref;
-	snprintf(out, len, "main");
-	if (gitrepo_resolve(repo, "HEAD", head, &e) == 0 && gitrepo_read(&cfg, repo, head, "rotor.yaml", SPEC_MAX_BYTES, &e) == 0 &&
-	    spec_load_config(&c, "rotor.yaml", cfg.ptr, cfg.len, &cd) == 0 && c->git_main)
-		snprintf(out, len, "%s", c->git_main);
-	spec_config_free(c);
-	diags_release(&cd);
-	buf_release(&cfg);
-	return out;
 }
 
 /* The first step that still has changes: the steps before it are done. */
@@ -1250,14 +1229,26 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 	int log_broken = !log;
 	struct gitstatus_lock_info li;
 	struct gitstatus_lock removed;
-	char key_path[4096], lock_id[41] = "", ref[256], cmdline[128], desc[600];
+	struct origin og;
+	struct desired want;
+	char key_path[4096], lock_id[41] = "", cmdline[128], desc[600];
 	int rc;
 
 	memset(res, 0, sizeof(*res));
+	memset(&r, 0, sizeof(r));
 	res->backups_kept = 1;
 	res->status = 1;
-	if ((rc = env_run_load(&r, repo, o->env, desired_ref(ref, sizeof(ref), repo, o->ref), RUN_KEYS, d, e)) < 0)
+	/* The desired commit, as plan finds it: --ref, else git.main fetched from git.remote. */
+	rc = origin_open(&og, repo, o->message, o->message_payload, e);
+	if (rc == 0)
+		rc = origin_desired(&want, &og, repo, o->ref, o->no_fetch, e);
+	origin_release(&og);
+	if (rc < 0)
 		goto out;
+	note(ui, "%s", want.line);
+	if ((rc = env_run_load(&r, repo, o->env, want.commit, RUN_KEYS, d, e)) < 0)
+		goto out;
+	r.desired = want;
 	if (o->parallel)
 		r.oo.parallel = o->parallel;
 	if ((rc = state_key_path(key_path, sizeof(key_path), r.st.config, e)) < 0 ||
@@ -1303,7 +1294,7 @@ unlock:
 
 		struct report_backups b;
 
-		if (log_broken || apply_json(&doc, r.src.commit, log, res->outcome, report_backups(&b, res),
+		if (log_broken || apply_json(&doc, r.src.commit, &r.desired, log, res->outcome, report_backups(&b, res),
 					     res->status_commit) < 0) {
 			alert(ui, "the --json document is incomplete (out of memory)");
 			res->status = 1;

@@ -70,7 +70,10 @@ struct apply_ui {
 
 struct apply_opts {
 	const char *env;
-	const char *ref;            /* desired commit; NULL: git.main of rotor.yaml at HEAD (else "main") */
+	const char *ref;            /* desired revision; NULL: git.main fetched from git.remote (origin.h) */
+	int no_fetch;               /* read git.remote's git.main as last fetched (offline) */
+	gitremote_message_fn message;   /* the git server's lines while fetching (may be NULL) */
+	void *message_payload;
 	int parallel;               /* hosts at once; 0: rotor.yaml's */
 	int canary;                 /* this many hosts of each step one by one first; 0: none */
 	int force_unlock;           /* remove any lock */

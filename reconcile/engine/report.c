@@ -176,6 +176,14 @@ static json_t *stale_json(const struct env_run *r)
 	return a;
 }
 
+/* Where the desired commit was read: {"ref": ..., "how": ...}, or null when no one said. */
+static json_t *desired_from_json(const struct desired *d)
+{
+	if (!d || !d->ref[0])
+		return json_null();
+	return json_pack("{s:o, s:s}", "ref", json_text(d->ref), "how", desired_how_name(d->how));
+}
+
 int plan_json(struct buf *out, const struct env_run *r, const struct drift_counts *dc)
 {
 	const struct plan *p = &r->plan;
@@ -183,8 +191,8 @@ int plan_json(struct buf *out, const struct env_run *r, const struct drift_count
 	size_t i;
 	int bad = 0;
 
-	doc = json_pack("{s:o, s:o, s:b}", "env", json_text(r->st.env), "commit", json_text(r->src.commit), "live_known",
-			p->live_known);
+	doc = json_pack("{s:o, s:o, s:o, s:b}", "env", json_text(r->st.env), "commit", json_text(r->src.commit),
+			"desired_from", desired_from_json(&r->desired), "live_known", p->live_known);
 	if (!doc) {
 		json_decref(steps);
 		return ROTOR_ENOMEM;
@@ -267,23 +275,25 @@ int chain_json(struct buf *out, const struct chain_view *v)
 }
 
 /* applied.json's members; NULL when memory ran out.  steps is borrowed. */
-static json_t *applied_doc(const char *desired, json_t *steps, const char *outcome, const struct report_backups *b)
+static json_t *applied_doc(const char *desired, const struct desired *from, json_t *steps, const char *outcome,
+			   const struct report_backups *b)
 {
-	return json_pack("{s:o, s:O, s:o, s:{s:I, s:I, s:I, s:b}}", "desired", json_text(desired), "steps", steps,
-			 "outcome", json_text(outcome), "backups", "removed", (json_int_t)b->removed, "hosts",
-			 (json_int_t)b->hosts, "failed_hosts", (json_int_t)b->failed_hosts, "kept", b->kept);
+	return json_pack("{s:o, s:o, s:O, s:o, s:{s:I, s:I, s:I, s:b}}", "desired", json_text(desired), "desired_from",
+			 desired_from_json(from), "steps", steps, "outcome", json_text(outcome), "backups", "removed",
+			 (json_int_t)b->removed, "hosts", (json_int_t)b->hosts, "failed_hosts", (json_int_t)b->failed_hosts,
+			 "kept", b->kept);
 }
 
-int applied_json(struct buf *out, const char *desired, json_t *steps, const char *outcome,
+int applied_json(struct buf *out, const char *desired, const struct desired *from, json_t *steps, const char *outcome,
 		 const struct report_backups *b)
 {
-	return json_emit(out, applied_doc(desired, steps, outcome, b));
+	return json_emit(out, applied_doc(desired, from, steps, outcome, b));
 }
 
-int apply_json(struct buf *out, const char *desired, json_t *steps, const char *outcome,
+int apply_json(struct buf *out, const char *desired, const struct desired *from, json_t *steps, const char *outcome,
 	       const struct report_backups *b, const char *status_commit)
 {
-	json_t *doc = applied_doc(desired, steps, outcome, b);
+	json_t *doc = applied_doc(desired, from, steps, outcome, b);
 
 	if (doc && json_object_set_new(doc, "status_commit", json_text(status_commit && *status_commit ? status_commit : NULL)) < 0) {
 		json_decref(doc);

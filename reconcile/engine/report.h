@@ -40,17 +40,18 @@ struct report_backups {
 
 /*
  * applied.json on rotor/status/<env> (schemas/applied.json): the desired
- * commit, the steps run (borrowed), the outcome, the backups.
+ * commit, where it was read (from; NULL: null), the steps run (borrowed),
+ * the outcome, the backups.
  */
-int applied_json(struct buf *out, const char *desired, json_t *steps, const char *outcome,
+int applied_json(struct buf *out, const char *desired, const struct desired *from, json_t *steps, const char *outcome,
 		 const struct report_backups *b);
 
 /*
  * `apply --json` (schemas/apply.json): the same document as applied.json
- * and status_commit, the commit recorded on rotor/status/<env> (NULL or
- * "": none, null).
+ * and status_commit, the commit recorded on rotor/status/<env> (NULL or "":
+ * none, null).
  */
-int apply_json(struct buf *out, const char *desired, json_t *steps, const char *outcome,
+int apply_json(struct buf *out, const char *desired, const struct desired *from, json_t *steps, const char *outcome,
 	       const struct report_backups *b, const char *status_commit);
 
 /*

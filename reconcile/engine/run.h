@@ -16,6 +16,7 @@
 #include "common/err.h"
 #include "gitops/gitrepo.h"
 #include "reconcile/engine/observe.h"
+#include "reconcile/engine/origin.h"
 #include "reconcile/engine/plan.h"
 #include "reconcile/engine/state.h"
 #include "reconcile/tls/probe.h"
@@ -33,6 +34,8 @@ struct stale_service {
 
 struct env_run {
 	int no_probe;               /* set before env_run_plan(): do not probe services (--no-probe) */
+	struct desired desired;     /* where the desired commit came from (origin_desired()); how/ref
+	                               empty when the caller loaded a commit of its own */
 	struct state st;
 	struct state_src src;
 	struct known_set known;

@@ -376,14 +376,63 @@ static int tcp_connect(struct ssh_conn *c, const struct ssh_opts *o, int port, s
 	return 0;
 }
 
+/*
+ * Is key (of type ht) the key known_hosts lists for address:port?
+ * c->name and c->fingerprint name it in the messages.
+ */
+static int check_known(struct ssh_conn *c, struct known *k, const char *known_hosts, const char *address, int port,
+		       const struct hostkey_type *ht, const char *key, size_t keylen, struct err *e)
+{
+	struct buf b64 = BUF_INIT;
+	int r, rc;
+
+	/* A revoked key is refused whatever else known_hosts says. */
+	if (k->revoked.len) {
+		if ((rc = buf_put(&b64, "\n", 1)) != 0 ||
+		    (rc = base64_pad(&b64, (const unsigned char *)key, keylen)) != 0 ||
+		    (rc = buf_put(&b64, "\n", 1)) != 0) {
+			buf_release(&b64);
+			return ssh_buf_fail(c, e, rc, "encoding the host key");
+		}
+		if (strstr(buf_cstr(&k->revoked), buf_cstr(&b64))) {
+			buf_release(&b64);
+			return err_set(e, ROTOR_EINVALID,
+				       "host key for %s is marked @revoked in known_hosts %s; refusing "
+				       "(it presented %s %s)", c->name, known_hosts, ht->name,
+				       c->fingerprint);
+		}
+		buf_release(&b64);
+	}
+
+	r = libssh2_knownhost_checkp(k->kh, address, check_port(port), key, keylen,
+				     LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
+				     ht->known_type, NULL);
+	switch (r) {
+	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
+		return 0;
+	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
+		return err_set(e, ROTOR_EINVALID,
+			       "host key for %s does NOT match known_hosts: possible man-in-the-middle; "
+			       "refusing (it presented %s %s; %s lists another %s key)",
+			       c->name, ht->name, c->fingerprint, known_hosts, ht->name);
+	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
+		return err_set(e, ROTOR_EINVALID,
+			       "%s is not in known_hosts %s; add its key first (rotor never trusts "
+			       "on first use); it presented %s %s",
+			       c->name, known_hosts, ht->name, c->fingerprint);
+	default:
+		return err_set(e, ROTOR_ERROR, "%s: checking known_hosts %s failed: %s", c->name,
+			       known_hosts, lib_msg(c->s));
+	}
+}
+
 static int verify_hostkey(struct ssh_conn *c, struct known *k, const struct ssh_opts *o,
 			  int port, struct err *e)
 {
 	const char *key, *hash;
 	size_t keylen, i;
-	int type, r, rc;
+	int type;
 	const struct hostkey_type *ht = NULL;
-	struct buf b64 = BUF_INIT;
 
 	key = libssh2_session_hostkey(c->s, &keylen, &type);
 	if (!key)
@@ -399,45 +448,50 @@ static int verify_hostkey(struct ssh_conn *c, struct known *k, const struct ssh_
 		return err_set(e, ROTOR_ERROR, "%s: cannot hash the host key", c->name);
 	memcpy(c->fingerprint, "SHA256:", 7);
 	base64_nopad(c->fingerprint + 7, sizeof(c->fingerprint) - 7, (const unsigned char *)hash, 32);
+	return check_known(c, k, o->known_hosts, o->address, port, ht, key, keylen, e);
+}
 
-	/* A revoked key is refused whatever else known_hosts says. */
-	if (k->revoked.len) {
-		if ((rc = buf_put(&b64, "\n", 1)) != 0 ||
-		    (rc = base64_pad(&b64, (const unsigned char *)key, keylen)) != 0 ||
-		    (rc = buf_put(&b64, "\n", 1)) != 0) {
-			buf_release(&b64);
-			return ssh_buf_fail(c, e, rc, "encoding the host key");
-		}
-		if (strstr(buf_cstr(&k->revoked), buf_cstr(&b64))) {
-			buf_release(&b64);
-			return err_set(e, ROTOR_EINVALID,
-				       "host key for %s is marked @revoked in known_hosts %s; refusing "
-				       "(it presented %s %s)", c->name, o->known_hosts, ht->name,
-				       c->fingerprint);
-		}
-		buf_release(&b64);
-	}
+int ssh_hostkey_check(const char *known_hosts, const char *label, const char *address, int port,
+		      const char *keytype, const unsigned char *key, size_t keylen,
+		      const unsigned char sha256[32], struct err *e)
+{
+	struct ssh_conn c;
+	struct known k = { NULL, BUF_INIT, 0 };
+	const struct hostkey_type *ht = NULL;
+	size_t i;
+	int rc;
 
-	r = libssh2_knownhost_checkp(k->kh, o->address, check_port(port), key, keylen,
-				     LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
-				     ht->known_type, NULL);
-	switch (r) {
-	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
-		return 0;
-	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
-		return err_set(e, ROTOR_EINVALID,
-			       "host key for %s does NOT match known_hosts: possible man-in-the-middle; "
-			       "refusing (it presented %s %s; %s lists another %s key)",
-			       c->name, ht->name, c->fingerprint, o->known_hosts, ht->name);
-	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
-		return err_set(e, ROTOR_EINVALID,
-			       "%s is not in known_hosts %s; add its key first (rotor never trusts "
-			       "on first use); it presented %s %s",
-			       c->name, o->known_hosts, ht->name, c->fingerprint);
-	default:
-		return err_set(e, ROTOR_ERROR, "%s: checking known_hosts %s failed: %s", c->name,
-			       o->known_hosts, lib_msg(c->s));
+	if (!known_hosts || !address || !*address || !keytype || !key || !keylen)
+		return err_set(e, ROTOR_EINVALID, "ssh: known_hosts, address and key are required");
+	port = port > 0 ? port : 22;
+	if (port > 65535)
+		return err_set(e, ROTOR_EINVALID, "ssh: %s: bad port %d", address, port);
+	memset(&c, 0, sizeof(c));
+	c.fd = -1;
+	if (label && *label && strcmp(label, address) != 0)
+		snprintf(c.name, sizeof(c.name), "%s (%s)", label, address);
+	else
+		snprintf(c.name, sizeof(c.name), "%s", address);
+	for (i = 0; i < N_HOSTKEY_TYPES; i++)
+		if (strcmp(hostkey_types[i].name, keytype) == 0)
+			ht = &hostkey_types[i];
+	if (!ht)
+		return err_set(e, ROTOR_EINVALID, "%s: unsupported host key type %s; refusing", c.name, keytype);
+	if (sha256) {
+		memcpy(c.fingerprint, "SHA256:", 7);
+		base64_nopad(c.fingerprint + 7, sizeof(c.fingerprint) - 7, sha256, 32);
+	} else {
+		snprintf(c.fingerprint, sizeof(c.fingerprint), "(fingerprint unknown)");
 	}
+	c.s = libssh2_session_init_ex(NULL, NULL, NULL, &c);
+	if (!c.s)
+		return err_set(e, ROTOR_ENOMEM, "%s: libssh2_session_init failed", c.name);
+	rc = known_load(&k, &c, known_hosts, e);
+	if (rc == 0)
+		rc = check_known(&c, &k, known_hosts, address, port, ht, (const char *)key, keylen, e);
+	known_release(&k);
+	libssh2_session_free(c.s);
+	return rc;
 }
 
 static int auth_agent(struct ssh_conn *c, struct err *e)

@@ -106,6 +106,20 @@ struct ssh_opts {
  */
 int ssh_connect(struct ssh_conn **out, const struct ssh_opts *o, struct err *e);
 
+/*
+ * Check a host key that another SSH client received (libgit2's, for the
+ * git remote) against known_hosts, by the rules and with the messages
+ * of ssh_connect(): keytype is the algorithm name ("ssh-ed25519",
+ * "ecdsa-sha2-nistp256", ..., "ssh-rsa"), key the raw public key blob,
+ * sha256 (may be NULL) its SHA-256 for the messages; label (may be NULL)
+ * names the host.  0 when known_hosts lists exactly this key for
+ * address:port; ROTOR_EINVALID when it is unknown, different or
+ * revoked; ROTOR_ERROR when known_hosts cannot be read.
+ */
+int ssh_hostkey_check(const char *known_hosts, const char *label, const char *address, int port,
+		      const char *keytype, const unsigned char *key, size_t keylen,
+		      const unsigned char sha256[32], struct err *e);
+
 /* Close the session and free c.  Bounded by a short grace period. */
 void ssh_disconnect(struct ssh_conn *c);
 
