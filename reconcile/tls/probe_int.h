@@ -36,4 +36,12 @@ typedef int (*probe_read_fn)(void *ctx, unsigned char *p, size_t n, char *what, 
  */
 int probe__pg_answer(struct probe_result *out, const unsigned char hdr[5], probe_read_fn rd, void *ctx);
 
+/*
+ * The status line of an HTTPS server's answer (line: n bytes up to, not
+ * including, its '\n'): 1 the server accepted the client
+ * (out->client_accepted = 1, out->http_status set); 0 refused or
+ * unusable (out->error says which; nothing of the line is shown).
+ */
+int probe__http_status(struct probe_result *out, const char *line, size_t n);
+
 #endif
