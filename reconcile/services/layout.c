@@ -49,6 +49,7 @@ const struct layout_def layout_table[] = {
 			   { "client.{user}.key", SPEC_CONTENT_KEY, 0600, SIDE(CLIENT) },
 			   { "ca.crt", SPEC_CONTENT_TRUST, 0644, 0 } },
 		.nfiles = 5,
+		.server_is_client = 1,
 	},
 	{
 		/* An explicit file set: `files: [{path, content, owner, group, mode}]`. */

@@ -90,6 +90,9 @@ struct layout_def {
 	 * CLIENT half (spec_hosts.c).  NULL for every other entry.
 	 */
 	const char *half_of;
+	/* 1: a server role's leaf is also used as a client (CockroachDB nodes dial each
+	   other): chain.yaml must give it eku [serverAuth, clientAuth] (engine/state.c). */
+	int server_is_client;
 };
 
 extern const struct layout_def layout_table[];
