@@ -15,7 +15,7 @@
  *           identity: the leaf in chain.yaml (clients: required;
  *                     servers: default the host's name)
  *           reload: shell command
- *           probe: {type: postgres | tls, port} | none   (servers: required)
+ *           probe: {type: postgres | tls | https, port} | none   (servers: required)
  *           switch: {service, file, dir, adopt}   (libpq only: switch mode)
  *           server: {identity, probe}, client: {identity}  (role pgbouncer only)
  *   external: [{name, trusts: server | client, trusts_target: bool}]
