@@ -90,10 +90,18 @@ int layout_expand(struct managed_file **out, size_t *n, const struct host_role *
 				    l->subdir ? l->subdir : "") < 0)
 			rc = err_nomem(e);
 		owner = r->owner ? r->owner : l->owner_is_user ? r->user : NULL;
-		for (i = 0; i < l->nfiles && rc == 0; i++)
-			rc = add(v, &cnt, dir.ptr, l->files[i].name, l->files[i].content,
-				 l->files[i].content == SPEC_CONTENT_TRUST ? peer : me, r, owner, r->group,
-				 l->files[i].mode, e);
+		for (i = 0; i < l->nfiles && rc == 0; i++) {
+			char name[256];
+
+			if (!layout_file_for(&l->files[i], me))
+				continue;
+			if (layout_file_name(name, sizeof(name), &l->files[i], r->user) < 0)
+				rc = err_set(e, ROTOR_EINVALID, "layout %s needs user", l->name);
+			else
+				rc = add(v, &cnt, dir.ptr, name, l->files[i].content,
+					 l->files[i].content == SPEC_CONTENT_TRUST ? peer : me, r, owner, r->group,
+					 l->files[i].mode, e);
+		}
 	}
 	buf_release(&dir);
 	if (rc) {

@@ -223,8 +223,17 @@ static void check_env_consistency(struct state *st, const char *envdir, struct d
 				continue;
 			found = 0;
 			if (r->role == SPEC_ROLE_SERVER) {
-				for (k = 0; k < st->chain->nservers; k++)
-					found |= strcmp(st->chain->servers[k].name, r->identity) == 0;
+				for (k = 0; k < st->chain->nservers; k++) {
+					const struct chain_server *sv = &st->chain->servers[k];
+
+					if (strcmp(sv->name, r->identity) != 0)
+						continue;
+					found = 1;
+					if (r->layout && r->layout->server_is_client && !(sv->eku_server && sv->eku_client))
+						diags_add(d, path, 0, 0, "host %s: layout %s uses server %s as a server and as a "
+									 "client of the other nodes: give it eku: [serverAuth, "
+									 "clientAuth] in chain.yaml", h->name, r->layout->name, sv->name);
+				}
 			} else {
 				found = has_name(st->chain->clients, st->chain->nclients, r->identity);
 			}

@@ -1,6 +1,7 @@
 /* layout.c -- the layout table (see layout.h). */
 #include "reconcile/services/layout.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define SIDE(s) (1u << LAYOUT_SIDE_##s)
@@ -31,14 +32,24 @@ const struct layout_def layout_table[] = {
 		.nfiles = 3,
 	},
 	{
-		/* CockroachDB node: certs dir with ca.crt, node.crt, node.key. */
+		/*
+		 * CockroachDB --certs-dir (cockroach cert create-node / create-client):
+		 * a node (server role) holds node.crt and node.key, used as server and
+		 * as client of the other nodes (its leaf needs eku: [serverAuth,
+		 * clientAuth] in chain.yaml); a client role holds client.<user>.crt and
+		 * client.<user>.key of its SQL user (user: required, the leaf's CN);
+		 * both hold ca.crt, newest CA first during a rotation.  Reload: SIGHUP.
+		 */
 		.name = "cockroach", .by_name = 1, .sides = SIDE(SERVER) | SIDE(CLIENT),
-		.required = LAYOUT_KEY_DIR, .refused = LAYOUT_KEY_HOME | LAYOUT_KEY_USER,
+		.required = LAYOUT_KEY_DIR, .refused = LAYOUT_KEY_HOME,
 		.base = LAYOUT_BASE_DIR, .bundle = LAYOUT_BUNDLE_NEWEST_FIRST,
-		.files = { { "node.crt", SPEC_CONTENT_LEAF_CHAIN, 0644 },
-			   { "node.key", SPEC_CONTENT_KEY, 0600 },
-			   { "ca.crt", SPEC_CONTENT_TRUST, 0644 } },
-		.nfiles = 3,
+		.files = { { "node.crt", SPEC_CONTENT_LEAF_CHAIN, 0644, SIDE(SERVER) },
+			   { "node.key", SPEC_CONTENT_KEY, 0600, SIDE(SERVER) },
+			   { "client.{user}.crt", SPEC_CONTENT_LEAF_CHAIN, 0644, SIDE(CLIENT) },
+			   { "client.{user}.key", SPEC_CONTENT_KEY, 0600, SIDE(CLIENT) },
+			   { "ca.crt", SPEC_CONTENT_TRUST, 0644, 0 } },
+		.nfiles = 5,
+		.server_is_client = 1,
 	},
 	{
 		/* An explicit file set: `files: [{path, content, owner, group, mode}]`. */
@@ -46,6 +57,28 @@ const struct layout_def layout_table[] = {
 		.required = 0, .refused = LAYOUT_KEY_DIR | LAYOUT_KEY_HOME | LAYOUT_KEY_USER,
 		.base = LAYOUT_BASE_NONE, .bundle = LAYOUT_BUNDLE_NEWEST_FIRST,
 		.nfiles = 0,
+	},
+	{
+		/* pgbouncer towards applications: client_tls_cert_file, client_tls_key_file,
+		   client_tls_ca_file (auth_type = cert verifies applications against it). */
+		.name = "pgbouncer", .by_name = 0, .half_of = "pgbouncer", .sides = SIDE(SERVER),
+		.required = LAYOUT_KEY_DIR, .refused = LAYOUT_KEY_HOME | LAYOUT_KEY_USER,
+		.base = LAYOUT_BASE_DIR, .bundle = LAYOUT_BUNDLE_NEWEST_FIRST,
+		.files = { { "client_tls.crt", SPEC_CONTENT_LEAF_CHAIN, 0644, 0 },
+			   { "client_tls.key", SPEC_CONTENT_KEY, 0600, 0 },
+			   { "client_tls_ca.crt", SPEC_CONTENT_TRUST, 0644, 0 } },
+		.nfiles = 3,
+	},
+	{
+		/* pgbouncer towards PostgreSQL: server_tls_cert_file, server_tls_key_file,
+		   server_tls_ca_file (server_tls_sslmode = verify-full). */
+		.name = "pgbouncer", .by_name = 0, .half_of = "pgbouncer", .sides = SIDE(CLIENT),
+		.required = LAYOUT_KEY_DIR | LAYOUT_KEY_IDENTITY, .refused = LAYOUT_KEY_HOME | LAYOUT_KEY_USER,
+		.base = LAYOUT_BASE_DIR, .bundle = LAYOUT_BUNDLE_NEWEST_FIRST,
+		.files = { { "server_tls.crt", SPEC_CONTENT_LEAF_CHAIN, 0644, 0 },
+			   { "server_tls.key", SPEC_CONTENT_KEY, 0600, 0 },
+			   { "server_tls_ca.crt", SPEC_CONTENT_TRUST, 0644, 0 } },
+		.nfiles = 3,
 	},
 };
 
@@ -66,9 +99,49 @@ const struct layout_def *layout_files(void)
 	size_t i;
 
 	for (i = 0; i < layout_count; i++)
-		if (!layout_table[i].by_name)
+		if (!layout_table[i].by_name && !layout_table[i].half_of)
 			return &layout_table[i];
 	return NULL;
+}
+
+const struct layout_def *layout_half(const char *half_of, enum layout_side side)
+{
+	size_t i;
+
+	for (i = 0; half_of && i < layout_count; i++)
+		if (layout_table[i].half_of && strcmp(layout_table[i].half_of, half_of) == 0 &&
+		    layout_table[i].sides == (1u << side))
+			return &layout_table[i];
+	return NULL;
+}
+
+int layout_file_for(const struct layout_file_def *f, enum layout_side s)
+{
+	return !f->sides || (f->sides & (1u << s));
+}
+
+int layout_needs_user(const struct layout_def *l, enum layout_side s)
+{
+	size_t i;
+
+	for (i = 0; l && i < l->nfiles; i++)
+		if (layout_file_for(&l->files[i], s) && strstr(l->files[i].name, "{user}"))
+			return 1;
+	return 0;
+}
+
+int layout_file_name(char *out, size_t cap, const struct layout_file_def *f, const char *user)
+{
+	const char *at = strstr(f->name, "{user}");
+	int n;
+
+	if (!at)
+		n = snprintf(out, cap, "%s", f->name);
+	else if (!user)
+		return -1;
+	else
+		n = snprintf(out, cap, "%.*s%s%s", (int)(at - f->name), f->name, user, at + 6);
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
 const char *layout_content_name(enum spec_content c)

@@ -53,12 +53,14 @@ enum layout_bundle {
 };
 
 struct layout_file_def {
-	const char *name;            /* file name under the base directory */
+	const char *name;            /* file name under the base directory; "{user}" in it
+					stands for the role's user: (layout_file_name) */
 	enum spec_content content;
 	int mode;                    /* permission bits */
+	unsigned sides;              /* roles that hold this file (1u << LAYOUT_SIDE_*); 0: every role */
 };
 
-#define LAYOUT_MAX_FILES 4
+#define LAYOUT_MAX_FILES 6
 
 struct layout_def {
 	const char *name;            /* as hosts.yaml writes it; "files" for an explicit file set */
@@ -81,6 +83,16 @@ struct layout_def {
 	const char *switch_subdir, *switch_file;
 	struct layout_file_def files[LAYOUT_MAX_FILES];
 	size_t nfiles;
+	/*
+	 * A half of a role that is a server and a client at once (pgbouncer):
+	 * by_name is 0, half_of names the hosts.yaml `role:` that makes one
+	 * server role with the SERVER half and one client role with the
+	 * CLIENT half (spec_hosts.c).  NULL for every other entry.
+	 */
+	const char *half_of;
+	/* 1: a server role's leaf is also used as a client (CockroachDB nodes dial each
+	   other): chain.yaml must give it eku [serverAuth, clientAuth] (engine/state.c). */
+	int server_is_client;
 };
 
 extern const struct layout_def layout_table[];
@@ -90,5 +102,17 @@ extern const size_t layout_count;
 const struct layout_def *layout_find(const char *name);
 /* The entry for an explicit `files:` list. */
 const struct layout_def *layout_files(void);
+/* The half of role kind `half_of` (e.g. "pgbouncer") for side, or NULL. */
+const struct layout_def *layout_half(const char *half_of, enum layout_side side);
+
+/* Does file f belong to a role of side s? */
+int layout_file_for(const struct layout_file_def *f, enum layout_side s);
+/* Does some file of l for side s name "{user}" (then the role needs user:)? */
+int layout_needs_user(const struct layout_def *l, enum layout_side s);
+/*
+ * f's name with "{user}" replaced by user into out (cap bytes): 0, or -1
+ * when it does not fit or user is NULL where the name needs it.
+ */
+int layout_file_name(char *out, size_t cap, const struct layout_file_def *f, const char *user);
 
 #endif

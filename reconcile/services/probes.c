@@ -8,6 +8,8 @@ const struct probe_def probe_table[] = {
 	{ "postgres", probe_postgres, 1 },
 	/* Any TLS service, TLS from the first byte. */
 	{ "tls", probe_tls, 0 },
+	/* An HTTPS service: TLS, then GET / and its status line (nginx: 400 when it refuses the client). */
+	{ "https", probe_https, 1 },
 };
 
 const size_t probe_count = sizeof(probe_table) / sizeof(probe_table[0]);

@@ -8,27 +8,33 @@
  *       port: 1..65535             ssh port, default rotor.yaml's ssh.port
  *       user: login user           default rotor.yaml's ssh.user
  *       roles:                     (required, at least one)
- *         - role: server | client  (required)
+ *         - role: server | client | pgbouncer  (required)
  *           layout: postgres | libpq | cockroach   } exactly one of
  *           files: [{path, content, owner, group, mode}]   } the two
  *           dir, home: absolute paths; owner, group, user: user names
  *           identity: the leaf in chain.yaml (clients: required;
  *                     servers: default the host's name)
  *           reload: shell command
- *           probe: {type: postgres | tls, port} | none   (servers: required)
+ *           probe: {type: postgres | tls | https, port} | none   (servers: required)
  *           switch: {service, file, dir, adopt}   (libpq only: switch mode)
+ *           server: {identity, probe}, client: {identity}  (role pgbouncer only)
  *   external: [{name, trusts: server | client, trusts_target: bool}]
  *
  * Which keys a role takes depends on its layout:
  *   postgres   role server; dir required; not home, user
- *   cockroach  dir required; not home, user
+ *   cockroach  dir required; not home; user required for a client (its
+ *              files are client.<user>.*, identity defaults to user), refused
+ *              for a server (node.*)
+ *   pgbouncer  (role pgbouncer, no layout) dir, server: and client: required;
+ *              not home, user, identity, probe (they go in the halves)
  *   libpq      role client; home and identity required; not dir, owner, probe
  *   files:     not dir, home, user
  * and a client role takes no probe; a server role needs one, or
  * `probe: none` to say that nothing checks it after a reload.
  *
  * Checks only C makes (JSON Schema cannot compare items): file modes
- * written in octal, a path written once per host, external names unique,
+ * written in octal, a path written once per host (by one role, whether
+ * layouts or files: name it), external names unique,
  * addresses and server identities unique across hosts (spec.h).
  */
 #include "reconcile/spec/spec_int.h"
@@ -55,13 +61,17 @@ enum {
 	R_RELOAD,
 	R_PROBE,
 	R_SWITCH,
+	R_SERVER,
+	R_CLIENT,
 	R_NKEYS
 };
+
+#define ROLE_PGBOUNCER 2 /* `role: pgbouncer`: a server half and a client half (two host_role entries) */
 
 static const struct vkey role_keys[R_NKEYS] = {
 	{ "role", 1 },	{ "layout", 0 }, { "files", 0 },    { "dir", 0 },    { "home", 0 },  { "user", 0 },
 	{ "owner", 0 }, { "group", 0 },	 { "identity", 0 }, { "reload", 0 }, { "probe", 0 },
-	{ "switch", 0 },
+	{ "switch", 0 },	{ "server", 0 }, { "client", 0 },
 };
 
 /* The layout table's key bits (layout.h) as bits of role_keys[]. */
@@ -535,6 +545,14 @@ static void check_server_identities(struct vctx *v, struct seenset *ss)
 	}
 }
 
+/* One file a role of the host writes: to find two roles writing one path. */
+struct role_path {
+	char *path;
+	const struct ynode *at;    /* where to report (the role's dir or home, or the file's path) */
+	size_t role;               /* index of the role in hosts.yaml */
+	int explicit_file;         /* from `files:` (repeats among those are reported by pathset) */
+};
+
 /* What the roles of one host share while they are read. */
 struct host_ctx {
 	const struct ynode *key;   /* the host's name as written */
@@ -542,12 +560,173 @@ struct host_ctx {
 	size_t index;              /* in the hosts spec */
 	struct pathset paths;      /* every file path of the host */
 	struct seenset *ids;       /* server identities of every host */
+	struct role_path *rp;      /* every file of every role of the host */
+	size_t nrp, caprp;
 };
 
-static void get_role(struct vctx *v, const struct ynode *n, const char *where, struct host_ctx *hc,
-		     struct host_role *r)
+static void role_path_add(struct vctx *v, struct host_ctx *hc, const char *path, const struct ynode *at, size_t role,
+			  int explicit_file)
 {
-	static const char *const roles[] = { "server", "client" };
+	struct role_path *e;
+
+	if (hc->nrp == hc->caprp) {
+		size_t ncap = hc->caprp ? hc->caprp * 2 : 16;
+		struct role_path *nv = realloc(hc->rp, ncap * sizeof(*nv));
+
+		if (!nv) {
+			v->nomem = 1;
+			return;
+		}
+		hc->rp = nv;
+		hc->caprp = ncap;
+	}
+	e = &hc->rp[hc->nrp];
+	e->path = NULL;
+	vdup(v, &e->path, path);
+	if (!e->path)
+		return;
+	e->at = at;
+	e->role = role;
+	e->explicit_file = explicit_file;
+	hc->nrp++;
+}
+
+/* The files a layout role writes (dir + name), for the collision check. */
+static void role_paths(struct vctx *v, struct host_ctx *hc, const struct host_role *r, const struct ynode *at,
+		       size_t role)
+{
+	const struct layout_def *l = r->layout;
+	enum layout_side me = r->role == SPEC_ROLE_SERVER ? LAYOUT_SIDE_SERVER : LAYOUT_SIDE_CLIENT;
+	const char *base;
+	char name[256];
+	struct buf p = BUF_INIT;
+	size_t i, bl;
+
+	if (!l || l->base == LAYOUT_BASE_NONE || r->service) {
+		for (i = 0; r->files && i < r->nfiles; i++)
+			if (r->files[i].path)
+				role_path_add(v, hc, r->files[i].path, at, role, 1);
+		return;
+	}
+	if (!(base = l->base == LAYOUT_BASE_DIR ? r->dir : r->home))
+		return;
+	bl = strlen(base);
+	while (bl > 1 && base[bl - 1] == '/')
+		bl--;
+	for (i = 0; i < l->nfiles; i++) {
+		if (!layout_file_for(&l->files[i], me) || layout_file_name(name, sizeof(name), &l->files[i], r->user) < 0)
+			continue;
+		buf_release(&p);
+		buf_printf(&p, "%.*s%s%s/%s", (int)bl, base, l->subdir ? "/" : "", l->subdir ? l->subdir : "", name);
+		if (p.err)
+			v->nomem = 1;
+		else
+			role_path_add(v, hc, buf_cstr(&p), at, role, 0);
+	}
+	buf_release(&p);
+}
+
+/* Two roles of one host that write one file would undo each other at every apply. */
+static void check_role_paths(struct vctx *v, struct host_ctx *hc, const char *where)
+{
+	char q[96], at[WHERE_MAX + 40];
+	size_t i, j;
+
+	for (i = 0; i < hc->nrp; i++)
+		for (j = 0; j < i; j++) {
+			if (hc->rp[j].role == hc->rp[i].role || (hc->rp[i].explicit_file && hc->rp[j].explicit_file) ||
+			    strcmp(hc->rp[i].path, hc->rp[j].path) != 0)
+				continue;
+			yquote(q, sizeof(q), hc->rp[i].path, strlen(hc->rp[i].path), 64);
+			place(at, sizeof(at), v, hc->rp[j].at);
+			vreport(v, hc->rp[i].at, where,
+				"roles[%zu] writes file %s, which roles[%zu] (%s) writes too: two roles may not write one "
+				"file (give each role its own dir)", hc->rp[i].role, q, hc->rp[j].role, at);
+			break;
+		}
+	for (i = 0; i < hc->nrp; i++)
+		free(hc->rp[i].path);
+	free(hc->rp);
+}
+
+/* role: pgbouncer: two host_role entries, srv (already counted) and the next one. */
+static void get_pgbouncer(struct vctx *v, const struct ynode *n, const char *where, struct host_ctx *hc,
+			  const struct ynode **k, struct host_spec *h, size_t at_role)
+{
+	static const struct vkey skeys[] = { { "identity", 0 }, { "probe", 1 } };
+	static const struct vkey ckeys[] = { { "identity", 1 } };
+	static const int refused[] = { R_LAYOUT, R_FILES, R_HOME, R_USER, R_IDENTITY, R_PROBE, R_SWITCH };
+	struct host_role *srv = &h->roles[h->nroles - 1], *cli = &h->roles[h->nroles++];
+	const struct ynode *sk[2], *ck[1];
+	char w[WHERE_MAX], w2[WHERE_MAX];
+	const char *s;
+	size_t i;
+
+	srv->role = SPEC_ROLE_SERVER;
+	srv->layout = layout_half("pgbouncer", LAYOUT_SIDE_SERVER);
+	cli->role = SPEC_ROLE_CLIENT;
+	cli->layout = layout_half("pgbouncer", LAYOUT_SIDE_CLIENT);
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (k[refused[i]]) {
+			where_key(w, where, role_keys[refused[i]].name);
+			vreport(v, k[refused[i]], w, "not used with role pgbouncer (its files are fixed; identity and "
+						     "probe go in its server: and client: halves)");
+		}
+	if (!k[R_DIR])
+		vreport(v, n, where, "missing required key \"dir\" (the directory of pgbouncer's client_tls_* and "
+				     "server_tls_* files)");
+	if (!k[R_SERVER])
+		vreport(v, n, where, "a pgbouncer role needs its server half: \"server: {identity: NAME, probe: {type: "
+				     "postgres, port: 6432}}\" (the certificate applications verify)");
+	if (!k[R_CLIENT])
+		vreport(v, n, where, "a pgbouncer role needs its client half: \"client: {identity: USER}\" (the "
+				     "certificate PostgreSQL verifies)");
+	where_key(w, where, "dir");
+	get_abs_path(v, k[R_DIR], w, &srv->dir);
+	where_key(w, where, "owner");
+	get_user(v, k[R_OWNER], w, &srv->owner);
+	where_key(w, where, "group");
+	get_user(v, k[R_GROUP], w, &srv->group);
+	where_key(w, where, "reload");
+	if (vstr(v, k[R_RELOAD], w, 1, 1024, &s) > 0)
+		vdup(v, &srv->reload, s);
+	/* Both halves reload: a step may change either alone. */
+	if (srv->dir)
+		vdup(v, &cli->dir, srv->dir);
+	if (srv->owner)
+		vdup(v, &cli->owner, srv->owner);
+	if (srv->group)
+		vdup(v, &cli->group, srv->group);
+	if (srv->reload)
+		vdup(v, &cli->reload, srv->reload);
+
+	where_key(w, where, "server");
+	if (k[R_SERVER] && vmap(v, k[R_SERVER], w, skeys, 2, sk) == 0) {
+		where_key(w2, w, "identity");
+		if (get_leaf(v, sk[0], w2, "identity", &srv->identity) == 0 && hc->name)
+			vdup(v, &srv->identity, hc->name);
+		if (srv->identity && hc->name)
+			seen_add(v, hc->ids, srv->identity, sk[0] ? w2 : w, sk[0] ? sk[0] : k[R_SERVER], hc->name,
+				 hc->index, 0, !sk[0]);
+		if (sk[1]) {
+			where_key(w2, w, "probe");
+			get_probe(v, sk[1], w2, srv);
+		}
+	}
+	where_key(w, where, "client");
+	if (k[R_CLIENT] && vmap(v, k[R_CLIENT], w, ckeys, 1, ck) == 0) {
+		where_key(w2, w, "identity");
+		get_leaf(v, ck[0], w2, "identity", &cli->identity);
+	}
+	role_paths(v, hc, srv, k[R_DIR] ? k[R_DIR] : n, at_role);
+	role_paths(v, hc, cli, k[R_DIR] ? k[R_DIR] : n, at_role);
+}
+
+static void get_role(struct vctx *v, const struct ynode *n, const char *where, struct host_ctx *hc,
+		     struct host_spec *h, size_t at_role)
+{
+	static const char *const roles[] = { "server", "client", "pgbouncer" };
+	struct host_role *r = &h->roles[h->nroles++];
 	const struct ynode *k[R_NKEYS], *it;
 	const struct layout_def *layout = NULL;
 	const char *names[16];
@@ -559,8 +738,19 @@ static void get_role(struct vctx *v, const struct ynode *n, const char *where, s
 	if (vmap(v, n, where, role_keys, R_NKEYS, k) < 0)
 		return;
 	where_key(w, where, "role");
-	if (venum(v, k[R_ROLE], w, roles, 2, &role) > 0)
+	if (venum(v, k[R_ROLE], w, roles, 3, &role) > 0 && role == ROLE_PGBOUNCER) {
+		get_pgbouncer(v, n, where, hc, k, h, at_role);
+		return;
+	}
+	if (role >= 0)
 		r->role = (enum spec_role)role;
+	for (i = R_SERVER; i <= R_CLIENT; i++)
+		if (k[i]) {
+			where_key(w, where, role_keys[i].name);
+			vreport(v, k[i], w, "not used with role %s (only role pgbouncer has server: and client: halves)",
+				role < 0 ? "?" : roles[role]);
+			k[i] = NULL;
+		}
 	where_key(w, where, "layout");
 	if (k[R_LAYOUT] && k[R_FILES]) {
 		vreport(v, n, where, "give either \"layout\" or \"files\", not both");
@@ -585,6 +775,15 @@ static void get_role(struct vctx *v, const struct ynode *n, const char *where, s
 		required |= 1u << R_IDENTITY;
 		refused |= 1u << R_PROBE;
 	}
+	/* A layout whose file names carry the user (cockroach's client.<user>.crt). */
+	if (role >= 0 && (layout_needs_user(layout, LAYOUT_SIDE_SERVER) || layout_needs_user(layout, LAYOUT_SIDE_CLIENT))) {
+		if (layout_needs_user(layout, (enum layout_side)role)) {
+			required |= 1u << R_USER;
+			required &= ~(1u << R_IDENTITY);   /* defaults to user */
+		} else {
+			refused |= 1u << R_USER;
+		}
+	}
 	if (role == SPEC_ROLE_SERVER && !(refused & (1u << R_PROBE)))
 		required |= 1u << R_PROBE;
 	for (i = 0; i < R_NKEYS; i++) {
@@ -592,6 +791,10 @@ static void get_role(struct vctx *v, const struct ynode *n, const char *where, s
 			if (i == R_IDENTITY && role == SPEC_ROLE_CLIENT)
 				vreport(v, n, where, "missing required key \"identity\" (the client name in chain.yaml "
 						     "that this role uses)");
+			else if (i == R_USER && layout)
+				vreport(v, n, where, "missing required key \"user\" (a %s %s holds the files of one user, "
+						     "named after it: the SQL user, also its certificate's CN)", layout->name,
+					role == SPEC_ROLE_SERVER ? "server" : "client");
 			else if (i == R_PROBE)
 				vreport(v, n, where, "missing required key \"probe\": a server role needs a probe "
 						     "(probe: {type: postgres, port: 5432}), or \"probe: none\" to say "
@@ -606,6 +809,9 @@ static void get_role(struct vctx *v, const struct ynode *n, const char *where, s
 				vreport(v, k[i], w, "not used with role client (probes check servers)");
 			else if (layout && !layout->by_name)
 				vreport(v, k[i], w, "not used with files (each file has its own path)");
+			else if (i == R_USER && layout && role == SPEC_ROLE_SERVER)
+				vreport(v, k[i], w, "not used with a %s server (it holds its own leaf, not a user's; "
+						    "user: is for a %s client)", layout->name, layout->name);
 			else
 				vreport(v, k[i], w, "not used with layout %s", layout ? layout->name : "none");
 			k[i] = NULL;
@@ -625,6 +831,14 @@ static void get_role(struct vctx *v, const struct ynode *n, const char *where, s
 	where_key(w, where, "identity");
 	if (get_leaf(v, k[R_IDENTITY], w, "identity", &r->identity) == 0 && role == SPEC_ROLE_SERVER && hc->name)
 		vdup(v, &r->identity, hc->name);
+	if (role >= 0 && r->user && layout_needs_user(layout, (enum layout_side)role)) {
+		if (!r->identity)
+			vdup(v, &r->identity, r->user);
+		else if (strcmp(r->identity, r->user) != 0)
+			vreport(v, k[R_IDENTITY], w, "identity %s is not user %s: %s takes the user from the client "
+						     "certificate's CN, so the two must be one name", r->identity, r->user,
+				layout->name);
+	}
 	if (role == SPEC_ROLE_SERVER && r->identity && hc->name)
 		seen_add(v, hc->ids, r->identity, k[R_IDENTITY] ? w : where, k[R_IDENTITY] ? k[R_IDENTITY] : n,
 			 hc->name, hc->index, 0, !k[R_IDENTITY]);
@@ -660,6 +874,7 @@ static void get_role(struct vctx *v, const struct ynode *n, const char *where, s
 				pathset_add(v, &hc->paths, pn);
 		}
 	}
+	role_paths(v, hc, r, k[R_DIR] ? k[R_DIR] : k[R_HOME] ? k[R_HOME] : n, at_role);
 }
 
 static void get_host(struct vctx *v, const struct ynode *key, struct host_spec *h, size_t index,
@@ -667,7 +882,7 @@ static void get_host(struct vctx *v, const struct ynode *key, struct host_spec *
 {
 	static const struct vkey keys[] = { { "address", 1 }, { "port", 0 }, { "user", 0 }, { "roles", 1 } };
 	const struct ynode *k[4], *it;
-	struct host_ctx hc = { key, NULL, index, { NULL, 0, 0 }, ids };
+	struct host_ctx hc = { key, NULL, index, { NULL, 0, 0 }, ids, NULL, 0, 0 };
 	struct pathset *ps = &hc.paths;
 	size_t *first = NULL, i;
 	char where[WHERE_MAX], w[WHERE_MAX], wi[WHERE_MAX], q[96], why[160], ak[ADDRESS_KEY_MAX];
@@ -708,14 +923,16 @@ static void get_host(struct vctx *v, const struct ynode *key, struct host_spec *
 		vreport(v, k[3], w, "must list at least one role");
 		return;
 	}
-	if (!(h->roles = calloc(k[3]->count, sizeof(*h->roles)))) {
+	/* A pgbouncer role is two entries. */
+	if (!(h->roles = calloc(k[3]->count * 2, sizeof(*h->roles)))) {
 		v->nomem = 1;
 		return;
 	}
 	for (it = k[3]->first, i = 0; it; it = it->next, i++) {
 		where_index(wi, w, i);
-		get_role(v, it, wi, &hc, &h->roles[h->nroles++]);
+		get_role(v, it, wi, &hc, h, i);
 	}
+	check_role_paths(v, &hc, w);
 	/* A path written by two roles (or twice by one) would flap. */
 	if (ps->n > 1 && (first = malloc(ps->n * sizeof(*first))) &&
 	    find_repeats(v, (const struct ynode *const *)ps->v, ps->n, first) == 0) {

@@ -745,6 +745,78 @@ static void pg_startup(struct conn *c, const struct probe_req *req, const char *
 		(void)ssl_write_all(c, terminate, sizeof(terminate), what, sizeof(what));
 }
 
+/* ---- HTTPS after the handshake ---- */
+
+int probe__http_status(struct probe_result *out, const char *line, size_t n)
+{
+	int code;
+
+	/* "HTTP/1.x SSS" and then a reason or the end of the line. */
+	if (n < 12 || memcmp(line, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)line[7]) || line[8] != ' ' ||
+	    !isdigit((unsigned char)line[9]) || !isdigit((unsigned char)line[10]) || !isdigit((unsigned char)line[11]) ||
+	    (n > 12 && line[12] != ' ' && line[12] != '\r')) {
+		fail(out, "the server's answer to GET / is not an HTTP/1 status line (not shown)");
+		return 0;
+	}
+	code = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+	out->http_status = code;
+	/*
+	 * 400: nginx's "No required SSL certificate was sent" and "The SSL
+	 * certificate error" (its internal 495 and 496 reach the client as
+	 * 400); 495/496 from servers that send them as they are.
+	 */
+	if (code == 400 || code == 495 || code == 496) {
+		out->client_accepted = 0;
+		fail(out, "server refused the client certificate: HTTP %d", code);
+		return 0;
+	}
+	if (code < 200 || code > 499) {
+		fail(out, "server answered GET / with HTTP %d: cannot tell whether it accepts the client", code);
+		return 0;
+	}
+	out->client_accepted = 1;
+	return 1;
+}
+
+static void http_get(struct conn *c, const struct probe_req *req)
+{
+	struct probe_result *out = c->out;
+	struct buf_line {
+		char v[128];
+		size_t n;
+	} line = { "", 0 };
+	char msg[600], what[200];
+	const char *host = req->server_name ? req->server_name : req->address;
+	unsigned char b;
+	int r, n;
+
+	n = snprintf(msg, sizeof(msg), "GET / HTTP/1.0\r\nHost: %s%s%s\r\nUser-Agent: rotor-probe\r\n"
+					"Connection: close\r\n\r\n", strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "");
+	if (n < 0 || (size_t)n >= sizeof(msg)) {
+		fail(out, "server name too long for an HTTP request");
+		return;
+	}
+	r = ssl_write_all(c, (const unsigned char *)msg, (size_t)n, what, sizeof(what));
+	/* The status line, byte by byte up to its end (or a cap: then it is not one). */
+	while (r == IO_OK && line.n < sizeof(line.v)) {
+		r = ssl_read_exact(c, &b, 1, what, sizeof(what));
+		if (r != IO_OK || b == '\n')
+			break;
+		line.v[line.n++] = (char)b;
+	}
+	if (r != IO_OK && line.n == 0) {
+		if (client_cert_alert(c->alert)) {
+			/* TLS 1.3: the verdict on our certificate comes after our Finished. */
+			out->client_accepted = 0;
+			fail(out, "server rejected the client certificate: TLS alert \"%s\"", out->tls_alert);
+		} else {
+			fail(out, "after the handshake: %s", what);
+		}
+		return;
+	}
+	(void)probe__http_status(out, line.v, line.n);
+}
+
 int probe__sslrequest_answer(struct probe_result *out, int r, unsigned char b, int more)
 {
 	if (r == 0) {
@@ -801,9 +873,12 @@ static void conn_close(struct conn *c)
 		close(c->fd);
 }
 
+enum probe_kind { KIND_TLS, KIND_POSTGRES, KIND_HTTPS };
+
 /* The probe; over a new TCP connection when fd < 0, else over fd (closed here). */
-static int run(struct probe_result *out, const struct probe_req *req, int postgres, int fd, struct err *e)
+static int run(struct probe_result *out, const struct probe_req *req, enum probe_kind kind, int fd, struct err *e)
 {
+	const int postgres = kind == KIND_POSTGRES;
 	static const unsigned char sslrequest[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
 	struct conn c;
 	char what[200], user[PG_MAX_NAME] = "";
@@ -814,6 +889,7 @@ static int run(struct probe_result *out, const struct probe_req *req, int postgr
 	out->fingerprint_match = -1;
 	out->client_accepted = -1;
 	out->auth_code = -1;
+	out->http_status = -1;
 	memset(&c, 0, sizeof(c));
 	c.fd = -1;
 	c.verify_depth = -1;
@@ -855,7 +931,7 @@ static int run(struct probe_result *out, const struct probe_req *req, int postgr
 	r = ssl_handshake(&c, what, sizeof(what));
 	if (r != IO_OK) {
 		/* TLS 1.2: a client certificate the server refuses ends the handshake. */
-		if (postgres && client_cert_alert(c.alert))
+		if (kind != KIND_TLS && client_cert_alert(c.alert))
 			out->client_accepted = 0;
 		fail(out, "TLS handshake with %s port %d: %s", req->address, req->port, what);
 		/* A TLS 1.2 server that refused us has still shown its certificate. */
@@ -867,6 +943,8 @@ static int run(struct probe_result *out, const struct probe_req *req, int postgr
 	check_server(&c, req);
 	if (postgres && out->server_verified)
 		pg_startup(&c, req, user);
+	else if (kind == KIND_HTTPS && out->server_verified)
+		http_get(&c, req);
 out:
 	conn_close(&c);
 	return rc;
@@ -874,15 +952,20 @@ out:
 
 int probe_tls(struct probe_result *out, const struct probe_req *req, struct err *e)
 {
-	return run(out, req, 0, -1, e);
+	return run(out, req, KIND_TLS, -1, e);
 }
 
 int probe_postgres(struct probe_result *out, const struct probe_req *req, struct err *e)
 {
-	return run(out, req, 1, -1, e);
+	return run(out, req, KIND_POSTGRES, -1, e);
 }
 
-int probe__run_fd(struct probe_result *out, const struct probe_req *req, int postgres, int fd, struct err *e)
+int probe_https(struct probe_result *out, const struct probe_req *req, struct err *e)
 {
-	return run(out, req, postgres, fd, e);
+	return run(out, req, KIND_HTTPS, -1, e);
+}
+
+int probe__run_fd(struct probe_result *out, const struct probe_req *req, int kind, int fd, struct err *e)
+{
+	return run(out, req, kind == 1 ? KIND_POSTGRES : kind == 2 ? KIND_HTTPS : KIND_TLS, fd, e);
 }

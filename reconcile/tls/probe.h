@@ -1,7 +1,8 @@
 /*
  * probe.h -- what a live endpoint really presents and accepts.
  *
- * probe_tls() opens TLS to address:port; probe_postgres() first speaks
+ * probe_tls() opens TLS to address:port; probe_https() then sends GET /
+ * and reads the status line; probe_postgres() first speaks
  * PostgreSQL's SSLRequest, then TLS on the same socket, then sends a
  * StartupMessage inside TLS and reads the server's first answer, which
  * tells whether the server accepts the client certificate (with TLS 1.3
@@ -98,6 +99,7 @@ struct probe_result {
 	int auth_code;            /* postgres: the 'R' message's request code (0 = AuthenticationOk), -1 */
 	char sqlstate[6];         /* postgres: the ErrorResponse's SQLSTATE, or "" */
 	char tls_alert[64];       /* the TLS alert the server sent, e.g. "unknown CA", or "" */
+	int http_status;          /* https: the status code of the answer to GET /, or -1 */
 	char error[256];          /* what went wrong, one line; "" when everything checked out */
 };
 
@@ -109,5 +111,16 @@ struct probe_result {
  */
 int probe_tls(struct probe_result *out, const struct probe_req *req, struct err *e);
 int probe_postgres(struct probe_result *out, const struct probe_req *req, struct err *e);
+/*
+ * probe_https: TLS from the first byte, then (when the server verifies)
+ * `GET / HTTP/1.0` and the status line of the answer.  client_accepted:
+ * 1 for a status 200 to 499 other than 400 (nginx answers 400 "No
+ * required SSL certificate was sent" or "The SSL certificate error" when
+ * ssl_verify_client refuses the client), 495 and 496; 0 for those three
+ * or a TLS alert about the certificate; -1 otherwise (5xx, 1xx, no status
+ * line: the probe fails without a verdict).  Nothing of the answer is
+ * shown but the status code.
+ */
+int probe_https(struct probe_result *out, const struct probe_req *req, struct err *e);
 
 #endif

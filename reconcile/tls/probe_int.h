@@ -38,11 +38,19 @@ typedef int (*probe_read_fn)(void *ctx, unsigned char *p, size_t n, char *what, 
 int probe__pg_answer(struct probe_result *out, const unsigned char hdr[5], probe_read_fn rd, void *ctx);
 
 /*
- * probe_tls() (postgres 0) or probe_postgres() (postgres 1) over fd, a
- * connected non-blocking stream socket, instead of a new TCP connection
- * to req->address (which only names the server in messages).  fd is
- * closed before it returns, also on failure.
+ * probe_tls() (kind 0), probe_postgres() (kind 1) or probe_https() (kind
+ * 2) over fd, a connected non-blocking stream socket, instead of a new TCP
+ * connection to req->address (which only names the server in messages).
+ * fd is closed before it returns, also on failure.
  */
-int probe__run_fd(struct probe_result *out, const struct probe_req *req, int postgres, int fd, struct err *e);
+int probe__run_fd(struct probe_result *out, const struct probe_req *req, int kind, int fd, struct err *e);
+
+/*
+ * The status line of an HTTPS server's answer (line: n bytes up to, not
+ * including, its '\n'): 1 the server accepted the client
+ * (out->client_accepted = 1, out->http_status set); 0 refused or
+ * unusable (out->error says which; nothing of the line is shown).
+ */
+int probe__http_status(struct probe_result *out, const char *line, size_t n);
 
 #endif

@@ -11,7 +11,8 @@
  * messages that describe each of these.
  *
  * Input: a flags byte (bit 0: postgres, bit 1: expect a fingerprint,
- * bit 2: verify the name 127.0.0.1), a two-byte big-endian length
+ * bit 2: verify the name 127.0.0.1, bit 3 without bit 0: https, whose
+ * status line after the handshake is read too), a two-byte big-endian length
  * and that many bytes of PEM trust bundle, then the server's bytes
  * (for postgres: the answer to SSLRequest first).  A trust bundle that
  * does not parse is refused before any byte is read, as probe.h says.
@@ -74,7 +75,7 @@ void fuzz_tlsreply(const uint8_t *data, size_t size)
 	if (flags & 4)
 		req.server_name = "127.0.0.1";
 	req.pg_user = "app";
-	rc = probe__run_fd(&out, &req, flags & 1, sv[0], &e);   /* closes sv[0] */
+	rc = probe__run_fd(&out, &req, flags & 1 ? 1 : flags & 8 ? 2 : 0, sv[0], &e);   /* closes sv[0] */
 	close(sv[1]);
 
 	FUZZ_CHECK(rc <= 0);

@@ -840,6 +840,36 @@ static void test_tls_s_server(void **state)
 	assert_non_null(strstr(res.verify_reason, "local issuer"));
 }
 
+/* probe_https against s_server -www: GET / answered "HTTP/1.0 200 ok": the client is accepted. */
+static void test_https_s_server(void **state)
+{
+	struct probe_req r;
+	struct probe_result res;
+	struct err e = ERR_INIT;
+
+	(void)state;
+	FLEET_REQUIRED(&F);
+	req_init(&r, TLS_ADDR, TLS_PORT);
+	r.server_name = "pg1";
+	r.expect_fingerprint = G[0].pg_fp[0];
+	with_client(&r, &G[0]);
+	assert_int_equal(probe_https(&res, &r, &e), 0);
+	assert_int_equal(res.tls_ok, 1);
+	assert_int_equal(res.server_verified, 1);
+	assert_int_equal(res.fingerprint_match, 1);
+	assert_int_equal(res.http_status, 200);
+	assert_int_equal(res.client_accepted, 1);
+	assert_string_equal(res.error, "");
+
+	/* A server that does not verify is not asked anything. */
+	r.trust_pem = G[1].server_trust.ptr;
+	r.trust_len = G[1].server_trust.len;
+	assert_int_equal(probe_https(&res, &r, &e), 0);
+	assert_int_equal(res.server_verified, 0);
+	assert_int_equal(res.http_status, -1);
+	assert_int_equal(res.client_accepted, -1);
+}
+
 /* probe_tls against PostgreSQL: it wants SSLRequest first, so no handshake. */
 static void test_tls_against_postgres(void **state)
 {
@@ -1059,6 +1089,7 @@ int main(void)
 		cmocka_unit_test(test_pg_tls12),
 		cmocka_unit_test(test_pg_parallel),
 		cmocka_unit_test(test_tls_s_server),
+		cmocka_unit_test(test_https_s_server),
 		cmocka_unit_test(test_tls_against_postgres),
 		cmocka_unit_test(test_pg_server_log_clean),
 	};

@@ -21,6 +21,7 @@
 #include "reconcile/services/layout.h"
 #include "reconcile/services/probes.h"
 #include "reconcile/spec/spec.h"
+#include "reconcile/tls/probe_int.h"
 
 #ifndef ROTOR_SRCDIR
 #define ROTOR_SRCDIR "."
@@ -168,47 +169,198 @@ static void test_layout_required_keys_match_schema(void **state)
 	json_decref(s);
 }
 
-/* Every layout entry validates in a hosts.yaml and expands to its files. */
+/* Every layout entry validates in a hosts.yaml, for every role it is for, and expands to its files. */
 static void test_every_layout_validates_and_expands(void **state)
 {
-	size_t i, k;
+	size_t i, k, f;
+	int side;
 
 	(void)state;
 	for (i = 0; i < layout_count; i++) {
 		const struct layout_def *l = &layout_table[i];
-		struct hosts_spec *h = NULL;
-		struct diags d = { NULL, 0, 0 };
-		struct managed_file *m = NULL;
-		struct err e = ERR_INIT;
-		char yaml[1024];
-		size_t n = 0;
-		int server = (l->sides >> LAYOUT_SIDE_SERVER) & 1;
 
 		if (!l->by_name)
 			continue;
-		snprintf(yaml, sizeof(yaml), "hosts:\n  h1:\n    address: 127.0.0.1\n    roles:\n"
-			 "      - {role: %s, layout: %s, %s%s identity: x1}\n",
-			 server ? "server" : "client", l->name,
-			 l->base == LAYOUT_BASE_DIR ? "dir: /srv/certs," : "home: /home/u, user: u,",
-			 server ? " probe: none," : "");
-		if (spec_load_hosts(&h, "hosts.yaml", yaml, strlen(yaml), &d) != 0) {
-			struct buf b = BUF_INIT;
+		for (side = LAYOUT_SIDE_SERVER; side <= LAYOUT_SIDE_CLIENT; side++) {
+			struct hosts_spec *h = NULL;
+			struct diags d = { NULL, 0, 0 };
+			struct managed_file *m = NULL;
+			struct err e = ERR_INIT;
+			char yaml[1024], name[256];
+			size_t n = 0;
+			int server = side == LAYOUT_SIDE_SERVER, by_user = layout_needs_user(l, (enum layout_side)side);
 
-			diags_format(&d, &b);
-			fail_msg("layout %s does not validate:\n%s%s", l->name, yaml, buf_cstr(&b));
+			if (!(l->sides & (1u << side)))
+				continue;
+			snprintf(yaml, sizeof(yaml), "hosts:\n  h1:\n    address: 127.0.0.1\n    roles:\n"
+				 "      - {role: %s, layout: %s, %s%s%s identity: x1}\n",
+				 server ? "server" : "client", l->name,
+				 l->base == LAYOUT_BASE_DIR ? "dir: /srv/certs," : "home: /home/u, user: u,",
+				 by_user ? " user: x1," : "", server ? " probe: none," : "");
+			if (spec_load_hosts(&h, "hosts.yaml", yaml, strlen(yaml), &d) != 0) {
+				struct buf b = BUF_INIT;
+
+				diags_format(&d, &b);
+				fail_msg("layout %s does not validate:\n%s%s", l->name, yaml, buf_cstr(&b));
+			}
+			assert_ptr_equal(h->hosts[0].roles[0].layout, l);
+			assert_int_equal(layout_expand(&m, &n, &h->hosts[0].roles[0], &e), 0);
+			for (k = 0, f = 0; f < l->nfiles; f++) {
+				if (!layout_file_for(&l->files[f], (enum layout_side)side))
+					continue;
+				assert_true(k < n);
+				assert_int_equal(layout_file_name(name, sizeof(name), &l->files[f], "x1"), 0);
+				assert_non_null(strstr(m[k].path, name));
+				assert_null(strchr(m[k].path, '{'));
+				assert_int_equal(m[k].content, l->files[f].content);
+				assert_int_equal(m[k].mode, l->files[f].mode);
+				assert_true(m[k].path[0] == '/');
+				k++;
+			}
+			assert_int_equal(n, k);
+			assert_true(n >= 3);
+			layout_free(m, n);
+			spec_hosts_free(h);
+			diags_release(&d);
 		}
-		assert_ptr_equal(h->hosts[0].roles[0].layout, l);
-		assert_int_equal(layout_expand(&m, &n, &h->hosts[0].roles[0], &e), 0);
-		assert_int_equal(n, l->nfiles);
-		for (k = 0; k < n; k++) {
-			assert_non_null(strstr(m[k].path, l->files[k].name));
-			assert_int_equal(m[k].content, l->files[k].content);
-			assert_int_equal(m[k].mode, l->files[k].mode);
-			assert_true(m[k].path[0] == '/');
-		}
+	}
+}
+
+/* Expand every role of host 0 of yaml into one list of paths ("path mode content side identity"). */
+static void expand_all(struct buf *out, const char *yaml)
+{
+	struct hosts_spec *h = NULL;
+	struct diags d = { NULL, 0, 0 };
+	size_t r, k;
+
+	if (spec_load_hosts(&h, "hosts.yaml", yaml, strlen(yaml), &d) != 0) {
+		struct buf b = BUF_INIT;
+
+		diags_format(&d, &b);
+		fail_msg("does not validate:\n%s%s", yaml, buf_cstr(&b));
+	}
+	for (r = 0; r < h->hosts[0].nroles; r++) {
+		struct managed_file *m = NULL;
+		struct err e = ERR_INIT;
+		size_t n = 0;
+
+		assert_int_equal(layout_expand(&m, &n, &h->hosts[0].roles[r], &e), 0);
+		for (k = 0; k < n; k++)
+			buf_printf(out, "%s %04o %s %s %s %s\n", m[k].path, (unsigned)m[k].mode, layout_content_name(m[k].content),
+				   m[k].side == LAYOUT_SIDE_SERVER ? "server" : "client", m[k].identity ? m[k].identity : "-",
+				   h->hosts[0].roles[r].reload ? h->hosts[0].roles[r].reload : "-");
 		layout_free(m, n);
-		spec_hosts_free(h);
-		diags_release(&d);
+	}
+	spec_hosts_free(h);
+	diags_release(&d);
+}
+
+/*
+ * CockroachDB's certs dir (cockroach cert create-node / create-client): a
+ * node holds node.crt, node.key and ca.crt; a client holds
+ * client.<user>.crt and .key and ca.crt; keys 0600.  A trust file's side
+ * is the peer's: a node's ca.crt holds the client CAs, a client's the
+ * server CAs.
+ */
+static void test_cockroach_files(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	expand_all(&b, "hosts:\n  c1:\n    address: 127.0.0.1\n    roles:\n"
+		       "      - {role: server, layout: cockroach, dir: /certs, owner: crdb, identity: n1, probe: none,"
+		       " reload: pkill -HUP -x cockroach}\n"
+		       "      - {role: client, layout: cockroach, dir: /home/app/.cockroach-certs, user: maxroach}\n");
+	assert_string_equal(buf_cstr(&b),
+			    "/certs/node.crt 0644 leaf+chain server n1 pkill -HUP -x cockroach\n"
+			    "/certs/node.key 0600 key server n1 pkill -HUP -x cockroach\n"
+			    "/certs/ca.crt 0644 trust client - pkill -HUP -x cockroach\n"
+			    "/home/app/.cockroach-certs/client.maxroach.crt 0644 leaf+chain client maxroach -\n"
+			    "/home/app/.cockroach-certs/client.maxroach.key 0600 key client maxroach -\n"
+			    "/home/app/.cockroach-certs/ca.crt 0644 trust server - -\n");
+	buf_release(&b);
+}
+
+/*
+ * pgbouncer: one hosts.yaml role, two roles inside: the server half
+ * (client_tls_*: what applications verify, its bundle holds the client
+ * CAs) and the client half (server_tls_*: what PostgreSQL verifies, its
+ * bundle holds the server CAs); both reload.
+ */
+static void test_pgbouncer_halves(void **state)
+{
+	const char *yaml = "hosts:\n  pgb1:\n    address: 127.0.0.1\n    roles:\n"
+			   "      - role: pgbouncer\n        dir: /etc/pgbouncer/tls\n        owner: postgres\n"
+			   "        reload: kill -HUP 1\n"
+			   "        server: {probe: {type: postgres, port: 6432}}\n"
+			   "        client: {identity: pgbouncer}\n";
+	struct hosts_spec *h = NULL;
+	struct diags d = { NULL, 0, 0 };
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	assert_int_equal(spec_load_hosts(&h, "hosts.yaml", yaml, strlen(yaml), &d), 0);
+	assert_int_equal(h->hosts[0].nroles, 2);
+	assert_int_equal(h->hosts[0].roles[0].role, SPEC_ROLE_SERVER);
+	assert_ptr_equal(h->hosts[0].roles[0].layout, layout_half("pgbouncer", LAYOUT_SIDE_SERVER));
+	assert_string_equal(h->hosts[0].roles[0].identity, "pgb1");
+	assert_ptr_equal(h->hosts[0].roles[0].probe, probe_find("postgres"));
+	assert_int_equal(h->hosts[0].roles[0].probe_port, 6432);
+	assert_int_equal(h->hosts[0].roles[1].role, SPEC_ROLE_CLIENT);
+	assert_ptr_equal(h->hosts[0].roles[1].layout, layout_half("pgbouncer", LAYOUT_SIDE_CLIENT));
+	assert_null(h->hosts[0].roles[1].probe);
+	assert_string_equal(h->hosts[0].roles[1].owner, "postgres");
+	assert_ptr_not_equal(layout_files(), layout_half("pgbouncer", LAYOUT_SIDE_SERVER));
+	assert_null(layout_find("pgbouncer"));   /* not a `layout:` name */
+	spec_hosts_free(h);
+	diags_release(&d);
+	expand_all(&b, yaml);
+	assert_string_equal(buf_cstr(&b),
+			    "/etc/pgbouncer/tls/client_tls.crt 0644 leaf+chain server pgb1 kill -HUP 1\n"
+			    "/etc/pgbouncer/tls/client_tls.key 0600 key server pgb1 kill -HUP 1\n"
+			    "/etc/pgbouncer/tls/client_tls_ca.crt 0644 trust client - kill -HUP 1\n"
+			    "/etc/pgbouncer/tls/server_tls.crt 0644 leaf+chain client pgbouncer kill -HUP 1\n"
+			    "/etc/pgbouncer/tls/server_tls.key 0600 key client pgbouncer kill -HUP 1\n"
+			    "/etc/pgbouncer/tls/server_tls_ca.crt 0644 trust server - kill -HUP 1\n");
+	buf_release(&b);
+}
+
+/* The https probe's verdict from a status line: nginx's 400 is a refusal, nothing of the line is shown. */
+static void test_https_status_line(void **state)
+{
+	static const struct {
+		const char *line;
+		int ret, status, accepted;
+	} cases[] = {
+		{ "HTTP/1.1 200 OK\r", 1, 200, 1 },
+		{ "HTTP/1.0 302 Found", 1, 302, 1 },
+		{ "HTTP/1.1 404 Not Found\r", 1, 404, 1 },
+		{ "HTTP/1.1 403\r", 1, 403, 1 },
+		{ "HTTP/1.1 400 Bad Request\r", 0, 400, 0 },
+		{ "HTTP/1.1 495 SSL Certificate Error", 0, 495, 0 },
+		{ "HTTP/1.1 496 SSL Certificate Required", 0, 496, 0 },
+		{ "HTTP/1.1 502 Bad Gateway\r", 0, 502, -1 },
+		{ "HTTP/1.1 101 Switching", 0, 101, -1 },
+		{ "HTTP/2 200 OK", 0, -1, -1 },
+		{ "HTTP/1.1 20 OK", 0, -1, -1 },
+		{ "HTTP/1.1 2000 OK", 0, -1, -1 },
+		{ "SSH-2.0-OpenSSH_9.2p1 \x1b[31msecret", 0, -1, -1 },
+		{ "", 0, -1, -1 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct probe_result out;
+
+		memset(&out, 0, sizeof(out));
+		out.http_status = out.client_accepted = -1;
+		assert_int_equal(probe__http_status(&out, cases[i].line, strlen(cases[i].line)), cases[i].ret);
+		assert_int_equal(out.http_status, cases[i].status);
+		assert_int_equal(out.client_accepted, cases[i].accepted);
+		assert_int_equal(out.error[0] == '\0', cases[i].ret == 1);
+		assert_null(strstr(out.error, "OpenSSH"));
+		assert_null(strstr(out.error, "Bad"));
 	}
 }
 
@@ -252,6 +404,7 @@ static void test_probe_table_dispatch(void **state)
 	assert_null(probe_find(NULL));
 	assert_true(probe_find("postgres")->checks_client);
 	assert_false(probe_find("tls")->checks_client);
+	assert_true(probe_find("https")->checks_client);
 }
 
 /* A layout has a switch mode exactly when the schema does not forbid `switch` for it. */
@@ -389,6 +542,9 @@ int main(void)
 		cmocka_unit_test(test_layout_required_keys_match_schema),
 		cmocka_unit_test(test_every_layout_validates_and_expands),
 		cmocka_unit_test(test_layout_sides_are_enforced),
+		cmocka_unit_test(test_cockroach_files),
+		cmocka_unit_test(test_pgbouncer_halves),
+		cmocka_unit_test(test_https_status_line),
 		cmocka_unit_test(test_probe_table_dispatch),
 		cmocka_unit_test(test_switch_modes_match_schema),
 		cmocka_unit_test(test_switch_service_names),
