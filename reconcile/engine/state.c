@@ -18,6 +18,7 @@
 
 #include "reconcile/pki/pki.h"
 #include "reconcile/engine/plan.h"
+#include "reconcile/engine/trust.h"
 
 /* Repository-relative path rules, the same for git and the work tree. */
 static int rel_path_ok(const char *p)
@@ -322,6 +323,8 @@ int state_load(struct state *st, const struct state_src *src, const char *env,
 		snprintf(path, sizeof(path), "%s/generations", envdir);
 	}
 	check_env_consistency(st, envdir, d);
+	if ((rc = trust_load(st, src, time(NULL), d, e)) < 0)
+		goto out;
 	rc = d->n > before ? ROTOR_EINVALID : 0;
 out:
 	gitrepo_names_free(names);
@@ -340,6 +343,7 @@ void state_release(struct state *st)
 	for (i = 0; i < st->ngens; i++)
 		spec_manifest_free(st->gens[i].manifest);
 	free(st->gens);
+	trust_release(st);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -508,6 +512,8 @@ int state_material(struct material_set *ms, const struct state_src *src, const s
 	}
 	buf_release(&path);
 	buf_release(&data);
+	if (rc == 0)
+		rc = trust_material(ms, st, e);
 	if (rc < 0)
 		material_release(ms);
 	return rc;

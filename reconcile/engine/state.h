@@ -49,6 +49,8 @@ struct gen_info {
 	struct manifest *manifest;  /* NULL when the manifest is missing/invalid */
 };
 
+struct ext_ca;  /* engine/trust.h */
+
 struct state {
 	char env[64];
 	struct rotor_config *config;
@@ -57,6 +59,8 @@ struct state {
 	struct rotation_spec *rotation;
 	struct gen_info *gens;      /* sorted by number */
 	size_t ngens;
+	struct ext_ca *ext;         /* hosts.yaml's external CAs, read and checked (engine/trust.h) */
+	size_t next;
 };
 
 /*
