@@ -80,6 +80,9 @@ ok "the client's bundle: generation 1's root and server CA, then the provider's 
 	[ "$(grep -c BEGIN "$1/root.crt")" -eq 3 ] && tail -n +1 "$1/root.crt" | awk "/BEGIN/{n++} n==3" | openssl x509 -noout -subject | grep -q "Provider Root CA 2019"' _ "$CL"
 ok "the server's bundle does not hold it (bundles: [client])" sh -c '! grep -q "$(sed -n 2p "$2")" "$1"' _ "$FD/hosts/host2/srv/postgres/certs/root.crt" "$P/rds2019.crt"
 expect_out "observe names it as an external CA, not unknown" 'root\.crt +.*external trust/rds-2019\.pem' "$ROTOR" observe --env poc
+"$ROTOR" observe --env poc --json > "$T/obs1.json" 2>/dev/null
+ok "observe --json: the provider's CA is role external, generation null, named by its file" json_check "$T/obs1.json" observe \
+	'[(c["generation"], c["role"], c["name"]) for h in d["hosts"] for f in h["files"] for c in f["certificates"] if "Provider" in c["subject"]] == [(None, "external", "trust/rds-2019.pem")] and all("stable" in h["fits"] for h in d["hosts"])'
 ok "in sync, drift clean" "$ROTOR" drift --env poc
 
 # ---- churn: the libpq layout rotor writes on host3, to the provider and to pg2 ----
