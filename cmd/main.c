@@ -113,8 +113,9 @@ const struct cmd rotor_commands[] = {
 	  "~ reload in the plan; --no-probe skips that.  A step that changes the\n"
 	  "clients' bundles also probes every external server of hosts.yaml with the\n"
 	  "bundle of both states of the step: one that does not verify (retiring an\n"
-	  "external CA it still chains to) or does not answer is a broken pair naming\n"
-	  "it (--no-probe: not checked, and a note says so).  --json: schemas/plan.json.\n"
+	  "external CA it still chains to), or does not answer while the step retires\n"
+	  "an external CA, is a broken pair naming it; not answering otherwise is a\n"
+	  "note (--no-probe: not checked, a note says so).  --json: schemas/plan.json.\n"
 	  "Exit 0 (with --detailed-exitcode: 0 in sync, 2 changes pending), 1 on error,\n"
 	  "unreachable hosts, or an unsafe desired state.\n" },
 	{ "drift", cmd_drift, "the check for cron: drift, unknown and expiring certificates",

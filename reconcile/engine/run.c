@@ -53,6 +53,36 @@ static int step_changes_client_bundles(const struct env_run *r, const struct pla
 	return 0;
 }
 
+/*
+ * Does step st take an external CA out of a client's bundle (a retirement)?
+ * Only the first step starts from what the hosts hold; the steps after it
+ * keep the external CAs as they are.
+ */
+static int step_retires_external(const struct env_run *r, const struct plan_step *st)
+{
+	size_t i, k, x;
+
+	if (st != &r->plan.steps[0])
+		return 0;
+	for (i = 0; i < st->nchanges; i++) {
+		const struct obs_file *f = &r->hosts[st->changes[i].host].files[st->changes[i].file];
+
+		if (f->content != SPEC_CONTENT_TRUST || f->side != LAYOUT_SIDE_SERVER)
+			continue;
+		for (k = 0; k < f->ncerts; k++) {
+			if (f->certs[k].generation != OBS_GEN_EXTERNAL)
+				continue;
+			for (x = 0; x < r->material.next; x++)
+				if ((r->material.ext[x].ext_sides & (1u << LAYOUT_SIDE_SERVER)) &&
+				    strcmp(r->material.ext[x].fingerprint, f->certs[k].fingerprint) == 0)
+					break;
+			if (x == r->material.next)
+				return 1;
+		}
+	}
+	return 0;
+}
+
 /* The answers of the external servers to one bundle (a bundle is probed once per plan). */
 struct ext_answer {
 	struct buf bundle;
@@ -62,8 +92,9 @@ struct ext_answer {
 /*
  * Every step that writes clients' bundles must keep every external
  * server verifying: probe each one with the clients' bundle of both
- * states of the step (trust.h).  A server that does not verify, or
- * does not answer, is a broken pair naming it.
+ * states of the step (trust.h).  A server that does not verify is a
+ * broken pair naming it; one that does not answer is one too when the
+ * step retires an external CA (its chain cannot be proved), else a note.
  */
 static int check_external_servers(struct env_run *r, struct err *e)
 {
@@ -123,11 +154,17 @@ static int check_external_servers(struct env_run *r, struct err *e)
 				const struct external_server *es = &hs->external_servers[x];
 				const struct probe_result *pr = &a->pr[x];
 
-				if (!pr->tls_ok)
+				if (!pr->tls_ok && step_retires_external(r, st))
 					rc = plan_add_broken(&r->plan, st, "external server %s (%s:%d) did not answer the probe (%s): "
-							     "its chain cannot be checked against the clients' bundle at %s",
+							     "its chain cannot be checked against the clients' bundle at %s, "
+							     "which retires an external CA",
 							     es->name, es->address, es->port, pr->error[0] ? pr->error : "no TLS",
 							     phase_step_name(states[side]));
+				else if (!pr->tls_ok && side == 0)
+					rc = plan_add_note(&r->plan, "external server %s (%s:%d) did not answer the probe (%s): "
+							   "not checked (step %s -> %s retires no external CA)", es->name,
+							   es->address, es->port, pr->error[0] ? pr->error : "no TLS",
+							   phase_step_name(st->from), phase_step_name(st->to));
 				else if (!pr->server_verified)
 					rc = plan_add_broken(&r->plan, st, "clients at %s cannot verify external server %s (%s:%d), "
 							     "which presents leaf %.23s...: %s", phase_step_name(states[side]),

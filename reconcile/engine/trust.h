@@ -11,8 +11,9 @@
  * (generation OBS_GEN_EXTERNAL), so a bundle holding them still fits its
  * step.  Retiring is refused while an external server presents a chain
  * that the new bundles do not verify: env_run_plan() probes every
- * external server with the client bundles of each state of each step and
- * names the server (a broken pair).
+ * external server with the client bundles of each state of each step
+ * that changes them and names the server (a broken pair; a server that
+ * does not answer is one only when the step retires an external CA).
  *
  * Ownership: trust_load() fills st->ext (released by trust_release(),
  * which state_release() calls).  Errors: problems with the files are

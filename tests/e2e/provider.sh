@@ -173,4 +173,26 @@ set -- $(counts "$T/churn2.out")
 echo "# churn while the provider switched and the old CA was retired: ${1:-?} connections, ${2:-?} failed"
 ok "churn made connections" [ "${1:-0}" -ge 20 ]
 ok "ZERO failed connections while the provider switched and the old CA was retired" sh -c '[ "$1" -eq 0 ] || { head -n 5 "$2"; exit 1; }' _ "${2:-1}" "$T/churn2.out"
+
+# ---- the provider's server does not answer: a retirement cannot be proved, an addition can go on ----
+"$F" stop-postgres --dir "$FD" host1 >/dev/null 2>&1
+hosts_yaml > envs/poc/hosts.yaml <<YAML
+  - {file: trust/rds-2024.pem, bundles: [client], retired: true}
+YAML
+git commit -qam "poc: retire the 2024 CA while the provider is down"
+"$ROTOR" plan --env poc > "$T/plan-down.txt" 2>&1
+ok "retiring while the provider's server does not answer: refused, naming it" sh -c '
+	grep -q "x external server orders-db ($2.1:5432) did not answer the probe (.*): its chain cannot be checked against the clients. bundle at stable, which retires an external CA" "$1" &&
+	grep -q "^Refused" "$1" || { cat "$1"; exit 1; }' _ "$T/plan-down.txt" "$B"
+git reset -q --hard HEAD~1
+git show HEAD~1:envs/poc/trust/rds-2019.pem > envs/poc/trust/rds-2019.pem
+hosts_yaml > envs/poc/hosts.yaml <<YAML
+  - {file: trust/rds-2024.pem, bundles: [client]}
+  - {file: trust/rds-2019.pem, bundles: [client]}
+YAML
+git add -A && git commit -qm "poc: trust the 2019 CA again while the provider is down"
+"$ROTOR" plan --env poc > "$T/plan-down-add.txt" 2>&1
+ok "adding a CA while it does not answer: planned, with a note" sh -c '
+	grep -q "note: external server orders-db ($2.1:5432) did not answer the probe (.*): not checked (step stable -> stable retires no external CA)" "$1" &&
+	! grep -q "^Refused" "$1" || { cat "$1"; exit 1; }' _ "$T/plan-down-add.txt" "$B"
 done_testing
