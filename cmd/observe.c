@@ -31,7 +31,9 @@ static void progress(void *payload, size_t done, size_t total)
 static void print_cert(const struct obs_cert *c, int first)
 {
 	printf("%s", first ? "" : ", ");
-	if (c->generation)
+	if (c->generation == OBS_GEN_EXTERNAL)
+		printf("external %s", c->name ? c->name : "");
+	else if (c->generation)
 		printf("g%d %s %s", c->generation, spec_cert_role_name(c->role), c->name ? c->name : "");
 	else
 		printf("UNKNOWN");

@@ -14,6 +14,7 @@
 #include "reconcile/engine/files.h"
 #include "reconcile/engine/report.h"
 #include "reconcile/engine/run.h"
+#include "reconcile/engine/trust.h"
 
 static const char *act_sign(enum plan_action a)
 {
@@ -131,6 +132,9 @@ static void print_drift(void *payload, const struct drift_item *it)
 	else if (it->kind == DRIFT_EXPIRING)
 		printf("expiring on %s in %s: %s in %lld days (renew_before %d)\n", it->host->name, it->file->path,
 		       it->cert->subject, it->cert->days_left, it->renew_before_days);
+	else if (it->kind == DRIFT_EXTERNAL_EXPIRING)
+		printf("expiring external CA %s: %s in %lld days (renew_before %d): commit the provider's next CA\n",
+		       it->ext->file, it->ext->subject, it->ext_days_left, it->renew_before_days);
 	else if (it->kind == DRIFT_STRAY)
 		printf("stray file on %s: %s\n", it->host->name, it->stray);
 }

@@ -74,7 +74,7 @@ int gitrepo_dir_history(struct gitrepo_past_entry **out, size_t *n, struct gitre
 	*n = 0;
 	if ((rc = gitrepo_dir_valid(dir, e)) < 0 || (rc = gitrepo__parse_id(&oid, commit, e)) < 0)
 		return rc;
-	if ((rc = git_revwalk_new(&walk, repo)) < 0 || (rc = git_revwalk_sorting(walk, GIT_SORT_TIME)) < 0 ||
+	if ((rc = git_revwalk_new(&walk, repo)) < 0 || (rc = git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL | GIT_SORT_TIME)) < 0 ||
 	    (rc = git_revwalk_push(walk, &oid)) < 0) {
 		rc = gitrepo__fail(e, rc, 0, "cannot walk the history of %.12s", commit);
 		goto out;
@@ -156,7 +156,7 @@ int gitrepo_walk(struct gitrepo *r, const char *commit,
 
 	if ((rc = gitrepo__parse_id(&oid, commit, e)) < 0)
 		return rc;
-	if ((rc = git_revwalk_new(&walk, gitrepo__repo(r))) < 0 || (rc = git_revwalk_sorting(walk, GIT_SORT_TIME)) < 0 ||
+	if ((rc = git_revwalk_new(&walk, gitrepo__repo(r))) < 0 || (rc = git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL | GIT_SORT_TIME)) < 0 ||
 	    (rc = git_revwalk_push(walk, &oid)) < 0) {
 		rc = gitrepo__fail(e, rc, 0, "cannot walk the history of %.12s", commit);
 		goto out;

@@ -26,6 +26,9 @@
 #include "reconcile/engine/phase.h"
 #include "reconcile/spec/spec.h"
 
+/* The generation of an external CA's certificate (engine/trust.h): known, in no generation. */
+#define OBS_GEN_EXTERNAL (-1)
+
 struct known_cert {
 	char fingerprint[96];
 	int generation;
@@ -47,7 +50,7 @@ struct obs_cert {
 	char *subject, *issuer;
 	char *not_after;      /* RFC 3339 */
 	long long days_left;  /* negative once expired */
-	int generation;       /* 0: unknown certificate */
+	int generation;       /* 0: unknown certificate; OBS_GEN_EXTERNAL: an external CA */
 	enum cert_role role;  /* meaningful when generation > 0 */
 	char *name;           /* the manifest's name, when known */
 	char *pem;            /* the certificate's PEM block as read, with a final newline */

@@ -22,7 +22,7 @@
 #include "reconcile/engine/files.h"
 #include "reconcile/tls/verify.h"
 
-#define MAX_FPS 4
+#define MAX_FPS (4 + SPEC_MAX_EXTERNAL_CAS)
 
 /* ---- material ---- */
 
@@ -73,6 +73,14 @@ void material_release(struct material_set *ms)
 	free(ms->v);
 	ms->v = NULL;
 	ms->n = 0;
+	for (i = 0; i < ms->next; i++) {
+		free(ms->ext[i].name);
+		free(ms->ext[i].pem);
+		free(ms->ext[i].fingerprint);
+	}
+	free(ms->ext);
+	ms->ext = NULL;
+	ms->next = 0;
 }
 
 /* ---- what a file holds, as a list of certificates ---- */
@@ -115,6 +123,10 @@ static int want_for(struct want *w, const struct material_set *ms, enum spec_con
 					       side == LAYOUT_SIDE_SERVER ? "server" : "client");
 			w->c[w->n++] = c;
 		}
+		/* External CAs: the same at every step, after the generations' (trust.h). */
+		for (i = 0; i < (int)ms->next && w->n < MAX_FPS; i++)
+			if (ms->ext[i].ext_sides & (1u << side))
+				w->c[w->n++] = &ms->ext[i];
 		return 0;
 	}
 	if (!identity)
@@ -176,7 +188,9 @@ static char *want_words(const struct want *w, const struct material_set *ms)
 			for (k = 0; k < ms->v[j].ncerts; k++)
 				if (&ms->v[j].certs[k] == w->c[i])
 					gen = ms->v[j].generation;
-		if (w->key)
+		if (w->c[i]->ext_sides)
+			buf_printf(&b, "%sexternal %s", i == 0 ? "" : ", ", w->c[i]->name);
+		else if (w->key)
 			buf_printf(&b, "key of g%d %s %s", gen, role_word(w->c[i]->role), w->c[i]->name);
 		else if (w->c[i]->role == CERT_ROLE_SERVER || w->c[i]->role == CERT_ROLE_CLIENT)
 			buf_printf(&b, "g%d %s %s", gen, role_word(w->c[i]->role), w->c[i]->name);
@@ -221,7 +235,9 @@ static char *observed_words(const struct obs_file *f, const struct obs_file *lea
 	for (i = 0; i < f->ncerts; i++) {
 		const struct obs_cert *c = &f->certs[i];
 
-		if (c->generation)
+		if (c->generation == OBS_GEN_EXTERNAL)
+			buf_printf(&b, "%sexternal %s", i ? ", " : "", c->name);
+		else if (c->generation)
 			buf_printf(&b, "%sg%d %s%s%s", i ? ", " : "", c->generation, role_word(c->role),
 				   (c->role == CERT_ROLE_SERVER || c->role == CERT_ROLE_CLIENT) ? " " : "",
 				   (c->role == CERT_ROLE_SERVER || c->role == CERT_ROLE_CLIENT) ? c->name : "");
@@ -274,6 +290,36 @@ static int strv_add(char ***v, size_t *n, const char *fmt, ...)
 	*v = nv;
 	nv[(*n)++] = buf_detach(&b);
 	return 0;
+}
+
+int plan_add_note(struct plan *p, const char *fmt, ...)
+{
+	struct buf b = BUF_INIT;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	rc = b.err ? ROTOR_ENOMEM : strv_add(&p->notes, &p->nnotes, "%s", buf_cstr(&b));
+	buf_release(&b);
+	return rc;
+}
+
+int plan_add_broken(struct plan *p, struct plan_step *st, const char *fmt, ...)
+{
+	struct buf b = BUF_INIT;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	rc = b.err ? ROTOR_ENOMEM : strv_add(&st->broken, &st->nbroken, "%s", buf_cstr(&b));
+	buf_release(&b);
+	if (rc == 0)
+		p->refused = 1;
+	return rc;
 }
 
 static void strv_free(char **v, size_t n)
@@ -340,6 +386,12 @@ static int bundle_bytes(struct buf *out, const struct material_set *ms, enum lay
 		if (buf_puts(out, w.c[i]->pem) < 0)
 			return err_nomem(e);
 	return 0;
+}
+
+int plan_bundle_bytes(struct buf *out, const struct material_set *ms, enum layout_side side, enum phase_step s,
+		      int a, int b, struct err *e)
+{
+	return bundle_bytes(out, ms, side, s, a, b, e);
 }
 
 static int leaf_chain_bytes(struct buf *out, const struct material_set *ms, enum layout_side side,

@@ -39,6 +39,7 @@ struct material_cert {
 	char *pem;              /* the certificate, PEM, ending in a newline */
 	char *fingerprint;
 	char *key_pem;          /* encrypted PKCS#8 from the repository; NULL if imported or not loaded */
+	unsigned ext_sides;     /* an external CA (engine/trust.h): the bundles that hold it; 0 for ours */
 };
 
 struct material {
@@ -52,6 +53,8 @@ struct material {
 struct material_set {
 	struct material *v;
 	size_t n;
+	struct material_cert *ext; /* external CAs in bundles, newest first, after the generations' */
+	size_t next;
 };
 
 const struct material_cert *material_find(const struct material_set *ms, int gen, enum cert_role role,
@@ -109,6 +112,17 @@ struct plan_opts {
 };
 
 int plan_build(struct plan *p, const struct plan_opts *o, struct err *e);
+
+/*
+ * The trust bundle that verifies side's certificates at step s of a -> b
+ * (LAYOUT_SIDE_SERVER: what client roles hold), external CAs included.
+ */
+int plan_bundle_bytes(struct buf *out, const struct material_set *ms, enum layout_side side, enum phase_step s,
+		      int a, int b, struct err *e);
+
+/* Add a note to p, or a broken pair to step st (which refuses the plan).  ROTOR_ENOMEM only. */
+int plan_add_note(struct plan *p, const char *fmt, ...) ROTOR_PRINTF(2, 3);
+int plan_add_broken(struct plan *p, struct plan_step *st, const char *fmt, ...) ROTOR_PRINTF(3, 4);
 void plan_release(struct plan *p);
 
 /*

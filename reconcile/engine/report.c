@@ -42,8 +42,9 @@ static json_t *text_array(char *const *v, size_t n)
 static json_t *cert_json(const struct obs_cert *c)
 {
 	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I}",
-			 "generation", int_or_null(c->generation),
-			 "role", c->generation ? json_string(spec_cert_role_name(c->role)) : json_null(),
+			 "generation", int_or_null(c->generation > 0 ? c->generation : 0),
+			 "role", c->generation == OBS_GEN_EXTERNAL ? json_string("external")
+			 : c->generation ? json_string(spec_cert_role_name(c->role)) : json_null(),
 			 "name", json_text(c->name), "subject", json_text(c->subject), "issuer", json_text(c->issuer),
 			 "fingerprint_sha256", json_text(c->fingerprint), "not_after", json_text(c->not_after),
 			 "days_left", (json_int_t)c->days_left);

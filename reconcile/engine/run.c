@@ -6,6 +6,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/timefmt.h"
+#include "reconcile/engine/trust.h"
+
 int env_run_load(struct env_run *r, struct gitrepo *repo, const char *env, const char *ref,
 		 enum env_run_load what, struct diags *d, struct err *e)
 {
@@ -26,6 +29,8 @@ int env_run_load(struct env_run *r, struct gitrepo *repo, const char *env, const
 	for (i = 0; i < r->st.npast; i++)
 		if ((rc = known_add_manifest(&r->known, r->st.past[i].manifest, e)) < 0)
 			return rc;
+	if ((rc = trust_known(&r->known, &r->st, e)) < 0)
+		return rc;
 	if (what != RUN_STATE && (rc = state_material(&r->material, &r->src, &r->st, what == RUN_KEYS, NULL, e)) < 0)
 		return rc;
 	return observe_opts_from_state(&r->oo, &r->st, &r->known, &r->paths, e);
@@ -38,6 +43,149 @@ int env_run_observe(struct env_run *r, struct err *e)
 	r->nhosts = 0;
 	r->oo.now = time(NULL);
 	return observe_fleet(&r->hosts, &r->nhosts, &r->oo, e);
+}
+
+/* Does step st write a trust bundle of a client role (one that verifies servers)? */
+static int step_changes_client_bundles(const struct env_run *r, const struct plan_step *st)
+{
+	size_t i;
+
+	for (i = 0; i < st->nchanges; i++) {
+		const struct obs_file *f = &r->hosts[st->changes[i].host].files[st->changes[i].file];
+
+		if (f->content == SPEC_CONTENT_TRUST && f->side == LAYOUT_SIDE_SERVER)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Does step st take an external CA out of a client's bundle (a retirement)?
+ * Only the first step starts from what the hosts hold; the steps after it
+ * keep the external CAs as they are.
+ */
+static int step_retires_external(const struct env_run *r, const struct plan_step *st)
+{
+	size_t i, k, x;
+
+	if (st != &r->plan.steps[0])
+		return 0;
+	for (i = 0; i < st->nchanges; i++) {
+		const struct obs_file *f = &r->hosts[st->changes[i].host].files[st->changes[i].file];
+
+		if (f->content != SPEC_CONTENT_TRUST || f->side != LAYOUT_SIDE_SERVER)
+			continue;
+		for (k = 0; k < f->ncerts; k++) {
+			if (f->certs[k].generation != OBS_GEN_EXTERNAL)
+				continue;
+			for (x = 0; x < r->material.next; x++)
+				if ((r->material.ext[x].ext_sides & (1u << LAYOUT_SIDE_SERVER)) &&
+				    strcmp(r->material.ext[x].fingerprint, f->certs[k].fingerprint) == 0)
+					break;
+			if (x == r->material.next)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* The answers of the external servers to one bundle (a bundle is probed once per plan). */
+struct ext_answer {
+	struct buf bundle;
+	struct probe_result *pr;       /* one per external server */
+};
+
+/*
+ * Every step that writes clients' bundles must keep every external
+ * server verifying: probe each one with the clients' bundle of both
+ * states of the step (trust.h).  A server that does not verify is a
+ * broken pair naming it; one that does not answer is one too when the
+ * step retires an external CA (its chain cannot be proved), else a note.
+ */
+static int check_external_servers(struct env_run *r, struct err *e)
+{
+	const struct hosts_spec *hs = r->st.hosts;
+	struct ext_answer ans[2 * NSTEPS];
+	size_t nans = 0, i, k, x;
+	int rc = 0, side;
+
+	if (!hs->nexternal_servers || !r->plan.live_known)
+		return 0;
+	if (r->no_probe)
+		return plan_add_note(&r->plan, "external servers not probed (--no-probe): a change of the clients' "
+				     "bundles is not checked against them") < 0 ? err_nomem(e) : 0;
+	memset(ans, 0, sizeof(ans));
+	for (i = 0; i < r->plan.nsteps && rc == 0; i++) {
+		struct plan_step *st = &r->plan.steps[i];
+		enum phase_step states[2] = { st->from, st->to };
+
+		if (!step_changes_client_bundles(r, st))
+			continue;
+		for (side = 0; side < 2 && rc == 0; side++) {
+			struct buf b = BUF_INIT;
+			struct ext_answer *a = NULL;
+
+			if (side == 1 && states[0] == states[1])
+				break;
+			if ((rc = plan_bundle_bytes(&b, &r->material, LAYOUT_SIDE_SERVER, states[side], st->a, st->b, e)) < 0) {
+				buf_release(&b);
+				break;
+			}
+			for (k = 0; k < nans && !a; k++)
+				if (ans[k].bundle.len == b.len && memcmp(ans[k].bundle.ptr, b.ptr, b.len) == 0)
+					a = &ans[k];
+			if (a) {
+				buf_release(&b);
+			} else {
+				a = &ans[nans++];
+				a->bundle = b;
+				if (!(a->pr = calloc(hs->nexternal_servers, sizeof(*a->pr)))) {
+					rc = err_nomem(e);
+					break;
+				}
+				for (x = 0; x < hs->nexternal_servers && rc == 0; x++) {
+					const struct external_server *es = &hs->external_servers[x];
+					struct probe_req q;
+
+					memset(&q, 0, sizeof(q));
+					q.address = es->address;
+					q.port = es->port;
+					q.trust_pem = a->bundle.ptr;
+					q.trust_len = a->bundle.len;
+					q.server_name = es->address;
+					rc = es->probe->run(&a->pr[x], &q, e);
+				}
+			}
+			for (x = 0; x < hs->nexternal_servers && rc == 0; x++) {
+				const struct external_server *es = &hs->external_servers[x];
+				const struct probe_result *pr = &a->pr[x];
+
+				if (!pr->tls_ok && step_retires_external(r, st))
+					rc = plan_add_broken(&r->plan, st, "external server %s (%s:%d) did not answer the probe (%s): "
+							     "its chain cannot be checked against the clients' bundle at %s, "
+							     "which retires an external CA",
+							     es->name, es->address, es->port, pr->error[0] ? pr->error : "no TLS",
+							     phase_step_name(states[side]));
+				else if (!pr->tls_ok && side == 0)
+					rc = plan_add_note(&r->plan, "external server %s (%s:%d) did not answer the probe (%s): "
+							   "not checked (step %s -> %s retires no external CA)", es->name,
+							   es->address, es->port, pr->error[0] ? pr->error : "no TLS",
+							   phase_step_name(st->from), phase_step_name(st->to));
+				else if (!pr->server_verified)
+					rc = plan_add_broken(&r->plan, st, "clients at %s cannot verify external server %s (%s:%d), "
+							     "which presents leaf %.23s...: %s", phase_step_name(states[side]),
+							     es->name, es->address, es->port, pr->server_leaf_fingerprint,
+							     pr->verify_reason);
+				if (rc < 0)
+					rc = err_nomem(e);
+			}
+		}
+	}
+	for (k = 0; k < nans; k++) {
+		buf_release(&ans[k].bundle);
+		free(ans[k].pr);
+	}
+	return rc;
 }
 
 int env_run_plan(struct env_run *r, int no_path, int replace_unknown, struct err *e)
@@ -61,6 +209,8 @@ int env_run_plan(struct env_run *r, int no_path, int replace_unknown, struct err
 	if ((rc = plan_build(&r->plan, &po, e)) < 0)
 		return rc;
 	r->probed = 0;
+	if ((rc = check_external_servers(r, e)) < 0)
+		return rc;
 	return r->no_probe ? 0 : env_run_find_stale(r, e);
 }
 
@@ -191,7 +341,7 @@ void env_run_drift(const struct env_run *r, struct drift_counts *c,
 					if (each)
 						each(payload, &it);
 				}
-				if (f->certs[n].days_left < it.renew_before_days) {
+				if (f->certs[n].generation != OBS_GEN_EXTERNAL && f->certs[n].days_left < it.renew_before_days) {
 					c->expiring++;
 					it.kind = DRIFT_EXPIRING;
 					if (each)
@@ -199,6 +349,21 @@ void env_run_drift(const struct env_run *r, struct drift_counts *c,
 				}
 			}
 		}
+	for (i = 0; i < r->st.next; i++) {
+		const struct ext_ca *x = &r->st.ext[i];
+		long long left = x->not_after_t < 0 ? 0 : days_until(x->not_after_t, r->oo.now ? r->oo.now : time(NULL));
+
+		if (x->retired || left >= it.renew_before_days)
+			continue;
+		c->expiring++;
+		memset(&it, 0, sizeof(it));
+		it.renew_before_days = r->st.chain->renew_before_days;
+		it.kind = DRIFT_EXTERNAL_EXPIRING;
+		it.ext = x;
+		it.ext_days_left = left;
+		if (each)
+			each(payload, &it);
+	}
 	for (i = 0; i < r->nhosts; i++)
 		for (k = 0; k < r->hosts[i].nstrays; k++) {
 			const char *p = r->hosts[i].strays[k];

@@ -79,7 +79,9 @@ int env_run_find_stale(struct env_run *r, struct err *e);
 void env_run_release(struct env_run *r);
 
 /* What drift reports beyond the plan: one finding per certificate, key file or stray file. */
-enum drift_kind { DRIFT_UNKNOWN_CERT, DRIFT_EXPIRING, DRIFT_KEY_MISMATCH, DRIFT_STRAY };
+enum drift_kind { DRIFT_UNKNOWN_CERT, DRIFT_EXPIRING, DRIFT_KEY_MISMATCH, DRIFT_STRAY,
+		  DRIFT_EXTERNAL_EXPIRING /* an external CA of hosts.yaml (not retired), counted in expiring */ };
+struct ext_ca;
 
 struct drift_item {
 	enum drift_kind kind;
@@ -87,6 +89,8 @@ struct drift_item {
 	const struct obs_file *file;
 	const struct obs_cert *cert;   /* NULL for DRIFT_KEY_MISMATCH and DRIFT_STRAY */
 	const char *stray;             /* DRIFT_STRAY: its path (file is NULL then) */
+	const struct ext_ca *ext;      /* DRIFT_EXTERNAL_EXPIRING: the CA (host and file are NULL then) */
+	long long ext_days_left;
 	int renew_before_days;
 };
 
@@ -97,7 +101,8 @@ struct drift_counts {
 /*
  * Count the drift findings of the last observe: certificates no
  * generation knows, certificates expiring within chain.yaml's
- * renew_before, key files that do not match their leaf, stray files
+ * renew_before (an external CA counted once, from the repository, not
+ * per file that holds it), key files that do not match their leaf, stray files
  * (temporary files; backups too while rotation.yaml names no target:
  * during a rotation they are kept for a rollback).  each (may be
  * NULL) is called for every finding, in host and file order.

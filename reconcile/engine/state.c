@@ -19,6 +19,7 @@
 #include "gitops/githistory.h"
 #include "reconcile/pki/pki.h"
 #include "reconcile/engine/plan.h"
+#include "reconcile/engine/trust.h"
 
 /* Repository-relative path rules, the same for git and the work tree. */
 static int rel_path_ok(const char *p)
@@ -332,6 +333,8 @@ int state_load(struct state *st, const struct state_src *src, const char *env,
 		snprintf(path, sizeof(path), "%s/generations", envdir);
 	}
 	check_env_consistency(st, envdir, d);
+	if ((rc = trust_load(st, src, time(NULL), d, e)) < 0)
+		goto out;
 	rc = d->n > before ? ROTOR_EINVALID : 0;
 out:
 	gitrepo_names_free(names);
@@ -353,6 +356,7 @@ void state_release(struct state *st)
 	for (i = 0; i < st->npast; i++)
 		spec_manifest_free(st->past[i].manifest);
 	free(st->past);
+	trust_release(st);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -639,6 +643,8 @@ int state_material(struct material_set *ms, const struct state_src *src, const s
 	if (rc == 0 && d && d->n > nd)
 		rc = err_set(e, ROTOR_EINVALID, "%zu problem%s in the generations' files", d->n - nd,
 			     d->n - nd == 1 ? "" : "s");
+	if (rc == 0)
+		rc = trust_material(ms, st, e);
 	if (rc < 0)
 		material_release(ms);
 	return rc;

@@ -50,6 +50,8 @@ struct gen_info {
 	char commit[41];            /* past generations: the newest commit that holds it; "" otherwise */
 };
 
+struct ext_ca;  /* engine/trust.h */
+
 struct state {
 	char env[64];
 	struct rotor_config *config;
@@ -60,6 +62,8 @@ struct state {
 	size_t ngens;
 	struct gen_info *past;      /* generations committed earlier and no longer in the tree */
 	size_t npast;               /* (state_load_past()), sorted by number */
+	struct ext_ca *ext;         /* hosts.yaml's external CAs, read and checked (engine/trust.h) */
+	size_t next;
 };
 
 /*

@@ -155,11 +155,39 @@ struct external_peer {
 	int trusts_target;     /* a human confirmed its bundle holds the target generation */
 };
 
+/*
+ * A CA certificate the env does not own (`external_cas:`): a provider's
+ * root (AWS RDS, Azure), committed as envs/<env>/<file>, added to the
+ * trust bundles it names at every step.  The file's contents are checked
+ * by the engine (engine/trust.c), which reports at line and column.
+ */
+#define SPEC_MAX_EXTERNAL_CAS 16
+struct external_ca {
+	char *file;            /* relative to envs/<env>/: trust/NAME.pem or trust/NAME.crt */
+	unsigned sides;        /* the bundles that hold it, by the side they verify:
+	                        * `client` (client roles' bundles) is 1u << LAYOUT_SIDE_SERVER,
+	                        * `server` (server roles' bundles) is 1u << LAYOUT_SIDE_CLIENT */
+	int retired;           /* listed, but in no bundle */
+	int line, column;      /* of `file:`, for messages about the file's contents */
+};
+
+/* A server rotor does not manage whose chain our clients must verify (`external_servers:`). */
+struct external_server {
+	char *name;
+	char *address;         /* IP address or DNS name, also the name checked in its SAN */
+	int port;
+	const struct probe_def *probe; /* the probe table's entry */
+};
+
 struct hosts_spec {
 	struct host_spec *hosts;
 	size_t nhosts;
 	struct external_peer *external;
 	size_t nexternal;
+	struct external_ca *external_cas;
+	size_t nexternal_cas;
+	struct external_server *external_servers;
+	size_t nexternal_servers;
 };
 
 /*

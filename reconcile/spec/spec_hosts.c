@@ -19,6 +19,8 @@
  *           switch: {service, file, dir, adopt}   (libpq only: switch mode)
  *           server: {identity, probe}, client: {identity}  (role pgbouncer only)
  *   external: [{name, trusts: server | client, trusts_target: bool}]
+ *   external_cas: [{file: trust/NAME.pem, bundles: [client, server], retired: bool}]
+ *   external_servers: [{name, address, port, probe: postgres | tls}]
  *
  * Which keys a role takes depends on its layout:
  *   postgres   role server; dir required; not home, user
@@ -998,10 +1000,153 @@ out:
 	free(first);
 }
 
+/* "trust/NAME.pem" or "trust/NAME.crt", NAME a leaf-style name. */
+static int trust_file_ok(const char *s, size_t n)
+{
+	static const char pre[] = "trust/";
+	size_t pl = sizeof(pre) - 1;
+
+	if (n < pl + 5 || memcmp(s, pre, pl) != 0 || !chk_leaf_name(s + pl, n - pl))
+		return 0;
+	return strcmp(s + n - 4, ".pem") == 0 || strcmp(s + n - 4, ".crt") == 0;
+}
+
+/* Names (or files) repeated among nodes[0..n): "duplicate WHAT X (also LIST[i])". */
+static void report_repeats(struct vctx *v, const struct ynode **nodes, size_t n, const char *list,
+			   const char *key, const char *what)
+{
+	size_t *first = calloc(n ? n : 1, sizeof(*first)), i;
+	char wi[WHERE_MAX], w[WHERE_MAX], q[96];
+
+	if (!first) {
+		v->nomem = 1;
+		return;
+	}
+	if (find_repeats(v, nodes, n, first) == 0)
+		for (i = 0; i < n; i++) {
+			if (first[i] == NO_REPEAT)
+				continue;
+			where_index(wi, list, i);
+			where_key(w, wi, key);
+			yquote(q, sizeof(q), nodes[i]->text, nodes[i]->len, 64);
+			vreport(v, nodes[i], w, "duplicate %s %s (also %s[%zu])", what, q, list, first[i]);
+		}
+	free(first);
+}
+
+static void get_external_cas(struct vctx *v, const struct ynode *n, struct hosts_spec *hs)
+{
+	static const struct vkey keys[] = { { "file", 1 }, { "bundles", 1 }, { "retired", 0 } };
+	static const char *const sides[] = { "client", "server" };
+	const struct ynode *k[3], *it, *b, **files = NULL;
+	char wi[WHERE_MAX], w[WHERE_MAX], wb[WHERE_MAX], q[96];
+	const char *s;
+	size_t i, j;
+	int t;
+
+	if (vseq(v, n, "external_cas") <= 0 || n->count == 0)
+		return;
+	if (n->count > SPEC_MAX_EXTERNAL_CAS) {
+		vreport(v, n, "external_cas", "%zu entries; at most %d", n->count, SPEC_MAX_EXTERNAL_CAS);
+		return;
+	}
+	if (!(hs->external_cas = calloc(n->count, sizeof(*hs->external_cas))) ||
+	    !(files = calloc(n->count, sizeof(*files)))) {
+		v->nomem = 1;
+		goto out;
+	}
+	for (it = n->first, i = 0; it; it = it->next, i++) {
+		struct external_ca *c = &hs->external_cas[hs->nexternal_cas++];
+
+		where_index(wi, "external_cas", i);
+		if (vmap(v, it, wi, keys, 3, k) < 0)
+			continue;
+		where_key(w, wi, "file");
+		if (vstr(v, k[0], w, 1, 80, &s) > 0) {
+			if (!trust_file_ok(s, k[0]->len)) {
+				yquote(q, sizeof(q), s, k[0]->len, 64);
+				vreport(v, k[0], w, "invalid file %s (trust/NAME.pem or trust/NAME.crt, NAME: " LEAF_NAME_RULE ")",
+					q);
+			} else {
+				vdup(v, &c->file, s);
+				files[i] = k[0];
+				c->line = k[0]->line;
+				c->column = k[0]->column;
+			}
+		}
+		where_key(w, wi, "bundles");
+		if (vseq(v, k[1], w) > 0) {
+			if (k[1]->count == 0)
+				vreport(v, k[1], w, "empty list (name client, server or both)");
+			for (b = k[1]->first, j = 0; b; b = b->next, j++) {
+				where_index(wb, w, j);
+				if (venum(v, b, wb, sides, 2, &t) <= 0)
+					continue;
+				if (c->sides & (1u << (t == 0 ? LAYOUT_SIDE_SERVER : LAYOUT_SIDE_CLIENT)))
+					vreport(v, b, wb, "%s is listed twice", sides[t]);
+				c->sides |= 1u << (t == 0 ? LAYOUT_SIDE_SERVER : LAYOUT_SIDE_CLIENT);
+			}
+		}
+		where_key(w, wi, "retired");
+		vbool(v, k[2], w, &c->retired);
+	}
+	report_repeats(v, files, n->count, "external_cas", "file", "file");
+out:
+	free(files);
+}
+
+static void get_external_servers(struct vctx *v, const struct ynode *n, struct hosts_spec *hs)
+{
+	static const struct vkey keys[] = { { "name", 1 }, { "address", 1 }, { "port", 1 }, { "probe", 1 } };
+	const struct ynode *k[4], *it, **names = NULL;
+	const char *types[16], *s;
+	char wi[WHERE_MAX], w[WHERE_MAX], q[96], why[160];
+	size_t i, nt;
+	int t;
+
+	if (vseq(v, n, "external_servers") <= 0 || n->count == 0)
+		return;
+	if (!(hs->external_servers = calloc(n->count, sizeof(*hs->external_servers))) ||
+	    !(names = calloc(n->count, sizeof(*names)))) {
+		v->nomem = 1;
+		goto out;
+	}
+	for (nt = 0; nt < probe_count && nt < sizeof(types) / sizeof(types[0]); nt++)
+		types[nt] = probe_table[nt].name;
+	for (it = n->first, i = 0; it; it = it->next, i++) {
+		struct external_server *x = &hs->external_servers[hs->nexternal_servers++];
+
+		where_index(wi, "external_servers", i);
+		if (vmap(v, it, wi, keys, 4, k) < 0)
+			continue;
+		where_key(w, wi, "name");
+		if (get_leaf(v, k[0], w, "name", &x->name) > 0)
+			names[i] = k[0];
+		where_key(w, wi, "address");
+		if (vstr(v, k[1], w, 1, 253, &s) > 0) {
+			if (chk_host(s, k[1]->len, 0, why, sizeof(why))) {
+				yquote(q, sizeof(q), s, k[1]->len, 64);
+				vreport(v, k[1], w, "invalid address %s: %s", q, why);
+			} else {
+				vdup(v, &x->address, s);
+			}
+		}
+		where_key(w, wi, "port");
+		vint(v, k[2], w, 1, 65535, &x->port);
+		where_key(w, wi, "probe");
+		if (venum(v, k[3], w, types, nt, &t) > 0)
+			x->probe = &probe_table[t];
+	}
+	report_repeats(v, names, n->count, "external_servers", "name", "external server");
+out:
+	free(names);
+}
+
 static void *hosts_decode(struct vctx *v, const struct ynode *root)
 {
-	static const struct vkey top[] = { { "hosts", 1 }, { "external", 0 } };
-	const struct ynode *t[2], *key;
+	static const struct vkey top[] = { { "hosts", 1 }, { "external", 0 }, { "external_cas", 0 },
+					   { "external_servers", 0 } };
+	const struct ynode *t[4], *key;
 	struct hosts_spec *hs = calloc(1, sizeof(*hs));
 	struct seenset addrs = { NULL, 0, 0 }, ids = { NULL, 0, 0 };
 
@@ -1009,7 +1154,7 @@ static void *hosts_decode(struct vctx *v, const struct ynode *root)
 		v->nomem = 1;
 		return NULL;
 	}
-	if (vmap(v, root, "", top, 2, t) < 0)
+	if (vmap(v, root, "", top, 4, t) < 0)
 		return hs;
 	if (t[0] && !t[0]->bad && t[0]->kind != YNODE_MAP) {
 		vtype(v, t[0], "hosts", "a mapping of host names");
@@ -1030,6 +1175,8 @@ static void *hosts_decode(struct vctx *v, const struct ynode *root)
 		seen_release(&ids);
 	}
 	get_external(v, t[1], hs);
+	get_external_cas(v, t[2], hs);
+	get_external_servers(v, t[3], hs);
 	return hs;
 }
 
@@ -1085,5 +1232,13 @@ void spec_hosts_free(struct hosts_spec *h)
 	for (i = 0; i < h->nexternal; i++)
 		free(h->external[i].name);
 	free(h->external);
+	for (i = 0; i < h->nexternal_cas; i++)
+		free(h->external_cas[i].file);
+	free(h->external_cas);
+	for (i = 0; i < h->nexternal_servers; i++) {
+		free(h->external_servers[i].name);
+		free(h->external_servers[i].address);
+	}
+	free(h->external_servers);
 	free(h);
 }

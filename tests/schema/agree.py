@@ -49,6 +49,8 @@ C_ONLY = {
     "fixtures/bad/hosts/mode-decimal.yaml": "file modes written in octal",
     "fixtures/bad/hosts/file-path-repeated.yaml": "a file path once per host",
     "fixtures/bad/hosts/external-duplicate.yaml": "external peer names unique",
+    "fixtures/bad/hosts/external-ca-file-duplicate.yaml": "external CA files unique",
+    "fixtures/bad/hosts/external-server-duplicate.yaml": "external server names unique",
     "fixtures/bad/hosts/address-duplicate.yaml": "addresses unique across hosts",
     "fixtures/bad/hosts/address-duplicate-ipv6.yaml": "addresses unique across hosts",
     "fixtures/bad/hosts/address-duplicate-mapped.yaml": "addresses unique across hosts",

@@ -28,6 +28,12 @@
 #include "reconcile/engine/plan.h"
 #include "reconcile/engine/rotate.h"
 #include "reconcile/engine/state.h"
+#include "reconcile/engine/trust.h"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 static char g_root[256], g_repo[300], g_key[300];
 
@@ -130,6 +136,127 @@ static void test_validate(void **state)
 	assert_int_equal(state_src_open(&src, r, "HEAD", 0, &e), 0);
 	assert_int_equal(state_validate(&envs, &n, &src, "poc", &d, &e), 0);
 	assert_null(envs);
+	gitrepo_free(r);
+}
+
+/*
+ * A self-signed certificate valid from `from` to `to` days from now
+ * (CA:TRUE when ca), as PEM in the work tree at rel.  The openssl
+ * command line of Debian 12 cannot date a certificate in the past.
+ */
+static void write_cert(const char *rel, const char *cn, int ca, long from, long to)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_NAME *n = X509_NAME_new();
+	X509_EXTENSION *bc;
+	X509V3_CTX ctx;
+	BIO *b = BIO_new(BIO_s_mem());
+	char path[600], *p;
+	long len;
+	FILE *f;
+
+	assert_true(k && x && n && b);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+	X509_set_subject_name(x, n);
+	X509_set_issuer_name(x, n);
+	X509_gmtime_adj(X509_getm_notBefore(x), from * 86400);
+	X509_gmtime_adj(X509_getm_notAfter(x), to * 86400);
+	X509_set_pubkey(x, k);
+	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+	assert_non_null(bc = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE"));
+	X509_add_ext(x, bc, -1);
+	assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+	assert_int_equal(PEM_write_bio_X509(b, x), 1);
+	len = BIO_get_mem_data(b, &p);
+	snprintf(path, sizeof(path), "%s/%s", g_repo, rel);
+	assert_non_null(f = fopen(path, "w"));
+	assert_int_equal(fwrite(p, 1, (size_t)len, f), (size_t)len);
+	assert_int_equal(fclose(f), 0);
+	X509_EXTENSION_free(bc);
+	BIO_free(b);
+	X509_NAME_free(n);
+	X509_free(x);
+	EVP_PKEY_free(k);
+}
+
+/* External CAs: each bad file one message at its file: line and column, the good ones in bundles newest first. */
+static void test_external_cas(void **state)
+{
+	static const char *const want[] = {
+		"external_cas[2].file: envs/poc/trust/key.pem holds a private key: only the CA certificate belongs in the repository",
+		"external_cas[3].file: envs/poc/trust/garbage.pem is not a CA certificate: it holds no PEM certificate",
+		"external_cas[4].file: envs/poc/trust/leaf.pem is a leaf certificate (CN=db.example.net), not a CA: list the CA that issued it",
+		"external_cas[5].file: envs/poc/trust/expired.pem has expired (CN=Old Provider Root, not after ",
+		"external_cas[6].file: envs/poc/trust/dup.pem is the same certificate as external_cas[0] (trust/new.pem): list it once",
+		"external_cas[7].file: envs/poc/trust/missing.pem does not exist (commit the CA certificate there)",
+		"external_cas[8].file: envs/poc/trust/two.pem holds 2 certificates: list one CA certificate per file",
+	};
+	struct err e = ERR_INIT;
+	struct diags d = { NULL, 0, 0 };
+	struct state_src src;
+	struct state st;
+	struct material_set ms;
+	struct gitrepo *r = open_repo();
+	size_t i;
+
+	(void)state;
+	run("mkdir -p '%s/envs/poc/trust'", g_repo);
+	write_cert("envs/poc/trust/new.pem", "New Provider Root", 1, 0, 3650);
+	write_cert("envs/poc/trust/older.pem", "Older Provider Root", 1, -400, 3000);
+	write_cert("envs/poc/trust/leaf.pem", "db.example.net", 0, 0, 365);
+	write_cert("envs/poc/trust/expired.pem", "Old Provider Root", 1, -30, -1);
+	run("cd '%s/envs/poc/trust' && cp new.pem dup.pem && cp expired.pem expired-retired.pem && cat new.pem older.pem > two.pem"
+	    " && echo hello > garbage.pem && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem 2>/dev/null"
+	    " && cp ../hosts.yaml ../hosts.yaml.orig && cat >> ../hosts.yaml <<'EOF'\n"
+	    "external_cas:\n"
+	    "  - {file: trust/new.pem, bundles: [client]}\n"
+	    "  - {file: trust/older.pem, bundles: [client, server]}\n"
+	    "  - {file: trust/key.pem, bundles: [client]}\n"
+	    "  - {file: trust/garbage.pem, bundles: [client]}\n"
+	    "  - {file: trust/leaf.pem, bundles: [client]}\n"
+	    "  - {file: trust/expired.pem, bundles: [client]}\n"
+	    "  - {file: trust/dup.pem, bundles: [client]}\n"
+	    "  - {file: trust/missing.pem, bundles: [client]}\n"
+	    "  - {file: trust/two.pem, bundles: [client]}\n"
+	    "  - {file: trust/expired-retired.pem, bundles: [client], retired: true}\n"
+	    "EOF", g_repo);
+	assert_int_equal(state_src_open(&src, r, NULL, 1, &e), 0);
+	assert_int_equal(state_load(&st, &src, "poc", &d, &e), ROTOR_EINVALID);
+	for (i = 0; i < d.n; i++)
+		print_message("# %s:%d:%d: %s\n", d.v[i].path, d.v[i].line, d.v[i].column, d.v[i].msg);
+	assert_int_equal(d.n, sizeof(want) / sizeof(want[0]));
+	for (i = 0; i < d.n; i++) {
+		assert_string_equal(d.v[i].path, "envs/poc/hosts.yaml");
+		assert_true(d.v[i].line > 0);
+		assert_int_equal(d.v[i].column, 12);  /* the value of `file:` in "  - {file: trust/..." */
+		if (strncmp(d.v[i].msg, want[i], strlen(want[i])) != 0)
+			fail_msg("got \"%s\", want \"%s...\"", d.v[i].msg, want[i]);
+	}
+	assert_int_equal(d.v[1].line, d.v[0].line + 1);
+	state_release(&st);
+	diags_release(&d);
+
+	/* Without the bad ones: two CAs in the clients' bundles, newest first; the retired one in none. */
+	run("cd '%s/envs/poc' && cp hosts.yaml.orig hosts.yaml && cat >> hosts.yaml <<'EOF'\n"
+	    "external_cas:\n"
+	    "  - {file: trust/older.pem, bundles: [client, server]}\n"
+	    "  - {file: trust/new.pem, bundles: [client]}\n"
+	    "  - {file: trust/expired-retired.pem, bundles: [client], retired: true}\n"
+	    "EOF", g_repo);
+	assert_int_equal(state_load(&st, &src, "poc", &d, &e), 0);
+	assert_int_equal(st.next, 3);
+	assert_int_equal(state_material(&ms, &src, &st, 0, NULL, &e), 0);
+	assert_int_equal(ms.next, 2);
+	assert_string_equal(ms.ext[0].name, "trust/new.pem");
+	assert_int_equal(ms.ext[0].ext_sides, 1u << LAYOUT_SIDE_SERVER);
+	assert_string_equal(ms.ext[1].name, "trust/older.pem");
+	assert_int_equal(ms.ext[1].ext_sides, (1u << LAYOUT_SIDE_SERVER) | (1u << LAYOUT_SIDE_CLIENT));
+	material_release(&ms);
+	state_release(&st);
+	run("cd '%s/envs/poc' && mv hosts.yaml.orig hosts.yaml && rm -r trust", g_repo);
 	gitrepo_free(r);
 }
 
@@ -472,6 +599,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_init_scaffolds_and_refuses),
 		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_external_cas),
 		cmocka_unit_test(test_rotate_start),
 		cmocka_unit_test(test_chain_view),
 		cmocka_unit_test(test_rotate_next),

@@ -472,7 +472,7 @@ static void assert_same_release(struct buf *got, struct buf *want)
 
 static void test_desired_bytes_are_deterministic(void **state)
 {
-	struct material_set ms = { NULL, 0 };
+	struct material_set ms = { NULL, 0, NULL, 0 };
 	struct obs_file f;
 	struct buf a = BUF_INIT, b = BUF_INIT, want = BUF_INIT, key = BUF_INIT;
 	struct err e = ERR_INIT;

@@ -14,6 +14,9 @@
  * Every adjacent step of a rotation changes 4 of them (4 bundles, or the
  * 2 server leaves with their keys, or the 2 client leaves with theirs).
  *
+ * External CAs (hosts.yaml external_cas, engine/trust.h): the foreign
+ * chain's root plays a provider's CA in the clients' bundles ("xca").
+ *
  * One cmocka test per row of the table, so each case reports on its own.
  */
 #include <stdarg.h>
@@ -86,6 +89,8 @@ static struct {
 	struct material_set ms;       /* generations 1..3: what the repository holds */
 	struct material_set foreign_ms;
 	struct known_set known;       /* generations 1..3 only: the foreign chain is unknown */
+	struct known_set known_ext;   /* and the foreign root as an external CA */
+	struct material_cert ext;     /* the foreign root as an external CA of the clients' bundles */
 	time_t now;
 } F;
 
@@ -102,9 +107,6 @@ static struct key_cache {
 	struct buf plain;
 } keys[64];
 static size_t nkeys;
-
-/* What observe classifies by: every generation, or all but one (a case's gone=N). */
-static const struct known_set *obs_known;
 
 static const struct buf *file_of(const struct gen *g, const char *path)
 {
@@ -172,6 +174,30 @@ static int setup(void **state)
 		fprintf(stderr, "setup: foreign generation: %s\n", e.msg);
 		goto out;
 	}
+	/* The provider's CA: the foreign root, known as an external CA (as trust_known() makes it). */
+	{
+		const struct material_cert *root = material_find(&F.foreign_ms, 1, CERT_ROLE_ROOT, NULL);
+		struct known_cert *kc;
+
+		for (i = 0; i < NGEN; i++)
+			if (known_add_manifest(&F.known_ext, F.gens[i].m, &e) < 0)
+				goto out;
+		if (!root || !(kc = realloc(F.known_ext.v, (F.known_ext.n + 1) * sizeof(*kc))))
+			goto out;
+		F.known_ext.v = kc;
+		F.known_ext.cap = F.known_ext.n + 1;
+		kc = &F.known_ext.v[F.known_ext.n++];
+		memset(kc, 0, sizeof(*kc));
+		snprintf(kc->fingerprint, sizeof(kc->fingerprint), "%s", root->fingerprint);
+		snprintf(kc->name, sizeof(kc->name), "trust/provider.pem");
+		kc->generation = OBS_GEN_EXTERNAL;
+		kc->role = CERT_ROLE_ROOT;
+		F.ext.role = CERT_ROLE_ROOT;
+		F.ext.name = "trust/provider.pem";
+		F.ext.pem = root->pem;
+		F.ext.fingerprint = root->fingerprint;
+		F.ext.ext_sides = 1u << LAYOUT_SIDE_SERVER;
+	}
 	rc = 0;
 out:
 	spec_chain_free(spec);
@@ -200,6 +226,7 @@ static int teardown(void **state)
 	material_release(&F.ms);
 	material_release(&F.foreign_ms);
 	known_release(&F.known);
+	known_release(&F.known_ext);
 	return 0;
 }
 
@@ -213,11 +240,12 @@ static int teardown(void **state)
  *   0          holds none of its files (a new host)
  *   U          holds a complete foreign chain (certificates of no generation)
  *   X          unreachable
+ *   x y        at stable(A) / trust, with the external CA in the clients' bundles
  */
 static enum phase_step code_step(char c)
 {
 	switch (c) {
-	case 'T': return STEP_TRUST;
+	case 'T': case 'y': return STEP_TRUST;
 	case 'V': return STEP_SERVERS;
 	case 'C': return STEP_CLIENTS;
 	case 'B': return STEP_STABLE_B;
@@ -255,6 +283,10 @@ static void key_bytes(struct buf *out, const struct material_set *ms, const stru
 	assert_int_equal(buf_put(out, keys[i].plain.ptr, keys[i].plain.len), 0);
 }
 
+/* The known set of the case being run: with the external CA when the case names one, or all
+ * generations but one (a case's gone=N). */
+static const struct known_set *known_now;
+
 static void observe_role(struct obs_host *h, const struct host_role *r, char code, int a, int b)
 {
 	struct managed_file *mf = NULL;
@@ -291,10 +323,14 @@ static void observe_role(struct obs_host *h, const struct host_role *r, char cod
 			a = 1;
 			b = 0;
 		}
+		F.ms.ext = code == 'x' || code == 'y' ? &F.ext : NULL;
+		F.ms.next = F.ms.ext ? 1 : 0;
 		if (f->content == SPEC_CONTENT_KEY)
 			key_bytes(&data, ms, f, r->identity, code_step(code), a, b);
 		else
 			assert_int_equal(plan_file_bytes(&data, ms, f, r->identity, code_step(code), a, b, PASS, &e), 0);
+		F.ms.ext = NULL;
+		F.ms.next = 0;
 		if (code == 'u' && f->content == SPEC_CONTENT_TRUST)
 			assert_int_equal(buf_puts(&data, material_find(&F.foreign_ms, 1, CERT_ROLE_ROOT, NULL)->pem), 0);
 		f->size = data.len;
@@ -305,7 +341,7 @@ static void observe_role(struct obs_host *h, const struct host_role *r, char cod
 			}
 			continue;
 		}
-		assert_int_equal(observe_parse_certs(f, data.ptr, data.len, obs_known ? obs_known : &F.known, F.now, &e), 0);
+		assert_int_equal(observe_parse_certs(f, data.ptr, data.len, known_now, F.now, &e), 0);
 		if ((f->content == SPEC_CONTENT_LEAF || f->content == SPEC_CONTENT_LEAF_CHAIN) && !leaf.len)
 			assert_int_equal(buf_put(&leaf, data.ptr, data.len), 0);
 	}
@@ -350,7 +386,8 @@ struct tcase {
 	                         * "badsan" (pg2's address outside its SANs), "noprobe" (pg2: probe: none),
 	                         * "past=N" (generation N reverted or abandoned away: known from history,
 	                         * certificates only), "gone=N" (generation N not known at all: rotor
-	                         * before it read history) */
+	                         * before it read history), "xca=N" (the external CA: 1 in the
+	                         * clients' bundles, 2 retired: known only) */
 	/* expectations */
 	const char *where;      /* "live=T partial=0 desired=V line=1>2", or "unknown" (live_known 0) */
 	const char *path;       /* the steps, "T>V V>C" */
@@ -430,9 +467,9 @@ static void run_case(void **state)
 	struct plan p;
 	struct plan_opts o;
 	struct err e = ERR_INIT;
-	int la = 1, lb = 2, ext = 0, no_path = 0, replace_unknown = 0, badsan = 0, noprobe = 0, past = 0, gone = 0;
+	int la = 1, lb = 2, ext = 0, no_path = 0, replace_unknown = 0, badsan = 0, noprobe = 0, past = 0, gone = 0, xca = 0;
 	struct material view[NGEN];
-	struct material_set ms_view = { view, 0 };
+	struct material_set ms_view = { view, 0, NULL, 0 };
 	struct known_set known_view = { NULL, 0, 0 };
 	size_t i, j, nchanges = 0;
 	const char *opt;
@@ -447,7 +484,8 @@ static void run_case(void **state)
 		else if (strncmp(opt, "noprobe", 7) == 0)
 			noprobe = 1;
 		else if (sscanf(opt, "ext=%d", &ext) != 1 && sscanf(opt, "line=%d>%d", &la, &lb) != 2 &&
-			 sscanf(opt, "past=%d", &past) != 1 && sscanf(opt, "gone=%d", &gone) != 1)
+			 sscanf(opt, "past=%d", &past) != 1 && sscanf(opt, "gone=%d", &gone) != 1 &&
+			 sscanf(opt, "xca=%d", &xca) != 1)
 			fail_msg("bad option in \"%s\"", t->opts);
 	}
 	assert_true(ext >= 0 && (size_t)ext < sizeof(externals) / sizeof(externals[0]));
@@ -488,7 +526,7 @@ static void run_case(void **state)
 	for (i = 0; gone && i < NGEN; i++)
 		if (F.gens[i].m->generation != gone)
 			assert_int_equal(known_add_manifest(&known_view, F.gens[i].m, &e), 0);
-	obs_known = gone ? &known_view : &F.known;
+	known_now = xca ? &F.known_ext : gone ? &known_view : &F.known;
 	assert_non_null(obs = calloc(hs->nhosts, sizeof(*obs)));
 	for (i = 0; i < hs->nhosts; i++)
 		observe_host(&obs[i], &hs->hosts[i], t->hosts[i], la, lb);
@@ -497,13 +535,17 @@ static void run_case(void **state)
 	o.hosts = hs;
 	o.observed = obs;
 	o.nobserved = hs->nhosts;
-	o.known = obs_known;
+	o.known = known_now;
+	ms_view.ext = xca == 1 ? &F.ext : NULL;
+	ms_view.next = xca == 1 ? 1 : 0;
 	o.material = &ms_view;
 	o.rotation = rot;
 	o.no_path = no_path;
 	o.replace_unknown = replace_unknown;
 	o.now = F.now;
 	assert_int_equal(plan_build(&p, &o, &e), 0);
+	F.ms.ext = NULL;
+	F.ms.next = 0;
 
 	plan_text(&text, &p, obs);
 
@@ -598,7 +640,7 @@ static void run_case(void **state)
 		if (ms_view.v[i].past)
 			free(ms_view.v[i].certs);
 	known_release(&known_view);
-	obs_known = NULL;
+	known_now = NULL;
 	plan_release(&p);
 	obs_hosts_free(obs, hs->nhosts);
 	buf_release(&text);
@@ -916,6 +958,31 @@ static const struct tcase cases[] = {
 	{ "server address not in its SAN: in sync, the broken pair is still shown", STABLE(1), "AAA", "badsan",
 	  "live=A partial=0 desired=A line=1>0", "A>A", "0", "0", "1",
 	  { "broken 0 clients at stable cannot verify server pg2 on pg2 (pg2.elsewhere.t) at stable: " } },
+
+	/* ---- external CAs (a provider's root in the clients' bundles): trust-only changes ---- */
+	{ "external CA added: the clients' bundles change, nothing else", STABLE(1), "AAA", "xca=1",
+	  "live=A partial=0 desired=A line=1>0", "A>A", "2", "0", "0",
+	  { "change 0 app1 /home/app/.postgresql/root.crt ~ g1 root, g1 server-ca -> g1 root + g1 server-ca, external trust/provider.pem",
+	    "change 0 pg1 /var/lib/postgresql/.postgresql/root.crt ~ g1 root, g1 server-ca -> g1 root + g1 server-ca, external trust/provider.pem",
+	    "!/srv/pg1/certs/root.crt", "!server.crt", "!key" } },
+	{ "external CA held: in sync", STABLE(1), "xxx", "xca=1",
+	  "live=A partial=0 desired=A line=1>0", "", "", 0, 0, { 0 } },
+	{ "external CA held by one host only: the others get it", STABLE(1), "xAA", "xca=1",
+	  "live=A partial=0 desired=A line=1>0", "A>A", "1", "0", "0", { "change 0 app1 /home/app/.postgresql/root.crt", "!change 0 pg1" } },
+	{ "external CA retired: it leaves the clients' bundles", STABLE(1), "xxx", "xca=2",
+	  "live=A partial=0 desired=A line=1>0", "A>A", "2", "0", "0",
+	  { "change 0 app1 /home/app/.postgresql/root.crt ~ g1 root, g1 server-ca, external trust/provider.pem -> g1 root + g1 server-ca" } },
+	{ "external CA no longer listed while hosts hold it: drift", STABLE(1), "xxx", "",
+	  "unknown", "", "", 0, 0, { "problem: pg1 fits no step of generation 1: drift" } },
+	{ "external CA added during a rotation: folded into the first step", ROT(1, 2, "servers"), "AAA", "xca=1",
+	  "live=A partial=0 desired=V " L12, "A>T T>V", "4 4", "0 0", "0 0",
+	  { "change 0 app1 /home/app/.postgresql/root.crt ~ g1 root, g1 server-ca -> g2 root + g2 server-ca, g1 root + g1 server-ca, external trust/provider.pem",
+	    "!change 1 app1 /home/app/.postgresql/root.crt" } },
+	{ "external CA held at trust: the rotation goes on", ROT(1, 2, "clients"), "yyy", "xca=1",
+	  "live=T partial=0 desired=C " L12, "T>V V>C", "4 4", "0 0", "0 0", { "!root.crt" } },
+	{ "external CA: the rotation ends, the external CA stays", STABLE(2), "CCC", "xca=1",
+	  "live=C partial=0 desired=B " L12, "C>B", "4", "0", "0",
+	  { "change 0 app1 /home/app/.postgresql/root.crt ~ g2 root, g2 server-ca, g1 root, g1 server-ca -> g2 root + g2 server-ca, external trust/provider.pem" } },
 
 	/* ---- modes ---- */
 	{ "mode drift only: repaired in place", STABLE(1), "mAA", "",
