@@ -84,10 +84,13 @@ int layout_expand(struct managed_file **out, size_t *n, const struct host_role *
 				    l->subdir ? l->subdir : "") < 0)
 			rc = err_nomem(e);
 		owner = r->owner ? r->owner : l->owner_is_user ? r->user : NULL;
-		for (i = 0; i < l->nfiles && rc == 0; i++)
+		for (i = 0; i < l->nfiles && rc == 0; i++) {
 			rc = add(v, &cnt, dir.ptr, l->files[i].name, l->files[i].content,
 				 l->files[i].content == SPEC_CONTENT_TRUST ? peer : me, r, owner, r->group,
 				 l->files[i].mode, e);
+			if (rc == 0)
+				v[cnt - 1].der = l->files[i].der;
+		}
 	}
 	buf_release(&dir);
 	if (rc) {

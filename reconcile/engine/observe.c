@@ -188,6 +188,17 @@ fail_mc:
 	return 0;
 }
 
+int observe_key_form(struct obs_file *f, const char *data, size_t len)
+{
+	int pem = find(data, len, "-----BEGIN ") != NULL;
+
+	if (f->der && pem)
+		return set_problem(f, "a PEM key where the layout needs PKCS#8 DER", NULL) < 0 ? ROTOR_ENOMEM : 0;
+	if (!f->der && len && (unsigned char)data[0] == 0x30 && !pem)
+		return set_problem(f, "a DER key where the layout needs PEM", NULL) < 0 ? ROTOR_ENOMEM : 0;
+	return 0;
+}
+
 enum obs_key observe_key_match(const char *key_pem, size_t key_len,
 			       const char *cert_pem, size_t cert_len)
 {

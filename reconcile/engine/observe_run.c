@@ -95,6 +95,7 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 		memset(f, 0, sizeof(*f));
 		f->content = mf[i].content;
 		f->side = mf[i].side;
+		f->der = mf[i].der;
 		if (!(f->path = xstrdup(mf[i].path, e))) {
 			rc = ROTOR_ENOMEM;
 			goto out;
@@ -106,7 +107,11 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 			goto out;
 		if (!f->present || f->problem)
 			continue;
-		if (f->content == SPEC_CONTENT_KEY) {
+		if (f->content == SPEC_CONTENT_KEY && observe_key_form(f, data.ptr, data.len) < 0) {
+			rc = err_nomem(e);
+			goto out;
+		}
+		if (f->content == SPEC_CONTENT_KEY && !f->problem) {
 			/* Compared once the leaf is known (it may come later). */
 			if (key_at == (size_t)-1) {
 				key_at = i;

@@ -691,7 +691,7 @@ void plan_release(struct plan *p)
 /* ---- bytes for apply ---- */
 
 /* Never prompt: a wrong passphrase is an error, not a question. */
-static int decrypt_key(struct buf *out, const char *pem, const char *pass, struct err *e)
+static int decrypt_key(struct buf *out, const char *pem, const char *pass, int der, struct err *e)
 {
 	EVP_PKEY *k = NULL;
 	int rc = key_decode(&k, pem, strlen(pem), pass, KEY_ENCRYPTED, e);
@@ -699,7 +699,7 @@ static int decrypt_key(struct buf *out, const char *pem, const char *pass, struc
 	if (rc == ROTOR_ESECRET)
 		rc = err_set(e, ROTOR_ESECRET, "a private key does not decrypt with the secret key");
 	if (rc == 0)
-		rc = key_encode(out, k, e);
+		rc = key_encode_as(out, k, der, e);
 	EVP_PKEY_free(k);
 	return rc;
 }
@@ -717,7 +717,7 @@ int plan_file_bytes(struct buf *out, const struct material_set *ms, const struct
 		if (!w.c[0]->key_pem)
 			return err_set(e, ROTOR_EINVALID, "no private key for %s %s in the repository (imported generation?)",
 				       role_word(w.c[0]->role), w.c[0]->name);
-		return decrypt_key(out, w.c[0]->key_pem, passphrase, e);
+		return decrypt_key(out, w.c[0]->key_pem, passphrase, f->der, e);
 	}
 	for (i = 0; i < w.n; i++)
 		if (buf_puts(out, w.c[i]->pem) < 0)

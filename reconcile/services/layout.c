@@ -29,6 +29,23 @@ const struct layout_def layout_table[] = {
 		.nfiles = 3,
 	},
 	{
+		/*
+		 * pgJDBC client: pgJDBC's defaults, ~/.postgresql/postgresql.crt,
+		 * postgresql.pk8 (it reads a key file only as PKCS#8 DER: an
+		 * unencrypted one, mode 0600 as libpq's, needs no sslpassword),
+		 * root.crt.
+		 */
+		.name = "pgjdbc", .by_name = 1, .sides = SIDE(CLIENT),
+		.required = LAYOUT_KEY_HOME | LAYOUT_KEY_IDENTITY,
+		.refused = LAYOUT_KEY_DIR | LAYOUT_KEY_OWNER | LAYOUT_KEY_PROBE,
+		.base = LAYOUT_BASE_HOME, .subdir = ".postgresql", .owner_is_user = 1,
+		.bundle = LAYOUT_BUNDLE_NEWEST_FIRST,
+		.files = { { "postgresql.crt", SPEC_CONTENT_LEAF_CHAIN, 0644, 0 },
+			   { "postgresql.pk8", SPEC_CONTENT_KEY, 0600, 1 },
+			   { "root.crt", SPEC_CONTENT_TRUST, 0644, 0 } },
+		.nfiles = 3,
+	},
+	{
 		/* CockroachDB node: certs dir with ca.crt, node.crt, node.key. */
 		.name = "cockroach", .by_name = 1, .sides = SIDE(SERVER) | SIDE(CLIENT),
 		.required = LAYOUT_KEY_DIR, .refused = LAYOUT_KEY_HOME | LAYOUT_KEY_USER,

@@ -56,6 +56,7 @@ struct layout_file_def {
 	const char *name;            /* file name under the base directory */
 	enum spec_content content;
 	int mode;                    /* permission bits */
+	int der;                     /* a key file written as unencrypted PKCS#8 DER (pgJDBC's .pk8), not PEM */
 };
 
 #define LAYOUT_MAX_FILES 4
