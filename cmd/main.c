@@ -192,6 +192,35 @@ const struct cmd rotor_commands[] = {
 	  "external peer gets the bundle only at the trust step (and always when it\n"
 	  "is not also a client in chain.yaml).  Files are written to a temporary\n"
 	  "directory next to DIR and renamed into place: a failure leaves nothing.\n" },
+	{ "client", cmd_client, "add or remove one client identity, or sign the CRLs again, on a branch",
+	  "usage: rotor client add --env NAME CLIENT\n"
+	  "       rotor client remove --env NAME CLIENT\n"
+	  "       rotor client crl --env NAME\n"
+	  "\n"
+	  "Each makes ONE commit on a new branch for review, from HEAD; the work tree,\n"
+	  "the index and the current branch are not touched, and no generation is made.\n"
+	  "\n"
+	  "add: issue a client certificate (CN = CLIENT, the PostgreSQL user) from the\n"
+	  "client CA of the generation in service, and of the target generation when a\n"
+	  "rotation is under way; its key is encrypted with the repository secret;\n"
+	  "chain.yaml's clients list names it.  Branch rotor/client/NAME/add-CLIENT.\n"
+	  "Then give a host role `identity: CLIENT` in hosts.yaml and apply.\n"
+	  "\n"
+	  "remove: revoke CLIENT: its serial goes on crl/client-ca.crl of each of those\n"
+	  "generations (signed by that generation's client CA; crl/root.crl is signed\n"
+	  "again too), its certificates and keys are deleted, chain.yaml forgets it.\n"
+	  "Branch rotor/client/NAME/remove-CLIENT.  Refused while a host role of\n"
+	  "hosts.yaml still uses CLIENT as its identity.  Servers with a CRL file\n"
+	  "(layout postgres-crl, PostgreSQL ssl_crl_file) refuse it once applied.\n"
+	  "\n"
+	  "crl: sign every CRL of those generations again, same revocations, valid for\n"
+	  "chain.yaml's validity.crl (default 180d); rotor drift reports CRLs that\n"
+	  "expire within renew_before.  Branch rotor/client/NAME/crl-UNIXTIME.\n"
+	  "\n"
+	  "CLIENT: letters, digits, '_', '.' and '-', at most 63, not starting with '.'\n"
+	  "or '-'.  Refused: an unknown client (remove), one already there (add), an\n"
+	  "imported generation (its CA keys are not in the repository), uncommitted\n"
+	  "changes, an existing branch, a wrong secret key.\n" },
 	{ "help", cmd_help, "show help for a command", "usage: rotor help [COMMAND]\n" },
 	{ NULL, NULL, NULL, NULL }
 };
