@@ -121,6 +121,10 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 				}
 			}
 			continue;
+		} else if (f->content == SPEC_CONTENT_CRL) {
+			if ((rc = observe_parse_crls(f, data.ptr, data.len, e)) < 0)
+				goto out;
+			continue;
 		} else if ((rc = observe_parse_certs(f, data.ptr, data.len, o->known, o->now, e)) < 0) {
 			goto out;
 		}

@@ -20,6 +20,7 @@
 #include <openssl/pem.h>
 
 #include "reconcile/engine/files.h"
+#include "reconcile/pki/pki.h"
 #include "reconcile/tls/verify.h"
 
 #define MAX_FPS 4
@@ -58,6 +59,7 @@ void material_release(struct material_set *ms)
 			free(c->key_pem);
 		}
 		free(ms->v[i].certs);
+		free(ms->v[i].crl_pem);
 	}
 	free(ms->v);
 	ms->v = NULL;
@@ -70,6 +72,10 @@ struct want {
 	const struct material_cert *c[MAX_FPS];
 	size_t n;
 	int key;                /* a key file: c[0] is the leaf whose key it holds */
+	int crl;                /* a crl file: the CRLs of crl_gen[] (newest first) */
+	const char *crl_pem[2];
+	int crl_gen[2];
+	size_t ncrl;
 };
 
 static enum cert_role leaf_role(enum layout_side s)
@@ -82,6 +88,29 @@ static enum cert_role ca_role(enum layout_side s)
 	return s == LAYOUT_SIDE_SERVER ? CERT_ROLE_SERVER_CA : CERT_ROLE_CLIENT_CA;
 }
 
+/* A server's CRL file: the CRLs of every generation of its trust bundle (client CAs and their roots). */
+static int want_crl(struct want *w, const struct material_set *ms, enum layout_side side, struct step_gens g,
+		    struct err *e)
+{
+	size_t i, j;
+
+	w->crl = 1;
+	if (side != LAYOUT_SIDE_CLIENT)
+		return err_set(e, ROTOR_EINVALID, "a crl file belongs to a server role (rotor signs CRLs of client CAs only)");
+	for (i = 0; i < 2; i++) {
+		if (!g.bundle[i])
+			continue;
+		for (j = 0; j < ms->n && ms->v[j].generation != g.bundle[i]; j++)
+			;
+		if (j == ms->n || !ms->v[j].crl_pem)
+			return err_set(e, ROTOR_EINVALID, "generation %d has no CRLs (crl/root.crl, crl/client-ca.crl): "
+				       "rotor client crl signs them", g.bundle[i]);
+		w->crl_gen[w->ncrl] = g.bundle[i];
+		w->crl_pem[w->ncrl++] = ms->v[j].crl_pem;
+	}
+	return 0;
+}
+
 /* What file f (of a role using identity) must hold at step s; ROTOR_EINVALID names what is missing. */
 static int want_for(struct want *w, const struct material_set *ms, enum spec_content content,
 		    enum layout_side side, const char *identity, enum phase_step s, int a, int b, struct err *e)
@@ -92,6 +121,8 @@ static int want_for(struct want *w, const struct material_set *ms, enum spec_con
 	int i;
 
 	memset(w, 0, sizeof(*w));
+	if (content == SPEC_CONTENT_CRL)
+		return want_crl(w, ms, side, g, e);
 	if (content == SPEC_CONTENT_TRUST) {
 		for (i = 0; i < 2; i++) {
 			if (!g.bundle[i])
@@ -129,8 +160,11 @@ static int want_equal(const struct want *x, const struct want *y)
 {
 	size_t i;
 
-	if (x->n != y->n || x->key != y->key)
+	if (x->n != y->n || x->key != y->key || x->crl != y->crl || x->ncrl != y->ncrl)
 		return 0;
+	for (i = 0; i < x->ncrl; i++)
+		if (strcmp(x->crl_pem[i], y->crl_pem[i]) != 0)
+			return 0;
 	for (i = 0; i < x->n; i++)
 		if (strcmp(x->c[i]->fingerprint, y->c[i]->fingerprint) != 0)
 			return 0;
@@ -158,6 +192,8 @@ static char *want_words(const struct want *w, const struct material_set *ms)
 	struct buf b = BUF_INIT;
 	size_t i, j, k;
 
+	for (i = 0; i < w->ncrl; i++)
+		buf_printf(&b, "%sg%d CRLs", i ? ", " : "", w->crl_gen[i]);
 	for (i = 0; i < w->n; i++) {
 		int gen = 0;
 
@@ -190,6 +226,10 @@ static char *observed_words(const struct obs_file *f, const struct obs_file *lea
 		return words_done(&b);
 	if (f->problem) {
 		buf_printf(&b, "unusable (%s)", f->problem);
+		return words_done(&b);
+	}
+	if (f->content == SPEC_CONTENT_CRL) {
+		buf_printf(&b, "%zu CRL%s (sha256 %.12s...)", f->ncrls, f->ncrls == 1 ? "" : "s", f->sha256);
 		return words_done(&b);
 	}
 	if (f->content == SPEC_CONTENT_KEY) {
@@ -227,6 +267,17 @@ static int observed_equals(const struct obs_file *f, const struct obs_file *leaf
 
 	if (!f->present || f->problem)
 		return 0;
+	if (w->crl) {
+		struct buf all = BUF_INIT;
+		char hex[65];
+		int same;
+
+		for (i = 0; i < w->ncrl; i++)
+			buf_puts(&all, w->crl_pem[i]);
+		same = !all.err && pki_sha256_hex(hex, all.ptr ? all.ptr : "", all.len) == 0 && strcmp(hex, f->sha256) == 0;
+		buf_release(&all);
+		return same;
+	}
 	if (w->key)
 		return f->key == OBS_KEY_MATCH && leaf_file && leaf_file->present && !leaf_file->problem &&
 		       leaf_file->ncerts > 0 && strcmp(leaf_file->certs[0].fingerprint, w->c[0]->fingerprint) == 0;
@@ -713,6 +764,9 @@ int plan_file_bytes(struct buf *out, const struct material_set *ms, const struct
 
 	if ((rc = want_for(&w, ms, f->content, f->side, identity, s, a, b, e)) < 0)
 		return rc;
+	for (i = 0; i < w.ncrl; i++)
+		if (buf_puts(out, w.crl_pem[i]) < 0)
+			return err_nomem(e);
 	if (w.key) {
 		if (!w.c[0]->key_pem)
 			return err_set(e, ROTOR_EINVALID, "no private key for %s %s in the repository (imported generation?)",

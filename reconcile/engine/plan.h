@@ -46,6 +46,7 @@ struct material {
 	int imported;
 	struct material_cert *certs;
 	size_t ncerts;
+	char *crl_pem;          /* crl/root.crl then crl/client-ca.crl, or NULL when the generation has none */
 };
 
 struct material_set {

@@ -76,7 +76,7 @@ int env_run_find_stale(struct env_run *r, struct err *e);
 void env_run_release(struct env_run *r);
 
 /* What drift reports beyond the plan: one finding per certificate, key file or stray file. */
-enum drift_kind { DRIFT_UNKNOWN_CERT, DRIFT_EXPIRING, DRIFT_KEY_MISMATCH, DRIFT_STRAY };
+enum drift_kind { DRIFT_UNKNOWN_CERT, DRIFT_EXPIRING, DRIFT_KEY_MISMATCH, DRIFT_STRAY, DRIFT_CRL_EXPIRING };
 
 struct drift_item {
 	enum drift_kind kind;
@@ -89,12 +89,16 @@ struct drift_item {
 
 struct drift_counts {
 	size_t unknown, expiring, keys_not_matching, stale_services, stray_files;
+	size_t crls_expiring;   /* crl files whose earliest nextUpdate is within renew_before */
 };
 
 /*
  * Count the drift findings of the last observe: certificates no
  * generation knows, certificates expiring within chain.yaml's
- * renew_before, key files that do not match their leaf, stray files
+ * renew_before, crl files whose earliest nextUpdate is within
+ * renew_before (DRIFT_CRL_EXPIRING: file set, cert NULL; a CRL past its
+ * nextUpdate makes PostgreSQL refuse every client of its CA), key files
+ * that do not match their leaf, stray files
  * (temporary files; backups too while rotation.yaml names no target:
  * during a rotation they are kept for a rollback).  each (may be
  * NULL) is called for every finding, in host and file order.
