@@ -31,6 +31,22 @@ static const EVP_MD *crl_md(EVP_PKEY *k)
 	return EVP_sha256();
 }
 
+/*
+ * Does key belong to ca?  Compared as encoded public keys: a CA rotor has
+ * just made may not have its public key decoded (see struct pki_cert).
+ */
+static int key_matches(X509 *ca, EVP_PKEY *key)
+{
+	unsigned char *a = NULL, *b = NULL;
+	int na = i2d_PUBKEY(key, &a), nb = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(ca), &b);
+	int ok = na > 0 && na == nb && memcmp(a, b, (size_t)na) == 0;
+
+	OPENSSL_free(a);
+	OPENSSL_free(b);
+	ERR_clear_error();
+	return ok;
+}
+
 static X509_CRL *crl_parse(const char *pem, size_t len)
 {
 	BIO *b;
@@ -74,12 +90,8 @@ int pki_crl_sign(struct buf *out, const void *ca_x509, const void *ca_pkey, cons
 
 	if (!ca || !key || days < 1 || days > PKI_CRL_MAX_DAYS)
 		return err_set(e, ROTOR_EINVALID, "pki_crl_sign: invalid arguments");
-	/* (A CA rotor has just made may not have its public key decoded: see struct pki_cert.) */
-	if (X509_get0_pubkey(ca) && X509_check_private_key(ca, key) != 1) {
-		ERR_clear_error();
+	if (!key_matches(ca, key))
 		return err_set(e, ROTOR_EINVALID, "the CA key does not belong to its certificate");
-	}
-	ERR_clear_error();
 	if (prev_pem) {
 		ASN1_INTEGER *pn;
 
@@ -125,7 +137,8 @@ int pki_crl_sign(struct buf *out, const void *ca_x509, const void *ca_pkey, cons
 			rc = err_set(e, ROTOR_EINVALID, "invalid serial number \"%.64s\"", serials[i] ? serials[i] : "");
 			goto out;
 		}
-		if (prev && X509_CRL_get0_by_serial(prev, &had, sn) == 1) {
+		/* Already revoked (by prev, or earlier in serials): listed once. */
+		if (X509_CRL_get0_by_serial(crl, &had, sn) == 1) {
 			ASN1_INTEGER_free(sn);
 			sn = NULL;
 			continue;
@@ -265,8 +278,7 @@ int pki_ca_load(void **x509, void **pkey, const char *cert_pem, size_t cert_len,
 		X509_free(x);
 		return rc;
 	}
-	if (X509_check_private_key(x, k) != 1) {
-		ERR_clear_error();
+	if (!key_matches(x, k)) {
 		X509_free(x);
 		EVP_PKEY_free(k);
 		return err_set(e, ROTOR_EINVALID, "the CA key does not belong to its certificate");
