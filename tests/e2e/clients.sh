@@ -7,7 +7,9 @@
 # applied, and connects; a client removed is refused by the server with a
 # revoked-certificate error while the others keep connecting, and stays
 # refused through a whole rotation; drift reports a CRL near its
-# nextUpdate (chain.yaml validity.crl).  Then bad input: one line each,
+# nextUpdate (chain.yaml validity.crl); a JVM opening pgJDBC connections in
+# a loop on the pgjdbc host's files sees no failure through the rotation
+# (tests/e2e/clients/JdbcChurn.java).  Then bad input: one line each,
 # no branch created.
 #
 # Uses 127.0.18.x (tests/fleet/README.md lists which test uses which range).
@@ -25,11 +27,15 @@ for u in app japp other newapp; do "$F" psql --dir "$FD" host1 -qc "CREATE ROLE 
 J="$T/java"
 mkdir -p "$J"
 if command -v javac >/dev/null; then
-	javac -d "$J" "$ROTOR_SRCDIR/tests/e2e/handoff/JdbcCheck.java" || echo "# javac failed"
+	javac -d "$J" "$ROTOR_SRCDIR/tests/e2e/handoff/JdbcCheck.java" "$ROTOR_SRCDIR/tests/e2e/clients/JdbcChurn.java" || echo "# javac failed"
 	jdbc() { java -cp "$J:$JAR" JdbcCheck "$1"; }
+	jdbc_churn() { java -cp "$J:$JAR" JdbcChurn "$@"; }
 else
 	jdbc() { java -cp "$JAR" "$ROTOR_SRCDIR/tests/e2e/handoff/JdbcCheck.java" "$1"; }
+	jdbc_churn() { java -cp "$JAR" "$ROTOR_SRCDIR/tests/e2e/clients/JdbcChurn.java" "$@"; }
 fi
+CHURN_PID=
+trap '[ -z "$CHURN_PID" ] || kill "$CHURN_PID" 2>/dev/null; fleet_down; rm -rf "$T"' EXIT
 
 fleet_repo 5s
 {
@@ -116,7 +122,10 @@ sleep 1   # the next crl branch is named by the second
 ok "apply the 180-day CRLs" "$ROTOR" apply --env poc --yes
 ok "drift is quiet again" "$ROTOR" drift --env poc
 
-# ---- a rotation after the removal ----
+# ---- a rotation after the removal, under churn from one JVM on the pgjdbc host's files ----
+STOP="$T/churn.stop"
+jdbc_churn "jdbc:postgresql://$B.1:5432/postgres?user=japp&sslmode=verify-full&sslcert=$H3/postgresql.crt&sslkey=$H3/postgresql.pk8&sslrootcert=$H3/root.crt&connectTimeout=5" "$STOP" > "$T/churn.txt" 2>&1 &
+CHURN_PID=$!
 ok "rotate start: generation 2 with its own CRLs" "$ROTOR" rotate start --env poc
 merge rotor/rotate/poc/gen-0002
 ok "apply the trust step" "$ROTOR" apply --env poc --yes
@@ -132,6 +141,11 @@ for phase in servers clients stable; do
 	ok "$phase: newapp connects" libpq newapp "$H2"
 	ok "$phase: japp over pgJDBC connects" java_pk8
 done
+touch "$STOP"
+wait "$CHURN_PID"
+CHURN_PID=
+echo "# pgJDBC churn: $(head -n 1 "$T/churn.txt")"
+ok "pgJDBC churn through the whole rotation: connections made, none failed" sh -c 'grep -Eq "^[1-9][0-9]* connections made, 0 failed$" "$1" || { cat "$1"; false; }' _ "$T/churn.txt"
 ok "after the rotation: japp's .pk8 is generation 2's" sh -c 'openssl x509 -in "$1/postgresql.crt" -noout -issuer | grep -q "client CA g2$"' _ "$H3"
 ok "after the rotation: root.crl holds generation 2's CRLs only" sh -c '[ "$(grep -c "BEGIN X509 CRL" "$1/hosts/host1/srv/postgres/certs/root.crl")" = 2 ]' _ "$FD"
 
