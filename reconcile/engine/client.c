@@ -425,9 +425,11 @@ int client_crl(struct client_result *res, struct gitrepo *repo, const struct cli
 			rc = put_crl(&j, res->gens[i], "client-ca", NULL, e);
 	if (rc < 0)
 		goto out;
-	buf_printf(&msg, "rotor: sign the CRLs of %s again\n\nGeneration %d%s%.0d: crl/root.crl and "
-			 "crl/client-ca.crl, same revocations, valid for %d days.\n", o->env, res->gens[0],
-		   res->ngens > 1 ? " and " : "", res->ngens > 1 ? res->gens[1] : 0, res->crl_days);
+	buf_printf(&msg, "rotor: sign the CRLs of %s again\n\nGeneration %d", o->env, res->gens[0]);
+	if (res->ngens > 1)
+		buf_printf(&msg, " and %d", res->gens[1]);
+	buf_printf(&msg, ": crl/root.crl and crl/client-ca.crl, same revocations, valid for %d days.\n",
+		   res->crl_days);
 	rc = commit(&j, res, repo, &msg, e);
 out:
 	buf_release(&msg);
