@@ -84,6 +84,17 @@ static void print_human(const struct obs_host *h, size_t n, const struct state *
 					problems++;
 				continue;
 			}
+			if (f->content == SPEC_CONTENT_CRL) {
+				char when[32];
+				struct tm tm;
+
+				if (!gmtime_r(&f->crl_next_update, &tm) ||
+				    !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
+					snprintf(when, sizeof(when), "?");
+				printf("%zu CRL%s, first nextUpdate %s, sha256 %.16s...\n", f->ncrls, f->ncrls == 1 ? "" : "s",
+				       when, f->sha256);
+				continue;
+			}
 			for (k = 0; k < f->ncerts; k++)
 				print_cert(&f->certs[k], k == 0);
 			printf("\n");

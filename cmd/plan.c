@@ -123,6 +123,16 @@ void plan_print(const struct env_run *r, FILE *out)
 	}
 }
 
+static const char *crl_when(time_t t)
+{
+	static char s[32];
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || !strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(s, sizeof(s), "?");
+	return s;
+}
+
 static void print_drift(void *payload, const struct drift_item *it)
 {
 	(void)payload;
@@ -135,6 +145,9 @@ static void print_drift(void *payload, const struct drift_item *it)
 	else if (it->kind == DRIFT_EXTERNAL_EXPIRING)
 		printf("expiring external CA %s: %s in %lld days (renew_before %d): commit the provider's next CA\n",
 		       it->ext->file, it->ext->subject, it->ext_days_left, it->renew_before_days);
+	else if (it->kind == DRIFT_CRL_EXPIRING)
+		printf("CRL expiring on %s in %s: nextUpdate %s (renew_before %d; rotor client crl signs it again)\n",
+		       it->host->name, it->file->path, crl_when(it->file->crl_next_update), it->renew_before_days);
 	else if (it->kind == DRIFT_STRAY)
 		printf("stray file on %s: %s\n", it->host->name, it->stray);
 }
@@ -198,7 +211,7 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 		fprintf(stderr, "rotor: the desired state is unsafe to reach; see the pairs that would break\n");
 		rc = 1;
 	} else if (drift) {
-		int pending = r.plan.nchanges > 0 || !r.plan.live_known || dc.unknown || dc.expiring || dc.keys_not_matching ||
+		int pending = r.plan.nchanges > 0 || !r.plan.live_known || dc.unknown || dc.expiring || dc.crls_expiring || dc.keys_not_matching ||
 			      dc.stale_services || dc.stray_files;
 
 		if (!json)

@@ -25,7 +25,7 @@ static int add(struct managed_file *v, size_t *n, const char *dir, const char *n
 	f->side = side;
 	f->mode = mode;
 	(*n)++;
-	if ((content != SPEC_CONTENT_TRUST && r->identity && !(f->identity = xstrdup(r->identity, e))) ||
+	if ((content != SPEC_CONTENT_TRUST && content != SPEC_CONTENT_CRL && r->identity && !(f->identity = xstrdup(r->identity, e))) ||
 	    (owner && !(f->owner = xstrdup(owner, e))) || (group && !(f->group = xstrdup(group, e))))
 		return err_nomem(e);
 	return 0;
@@ -50,7 +50,7 @@ static int expand_files(struct managed_file *v, size_t *cnt, const struct host_r
 			break;
 		}
 		rc = add(v, cnt, dir.len ? dir.ptr : "/", slash + 1, hf->content,
-			 hf->content == SPEC_CONTENT_TRUST ? peer : me, r,
+			 hf->content == SPEC_CONTENT_TRUST || hf->content == SPEC_CONTENT_CRL ? peer : me, r,
 			 hf->owner ? hf->owner : r->owner, hf->group ? hf->group : r->group, mode, e);
 	}
 	buf_release(&dir);
@@ -95,12 +95,15 @@ int layout_expand(struct managed_file **out, size_t *n, const struct host_role *
 
 			if (!layout_file_for(&l->files[i], me))
 				continue;
-			if (layout_file_name(name, sizeof(name), &l->files[i], r->user) < 0)
+			if (layout_file_name(name, sizeof(name), &l->files[i], r->user) < 0) {
 				rc = err_set(e, ROTOR_EINVALID, "layout %s needs user", l->name);
-			else
-				rc = add(v, &cnt, dir.ptr, name, l->files[i].content,
-					 l->files[i].content == SPEC_CONTENT_TRUST ? peer : me, r, owner, r->group,
-					 l->files[i].mode, e);
+				break;
+			}
+			rc = add(v, &cnt, dir.ptr, name, l->files[i].content,
+				 l->files[i].content == SPEC_CONTENT_TRUST || l->files[i].content == SPEC_CONTENT_CRL ? peer : me,
+				 r, owner, r->group, l->files[i].mode, e);
+			if (rc == 0)
+				v[cnt - 1].der = l->files[i].der;
 		}
 	}
 	buf_release(&dir);

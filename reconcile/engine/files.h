@@ -23,10 +23,11 @@
 struct managed_file {
 	char *path;              /* absolute path on the host */
 	enum spec_content content;
-	enum layout_side side;   /* leaf/key: the role's side; trust: the PEER side whose CAs it holds */
+	enum layout_side side;   /* leaf/key: the role's side; trust, crl: the PEER side whose CAs it holds */
 	char *identity;          /* leaf name for leaf, leaf+chain and key files; NULL for trust */
 	char *owner, *group;     /* NULL: leave as is */
 	int mode;                /* octal permission bits */
+	int der;                 /* key: unencrypted PKCS#8 DER instead of PEM (layout_file_def.der) */
 };
 
 int layout_expand(struct managed_file **out, size_t *n, const struct host_role *role, struct err *e);

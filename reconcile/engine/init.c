@@ -72,6 +72,7 @@ static const char chain_tmpl[] =
 	"  root: 10y\n"
 	"  intermediate: 5y\n"
 	"  leaf: 397d\n"
+	"  crl: 180d          # how long the CRLs rotor signs stay valid (rotor client)\n"
 	"renew_before: 30d\n"
 	"\n"
 	"# One server certificate per entry: the name is the CN and the first DNS SAN.\n"
@@ -79,7 +80,8 @@ static const char chain_tmpl[] =
 	"  pg1:\n"
 	"    sans: [pg1.example.net]\n"
 	"\n"
-	"# One client certificate per database user (the CN).\n"
+	"# One client certificate per database user (the CN); rotor client add and\n"
+	"# rotor client remove edit this list.\n"
 	"clients:\n"
 	"  - postgres\n";
 
@@ -105,6 +107,9 @@ static const char hosts_tmpl[] =
 	"#         home: /var/lib/postgresql\n"
 	"#         identity: postgres\n"
 	"#\n"
+	"# Layouts: postgres, postgres-crl (postgres and root.crl for ssl_crl_file:\n"
+	"# removed clients refused), libpq, pgjdbc (postgresql.pk8 as PKCS#8 DER for\n"
+	"# Java), cockroach; or an explicit files: list.\n"
 	"# Every server role needs a probe or probe: none. Two hosts may share an\n"
 	"# address only with different ssh ports (port:) written on both; a server\n"
 	"# identity belongs to one host, a client identity may be used by many.\n"

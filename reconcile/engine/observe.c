@@ -188,6 +188,51 @@ fail_mc:
 	return 0;
 }
 
+int observe_parse_crls(struct obs_file *f, const char *data, size_t len, struct err *e)
+{
+	static const char begin[] = "-----BEGIN X509 CRL-----";
+	static const char end[] = "-----END X509 CRL-----";
+	const char *p = data, *stop = data + len, *b, *q;
+
+	f->ncrls = 0;
+	f->crl_next_update = 0;
+	if (pki_sha256_hex(f->sha256, data, len) < 0)
+		return err_nomem(e);
+	while (p < stop && (b = find(p, (size_t)(stop - p), begin)) != NULL) {
+		struct pki_crl_info ci;
+		struct err ce = ERR_INIT;
+
+		if (!(q = find(b, (size_t)(stop - b), end)))
+			return set_problem(f, "a CRL block without its END line", e);
+		q += sizeof(end) - 1;
+		if (pki_crl_read(&ci, b, (size_t)(q - b), &ce) < 0)
+			return ce.code == ROTOR_ENOMEM ? err_nomem(e) : set_problem(f, "a CRL that does not parse", e);
+		if (!ci.next_update) {
+			pki_crl_info_release(&ci);
+			return set_problem(f, "a CRL without nextUpdate", e);
+		}
+		if (f->ncrls == 0 || ci.next_update < f->crl_next_update)
+			f->crl_next_update = ci.next_update;
+		f->ncrls++;
+		pki_crl_info_release(&ci);
+		p = q;
+	}
+	if (f->ncrls == 0)
+		return set_problem(f, "holds no CRL", e);
+	return 0;
+}
+
+int observe_key_form(struct obs_file *f, const char *data, size_t len)
+{
+	int pem = find(data, len, "-----BEGIN ") != NULL;
+
+	if (f->der && pem)
+		return set_problem(f, "a PEM key where the layout needs PKCS#8 DER", NULL) < 0 ? ROTOR_ENOMEM : 0;
+	if (!f->der && len && (unsigned char)data[0] == 0x30 && !pem)
+		return set_problem(f, "a DER key where the layout needs PEM", NULL) < 0 ? ROTOR_ENOMEM : 0;
+	return 0;
+}
+
 enum obs_key observe_key_match(const char *key_pem, size_t key_len,
 			       const char *cert_pem, size_t cert_len)
 {
@@ -227,6 +272,8 @@ static int file_fits(const struct obs_file *f, enum phase_step s, int a, int b)
 		return 0;
 	if (f->content == SPEC_CONTENT_KEY)
 		return f->key == OBS_KEY_MATCH;
+	if (f->content == SPEC_CONTENT_CRL)
+		return 1;   /* revocations do not break a pair: a CRL fits every step */
 	for (j = 0; j < f->ncerts; j++)
 		if (f->certs[j].generation == 0)
 			return 0;

@@ -76,6 +76,10 @@ struct obs_file {
 	struct obs_cert *certs;
 	size_t ncerts;
 	enum obs_key key;
+	int der;              /* a key file the layout wants as PKCS#8 DER (managed_file.der) */
+	char sha256[65];      /* crl: SHA-256 of the file (lowercase hex) */
+	size_t ncrls;         /* crl: the CRLs it holds */
+	time_t crl_next_update; /* crl: the earliest nextUpdate of them */
 };
 
 /*
@@ -86,7 +90,21 @@ struct obs_file {
 int observe_parse_certs(struct obs_file *f, const char *data, size_t len,
 			const struct known_set *k, time_t now, struct err *e);
 
-/* Does the unencrypted PEM private key belong to the first certificate of cert_pem? */
+/*
+ * A crl file: its SHA-256, how many PEM CRLs it holds and their earliest
+ * nextUpdate; anything that is not one or more CRLs is recorded in
+ * f->problem.  ROTOR_ENOMEM only.
+ */
+int observe_parse_crls(struct obs_file *f, const char *data, size_t len, struct err *e);
+
+/*
+ * A key file in the form its layout does not use (PEM where pgJDBC needs
+ * DER, or DER where libpq and the servers read PEM) is recorded in
+ * f->problem, so the plan rewrites it.  ROTOR_ENOMEM only.
+ */
+int observe_key_form(struct obs_file *f, const char *data, size_t len);
+
+/* Does the unencrypted private key (PEM, or PKCS#8 DER) belong to the first certificate of cert_pem? */
 enum obs_key observe_key_match(const char *key_pem, size_t key_len,
 			       const char *cert_pem, size_t cert_len);
 

@@ -160,6 +160,7 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 		memset(f, 0, sizeof(*f));
 		f->content = mf[i].content;
 		f->side = mf[i].side;
+		f->der = mf[i].der;
 		if (!(f->path = xstrdup(mf[i].path, e))) {
 			rc = ROTOR_ENOMEM;
 			goto out;
@@ -181,7 +182,11 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 			goto out;
 		if (!f->present || f->problem)
 			continue;
-		if (f->content == SPEC_CONTENT_KEY) {
+		if (f->content == SPEC_CONTENT_KEY && observe_key_form(f, data.ptr, data.len) < 0) {
+			rc = err_nomem(e);
+			goto out;
+		}
+		if (f->content == SPEC_CONTENT_KEY && !f->problem) {
 			/* Compared once the leaf is known (it may come later). */
 			if (key_at == (size_t)-1) {
 				key_at = i;
@@ -190,6 +195,10 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 					goto out;
 				}
 			}
+			continue;
+		} else if (f->content == SPEC_CONTENT_CRL) {
+			if ((rc = observe_parse_crls(f, data.ptr, data.len, e)) < 0)
+				goto out;
 			continue;
 		} else if ((rc = observe_parse_certs(f, data.ptr, data.len, o->known, o->now, e)) < 0) {
 			goto out;

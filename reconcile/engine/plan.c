@@ -20,6 +20,7 @@
 #include <openssl/pem.h>
 
 #include "reconcile/engine/files.h"
+#include "reconcile/pki/pki.h"
 #include "reconcile/tls/verify.h"
 
 #define MAX_FPS (4 + SPEC_MAX_EXTERNAL_CAS)
@@ -69,6 +70,7 @@ void material_release(struct material_set *ms)
 			free(c->key_pem);
 		}
 		free(ms->v[i].certs);
+		free(ms->v[i].crl_pem);
 	}
 	free(ms->v);
 	ms->v = NULL;
@@ -89,6 +91,10 @@ struct want {
 	const struct material_cert *c[MAX_FPS];
 	size_t n;
 	int key;                /* a key file: c[0] is the leaf whose key it holds */
+	int crl;                /* a crl file: the CRLs of crl_gen[] (newest first) */
+	const char *crl_pem[2];
+	int crl_gen[2];
+	size_t ncrl;
 };
 
 static enum cert_role leaf_role(enum layout_side s)
@@ -101,6 +107,29 @@ static enum cert_role ca_role(enum layout_side s)
 	return s == LAYOUT_SIDE_SERVER ? CERT_ROLE_SERVER_CA : CERT_ROLE_CLIENT_CA;
 }
 
+/* A server's CRL file: the CRLs of every generation of its trust bundle (client CAs and their roots). */
+static int want_crl(struct want *w, const struct material_set *ms, enum layout_side side, struct step_gens g,
+		    struct err *e)
+{
+	size_t i, j;
+
+	w->crl = 1;
+	if (side != LAYOUT_SIDE_CLIENT)
+		return err_set(e, ROTOR_EINVALID, "a crl file belongs to a server role (rotor signs CRLs of client CAs only)");
+	for (i = 0; i < 2; i++) {
+		if (!g.bundle[i])
+			continue;
+		for (j = 0; j < ms->n && ms->v[j].generation != g.bundle[i]; j++)
+			;
+		if (j == ms->n || !ms->v[j].crl_pem)
+			return err_set(e, ROTOR_EINVALID, "generation %d has no CRLs (crl/root.crl, crl/client-ca.crl): "
+				       "rotor client crl signs them", g.bundle[i]);
+		w->crl_gen[w->ncrl] = g.bundle[i];
+		w->crl_pem[w->ncrl++] = ms->v[j].crl_pem;
+	}
+	return 0;
+}
+
 /* What file f (of a role using identity) must hold at step s; ROTOR_EINVALID names what is missing. */
 static int want_for(struct want *w, const struct material_set *ms, enum spec_content content,
 		    enum layout_side side, const char *identity, enum phase_step s, int a, int b, struct err *e)
@@ -111,6 +140,8 @@ static int want_for(struct want *w, const struct material_set *ms, enum spec_con
 	int i;
 
 	memset(w, 0, sizeof(*w));
+	if (content == SPEC_CONTENT_CRL)
+		return want_crl(w, ms, side, g, e);
 	if (content == SPEC_CONTENT_TRUST) {
 		for (i = 0; i < 2; i++) {
 			if (!g.bundle[i])
@@ -152,8 +183,11 @@ static int want_equal(const struct want *x, const struct want *y)
 {
 	size_t i;
 
-	if (x->n != y->n || x->key != y->key)
+	if (x->n != y->n || x->key != y->key || x->crl != y->crl || x->ncrl != y->ncrl)
 		return 0;
+	for (i = 0; i < x->ncrl; i++)
+		if (strcmp(x->crl_pem[i], y->crl_pem[i]) != 0)
+			return 0;
 	for (i = 0; i < x->n; i++)
 		if (strcmp(x->c[i]->fingerprint, y->c[i]->fingerprint) != 0)
 			return 0;
@@ -181,6 +215,8 @@ static char *want_words(const struct want *w, const struct material_set *ms)
 	struct buf b = BUF_INIT;
 	size_t i, j, k;
 
+	for (i = 0; i < w->ncrl; i++)
+		buf_printf(&b, "%sg%d CRLs", i ? ", " : "", w->crl_gen[i]);
 	for (i = 0; i < w->n; i++) {
 		int gen = 0;
 
@@ -215,6 +251,10 @@ static char *observed_words(const struct obs_file *f, const struct obs_file *lea
 		return words_done(&b);
 	if (f->problem) {
 		buf_printf(&b, "unusable (%s)", f->problem);
+		return words_done(&b);
+	}
+	if (f->content == SPEC_CONTENT_CRL) {
+		buf_printf(&b, "%zu CRL%s (sha256 %.12s...)", f->ncrls, f->ncrls == 1 ? "" : "s", f->sha256);
 		return words_done(&b);
 	}
 	if (f->content == SPEC_CONTENT_KEY) {
@@ -254,6 +294,17 @@ static int observed_equals(const struct obs_file *f, const struct obs_file *leaf
 
 	if (!f->present || f->problem)
 		return 0;
+	if (w->crl) {
+		struct buf all = BUF_INIT;
+		char hex[65];
+		int same;
+
+		for (i = 0; i < w->ncrl; i++)
+			buf_puts(&all, w->crl_pem[i]);
+		same = !all.err && pki_sha256_hex(hex, all.ptr ? all.ptr : "", all.len) == 0 && strcmp(hex, f->sha256) == 0;
+		buf_release(&all);
+		return same;
+	}
 	if (w->key)
 		return f->key == OBS_KEY_MATCH && leaf_file && leaf_file->present && !leaf_file->problem &&
 		       leaf_file->ncerts > 0 && strcmp(leaf_file->certs[0].fingerprint, w->c[0]->fingerprint) == 0;
@@ -773,7 +824,7 @@ void plan_release(struct plan *p)
 /* ---- bytes for apply ---- */
 
 /* Never prompt: a wrong passphrase is an error, not a question. */
-static int decrypt_key(struct buf *out, const char *pem, const char *pass, struct err *e)
+static int decrypt_key(struct buf *out, const char *pem, const char *pass, int der, struct err *e)
 {
 	EVP_PKEY *k = NULL;
 	int rc = key_decode(&k, pem, strlen(pem), pass, KEY_ENCRYPTED, e);
@@ -781,7 +832,7 @@ static int decrypt_key(struct buf *out, const char *pem, const char *pass, struc
 	if (rc == ROTOR_ESECRET)
 		rc = err_set(e, ROTOR_ESECRET, "a private key does not decrypt with the secret key");
 	if (rc == 0)
-		rc = key_encode(out, k, e);
+		rc = key_encode_as(out, k, der, e);
 	EVP_PKEY_free(k);
 	return rc;
 }
@@ -795,6 +846,9 @@ int plan_file_bytes(struct buf *out, const struct material_set *ms, const struct
 
 	if ((rc = want_for(&w, ms, f->content, f->side, identity, s, a, b, e)) < 0)
 		return rc;
+	for (i = 0; i < w.ncrl; i++)
+		if (buf_puts(out, w.crl_pem[i]) < 0)
+			return err_nomem(e);
 	if (w.key) {
 		if (!w.c[0]->key_pem && material_past(ms, w.c[0]))
 			return err_set(e, ROTOR_EINVALID, "no private key for %s %s: its generation is no longer in the "
@@ -802,7 +856,7 @@ int plan_file_bytes(struct buf *out, const struct material_set *ms, const struct
 		if (!w.c[0]->key_pem)
 			return err_set(e, ROTOR_EINVALID, "no private key for %s %s in the repository (imported generation?)",
 				       role_word(w.c[0]->role), w.c[0]->name);
-		return decrypt_key(out, w.c[0]->key_pem, passphrase, e);
+		return decrypt_key(out, w.c[0]->key_pem, passphrase, f->der, e);
 	}
 	for (i = 0; i < w.n; i++)
 		if (buf_puts(out, w.c[i]->pem) < 0)

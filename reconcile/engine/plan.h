@@ -48,6 +48,7 @@ struct material {
 	int past;               /* no longer in the tree, known from history: certificates only */
 	struct material_cert *certs;
 	size_t ncerts;
+	char *crl_pem;          /* crl/root.crl then crl/client-ca.crl, or NULL when the generation has none */
 };
 
 struct material_set {

@@ -10,6 +10,7 @@
 
 #include "gitops/githistory.h"
 #include "reconcile/engine/phase.h"
+#include "reconcile/engine/client.h"
 #include "reconcile/engine/state.h"
 #include "reconcile/pki/pki.h"
 
@@ -229,7 +230,8 @@ int rotate_start(struct rotate_start_result *res, struct gitrepo *repo, const st
 		goto out;
 
 	if ((rc = pki_generate(&gen, env, res->number, st.chain, o->threads, res->now, e)) < 0 ||
-	    (rc = pki_export(&files, &nfiles, &res->manifest, gen, env, buf_cstr(&secret), res->now, e)) < 0)
+	    (rc = pki_export(&files, &nfiles, &res->manifest, gen, env, buf_cstr(&secret), res->now, e)) < 0 ||
+	    (rc = client_gen_crls(&files, &nfiles, gen, st.chain->crl_days, res->now, e)) < 0)
 		goto out;
 	buf_wipe(&secret);
 	pki_generation_free(gen);

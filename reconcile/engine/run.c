@@ -332,6 +332,14 @@ void env_run_drift(const struct env_run *r, struct drift_counts *c,
 				if (each)
 					each(payload, &it);
 			}
+			if (f->content == SPEC_CONTENT_CRL && f->present && !f->problem &&
+			    f->crl_next_update < r->oo.now + (time_t)it.renew_before_days * 86400) {
+				c->crls_expiring++;
+				it.kind = DRIFT_CRL_EXPIRING;
+				it.cert = NULL;
+				if (each)
+					each(payload, &it);
+			}
 			it.stray = NULL;
 			for (n = 0; n < f->ncerts; n++) {
 				it.cert = &f->certs[n];

@@ -80,7 +80,8 @@ void env_run_release(struct env_run *r);
 
 /* What drift reports beyond the plan: one finding per certificate, key file or stray file. */
 enum drift_kind { DRIFT_UNKNOWN_CERT, DRIFT_EXPIRING, DRIFT_KEY_MISMATCH, DRIFT_STRAY,
-		  DRIFT_EXTERNAL_EXPIRING /* an external CA of hosts.yaml (not retired), counted in expiring */ };
+		  DRIFT_EXTERNAL_EXPIRING /* an external CA of hosts.yaml (not retired), counted in expiring */,
+		  DRIFT_CRL_EXPIRING };
 struct ext_ca;
 
 struct drift_item {
@@ -96,13 +97,17 @@ struct drift_item {
 
 struct drift_counts {
 	size_t unknown, expiring, keys_not_matching, stale_services, stray_files;
+	size_t crls_expiring;   /* crl files whose earliest nextUpdate is within renew_before */
 };
 
 /*
  * Count the drift findings of the last observe: certificates no
  * generation knows, certificates expiring within chain.yaml's
  * renew_before (an external CA counted once, from the repository, not
- * per file that holds it), key files that do not match their leaf, stray files
+ * per file that holds it), crl files whose earliest nextUpdate is within
+ * renew_before (DRIFT_CRL_EXPIRING: file set, cert NULL; a CRL past its
+ * nextUpdate makes PostgreSQL refuse every client of its CA), key files
+ * that do not match their leaf, stray files
  * (temporary files; backups too while rotation.yaml names no target:
  * during a rotation they are kept for a rollback).  each (may be
  * NULL) is called for every finding, in host and file order.

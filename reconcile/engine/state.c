@@ -529,6 +529,34 @@ int observe_opts_from_state(struct observe_opts *oo, const struct state *st, con
 	return 0;
 }
 
+/* A generation's CRLs (root's, then the client CA's) when it has both files. */
+static int material_crls(struct material *mat, const struct state_src *src, const char *env, struct err *e)
+{
+	static const char *const names[2] = { "root", "client-ca" };
+	struct buf all = BUF_INIT, one = BUF_INIT;
+	char path[512];
+	int i, rc = 0;
+
+	for (i = 0; i < 2 && rc == 0; i++) {
+		snprintf(path, sizeof(path), "envs/%s/generations/%04d/crl/%s.crl", env, mat->generation, names[i]);
+		buf_release(&one);
+		if ((rc = state_read(&one, src, path, 1 << 20, e)) == ROTOR_ENOTFOUND) {
+			err_clear(e);
+			buf_release(&all);
+			buf_release(&one);
+			return 0;
+		}
+		if (rc == 0 && (buf_put(&all, one.ptr, one.len) < 0 ||
+				((one.len == 0 || one.ptr[one.len - 1] != '\n') && buf_puts(&all, "\n") < 0)))
+			rc = err_nomem(e);
+	}
+	if (rc == 0 && !(mat->crl_pem = buf_detach(&all)))
+		rc = err_nomem(e);
+	buf_release(&all);
+	buf_release(&one);
+	return rc;
+}
+
 /*
  * A problem with one file of a generation: with d, a diagnostic on that
  * file (its message without the path in front) and 0, so the caller goes
@@ -567,6 +595,8 @@ static int material_gen(struct material *mat, const struct state_src *src, const
 	mat->imported = m->imported;
 	if (!(mat->certs = calloc(m->ncerts ? m->ncerts : 1, sizeof(*mat->certs))))
 		return err_nomem(e);
+	if ((rc = material_crls(mat, src, env, e)) < 0)
+		return rc;
 	for (c = 0; c < m->ncerts && rc == 0; c++) {
 		const struct manifest_cert *mc = &m->certs[c];
 		struct material_cert *mt = &mat->certs[mat->ncerts++];

@@ -785,3 +785,86 @@ void pki_generation_free(struct pki_generation *g)
 	free(g->certs);
 	free(g);
 }
+
+/* ---- one more client leaf under an existing client CA (rotor client add) ---- */
+
+int pki_issue_client(struct pki_generation **out, int number, const struct chain_spec *spec, const char *name,
+		     const void *ca_x509, const void *ca_pkey, time_t now, struct err *e)
+{
+	struct pki_generation *g = NULL;
+	struct pki_cert ca;
+	struct gen c;
+	EVP_PKEY *k = NULL;
+	EVP_PKEY_CTX *kctx = NULL;
+	X509 *x = NULL;
+	struct cert_req r;
+	int rc;
+
+	*out = NULL;
+	memset(&c, 0, sizeof(c));
+	memset(&r, 0, sizeof(r));
+	if (!spec || !ca_x509 || !ca_pkey || !name)
+		return err_set(e, ROTOR_EINVALID, "pki_issue_client: invalid arguments");
+	if (!leaf_name_ok(name))
+		return err_set(e, ROTOR_EINVALID, "invalid client name");
+	if (spec->leaf_days < 1 || spec->leaf_days > PKI_MAX_DAYS)
+		return err_set(e, ROTOR_EINVALID, "validity out of range 1..%d days", PKI_MAX_DAYS);
+	if (!(g = calloc(1, sizeof(*g))) || !(g->certs = calloc(1, sizeof(*g->certs))) ||
+	    !(g->certs[0].name = xstrdup(name, e))) {
+		rc = err_nomem(e);
+		goto out;
+	}
+	g->number = number;
+	g->ncerts = 1;
+	g->threads = 1;
+	g->certs[0].role = CERT_ROLE_CLIENT;
+	c.spec = spec;
+	c.g = g;
+	c.not_before = now - PKI_BACKDATE;
+	c.leaf_na = add_days(now, spec->leaf_days);
+	memset(&ca, 0, sizeof(ca));
+	ca.x509 = (void *)ca_x509;
+	ca.pkey = (void *)ca_pkey;
+	if ((rc = key_params(&c, spec->key, e)) < 0 || (rc = build_base(&c, e)) < 0 || (rc = build_exts(&c, e)) < 0 ||
+	    (rc = issuer_init(&c.client_ca, &ca, 0, e)) < 0)
+		goto out;
+	{
+		/* The CA's notAfter as a time: no certificate outlives its issuer. */
+		ASN1_TIME *t0 = ASN1_TIME_set(NULL, now);
+		int days = 0, secs = 0, ok = t0 && ASN1_TIME_diff(&days, &secs, t0, X509_get0_notAfter(ca_x509));
+
+		ASN1_TIME_free(t0);
+		if (!ok) {
+			rc = pki_ossl_err(e, ROTOR_ERROR, "cannot read the client CA's notAfter");
+			goto out;
+		}
+		c.client_ca.not_after = now + (time_t)days * 86400 + secs;
+		if (c.client_ca.not_after <= now) {
+			rc = err_set(e, ROTOR_ESTATE, "the client CA of generation %d has expired", number);
+			goto out;
+		}
+	}
+	if ((rc = keygen_ctx_new(&kctx, &c, e)) < 0 || (rc = keygen(&k, kctx, e)) < 0)
+		goto out;
+	r.key = k;
+	r.bc = c.bc_leaf;
+	r.ku = c.ku_leaf;
+	r.cn = name;
+	r.iss = &c.client_ca;
+	r.eku = c.eku_client;
+	r.not_after = c.leaf_na < c.client_ca.not_after ? c.leaf_na : c.client_ca.not_after;
+	if ((rc = build_cert(&x, &c, &r, e)) < 0)
+		goto out;
+	g->certs[0].x509 = x;
+	g->certs[0].pkey = k;
+	k = NULL;
+	*out = g;
+	g = NULL;
+out:
+	EVP_PKEY_CTX_free(kctx);
+	EVP_PKEY_free(k);
+	gen_release(&c);
+	pki_generation_free(g);
+	ERR_clear_error();
+	return rc;
+}

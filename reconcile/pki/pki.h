@@ -61,6 +61,51 @@ int pki_generate(struct pki_generation **out, const char *env, int number,
 		 struct err *e);
 void pki_generation_free(struct pki_generation *g);
 
+/*
+ * One more client leaf (CN = name, chain_spec's subject, key type and
+ * leaf validity, clamped to the CA's notAfter) signed by an existing
+ * client CA (ca_x509: X509 *, ca_pkey: EVP_PKEY *, borrowed): a
+ * generation `number` holding that leaf only, as certs[0], for
+ * pki_export().  ROTOR_ESTATE when the CA has expired.
+ */
+int pki_issue_client(struct pki_generation **out, int number, const struct chain_spec *spec, const char *name,
+		     const void *ca_x509, const void *ca_pkey, time_t now, struct err *e);
+
+/*
+ * Certificate revocation lists (rotor client remove).  Each generation
+ * keeps crl/root.crl (signed by its root: revokes nothing; PostgreSQL
+ * checks every certificate of a client's chain, the client CA included)
+ * and crl/client-ca.crl (signed by its client CA: the serials of the
+ * removed clients).  pki_crl_sign() makes a v2 CRL signed by ca (X509 *,
+ * EVP_PKEY *, borrowed): lastUpdate now - 300 s, nextUpdate now + days,
+ * CRL number and authority key identifier, the revoked entries of prev
+ * (a PEM CRL of the same issuer, or NULL) and then serials (lowercase
+ * hex, revoked at now) that prev does not hold.  The PEM is appended to
+ * out.  pki_crl_read() parses one PEM CRL back.
+ */
+struct pki_crl_info {
+	char *issuer;            /* RFC 2253 */
+	time_t last_update, next_update;
+	long number;             /* the CRL number, -1 when absent */
+	char **serials;          /* lowercase hex, as the manifest writes them */
+	size_t nserials;
+};
+int pki_crl_sign(struct buf *out, const void *ca_x509, const void *ca_pkey, const char *prev_pem, size_t prev_len,
+		 const char *const *serials, size_t nserials, time_t now, int days, struct err *e);
+int pki_crl_read(struct pki_crl_info *out, const char *pem, size_t len, struct err *e);
+void pki_crl_info_release(struct pki_crl_info *c);
+
+/*
+ * Decode a CA of a committed generation: its certificate (PEM) and its
+ * key (ENCRYPTED PRIVATE KEY PEM, decrypted with passphrase) into
+ * *x509 (X509 *) and *pkey (EVP_PKEY *), which the caller frees with
+ * pki_ca_release().  ROTOR_ESECRET for a wrong passphrase, ROTOR_EINVALID
+ * for a key that does not belong to the certificate.
+ */
+int pki_ca_load(void **x509, void **pkey, const char *cert_pem, size_t cert_len, const char *key_pem,
+		size_t key_len, const char *passphrase, struct err *e);
+void pki_ca_release(void *x509, void *pkey);
+
 /* One file of a generation directory, path relative to that directory. */
 struct pki_file {
 	char *path;       /* "ca/root.crt", "ca/root.key", "servers/pg1.crt", "clients/app.key", "manifest.yaml" */

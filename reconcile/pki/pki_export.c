@@ -70,7 +70,7 @@ static char *rfc3339_now(time_t now, struct err *e)
 	return xstrdup(s, e);
 }
 
-static char *name_rfc2253(const X509_NAME *n, struct err *e)
+char *pki_name_rfc2253(const X509_NAME *n, struct err *e)
 {
 	BIO *b = BIO_new(BIO_s_mem());
 	BUF_MEM *m = NULL;
@@ -94,7 +94,7 @@ out:
 }
 
 /* Lowercase hex of the serial's magnitude, two digits a byte, "-" if negative. */
-static char *serial_hex(const ASN1_INTEGER *a, struct err *e)
+char *pki_serial_hex(const ASN1_INTEGER *a, struct err *e)
 {
 	const unsigned char *p = ASN1_STRING_get0_data(a);
 	int n = ASN1_STRING_length(a), neg = ASN1_STRING_type(a) == V_ASN1_NEG_INTEGER;
@@ -148,10 +148,10 @@ static int describe_x509(struct manifest_cert *out, X509 *x, struct err *e)
 	aki = X509_get0_authority_key_id(x);
 	if (!X509_digest(x, EVP_sha256(), md, &mdlen))
 		return pki_ossl_err(e, ROTOR_ERROR, "cannot compute the certificate fingerprint");
-	if (!(out->subject = name_rfc2253(X509_get_subject_name(x), e)) ||
-	    !(out->issuer = name_rfc2253(X509_get_issuer_name(x), e)) ||
+	if (!(out->subject = pki_name_rfc2253(X509_get_subject_name(x), e)) ||
+	    !(out->issuer = pki_name_rfc2253(X509_get_issuer_name(x), e)) ||
 	    !(out->fingerprint = hex_colon_dup(md, mdlen, e)) ||
-	    !(out->serial = serial_hex(X509_get0_serialNumber(x), e)) ||
+	    !(out->serial = pki_serial_hex(X509_get0_serialNumber(x), e)) ||
 	    (ski && !(out->ski = hex_colon_dup(ASN1_STRING_get0_data(ski), (size_t)ASN1_STRING_length(ski), e))) ||
 	    (aki && !(out->aki = hex_colon_dup(ASN1_STRING_get0_data(aki), (size_t)ASN1_STRING_length(aki), e))) ||
 	    !(out->not_before = rfc3339(X509_get0_notBefore(x), e)) ||

@@ -30,6 +30,12 @@ typedef void (*pki_fini_fn)(void *ctx, void *slot);
 int pki_parallel(size_t n, int threads, pki_job_fn job, pki_fini_fn fini, void *ctx,
 		 struct err *e);
 
+/* OpenSSL's X509_NAME * in RFC 2253 form; a serial (ASN1_INTEGER *) as lowercase hex (pki_export.c). */
+struct X509_name_st;
+struct asn1_string_st;
+char *pki_name_rfc2253(const struct X509_name_st *n, struct err *e);
+char *pki_serial_hex(const struct asn1_string_st *a, struct err *e);
+
 /* The thread count pki_parallel() uses for `threads` (0 = online CPUs). */
 int pki_thread_count(int threads);
 

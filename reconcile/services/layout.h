@@ -21,10 +21,15 @@
 #include <stddef.h>
 
 /* What a managed file holds (hosts.yaml `content:`). */
-enum spec_content { SPEC_CONTENT_LEAF, SPEC_CONTENT_LEAF_CHAIN, SPEC_CONTENT_KEY, SPEC_CONTENT_TRUST };
-#define SPEC_NCONTENT 4
+enum spec_content { SPEC_CONTENT_LEAF, SPEC_CONTENT_LEAF_CHAIN, SPEC_CONTENT_KEY, SPEC_CONTENT_TRUST, SPEC_CONTENT_CRL };
+#define SPEC_NCONTENT 5
 
-/* "leaf", "leaf+chain", "key", "trust": as hosts.yaml and the JSON outputs name them. */
+/*
+ * "leaf", "leaf+chain", "key", "trust", "crl": as hosts.yaml and the JSON
+ * outputs name them.  A crl file (servers) holds, for every generation of
+ * the step's trust bundle, the CRL of its root and of its client CA
+ * (PostgreSQL's ssl_crl_file checks a CRL for every CA of a chain).
+ */
 const char *layout_content_name(enum spec_content c);
 
 /* Which side's certificates a trust bundle holds, or whose leaf a file carries. */
@@ -58,6 +63,7 @@ struct layout_file_def {
 	enum spec_content content;
 	int mode;                    /* permission bits */
 	unsigned sides;              /* roles that hold this file (1u << LAYOUT_SIDE_*); 0: every role */
+	int der;                     /* a key file written as unencrypted PKCS#8 DER (pgJDBC's .pk8), not PEM */
 };
 
 #define LAYOUT_MAX_FILES 6

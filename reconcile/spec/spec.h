@@ -92,6 +92,7 @@ struct chain_spec {
 	int intermediate_days;  /* validity.intermediate, default 1825 */
 	int leaf_days;          /* validity.leaf, default 397 */
 	int renew_before_days;  /* default 30 */
+	int crl_days;           /* validity.crl: a CRL's nextUpdate after it is signed, default 180 */
 	struct chain_server *servers;
 	size_t nservers;
 	char **clients;         /* database user names, the client leaves' CN */
@@ -101,6 +102,17 @@ struct chain_spec {
 int spec_load_chain(struct chain_spec **out, const char *path,
 		    const char *data, size_t len, struct diags *d);
 void spec_chain_free(struct chain_spec *c);
+
+/*
+ * chain.yaml's text (path for messages) with client `add` appended to
+ * its clients: list, or client `remove` taken out of it (exactly one of
+ * the two), everything else as written; the last client removed leaves
+ * `clients: []`.  The result is loaded again and must differ by that
+ * client only; a list written in a way this cannot edit is
+ * ROTOR_EINVALID ("edit it by hand").  out is empty after a failure.
+ */
+int spec_chain_edit_clients(struct buf *out, const char *path, const char *data, size_t len, const char *add,
+			    const char *remove, struct err *e);
 
 /* ---- envs/E/hosts.yaml ---- */
 

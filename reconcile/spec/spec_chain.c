@@ -5,7 +5,7 @@
  *   subject:      {C, ST, L, O, OU}        O required; C two capital letters
  *   key:          {type: ec, curve: P-256|P-384} | {type: rsa, bits: 2048|3072|4096}
  *                 | {type: ed25519}
- *   validity:     {root, intermediate, leaf}  durations Nd / Nw / Ny, at most 100 years
+ *   validity:     {root, intermediate, leaf, crl}  durations Nd / Nw / Ny, at most 100 years
  *   renew_before: duration
  *   servers:      name -> {sans: [DNS name | IPv4 | IPv6], eku: [serverAuth, clientAuth]}
  *   clients:      [user name, ...]
@@ -294,8 +294,8 @@ static void *chain_decode(struct vctx *v, const struct ynode *root)
 	static const struct vkey top[] = { { "subject", 1 },	  { "key", 1 },	    { "validity", 0 },
 					   { "renew_before", 0 }, { "servers", 0 }, { "clients", 0 } };
 	static const struct vkey subj[] = { { "C", 0 }, { "ST", 0 }, { "L", 0 }, { "O", 1 }, { "OU", 0 } };
-	static const struct vkey val[] = { { "root", 0 }, { "intermediate", 0 }, { "leaf", 0 } };
-	const struct ynode *t[6], *s[5], *d[3] = { NULL, NULL, NULL };
+	static const struct vkey val[] = { { "root", 0 }, { "intermediate", 0 }, { "leaf", 0 }, { "crl", 0 } };
+	const struct ynode *t[6], *s[5], *d[4] = { NULL, NULL, NULL, NULL };
 	struct chain_spec *c = calloc(1, sizeof(*c));
 	char a[32], b[32];
 	int ok[3] = { 1, 1, 1 }, rb_ok;
@@ -310,6 +310,7 @@ static void *chain_decode(struct vctx *v, const struct ynode *root)
 	c->intermediate_days = 1825;
 	c->leaf_days = 397;
 	c->renew_before_days = 30;
+	c->crl_days = 180;
 	if (vmap(v, root, "", top, 6, t) < 0)
 		return c;
 	if (t[0] && vmap(v, t[0], "subject", subj, 5, s) == 0) {
@@ -321,7 +322,8 @@ static void *chain_decode(struct vctx *v, const struct ynode *root)
 	}
 	if (t[1])
 		get_key(v, t[1], c);
-	if (t[2] && vmap(v, t[2], "validity", val, 3, d) == 0) {
+	if (t[2] && vmap(v, t[2], "validity", val, 4, d) == 0) {
+		get_days(v, d[3], "validity.crl", &c->crl_days);
 		ok[0] = get_days(v, d[0], "validity.root", &c->root_days) >= 0;
 		ok[1] = get_days(v, d[1], "validity.intermediate", &c->intermediate_days) >= 0;
 		ok[2] = get_days(v, d[2], "validity.leaf", &c->leaf_days) >= 0;

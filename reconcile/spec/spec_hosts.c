@@ -191,7 +191,7 @@ static void get_file(struct vctx *v, const struct ynode *n, const char *where, s
 {
 	static const struct vkey keys[] = { { "path", 1 }, { "content", 1 }, { "owner", 0 }, { "group", 0 },
 					    { "mode", 0 } };
-	static const char *const contents[] = { "leaf", "leaf+chain", "key", "trust" };
+	static const char *const contents[] = { "leaf", "leaf+chain", "key", "trust", "crl" };
 	const struct ynode *k[5];
 	char w[WHERE_MAX];
 	int c;
@@ -203,7 +203,7 @@ static void get_file(struct vctx *v, const struct ynode *n, const char *where, s
 	if (get_abs_path(v, k[0], w, &f->path) > 0)
 		*path_node = k[0];
 	where_key(w, where, "content");
-	if (venum(v, k[1], w, contents, 4, &c) > 0)
+	if (venum(v, k[1], w, contents, sizeof(contents) / sizeof(contents[0]), &c) > 0)
 		f->content = (enum spec_content)c;
 	where_key(w, where, "owner");
 	get_user(v, k[2], w, &f->owner);

@@ -49,6 +49,19 @@ static int pem_label(char *label, size_t len, const char *pem, size_t n)
 	return ok ? 0 : ROTOR_EINVALID;
 }
 
+/* Unencrypted PKCS#8 DER (pgJDBC's .pk8), the whole of der[0..len); NULL if not. */
+static EVP_PKEY *der_pkcs8(const char *der, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)der;
+	PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len);
+	EVP_PKEY *k = NULL;
+
+	if (p8 && p == (const unsigned char *)der + len)
+		k = EVP_PKCS82PKEY(p8);
+	PKCS8_PRIV_KEY_INFO_free(p8);   /* cleanses the key bytes */
+	return k;
+}
+
 int key_decode(EVP_PKEY **out, const char *pem, size_t len, const char *passphrase, unsigned flags,
 	       struct err *e)
 {
@@ -66,6 +79,13 @@ int key_decode(EVP_PKEY **out, const char *pem, size_t len, const char *passphra
 	ERR_clear_error();
 	if (rc == ROTOR_ENOMEM)
 		return err_nomem(e);
+	if (rc < 0 && !(flags & KEY_ENCRYPTED) && (unsigned char)pem[0] == 0x30) {
+		*out = der_pkcs8(pem, len);
+		ERR_clear_error();
+		if (*out)
+			return 0;
+		return err_set(e, ROTOR_EINVALID, "neither a PEM private key nor unencrypted PKCS#8 DER");
+	}
 	if (rc < 0 || !strstr(label, "PRIVATE KEY"))
 		return err_set(e, ROTOR_EINVALID, "not a PEM private key");
 	encrypted = strcmp(label, PEM_STRING_PKCS8) == 0;
@@ -89,11 +109,17 @@ int key_decode(EVP_PKEY **out, const char *pem, size_t len, const char *passphra
 
 int key_encode(struct buf *out, EVP_PKEY *k, struct err *e)
 {
+	return key_encode_as(out, k, 0, e);
+}
+
+int key_encode_as(struct buf *out, EVP_PKEY *k, int der, struct err *e)
+{
 	BIO *mem = BIO_new(BIO_s_secmem());
 	BUF_MEM *m = NULL;
 	int rc = 0;
 
-	if (!mem || !PEM_write_bio_PKCS8PrivateKey(mem, k, NULL, NULL, 0, NULL, NULL) ||
+	if (!mem || !(der ? i2d_PKCS8PrivateKey_bio(mem, k, NULL, NULL, 0, NULL, NULL)
+			  : PEM_write_bio_PKCS8PrivateKey(mem, k, NULL, NULL, 0, NULL, NULL)) ||
 	    BIO_get_mem_ptr(mem, &m) <= 0 || buf_put(out, m->data, m->length) < 0)
 		rc = err_nomem(e);
 	BIO_free(mem);      /* secure memory: cleansed on free */

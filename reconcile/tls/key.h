@@ -33,11 +33,17 @@
 #define KEY_ENCRYPTED 1u   /* only an ENCRYPTED PRIVATE KEY (keys at rest) */
 #define KEY_PLAIN 2u       /* only an unencrypted key (keys on hosts) */
 
-/* Decode the first private key in pem[0..len) into *out (EVP_PKEY_free()). */
+/*
+ * Decode the first private key in pem[0..len) into *out (EVP_PKEY_free()).
+ * Without KEY_ENCRYPTED, bytes that are not PEM may also be one whole
+ * unencrypted PKCS#8 DER key (pgJDBC's .pk8, the pgjdbc layout).
+ */
 int key_decode(EVP_PKEY **out, const char *pem, size_t len, const char *passphrase, unsigned flags,
 	       struct err *e);
 
 /* Append k to out as an unencrypted PKCS#8 PEM ("PRIVATE KEY"). */
 int key_encode(struct buf *out, EVP_PKEY *k, struct err *e);
+/* The same, or (der) as unencrypted PKCS#8 DER, what pgJDBC reads without sslpassword. */
+int key_encode_as(struct buf *out, EVP_PKEY *k, int der, struct err *e);
 
 #endif

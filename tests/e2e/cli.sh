@@ -76,7 +76,7 @@ ok "one commit on top of main" sh -c '[ "$(git rev-list --count main..'$B1')" = 
 ok "rotation.yaml: generation 1, stable" sh -c 'git show '$B1':envs/poc/rotation.yaml | grep -q "^generation: 1$" && git show '$B1':envs/poc/rotation.yaml | grep -q "^phase: stable$" && ! git show '$B1':envs/poc/rotation.yaml | grep -q "^target:"'
 
 G="$T/gen1"
-mkdir -p "$G/ca" "$G/servers" "$G/clients"
+mkdir -p "$G/ca" "$G/servers" "$G/clients" "$G/crl"
 for f in $(git ls-tree -r --name-only "$B1" envs/poc/generations/0001); do
 	git show "$B1:$f" > "$G/${f#envs/poc/generations/0001/}"
 done

@@ -9,6 +9,10 @@
  * certificate a key file is matched against (else the file's own first
  * certificate).
  *
+ * The same bytes are also read as a crl file (observe_parse_crls) and
+ * checked as a key file's form (observe_key_form): a crl file without a
+ * problem holds at least one CRL and has its SHA-256.
+ *
  * Checks: every certificate found has a full SHA-256 fingerprint, a
  * subject and its PEM block; a file that is not a key file and holds no
  * certificate has a problem; a second pass with every fingerprint known
@@ -93,6 +97,23 @@ void fuzz_pem(const uint8_t *data, size_t size)
 	}
 	(void)observe_phase_mask(&g, 1, 1, 2);
 	(void)observe_phase_mask(&g, 1, 2, 0);
+	{
+		struct obs_file h;
+
+		memset(&h, 0, sizeof(h));
+		h.content = SPEC_CONTENT_CRL;
+		h.present = 1;
+		if (observe_parse_crls(&h, p, n, &e) == 0) {
+			FUZZ_CHECK(strlen(h.sha256) == 64);
+			FUZZ_CHECK(h.problem || (h.ncrls > 0 && h.crl_next_update != 0));
+		}
+		obs_file_release(&h);
+		memset(&h, 0, sizeof(h));
+		h.der = ctl >> 7;
+		if (observe_key_form(&h, p, n) == 0)
+			FUZZ_CHECK(!h.problem || n > 0);
+		obs_file_release(&h);
+	}
 
 out:
 	free(mc);

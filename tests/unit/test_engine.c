@@ -23,6 +23,7 @@
 #include "gitops/githistory.h"
 #include "gitops/gitrepo.h"
 #include "reconcile/engine/chain.h"
+#include "reconcile/engine/client.h"
 #include "reconcile/engine/init.h"
 #include "reconcile/engine/phase.h"
 #include "reconcile/engine/plan.h"
@@ -34,6 +35,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include "reconcile/pki/pki.h"
 
 static char g_root[256], g_repo[300], g_key[300];
 
@@ -357,6 +359,110 @@ static void test_chain_view(void **state)
 	gitrepo_free(r);
 }
 
+/* The CRL at REV:envs/poc/generations/0001/crl/NAME.crl, read back. */
+static void crl_at(struct pki_crl_info *ci, const char *rev, const char *name)
+{
+	struct buf out = BUF_INIT;
+	struct err e = ERR_INIT;
+
+	capture(&out, "cd '%s' && git show %s:envs/poc/generations/0001/crl/%s.crl", g_repo, rev, name);
+	assert_int_equal(pki_crl_read(ci, out.ptr, out.len, &e), 0);
+	buf_release(&out);
+}
+
+/* client add, remove, crl: what each commits, on which branch, and what each refuses. */
+static void test_client_add_remove(void **state)
+{
+	struct err e = ERR_INIT;
+	struct diags d = { NULL, 0, 0 };
+	struct client_opts o = { "poc", "app2" };
+	struct client_result res;
+	struct pki_crl_info ci;
+	struct gitrepo *r = open_repo();
+	struct buf out = BUF_INIT;
+	char serial[48];
+
+	(void)state;
+	/* The first chain came with empty CRLs. */
+	crl_at(&ci, "main", "client-ca");
+	assert_int_equal(ci.nserials, 0);
+	assert_int_equal(ci.number, 1);
+	pki_crl_info_release(&ci);
+
+	o.name = "app 2";
+	assert_int_equal(client_add(&res, r, &o, &d, &e), ROTOR_EINVALID);
+	assert_non_null(strstr(e.msg, "invalid client name \"app 2\""));
+	client_result_release(&res);
+	o.name = "app2";
+	err_clear(&e);
+	assert_int_equal(client_add(&res, r, &o, &d, &e), 0);
+	assert_string_equal(res.branch, "rotor/client/poc/add-app2");
+	assert_int_equal(res.ngens, 1);
+	assert_int_equal(res.gens[0], 1);
+	capture(&out, "cd '%s' && git diff --name-status main rotor/client/poc/add-app2 && git status --porcelain && "
+		"git rev-list --count main..rotor/client/poc/add-app2", g_repo);
+	assert_string_equal(buf_cstr(&out), "M\tenvs/poc/chain.yaml\nA\tenvs/poc/generations/0001/clients/app2.crt\n"
+			    "A\tenvs/poc/generations/0001/clients/app2.key\nM\tenvs/poc/generations/0001/manifest.yaml\n1\n");
+	buf_release(&out);
+	client_result_release(&res);
+	/* The branch waits for review. */
+	assert_int_equal(client_add(&res, r, &o, &d, &e), ROTOR_ESTATE);
+	assert_non_null(strstr(e.msg, "waits for review"));
+	client_result_release(&res);
+	run("cd '%s' && git merge -q rotor/client/poc/add-app2", g_repo);
+	/* Its chain verifies; the env is valid; adding it again is refused. */
+	run("cd '%s/envs/poc/generations/0001' && openssl verify -CAfile ca/root.crt -untrusted ca/client-ca.crt "
+	    "-purpose sslclient clients/app2.crt >/dev/null", g_repo);
+	run("cd '%s/envs/poc/generations/0001' && openssl x509 -in clients/app2.crt -noout -subject | grep -q 'CN = app2'",
+	    g_repo);
+	err_clear(&e);
+	assert_int_equal(client_add(&res, r, &o, &d, &e), ROTOR_EEXISTS);
+	client_result_release(&res);
+	assert_int_equal(d.n, 0);
+	capture_line(serial, sizeof(serial), "cd '%s' && openssl x509 -in envs/poc/generations/0001/clients/app2.crt "
+		     "-noout -serial | cut -d= -f2 | tr A-F a-f", g_repo);
+
+	/* remove: an unknown client, then app2. */
+	o.name = "nobody";
+	err_clear(&e);
+	assert_int_equal(client_remove(&res, r, &o, &d, &e), ROTOR_ENOTFOUND);
+	client_result_release(&res);
+	o.name = "app2";
+	assert_int_equal(client_remove(&res, r, &o, &d, &e), 0);
+	assert_string_equal(res.branch, "rotor/client/poc/remove-app2");
+	assert_string_equal(res.serials[0], serial);
+	client_result_release(&res);
+	capture(&out, "cd '%s' && git diff --name-status main rotor/client/poc/remove-app2", g_repo);
+	assert_string_equal(buf_cstr(&out), "M\tenvs/poc/chain.yaml\nD\tenvs/poc/generations/0001/clients/app2.crt\n"
+			    "D\tenvs/poc/generations/0001/clients/app2.key\nM\tenvs/poc/generations/0001/crl/client-ca.crl\n"
+			    "M\tenvs/poc/generations/0001/crl/root.crl\nM\tenvs/poc/generations/0001/manifest.yaml\n");
+	buf_release(&out);
+	run("cd '%s' && git merge -q rotor/client/poc/remove-app2", g_repo);
+	crl_at(&ci, "main", "client-ca");
+	assert_int_equal(ci.nserials, 1);
+	assert_string_equal(ci.serials[0], serial);
+	assert_int_equal(ci.number, 2);
+	pki_crl_info_release(&ci);
+	crl_at(&ci, "main", "root");
+	assert_int_equal(ci.nserials, 0);
+	assert_int_equal(ci.number, 2);
+	pki_crl_info_release(&ci);
+
+	/* crl: signed again, the revocation kept. */
+	o.name = NULL;
+	assert_int_equal(client_crl(&res, r, &o, &d, &e), 0);
+	assert_non_null(strstr(res.branch, "rotor/client/poc/crl-"));
+	crl_at(&ci, res.branch, "client-ca");
+	assert_int_equal(ci.nserials, 1);
+	assert_int_equal(ci.number, 3);
+	pki_crl_info_release(&ci);
+	run("cd '%s' && git merge -q '%s' && git branch -q -D rotor/client/poc/add-app2 rotor/client/poc/remove-app2",
+	    g_repo, res.branch);
+	client_result_release(&res);
+	assert_int_equal(d.n, 0);
+	gitrepo_free(r);
+}
+
 static void test_rotate_next(void **state)
 {
 	struct err e = ERR_INIT;
@@ -602,6 +708,7 @@ int main(void)
 		cmocka_unit_test(test_external_cas),
 		cmocka_unit_test(test_rotate_start),
 		cmocka_unit_test(test_chain_view),
+		cmocka_unit_test(test_client_add_remove),
 		cmocka_unit_test(test_rotate_next),
 		cmocka_unit_test(test_phase_back),
 		cmocka_unit_test(test_rollback_abandon_history),

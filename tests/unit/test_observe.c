@@ -3,6 +3,7 @@
  * contents classified against two real generations made by pki, and the
  * rotation steps each combination of files is consistent with.
  */
+#define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -20,6 +21,7 @@
 #include "reconcile/engine/files.h"
 #include "reconcile/engine/observe.h"
 #include "reconcile/pki/pki.h"
+#include "reconcile/tls/key.h"
 #include "reconcile/tls/verify.h"
 #include "reconcile/engine/plan.h"
 #include "reconcile/remote/ssh_int.h"
@@ -524,6 +526,68 @@ static void test_desired_bytes_are_deterministic(void **state)
 	material_release(&ms);
 }
 
+/*
+ * The pgjdbc layout's key: written as unencrypted PKCS#8 DER (what
+ * pgJDBC reads without sslpassword), read back by the one key decoder,
+ * matched to its leaf; a PEM key in a DER file and a DER key in a PEM
+ * file are problems, so the plan rewrites them.
+ */
+static void test_der_key_for_pgjdbc(void **state)
+{
+	struct material_set ms = { NULL, 0, NULL, 0 };
+	struct obs_file f;
+	struct buf der = BUF_INIT, pemk = BUF_INIT;
+	struct err e = ERR_INIT;
+	const struct buf *crt = pem(2, "clients/app.crt");
+	EVP_PKEY *k = NULL;
+	const unsigned char *p;
+	PKCS8_PRIV_KEY_INFO *p8;
+
+	(void)state;
+	material_of_fixture(&ms);
+	memset(&f, 0, sizeof(f));
+	f.content = SPEC_CONTENT_KEY;
+	f.side = LAYOUT_SIDE_CLIENT;
+	f.der = 1;
+	assert_int_equal(plan_file_bytes(&der, &ms, &f, "app", STEP_CLIENTS, 1, 2, "secret", &e), 0);
+	assert_null(memmem(der.ptr, der.len, "-----BEGIN", 10));
+	/* OpenSSL reads the bytes as one whole unencrypted PKCS#8 structure. */
+	p = (const unsigned char *)der.ptr;
+	p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)der.len);
+	assert_non_null(p8);
+	assert_ptr_equal(p, (const unsigned char *)der.ptr + der.len);
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	assert_int_equal(observe_key_match(der.ptr, der.len, crt->ptr, crt->len), OBS_KEY_MATCH);
+	assert_int_equal(observe_key_match(der.ptr, der.len, pem(1, "clients/app.crt")->ptr, pem(1, "clients/app.crt")->len),
+			 OBS_KEY_MISMATCH);
+	assert_int_equal(key_decode(&k, der.ptr, der.len, NULL, KEY_PLAIN, &e), 0);
+	EVP_PKEY_free(k);
+	k = NULL;
+	assert_int_equal(key_decode(&k, der.ptr, der.len, "secret", KEY_ENCRYPTED, &e), ROTOR_EINVALID);
+	/* A truncated DER key is not a key. */
+	assert_int_equal(key_decode(&k, der.ptr, der.len - 1, NULL, KEY_PLAIN, &e), ROTOR_EINVALID);
+	assert_null(k);
+	assert_int_equal(observe_key_form(&f, der.ptr, der.len), 0);
+	assert_null(f.problem);
+	/* The same key as PEM where DER belongs, and DER where PEM belongs. */
+	f.der = 0;
+	assert_int_equal(plan_file_bytes(&pemk, &ms, &f, "app", STEP_CLIENTS, 1, 2, "secret", &e), 0);
+	f.der = 1;
+	assert_int_equal(observe_key_form(&f, pemk.ptr, pemk.len), 0);
+	assert_non_null(f.problem);
+	assert_non_null(strstr(f.problem, "PEM key where the layout needs PKCS#8 DER"));
+	free(f.problem);
+	f.problem = NULL;
+	f.der = 0;
+	assert_int_equal(observe_key_form(&f, der.ptr, der.len), 0);
+	assert_non_null(f.problem);
+	assert_non_null(strstr(f.problem, "DER key where the layout needs PEM"));
+	free(f.problem);
+	buf_wipe(&der);
+	buf_wipe(&pemk);
+	material_release(&ms);
+}
+
 /* The output of ssh_find_strays()'s command, parsed strictly: stray paths, or nothing at all. */
 static void test_parse_strays(void **state)
 {
@@ -622,6 +686,7 @@ int main(void)
 		cmocka_unit_test(test_desired_bytes_are_deterministic),
 		cmocka_unit_test(test_parse_strays),
 		cmocka_unit_test(test_parse_sudo_read),
+		cmocka_unit_test(test_der_key_for_pgjdbc),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

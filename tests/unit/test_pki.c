@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <openssl/bn.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
@@ -851,6 +852,157 @@ static void test_key_check_input(void **state)
 	EVP_PKEY_free(k);
 }
 
+/* A generated certificate encoded and decoded again (its public key decoded: see struct pki_cert). */
+static X509 *reread(X509 *x)
+{
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	int n = i2d_X509(x, &der);
+	X509 *y;
+
+	assert_true(n > 0);
+	p = der;
+	y = d2i_X509(NULL, &p, n);
+	OPENSSL_free(der);
+	assert_non_null(y);
+	return y;
+}
+
+/* Verify leaf (X509 *) as PostgreSQL does with ssl_crl_file: root trusted, CRL_CHECK | CRL_CHECK_ALL. */
+static int crl_verify(X509 *root_g, X509 *ica_g, X509 *leaf_g, const char *crls_pem, size_t len)
+{
+	X509 *root = reread(root_g), *ica = reread(ica_g), *leaf = reread(leaf_g);
+	X509_STORE *st = X509_STORE_new();
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	STACK_OF(X509) *chain = sk_X509_new_null();
+	BIO *b = BIO_new_mem_buf(crls_pem, (int)len);
+	X509_CRL *c;
+	int rc;
+
+	assert_non_null(st);
+	assert_non_null(ctx);
+	assert_int_equal(X509_STORE_add_cert(st, root), 1);
+	while ((c = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
+		assert_int_equal(X509_STORE_add_crl(st, c), 1);
+		X509_CRL_free(c);
+	}
+	ERR_clear_error();
+	X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+	sk_X509_push(chain, ica);
+	assert_int_equal(X509_STORE_CTX_init(ctx, st, leaf, chain), 1);
+	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+	rc = X509_verify_cert(ctx) == 1 ? X509_V_OK : X509_STORE_CTX_get_error(ctx);
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(st);
+	sk_X509_free(chain);
+	BIO_free(b);
+	X509_free(root);
+	X509_free(ica);
+	X509_free(leaf);
+	return rc;
+}
+
+/* CRLs signed by a generation's CAs, read back, and honoured by OpenSSL's verification. */
+static void test_crl_sign_read_verify(void **state)
+{
+	static char *clients[] = { "app", "gone" };
+	struct chain_spec spec;
+	struct pki_generation *g = NULL, *one = NULL;
+	struct pki_crl_info ci;
+	struct buf root_crl = BUF_INIT, ca_crl = BUF_INIT, ca_crl2 = BUF_INIT, both = BUF_INIT, x = BUF_INIT;
+	struct manifest_cert gone;
+	struct err e = ERR_INIT;
+	const char *serials[2];
+	BIO *b;
+	time_t now = time(NULL);
+
+	(void)state;
+	chainspec_init(&spec, "Example", NULL, 0, clients, 2);
+	assert_int_equal(pki_generate(&g, "poc", 3, &spec, 1, now, &e), 0);
+	/* Empty CRLs of the root and the client CA: the state rotate start commits. */
+	assert_int_equal(pki_crl_sign(&root_crl, g->certs[0].x509, g->certs[0].pkey, NULL, 0, NULL, 0, now, 30, &e), 0);
+	assert_int_equal(pki_crl_sign(&ca_crl, g->certs[2].x509, g->certs[2].pkey, NULL, 0, NULL, 0, now, 30, &e), 0);
+	assert_int_equal(pki_crl_read(&ci, ca_crl.ptr, ca_crl.len, &e), 0);
+	assert_non_null(strstr(ci.issuer, "CN=poc client CA g3"));
+	assert_int_equal(ci.nserials, 0);
+	assert_int_equal(ci.number, 1);
+	assert_true(ci.next_update == now + 30 * 86400);
+	assert_true(ci.last_update == now - 300);
+	pki_crl_info_release(&ci);
+	buf_put(&both, root_crl.ptr, root_crl.len);
+	buf_put(&both, ca_crl.ptr, ca_crl.len);
+	assert_int_equal(crl_verify(g->certs[0].x509, g->certs[2].x509, g->certs[4].x509, both.ptr, both.len), X509_V_OK);
+	/* Without the root's CRL, CRL_CHECK_ALL cannot check the client CA: why root.crl exists. */
+	assert_int_equal(crl_verify(g->certs[0].x509, g->certs[2].x509, g->certs[4].x509, ca_crl.ptr, ca_crl.len),
+			 X509_V_ERR_UNABLE_TO_GET_CRL);
+
+	/* Revoke "gone" (certs[4]), twice over: listed once; the CRL number goes up. */
+	memset(&gone, 0, sizeof(gone));
+	b = BIO_new(BIO_s_mem());
+	assert_int_equal(PEM_write_bio_X509(b, g->certs[4].x509), 1);
+	{
+		BUF_MEM *m;
+
+		BIO_get_mem_ptr(b, &m);
+		assert_int_equal(pki_cert_describe(&gone, m->data, m->length, &e), 0);
+	}
+	BIO_free(b);
+	assert_string_equal(gone.subject, "CN=gone,O=Example");
+	serials[0] = gone.serial;
+	serials[1] = gone.serial;
+	assert_int_equal(pki_crl_sign(&ca_crl2, g->certs[2].x509, g->certs[2].pkey, ca_crl.ptr, ca_crl.len, serials, 2,
+				      now + 60, 30, &e), 0);
+	assert_int_equal(pki_crl_read(&ci, ca_crl2.ptr, ca_crl2.len, &e), 0);
+	assert_int_equal(ci.nserials, 1);
+	assert_string_equal(ci.serials[0], gone.serial);
+	assert_int_equal(ci.number, 2);
+	pki_crl_info_release(&ci);
+	buf_release(&both);
+	buf_put(&both, root_crl.ptr, root_crl.len);
+	buf_put(&both, ca_crl2.ptr, ca_crl2.len);
+	assert_int_equal(crl_verify(g->certs[0].x509, g->certs[2].x509, g->certs[4].x509, both.ptr, both.len),
+			 X509_V_ERR_CERT_REVOKED);
+	assert_int_equal(crl_verify(g->certs[0].x509, g->certs[2].x509, g->certs[3].x509, both.ptr, both.len), X509_V_OK);
+	/* Signed again with no new serial: the revocation is kept. */
+	assert_int_equal(pki_crl_sign(&x, g->certs[2].x509, g->certs[2].pkey, ca_crl2.ptr, ca_crl2.len, NULL, 0, now, 7, &e),
+			 0);
+	assert_int_equal(pki_crl_read(&ci, x.ptr, x.len, &e), 0);
+	assert_int_equal(ci.nserials, 1);
+	assert_int_equal(ci.number, 3);
+	assert_true(ci.next_update == now + 7 * 86400);
+	pki_crl_info_release(&ci);
+	buf_release(&x);
+
+	/* Refused: another CA's CRL as the previous one, a bad serial, bad days, not a CRL. */
+	assert_int_equal(pki_crl_sign(&x, g->certs[2].x509, g->certs[2].pkey, root_crl.ptr, root_crl.len, NULL, 0, now, 30,
+				      &e), ROTOR_EINVALID);
+	serials[0] = "xyz";
+	assert_int_equal(pki_crl_sign(&x, g->certs[2].x509, g->certs[2].pkey, NULL, 0, serials, 1, now, 30, &e),
+			 ROTOR_EINVALID);
+	assert_int_equal(pki_crl_sign(&x, g->certs[2].x509, g->certs[2].pkey, NULL, 0, NULL, 0, now, 0, &e), ROTOR_EINVALID);
+	assert_int_equal(pki_crl_sign(&x, g->certs[2].x509, g->certs[0].pkey, NULL, 0, NULL, 0, now, 30, &e) < 0, 1);
+	assert_int_equal(x.len, 0);
+	assert_int_equal(pki_crl_read(&ci, "not a crl", 9, &e), ROTOR_EINVALID);
+	assert_int_equal(pki_crl_read(&ci, ca_crl.ptr, ca_crl.len / 2, &e), ROTOR_EINVALID);
+
+	/* One more client from the existing client CA: its chain verifies, CN and notAfter as asked. */
+	assert_int_equal(pki_issue_client(&one, 3, &spec, "late", g->certs[2].x509, g->certs[2].pkey, now, &e), 0);
+	assert_int_equal(one->ncerts, 1);
+	assert_int_equal(one->certs[0].role, CERT_ROLE_CLIENT);
+	assert_int_equal(crl_verify(g->certs[0].x509, g->certs[2].x509, one->certs[0].x509, both.ptr, both.len), X509_V_OK);
+	pki_generation_free(one);
+	assert_int_equal(pki_issue_client(&one, 3, &spec, "bad name", g->certs[2].x509, g->certs[2].pkey, now, &e),
+			 ROTOR_EINVALID);
+	assert_null(one);
+
+	spec_manifest_cert_release(&gone);
+	buf_release(&root_crl);
+	buf_release(&ca_crl);
+	buf_release(&ca_crl2);
+	buf_release(&both);
+	pki_generation_free(g);
+}
+
 static void test_describe_input(void **state)
 {
 	static const char garbage[] = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
@@ -878,6 +1030,7 @@ int main(void)
 		cmocka_unit_test(test_secret_file),
 		cmocka_unit_test(test_key_check_input),
 		cmocka_unit_test(test_describe_input),
+		cmocka_unit_test(test_crl_sign_read_verify),
 	};
 
 	return cmocka_run_group_tests_name("pki", tests, NULL, NULL);

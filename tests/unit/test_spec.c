@@ -1416,10 +1416,57 @@ static void test_addresses(void **state)
 	assert_non_null(chk_host("*.example.net", 13, 0, why, sizeof(why)));
 }
 
+/* One client in or out of chain.yaml's clients list, the rest of the text as written. */
+static void edit_is(const char *in, const char *add, const char *remove, const char *want)
+{
+	struct buf out = BUF_INIT;
+	struct err e = ERR_INIT;
+	int rc = spec_chain_edit_clients(&out, "chain.yaml", in, strlen(in), add, remove, &e);
+
+	if (!want) {
+		assert_int_equal(rc, ROTOR_EINVALID);
+		assert_int_equal(out.len, 0);
+		return;
+	}
+	if (rc != 0)
+		fail_msg("%s", e.msg);
+	assert_string_equal(buf_cstr(&out), want);
+	buf_release(&out);
+}
+
+static void test_chain_edit_clients(void **state)
+{
+#define HEAD "subject: {O: Example}   # who\nkey: {type: ec, curve: P-256}\nservers:\n  pg1: {sans: [pg1.example.net]}\n"
+	(void)state;
+	/* A block list: appended with the same indentation; an item's whole line removed. */
+	edit_is(HEAD "clients:\n    - app   # the app\n    - b\n# end\n", "new", NULL,
+		HEAD "clients:\n    - app   # the app\n    - b\n    - new\n# end\n");
+	edit_is(HEAD "clients:\n    - app   # the app\n    - b\n# end\n", NULL, "app", HEAD "clients:\n    - b\n# end\n");
+	edit_is(HEAD "clients:\n- app\n- \"b\"", "new", NULL, HEAD "clients:\n- app\n- \"b\"\n- new\n");
+	/* The last one leaves an empty list (the servers remain). */
+	edit_is(HEAD "clients:\n  - app\n", NULL, "app", HEAD "clients: []\n");
+	/* A flow list. */
+	edit_is(HEAD "clients: [app, b]  # two\n", "new", NULL, HEAD "clients: [app, b, new]  # two\n");
+	edit_is(HEAD "clients: []\n", "new", NULL, HEAD "clients: [new]\n");
+	edit_is(HEAD "clients: [app, b]\n", NULL, "app", HEAD "clients: [b]\n");
+	edit_is(HEAD "clients: [app, b]\n", NULL, "b", HEAD "clients: [app]\n");
+	edit_is(HEAD "clients: [app]\n", NULL, "app", HEAD "clients: []\n");
+	/* No list yet. */
+	edit_is(HEAD, "new", NULL, HEAD "clients:\n  - new\n");
+	/* Refused: an unknown name, a name the loader refuses, text that is not a chain.yaml, both or neither. */
+	edit_is(HEAD "clients: [app]\n", NULL, "nobody", NULL);
+	edit_is(HEAD "clients: [app]\n", "bad name", NULL, NULL);
+	edit_is("clients: [app]\n", "new", NULL, NULL);
+	edit_is(HEAD "clients: [app]\n", "x", "app", NULL);
+	edit_is(HEAD "clients: [app]\n", NULL, NULL, NULL);
+#undef HEAD
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good_basic),
+		cmocka_unit_test(test_chain_edit_clients),
 		cmocka_unit_test(test_good_files),
 		cmocka_unit_test(test_good_cockroach),
 		cmocka_unit_test(test_good_edge),

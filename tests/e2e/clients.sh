@@ -1,0 +1,171 @@
+#!/bin/sh
+# clients.sh -- `rotor client add / remove / crl` and the pgjdbc layout on a
+# fleet with real clients: a PostgreSQL server with layout postgres-crl
+# (ssl_crl_file = root.crl), a libpq client host and a pgjdbc client host
+# (Debian's pgJDBC on its default-jre, reading the unencrypted
+# postgresql.pk8 rotor wrote).  A client added is issued, merged and
+# applied, and connects; a client removed is refused by the server with a
+# revoked-certificate error while the others keep connecting, and stays
+# refused through a whole rotation; drift reports a CRL near its
+# nextUpdate (chain.yaml validity.crl); a JVM opening pgJDBC connections in
+# a loop on the pgjdbc host's files sees no failure through the rotation
+# (tests/e2e/clients/JdbcChurn.java).  Then bad input: one line each,
+# no branch created.
+#
+# Uses 127.0.18.x (tests/fleet/README.md lists which test uses which range).
+. "$(dirname "$0")/lib.sh"
+need_root
+for c in psql java; do
+	command -v $c >/dev/null || { echo "1..0 # SKIP $c is not installed (make deps)"; exit 0; }
+done
+JAR=/usr/share/java/postgresql.jar
+[ -f $JAR ] || { echo "1..0 # SKIP $JAR is missing (make deps: libpostgresql-jdbc-java)"; exit 0; }
+B=127.0.18
+fleet_up 3 $B --postgres
+for u in app japp other newapp; do "$F" psql --dir "$FD" host1 -qc "CREATE ROLE $u LOGIN" >/dev/null; done
+
+J="$T/java"
+mkdir -p "$J"
+if command -v javac >/dev/null; then
+	javac -d "$J" "$ROTOR_SRCDIR/tests/e2e/handoff/JdbcCheck.java" "$ROTOR_SRCDIR/tests/e2e/clients/JdbcChurn.java" || echo "# javac failed"
+	jdbc() { java -cp "$J:$JAR" JdbcCheck "$1"; }
+	jdbc_churn() { java -cp "$J:$JAR" JdbcChurn "$@"; }
+else
+	jdbc() { java -cp "$JAR" "$ROTOR_SRCDIR/tests/e2e/handoff/JdbcCheck.java" "$1"; }
+	jdbc_churn() { java -cp "$JAR" "$ROTOR_SRCDIR/tests/e2e/clients/JdbcChurn.java" "$@"; }
+fi
+CHURN_PID=
+trap '[ -z "$CHURN_PID" ] || kill "$CHURN_PID" 2>/dev/null; fleet_down; rm -rf "$T"' EXIT
+
+fleet_repo 5s
+{
+	printf 'subject: {O: Example, OU: DBA}\nkey: {type: ec, curve: P-256}\nservers:\n  pg1: {sans: [%s.1]}\n' "$B"
+	printf 'clients:\n  - app\n  - japp   # the Java application\n  - other\n'
+} > envs/poc/chain.yaml
+{
+	echo "hosts:"
+	pg_server_yaml 1 | sed 's/layout: postgres$/layout: postgres-crl/'
+	libpq_client_yaml 2
+	printf '  host3:\n    address: %s.3\n    roles:\n      - {role: client, layout: pgjdbc, user: rotorfleet, home: /home/rotorfleet, identity: japp}\n' "$B"
+} > envs/poc/hosts.yaml
+git add -A && git commit -qm "rotor: poc"
+"$ROTOR" rotate start --env poc >/dev/null && git merge -q --ff-only rotor/rotate/poc/gen-0001
+ok "generation 1 carries its CRLs (root and client CA)" sh -c 'git ls-tree -r --name-only HEAD | grep -c "generations/0001/crl/.*\.crl$" | grep -qx 2'
+ok "first apply: files, CRL and the pgjdbc key on the fleet" "$ROTOR" apply --env poc --yes --replace-unknown
+"$F" psql --dir "$FD" host1 -qc "ALTER SYSTEM SET ssl_crl_file = '/srv/postgres/certs/root.crl'" >/dev/null
+"$F" exec --dir "$FD" host1 runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /srv/postgres/data -s reload
+ok "PostgreSQL reads root.crl (ssl_crl_file)" wait_for 10 sh -c '"$1" psql --dir "$2" host1 -Atc "show ssl_crl_file" | grep -qx /srv/postgres/certs/root.crl' _ "$F" "$FD"
+
+H2="$FD/hosts/host2/home/.postgresql"
+H3="$FD/hosts/host3/home/.postgresql"
+libpq() { # user dir [key] -- verify-full as user with the files in dir
+	psql "host=$B.1 port=5432 user=$1 dbname=postgres sslmode=verify-full sslcert=$2/postgresql.crt sslkey=${3:-$2/postgresql.key} sslrootcert=$2/root.crt connect_timeout=5" -Atc "select current_user" > "$T/psql.txt" 2>&1
+	grep -qx "$1" "$T/psql.txt" || { cat "$T/psql.txt"; return 1; }
+}
+java_pk8() { # -- the pgjdbc host's files as pgJDBC reads them: the .pk8 with no sslpassword
+	jdbc "jdbc:postgresql://$B.1:5432/postgres?user=japp&sslmode=verify-full&sslcert=$H3/postgresql.crt&sslkey=$H3/postgresql.pk8&sslrootcert=$H3/root.crt&connectTimeout=5" > "$T/jdbc.txt" 2>&1
+	grep -qx "connected as japp" "$T/jdbc.txt" || { cat "$T/jdbc.txt"; return 1; }
+}
+revoked() { # user dir key -- the server refuses the certificate as revoked
+	! libpq "$1" "$2" "$3" && grep -qi "certificate revoked" "$T/psql.txt"
+}
+merge() { git merge -q --ff-only "$1"; }
+
+ok "pgjdbc layout: postgresql.pk8 is unencrypted PKCS#8 DER, mode 0600" sh -c 'openssl pkey -inform DER -in "$1/postgresql.pk8" -noout && [ "$(stat -c %a "$1/postgresql.pk8")" = 600 ] && ! grep -q BEGIN "$1/postgresql.pk8"' _ "$H3"
+expect_out "observe: the DER key matches its certificate" 'postgresql.pk8 +key +0600 [0-9:]+ +key matches' "$ROTOR" observe --env poc
+ok "libpq client app connects (verify-full)" libpq app "$H2"
+ok "pgJDBC reads the pgjdbc host's .pk8 without sslpassword (verify-full)" java_pk8
+
+# ---- client add ----
+ok "client add newapp" "$ROTOR" client add --env poc newapp
+cp "$T/.out" "$T/add.txt"
+ok "... one commit on rotor/client/poc/add-newapp, HEAD untouched" sh -c '[ "$(git rev-list --count main..rotor/client/poc/add-newapp)" = 1 ] && [ -z "$(git status --porcelain)" ] && ! grep -q newapp envs/poc/chain.yaml'
+merge rotor/client/poc/add-newapp
+ok "... chain.yaml names it, its comment kept; the manifest lists it; the key is encrypted" sh -c 'grep -q "^  - newapp$" envs/poc/chain.yaml && grep -q "# the Java application" envs/poc/chain.yaml && grep -q "name: \"newapp\"" envs/poc/generations/0001/manifest.yaml && grep -q "ENCRYPTED PRIVATE KEY" envs/poc/generations/0001/clients/newapp.key'
+ok "validate after the merge" "$ROTOR" validate --env poc
+sed -i 's/identity: app}/identity: newapp}/' envs/poc/hosts.yaml
+git commit -qam "rotor: host2 runs newapp"
+ok "apply: host2 gets newapp's certificate" "$ROTOR" apply --env poc --yes
+ok "the new client newapp connects (verify-full)" libpq newapp "$H2"
+
+# ---- client remove ----
+ok "handoff for other (its team keeps its files)" env ROTOR_HANDOFF_PASSPHRASE=other-pass-4711 "$ROTOR" handoff --env poc --client other --out "$T/other" --plain-key
+ok "other connects before its removal" libpq other "$T/other" "$T/other/postgresql.plain.key"
+ok "client remove other" "$ROTOR" client remove --env poc other
+cp "$T/.out" "$T/rm.txt"
+ok "... names the serial it revoked" grep -Eq "generation 1: revoked serial [0-9a-f]+ on crl/client-ca.crl" "$T/rm.txt"
+merge rotor/client/poc/remove-other
+ok "... the CRL lists other's serial; its certificate and key are gone" sh -c 's=$(openssl x509 -in "$1/postgresql.crt" -noout -serial | sed "s/.*=//"); openssl crl -in envs/poc/generations/0001/crl/client-ca.crl -noout -text | grep -qi "Serial Number: $s" && [ ! -e envs/poc/generations/0001/clients/other.crt ] && [ ! -e envs/poc/generations/0001/clients/other.key ] && ! grep -q other envs/poc/chain.yaml' _ "$T/other"
+expect_out "plan: the CRL file is a ~ change on the server" '~ .*/srv/postgres/certs/root.crl' "$ROTOR" plan --env poc
+ok "apply the CRL" "$ROTOR" apply --env poc --yes
+ok "the removed client is refused: certificate revoked" revoked other "$T/other" "$T/other/postgresql.plain.key"
+ok "... while newapp keeps connecting" libpq newapp "$H2"
+ok "... and japp over pgJDBC" java_pk8
+ok "drift: nothing to report, no CRL expiring" sh -c '"$1" drift --env poc --json > "$2/d.json"; [ $? -eq 0 ]' _ "$ROTOR" "$T"
+ok "... crls_expiring 0 (schemas/plan.json)" json_check "$T/d.json" plan 'd["crls_expiring"] == 0'
+
+# ---- drift watches nextUpdate: a CRL valid for 7 days is within renew_before (30d) ----
+sed -i 's/^key: /validity: {crl: 7d}\nkey: /' envs/poc/chain.yaml
+git commit -qam "rotor: short CRLs"
+ok "client crl signs every CRL again (7 days)" "$ROTOR" client crl --env poc
+git merge -q --ff-only "$(git branch --list 'rotor/client/poc/crl-*' --format '%(refname:short)' | tail -1)"
+ok "apply the short CRLs" "$ROTOR" apply --env poc --yes
+ok "other is still refused after the CRLs are signed again" revoked other "$T/other" "$T/other/postgresql.plain.key"
+expect_out "drift: the CRL near its nextUpdate is a finding" '^CRL expiring on host1 in /srv/postgres/certs/root.crl' "$ROTOR" drift --env poc
+ok "... exit 2" sh -c '"$1" drift --env poc >/dev/null; [ $? -eq 2 ]' _ "$ROTOR"
+"$ROTOR" drift --env poc --json > "$T/d.json"
+ok "... crls_expiring 1 in --json" json_check "$T/d.json" plan 'd["crls_expiring"] == 1'
+sed -i '/^validity: {crl: 7d}$/d' envs/poc/chain.yaml
+git commit -qam "rotor: CRLs for 180 days"
+sleep 1   # the next crl branch is named by the second
+"$ROTOR" client crl --env poc >/dev/null && git merge -q --ff-only "$(git branch --list 'rotor/client/poc/crl-*' --format '%(refname:short)' | tail -1)"
+ok "apply the 180-day CRLs" "$ROTOR" apply --env poc --yes
+ok "drift is quiet again" "$ROTOR" drift --env poc
+
+# ---- a rotation after the removal, under churn from one JVM on the pgjdbc host's files ----
+STOP="$T/churn.stop"
+jdbc_churn "jdbc:postgresql://$B.1:5432/postgres?user=japp&sslmode=verify-full&sslcert=$H3/postgresql.crt&sslkey=$H3/postgresql.pk8&sslrootcert=$H3/root.crt&connectTimeout=5" "$STOP" > "$T/churn.txt" 2>&1 &
+CHURN_PID=$!
+ok "rotate start: generation 2 with its own CRLs" "$ROTOR" rotate start --env poc
+merge rotor/rotate/poc/gen-0002
+ok "apply the trust step" "$ROTOR" apply --env poc --yes
+ok "trust: root.crl holds the CRLs of both generations" sh -c '[ "$(grep -c "BEGIN X509 CRL" "$1/hosts/host1/srv/postgres/certs/root.crl")" = 4 ]' _ "$FD"
+ok "trust: other refused" revoked other "$T/other" "$T/other/postgresql.plain.key"
+ok "trust: newapp connects" libpq newapp "$H2"
+ok "trust: japp over pgJDBC connects" java_pk8
+for phase in servers clients stable; do
+	"$ROTOR" rotate next --env poc >/dev/null
+	merge "$(git branch --list "rotor/rotate/poc/gen-0002-$phase" --format '%(refname:short)')"
+	ok "apply phase $phase" "$ROTOR" apply --env poc --yes
+	ok "$phase: other refused" sh -c '! psql "host=$1.1 port=5432 user=other dbname=postgres sslmode=verify-full sslcert=$2/postgresql.crt sslkey=$2/postgresql.plain.key sslrootcert=$2/root.crt connect_timeout=5" -Atc "select 1" >/dev/null 2>&1' _ "$B" "$T/other"
+	ok "$phase: newapp connects" libpq newapp "$H2"
+	ok "$phase: japp over pgJDBC connects" java_pk8
+done
+touch "$STOP"
+wait "$CHURN_PID"
+CHURN_PID=
+echo "# pgJDBC churn: $(head -n 1 "$T/churn.txt")"
+ok "pgJDBC churn through the whole rotation: connections made, none failed" sh -c 'grep -Eq "^[1-9][0-9]* connections made, 0 failed$" "$1" || { cat "$1"; false; }' _ "$T/churn.txt"
+ok "after the rotation: japp's .pk8 is generation 2's" sh -c 'openssl x509 -in "$1/postgresql.crt" -noout -issuer | grep -q "client CA g2$"' _ "$H3"
+ok "after the rotation: root.crl holds generation 2's CRLs only" sh -c '[ "$(grep -c "BEGIN X509 CRL" "$1/hosts/host1/srv/postgres/certs/root.crl")" = 2 ]' _ "$FD"
+
+# ---- bad input: one line each, exit 1, no branch ----
+branches() { git branch --list 'rotor/client/*' | wc -l; }
+nb=$(branches)
+bad() { # regex cmd...
+	_re=$1; shift
+	"$@" > "$T/bad.txt" 2>&1
+	_rc=$?
+	[ $_rc -eq 1 ] && [ "$(wc -l < "$T/bad.txt")" -eq 1 ] && grep -Eq "^rotor: $_re" "$T/bad.txt" &&
+		[ "$(branches)" = "$nb" ] || { cat "$T/bad.txt"; echo "rc=$_rc"; return 1; }
+}
+ok "bad: remove an unknown client" bad 'unknown client nobody: it is not in poc.s chain.yaml clients list' "$ROTOR" client remove --env poc nobody
+ok "bad: remove a client a host still uses" bad 'client japp is still deployed: host host3 uses it' "$ROTOR" client remove --env poc japp
+ok "bad: add a name that cannot be a CN or a user" bad 'invalid client name "app;drop"' "$ROTOR" client add --env poc 'app;drop'
+ok "bad: a name starting with a dot" bad 'invalid client name ".app"' "$ROTOR" client add --env poc .app
+ok "bad: add a client that exists" bad 'client newapp is already in poc.s chain.yaml' "$ROTOR" client add --env poc newapp
+ok "bad: remove without a name" bad 'client remove needs the client.s name' "$ROTOR" client remove --env poc
+ok "bad: an unknown subcommand" bad 'unknown client subcommand "rename"' "$ROTOR" client rename --env poc app
+ok "bad: a removed client cannot be removed twice" bad 'unknown client other' "$ROTOR" client remove --env poc other
+
+done_testing
