@@ -552,7 +552,8 @@ struct role_path {
 	char *path;
 	const struct ynode *at;    /* where to report (the role's dir or home, or the file's path) */
 	size_t role;               /* index of the role in hosts.yaml */
-	int explicit_file;         /* from `files:` (repeats among those are reported by pathset) */
+	int explicit_file;         /* 1: from `files:` (repeats among those are reported by pathset);
+	                              2: a switch-mode role's service file */
 };
 
 /* What the roles of one host share while they are read. */
@@ -604,6 +605,8 @@ static void role_paths(struct vctx *v, struct host_ctx *hc, const struct host_ro
 	struct buf p = BUF_INIT;
 	size_t i, bl;
 
+	if (r->service && r->service_file)
+		role_path_add(v, hc, r->service_file, at, role, 2);
 	if (!l || l->base == LAYOUT_BASE_NONE || r->service) {
 		for (i = 0; r->files && i < r->nfiles; i++)
 			if (r->files[i].path)
@@ -636,14 +639,17 @@ static void check_role_paths(struct vctx *v, struct host_ctx *hc, const char *wh
 
 	for (i = 0; i < hc->nrp; i++)
 		for (j = 0; j < i; j++) {
-			if (hc->rp[j].role == hc->rp[i].role || (hc->rp[i].explicit_file && hc->rp[j].explicit_file) ||
+			if (hc->rp[j].role == hc->rp[i].role || (hc->rp[i].explicit_file == 1 && hc->rp[j].explicit_file == 1) ||
 			    strcmp(hc->rp[i].path, hc->rp[j].path) != 0)
 				continue;
 			yquote(q, sizeof(q), hc->rp[i].path, strlen(hc->rp[i].path), 64);
 			place(at, sizeof(at), v, hc->rp[j].at);
 			vreport(v, hc->rp[i].at, where,
 				"roles[%zu] writes file %s, which roles[%zu] (%s) writes too: two roles may not write one "
-				"file (give each role its own dir)", hc->rp[i].role, q, hc->rp[j].role, at);
+				"file (%s)", hc->rp[i].role, q, hc->rp[j].role, at,
+				hc->rp[i].explicit_file == 2 || hc->rp[j].explicit_file == 2 ?
+				"a service file is renamed whole: give each switch-mode role its own switch.file" :
+				"give each role its own dir");
 			break;
 		}
 	for (i = 0; i < hc->nrp; i++)

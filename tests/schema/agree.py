@@ -65,6 +65,7 @@ C_ONLY = {
     "fixtures/bad/manifest/duplicate-cert.yaml": "each cert path once",
     "fixtures/bad/hosts/switch-file-outside-home.yaml": "switch paths inside home",
     "fixtures/bad/hosts/switch-dir-outside-home.yaml": "switch paths inside home",
+    "fixtures/bad/hosts/switch-shared-service-file.yaml": "one service file per switch-mode role of a host",
 }
 
 
