@@ -96,6 +96,17 @@ int opt_jobs(int *out, const char *j, const char *parallel, struct err *e);
 /* One line the git server printed, as "remote: LINE" on the FILE * payload (stdout or stderr). */
 void cmd_remote_line(void *payload, const char *line);
 
+/*
+ * The desired commit, as plan, drift, apply and handoff read it: REV when
+ * ref is given, else git.main fetched from git.remote (no_fetch: as last
+ * fetched); the line naming it is printed on out (NULL: not printed; the
+ * caller prints want->line), and so are the git server's lines (NULL:
+ * stderr).  --ref with --no-fetch is refused.
+ */
+struct desired;
+int cmd_desired(struct desired *want, struct gitrepo *repo, const char *ref, int no_fetch, FILE *out,
+		struct err *e);
+
 /* The plan of r in the style of terraform plan (plan.c; apply prints it too). */
 struct env_run;
 void plan_print(const struct env_run *r, FILE *out);

@@ -9,6 +9,7 @@
 
 #include "cmd/cmd.h"
 #include "reconcile/engine/handoff.h"
+#include "reconcile/engine/origin.h"
 
 #define PASS_ENV "ROTOR_HANDOFF_PASSPHRASE"
 
@@ -41,15 +42,17 @@ static const char *choice_word(enum handoff_choice c)
 
 int cmd_handoff(struct ctx *ctx, int argc, char **argv)
 {
-	const char *client = NULL, *out_dir = NULL, *step = NULL, *ref = NULL, *pass_file = NULL, *plain = NULL;
+	const char *client = NULL, *out_dir = NULL, *step = NULL, *ref = NULL, *pass_file = NULL, *plain = NULL,
+		   *no_fetch = NULL;
 	const char *pos[1];
 	const struct opt opts[] = { { "client", 1, &client }, { "out", 1, &out_dir }, { "step", 1, &step },
 				    { "ref", 1, &ref }, { "passphrase-file", 1, &pass_file },
-				    { "plain-key", 0, &plain }, { NULL, 0, NULL } };
+				    { "plain-key", 0, &plain }, { "no-fetch", 0, &no_fetch }, { NULL, 0, NULL } };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct handoff_opts o;
 	struct handoff_result res;
+	struct desired want;
 	struct gitrepo *repo;
 	struct buf pass = BUF_INIT;
 	size_t npos, i;
@@ -69,13 +72,16 @@ int cmd_handoff(struct ctx *ctx, int argc, char **argv)
 		rc = err_set(&e, ROTOR_EINVALID, "handoff needs --client NAME");
 	if (rc == 0 && (ctx_env(ctx, &o.env, &e) < 0 || ctx_repo(ctx, &repo, &e) < 0))
 		rc = e.code;
+	/* The same desired commit as plan and apply: --ref, else git.main fetched from git.remote. */
+	if (rc == 0)
+		rc = cmd_desired(&want, repo, ref, no_fetch != NULL, NULL, &e);
 	if (rc < 0) {
 		buf_wipe(&pass);
 		return cmd_fail(&e);
 	}
 	o.client = client;
 	o.out_dir = out_dir;
-	o.ref = ref;
+	o.ref = want.commit;
 	o.choice = (enum handoff_choice)choice;
 	o.passphrase = have ? buf_cstr(&pass) : NULL;
 	o.plain_key = plain != NULL;
@@ -87,6 +93,7 @@ int cmd_handoff(struct ctx *ctx, int argc, char **argv)
 		diags_release(&d);
 		return rc;
 	}
+	printf("%s\n", want.line);
 	printf("hand-off for %s%s, env %s at %.12s: ", client, res.external ? " (external peer)" : "", o.env,
 	       res.commit);
 	if (res.b)

@@ -220,11 +220,12 @@ const struct cmd rotor_commands[] = {
 	  "schemas/log.json.\n" },
 	{ "handoff", cmd_handoff, "write one client's certificates, keys and bundle for its team",
 	  "usage: rotor handoff --env NAME --client NAME --out DIR [--step next|current|target]\n"
-	  "                     [--ref REV] [--passphrase-file PATH] [--plain-key]\n"
+	  "                     [--ref REV | --no-fetch] [--passphrase-file PATH] [--plain-key]\n"
 	  "\n"
 	  "For a team whose hosts rotor does not reach: write into DIR (which must not\n"
 	  "exist; created 0700) what client NAME needs at one rotation step, from the\n"
-	  "state at REV (default HEAD):\n"
+	  "desired commit plan and apply read (see rotor help plan: --ref REV, else\n"
+	  "git.main fetched from git.remote; --no-fetch as last fetched):\n"
 	  "  postgresql.crt   the client certificate and its CA (PEM)\n"
 	  "  postgresql.key   its key, PKCS#8 encrypted with the passphrase (PEM)\n"
 	  "  postgresql.pk8   the same key as encrypted PKCS#8 DER (pgJDBC)\n"

@@ -159,7 +159,6 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 	const struct opt opts[] = { { "ref", 1, &ref }, { "json", 0, &json }, { "detailed-exitcode", 0, &detailed },
 				    { "no-path", 0, &no_path }, { "replace-unknown", 0, &replace },
 				    { "no-probe", 0, &no_probe }, { "no-fetch", 0, &no_fetch }, { NULL, 0, NULL } };
-	struct origin og;
 	struct desired want;
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
@@ -176,16 +175,9 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0 ||
 	    ctx_repo(ctx, &repo, &e) < 0)
 		return cmd_fail(&e);
-	if (ref && no_fetch)
-		return cmd_failf("give --ref or --no-fetch, not both");
 	/* The desired commit: --ref, else git.main fetched from git.remote (the same as apply's). */
-	rc = origin_open(&og, repo, cmd_remote_line, stderr, &e);
-	if (rc == 0)
-		rc = origin_desired(&want, &og, repo, ref, no_fetch != NULL, &e);
-	origin_release(&og);
-	if (rc < 0)
+	if (cmd_desired(&want, repo, ref, no_fetch != NULL, json ? stderr : stdout, &e) < 0)
 		return cmd_fail(&e);
-	fprintf(json ? stderr : stdout, "%s\n", want.line);
 	if (env_run_load(&r, repo, env, want.commit, RUN_CERTS, &d, &e) < 0) {
 		rc = cmd_report(&d, &e);
 		goto out;

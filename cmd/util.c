@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "reconcile/engine/origin.h"
 
 int opt_parse(int argc, char **argv, const struct opt *opts,
 	      const char **pos, size_t npos_max, size_t *npos, struct err *e)
@@ -136,4 +137,21 @@ void cmd_remote_line(void *payload, const char *line)
 {
 	fprintf(payload, "remote: %s\n", line);
 	fflush(payload);
+}
+
+int cmd_desired(struct desired *want, struct gitrepo *repo, const char *ref, int no_fetch, FILE *out,
+		struct err *e)
+{
+	struct origin og;
+	int rc;
+
+	if (ref && no_fetch)
+		return err_set(e, ROTOR_EINVALID, "give --ref or --no-fetch, not both");
+	rc = origin_open(&og, repo, cmd_remote_line, out ? out : stderr, e);
+	if (rc == 0)
+		rc = origin_desired(want, &og, repo, ref, no_fetch, e);
+	origin_release(&og);
+	if (rc == 0 && out)
+		fprintf(out, "%s\n", want->line);
+	return rc;
 }

@@ -81,6 +81,7 @@ ALL="postgresql.crt postgresql.key postgresql.pk8 postgresql.p12 root.crt trusts
 ok "handoff before a rotation (passphrase from a file)" "$ROTOR" handoff --env poc --client app --out "$O/g1" --passphrase-file "$T/pass"
 cp "$T/.out" "$T/h.txt"
 ok "... says generation 1, no rotation under way" grep -q "generation 1, no rotation under way" "$T/h.txt"
+ok "... names the desired commit it read (the local main: no remote)" grep -q "^desired: the local main at $(git rev-parse --short=12 main) (no remote" "$T/h.txt"
 ok "... no passphrase in the output or README" sh -c '! grep -rq "$1" "$2/g1/README.txt" "$3"' _ "$PASS" "$O" "$T/h.txt"
 ok "... the files, SHA256SUMS verifies, dir 0700, keys 0600" files_are "$O/g1" $ALL
 ok "... README names the server address and the settings" sh -c 'grep -q "host1  $2.1 port 5432" "$1" && grep -q "sslmode=verify-full" "$1" && grep -q "jdbc:postgresql://$2.1:5432/" "$1"' _ "$O/g1/README.txt" "$B"
@@ -153,6 +154,8 @@ bad() { # regex cmd... -- one line "rotor: ..." matching regex, exit 1, nothing 
 ok "bad: an unknown client" bad 'no client "nobody" in envs/poc \(chain.yaml clients and hosts.yaml external peers: app, reports \(external\)\)$' \
 	"$ROTOR" handoff --env poc --client nobody --out "$O/x" --passphrase-file "$T/pass"
 ok "bad: no passphrase" bad 'no hand-off passphrase' "$ROTOR" handoff --env poc --client app --out "$O/x"
+ok "bad: --ref with --no-fetch" bad 'give --ref or --no-fetch, not both' \
+	"$ROTOR" handoff --env poc --client app --out "$O/x" --passphrase-file "$T/pass" --no-fetch --ref HEAD
 ok "bad: the output directory exists" bad '.*/exists exists; refusing to overwrite it' \
 	"$ROTOR" handoff --env poc --client app --out "$O/exists" --passphrase-file "$T/pass"
 ok "bad: a name that cannot be a common name or a database user" bad '"app;drop" cannot be a client' \
