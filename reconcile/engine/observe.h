@@ -71,6 +71,7 @@ struct obs_file {
 	int present;
 	char *problem;        /* why the contents could not be used; NULL when fine */
 	unsigned long long size;
+	char sha256[65];      /* SHA-256 of the bytes read, lowercase hex; "" when not read */
 	int mode;             /* permission bits; -1 unknown */
 	long uid, gid;        /* -1 unknown */
 	struct obs_cert *certs;
