@@ -460,7 +460,7 @@ static const char *held(const char *sha256, int present)
 	return !present ? "absent" : sha256[0] ? sha256 : "unreadable";
 }
 
-static int check_host(const struct saved_host *sh, const struct env_run *r, size_t h, struct err *e)
+static int check_host(const struct saved_host *sh, int probed, const struct env_run *r, size_t h, struct err *e)
 {
 	const struct obs_host *oh = &r->hosts[h];
 	size_t f, k;
@@ -485,8 +485,8 @@ static int check_host(const struct saved_host *sh, const struct env_run *r, size
 				       oh->name, oh->address, of->path, held(sf->sha256, sf->present),
 				       held(of->sha256, of->present));
 	}
-	if (!r->probed)
-		return 0;
+	if (!probed)
+		return 0;       /* planned with --no-probe: nothing to compare */
 	for (k = 0; k < r->nserved; k++) {
 		const struct served_leaf *sl = &r->served[k];
 		const char *then = NULL;
@@ -525,7 +525,7 @@ int savedplan_check_run(const struct saved_plan *sp, const struct env_run *r, st
 
 		if (!sh)
 			return err_set(e, ROTOR_ESTATE, "Saved plan is stale: host %s is not in it", r->hosts[h].name);
-		if ((rc = check_host(sh, r, h, e)) < 0)
+		if ((rc = check_host(sh, sp->probed && r->probed, r, h, e)) < 0)
 			return rc;
 	}
 	if (sp->probed && !r->probed)

@@ -122,6 +122,9 @@ ra plan --env poc --detailed-exitcode --out "$T/p5.plan" >/dev/null 2>&1
 ok "plan again on main: exit 2" test $? -eq 2
 ok "... its saved plan applies" sh -c 'cd "$1" && HOME="$2" "$3" apply "$4" >"$5" 2>&1 && grep -q "every host at clients" "$5"' \
 	_ "$A" "$HA" "$ROTOR" "$T/p5.plan" "$T/a5.out"
+ra plan --env poc --no-probe --out "$T/p6.plan" >/dev/null 2>&1
+ok "a plan saved with --no-probe applies (nothing probed to compare): in sync" sh -c \
+	'cd "$1" && HOME="$2" "$3" apply "$4" >"$5" 2>&1 && grep -q "^In sync: every host holds the desired clients.$" "$5"' _ "$A" "$HA" "$ROTOR" "$T/p6.plan" "$T/a6.out"
 
 # ---- hostile plan files: one line, exit 1 ----
 printf '{"format": "rotor-saved-plan", "version": 1, "env": "poc", "commit": 7}' > "$T/bad.plan"
