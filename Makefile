@@ -32,7 +32,7 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 # Debian packages: build, unit tests, schema agreement, e2e.
 DEPS_BUILD := gcc make pkg-config git openssl libgit2-dev libssl-dev libyaml-dev libpq-dev \
               libssh2-1-dev libjansson-dev libcmocka-dev python3 python3-jsonschema python3-yaml
-DEPS_FLEET := openssh-server openssh-client postgresql util-linux procps sudo iproute2 nginx-light pgbouncer \
+DEPS_FLEET := openssh-server openssh-client postgresql util-linux procps sudo iproute2 nginx-light pgbouncer systemd \
               libpostgresql-jdbc-java default-jre-headless default-jdk-headless
 DEPS_BENCH := golang-cfssl time ansible-core
 DEPS_FUZZ  := clang libclang-rt-dev
@@ -76,7 +76,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 FUZZ_LIB_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC))
 FUZZ_SPEC    := rotor chain hosts rotation manifest
-FUZZ_OTHER   := pem lock pgreply tlsreply remote
+FUZZ_OTHER   := pem lock pgreply tlsreply remote savedplan
 FUZZ_BIN     := $(addprefix build/fuzz/fuzz_,$(FUZZ_SPEC) $(FUZZ_OTHER))
 
 build/fuzz/obj/%.o: %.c $(HDRS) Makefile

@@ -1,5 +1,6 @@
 /*
- * apply.c -- `rotor apply`: the arguments, the question, and the lines
+ * apply.c -- `rotor apply [FILE]`: the arguments (FILE: a plan saved by
+ * `rotor plan --out`, reconcile/engine/savedplan.h), the question, and the lines
  * the engine reports as it walks the plan (reconcile/engine/apply.h).
  * The lines go to stdout (the payload), or to stderr with --json, where
  * stdout holds only the result document (schemas/apply.json).
@@ -66,27 +67,45 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 	struct diags d = { NULL, 0, 0 };
 	struct apply_opts o;
 	struct apply_result res;
+	struct saved_plan sp;
 	struct gitrepo *repo;
 	size_t npos;
 	int rc;
 
 	memset(&o, 0, sizeof(o));
-	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &o.env, &e) < 0 ||
+	memset(&sp, 0, sizeof(sp));
+	if (opt_parse(argc, argv, opts, pos, 1, &npos, &e) < 0)
+		return cmd_fail(&e);
+	/* A saved plan (rotor plan --out FILE): its env, unless --env names another. */
+	if (npos == 1) {
+		if (savedplan_read(&sp, pos[0], &e) < 0)
+			return cmd_fail(&e);
+		if (ctx->env && strcmp(ctx->env, sp.env) != 0) {
+			rc = cmd_failf("%s: the plan is for env %s, not %s", pos[0], sp.env, ctx->env);
+			savedplan_release(&sp);
+			return rc;
+		}
+		ctx->env = sp.env;
+		o.saved = &sp;
+	}
+	if (ctx_env(ctx, &o.env, &e) < 0 ||
 	    opt_jobs(&o.parallel, jobs_j, jobs, &e) < 0 ||
 	    (canary && opt_int(&o.canary, canary, "--canary", 1, 100000, &e) < 0) || ctx_repo(ctx, &repo, &e) < 0)
-		return cmd_fail(&e);
+		goto fail;
 	o.ref = ref;
 	o.force_unlock = force != NULL;
-	o.replace_unknown = replace != NULL;
+	o.replace_unknown = replace != NULL || sp.replace_unknown;
 	o.json = json != NULL;
-	if (ref && no_fetch)
-		return cmd_failf("give --ref or --no-fetch, not both");
+	if (ref && no_fetch) {
+		rc = cmd_failf("give --ref or --no-fetch, not both");
+		goto out;
+	}
 	o.no_fetch = no_fetch != NULL;
 	ui.payload = json ? stderr : stdout;
 	o.message = cmd_remote_line;
 	o.message_payload = ui.payload;
-	if (yes)
-		ui.confirm = NULL;
+	if (yes || o.saved)
+		ui.confirm = NULL;      /* a saved plan was reviewed: applied as it is, as Terraform does */
 	if (apply_env(&res, repo, &o, &ui, &d, &e) < 0) {
 		rc = cmd_report(&d, &e);
 	} else {
@@ -96,5 +115,12 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 		free(res.json);
 	}
 	diags_release(&d);
+	goto out;
+fail:
+	rc = cmd_fail(&e);
+out:
+	if (o.saved)
+		ctx->env = NULL;
+	savedplan_release(&sp);
 	return rc;
 }

@@ -137,7 +137,7 @@ const struct cmd rotor_commands[] = {
 	  "written.\n" },
 	{ "plan", cmd_plan, "show the steps from the live state to the desired one",
 	  "usage: rotor plan --env NAME [--ref REV | --no-fetch] [--json] [--detailed-exitcode]\n"
-	  "                  [--no-path] [--replace-unknown] [--no-probe]\n"
+	  "                  [--no-path] [--replace-unknown] [--no-probe] [--out FILE]\n"
 	  "\n"
 	  "Observe every host (see rotor help observe) and compare with the desired phase\n"
 	  "in rotation.yaml at the desired commit (below).  Prints the path of adjacent steps\n"
@@ -165,6 +165,11 @@ const struct cmd rotor_commands[] = {
 	  "ref as last fetched, offline; when the git repository has no such remote,\n"
 	  "the local git.main.  The first line names it (on stderr with --json,\n"
 	  "where desired_from says the same).\n"
+	  "--out FILE saves the plan for rotor apply FILE (schemas/saved-plan.json,\n"
+	  "mode 0600, written to a temporary file and renamed): the desired commit, the\n"
+	  "SHA-256 of every managed file as observed (or that it is absent), the leaf\n"
+	  "every probed server presents, and the steps; no secret.  Nothing is saved\n"
+	  "when there is no plan (live state unknown, or refused); not with --no-path.\n"
 	  "Exit 0 (with --detailed-exitcode: 0 in sync, 2 changes pending), 1 on error,\n"
 	  "unreachable hosts, or an unsafe desired state.\n" },
 	{ "drift", cmd_drift, "the check for cron: drift, unknown and expiring certificates",
@@ -185,6 +190,15 @@ const struct cmd rotor_commands[] = {
 	{ "apply", cmd_apply, "walk the plan on the hosts, step by step, verified",
 	  "usage: rotor apply --env NAME [--ref REV | --no-fetch] [--yes] [-j N | --parallel N]\n"
 	  "                   [--canary N] [--force-unlock] [--replace-unknown] [--json]\n"
+	  "       rotor apply FILE [--ref REV | --no-fetch] [-j N | --parallel N] [--canary N]\n"
+	  "                   [--force-unlock] [--json]\n"
+	  "\n"
+	  "With FILE, a plan saved by rotor plan --out: apply exactly that plan, without\n"
+	  "asking (it was reviewed), in its env.  The desired commit read now (as below)\n"
+	  "must be the one it records, and every host must still hold the files (by\n"
+	  "SHA-256) and its servers present the leaves the plan saw, with the same\n"
+	  "steps; else \"Saved plan is stale\", naming the commit or the host and file\n"
+	  "(or port), exit 1, nothing applied or recorded: plan again.\n"
 	  "\n"
 	  "Lock the env (refs/rotor/lock/NAME), plan from the desired commit as plan\n"
 	  "finds it (see rotor help plan: git.main fetched from git.remote, --no-fetch,\n"

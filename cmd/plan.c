@@ -14,6 +14,7 @@
 #include "reconcile/engine/files.h"
 #include "reconcile/engine/report.h"
 #include "reconcile/engine/run.h"
+#include "reconcile/engine/savedplan.h"
 #include "reconcile/engine/trust.h"
 
 static const char *act_sign(enum plan_action a)
@@ -155,10 +156,11 @@ static void print_drift(void *payload, const struct drift_item *it)
 static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 {
 	const char *ref = NULL, *json = NULL, *detailed = NULL, *no_path = NULL, *replace = NULL, *no_probe = NULL,
-		   *no_fetch = NULL, *pos[1];
+		   *no_fetch = NULL, *out_file = NULL, *pos[1];
 	const struct opt opts[] = { { "ref", 1, &ref }, { "json", 0, &json }, { "detailed-exitcode", 0, &detailed },
 				    { "no-path", 0, &no_path }, { "replace-unknown", 0, &replace },
-				    { "no-probe", 0, &no_probe }, { "no-fetch", 0, &no_fetch }, { NULL, 0, NULL } };
+				    { "no-probe", 0, &no_probe }, { "no-fetch", 0, &no_fetch }, { "out", 1, &out_file },
+				    { NULL, 0, NULL } };
 	struct desired want;
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
@@ -175,6 +177,8 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 	if (opt_parse(argc, argv, opts, pos, 0, &npos, &e) < 0 || ctx_env(ctx, &env, &e) < 0 ||
 	    ctx_repo(ctx, &repo, &e) < 0)
 		return cmd_fail(&e);
+	if (out_file && (drift || no_path))
+		return cmd_failf("--out saves a plan for apply: only `rotor plan`, without --no-path");
 	/* The desired commit: --ref, else git.main fetched from git.remote (the same as apply's). */
 	if (cmd_desired(&want, repo, ref, no_fetch != NULL, json ? stderr : stdout, &e) < 0)
 		return cmd_fail(&e);
@@ -196,6 +200,21 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 		fputs(buf_cstr(&j), stdout);
 	} else {
 		plan_print(&r, stdout);
+	}
+	if (out_file && r.plan.live_known && !r.plan.refused) {
+		struct buf saved = BUF_INIT;
+
+		if ((rc = savedplan_json(&saved, &r, replace != NULL)) < 0)
+			err_set(&e, rc, "the saved plan is %s", rc == ROTOR_ETOOBIG ? "too large" : "incomplete (out of memory)");
+		else
+			rc = savedplan_write(out_file, &saved, &e);
+		buf_release(&saved);
+		if (rc < 0)
+			goto fail;
+		fprintf(json ? stderr : stdout, "\nSaved the plan to %s: `rotor apply %s` applies exactly this plan.\n",
+			out_file, out_file);
+	} else if (out_file) {
+		fprintf(stderr, "rotor: no plan to save: %s not written\n", out_file);
 	}
 	if (!r.plan.live_known && !drift) {
 		rc = 1;

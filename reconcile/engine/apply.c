@@ -1137,6 +1137,15 @@ static int apply_locked(struct apply_result *res, struct env_run *r, const struc
 	res->backups_kept = 1;   /* until the run ends stable */
 	if ((rc = env_run_plan(r, 0, o->replace_unknown, e)) < 0)
 		return rc;
+	/* A saved plan is applied only to the hosts as it saw them. */
+	if (o->saved && (rc = savedplan_check_run(o->saved, r, e)) < 0) {
+		if (rc != ROTOR_ESTATE)
+			return rc;
+		STOP("%.200s", e->msg);
+		alert(ui, "%s; nothing applied", e->msg);
+		err_clear(e);
+		return 1;       /* nothing was done: nothing to record */
+	}
 	if (ui->plan)
 		ui->plan(ui->payload, r);
 	if (!r->plan.live_known || r->plan.refused) {
@@ -1243,6 +1252,8 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 	if (rc == 0)
 		rc = origin_desired(&want, &og, repo, o->ref, o->no_fetch, e);
 	origin_release(&og);
+	if (rc == 0 && o->saved)
+		rc = savedplan_check_commit(o->saved, &want, e);
 	if (rc < 0)
 		goto out;
 	note(ui, "%s", want.line);

@@ -47,6 +47,7 @@
 #include "common/err.h"
 #include "gitops/gitrepo.h"
 #include "reconcile/engine/run.h"
+#include "reconcile/engine/savedplan.h"
 
 struct apply_ui {
 	void *payload;
@@ -79,6 +80,14 @@ struct apply_opts {
 	int force_unlock;           /* remove any lock */
 	int replace_unknown;        /* hosts holding only unknown certificates count as empty */
 	int json;                   /* set res->json */
+	/*
+	 * A saved plan (`rotor apply FILE`): the desired commit read must be
+	 * the one it records (else ROTOR_ESTATE, before the lock), and the
+	 * hosts observed under the lock must hold and present what it saw,
+	 * with the same steps (else nothing is done or recorded, status 1,
+	 * and the difference goes to ui->alert()).  NULL: plan afresh.
+	 */
+	const struct saved_plan *saved;
 };
 
 struct apply_result {

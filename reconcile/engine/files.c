@@ -5,9 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "common/buf.h"
+#include "reconcile/pki/pki.h"
 
 static int add(struct managed_file *v, size_t *n, const char *dir, const char *name,
 	       enum spec_content content, enum layout_side side, const struct host_role *r,
@@ -241,18 +240,22 @@ int switch_render(struct buf *out, const char *old, size_t old_len, const char *
 	return out->err ? err_nomem(e) : 0;
 }
 
+int sha256_hex(char out[65], const char *data, size_t len, struct err *e)
+{
+	if (pki_sha256_hex(out, data ? data : "", len) < 0)
+		return err_set(e, ROTOR_ERROR, "SHA-256 failed");
+	return 0;
+}
+
+/* The first 16 hex digits of the SHA-256 of data. */
 static int sha16(char *out, const char *data, size_t len, struct err *e)
 {
-	static const char hexd[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0, i;
+	char full[65];
+	int rc;
 
-	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) || mdlen < 8)
-		return err_set(e, ROTOR_ERROR, "SHA-256 failed");
-	for (i = 0; i < 8; i++) {
-		out[2 * i] = hexd[md[i] >> 4];
-		out[2 * i + 1] = hexd[md[i] & 15];
-	}
+	if ((rc = sha256_hex(full, data, len, e)) < 0)
+		return rc;
+	memcpy(out, full, 16);
 	return 0;
 }
 

@@ -69,6 +69,8 @@ int switch_parse(struct switch_point *out, const char *data, size_t len, const c
 void switch_point_release(struct switch_point *p);
 int switch_render(struct buf *out, const char *old, size_t old_len, const char *service, const char *dir,
 		  struct err *e);
+/* The SHA-256 of data[0..len) as 64 lowercase hex digits (what a saved plan records of a file). */
+int sha256_hex(char out[65], const char *data, size_t len, struct err *e);
 int switch_dir_name(char out[SWITCH_DIR_NAME_LEN + 1], const char *leaf, size_t leaf_len, const char *bundle,
 		    size_t bundle_len, struct err *e);
 /* Is name (a directory entry under switch_dir) one that switch_dir_name() makes? */

@@ -71,13 +71,13 @@ struct obs_file {
 	int present;
 	char *problem;        /* why the contents could not be used; NULL when fine */
 	unsigned long long size;
+	char sha256[65];      /* SHA-256 of the bytes read, lowercase hex; "" when not read */
 	int mode;             /* permission bits; -1 unknown */
 	long uid, gid;        /* -1 unknown */
 	struct obs_cert *certs;
 	size_t ncerts;
 	enum obs_key key;
 	int der;              /* a key file the layout wants as PKCS#8 DER (managed_file.der) */
-	char sha256[65];      /* crl: SHA-256 of the file (lowercase hex) */
 	size_t ncrls;         /* crl: the CRLs it holds */
 	time_t crl_next_update; /* crl: the earliest nextUpdate of them */
 };

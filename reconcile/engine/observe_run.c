@@ -45,6 +45,8 @@ static int read_one(struct obs_file *f, struct buf *data, struct ssh_conn *c,
 		return 0;
 	f->present = 1;
 	if (rc == 0) {
+		if (sha256_hex(f->sha256, data->ptr, data->len, e) < 0)
+			return ROTOR_ERROR;
 		f->size = st.size;
 		f->mode = (int)(st.mode & 07777);
 		f->uid = (long)st.uid;

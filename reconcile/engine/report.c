@@ -177,8 +177,21 @@ static json_t *stale_json(const struct env_run *r)
 	return a;
 }
 
+json_t *plan_steps_json(const struct env_run *r)
+{
+	json_t *steps = json_array();
+	size_t i;
+
+	for (i = 0; steps && i < r->plan.nsteps; i++)
+		if (json_array_append_new(steps, step_json(r, &r->plan.steps[i])) < 0) {
+			json_decref(steps);
+			steps = NULL;
+		}
+	return steps;
+}
+
 /* Where the desired commit was read: {"ref": ..., "how": ...}, or null when no one said. */
-static json_t *desired_from_json(const struct desired *d)
+json_t *desired_from_json(const struct desired *d)
 {
 	if (!d || !d->ref[0])
 		return json_null();
@@ -188,8 +201,7 @@ static json_t *desired_from_json(const struct desired *d)
 int plan_json(struct buf *out, const struct env_run *r, const struct drift_counts *dc)
 {
 	const struct plan *p = &r->plan;
-	json_t *doc, *steps = json_array();
-	size_t i;
+	json_t *doc, *steps = plan_steps_json(r);
 	int bad = 0;
 
 	doc = json_pack("{s:o, s:o, s:o, s:b}", "env", json_text(r->st.env), "commit", json_text(r->src.commit),
@@ -203,11 +215,6 @@ int plan_json(struct buf *out, const struct env_run *r, const struct drift_count
 		      json_object_set_new(doc, "live", json_string(phase_step_name(p->live))) < 0 ||
 		      json_object_set_new(doc, "partial", json_boolean(p->partial)) < 0 ||
 		      json_object_set_new(doc, "desired", json_string(phase_step_name(p->desired))) < 0;
-	for (i = 0; steps && i < p->nsteps; i++)
-		if (json_array_append_new(steps, step_json(r, &p->steps[i])) < 0) {
-			json_decref(steps);
-			steps = NULL;
-		}
 	if (bad || !steps) {
 		json_decref(steps);
 		json_decref(doc);

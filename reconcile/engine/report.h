@@ -24,6 +24,11 @@
 /* The observed hosts of env st at commit. */
 int observe_json(struct buf *out, const struct obs_host *h, size_t n, const struct state *st, const char *commit);
 
+/* The steps of r's plan as plan --json shows them (NULL: out of memory); a saved plan holds the same. */
+json_t *plan_steps_json(const struct env_run *r);
+/* Where the desired commit was read: {"ref": ..., "how": ...}, or null when d is NULL or names no ref. */
+json_t *desired_from_json(const struct desired *d);
+
 /* The plan of r; with dc (drift) also the drift counts. */
 int plan_json(struct buf *out, const struct env_run *r, const struct drift_counts *dc);
 

@@ -231,12 +231,16 @@ int env_run_find_stale(struct env_run *r, struct err *e)
 {
 	struct buf roots = BUF_INIT;
 	struct stale_service *nv;
-	size_t h, k, g, cap = 0;
+	struct served_leaf *sv;
+	size_t h, k, g, cap = 0, scap = 0;
 	int rc = 0;
 
 	free(r->stale);
 	r->stale = NULL;
 	r->nstale = 0;
+	free(r->served);
+	r->served = NULL;
+	r->nserved = 0;
 	/* Every root rotor ever committed: the probe only reads what is presented. */
 	for (g = 0; g < r->material.n; g++) {
 		const struct material_cert *c = material_find(&r->material, r->material.v[g].generation, CERT_ROLE_ROOT, NULL);
@@ -268,6 +272,20 @@ int env_run_find_stale(struct env_run *r, struct err *e)
 			q.expect_fingerprint = leaf->certs[0].fingerprint;
 			if ((rc = role->probe->run(&pr, &q, e)) < 0)
 				break;
+			if (r->nserved == scap) {
+				scap = scap ? scap * 2 : 8;
+				if (!(sv = realloc(r->served, scap * sizeof(*sv)))) {
+					rc = err_nomem(e);
+					break;
+				}
+				r->served = sv;
+			}
+			memset(&r->served[r->nserved], 0, sizeof(r->served[0]));
+			r->served[r->nserved].host = h;
+			r->served[r->nserved].role = k;
+			r->served[r->nserved].port = role->probe_port;
+			snprintf(r->served[r->nserved].presents, PROBE_FP_LEN, "%s", pr.server_leaf_fingerprint);
+			r->nserved++;
 			/* Only a service that presents another leaf is stale; one that does not answer fails its own probe. */
 			if (pr.fingerprint_match == 1 || !pr.tls_ok || !pr.server_leaf_fingerprint[0])
 				continue;
@@ -292,6 +310,9 @@ int env_run_find_stale(struct env_run *r, struct err *e)
 		free(r->stale);
 		r->stale = NULL;
 		r->nstale = 0;
+		free(r->served);
+		r->served = NULL;
+		r->nserved = 0;
 		return rc;
 	}
 	r->probed = 1;
@@ -301,6 +322,7 @@ int env_run_find_stale(struct env_run *r, struct err *e)
 void env_run_release(struct env_run *r)
 {
 	free(r->stale);
+	free(r->served);
 	plan_release(&r->plan);
 	obs_hosts_free(r->hosts, r->nhosts);
 	material_release(&r->material);

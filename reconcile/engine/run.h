@@ -32,6 +32,13 @@ struct stale_service {
 	char holds[PROBE_FP_LEN];          /* the leaf its files hold */
 };
 
+/* What one probed server role presented (env_run_find_stale()): what a saved plan records. */
+struct served_leaf {
+	size_t host, role;
+	int port;
+	char presents[PROBE_FP_LEN];       /* "" when it presented no leaf (no answer, no TLS) */
+};
+
 struct env_run {
 	int no_probe;               /* set before env_run_plan(): do not probe services (--no-probe) */
 	struct desired desired;     /* where the desired commit came from (origin_desired()); how/ref
@@ -48,6 +55,8 @@ struct env_run {
 	int probed;                 /* the services were probed by the last env_run_plan() */
 	struct stale_service *stale; /* what they presented that their files do not hold */
 	size_t nstale;
+	struct served_leaf *served;  /* every server role probed, in host and role order */
+	size_t nserved;
 };
 
 /* What env_run_load() reads beyond the state files. */

@@ -30,6 +30,9 @@
 #                                # $C/stop: one line per success in $C/HOST.ok, time + error in $C/HOST.fail
 #   churn_connected HOST...      # each has made a connection
 #   churn_stopped                # every churn loop has ended
+#   git_remote                   # $BARE on host1 (in $SRVHOME) as $URL over SSH, holding main of
+#                                # the current repository, its hook protecting main
+#   git_remote_merge COMMIT      # a fast-forward merge on the server: main := COMMIT
 # A suite with more to clean up at exit sets its own EXIT trap and calls
 # fleet_down in it.
 set -u
@@ -185,6 +188,47 @@ YAML
 
 libpq_client_yaml() { # i
 	printf '  host%d:\n    address: %s.%d\n    roles:\n      - {role: client, layout: libpq, user: rotorfleet, home: /home/rotorfleet, identity: app}\n' "$1" "$B" "$1"
+}
+
+# ---- the shared git remote (remote.sh, pipeline.sh) ----
+
+# A bare repository on fleet host1 ($BARE, in $SRVHOME = its
+# /home/rotorfleet), reached as $URL over SSH, holding main of the current
+# repository; its pre-receive hook protects main the way a protected branch
+# does (ROTOR_HOOK_ADMIN=1 lets the test's own pushes over a local path
+# through), refuses every push while $SRVHOME/deny-pushes exists, and
+# prints a merge-request line for every branch it takes.
+git_remote() {
+	SRVHOME="$FD/hosts/host1/home"          # host1's /home/rotorfleet
+	BARE="$SRVHOME/state.git"
+	URL="ssh://rotorfleet@$B.1/home/rotorfleet/state.git"
+	git init -q --bare "$BARE"
+	git config --global --add safe.directory "$BARE"    # root's own git, on the login user's repository
+	git push -q "$BARE" main || exit 1
+	cat > "$BARE/hooks/pre-receive" <<'HOOK'
+#!/bin/sh
+# Like a protected main on GitLab: nobody pushes to main; merge requests do.
+[ -n "${ROTOR_HOOK_ADMIN:-}" ] && exit 0     # the test's own setup, never over SSH
+if [ -e "$HOME/deny-pushes" ]; then
+	echo "GitLab: You are not allowed to push code to this project."
+	exit 1
+fi
+while read -r old new ref; do
+	if [ "$ref" = refs/heads/main ]; then
+		echo "GitLab: You are not allowed to push code to protected branches on this project."
+		exit 1
+	fi
+	echo "To create a merge request for ${ref#refs/heads/}, visit:"
+	echo "  https://gitlab.example.net/dba/state/-/merge_requests/new?source_branch=${ref#refs/heads/}"
+done
+HOOK
+	chmod 755 "$BARE/hooks/pre-receive"
+	chown -R rotorfleet "$BARE"
+}
+
+# Merge as GitLab's fast-forward merge does, on the server: main := COMMIT.
+git_remote_merge() { # commit
+	git -C "$BARE" update-ref refs/heads/main "$1" && chown -R rotorfleet "$BARE"
 }
 
 # ---- certificates made with the openssl command line (not by rotor) ----

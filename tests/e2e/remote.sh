@@ -32,31 +32,7 @@ git add -A && git commit -qm "rotor: init" || exit 1
 "$ROTOR" rotate start --env poc >/dev/null && git merge -q --ff-only rotor/rotate/poc/gen-0001 || exit 1
 SEED=$R
 KEY=$HOME/.config/rotor/keys/repo.key
-SRVHOME="$FD/hosts/host1/home"          # host1's /home/rotorfleet
-BARE="$SRVHOME/state.git"
-URL="ssh://rotorfleet@$B.1/home/rotorfleet/state.git"
-git init -q --bare "$BARE"
-git config --global --add safe.directory "$BARE"    # root's own git, on the login user's repository
-git push -q "$BARE" main || exit 1
-cat > "$BARE/hooks/pre-receive" <<'HOOK'
-#!/bin/sh
-# Like a protected main on GitLab: nobody pushes to main; merge requests do.
-[ -n "${ROTOR_HOOK_ADMIN:-}" ] && exit 0     # the test's own setup, never over SSH
-if [ -e "$HOME/deny-pushes" ]; then
-	echo "GitLab: You are not allowed to push code to this project."
-	exit 1
-fi
-while read -r old new ref; do
-	if [ "$ref" = refs/heads/main ]; then
-		echo "GitLab: You are not allowed to push code to protected branches on this project."
-		exit 1
-	fi
-	echo "To create a merge request for ${ref#refs/heads/}, visit:"
-	echo "  https://gitlab.example.net/dba/state/-/merge_requests/new?source_branch=${ref#refs/heads/}"
-done
-HOOK
-chmod 755 "$BARE/hooks/pre-receive"
-chown -R rotorfleet "$BARE"
+git_remote
 ok "the fleet's login user runs git-upload-pack on host1" \
 	"$F" ssh --dir "$FD" host1 git-upload-pack --help
 

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """seeds.py DIR -- write the seed inputs of the fuzz targets that do not read
-YAML fixtures: DIR/lock, DIR/pgreply, DIR/remote, DIR/tlsreply (the PEM seeds are made by
+YAML fixtures: DIR/lock, DIR/pgreply, DIR/remote, DIR/savedplan, DIR/tlsreply (the PEM seeds are made by
 run.sh with openssl; fuzz_pem's input format is in tests/fuzz/fuzz_pem.c).
 """
 import os
@@ -25,6 +25,24 @@ put("lock", "null-desired", b'{"holder": "b\\u00e9@h", "pid": 1, "time": "t", "c
 put("lock", "nested", b'{"holder": "h", "pid": 1.5, "time": ["t"], "command": {"c": 1}}')
 put("lock", "duplicate", b'{"holder": "h", "holder": "i", "pid": 1, "time": "t", "command": "c"}')
 put("lock", "not-json", b'{"holder": "h", "pid": 99999999999999999999999')
+
+
+# savedplan: a plan as `rotor plan --out` writes it, and a few it must refuse.
+SAVED_PLAN = (b'{"format":"rotor-saved-plan","version":1,"env":"poc",'
+              b'"commit":"0123456789abcdef0123456789abcdef01234567",'
+              b'"desired_from":{"ref":"refs/remotes/origin/main","how":"fetched"},"replace_unknown":false,'
+              b'"probed":true,"hosts":[{"name":"host1","address":"127.0.0.1","reachable":true,'
+              b'"files":[{"path":"/srv/postgres/certs/server.crt","present":true,'
+              b'"sha256":"' + b"ab" * 32 + b'"},{"path":"/srv/postgres/certs/root.crt","present":false,'
+              b'"sha256":null}],"served":[{"port":5432,"leaf":"' + b":".join([b"AB"] * 32) + b'"}]}],'
+              b'"steps":[{"from":"stable","to":"trust","changes":[{"host":"host1",'
+              b'"path":"/srv/postgres/certs/root.crt","action":"create","from":null,"to":"roots 1+2",'
+              b'"mode":"0644"}],"broken_pairs":[],"gates_not_ready":[]}]}\n')
+put("savedplan", "plan", SAVED_PLAN)
+put("savedplan", "no-steps", SAVED_PLAN.replace(b'"steps":[{', b'"stepz":[{'))
+put("savedplan", "bad-port", SAVED_PLAN.replace(b'"port":5432', b'"port":65536'))
+put("savedplan", "duplicate", SAVED_PLAN.replace(b'"env":"poc"', b'"env":"poc","env":"prod"'))
+put("savedplan", "cut", SAVED_PLAN[:200])
 
 
 def msg(t, body):

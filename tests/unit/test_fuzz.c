@@ -42,6 +42,7 @@ static const struct {
 	{ "pgreply", -1, fuzz_pgreply, NULL },
 	{ "tlsreply", -1, fuzz_tlsreply, NULL },
 	{ "remote", -1, fuzz_remote, NULL },
+	{ "savedplan", -1, fuzz_savedplan, NULL },
 };
 #define NTARGETS (sizeof(targets) / sizeof(targets[0]))
 
