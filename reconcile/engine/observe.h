@@ -132,8 +132,8 @@ struct observe_opts {
 	int parallel;               /* hosts at once */
 	size_t max_file;            /* bytes; a larger file is a finding, not read */
 	time_t now;
-	/* Called (serialised) as each host finishes; may be NULL. */
-	void (*progress)(void *payload, size_t done, size_t total);
+	/* Called (serialised) as each host finishes, with the unreachable ones so far; may be NULL. */
+	void (*progress)(void *payload, size_t done, size_t failed, size_t total);
 	void *payload;
 };
 

@@ -19,7 +19,7 @@ struct run {
 	const struct observe_opts *o;
 	struct obs_host *hosts;
 	pthread_mutex_t mu;
-	size_t done;
+	size_t done, failed;
 };
 
 static double mono(void)
@@ -294,7 +294,8 @@ done:
 	if (o->progress) {
 		pthread_mutex_lock(&run->mu);
 		run->done++;
-		o->progress(o->payload, run->done, o->hosts->nhosts);
+		run->failed += !h->reachable;
+		o->progress(o->payload, run->done, run->failed, o->hosts->nhosts);
 		pthread_mutex_unlock(&run->mu);
 	}
 	return rc;
