@@ -20,6 +20,7 @@ struct run {
 	struct obs_host *hosts;
 	pthread_mutex_t mu;
 	size_t done, failed;
+	struct obs_ca_cache *cas;
 };
 
 static double mono(void)
@@ -120,7 +121,7 @@ out:
 }
 
 static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct host_role *r,
-			const struct observe_opts *o, struct err *e)
+			const struct observe_opts *o, struct obs_ca_cache *cas, struct err *e)
 {
 	struct managed_file *mf = NULL;
 	struct buf leaf = BUF_INIT, data = BUF_INIT, key = BUF_INIT;
@@ -191,7 +192,7 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 				}
 			}
 			continue;
-		} else if ((rc = observe_parse_certs(f, data.ptr, data.len, o->known, o->now, e)) < 0) {
+		} else if ((rc = observe_parse_certs_cached(f, data.ptr, data.len, o->known, o->now, cas, e)) < 0) {
 			goto out;
 		}
 		if ((f->content == SPEC_CONTENT_LEAF || f->content == SPEC_CONTENT_LEAF_CHAIN) && !leaf.len &&
@@ -283,7 +284,7 @@ static int observe_one(void *ctx, void **slot, size_t i, struct err *e)
 		goto done;
 	}
 	for (r = 0; r < hs->nroles && rc == 0; r++)
-		rc = observe_role(h, c, &hs->roles[r], o, e);
+		rc = observe_role(h, c, &hs->roles[r], o, run->cas, e);
 	if (rc == 0)
 		h->phase_mask = observe_phase_mask(h->files, h->nfiles, o->generation, o->target);
 	if (rc == 0)
@@ -314,12 +315,18 @@ int observe_fleet(struct obs_host **out, size_t *n, const struct observe_opts *o
 	run.hosts = calloc(nh ? nh : 1, sizeof(*run.hosts));
 	if (!run.hosts)
 		return err_nomem(e);
+	if (!(run.cas = obs_ca_cache_new())) {
+		free(run.hosts);
+		return err_nomem(e);
+	}
 	if (pthread_mutex_init(&run.mu, NULL) != 0) {
+		obs_ca_cache_free(run.cas);
 		free(run.hosts);
 		return err_set(e, ROTOR_ERROR, "cannot create a mutex");
 	}
 	rc = pool_run(nh, o->parallel > 0 ? o->parallel : 32, observe_one, NULL, &run, e);
 	pthread_mutex_destroy(&run.mu);
+	obs_ca_cache_free(run.cas);
 	if (rc < 0) {
 		obs_hosts_free(run.hosts, nh);
 		return rc;
