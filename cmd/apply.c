@@ -12,18 +12,36 @@
 #include "cmd/cmd.h"
 #include "reconcile/engine/apply.h"
 
+/* Where the lines go, and the progress lines on a terminal. */
+struct out {
+	FILE *f;
+	struct progress observing, applying;
+	size_t step_hosts, step_done, step_failed;
+};
+
+/* Before a line goes out: no progress line in its way. */
+static FILE *line_out(struct out *o)
+{
+	progress_clear(&o->observing);
+	progress_clear(&o->applying);
+	return o->f;
+}
+
 static void show_plan(void *payload, const struct env_run *r)
 {
-	plan_print(r, payload);
-	fflush(payload);
+	FILE *f = line_out(payload);
+
+	plan_print(r, f);
+	fflush(f);
 }
 
 static int ask(void *payload)
 {
+	FILE *f = line_out(payload);
 	char line[32];
 
-	fprintf(payload, "\nApply these steps? Only 'yes' is accepted: ");
-	fflush(payload);
+	fprintf(f, "\nApply these steps? Only 'yes' is accepted: ");
+	fflush(f);
 	if (!fgets(line, sizeof(line), stdin))
 		return 0;
 	return strcmp(line, "yes\n") == 0;
@@ -31,26 +49,46 @@ static int ask(void *payload)
 
 static void show_step(void *payload, const struct plan_step *st)
 {
-	fprintf(payload, "\napplying step %s -> %s: %zu file%s\n", phase_step_name(st->from), phase_step_name(st->to),
+	struct out *o = payload;
+	FILE *f = line_out(o);
+	size_t i, j;
+
+	fprintf(f, "\napplying step %s -> %s: %zu file%s\n", phase_step_name(st->from), phase_step_name(st->to),
 		st->nchanges, st->nchanges == 1 ? "" : "s");
-	fflush(payload);
+	fflush(f);
+	/* The hosts the step writes: those its changes name, once each. */
+	o->step_hosts = o->step_done = o->step_failed = 0;
+	for (i = 0; i < st->nchanges; i++) {
+		for (j = 0; j < i && st->changes[j].host != st->changes[i].host; j++)
+			;
+		o->step_hosts += j == i;
+	}
 }
 
 static void show_host(void *payload, const struct obs_host *h, int failed, const char *what)
 {
-	fprintf(payload, "  %s %s (%s): %s\n", failed ? "x" : "✓", h->name, h->address, what);
-	fflush(payload);
+	struct out *o = payload;
+	FILE *f = line_out(o);
+
+	fprintf(f, "  %s %s (%s): %s\n", failed ? "x" : "✓", h->name, h->address, what);
+	fflush(f);
+	o->step_done++;
+	o->step_failed += failed != 0;
+	progress_show(&o->applying, o->step_done, o->step_failed,
+		      o->step_done > o->step_hosts ? o->step_done : o->step_hosts);
 }
 
 static void show_note(void *payload, const char *line)
 {
-	fprintf(payload, "%s\n", line);
-	fflush(payload);
+	FILE *f = line_out(payload);
+
+	fprintf(f, "%s\n", line);
+	fflush(f);
 }
 
 static void show_alert(void *payload, const char *msg)
 {
-	fflush(payload);
+	fflush(line_out(payload));
 	fprintf(stderr, "rotor: %s\n", msg);
 }
 
@@ -62,12 +100,13 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 				    { "canary", 1, &canary }, { "force-unlock", 0, &force },
 				    { "replace-unknown", 0, &replace }, { "json", 0, &json },
 				    { "no-fetch", 0, &no_fetch }, { NULL, 0, NULL } };
-	struct apply_ui ui = { NULL, show_plan, ask, show_step, show_host, show_note, show_alert };
+	struct apply_ui ui = { NULL, show_plan, ask, show_step, show_host, show_note, show_alert, NULL, NULL };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct apply_opts o;
 	struct apply_result res;
 	struct saved_plan sp;
+	struct out out;
 	struct gitrepo *repo;
 	size_t npos;
 	int rc;
@@ -101,12 +140,22 @@ int cmd_apply(struct ctx *ctx, int argc, char **argv)
 		goto out;
 	}
 	o.no_fetch = no_fetch != NULL;
-	ui.payload = json ? stderr : stdout;
+	memset(&out, 0, sizeof(out));
+	out.f = json ? stderr : stdout;
+	progress_init(&out.observing, "observing", json != NULL);
+	progress_init(&out.applying, "applying", json != NULL);
+	ui.payload = &out;
+	if (out.observing.on) {
+		ui.progress = progress_hosts;
+		ui.progress_payload = &out.observing;
+	}
 	o.message = cmd_remote_line;
-	o.message_payload = ui.payload;
+	o.message_payload = out.f;
 	if (yes || o.saved)
 		ui.confirm = NULL;      /* a saved plan was reviewed: applied as it is, as Terraform does */
-	if (apply_env(&res, repo, &o, &ui, &d, &e) < 0) {
+	rc = apply_env(&res, repo, &o, &ui, &d, &e);
+	line_out(&out);
+	if (rc < 0) {
 		rc = cmd_report(&d, &e);
 	} else {
 		rc = res.status;

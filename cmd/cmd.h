@@ -14,6 +14,7 @@
 #define ROTOR_CMD_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "common/buf.h"
@@ -110,5 +111,24 @@ int cmd_desired(struct desired *want, struct gitrepo *repo, const char *ref, int
 /* The plan of r in the style of terraform plan (plan.c; apply prints it too). */
 struct env_run;
 void plan_print(const struct env_run *r, FILE *out);
+
+/*
+ * The progress line of multi-host work (progress.c): "WHAT: 12/100 hosts,
+ * 1 failed, 3.2 s" on stderr, redrawn on one line, only when stderr is a
+ * terminal and quiet is 0 (--json: quiet); the failure count is coloured
+ * unless NO_COLOR is set.  progress_clear() erases it, before another line
+ * goes to the terminal and when the work ends (progress_show() does that
+ * itself when done reaches total).  progress_hosts() is the engine's
+ * callback (struct observe_opts.progress) with a struct progress payload.
+ */
+struct progress {
+	const char *what;
+	int on, color, drawn;
+	int64_t t0;            /* clock_mono_ms() at progress_init() */
+};
+void progress_init(struct progress *p, const char *what, int quiet);
+void progress_show(struct progress *p, size_t done, size_t failed, size_t total);
+void progress_clear(struct progress *p);
+void progress_hosts(void *payload, size_t done, size_t failed, size_t total);
 
 #endif

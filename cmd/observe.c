@@ -19,15 +19,6 @@
 #include "reconcile/engine/run.h"
 
 
-static void progress(void *payload, size_t done, size_t total)
-{
-	(void)payload;
-	fprintf(stderr, "\robserving: %zu/%zu hosts answered", done, total);
-	if (done == total)
-		fputs("\r\033[K", stderr);
-	fflush(stderr);
-}
-
 static void print_cert(const struct obs_cert *c, int first)
 {
 	printf("%s", first ? "" : ", ");
@@ -126,6 +117,7 @@ int cmd_observe(struct ctx *ctx, int argc, char **argv)
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct env_run r;
+	struct progress pg;
 	struct gitrepo *repo;
 	const char *env;
 	int64_t t0, t1;
@@ -142,10 +134,15 @@ int cmd_observe(struct ctx *ctx, int argc, char **argv)
 	}
 	if (njobs)
 		r.oo.parallel = njobs;
-	if (!json && isatty(2))
-		r.oo.progress = progress;
+	progress_init(&pg, "observing", json != NULL);
+	if (pg.on) {
+		r.oo.progress = progress_hosts;
+		r.oo.payload = &pg;
+	}
 	t0 = clock_mono_ms();
-	if (env_run_observe(&r, &e) < 0)
+	rc = env_run_observe(&r, &e);
+	progress_clear(&pg);
+	if (rc < 0)
 		goto fail;
 	t1 = clock_mono_ms();
 	for (i = 0; i < r.nhosts; i++)

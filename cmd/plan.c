@@ -165,6 +165,7 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct env_run r;
+	struct progress pg;
 	struct drift_counts dc;
 	struct buf j = BUF_INIT;
 	struct gitrepo *repo;
@@ -188,7 +189,14 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 	}
 	r.desired = want;
 	r.no_probe = no_probe != NULL;
-	if (env_run_plan(&r, no_path != NULL, replace != NULL, &e) < 0)
+	progress_init(&pg, "observing", json != NULL);
+	if (pg.on) {
+		r.oo.progress = progress_hosts;
+		r.oo.payload = &pg;
+	}
+	rc = env_run_plan(&r, no_path != NULL, replace != NULL, &e);
+	progress_clear(&pg);
+	if (rc < 0)
 		goto fail;
 	if (drift)
 		env_run_drift(&r, &dc, json ? NULL : print_drift, NULL);

@@ -1262,6 +1262,8 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 	r.desired = want;
 	if (o->parallel)
 		r.oo.parallel = o->parallel;
+	r.oo.progress = ui->progress;
+	r.oo.payload = ui->progress_payload;
 	if ((rc = state_key_path(key_path, sizeof(key_path), r.st.config, e)) < 0 ||
 	    (rc = pki_secret_load(&secret, key_path, e)) < 0 ||
 	    (rc = state_check_secret(&r.st, &r.src, buf_cstr(&secret), key_path, e)) < 0)

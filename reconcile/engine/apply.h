@@ -67,6 +67,13 @@ struct apply_ui {
 	 * as "rotor: MSG" on stderr).
 	 */
 	void (*alert)(void *payload, const char *msg);
+	/*
+	 * Every observe of the run (the plan's, each gate's) reports each host
+	 * as it finishes through this (struct observe_opts.progress), with
+	 * progress_payload; NULL: nothing.
+	 */
+	void (*progress)(void *payload, size_t done, size_t failed, size_t total);
+	void *progress_payload;
 };
 
 struct apply_opts {

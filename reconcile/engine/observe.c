@@ -3,6 +3,7 @@
 #include "reconcile/tls/key.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,8 +109,131 @@ static long long days_left(const char *rfc3339, time_t now)
 	return t < 0 ? 0 : days_until(t, now);
 }
 
+struct ca_entry {
+	char *pem;
+	size_t len;
+	char *fingerprint, *subject, *issuer, *not_after;
+};
+
+struct obs_ca_cache {
+	pthread_mutex_t mu;
+	struct ca_entry v[OBS_CA_CACHE_MAX];
+	size_t n;
+};
+
+struct obs_ca_cache *obs_ca_cache_new(void)
+{
+	struct obs_ca_cache *c = calloc(1, sizeof(*c));
+
+	if (c && pthread_mutex_init(&c->mu, NULL) != 0) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void ca_entry_release(struct ca_entry *x)
+{
+	free(x->pem);
+	free(x->fingerprint);
+	free(x->subject);
+	free(x->issuer);
+	free(x->not_after);
+	memset(x, 0, sizeof(*x));
+}
+
+void obs_ca_cache_free(struct obs_ca_cache *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < c->n; i++)
+		ca_entry_release(&c->v[i]);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+size_t obs_ca_cache_count(struct obs_ca_cache *c)
+{
+	size_t n;
+
+	pthread_mutex_lock(&c->mu);
+	n = c->n;
+	pthread_mutex_unlock(&c->mu);
+	return n;
+}
+
+static char *dup_or_null(const char *s, int *bad)
+{
+	char *d = s ? strdup(s) : NULL;
+
+	if (s && !d)
+		*bad = 1;
+	return d;
+}
+
+/* mc's four strings from the entry equal to pem: 1; not cached: 0; out of memory: ROTOR_ENOMEM. */
+static int ca_cache_get(struct obs_ca_cache *c, const char *pem, size_t len, struct manifest_cert *mc)
+{
+	size_t i;
+	int hit = 0, bad = 0;
+
+	pthread_mutex_lock(&c->mu);
+	for (i = 0; i < c->n && !hit; i++) {
+		const struct ca_entry *x = &c->v[i];
+
+		if (x->len != len || memcmp(x->pem, pem, len) != 0)
+			continue;
+		hit = 1;
+		mc->fingerprint = dup_or_null(x->fingerprint, &bad);
+		mc->subject = dup_or_null(x->subject, &bad);
+		mc->issuer = dup_or_null(x->issuer, &bad);
+		mc->not_after = dup_or_null(x->not_after, &bad);
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (bad) {
+		spec_manifest_cert_release(mc);
+		return ROTOR_ENOMEM;
+	}
+	return hit;
+}
+
+/* Keep c's description for pem; a full cache or no memory keeps nothing (the cache is only a saving). */
+static void ca_cache_put(struct obs_ca_cache *cc, const char *pem, size_t len, const struct obs_cert *c)
+{
+	struct ca_entry x;
+	size_t i;
+	int bad = 0, dup = 0;
+
+	memset(&x, 0, sizeof(x));
+	x.len = len;
+	if (!(x.pem = malloc(len ? len : 1)))
+		return;
+	memcpy(x.pem, pem, len);
+	x.fingerprint = dup_or_null(c->fingerprint, &bad);
+	x.subject = dup_or_null(c->subject, &bad);
+	x.issuer = dup_or_null(c->issuer, &bad);
+	x.not_after = dup_or_null(c->not_after, &bad);
+	pthread_mutex_lock(&cc->mu);
+	for (i = 0; i < cc->n && !dup; i++)
+		dup = cc->v[i].len == len && memcmp(cc->v[i].pem, pem, len) == 0;
+	if (!bad && !dup && cc->n < OBS_CA_CACHE_MAX) {
+		cc->v[cc->n++] = x;
+		memset(&x, 0, sizeof(x));
+	}
+	pthread_mutex_unlock(&cc->mu);
+	ca_entry_release(&x);
+}
+
 int observe_parse_certs(struct obs_file *f, const char *data, size_t len,
 			const struct known_set *k, time_t now, struct err *e)
+{
+	return observe_parse_certs_cached(f, data, len, k, now, NULL, e);
+}
+
+int observe_parse_certs_cached(struct obs_file *f, const char *data, size_t len, const struct known_set *k,
+			       time_t now, struct obs_ca_cache *cache, struct err *e)
 {
 	static const char begin[] = "-----BEGIN CERTIFICATE-----";
 	static const char end[] = "-----END CERTIFICATE-----";
@@ -125,13 +249,17 @@ int observe_parse_certs(struct obs_file *f, const char *data, size_t len,
 		struct obs_cert *c;
 		const struct known_cert *kc;
 		struct err pe = ERR_INIT;
+		int hit;
 
 		q = find(b, (size_t)(stop - b), end);
 		if (!q)
 			return set_problem(f, "a certificate block has no END line", e);
 		q += sizeof(end) - 1;
 		memset(&mc, 0, sizeof(mc));
-		if (pki_cert_describe(&mc, b, (size_t)(q - b), &pe) < 0) {
+		hit = cache ? ca_cache_get(cache, b, (size_t)(q - b), &mc) : 0;
+		if (hit < 0)
+			return err_nomem(e);
+		if (!hit && pki_cert_describe(&mc, b, (size_t)(q - b), &pe) < 0) {
 			if (pe.code == ROTOR_ENOMEM)
 				return err_nomem(e);
 			if ((rc = set_problem(f, "holds a certificate block that does not parse", e)) < 0)
@@ -174,6 +302,9 @@ int observe_parse_certs(struct obs_file *f, const char *data, size_t len,
 				rc = ROTOR_ENOMEM;
 				goto fail_mc;
 			}
+			if (cache && !hit && (kc->role == CERT_ROLE_ROOT || kc->role == CERT_ROLE_SERVER_CA ||
+					      kc->role == CERT_ROLE_CLIENT_CA))
+				ca_cache_put(cache, b, (size_t)(q - b), c);
 		}
 		f->ncerts++;
 		spec_manifest_cert_release(&mc);

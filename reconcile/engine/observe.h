@@ -104,6 +104,23 @@ int observe_parse_crls(struct obs_file *f, const char *data, size_t len, struct 
  */
 int observe_key_form(struct obs_file *f, const char *data, size_t len);
 
+/*
+ * The CA certificates one observe has described so far (root, server
+ * and client CAs of a generation, external CAs), shared by its threads:
+ * every host of a fleet holds the same few, and parsing one with OpenSSL
+ * costs about as much as the rest of a host's classification.  A block
+ * byte for byte equal to one of them takes its description from here.
+ * Thread-safe; at most OBS_CA_CACHE_MAX entries (then nothing more is kept).
+ */
+#define OBS_CA_CACHE_MAX 64
+struct obs_ca_cache;
+struct obs_ca_cache *obs_ca_cache_new(void);
+void obs_ca_cache_free(struct obs_ca_cache *c);
+size_t obs_ca_cache_count(struct obs_ca_cache *c);   /* entries kept */
+/* observe_parse_certs() with a cache (NULL: none). */
+int observe_parse_certs_cached(struct obs_file *f, const char *data, size_t len, const struct known_set *k,
+			       time_t now, struct obs_ca_cache *cache, struct err *e);
+
 /* Does the unencrypted private key (PEM, or PKCS#8 DER) belong to the first certificate of cert_pem? */
 enum obs_key observe_key_match(const char *key_pem, size_t key_len,
 			       const char *cert_pem, size_t cert_len);
@@ -150,8 +167,8 @@ struct observe_opts {
 	int parallel;               /* hosts at once */
 	size_t max_file;            /* bytes; a larger file is a finding, not read */
 	time_t now;
-	/* Called (serialised) as each host finishes; may be NULL. */
-	void (*progress)(void *payload, size_t done, size_t total);
+	/* Called (serialised) as each host finishes, with the unreachable ones so far; may be NULL. */
+	void (*progress)(void *payload, size_t done, size_t failed, size_t total);
 	void *payload;
 };
 

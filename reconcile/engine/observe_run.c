@@ -19,7 +19,8 @@ struct run {
 	const struct observe_opts *o;
 	struct obs_host *hosts;
 	pthread_mutex_t mu;
-	size_t done;
+	size_t done, failed;
+	struct obs_ca_cache *cas;
 };
 
 static double mono(void)
@@ -122,7 +123,7 @@ out:
 }
 
 static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct host_role *r,
-			const struct observe_opts *o, struct err *e)
+			const struct observe_opts *o, struct obs_ca_cache *cas, struct err *e)
 {
 	struct managed_file *mf = NULL;
 	struct buf leaf = BUF_INIT, data = BUF_INIT, key = BUF_INIT;
@@ -202,7 +203,7 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 			if ((rc = observe_parse_crls(f, data.ptr, data.len, e)) < 0)
 				goto out;
 			continue;
-		} else if ((rc = observe_parse_certs(f, data.ptr, data.len, o->known, o->now, e)) < 0) {
+		} else if ((rc = observe_parse_certs_cached(f, data.ptr, data.len, o->known, o->now, cas, e)) < 0) {
 			goto out;
 		}
 		if ((f->content == SPEC_CONTENT_LEAF || f->content == SPEC_CONTENT_LEAF_CHAIN) && !leaf.len &&
@@ -294,7 +295,7 @@ static int observe_one(void *ctx, void **slot, size_t i, struct err *e)
 		goto done;
 	}
 	for (r = 0; r < hs->nroles && rc == 0; r++)
-		rc = observe_role(h, c, &hs->roles[r], o, e);
+		rc = observe_role(h, c, &hs->roles[r], o, run->cas, e);
 	if (rc == 0)
 		h->phase_mask = observe_phase_mask(h->files, h->nfiles, o->generation, o->target);
 	if (rc == 0)
@@ -305,7 +306,8 @@ done:
 	if (o->progress) {
 		pthread_mutex_lock(&run->mu);
 		run->done++;
-		o->progress(o->payload, run->done, o->hosts->nhosts);
+		run->failed += !h->reachable;
+		o->progress(o->payload, run->done, run->failed, o->hosts->nhosts);
 		pthread_mutex_unlock(&run->mu);
 	}
 	return rc;
@@ -324,12 +326,18 @@ int observe_fleet(struct obs_host **out, size_t *n, const struct observe_opts *o
 	run.hosts = calloc(nh ? nh : 1, sizeof(*run.hosts));
 	if (!run.hosts)
 		return err_nomem(e);
+	if (!(run.cas = obs_ca_cache_new())) {
+		free(run.hosts);
+		return err_nomem(e);
+	}
 	if (pthread_mutex_init(&run.mu, NULL) != 0) {
+		obs_ca_cache_free(run.cas);
 		free(run.hosts);
 		return err_set(e, ROTOR_ERROR, "cannot create a mutex");
 	}
 	rc = pool_run(nh, o->parallel > 0 ? o->parallel : 32, observe_one, NULL, &run, e);
 	pthread_mutex_destroy(&run.mu);
+	obs_ca_cache_free(run.cas);
 	if (rc < 0) {
 		obs_hosts_free(run.hosts, nh);
 		return rc;

@@ -3,10 +3,11 @@
  * PKCS#8 keys, manifest.yaml), and certificate descriptions for the
  * manifest (see pki.h).
  *
- * Key encryption dominates export: each key costs one PBKDF2 (OpenSSL's
- * default 2048 iterations of HMAC-SHA-256) plus the PKCS#8 encoder, so
- * certificates are exported on the generation's worker threads, each
- * into its own fixed slot.
+ * Keys are encrypted as PKCS#8 (PBES2: PBKDF2-HMAC-SHA256 with a random
+ * 16-byte salt, AES-256-CBC) under the repository secret, with
+ * PKI_KEY_PBKDF2_ITER iterations: see there why one.  Certificates are
+ * exported on the generation's worker threads, each into its own fixed
+ * slot.
  */
 #include "reconcile/pki/pki.h"
 #include "reconcile/pki/pki_int.h"
@@ -23,8 +24,41 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+
+/*
+ * PBKDF2 iterations per encrypted key: one.  Iterations stretch a guessable
+ * passphrase; the repository secret is 256 random bits (pki_secret_create(),
+ * used as its 64 hex digits), so a search costs 2^256 HMACs whatever the
+ * count, and OpenSSL's default 2,048 only multiplied the cost of every key
+ * by about five (README, Benchmarks).  The random salt still gives every
+ * key its own AES key.  `openssl pkey -passin file:KEYFILE` reads the
+ * count from the file like any other.  OpenSSL's FIPS provider refuses
+ * fewer than 1,000 iterations; rotor uses the default provider.
+ */
+#define PKI_KEY_PBKDF2_ITER 1
+#define PKI_KEY_SALT_LEN 16
+
+/* k as an encrypted PKCS#8 PEM into b; 0 on an OpenSSL failure. */
+static int write_encrypted_key(BIO *b, EVP_PKEY *k, const char *pass, int passlen)
+{
+	PKCS8_PRIV_KEY_INFO *inf = EVP_PKEY2PKCS8(k);
+	X509_ALGOR *alg = NULL;
+	X509_SIG *p8 = NULL;
+	int ok;
+
+	if (inf)
+		alg = PKCS5_pbe2_set_iv(EVP_aes_256_cbc(), PKI_KEY_PBKDF2_ITER, NULL, PKI_KEY_SALT_LEN, NULL,
+					NID_hmacWithSHA256);
+	if (alg && !(p8 = PKCS8_set0_pbe(pass, passlen, inf, alg)))
+		X509_ALGOR_free(alg);   /* PKCS8_set0_pbe takes alg only when it succeeds */
+	ok = p8 && PEM_write_bio_PKCS8(b, p8);
+	X509_SIG_free(p8);
+	PKCS8_PRIV_KEY_INFO_free(inf);   /* cleanses the key bytes */
+	return ok;
+}
 
 /* ---- formatting helpers ---- */
 
@@ -286,8 +320,7 @@ static int job_export(void *ctx, void **slot, size_t i, struct err *e)
 		fk->secret = 1;
 		/* PKCS#8 EncryptedPrivateKeyInfo: PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC. */
 		if (!(b = BIO_new(BIO_s_mem())) ||
-		    !PEM_write_bio_PKCS8PrivateKey(b, c->pkey, EVP_aes_256_cbc(),
-						   x->pass, x->passlen, NULL, NULL)) {
+		    !write_encrypted_key(b, c->pkey, x->pass, x->passlen)) {
 			rc = pki_ossl_err(e, ROTOR_ERROR, "%s: cannot encrypt the private key", fk->path);
 			goto out;
 		}

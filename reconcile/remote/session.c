@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -249,11 +250,43 @@ struct known {
 };
 
 /*
+ * Can the host field of a known_hosts line (up to its first blank) name
+ * address?  Yes for a hashed name (|1|...: only libssh2 can tell), a
+ * pattern with a wildcard or a negation, the address itself and
+ * [address]:port (case-insensitive).  A line that cannot name it is not
+ * handed to libssh2: a fleet's known_hosts lists every host, and parsing
+ * all of it for every connection made observe quadratic in hosts.
+ */
+static int known_line_names(const char *line, const char *address)
+{
+	size_t alen = strlen(address);
+	const char *p = line;
+
+	while (*p && *p != ' ' && *p != '\t') {
+		const char *q = p;
+		size_t n;
+
+		while (*q && *q != ',' && *q != ' ' && *q != '\t')
+			q++;
+		n = (size_t)(q - p);
+		if (*p == '|' || *p == '!' || memchr(p, '*', n) || memchr(p, '?', n))
+			return 1;
+		if (n == alen && strncasecmp(p, address, alen) == 0)
+			return 1;
+		if (n > alen + 2 && p[0] == '[' && strncasecmp(p + 1, address, alen) == 0 && p[alen + 1] == ']')
+			return 1;
+		p = *q == ',' ? q + 1 : q;
+	}
+	return 0;
+}
+
+/*
  * Load known_hosts line by line: libssh2_knownhost_readfile() gives up on
  * the first line it cannot parse (a key type it does not know, a marker),
- * which would make one odd line hide every host.
+ * which would make one odd line hide every host.  Only the lines that can
+ * name address are kept (known_line_names()), and every @revoked key.
  */
-static int known_load(struct known *k, struct ssh_conn *c, const char *path, struct err *e)
+static int known_load(struct known *k, struct ssh_conn *c, const char *path, const char *address, struct err *e)
 {
 	struct buf file = BUF_INIT;
 	struct err fe = ERR_INIT;
@@ -313,6 +346,8 @@ static int known_load(struct known *k, struct ssh_conn *c, const char *path, str
 			}
 			continue;   /* @cert-authority: not supported, never trusted */
 		}
+		if (!known_line_names(line, address))
+			continue;
 		if (libssh2_knownhost_readline(k->kh, line, strlen(line),
 					       LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0)
 			k->skipped++;
@@ -486,7 +521,7 @@ int ssh_hostkey_check(const char *known_hosts, const char *label, const char *ad
 	c.s = libssh2_session_init_ex(NULL, NULL, NULL, &c);
 	if (!c.s)
 		return err_set(e, ROTOR_ENOMEM, "%s: libssh2_session_init failed", c.name);
-	rc = known_load(&k, &c, known_hosts, e);
+	rc = known_load(&k, &c, known_hosts, address, e);
 	if (rc == 0)
 		rc = check_known(&c, &k, known_hosts, address, port, ht, (const char *)key, keylen, e);
 	known_release(&k);
@@ -657,7 +692,7 @@ int ssh_connect(struct ssh_conn **out, const struct ssh_opts *o, struct err *e)
 		goto fail;
 	}
 	libssh2_session_set_blocking(c->s, 0);
-	if ((rc = known_load(&k, c, o->known_hosts, e)) != 0)
+	if ((rc = known_load(&k, c, o->known_hosts, o->address, e)) != 0)
 		goto fail;
 	if ((rc = hostkey_prefs(&prefs, &k, o->address, port)) != 0) {
 		rc = ssh_buf_fail(c, e, rc, "listing host key algorithms");

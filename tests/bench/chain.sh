@@ -51,8 +51,8 @@ load_start=$(loadavg)
 # ---- the rotor library driver ----
 # Against the release objects (make build/rel/...); when make cannot build
 # them (a module being edited), compile the same sources here instead.
-cflags="-std=c11 -D_POSIX_C_SOURCE=200809L -O2 -g -I$top $(pkg-config --cflags openssl yaml-0.1)"
-libs="$(pkg-config --libs openssl yaml-0.1) -lpthread"
+cflags="-std=c11 -D_POSIX_C_SOURCE=200809L -O2 -g -I$top $(pkg-config --cflags openssl yaml-0.1 jansson)"
+libs="$(pkg-config --libs openssl yaml-0.1 jansson) -lpthread"
 srcs=""
 for f in "$top"/common/*.c "$top"/reconcile/tls/*.c "$top"/reconcile/services/*.c "$top"/reconcile/spec/*.c "$top"/reconcile/pki/*.c; do
 	[ -f "$f" ] && srcs="$srcs ${f#"$top"/}"
@@ -214,6 +214,14 @@ awk -v target="$LEAVES" '
 		print "~ = extrapolated linearly per certificate from the leaves actually made;"
 		print "ratio = wall time / rotor wall time; CPU = user + system of every process"
 	}' "$results"
+
+# The floor, in the same run: N EC P-256 keys and N signatures, one thread, OpenSSL alone.
+echo
+"$work/pkibench" --floor "$LEAVES" | tee "$work/floor"
+awk -v leaves="$LEAVES" 'NR == FNR { if ($1 == "floor:") { fw = $(NF - 5); fc = $(NF - 2) }; next }
+	$1 == "rotor" && $2 == "ec-p256" && $3 == leaves && $4 != "FAIL" && fc > 0 {
+		printf "rotor rotate start / floor: %.1fx CPU (%.2f s / %.2f s), %.1fx wall (%.2f s / %.2f s)\n", $6 / fc, $6, fc, $4 / fw, $4, fw }' \
+	"$work/floor" "$results"
 
 echo
 echo "PKCS#8 key encryption, one EC P-256 key (pkibench --pkcs8-probe):"

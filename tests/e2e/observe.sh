@@ -107,4 +107,20 @@ ok "observing wrote nothing on the hosts" sh -c '[ -z "$(find "$1"/hosts/host*/s
 "$ROTOR" plan --env poc > "$T/plan.txt" 2>&1
 ok "plan notes each server with probe: none, once per host" sh -c '[ "$(grep -c "^  note: host[0-9]*: server not verified after a reload (probe: none)$" "$1")" -eq 10 ] && grep -q "^  note: host10: server not verified" "$1"' _ "$T/plan.txt"
 
+# Progress: on stderr when it is a terminal (onpty.py), one line redrawn and erased at the end;
+# the failure count in red unless NO_COLOR is set; nothing on a pipe or with --json.
+TTY="/usr/bin/python3 $ROTOR_SRCDIR/tests/e2e/onpty.py"
+env -u NO_COLOR TERM=xterm $TTY "$T/tty.err" "$ROTOR" observe --env poc > /dev/null
+ok "a terminal shows the progress: done of total, failures, elapsed" grep -Eaq "$(printf '\r')"'.*observing: 10/10 hosts, .*2 failed.*, [0-9]+\.[0-9] s' "$T/tty.err"
+ok "the progress line is erased at the end" sh -c 'grep -aq "$(printf "10/10 hosts.*\r\033\[K")" "$1"' _ "$T/tty.err"
+ok "failures are red on a terminal" grep -aq "$(printf '\033\[31m2 failed')" "$T/tty.err"
+NO_COLOR=1 $TTY "$T/tty-nc.err" "$ROTOR" observe --env poc > /dev/null
+ok "NO_COLOR: progress without colour" sh -c 'grep -aq "observing: 10/10 hosts, 2 failed" "$1" && ! grep -aq "$(printf "\033\[3")" "$1"' _ "$T/tty-nc.err"
+"$ROTOR" observe --env poc > /dev/null 2> "$T/pipe.err"
+ok "stderr on a pipe: no progress" sh -c '! grep -aq "observing:" "$1" && ! grep -aq "$(printf "\r")" "$1"' _ "$T/pipe.err"
+$TTY "$T/tty-json.err" "$ROTOR" observe --env poc --json > /dev/null
+ok "--json on a terminal: no progress" sh -c '! grep -aq "observing:" "$1" && grep -aq "host6" "$1"' _ "$T/tty-json.err"
+$TTY "$T/tty-plan.err" "$ROTOR" plan --env poc > /dev/null
+ok "plan shows the progress too" grep -aq "observing: 10/10 hosts, .*2 failed" "$T/tty-plan.err"
+
 done_testing

@@ -179,6 +179,50 @@ static void test_classify_known_and_roles(void **state)
 	host_release(&h);
 }
 
+/* The CA cache gives what a parse gives, for CAs and leaves, on every pass; it keeps CAs only. */
+static void test_ca_cache(void **state)
+{
+	struct obs_ca_cache *cache = obs_ca_cache_new();
+	struct buf text = BUF_INIT;
+	struct err e = ERR_INIT;
+	int pass;
+	size_t i;
+
+	(void)state;
+	assert_non_null(cache);
+	buf_puts(&text, buf_cstr(pem(1, "servers/pg1.crt")));
+	buf_puts(&text, buf_cstr(pem(1, "ca/server-ca.crt")));
+	buf_puts(&text, buf_cstr(pem(2, "ca/root.crt")));
+	buf_puts(&text, buf_cstr(pem(1, "ca/root.crt")));
+	for (pass = 0; pass < 3; pass++) {
+		struct obs_file plain, cached;
+
+		file_init(&plain, SPEC_CONTENT_LEAF_CHAIN, LAYOUT_SIDE_SERVER, buf_cstr(&text));
+		file_init(&cached, SPEC_CONTENT_LEAF_CHAIN, LAYOUT_SIDE_SERVER, NULL);
+		assert_int_equal(observe_parse_certs_cached(&cached, text.ptr, text.len, &F.known, F.now, cache, &e), 0);
+		assert_null(cached.problem);
+		assert_int_equal(cached.ncerts, 4);
+		assert_int_equal(plain.ncerts, 4);
+		for (i = 0; i < 4; i++) {
+			assert_string_equal(cached.certs[i].fingerprint, plain.certs[i].fingerprint);
+			assert_string_equal(cached.certs[i].subject, plain.certs[i].subject);
+			assert_string_equal(cached.certs[i].issuer, plain.certs[i].issuer);
+			assert_string_equal(cached.certs[i].not_after, plain.certs[i].not_after);
+			assert_string_equal(cached.certs[i].pem, plain.certs[i].pem);
+			assert_int_equal(cached.certs[i].generation, plain.certs[i].generation);
+			assert_int_equal(cached.certs[i].role, plain.certs[i].role);
+			assert_int_equal(cached.certs[i].days_left, plain.certs[i].days_left);
+		}
+		assert_int_equal(cached.certs[2].generation, 2);
+		obs_file_release(&plain);
+		obs_file_release(&cached);
+	}
+	/* The three CAs are kept, the leaf is not. */
+	assert_int_equal(obs_ca_cache_count(cache), 3);
+	obs_ca_cache_free(cache);
+	buf_release(&text);
+}
+
 static void test_phase_masks_server(void **state)
 {
 	struct host3 h;
@@ -675,6 +719,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_classify_known_and_roles),
+		cmocka_unit_test(test_ca_cache),
 		cmocka_unit_test(test_phase_masks_server),
 		cmocka_unit_test(test_phase_masks_client),
 		cmocka_unit_test(test_wrong_side_ca_in_bundle),

@@ -467,6 +467,16 @@ static void check_chain(enum spec_key_type t, int small)
 		free(s);
 		free(s2);
 	}
+	/* The encryption is the one the README states: PBES2, PBKDF2-HMAC-SHA256, 1 iteration, a 16-byte salt, AES-256-CBC. */
+	s = sh_out("cd '%s' && openssl asn1parse -in clients/postgres.key | "
+		   "sed -n 's/.*\\(OBJECT\\|INTEGER\\|OCTET STRING\\) *:\\{0,1\\}//p' | tr -s ' \\n' ' '", gen);
+	assert_non_null(strstr(s, "PBES2 PBKDF2 "));
+	assert_non_null(strstr(s, " 01 hmacWithSHA256 aes-256-cbc "));
+	free(s);
+	s = sh_out("cd '%s' && openssl asn1parse -in clients/postgres.key | sed -n '/PBKDF2/{n;n;p;q}'", gen);
+	assert_non_null(strstr(s, "prim: OCTET STRING"));
+	assert_non_null(strstr(s, "l=  16"));
+	free(s);
 	/* ... and not with another passphrase. */
 	assert_int_equal(sh("cd '%s' && echo wrong >wrong.pass && openssl pkey -in ca/root.key "
 			    "-passin file:wrong.pass -noout >/dev/null 2>&1", dir), 1);

@@ -809,6 +809,23 @@ static void test_known_hosts_forms(void **state)
 	run("awk '$1 == \"" BASE ".1\" { print \"@revoked * \" $2 \" \" $3 }' %s >>%s", g_known, kh);
 	assert_int_equal(connect_fails(&o, &e), ROTOR_EINVALID);
 	assert_non_null(strstr(e.msg, "@revoked"));
+	/*
+	 * The address as the second of several names, after a line for an
+	 * address it is a prefix of (.1 and .12), with host2's key: the right
+	 * line is found and the other one does not count.
+	 */
+	run("k2=$(awk '$1 == \"" BASE ".2\" { print $2 \" \" $3 }' %s) && "
+	    "awk -v k2=\"$k2\" '$1 == \"" BASE ".1\" { print \"" BASE ".12,[" BASE ".1]:2222 \" k2; "
+	    "print \"other.example.net,\" $1 \",x.example.net \" $2 \" \" $3 }' %s >%s",
+	    g_known, g_known, kh);
+	if (ssh_connect(&c, &o, &e) != 0)
+		fail_msg("a line with several names: %s", e.msg);
+	ssh_disconnect(c);
+	c = NULL;
+	/* Without the line that names it, host1 is not known, whatever the others hold. */
+	run("sed -i '/^other.example.net/d' %s", kh);
+	assert_int_equal(connect_fails(&o, &e), ROTOR_EINVALID);
+	assert_non_null(strstr(e.msg, "is not in known_hosts"));
 }
 
 static void test_hostkey_mismatch(void **state)
