@@ -94,25 +94,28 @@ me="$(id -un)@$(hostname)"
 touch "$SRVHOME/hold-lock"
 bad=0; wins_a=0; wins_b=0
 for round in $(seq 1 20); do
-	rm -f "$SRVHOME/go" "$SRVHOME/held"
-	(cd "$A" && HOME="$HA" exec "$ROTOR" apply --env poc --yes >"$T/r-a.out" 2>&1) & pa=$!
-	(cd "$Bc" && HOME="$HB" exec "$ROTOR" apply --env poc --yes >"$T/r-b.out" 2>&1) & pb=$!
-	# The loser answers while the winner is held with its lock on the server.
-	wait -n; first=$?
-	if [ -e "$SRVHOME/held" ] && kill -0 $pa 2>/dev/null && ! kill -0 $pb 2>/dev/null; then
-		win=a; wpid=$pa; lout="$T/r-b.out"; wout="$T/r-a.out"
-	elif [ -e "$SRVHOME/held" ] && kill -0 $pb 2>/dev/null && ! kill -0 $pa 2>/dev/null; then
-		win=b; wpid=$pb; lout="$T/r-a.out"; wout="$T/r-b.out"
+	rm -f "$SRVHOME/go" "$SRVHOME/held" "$T/rc-a" "$T/rc-b"
+	(cd "$A" && HOME="$HA" "$ROTOR" apply --env poc --yes >"$T/r-a.out" 2>&1; echo $? >"$T/rc-a") & pa=$!
+	(cd "$Bc" && HOME="$HB" "$ROTOR" apply --env poc --yes >"$T/r-b.out" 2>&1; echo $? >"$T/rc-b") & pb=$!
+	# The loser answers while the winner is held with its lock on the server (bounded wait, not a timing).
+	i=0; while [ ! -e "$T/rc-a" ] && [ ! -e "$T/rc-b" ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
+	first=$i
+	if [ -e "$SRVHOME/held" ] && [ ! -e "$T/rc-a" ] && [ -e "$T/rc-b" ]; then
+		win=a; lout="$T/r-b.out"; wout="$T/r-a.out"
+	elif [ -e "$SRVHOME/held" ] && [ ! -e "$T/rc-b" ] && [ -e "$T/rc-a" ]; then
+		win=b; lout="$T/r-a.out"; wout="$T/r-b.out"
 	else
 		win=none
 	fi
+	# The winner's pid, from the lock commit that landed.
+	wpid=$(git -C "$BARE" show "$(cat "$SRVHOME/held" 2>/dev/null):lock.json" 2>/dev/null | sed -n 's/^ *"pid": \([0-9]*\),$/\1/p')
 	touch "$SRVHOME/go"
-	wait $pa; ra_rc=$?; wait $pb; rb_rc=$?
+	wait $pa; wait $pb; ra_rc=$(cat "$T/rc-a"); rb_rc=$(cat "$T/rc-b")
 	if [ "$win" = none ]; then
 		echo "# round $round: no runner was held with the lock (first rc $first)"; cat "$T/r-a.out" "$T/r-b.out"; bad=$((bad + 1)); continue
 	fi
 	[ $win = a ] && { wrc=$ra_rc; lrc=$rb_rc; wins_a=$((wins_a + 1)); } || { wrc=$rb_rc; lrc=$ra_rc; wins_b=$((wins_b + 1)); }
-	if [ $wrc -ne 0 ] || [ $lrc -ne 1 ] || ! grep -q "^recorded .* on rotor/status/poc on origin" "$wout" ||
+	if [ -z "$wpid" ] || [ $wrc -ne 0 ] || [ $lrc -ne 1 ] || ! grep -q "^recorded .* on rotor/status/poc on origin" "$wout" ||
 	   ! grep -q "^rotor: env poc is locked on origin by $me (pid $wpid) since .*, until .*, running \`rotor apply --env poc\`" "$lout" ||
 	   grep -q "^recorded" "$lout"; then
 		echo "# round $round: winner $win rc $wrc, loser rc $lrc"; sed 's/^/#   /' "$wout" "$lout"; bad=$((bad + 1))
@@ -163,7 +166,7 @@ expect_out "rotor unlock on an unlocked env says so" "^env poc is not locked on 
 # ---- --force-unlock and an expired lock ----
 (cd "$A" && GIT_SSH_COMMAND="ssh -F $FD/ssh_config -o UserKnownHostsFile=$FD/known_hosts -i $FD/id_ed25519" git push -q origin "$LK:refs/rotor/lock/poc") || exit 1
 rb apply --env poc --yes --force-unlock >"$T/force.out" 2>&1
-ok "--force-unlock takes over a remote lock, naming it" grep -q "^removed the lock of bob@ci-runner-7 (pid 999999)" "$T/force.out"
+ok "--force-unlock takes over a remote lock, naming it" grep -q "^rotor: removed the lock of bob@ci-runner-7 (pid 999999)" "$T/force.out"
 LC2=$(cd "$A" && printf '{"holder": "carol@laptop", "pid": 4242, "time": "2020-01-01T00:00:00Z", "until": "2020-01-01T00:30:00Z", "command": "rotor apply --env poc", "desired": null, "env": "poc", "nonce": "00000000000000bb"}\n' |
 	git hash-object -w --stdin)
 LK2=$(cd "$A" && git commit-tree -m "rotor lock poc" "$(printf '100644 blob %s\tlock.json\n' "$LC2" | git mktree)")
@@ -172,12 +175,12 @@ rb apply --env poc --yes >"$T/expired.out" 2>&1
 rc=$?
 ok "a lock past its until is taken over: exit 0" test "$rc" -eq 0
 ok "a lock past its until is taken over, naming it" sh -c \
-	'grep -q "^removed the lock of carol@laptop (pid 4242) since 2020-01-01T00:00:00Z, until 2020-01-01T00:30:00Z" "$1"' _ "$T/expired.out"
+	'grep -q "^rotor: removed the lock of carol@laptop (pid 4242) since 2020-01-01T00:00:00Z, until 2020-01-01T00:30:00Z" "$1"' _ "$T/expired.out"
 
 # ---- the lock ref deleted during an apply: one line, no further step ----
 # rotate start + merge (pushed by the test as an admin), then apply walks
 # trust, servers, clients...; the server deletes the lock as soon as it lands.
-git -C "$A" fetch -q origin && git -C "$A" checkout -q -B main origin/main
+git -C "$A" fetch -q "$BARE" main:refs/remotes/origin/main && git -C "$A" checkout -q -B main origin/main
 ra rotate start --env poc >/dev/null || exit 1
 git -C "$A" merge -q --ff-only rotor/rotate/poc/gen-0002
 git -C "$A" push -q "$BARE" main || exit 1
@@ -187,7 +190,7 @@ ra apply --env poc --yes >"$T/drop.out" 2>&1
 rc=$?
 ok "lock deleted during apply: exit 1" test "$rc" -eq 1
 ok "lock deleted: one line saying so" sh -c \
-	'[ "$(grep -c "was deleted by someone else during this run" "$1")" = 1 ] && grep -q "^the lock [0-9a-f]* of env poc on origin was deleted by someone else during this run$" "$1"' _ "$T/drop.out"
+	'[ "$(grep -c "was deleted by someone else during this run" "$1")" = 1 ] && grep -q "^rotor: the lock [0-9a-f]* of env poc on origin was deleted by someone else during this run$" "$1"' _ "$T/drop.out"
 ok "lock deleted: the run is still recorded on the server" test "$(srv rev-list --count rotor/status/poc)" -eq $((srv_steps_before + 1))
 ok "lock deleted: no lock left on the server" sh -c '! git -C "$1" rev-parse -q --verify refs/rotor/lock/poc' _ "$BARE"
 ok "lock deleted: the next apply continues from where the hosts are" ra apply --env poc --yes
