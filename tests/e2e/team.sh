@@ -38,6 +38,13 @@ git push -q "$BARE" main || exit 1
 cat > "$BARE/hooks/pre-receive" <<'HOOK'
 #!/bin/sh
 while read -r old new ref; do
+	# sneak-status: another runner's status commit lands first (outside the push's quarantine).
+	if [ "$ref" = refs/heads/rotor/status/poc ] && [ -e "$HOME/sneak-status" ] && rm -f "$HOME/sneak-status"; then
+		outside="env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES"
+		s=$(GIT_AUTHOR_NAME=other GIT_AUTHOR_EMAIL=other@ci GIT_COMMITTER_NAME=other GIT_COMMITTER_EMAIL=other@ci \
+			$outside git commit-tree -p "$old" -m "sneaked: another runner's apply" "$old^{tree}") &&
+			$outside git update-ref refs/heads/rotor/status/poc "$s" "$old" && echo "$s" > "$HOME/sneaked"
+	fi
 	case "$ref" in
 	refs/heads/rotor/rotate/*|refs/heads/rotor/rollback/*|refs/heads/rotor/rolled-back/*)
 		echo "To create a merge request for ${ref#refs/heads/}, visit:"
@@ -143,6 +150,21 @@ ok "log --no-fetch says what it read" grep -q "^not fetched: rotor/status/poc as
 ok "log --no-fetch --json: read not-fetched, the lock unknown" json_check "$T/log.json" log \
 	"d['read'] == 'not-fetched' and d['lock'] is None and len(d['entries']) >= 1"
 
+# ---- two appends race: the loser fetches again and commits on top ----
+before=$(srv rev-list --count rotor/status/poc)
+touch "$SRVHOME/sneak-status"
+ra apply --env poc --yes >"$T/sneak.out" 2>&1
+rc=$?
+ok "an append that lost the race: apply still exits 0" sh -c '[ "$1" -eq 0 ] || { cat "$2"; exit 1; }' _ "$rc" "$T/sneak.out"
+ok "the other runner's commit landed first (the hook ran)" test -s "$SRVHOME/sneaked"
+ok "ours is re-committed on top of it: its parent is the other one" \
+	test "$(srv rev-parse rotor/status/poc^)" = "$(cat "$SRVHOME/sneaked")"
+ok "what apply says it recorded is the server's tip" \
+	grep -q "^recorded $(srv rev-parse rotor/status/poc | cut -c1-12) on rotor/status/poc on origin" "$T/sneak.out"
+ok "both appends are there, linear" sh -c '[ "$(git -C "$1" rev-list --count rotor/status/poc)" -eq $(($2 + 2)) ] &&
+	[ "$(git -C "$1" rev-list --first-parent --count rotor/status/poc)" -eq $(($2 + 2)) ]' _ "$BARE" "$before"
+ok "ours keeps its message" sh -c 'git -C "$1" log -1 --format=%s rotor/status/poc | grep -q "^rotor: apply poc: "' _ "$BARE"
+
 # ---- rotor unlock: a stale lock on the server, whose it was ----
 # A lock left by a run that died elsewhere: a lock commit pushed by hand.
 ra apply --env poc --yes >/dev/null 2>&1
@@ -179,11 +201,17 @@ ok "a lock past its until is taken over, naming it" sh -c \
 
 # ---- the lock ref deleted during an apply: one line, no further step ----
 # rotate start + merge (pushed by the test as an admin), then apply walks
-# trust, servers, clients...; the server deletes the lock as soon as it lands.
+# trust and clients (one client host: the servers step changes nothing),
+# two steps; the server deletes the lock as soon as it lands.
 git -C "$A" fetch -q "$BARE" main:refs/remotes/origin/main && git -C "$A" checkout -q -B main origin/main
 ra rotate start --env poc >/dev/null || exit 1
 git -C "$A" merge -q --ff-only rotor/rotate/poc/gen-0002
+ra rotate next --env poc >/dev/null || exit 1
+git -C "$A" merge -q --ff-only rotor/rotate/poc/gen-0002-servers
+ra rotate next --env poc >/dev/null || exit 1
+git -C "$A" merge -q --ff-only rotor/rotate/poc/gen-0002-clients
 git -C "$A" push -q "$BARE" main || exit 1
+chown -R rotorfleet "$BARE"     # the objects root pushed: the login user's receive-pack writes next to them
 srv_steps_before=$(srv rev-list --count rotor/status/poc)
 touch "$SRVHOME/drop-lock"
 ra apply --env poc --yes >"$T/drop.out" 2>&1
@@ -191,6 +219,11 @@ rc=$?
 ok "lock deleted during apply: exit 1" test "$rc" -eq 1
 ok "lock deleted: one line saying so" sh -c \
 	'[ "$(grep -c "was deleted by someone else during this run" "$1")" = 1 ] && grep -q "^rotor: the lock [0-9a-f]* of env poc on origin was deleted by someone else during this run$" "$1"' _ "$T/drop.out"
+ok "lock deleted: the step that ran finished, no further step ran (the status commit says so)" \
+	sh -c '[ "$(git -C "$1" log -1 --format=%s rotor/status/poc)" = "rotor: apply poc: stopped after 1 step: the lock was lost" ] ||
+	{ git -C "$1" log -1 --format=%s rotor/status/poc; cat "$2"; exit 1; }' _ "$BARE" "$T/drop.out"
+ok "lock deleted: the hosts are at the first step (trust)" sh -c 'cd "$1" && HOME="$2" "$ROTOR" plan --env poc >"$3" 2>&1; grep -q "^live: every host fits trust of generation 1 -> 2$" "$3" || { cat "$3"; exit 1; }' \
+	_ "$A" "$HA" "$T/afterdrop.plan"
 ok "lock deleted: the run is still recorded on the server" test "$(srv rev-list --count rotor/status/poc)" -eq $((srv_steps_before + 1))
 ok "lock deleted: no lock left on the server" sh -c '! git -C "$1" rev-parse -q --verify refs/rotor/lock/poc' _ "$BARE"
 ok "lock deleted: the next apply continues from where the hosts are" ra apply --env poc --yes
