@@ -50,6 +50,7 @@ int cmd_plan(struct ctx *ctx, int argc, char **argv);
 int cmd_drift(struct ctx *ctx, int argc, char **argv);
 int cmd_apply(struct ctx *ctx, int argc, char **argv);
 int cmd_log(struct ctx *ctx, int argc, char **argv);
+int cmd_unlock(struct ctx *ctx, int argc, char **argv);
 int cmd_handoff(struct ctx *ctx, int argc, char **argv);
 int cmd_client(struct ctx *ctx, int argc, char **argv);
 

@@ -235,6 +235,17 @@ static const char *lock_from_json(struct gitstatus_lock *l, const json_t *o)
 	if (!json_is_integer(v))
 		return "\"pid\" is not an integer";
 	l->pid = (long long)json_integer_value(v);
+	v = json_object_get(o, "until");
+	if (v && json_is_string(v)) {
+		long long t = json_string_length(v) < sizeof(l->until) ? rfc3339_parse(json_string_value(v)) : -1;
+
+		if (t <= 0)
+			return "\"until\" is not an RFC 3339 time";
+		memcpy(l->until, json_string_value(v), json_string_length(v) + 1);
+		l->until_epoch = t;
+	} else if (v && !json_is_null(v)) {
+		return "\"until\" is not an RFC 3339 time";
+	}
 	v = json_object_get(o, "desired");
 	if (v && json_is_string(v)) {
 		const char *hex = json_string_value(v);
@@ -266,8 +277,9 @@ void gitstatus__lock_parse(struct gitstatus_lock *l, const char *data, size_t le
 			snprintf(l->problem, sizeof(l->problem), LOCK_FILE ": %s", why);
 		}
 		/* Keep the id; forget half-read fields. */
-		l->holder[0] = l->time[0] = l->command[0] = l->desired[0] = '\0';
+		l->holder[0] = l->time[0] = l->until[0] = l->command[0] = l->desired[0] = '\0';
 		l->pid = 0;
+		l->until_epoch = 0;
 	} else {
 		l->parsed = 1;
 	}
@@ -345,8 +357,8 @@ const char *gitstatus_lock_describe(char *out, size_t len, const struct gitstatu
 	if (!len)
 		return out;
 	if (l->parsed)
-		snprintf(out, len, "%s (pid %lld) since %s, running `%s`", l->holder, l->pid, l->time,
-			 l->command);
+		snprintf(out, len, "%s (pid %lld) since %s%s%s, running `%s`", l->holder, l->pid, l->time,
+			 l->until[0] ? ", until " : "", l->until, l->command);
 	else
 		snprintf(out, len, "an unreadable lock (commit %.12s: %s)", l->id[0] ? l->id : "none",
 			 l->problem[0] ? l->problem : "unknown");
@@ -399,7 +411,7 @@ int gitstatus_lock_read(struct gitrepo *r, const char *env, struct gitstatus_loc
 
 /* The commit a lock ref points at: no parent, one file lock.json. */
 static int make_lock_commit(git_oid *out, struct gitrepo *r, const char *env, const char *holder,
-			    long long pid, const char *when, const char *command,
+			    long long pid, const char *when, const char *until, const char *command,
 			    const char *desired, struct err *e)
 {
 	git_repository *repo = gitrepo__repo(r);
@@ -415,8 +427,8 @@ static int make_lock_commit(git_oid *out, struct gitrepo *r, const char *env, co
 
 	make_nonce(nonce);
 	/* json_pack's "s?" writes null for a NULL string; the keys keep this order. */
-	o = json_pack("{s:s, s:I, s:s, s:s, s:s?, s:s, s:s}", "holder", holder, "pid", (json_int_t)pid, "time", when,
-		      "command", command, "desired", desired, "env", env, "nonce", nonce);
+	o = json_pack("{s:s, s:I, s:s, s:s?, s:s, s:s?, s:s, s:s}", "holder", holder, "pid", (json_int_t)pid,
+		      "time", when, "until", until, "command", command, "desired", desired, "env", env, "nonce", nonce);
 	if (!o || !(json = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) || buf_printf(&body, "%s\n", json) < 0 ||
 	    buf_printf(&msg, "rotor lock %s: %s (pid %lld)\n\n"
 		       "Env %s is locked by %s (pid %lld) since %s,\nrunning `%s`.\n"
@@ -457,19 +469,16 @@ out:
 	return rc;
 }
 
-int gitstatus_lock(struct gitrepo *r, const char *env, const struct gitstatus_lock_info *info,
-		   char out[41], struct err *e)
+/* Check info and write the lock commit (no ref). */
+static int new_lock_commit(git_oid *id, struct gitrepo *r, const char *env, const struct gitstatus_lock_info *info,
+			   struct err *e)
 {
-	char name[REF_MAX], holder[HOLDER_MAX + 1], when[32], logmsg[96], desc[1024];
-	git_oid id, zero, unused;
-	git_reference *ref = NULL;
-	struct gitstatus_lock cur;
+	char holder[HOLDER_MAX + 1], when[32], until[32];
+	git_oid unused;
 	long long pid;
 	time_t t;
-	int rc, attempt;
+	int rc;
 
-	if (out)
-		out[0] = '\0';
 	if ((rc = check_env(env, e)) < 0)
 		return rc;
 	if (!info || !info->command || !info->command[0])
@@ -494,8 +503,49 @@ int gitstatus_lock(struct gitrepo *r, const char *env, const struct gitstatus_lo
 	if (rfc3339_format(when, sizeof(when), t) < 0)
 		return err_set(e, ROTOR_EINVALID, "cannot lock env %s: time %lld out of range", env,
 			       (long long)t);
+	if (info->until && (info->until < 0 || rfc3339_format(until, sizeof(until), (time_t)info->until) < 0))
+		return err_set(e, ROTOR_EINVALID, "cannot lock env %s: until %lld out of range", env, info->until);
+	return make_lock_commit(id, r, env, holder, pid, when, info->until ? until : NULL, info->command,
+				info->desired, e);
+}
 
-	if ((rc = make_lock_commit(&id, r, env, holder, pid, when, info->command, info->desired, e)) < 0)
+int gitstatus_lock_commit(struct gitrepo *r, const char *env, const struct gitstatus_lock_info *info,
+			  char out[41], struct err *e)
+{
+	git_oid id;
+	int rc;
+
+	out[0] = '\0';
+	if ((rc = new_lock_commit(&id, r, env, info, e)) < 0)
+		return rc;
+	git_oid_tostr(out, 41, &id);
+	return 0;
+}
+
+int gitstatus_lock_at(struct gitrepo *r, const char *commit, struct gitstatus_lock *out, struct err *e)
+{
+	git_oid unused;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = gitrepo__parse_id(&unused, commit, e)) < 0)
+		return rc;
+	snprintf(out->id, sizeof(out->id), "%s", commit);
+	return read_lock_file(r, out, e);
+}
+
+int gitstatus_lock(struct gitrepo *r, const char *env, const struct gitstatus_lock_info *info,
+		   char out[41], struct err *e)
+{
+	char name[REF_MAX], logmsg[96], desc[1024];
+	git_oid id, zero;
+	git_reference *ref = NULL;
+	struct gitstatus_lock cur;
+	int rc, attempt;
+
+	if (out)
+		out[0] = '\0';
+	if ((rc = new_lock_commit(&id, r, env, info, e)) < 0)
 		return rc;
 
 	lock_refname(name, env);
@@ -657,23 +707,24 @@ static int read_tip(int *have, git_oid *tip, git_commit **commit, struct gitrepo
 	return 0;
 }
 
-int gitstatus_record(struct gitrepo *r, const char *env, const struct gitrepo_file *files,
-		     size_t n, const char *message, char out[41], struct err *e)
+/*
+ * Check what a status commit holds and write its tree; *sig and msg get
+ * the signature and the message.  The tree does not depend on the
+ * parent: it is built once for every attempt.
+ */
+static int status_prepare(git_tree **tree, git_signature **sig, struct buf *msg, struct gitrepo *r,
+			  const char *env, const struct gitrepo_file *files, size_t n, const char *message,
+			  struct err *e)
 {
 	git_repository *repo = gitrepo__repo(r);
-	char ref[GITREPO_REFNAME_MAX], logmsg[96];
 	git_tree_update *upd = NULL;
-	git_tree *tree = NULL;
-	git_signature *sig = NULL;
-	git_commit *parent = NULL;
-	git_reference *moved = NULL;
-	struct buf msg = BUF_INIT;
-	git_oid tree_id, tip, commit_id, zero;
-	int rc, is_head, have, attempt;
+	git_oid tree_id;
 	size_t i;
+	int rc;
 
-	out[0] = '\0';
-	if ((rc = status_refname(ref, sizeof(ref), env, e)) < 0)
+	*tree = NULL;
+	*sig = NULL;
+	if ((rc = check_env(env, e)) < 0)
 		return rc;
 	if (n == 0)
 		return err_set(e, ROTOR_EINVALID, "nothing to record for env %s: no files", env);
@@ -685,17 +736,8 @@ int gitstatus_record(struct gitrepo *r, const char *env, const struct gitrepo_fi
 				       "leave a file out to drop it)", files[i].path);
 	if (!message || !message[strspn(message, " \t\r\n")])
 		return err_set(e, ROTOR_EINVALID, "empty commit message");
-	if ((rc = gitrepo__head_names(&is_head, r, ref, e)) < 0)
-		return rc;
-	if (is_head)
-		return err_set(e, ROTOR_ESTATE, "HEAD is on branch " STATUS_BRANCH_PREFIX "%s; recording "
-			       "status would move HEAD under the work tree (check out another branch)", env);
-
-	/* The tree does not depend on the parent: build it once. */
-	if (!(upd = calloc(n, sizeof(*upd)))) {
-		rc = err_nomem(e);
-		goto out;
-	}
+	if (!(upd = calloc(n, sizeof(*upd))))
+		return err_nomem(e);
 	for (i = 0; i < n; i++) {
 		upd[i].action = GIT_TREE_UPDATE_UPSERT;
 		upd[i].filemode = GIT_FILEMODE_BLOB;
@@ -707,17 +749,83 @@ int gitstatus_record(struct gitrepo *r, const char *env, const struct gitrepo_fi
 		}
 	}
 	if ((rc = git_tree_create_updated(&tree_id, repo, NULL, n, upd)) < 0 ||
-	    (rc = git_tree_lookup(&tree, repo, &tree_id)) < 0) {
+	    (rc = git_tree_lookup(tree, repo, &tree_id)) < 0) {
 		rc = gitrepo__fail(e, rc, ROTOR_ERROR, "cannot build the status tree of env %s", env);
 		goto out;
 	}
-	if ((rc = gitrepo__signature(&sig, r, e)) < 0)
+	if ((rc = gitrepo__signature(sig, r, e)) < 0)
 		goto out;
-	if (buf_puts(&msg, message) < 0 ||
-	    (message[strlen(message) - 1] != '\n' && buf_puts(&msg, "\n") < 0)) {
+	if (buf_puts(msg, message) < 0 ||
+	    (message[strlen(message) - 1] != '\n' && buf_puts(msg, "\n") < 0)) {
 		rc = err_set(e, ROTOR_ETOOBIG, "commit message too long");
 		goto out;
 	}
+	rc = 0;
+out:
+	free(upd);
+	return rc;
+}
+
+int gitstatus_status_commit(struct gitrepo *r, const char *env, const char *parent,
+			    const struct gitrepo_file *files, size_t n, const char *message, char out[41],
+			    struct err *e)
+{
+	git_tree *tree = NULL;
+	git_signature *sig = NULL;
+	git_commit *pc = NULL;
+	struct buf msg = BUF_INIT;
+	git_oid pid, id;
+	const git_commit *parents[1];
+	int rc;
+
+	out[0] = '\0';
+	if (parent && (rc = gitrepo__parse_id(&pid, parent, e)) < 0)
+		return rc;
+	if ((rc = status_prepare(&tree, &sig, &msg, r, env, files, n, message, e)) < 0)
+		goto out;
+	if (parent && (rc = git_commit_lookup(&pc, gitrepo__repo(r), &pid)) < 0) {
+		rc = gitrepo__fail(e, rc, ROTOR_ESTATE, "the status of env %s: %.12s is not a readable commit", env,
+				   parent);
+		goto out;
+	}
+	parents[0] = pc;
+	if ((rc = git_commit_create(&id, gitrepo__repo(r), NULL, sig, sig, NULL, buf_cstr(&msg), tree, pc ? 1 : 0,
+				    parents)) < 0) {
+		rc = gitrepo__fail(e, rc, ROTOR_ERROR, "cannot create the status commit of env %s", env);
+		goto out;
+	}
+	git_oid_tostr(out, 41, &id);
+out:
+	git_commit_free(pc);
+	buf_release(&msg);
+	git_signature_free(sig);
+	git_tree_free(tree);
+	return rc;
+}
+
+int gitstatus_record(struct gitrepo *r, const char *env, const struct gitrepo_file *files,
+		     size_t n, const char *message, char out[41], struct err *e)
+{
+	git_repository *repo = gitrepo__repo(r);
+	char ref[GITREPO_REFNAME_MAX], logmsg[96];
+	git_tree *tree = NULL;
+	git_signature *sig = NULL;
+	git_commit *parent = NULL;
+	git_reference *moved = NULL;
+	struct buf msg = BUF_INIT;
+	git_oid tip, commit_id, zero;
+	int rc, is_head, have, attempt;
+
+	out[0] = '\0';
+	if ((rc = status_refname(ref, sizeof(ref), env, e)) < 0)
+		return rc;
+	if ((rc = gitrepo__head_names(&is_head, r, ref, e)) < 0)
+		return rc;
+	if (is_head)
+		return err_set(e, ROTOR_ESTATE, "HEAD is on branch " STATUS_BRANCH_PREFIX "%s; recording "
+			       "status would move HEAD under the work tree (check out another branch)", env);
+	if ((rc = status_prepare(&tree, &sig, &msg, r, env, files, n, message, e)) < 0)
+		goto out;
 
 	memset(&zero, 0, sizeof(zero));
 	snprintf(logmsg, sizeof(logmsg), "rotor: status of env %s", env);
@@ -759,7 +867,6 @@ out:
 	buf_release(&msg);
 	git_signature_free(sig);
 	git_tree_free(tree);
-	free(upd);
 	return rc;
 }
 

@@ -5,8 +5,13 @@
  * tree holds one file, lock.json:
  *
  *   {"holder": "alice@host1", "pid": 4242, "time": "2026-11-23T12:00:00Z",
+ *    "until": "2026-11-23T12:30:00Z" | null,
  *    "command": "rotor apply --env poc", "desired": "<40 hex>" | null,
  *    "env": "poc", "nonce": "<16 hex>"}
+ *
+ * "until" is when the holder's run stops counting as alive unless it
+ * refreshes the lock (a new lock commit with a later until); a lock
+ * without one (written by an older rotor) never expires by itself.
  *
  * so `git show refs/rotor/lock/poc` says who holds it.  The ref is
  * created with compare-and-swap ("must not exist") and removed with
@@ -47,6 +52,7 @@ struct gitstatus_lock_info {
 	const char *holder;    /* NULL: "user@hostname" of this process */
 	long long pid;         /* 0: getpid() */
 	long long time;        /* seconds since the epoch; 0: now */
+	long long until;       /* seconds since the epoch the lock is good until; 0: none */
 };
 
 /* A lock as read back.  Text fields are printable ASCII (others shown as '?'). */
@@ -56,6 +62,8 @@ struct gitstatus_lock {
 	char holder[256];
 	long long pid;
 	char time[32];         /* RFC 3339, as written */
+	char until[32];        /* RFC 3339, as written; "" when the lock has none */
+	long long until_epoch; /* until in seconds since the epoch; 0 when none */
 	char command[512];
 	char desired[41];      /* "" when none was given */
 	char problem[200];     /* when !parsed: why lock.json could not be read */
@@ -75,6 +83,20 @@ struct gitstatus_lock {
  */
 int gitstatus_lock(struct gitrepo *r, const char *env, const struct gitstatus_lock_info *info,
 		   char out[41], struct err *e);
+
+/*
+ * Write the commit gitstatus_lock() would point the lock ref at, without
+ * touching any ref (for a lock kept elsewhere: the shared remote).  out
+ * receives its id.  Errors as gitstatus_lock()'s ROTOR_EINVALID cases.
+ */
+int gitstatus_lock_commit(struct gitrepo *r, const char *env, const struct gitstatus_lock_info *info,
+			  char out[41], struct err *e);
+
+/*
+ * Read the lock that commit (40 hex, a lock commit in this repository)
+ * holds, as gitstatus_lock_read() does for the lock ref.
+ */
+int gitstatus_lock_at(struct gitrepo *r, const char *commit, struct gitstatus_lock *out, struct err *e);
 
 /*
  * Release the lock we hold.  With expected (the id gitstatus_lock gave),
@@ -118,8 +140,9 @@ int gitstatus_lock_read(struct gitrepo *r, const char *env, struct gitstatus_loc
 			struct err *e);
 
 /*
- * "alice@host1 (pid 4242) since 2026-11-23T12:00:00Z, running `rotor
- * apply`" (or "an unreadable lock (commit 1234abcd5678: why)") into out;
+ * "alice@host1 (pid 4242) since 2026-11-23T12:00:00Z, until
+ * 2026-11-23T12:30:00Z, running `rotor apply`" (no until part when the
+ * lock has none; or "an unreadable lock (commit 1234abcd5678: why)") into out;
  * truncated to fit.  Returns out.
  */
 const char *gitstatus_lock_describe(char *out, size_t len, const struct gitstatus_lock *l);
@@ -143,6 +166,15 @@ void gitstatus_holder(char *out, size_t len);
  */
 int gitstatus_record(struct gitrepo *r, const char *env, const struct gitrepo_file *files,
 		     size_t n, const char *message, char out[41], struct err *e);
+
+/*
+ * Write the commit gitstatus_record() would append, on parent (40 hex;
+ * NULL: a first commit), without moving any ref.  The same checks as
+ * gitstatus_record(), but HEAD's.
+ */
+int gitstatus_status_commit(struct gitrepo *r, const char *env, const char *parent,
+			    const struct gitrepo_file *files, size_t n, const char *message, char out[41],
+			    struct err *e);
 
 /* The tip of rotor/status/<env>; ROTOR_ENOTFOUND before the first record. */
 int gitstatus_tip(struct gitrepo *r, const char *env, char out[41], struct err *e);

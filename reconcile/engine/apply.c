@@ -863,8 +863,9 @@ static const struct report_backups *report_backups(struct report_backups *b, con
 	return b;
 }
 
-static int record_status(struct apply_result *res, struct env_run *r, struct gitrepo *repo, const char *env,
-			 json_t *steps, int steps_broken, struct err *e)
+/* og: the remote the status goes to (NULL: the local branch). */
+static int record_status(struct apply_result *res, struct env_run *r, struct gitrepo *repo, struct origin *og,
+			 const char *env, json_t *steps, int steps_broken, struct err *e)
 {
 	struct buf obs = BUF_INIT, msg = BUF_INIT, log = BUF_INIT;
 	struct report_backups b;
@@ -888,7 +889,10 @@ static int record_status(struct apply_result *res, struct env_run *r, struct git
 	files[1].path = "applied.json";
 	files[1].data = log.ptr;
 	files[1].len = log.len;
-	rc = gitstatus_record(repo, env, files, 2, buf_cstr(&msg), res->status_commit, e);
+	if (og)
+		rc = origin_record(og, repo, env, files, 2, buf_cstr(&msg), res->status_commit, e);
+	else
+		rc = gitstatus_record(repo, env, files, 2, buf_cstr(&msg), res->status_commit, e);
 	buf_release(&obs);
 	buf_release(&msg);
 	buf_release(&log);
@@ -1120,6 +1124,30 @@ static int remove_backups(struct apply_result *res, struct env_run *r, const str
 	return rc;
 }
 
+/* The lock of the run: on the remote (og) or local; refreshed between steps. */
+struct run_lock {
+	struct origin *og;          /* NULL: the local lock */
+	struct gitrepo *repo;
+	const char *env;
+	struct gitstatus_lock_info info;
+	char held[41];
+	int lost;                   /* the lock is no longer ours: said once, not released */
+};
+
+/* Refresh a remote lock; 0, or 1 when it is lost (said in one line). */
+static int lock_keep(struct run_lock *k, const struct apply_ui *ui)
+{
+	struct err e = ERR_INIT;
+
+	if (!k->og || k->lost)
+		return k->lost;
+	if (origin_lock_refresh(k->og, k->repo, k->env, &k->info, k->held, &e) == 0)
+		return 0;
+	k->lost = 1;
+	alert(ui, "%s", e.msg);
+	return 1;
+}
+
 #define STOP(...) do { snprintf(res->outcome, sizeof(res->outcome), __VA_ARGS__); } while (0)
 
 /*
@@ -1128,7 +1156,8 @@ static int remove_backups(struct apply_result *res, struct env_run *r, const str
  * done, nothing to record) or a negative code.
  */
 static int apply_locked(struct apply_result *res, struct env_run *r, const struct apply_opts *o,
-			const struct apply_ui *ui, const char *secret, json_t *log, int *log_broken, struct err *e)
+			const struct apply_ui *ui, struct run_lock *lk, const char *secret, json_t *log, int *log_broken,
+			struct err *e)
 {
 	size_t failed = 0;
 	int guard, rc = 0;
@@ -1188,6 +1217,11 @@ static int apply_locked(struct apply_result *res, struct env_run *r, const struc
 			alert(ui, "%s (see the gate above)", res->outcome);
 			return 0;
 		}
+		/* The step that ran finished; the next runs only while the lock is still ours. */
+		if (res->steps && lock_keep(lk, ui)) {
+			STOP("stopped after %zu step%s: the lock was lost", res->steps, res->steps == 1 ? "" : "s");
+			return 0;
+		}
 		if (ui->step)
 			ui->step(ui->payload, st);
 		if ((rc = apply_step(r, st, secret, r->oo.parallel, o->canary, ui, log, log_broken, &failed, e)) < 0)
@@ -1236,11 +1270,11 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 	struct buf secret = BUF_INIT;
 	json_t *log = json_array();
 	int log_broken = !log;
-	struct gitstatus_lock_info li;
+	struct run_lock lk;
 	struct gitstatus_lock removed;
 	struct origin og;
 	struct desired want;
-	char key_path[4096], lock_id[41] = "", cmdline[128], desc[600];
+	char key_path[4096], cmdline[128], desc[600];
 	int rc;
 
 	memset(res, 0, sizeof(*res));
@@ -1248,10 +1282,10 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 	res->backups_kept = 1;
 	res->status = 1;
 	/* The desired commit, as plan finds it: --ref, else git.main fetched from git.remote. */
+	memset(&lk, 0, sizeof(lk));
 	rc = origin_open(&og, repo, o->message, o->message_payload, e);
 	if (rc == 0)
 		rc = origin_desired(&want, &og, repo, o->ref, o->no_fetch, e);
-	origin_release(&og);
 	if (rc == 0 && o->saved)
 		rc = savedplan_check_commit(o->saved, &want, e);
 	if (rc < 0)
@@ -1268,16 +1302,24 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 	    (rc = pki_secret_load(&secret, key_path, e)) < 0 ||
 	    (rc = state_check_secret(&r.st, &r.src, buf_cstr(&secret), key_path, e)) < 0)
 		goto out;
-	memset(&li, 0, sizeof(li));
 	snprintf(cmdline, sizeof(cmdline), "rotor apply --env %s", o->env);
-	li.command = cmdline;
-	li.desired = r.src.commit;
-	if ((rc = gitstatus_lock_take(repo, o->env, &li, o->force_unlock, lock_id, &removed, e)) < 0)
+	/* With a remote the lock is the remote's refs/rotor/lock/<env>: the team's one lock. */
+	lk.og = og.has_remote ? &og : NULL;
+	lk.repo = repo;
+	lk.env = o->env;
+	lk.info.command = cmdline;
+	lk.info.desired = r.src.commit;
+	lk.info.time = (long long)time(NULL);
+	if (lk.og)
+		rc = origin_lock_take(&og, repo, o->env, &lk.info, o->force_unlock, lk.held, &removed, e);
+	else
+		rc = gitstatus_lock_take(repo, o->env, &lk.info, o->force_unlock, lk.held, &removed, e);
+	if (rc < 0)
 		goto out;
 	if (removed.id[0])
 		alert(ui, "removed the lock of %s", gitstatus_lock_describe(desc, sizeof(desc), &removed));
 
-	rc = apply_locked(res, &r, o, ui, buf_cstr(&secret), log, &log_broken, e);
+	rc = apply_locked(res, &r, o, ui, &lk, buf_cstr(&secret), log, &log_broken, e);
 	if (rc == 1)
 		goto unlock;
 	if (rc < 0) {
@@ -1288,17 +1330,22 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 		if (!r.hosts)
 			goto unlock;    /* nothing was observed: nothing to record */
 	}
-	if (record_status(res, &r, repo, o->env, log, log_broken, e) < 0) {
+	if (record_status(res, &r, repo, lk.og, o->env, log, log_broken, e) < 0) {
 		alert(ui, "recording the status failed: %s", e->msg);
 		err_clear(e);
 		res->status = 1;
 	} else {
-		note(ui, "recorded %.12s on rotor/status/%s", res->status_commit, o->env);
+		note(ui, "recorded %.12s on rotor/status/%s%s%s", res->status_commit, o->env, lk.og ? " on " : "",
+		     lk.og ? og.remote : "");
 	}
 unlock:
-	if (gitstatus_unlock(repo, o->env, lock_id, e) < 0) {
+	if (lk.lost)
+		res->status = 1;
+	else if ((lk.og ? origin_lock_release(&og, repo, o->env, lk.held, e)
+			: gitstatus_unlock(repo, o->env, lk.held, e)) < 0) {
 		alert(ui, "%s", e->msg);
 		err_clear(e);
+		res->status = 1;
 	}
 	rc = 0;
 	/* What the caller prints for --json: what this run did, after the lock is released. */
@@ -1317,6 +1364,7 @@ unlock:
 		}
 	}
 out:
+	origin_release(&og);
 	buf_wipe(&secret);
 	json_decref(log);
 	env_run_release(&r);

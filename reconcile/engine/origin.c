@@ -1,11 +1,15 @@
 /* origin.c -- the shared remote: settings, the desired commit, pushes (see origin.h). */
+#include <errno.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "reconcile/engine/origin.h"
+#include "common/names.h"
 #include "reconcile/engine/state.h"
 #include "reconcile/remote/ssh.h"
 #include "reconcile/spec/spec.h"
@@ -169,4 +173,249 @@ int origin_push_branch(struct origin *o, struct gitrepo *repo, const char *branc
 	u.dst = ref;
 	u.expect = GITREMOTE_ABSENT;
 	return gitremote_push(repo, o->remote, &u, 1, &o->go, e);
+}
+
+/* ---- the lock on the remote ------------------------------------------------ */
+
+#define LOCK_ATTEMPTS 5
+#define RECORD_ATTEMPTS 8
+
+static void lock_refs(char dst[128], char seen[400], const struct origin *o, const char *env)
+{
+	snprintf(dst, 128, "refs/rotor/lock/%s", env);
+	snprintf(seen, 400, "refs/rotor/remotes/%s/lock/%s", o->remote, env);
+}
+
+/*
+ * The remote's lock of env now: *found, and when found its id in id and
+ * what it holds in *l (fetched into refs/rotor/remotes/R/lock/<env>).
+ */
+static int remote_lock(int *found, char id[41], struct gitstatus_lock *l, struct origin *o, struct gitrepo *repo,
+		       const char *env, struct err *e)
+{
+	char dst[128], seen[400], spec[600], got[41];
+	const char *specs[1];
+	int rc, attempt;
+
+	if (!env_name_valid(env))
+		return err_set(e, ROTOR_EINVALID, "invalid environment name \"%.40s\"", env);
+	if (!o->has_remote)
+		return err_set(e, ROTOR_ENOTFOUND, "no remote \"%s\" in the git repository", o->remote);
+	lock_refs(dst, seen, o, env);
+	snprintf(spec, sizeof(spec), "+%s:%s", dst, seen);
+	specs[0] = spec;
+	for (attempt = 0; attempt < LOCK_ATTEMPTS; attempt++) {
+		if ((rc = gitremote_lookup(id, found, repo, o->remote, dst, &o->go, e)) < 0 || !*found)
+			return rc;
+		if ((rc = gitremote_fetch(repo, o->remote, specs, 1, &o->go, e)) < 0)
+			return rc;
+		/* The fetch got the lock we looked up, unless it moved in between: then look again. */
+		if (gitrepo_resolve(repo, seen, got, e) == 0 && strcmp(got, id) == 0)
+			return gitstatus_lock_at(repo, id, l, e);
+		err_clear(e);
+	}
+	return err_set(e, ROTOR_ESTATE, "the lock of env %s on %s keeps changing; try again", env, o->remote);
+}
+
+int origin_lock_read(struct origin *o, struct gitrepo *repo, const char *env, struct gitstatus_lock *l,
+		     struct err *e)
+{
+	char id[41];
+	int found, rc;
+
+	memset(l, 0, sizeof(*l));
+	if ((rc = remote_lock(&found, id, l, o, repo, env, e)) < 0)
+		return rc;
+	if (!found)
+		return err_set(e, ROTOR_ENOTFOUND, "env %s is not locked on %s", env, o->remote);
+	return 0;
+}
+
+/* Push src (NULL: delete) to the lock ref, expecting expect; ESTATE when that did not hold. */
+static int push_lock(struct origin *o, struct gitrepo *repo, const char *env, const char *src, const char *expect,
+		     struct err *e)
+{
+	char dst[128], seen[400];
+	struct gitremote_update u;
+
+	lock_refs(dst, seen, o, env);
+	memset(&u, 0, sizeof(u));
+	u.src = src;
+	u.dst = dst;
+	u.force = 1;            /* lock commits have no parents: every update is a non-fast-forward */
+	u.expect = expect;
+	return gitremote_push(repo, o->remote, &u, 1, &o->go, e);
+}
+
+int origin_lock_take(struct origin *o, struct gitrepo *repo, const char *env, const struct gitstatus_lock_info *info,
+		     int force, char held[41], struct gitstatus_lock *removed, struct err *e)
+{
+	struct gitstatus_lock_info li = *info;
+	struct gitstatus_lock cur;
+	char mine[41], id[41], me[256], desc[700];
+	int rc, found, attempt;
+
+	held[0] = '\0';
+	if (removed)
+		memset(removed, 0, sizeof(*removed));
+	if (!li.time)
+		li.time = (long long)time(NULL);
+	if (!li.until)
+		li.until = li.time + ORIGIN_LOCK_TTL;
+	if ((rc = gitstatus_lock_commit(repo, env, &li, mine, e)) < 0)
+		return rc;
+	gitstatus_holder(me, sizeof(me));
+	for (attempt = 0; attempt < LOCK_ATTEMPTS; attempt++) {
+		if ((rc = remote_lock(&found, id, &cur, o, repo, env, e)) < 0)
+			return rc;
+		if (found) {
+			int expired = cur.parsed && cur.until_epoch > 0 && cur.until_epoch < (long long)time(NULL);
+			int dead = cur.parsed && strcmp(cur.holder, me) == 0 && cur.pid > 0 &&
+				   kill((pid_t)cur.pid, 0) < 0 && errno == ESRCH;
+
+			if (!force && !expired && !dead)
+				return err_set(e, ROTOR_ESTATE, "env %s is locked on %s by %s; wait, or use --force-unlock "
+					       "(or rotor unlock --env %s) if that run is dead", env, o->remote,
+					       gitstatus_lock_describe(desc, sizeof(desc), &cur), env);
+		}
+		rc = push_lock(o, repo, env, mine, found ? id : GITREMOTE_ABSENT, e);
+		if (rc == 0) {
+			if (found && removed)
+				*removed = cur;
+			memcpy(held, mine, 41);
+			return 0;
+		}
+		if (rc != ROTOR_ESTATE || attempt + 1 == LOCK_ATTEMPTS)
+			return rc;     /* the last refusal is the server's own words (a hook, a rule) */
+		/* Someone took (or released) it between our look and our push: look again. */
+		err_clear(e);
+	}
+	return rc;
+}
+
+/*
+ * After a refused update of our lock held: one line for a lock that is no
+ * longer ours, or e as it is when the remote still has ours (a hook said no).
+ */
+static int lock_lost(struct origin *o, struct gitrepo *repo, const char *env, const char *held, struct err *e)
+{
+	struct gitstatus_lock cur;
+	struct err sub = ERR_INIT;
+	char desc[700];
+	int rc = origin_lock_read(o, repo, env, &cur, &sub);
+
+	if (rc == 0 && strcmp(cur.id, held) == 0)
+		return e->code;
+	err_clear(e);
+
+	if (rc == ROTOR_ENOTFOUND)
+		return err_set(e, ROTOR_ESTATE, "the lock %.12s of env %s on %s was deleted by someone else during this run",
+			       held, env, o->remote);
+	if (rc < 0)
+		return err_set(e, ROTOR_ESTATE, "the lock %.12s of env %s on %s is no longer ours (%s)", held, env,
+			       o->remote, sub.msg);
+	return err_set(e, ROTOR_ESTATE, "the lock %.12s of env %s on %s was taken over during this run: now held by %s",
+		       held, env, o->remote, gitstatus_lock_describe(desc, sizeof(desc), &cur));
+}
+
+int origin_lock_refresh(struct origin *o, struct gitrepo *repo, const char *env,
+			const struct gitstatus_lock_info *info, char held[41], struct err *e)
+{
+	struct gitstatus_lock_info li = *info;
+	char mine[41];
+	int rc;
+
+	li.until = (long long)time(NULL) + ORIGIN_LOCK_TTL;
+	if ((rc = gitstatus_lock_commit(repo, env, &li, mine, e)) < 0)
+		return rc;
+	rc = push_lock(o, repo, env, mine, held, e);
+	if (rc == ROTOR_ESTATE)
+		return lock_lost(o, repo, env, held, e);
+	if (rc == 0)
+		memcpy(held, mine, 41);
+	return rc;
+}
+
+int origin_lock_release(struct origin *o, struct gitrepo *repo, const char *env, const char *held,
+			struct err *e)
+{
+	int rc = push_lock(o, repo, env, NULL, held, e);
+
+	return rc == ROTOR_ESTATE ? lock_lost(o, repo, env, held, e) : rc;
+}
+
+int origin_unlock(struct origin *o, struct gitrepo *repo, const char *env, struct gitstatus_lock *was,
+		  struct err *e)
+{
+	char id[41];
+	int found, rc;
+
+	memset(was, 0, sizeof(*was));
+	if ((rc = remote_lock(&found, id, was, o, repo, env, e)) < 0)
+		return rc;
+	if (!found)
+		return err_set(e, ROTOR_ENOTFOUND, "env %s is not locked on %s", env, o->remote);
+	rc = push_lock(o, repo, env, NULL, id, e);
+	if (rc == ROTOR_ESTATE)
+		return err_set(e, ROTOR_ESTATE, "the lock of env %s on %s changed while removing it; it stays "
+			       "(run rotor unlock again to see the new one)", env, o->remote);
+	return rc;
+}
+
+/* ---- the status history on the remote ------------------------------------ */
+
+int origin_status_fetch(struct origin *o, struct gitrepo *repo, const char *env, int *found, struct err *e)
+{
+	char ref[128], spec[300], id[41];
+	const char *specs[1];
+	int rc;
+
+	*found = 0;
+	if (!env_name_valid(env))
+		return err_set(e, ROTOR_EINVALID, "invalid environment name \"%.40s\"", env);
+	snprintf(ref, sizeof(ref), "refs/heads/rotor/status/%s", env);
+	if ((rc = gitremote_lookup(id, found, repo, o->remote, ref, &o->go, e)) < 0 || !*found)
+		return rc;
+	snprintf(spec, sizeof(spec), "+%s:%s", ref, ref);
+	specs[0] = spec;
+	return gitremote_fetch(repo, o->remote, specs, 1, &o->go, e);
+}
+
+int origin_record(struct origin *o, struct gitrepo *repo, const char *env, const struct gitrepo_file *files,
+		  size_t n, const char *message, char out[41], struct err *e)
+{
+	char ref[128], tip[41], mine[41];
+	struct gitremote_update u;
+	int rc, found, attempt;
+
+	out[0] = '\0';
+	snprintf(ref, sizeof(ref), "refs/heads/rotor/status/%s", env);
+	for (attempt = 0; attempt < RECORD_ATTEMPTS; attempt++) {
+		if ((rc = origin_status_fetch(o, repo, env, &found, e)) < 0)
+			return rc;
+		/* The remote's tip; before its first record, the local history (if any) goes up with ours. */
+		if (gitrepo_resolve(repo, ref, tip, e) < 0) {
+			err_clear(e);
+			tip[0] = '\0';
+		}
+		if ((rc = gitstatus_status_commit(repo, env, tip[0] ? tip : NULL, files, n, message, mine, e)) < 0)
+			return rc;
+		memset(&u, 0, sizeof(u));
+		u.src = mine;
+		u.dst = ref;
+		u.expect = found ? tip : GITREMOTE_ABSENT;
+		rc = gitremote_push(repo, o->remote, &u, 1, &o->go, e);
+		if (rc == 0) {
+			memcpy(out, mine, 41);
+			/* The local branch follows the remote. */
+			if (origin_status_fetch(o, repo, env, &found, e) < 0)
+				err_clear(e);
+			return 0;
+		}
+		if (rc != ROTOR_ESTATE || attempt + 1 == RECORD_ATTEMPTS)
+			return rc;
+		/* Another runner appended first: the same tree and message again, on the new tip. */
+		err_clear(e);
+	}
+	return rc;
 }

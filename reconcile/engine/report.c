@@ -337,15 +337,16 @@ static json_t *lock_json(const struct gitstatus_lock *l)
 	if (!l)
 		return json_null();
 	if (!l->parsed)
-		return json_pack("{s:s, s:b, s:n, s:n, s:n, s:n, s:n, s:o}", "id", l->id, "parsed", 0, "holder", "pid",
-				 "time", "command", "desired", "problem", json_text(l->problem));
-	return json_pack("{s:s, s:b, s:o, s:I, s:o, s:o, s:o, s:n}", "id", l->id, "parsed", 1, "holder",
-			 json_text(l->holder), "pid", (json_int_t)l->pid, "time", json_text(l->time), "command",
-			 json_text(l->command), "desired", json_text(l->desired[0] ? l->desired : NULL), "problem");
+		return json_pack("{s:s, s:b, s:n, s:n, s:n, s:n, s:n, s:n, s:o}", "id", l->id, "parsed", 0, "holder", "pid",
+				 "time", "until", "command", "desired", "problem", json_text(l->problem));
+	return json_pack("{s:s, s:b, s:o, s:I, s:o, s:o, s:o, s:o, s:n}", "id", l->id, "parsed", 1, "holder",
+			 json_text(l->holder), "pid", (json_int_t)l->pid, "time", json_text(l->time), "until",
+			 json_text(l->until[0] ? l->until : NULL), "command", json_text(l->command), "desired",
+			 json_text(l->desired[0] ? l->desired : NULL), "problem");
 }
 
-int log_json(struct buf *out, const char *env, const struct gitstatus_lock *lock, const struct gitstatus_entry *v,
-	     size_t n)
+int log_json(struct buf *out, const char *env, const char *read, const struct gitstatus_lock *lock,
+	     const struct gitstatus_entry *v, size_t n)
 {
 	json_t *entries = json_array();
 	char when[32];
@@ -364,5 +365,6 @@ int log_json(struct buf *out, const char *env, const struct gitstatus_lock *lock
 	}
 	if (!entries)
 		return ROTOR_ENOMEM;
-	return json_emit(out, json_pack("{s:o, s:o, s:o}", "env", json_text(env), "lock", lock_json(lock), "entries", entries));
+	return json_emit(out, json_pack("{s:o, s:s, s:o, s:o}", "env", json_text(env), "read", read, "lock", lock_json(lock),
+					"entries", entries));
 }

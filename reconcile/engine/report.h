@@ -65,8 +65,12 @@ int apply_json(struct buf *out, const char *desired, const struct desired *from,
  */
 int validate_json(struct buf *out, const char *commit, char *const *envs, size_t nenvs, const struct diags *d);
 
-/* `log --json` (schemas/log.json): env's lock (NULL: not locked) and its status history v, newest first. */
-int log_json(struct buf *out, const char *env, const struct gitstatus_lock *lock, const struct gitstatus_entry *v,
-	     size_t n);
+/*
+ * `log --json` (schemas/log.json): where the history was read (read:
+ * "fetched", "not-fetched" or "local"), env's lock (NULL: not locked or
+ * not known) and its status history v, newest first.
+ */
+int log_json(struct buf *out, const char *env, const char *read, const struct gitstatus_lock *lock,
+	     const struct gitstatus_entry *v, size_t n);
 
 #endif

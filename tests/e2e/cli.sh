@@ -192,6 +192,6 @@ json_ok "validate --json --ref main: valid" validate \
 ok "validate --json valid: exit 0" "$ROTOR" validate --env poc --ref main --json
 json_ok "validate --json --worktree: commit null" validate 'd["commit"] is None and not d["valid"]' "$ROTOR" validate --worktree --json
 ok "validate --json prints nothing but the document" sh -c '"$1" validate --env poc --json 2>/dev/null | wc -l | grep -qx 1' _ "$ROTOR"
-json_ok "log --json before any apply: no lock, no entries" log 'd == {"env": "poc", "lock": None, "entries": []}' "$ROTOR" log --env poc --json
+json_ok "log --json before any apply: no lock, no entries" log 'd == {"env": "poc", "read": "local", "lock": None, "entries": []}' "$ROTOR" log --env poc --json
 
 done_testing

@@ -25,6 +25,10 @@ put("lock", "null-desired", b'{"holder": "b\\u00e9@h", "pid": 1, "time": "t", "c
 put("lock", "nested", b'{"holder": "h", "pid": 1.5, "time": ["t"], "command": {"c": 1}}')
 put("lock", "duplicate", b'{"holder": "h", "holder": "i", "pid": 1, "time": "t", "command": "c"}')
 put("lock", "not-json", b'{"holder": "h", "pid": 99999999999999999999999')
+put("lock", "until", b'{\n  "holder": "alice@host1",\n  "pid": 4242,\n  "time": "2026-11-23T12:00:00Z",\n'
+    b'  "until": "2026-11-23T12:30:00Z",\n  "command": "rotor apply --env poc",\n  "desired": null,\n'
+    b'  "env": "poc",\n  "nonce": "00112233aabbccdd"\n}\n')
+put("lock", "bad-until", b'{"holder": "h", "pid": 1, "time": "t", "until": "2026-13-45T99:00:00Z", "command": "c"}')
 
 
 # savedplan: a plan as `rotor plan --out` writes it, and a few it must refuse.

@@ -31,6 +31,7 @@
 #include "common/timefmt.h"
 #include "gitops/gitrepo.h"
 #include "gitops/gitstatus.h"
+#include "gitops/gitstatus_int.h"
 
 static char g_root[256];
 static int g_seq;
@@ -167,7 +168,7 @@ static void test_invalid_env_refused(void **state)
 		"abcdefghijklmnopqrstuvwxyz0123456", "\xc3\xa9t\xc3\xa9",
 	};
 	struct gitrepo_file f = { "observed.json", "{}\n", 3 };
-	struct gitstatus_lock_info info = { "rotor apply", NULL, NULL, 0, 0 };
+	struct gitstatus_lock_info info = { "rotor apply", NULL, NULL, 0, 0, 0 };
 	struct gitstatus_entry *log = NULL;
 	struct gitstatus_lock l;
 	struct buf b = BUF_INIT;
@@ -210,7 +211,7 @@ static void test_invalid_env_refused(void **state)
 static void test_lock_unlock_relock(void **state)
 {
 	struct gitstatus_lock_info info = {
-		"rotor apply --env poc", "0123456789abcdef0123456789abcdef01234567", NULL, 0, 0
+		"rotor apply --env poc", "0123456789abcdef0123456789abcdef01234567", NULL, 0, 0, 0
 	};
 	struct local_state before;
 	struct gitstatus_lock l;
@@ -287,8 +288,8 @@ static void test_lock_unlock_relock(void **state)
 
 static void test_lock_refused_names_holder(void **state)
 {
-	struct gitstatus_lock_info alice = { "rotor apply", NULL, "alice@host1", 4242, 0 };
-	struct gitstatus_lock_info bob = { "rotor apply --env poc", NULL, "bob@host2", 777, 0 };
+	struct gitstatus_lock_info alice = { "rotor apply", NULL, "alice@host1", 4242, 0, 0 };
+	struct gitstatus_lock_info bob = { "rotor apply --env poc", NULL, "bob@host2", 777, 0, 0 };
 	struct gitstatus_lock l;
 	struct err e = ERR_INIT;
 	char repo[300], id[41], now[41], desc[512];
@@ -354,8 +355,8 @@ static void test_lock_invalid_info(void **state)
 
 static void test_unlock_retaken_refused(void **state)
 {
-	struct gitstatus_lock_info mine = { "rotor apply", NULL, NULL, 0, 0 };
-	struct gitstatus_lock_info other = { "rotor apply", NULL, "carol@host3", 31337, 0 };
+	struct gitstatus_lock_info mine = { "rotor apply", NULL, NULL, 0, 0, 0 };
+	struct gitstatus_lock_info other = { "rotor apply", NULL, "carol@host3", 31337, 0, 0 };
 	struct gitstatus_lock was;
 	struct err e = ERR_INIT;
 	char repo[300], id1[41], id2[41], now[41];
@@ -390,7 +391,7 @@ static void test_unlock_retaken_refused(void **state)
 
 static void test_force_unlock(void **state)
 {
-	struct gitstatus_lock_info alice = { "rotor apply", NULL, "alice@host1", 4242, 1700000000 };
+	struct gitstatus_lock_info alice = { "rotor apply", NULL, "alice@host1", 4242, 1700000000, 0 };
 	struct gitstatus_lock was;
 	struct err e = ERR_INIT;
 	char repo[300], id[41];
@@ -415,10 +416,62 @@ static void test_force_unlock(void **state)
 	gitrepo_free(r);
 }
 
+/* A lock with until: written, read back (ref and commit), described; a bad until is not a lock we understand. */
+static void test_lock_until(void **state)
+{
+	struct gitstatus_lock_info info = { "rotor apply", NULL, "alice@host1", 4242, 1700000000, 1700001800 };
+	struct gitstatus_lock l, at;
+	struct err e = ERR_INIT;
+	char repo[300], id[41], desc[600];
+	struct gitrepo *r;
+	static const char *bad[] = {
+		"{\"holder\":\"a\",\"pid\":1,\"time\":\"t\",\"command\":\"c\",\"until\":\"tomorrow\"}",
+		"{\"holder\":\"a\",\"pid\":1,\"time\":\"t\",\"command\":\"c\",\"until\":17}",
+		"{\"holder\":\"a\",\"pid\":1,\"time\":\"t\",\"command\":\"c\",\"until\":\"2026-11-23T12:00:00Z-and-more\"}",
+	};
+	size_t i;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	r = open_ok(repo);
+	/* The commit alone moves no ref. */
+	assert_int_equal(gitstatus_lock_commit(r, "poc", &info, id, &e), 0);
+	assert_false(ref_exists(repo, "refs/rotor/lock/poc"));
+	assert_int_equal(gitstatus_lock_at(r, id, &at, &e), 0);
+	assert_int_equal(at.parsed, 1);
+	assert_string_equal(at.id, id);
+	assert_string_equal(at.until, "2023-11-14T22:43:20Z");
+	assert_true(at.until_epoch == 1700001800);
+	assert_int_equal(gitstatus_lock_at(r, "not-a-commit", &at, &e), ROTOR_EINVALID);
+	err_clear(&e);
+	assert_int_equal(gitstatus_lock(r, "poc", &info, id, &e), 0);
+	assert_int_equal(gitstatus_lock_read(r, "poc", &l, &e), 0);
+	assert_string_equal(l.until, "2023-11-14T22:43:20Z");
+	assert_string_equal(gitstatus_lock_describe(desc, sizeof(desc), &l),
+			    "alice@host1 (pid 4242) since 2023-11-14T22:13:20Z, until 2023-11-14T22:43:20Z, running `rotor apply`");
+	info.until = -5;
+	assert_int_equal(gitstatus_lock_commit(r, "poc", &info, id, &e), ROTOR_EINVALID);
+	err_clear(&e);
+	/* Without until (an older rotor's lock): parsed, no until. */
+	memset(&l, 0, sizeof(l));
+	gitstatus__lock_parse(&l, "{\"holder\":\"a\",\"pid\":1,\"time\":\"t\",\"command\":\"c\",\"until\":null}", 60);
+	assert_int_equal(l.parsed, 1);
+	assert_string_equal(l.until, "");
+	assert_true(l.until_epoch == 0);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&l, 0, sizeof(l));
+		gitstatus__lock_parse(&l, bad[i], strlen(bad[i]));
+		assert_int_equal(l.parsed, 0);
+		assert_string_equal(l.problem, "lock.json: \"until\" is not an RFC 3339 time");
+		assert_string_equal(l.until, "");
+	}
+	gitrepo_free(r);
+}
+
 /* A lock ref made by hand, or with a lock.json we did not write. */
 static void test_lock_unreadable(void **state)
 {
-	struct gitstatus_lock_info info = { "rotor apply", NULL, NULL, 0, 0 };
+	struct gitstatus_lock_info info = { "rotor apply", NULL, NULL, 0, 0, 0 };
 	struct gitstatus_lock l;
 	struct err e = ERR_INIT;
 	char repo[300], head[41], odd[41];
@@ -472,7 +525,7 @@ static void test_lock_unreadable(void **state)
 /* Unlock works the same when git has packed the lock ref. */
 static void test_lock_packed(void **state)
 {
-	struct gitstatus_lock_info info = { "rotor apply", NULL, NULL, 0, 0 };
+	struct gitstatus_lock_info info = { "rotor apply", NULL, NULL, 0, 0, 0 };
 	struct err e = ERR_INIT;
 	char repo[300], id[41], path[400];
 	struct gitrepo *r;
@@ -516,7 +569,7 @@ static void test_lock_race(void **state)
 		for (k = 0; k < 2; k++) {
 			pid[k] = fork_racer(gate, repo, &cr);
 			if (pid[k] == 0) {
-				struct gitstatus_lock_info info = { "rotor apply --env poc", NULL, NULL, 0, 0 };
+				struct gitstatus_lock_info info = { "rotor apply --env poc", NULL, NULL, 0, 0, 0 };
 				struct err ce = ERR_INIT;
 				int rc;
 				FILE *f;
@@ -601,7 +654,7 @@ static void test_unlock_cas_stress(void **state)
 	for (k = 0; k < 3; k++) {
 		pid[k] = fork_racer(gate, repo, &cr);
 		if (pid[k] == 0) {
-			struct gitstatus_lock_info info = { "stress", NULL, NULL, 0, 0 };
+			struct gitstatus_lock_info info = { "stress", NULL, NULL, 0, 0, 0 };
 			struct err ce = ERR_INIT;
 			struct gitstatus_lock was;
 			char id[41];
@@ -900,6 +953,7 @@ int main(void)
 		cmocka_unit_test(test_lock_invalid_info),
 		cmocka_unit_test(test_unlock_retaken_refused),
 		cmocka_unit_test(test_force_unlock),
+		cmocka_unit_test(test_lock_until),
 		cmocka_unit_test(test_lock_unreadable),
 		cmocka_unit_test(test_lock_packed),
 		cmocka_unit_test(test_lock_race),
