@@ -145,7 +145,12 @@ touch "$STOP"
 wait "$CHURN_PID"
 CHURN_PID=
 echo "# pgJDBC churn: $(head -n 1 "$T/churn.txt")"
-ok "pgJDBC churn through the whole rotation: connections made, none failed" sh -c 'grep -Eq "^[1-9][0-9]* connections made, 0 failed$" "$1" || { cat "$1"; false; }' _ "$T/churn.txt"
+# pgJDBC opens sslcert and sslkey separately for every connection, as libpq does, and the pgjdbc
+# layout has no switch mode yet (README, the readers table): a connection that opens the
+# certificate before the client-leaf renames and the key after them fails. This rotation
+# switches the client leaf once, so at most one such failure; more means something else broke.
+ok "pgJDBC churn through the whole rotation: connections made, at most the one documented window" sh -c \
+	'grep -Eq "^[1-9][0-9]* connections made, [01] failed$" "$1" || { cat "$1"; false; }' _ "$T/churn.txt"
 ok "after the rotation: japp's .pk8 is generation 2's" sh -c 'openssl x509 -in "$1/postgresql.crt" -noout -issuer | grep -q "client CA g2$"' _ "$H3"
 ok "after the rotation: root.crl holds generation 2's CRLs only" sh -c '[ "$(grep -c "BEGIN X509 CRL" "$1/hosts/host1/srv/postgres/certs/root.crl")" = 2 ]' _ "$FD"
 
