@@ -108,8 +108,10 @@ ok "... six files, in sync" json_check "$T/obs.json" observe '[len(h["files"]) f
 
 # The application's connection: its service file gives sslmode=verify-full, sslcert, sslkey, sslrootcert.
 # Each connection makes two TLS handshakes (pgbouncer opens a new server connection: server_lifetime
-# 1 s); on a loaded 2-core machine 5 s once expired with no TLS error, so the limit is 15 s: a
-# certificate that does not verify fails at once, whatever the limit.
+# 1 s). A limit of 5 s once expired, and 15 s once too, each with no TLS error and with far fewer
+# connections than usual during that rotation (19 instead of about 80): not understood yet (issue 9;
+# pgbouncer's server_login_retry after a failed login to PostgreSQL is a suspect). The check below
+# counts such a timeout as a failure.
 APPCONN="service=app host=$B.2 port=6432 user=app dbname=appdb connect_timeout=15"
 as3() { "$F" exec --dir "$FD" host3 runuser -u rotorfleet -- env HOME=/home/rotorfleet "$@"; }
 ok "psql from host3 through pgbouncer reaches PostgreSQL as pgbouncer's user" \
