@@ -162,22 +162,6 @@ static void pack_wipe(struct pack *p)
 }
 
 /* Write every file into a new temporary directory beside out, then rename it to out. */
-static int write_all(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static int write_dir(struct pack *p, const char *parent, const char *base, const char *out, struct err *e)
 {
 	char tmp[PATH_MAX];
@@ -202,7 +186,7 @@ static int write_dir(struct pack *p, const char *parent, const char *base, const
 			goto out;
 		}
 		done = i + 1;
-		if (fchmod(fd, (mode_t)f->mode) != 0 || write_all(fd, f->data.ptr ? f->data.ptr : "", f->data.len) != 0 ||
+		if (fchmod(fd, (mode_t)f->mode) != 0 || pki_write_all(fd, f->data.ptr ? f->data.ptr : "", f->data.len) != 0 ||
 		    fsync(fd) != 0) {
 			rc = err_set(e, ROTOR_ERROR, "cannot write %s: %s", f->name, strerror(errno));
 			close(fd);

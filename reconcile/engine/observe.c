@@ -18,6 +18,20 @@
 #include "reconcile/pki/pki.h"
 #include "reconcile/remote/ssh.h"
 
+struct known_cert *known_push(struct known_set *k)
+{
+	if (k->n == k->cap) {
+		size_t ncap = k->cap ? k->cap * 2 : 32;
+		struct known_cert *nv = realloc(k->v, ncap * sizeof(*nv));
+
+		if (!nv)
+			return NULL;
+		k->v = nv;
+		k->cap = ncap;
+	}
+	return memset(&k->v[k->n++], 0, sizeof(*k->v));
+}
+
 int known_add_manifest(struct known_set *k, const struct manifest *m, struct err *e)
 {
 	size_t i;
@@ -27,16 +41,8 @@ int known_add_manifest(struct known_set *k, const struct manifest *m, struct err
 
 		if (!m->certs[i].fingerprint)
 			continue;
-		if (k->n == k->cap) {
-			size_t ncap = k->cap ? k->cap * 2 : 32;
-			struct known_cert *nv = realloc(k->v, ncap * sizeof(*nv));
-
-			if (!nv)
-				return err_nomem(e);
-			k->v = nv;
-			k->cap = ncap;
-		}
-		c = &k->v[k->n++];
+		if (!(c = known_push(k)))
+			return err_nomem(e);
 		snprintf(c->fingerprint, sizeof(c->fingerprint), "%s", m->certs[i].fingerprint);
 		snprintf(c->name, sizeof(c->name), "%s", m->certs[i].name ? m->certs[i].name : "");
 		c->generation = m->generation;

@@ -41,6 +41,8 @@ struct known_set {
 	size_t n, cap;
 };
 
+/* A new zeroed entry at the end of k; NULL when memory ran out. */
+struct known_cert *known_push(struct known_set *k);
 int known_add_manifest(struct known_set *k, const struct manifest *m, struct err *e);
 const struct known_cert *known_find(const struct known_set *k, const char *fingerprint);
 void known_release(struct known_set *k);

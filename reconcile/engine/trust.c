@@ -235,16 +235,8 @@ int trust_known(struct known_set *k, const struct state *st, struct err *e)
 	for (i = 0; i < st->next; i++) {
 		struct known_cert *c;
 
-		if (k->n == k->cap) {
-			size_t ncap = k->cap ? k->cap * 2 : 32;
-			struct known_cert *nv = realloc(k->v, ncap * sizeof(*nv));
-
-			if (!nv)
-				return err_nomem(e);
-			k->v = nv;
-			k->cap = ncap;
-		}
-		c = &k->v[k->n++];
+		if (!(c = known_push(k)))
+			return err_nomem(e);
 		snprintf(c->fingerprint, sizeof(c->fingerprint), "%s", st->ext[i].fingerprint);
 		snprintf(c->name, sizeof(c->name), "%s", st->ext[i].file);
 		c->generation = OBS_GEN_EXTERNAL;

@@ -193,4 +193,7 @@ int pki_trust_store(struct buf *out, const char *pem, size_t len, const char *pa
 /* Lowercase hex SHA-256 of p[0..n) (as sha256sum prints it). */
 int pki_sha256_hex(char out[65], const void *p, size_t n);
 
+/* Write all n bytes of p to fd, again after EINTR: 0, or -1 (errno from write(), when it failed). */
+int pki_write_all(int fd, const char *p, size_t n);
+
 #endif

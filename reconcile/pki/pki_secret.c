@@ -63,7 +63,7 @@ static int make_parents(const char *path, struct err *e)
 	return rc;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+int pki_write_all(int fd, const char *p, size_t n)
 {
 	ssize_t w;
 
@@ -105,7 +105,7 @@ int pki_secret_create(const char *path, struct err *e)
 		goto out;
 	}
 	/* The umask may have taken bits away, never added any; be exact. */
-	if (fchmod(fd, 0600) != 0 || write_all(fd, text, SECRET_HEX + 1) != 0 || fsync(fd) != 0) {
+	if (fchmod(fd, 0600) != 0 || pki_write_all(fd, text, SECRET_HEX + 1) != 0 || fsync(fd) != 0) {
 		rc = err_set(e, ROTOR_ERROR, "%s: cannot write: %s", path, strerror(errno));
 		close(fd);
 		fd = -1;
