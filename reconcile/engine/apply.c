@@ -379,7 +379,7 @@ static int stage_switch(struct host_turn *t, size_t k)
 		goto out;
 	}
 	buf_printf(&dir, "%s/%s", role->switch_dir, name);
-	buf_printf(&tmp, "%s/.%s.rotor-new", role->switch_dir, name);
+	buf_printf(&tmp, "%s/.%s" SWITCH_NEW_SUFFIX, role->switch_dir, name);
 	/* A fresh hidden directory for the new files. */
 	buf_puts(&cmd, "umask 077 && mkdir -p -- ");
 	ssh_shell_quote(&cmd, role->switch_dir);
@@ -475,11 +475,25 @@ static int prune_switch(struct ssh_conn *c, const struct host_role *role, const 
 	ssh_shell_quote(&cmd, role->switch_dir);
 	buf_puts(&cmd, " && rm -rf --");
 	for (p = buf_cstr(&out); *p; p = nl ? nl + 1 : p + strlen(p)) {
-		char entry[SWITCH_DIR_NAME_LEN + 2];
+		char entry[SWITCH_DIR_NAME_LEN + sizeof(SWITCH_NEW_SUFFIX) + 1];
 		size_t len;
 
 		nl = strchr(p, '\n');
 		len = nl ? (size_t)(nl - p) : strlen(p);
+		/* A hidden .NAME.rotor-new is what a failed try left: nothing names it, it goes too. */
+		if (len == 1 + SWITCH_DIR_NAME_LEN + strlen(SWITCH_NEW_SUFFIX) && p[0] == '.' &&
+		    !strncmp(p + 1 + SWITCH_DIR_NAME_LEN, SWITCH_NEW_SUFFIX, strlen(SWITCH_NEW_SUFFIX))) {
+			memcpy(entry, p + 1, SWITCH_DIR_NAME_LEN);
+			entry[SWITCH_DIR_NAME_LEN] = '\0';
+			if (!switch_dir_name_ok(entry))
+				continue;
+			memcpy(entry, p, len);
+			entry[len] = '\0';
+			buf_puts(&cmd, " ");
+			ssh_shell_quote(&cmd, entry);
+			n++;
+			continue;
+		}
 		if (len != SWITCH_DIR_NAME_LEN)
 			continue;
 		memcpy(entry, p, len);

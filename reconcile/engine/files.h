@@ -58,6 +58,8 @@ const char *role_reload(const struct host_role *role);
  */
 #define SWITCH_MARKER "# written by rotor (switch mode): rotor replaces this file by renaming; do not edit\n"
 #define SWITCH_DIR_NAME_LEN 33
+/* DIR/.NAME.rotor-new: a directory being written, before its rename to DIR/NAME. */
+#define SWITCH_NEW_SUFFIX ".rotor-new"
 
 struct switch_point {
 	char *cert, *key, *root;

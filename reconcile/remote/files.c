@@ -293,13 +293,23 @@ int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct
 		if (v[i].backup) {
 			buf_release(&bak);
 			ssh_cmd_printf(&bak, &rc, "%s%s", v[i].path, SSH_BACKUP_SUFFIX);
-			ssh_cmd_puts(&cmd, "{ test ! -e ", &rc);
+			/*
+			 * The backup's old name is removed first: cp opens an existing
+			 * destination and writes through it, so a symlink planted at
+			 * PATH.rotor-bak by the service's user would point a root cp at
+			 * any file.  -P copies a symlink at PATH as the link itself.
+			 */
+			ssh_cmd_puts(&cmd, "{ { test ! -e ", &rc);
 			ssh_cmd_quote(&cmd, v[i].path, &rc);
-			ssh_cmd_printf(&cmd, &rc, " || %scp -p -- ", sudo);
+			ssh_cmd_puts(&cmd, " && test ! -L ", &rc);
+			ssh_cmd_quote(&cmd, v[i].path, &rc);
+			ssh_cmd_printf(&cmd, &rc, "; } || { %srm -f -- ", sudo);
+			ssh_cmd_quote(&cmd, buf_cstr(&bak), &rc);
+			ssh_cmd_printf(&cmd, &rc, " && %scp -P -p -- ", sudo);
 			ssh_cmd_quote(&cmd, v[i].path, &rc);
 			ssh_cmd_puts(&cmd, " ", &rc);
 			ssh_cmd_quote(&cmd, buf_cstr(&bak), &rc);
-			ssh_cmd_puts(&cmd, "; } && ", &rc);
+			ssh_cmd_puts(&cmd, "; }; } && ", &rc);
 		}
 		if (v[i].owner || v[i].group) {
 			struct buf spec = BUF_INIT;
@@ -381,7 +391,7 @@ int ssh_restore_backup(struct ssh_conn *c, const char *path, int become, struct 
 	if ((rc = temp_name(c, &tmp, path, e)) != 0)
 		goto out;
 	ssh_cmd_printf(&bak, &rc, "%s%s", path, SSH_BACKUP_SUFFIX);
-	ssh_cmd_printf(&cmd, &rc, "if %scp -p -- ", sudo);
+	ssh_cmd_printf(&cmd, &rc, "if %scp -P -p -- ", sudo);   /* tmp is a fresh name; a symlink comes back as one */
 	ssh_cmd_quote(&cmd, buf_cstr(&bak), &rc);
 	ssh_cmd_puts(&cmd, " ", &rc);
 	ssh_cmd_quote(&cmd, buf_cstr(&tmp), &rc);

@@ -226,6 +226,13 @@ HOOK
 	chown -R rotorfleet "$BARE"
 }
 
+# The test's own push of REF over the local path (past the hook, as an
+# admin would), from the current directory; root wrote the new objects, so
+# the login user gets them back for its next receive-pack.
+git_remote_admin_push() { # ref
+	ROTOR_HOOK_ADMIN=1 git push -q "$BARE" "$1" && chown -R rotorfleet "$BARE"
+}
+
 # Merge as GitLab's fast-forward merge does, on the server: main := COMMIT.
 git_remote_merge() { # commit
 	git -C "$BARE" update-ref refs/heads/main "$1" && chown -R rotorfleet "$BARE"

@@ -108,8 +108,7 @@ ra plan --env poc --ref "$MR" --detailed-exitcode --out "$T/p4.plan" >/dev/null 
 ok "MR pipeline (clients): exit 2" test $? -eq 2
 git_remote_merge "$MR"
 (cd "$A" && git checkout -q --detach "$MR" && git commit -q --allow-empty -m "another merge request, merged first" &&
-	ROTOR_HOOK_ADMIN=1 git push -q "$BARE" HEAD:main && git checkout -q main) || exit 1
-chown -R rotorfleet "$BARE"
+	git_remote_admin_push HEAD:main && git checkout -q main) || exit 1
 MOVED=$(git -C "$BARE" rev-parse main)
 before=$(sums) status0=$(status_of)
 ra apply "$T/p4.plan" >"$T/a4.out" 2>&1

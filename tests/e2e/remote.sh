@@ -51,7 +51,7 @@ snap() { git -C "$A" for-each-ref --format='%(refname) %(objectname)'; git -C "$
 
 # ---- plan fetches git.main and names the commit ----
 M1=$(git -C "$BARE" rev-parse main)
-(cd "$SEED" && git commit -q --allow-empty -m "a later commit on main" && ROTOR_HOOK_ADMIN=1 git push -q "$BARE" main) || exit 1
+(cd "$SEED" && git commit -q --allow-empty -m "a later commit on main" && git_remote_admin_push main) || exit 1
 M2=$(git -C "$BARE" rev-parse main)
 short2=$(echo "$M2" | cut -c1-12)
 ra plan --env poc >"$T/plan.txt" 2>&1
@@ -66,7 +66,7 @@ ok "plan --json: commit and desired_from name the fetched main" json_check "$T/p
 ok "plan --json keeps stdout JSON; the desired line is on stderr" grep -q "^desired: origin/main at $short2" "$T/plan.err"
 
 # --no-fetch: main moves on the server, the clone does not look.
-(cd "$SEED" && git commit -q --allow-empty -m "yet another" && ROTOR_HOOK_ADMIN=1 git push -q "$BARE" main) || exit 1
+(cd "$SEED" && git commit -q --allow-empty -m "yet another" && git_remote_admin_push main) || exit 1
 M3=$(git -C "$BARE" rev-parse main)
 expect_out "plan --no-fetch says it did not fetch, and what it used" \
 	"^not fetched: using refs/remotes/origin/main at $short2\$" ra plan --env poc --no-fetch

@@ -143,7 +143,11 @@ ok "clients: host3 keeps the current and the previous directory" sh -c 'set -- "
 ok "... and the service file's backup (a restore needs it)" test -e "$SF.rotor-bak"
 
 "$ROTOR" rotate next --env poc >/dev/null && merge rotor/rotate/poc/gen-0002-stable
+# What an apply that failed mid-write leaves: a hidden directory nothing names.
+LEFT="$H3/.postgresql/rotor/.0123456789abcdef-0123456789abcdef.rotor-new"
+mkdir -p "$LEFT" && echo half > "$LEFT/postgresql.crt" && chown -R rotorfleet "$LEFT"
 ok "apply stable" "$ROTOR" apply --env poc --yes
+ok "... removes the directory a failed try left half-written" test ! -e "$LEFT"
 ok "stable: one directory left on host3, no backup of the service file" sh -c 'set -- "$1"/.postgresql/rotor/*; [ $# -eq 1 ] && ! [ -e "$2.rotor-bak" ]' _ "$H3" "$SF"
 ok "stable: the directory left is the one the service file names" sh -c 'h=$1 d=$(sed -n "s|^sslcert=/home/rotorfleet/\(.*\)/postgresql.crt$|\1|p" "$2"); [ -n "$d" ] && set -- "$h"/.postgresql/rotor/* && [ "$1" = "$h/$d" ]' _ "$H3" "$SF"
 ok "in sync at generation 2" "$ROTOR" plan --env poc --detailed-exitcode

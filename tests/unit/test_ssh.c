@@ -556,6 +556,39 @@ static void test_write_become_owner(void **state)
 	ssh_disconnect(c);
 }
 
+/*
+ * A symlink the service's user planted at PATH.rotor-bak is replaced, not
+ * written through by the root cp; a symlink at PATH is backed up as a link.
+ */
+static void test_backup_symlinks(void **state)
+{
+	struct ssh_conn *c = case_conn(state, 1, 1);
+	struct buf out = BUF_INIT;
+	struct err e = ERR_INIT;
+	struct ssh_write_opts wo = { .mode = 0600, .owner = "postgres", .group = "postgres", .backup = 1 };
+
+	host_sh(1, "mkdir -p /srv/victim && printf 'victim\\n' > /srv/victim/v && chmod 644 /srv/victim/v && "
+		   "cd /srv/certs && rm -f t.key t.key.rotor-bak && printf 'old\\n' > t.key && chown postgres: t.key && "
+		   "ln -s /srv/victim/v t.key.rotor-bak && chown -h postgres: t.key.rotor-bak");
+	write_ok(c, "/srv/certs/t.key", "new\n", &wo);
+	host_out(&out, 1, "cat /srv/victim/v; cd /srv/certs && stat -c '%F' t.key.rotor-bak && cat t.key t.key.rotor-bak");
+	assert_string_equal(buf_cstr(&out), "victim\nregular file\nnew\nold\n");
+
+	/* PATH itself a symlink: the backup is the link, and a restore brings the link back. */
+	host_sh(1, "cd /srv/certs && rm -f t.key t.key.rotor-bak && ln -s /srv/victim/v t.key");
+	write_ok(c, "/srv/certs/t.key", "newer\n", &wo);
+	buf_truncate(&out, 0);
+	host_out(&out, 1, "cat /srv/victim/v; cd /srv/certs && stat -c '%F' t.key && readlink t.key.rotor-bak && cat t.key");
+	assert_string_equal(buf_cstr(&out), "victim\nregular file\n/srv/victim/v\nnewer\n");
+	if (ssh_restore_backup(c, "/srv/certs/t.key", 1, &e) != 0)
+		fail_msg("%s", e.msg);
+	buf_truncate(&out, 0);
+	host_out(&out, 1, "cd /srv/certs && readlink t.key && rm -f t.key t.key.rotor-bak; cat /srv/victim/v");
+	assert_string_equal(buf_cstr(&out), "/srv/victim/v\nvictim\n");
+	buf_release(&out);
+	ssh_disconnect(c);
+}
+
 /* Is name one of the n strays? */
 static int has_stray(char **v, size_t n, const char *name)
 {
@@ -1037,6 +1070,7 @@ int main(void)
 		cmocka_unit_test(test_exec_signal),
 		cmocka_unit_test(test_write_atomic),
 		cmocka_unit_test(test_write_become_owner),
+		cmocka_unit_test(test_backup_symlinks),
 		cmocka_unit_test(test_strays_and_backup_removal),
 		cmocka_unit_test(test_write_failures),
 		cmocka_unit_test(test_discard_after_break),
