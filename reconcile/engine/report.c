@@ -50,6 +50,17 @@ static json_t *cert_json(const struct obs_cert *c)
 			 "days_left", (json_int_t)c->days_left);
 }
 
+/* A crl file read without a problem: how many CRLs and their earliest nextUpdate; else null. */
+static json_t *crls_json(const struct obs_file *of)
+{
+	char when[32];
+
+	if (of->content != SPEC_CONTENT_CRL || !of->present || of->problem || !of->ncrls ||
+	    rfc3339_format(when, sizeof(when), of->crl_next_update) < 0)
+		return json_null();
+	return json_pack("{s:I, s:s}", "count", (json_int_t)of->ncrls, "next_update", when);
+}
+
 static json_t *file_json(const struct obs_file *of)
 {
 	json_t *f, *certs = json_array();
@@ -69,7 +80,11 @@ static json_t *file_json(const struct obs_file *of)
 	     json_object_set_new(f, "gid", json_integer(of->gid)) < 0))
 		goto fail;
 	if (json_object_set_new(f, "problem", json_text(of->problem)) < 0 ||
-	    json_object_set_new(f, "key", json_text(obs_key_name(of->key))) < 0)
+	    json_object_set_new(f, "key", json_text(obs_key_name(of->key))) < 0 ||
+	    json_object_set_new(f, "form", json_string(of->form == LAYOUT_FORM_PK8   ? "pk8"
+							: of->form == LAYOUT_FORM_P12 ? "p12"
+										      : "pem")) < 0 ||
+	    json_object_set_new(f, "crls", crls_json(of)) < 0)
 		goto fail;
 	k = (size_t)json_object_set_new(f, "certificates", certs);   /* takes certs, even when it fails */
 	certs = NULL;
