@@ -101,8 +101,9 @@ ok "pgJDBC reads the pgjdbc host's .pk8 without sslpassword (verify-full)" java_
 ok "pgJDBC reads the pgjdbc-p12 host's .p12 with an empty sslpassword (verify-full)" java_p12
 
 # ---- client add ----
-ok "client add newapp" "$ROTOR" client add --env poc newapp
-cp "$T/.out" "$T/add.txt"
+ok "client add newapp --json" sh -c '"$1" client add --env poc newapp --json > "$2/add.json"' _ "$ROTOR" "$T"
+ok "... read back (schemas/client.json): generation 1, its branch and commit" json_check "$T/add.json" client \
+	'd["action"] == "add" and d["name"] == "newapp" and [g["generation"] for g in d["generations"]] == [1] and d["generations"][0]["revoked_serial"] is None and d["crl_days"] is None and d["branch"] == "rotor/client/poc/add-newapp" and d["commit"] == __import__("subprocess").run(["git", "rev-parse", d["branch"]], capture_output=True, text=True).stdout.strip()'
 ok "... one commit on rotor/client/poc/add-newapp, HEAD untouched" sh -c '[ "$(git rev-list --count main..rotor/client/poc/add-newapp)" = 1 ] && [ -z "$(git status --porcelain)" ] && ! grep -q newapp envs/poc/chain.yaml'
 merge rotor/client/poc/add-newapp
 ok "... chain.yaml names it, its comment kept; the manifest lists it; the key is encrypted" sh -c 'grep -q "^  - newapp$" envs/poc/chain.yaml && grep -q "# the Java application" envs/poc/chain.yaml && grep -q "name: \"newapp\"" envs/poc/generations/0001/manifest.yaml && grep -q "ENCRYPTED PRIVATE KEY" envs/poc/generations/0001/clients/newapp.key'
@@ -113,7 +114,9 @@ ok "apply: host2 gets newapp's certificate" "$ROTOR" apply --env poc --yes
 ok "the new client newapp connects (verify-full)" libpq newapp "$H2"
 
 # ---- client remove ----
-ok "handoff for other (its team keeps its files)" env ROTOR_HANDOFF_PASSPHRASE=other-pass-4711 "$ROTOR" handoff --env poc --client other --out "$T/other" --plain-key
+ok "handoff for other --json (its team keeps its files)" sh -c 'ROTOR_HANDOFF_PASSPHRASE=other-pass-4711 "$1" handoff --env poc --client other --out "$2/other" --plain-key --json > "$2/h.json"' _ "$ROTOR" "$T"
+ok "... read back (schemas/handoff.json): other's g1 leaf, every file with its mode and sha256 as on disk" json_check "$T/h.json" handoff \
+	'd["client"] == "other" and d["step"] == "stable" and d["choice"] == "next" and d["target"] is None and d["leaf"]["generation"] == 1 and not d["bundle_only"] and {"postgresql.crt", "postgresql.p12", "postgresql.pk8", "root.crt", "truststore.p12"} <= {f["name"] for f in d["files"]} and all(__import__("hashlib").sha256(open(d["out"] + "/" + f["name"], "rb").read()).hexdigest() == f["sha256"] and "%04o" % (__import__("os").stat(d["out"] + "/" + f["name"]).st_mode & 0o7777) == f["mode"] for f in d["files"])'
 ok "other connects before its removal" libpq other "$T/other" "$T/other/postgresql.plain.key"
 ok "client remove other" "$ROTOR" client remove --env poc other
 cp "$T/.out" "$T/rm.txt"
@@ -131,7 +134,9 @@ ok "... crls_expiring 0 (schemas/plan.json)" json_check "$T/d.json" plan 'd["crl
 # ---- drift watches nextUpdate: a CRL valid for 7 days is within renew_before (30d) ----
 sed -i 's/^key: /validity: {crl: 7d}\nkey: /' envs/poc/chain.yaml
 git commit -qam "rotor: short CRLs"
-ok "client crl signs every CRL again (7 days)" "$ROTOR" client crl --env poc
+ok "client crl --json signs every CRL again (7 days)" sh -c '"$1" client crl --env poc --json > "$2/crl.json"' _ "$ROTOR" "$T"
+ok "... read back (schemas/client.json): crl, no name, 7 days" json_check "$T/crl.json" client \
+	'd["action"] == "crl" and d["name"] is None and d["crl_days"] == 7 and [g["generation"] for g in d["generations"]] == [1] and d["branch"].startswith("rotor/client/poc/crl-")'
 git merge -q --ff-only "$(git branch --list 'rotor/client/poc/crl-*' --format '%(refname:short)' | tail -1)"
 ok "apply the short CRLs" "$ROTOR" apply --env poc --yes
 ok "other is still refused after the CRLs are signed again" revoked other "$T/other" "$T/other/postgresql.plain.key"
