@@ -413,12 +413,12 @@ int client_json(struct buf *out, const char *env, const char *action, const char
 		const struct client_result *res)
 {
 	json_t *gens = json_array();
-	int remove = strcmp(action, "remove") == 0;
+	int revoking = strcmp(action, "remove") == 0;
 	size_t i;
 
 	for (i = 0; gens && i < res->ngens; i++)
 		if (json_array_append_new(gens, json_pack("{s:i, s:o}", "generation", res->gens[i], "revoked_serial",
-							  remove && res->serials[i][0] ? json_string(res->serials[i])
+							  revoking && res->serials[i][0] ? json_string(res->serials[i])
 										      : json_null())) < 0) {
 			json_decref(gens);
 			gens = NULL;
