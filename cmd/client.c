@@ -1,17 +1,20 @@
 /*
  * client.c -- `rotor client add|remove|crl`: the arguments and what was
- * committed (the commits themselves: reconcile/engine/client.h).
+ * committed, or with --json one document on stdout (schemas/client.json)
+ * (the commits themselves: reconcile/engine/client.h).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "cmd/cmd.h"
 #include "reconcile/engine/client.h"
+#include "reconcile/engine/report.h"
 
 static int run(struct ctx *ctx, int argc, char **argv, const char *what)
 {
 	const char *pos[1] = { NULL };
-	const struct opt opts[] = { { NULL, 0, NULL } };
+	const char *json = NULL;
+	const struct opt opts[] = { { "json", 0, &json }, { NULL, 0, NULL } };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct client_opts o;
@@ -33,6 +36,18 @@ static int run(struct ctx *ctx, int argc, char **argv, const char *what)
 	     crl ? client_crl(&res, repo, &o, &d, &e) : client_remove(&res, repo, &o, &d, &e);
 	if (rc < 0) {
 		rc = cmd_report(&d, &e);
+		goto out;
+	}
+	if (json) {
+		struct buf out = BUF_INIT;
+
+		rc = client_json(&out, o.env, what, o.name, &res);
+		if (rc == 0)
+			fputs(buf_cstr(&out), stdout);
+		buf_release(&out);
+		if (rc < 0)
+			rc = cmd_failf("the --json document is incomplete (out of memory); committed %.12s on %s",
+				       res.commit, res.branch);
 		goto out;
 	}
 	for (i = 0; i < res.ngens; i++) {

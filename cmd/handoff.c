@@ -1,6 +1,7 @@
 /*
  * handoff.c -- `rotor handoff`: arguments in, the files written and their
- * checksums out (reconcile/engine/handoff.h does the work).
+ * checksums out, or with --json one document on stdout (schemas/handoff.json)
+ * (reconcile/engine/handoff.h does the work).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "cmd/cmd.h"
 #include "reconcile/engine/handoff.h"
 #include "reconcile/engine/origin.h"
+#include "reconcile/engine/report.h"
 
 #define PASS_ENV "ROTOR_HANDOFF_PASSPHRASE"
 
@@ -43,11 +45,11 @@ static const char *choice_word(enum handoff_choice c)
 int cmd_handoff(struct ctx *ctx, int argc, char **argv)
 {
 	const char *client = NULL, *out_dir = NULL, *step = NULL, *ref = NULL, *pass_file = NULL, *plain = NULL,
-		   *no_fetch = NULL;
+		   *no_fetch = NULL, *json = NULL;
 	const char *pos[1];
 	const struct opt opts[] = { { "client", 1, &client }, { "out", 1, &out_dir }, { "step", 1, &step },
 				    { "ref", 1, &ref }, { "passphrase-file", 1, &pass_file },
-				    { "plain-key", 0, &plain }, { "no-fetch", 0, &no_fetch }, { NULL, 0, NULL } };
+				    { "plain-key", 0, &plain }, { "no-fetch", 0, &no_fetch }, { "json", 0, &json }, { NULL, 0, NULL } };
 	struct err e = ERR_INIT;
 	struct diags d = { NULL, 0, 0 };
 	struct handoff_opts o;
@@ -92,6 +94,17 @@ int cmd_handoff(struct ctx *ctx, int argc, char **argv)
 		rc = cmd_report(&d, &e);
 		diags_release(&d);
 		return rc;
+	}
+	if (json) {
+		struct buf out = BUF_INIT;
+
+		fprintf(stderr, "%s\n", want.line);
+		rc = handoff_json(&out, o.env, client, out_dir, choice_word(o.choice), &want, &res);
+		if (rc == 0)
+			fputs(buf_cstr(&out), stdout);
+		buf_release(&out);
+		diags_release(&d);
+		return rc == 0 ? 0 : cmd_failf("the --json document is incomplete (out of memory); the hand-off was written");
 	}
 	printf("%s\n", want.line);
 	printf("hand-off for %s%s, env %s at %.12s: ", client, res.external ? " (external peer)" : "", o.env,

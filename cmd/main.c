@@ -114,7 +114,9 @@ const struct cmd rotor_commands[] = {
 	  "it is named as one).  For each file: present or missing,\n"
 	  "mode and owner, every certificate with the generation it belongs to (matched\n"
 	  "by SHA-256 fingerprint) or UNKNOWN with subject, issuer and fingerprint,\n"
-	  "whether a key matches its certificate, and days to expiry; for each host,\n"
+	  "whether a key matches its certificate (a PKCS#12 file of layout pgjdbc-p12:\n"
+	  "the certificates inside, and whether its key is theirs), and days to expiry;\n"
+	  "for a CRL file the CRLs and their earliest nextUpdate; for each host,\n"
 	  "the rotation steps its live state fits (any step when it holds none of its\n"
 	  "files), and what earlier writes left next to its files: backups\n"
 	  "(FILE.rotor-bak) and stray temporary files (.FILE.rotor-tmp-*), found with\n"
@@ -252,6 +254,7 @@ const struct cmd rotor_commands[] = {
 	{ "handoff", cmd_handoff, "write one client's certificates, keys and bundle for its team",
 	  "usage: rotor handoff --env NAME --client NAME --out DIR [--step next|current|target]\n"
 	  "                     [--ref REV | --no-fetch] [--passphrase-file PATH] [--plain-key]\n"
+	  "                     [--json]\n"
 	  "\n"
 	  "For a team whose hosts rotor does not reach: write into DIR (which must not\n"
 	  "exist; created 0700) what client NAME needs at one rotation step, from the\n"
@@ -282,11 +285,14 @@ const struct cmd rotor_commands[] = {
 	  "NAME is a client of chain.yaml or an external peer of hosts.yaml; an\n"
 	  "external peer gets the bundle only at the trust step (and always when it\n"
 	  "is not also a client in chain.yaml).  Files are written to a temporary\n"
-	  "directory next to DIR and renamed into place: a failure leaves nothing.\n" },
+	  "directory next to DIR and renamed into place: a failure leaves nothing.\n"
+	  "--json prints what was written (names, modes, SHA-256, the step and the\n"
+	  "certificate; no secret) as one object described by schemas/handoff.json,\n"
+	  "the desired-commit line going to stderr.\n" },
 	{ "client", cmd_client, "add or remove one client identity, or sign the CRLs again, on a branch",
-	  "usage: rotor client add --env NAME CLIENT\n"
-	  "       rotor client remove --env NAME CLIENT\n"
-	  "       rotor client crl --env NAME\n"
+	  "usage: rotor client add --env NAME CLIENT [--json]\n"
+	  "       rotor client remove --env NAME CLIENT [--json]\n"
+	  "       rotor client crl --env NAME [--json]\n"
 	  "\n"
 	  "Each makes ONE commit on a new branch for review, from HEAD; the work tree,\n"
 	  "the index and the current branch are not touched, and no generation is made.\n"
@@ -311,7 +317,10 @@ const struct cmd rotor_commands[] = {
 	  "CLIENT: letters, digits, '_', '.' and '-', at most 63, not starting with '.'\n"
 	  "or '-'.  Refused: an unknown client (remove), one already there (add), an\n"
 	  "imported generation (its CA keys are not in the repository), uncommitted\n"
-	  "changes, an existing branch, a wrong secret key.\n" },
+	  "changes, an existing branch, a wrong secret key.\n"
+	  "\n"
+	  "--json prints the commit made (generations changed, serials revoked, CRL\n"
+	  "validity, branch) as one object described by schemas/client.json.\n" },
 	{ "help", cmd_help, "show help for a command", "usage: rotor help [COMMAND]\n" },
 	{ NULL, NULL, NULL, NULL }
 };

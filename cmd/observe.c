@@ -88,6 +88,8 @@ static void print_human(const struct obs_host *h, size_t n, const struct state *
 			}
 			for (k = 0; k < f->ncerts; k++)
 				print_cert(&f->certs[k], k == 0);
+			if (f->form == LAYOUT_FORM_P12)
+				printf("; PKCS#12, key %s", obs_key_name(f->key) ? obs_key_name(f->key) : "not checked");
 			printf("\n");
 			for (k = 0; k < f->ncerts; k++) {
 				const struct obs_cert *c = &f->certs[k];

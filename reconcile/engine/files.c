@@ -102,7 +102,7 @@ int layout_expand(struct managed_file **out, size_t *n, const struct host_role *
 				 l->files[i].content == SPEC_CONTENT_TRUST || l->files[i].content == SPEC_CONTENT_CRL ? peer : me,
 				 r, owner, r->group, l->files[i].mode, e);
 			if (rc == 0)
-				v[cnt - 1].der = l->files[i].der;
+				v[cnt - 1].form = l->files[i].form;
 		}
 	}
 	buf_release(&dir);

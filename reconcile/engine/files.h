@@ -27,7 +27,7 @@ struct managed_file {
 	char *identity;          /* leaf name for leaf, leaf+chain and key files; NULL for trust */
 	char *owner, *group;     /* NULL: leave as is */
 	int mode;                /* octal permission bits */
-	int der;                 /* key: unencrypted PKCS#8 DER instead of PEM (layout_file_def.der) */
+	enum layout_form form;   /* PEM, or pgJDBC's .pk8 / .p12 (layout_file_def.form) */
 };
 
 int layout_expand(struct managed_file **out, size_t *n, const struct host_role *role, struct err *e);

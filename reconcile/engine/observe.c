@@ -363,11 +363,30 @@ int observe_key_form(struct obs_file *f, const char *data, size_t len)
 {
 	int pem = find(data, len, "-----BEGIN ") != NULL;
 
-	if (f->der && pem)
+	if (f->form == LAYOUT_FORM_PK8 && pem)
 		return set_problem(f, "a PEM key where the layout needs PKCS#8 DER", NULL) < 0 ? ROTOR_ENOMEM : 0;
-	if (!f->der && len && (unsigned char)data[0] == 0x30 && !pem)
+	if (f->form != LAYOUT_FORM_PK8 && len && (unsigned char)data[0] == 0x30 && !pem)
 		return set_problem(f, "a DER key where the layout needs PEM", NULL) < 0 ? ROTOR_ENOMEM : 0;
 	return 0;
+}
+
+int observe_p12(struct obs_file *f, struct buf *certs_pem, const char *data, size_t len, struct err *e)
+{
+	struct buf key = BUF_INIT;
+	struct err pe = ERR_INIT;
+	int rc;
+
+	if (pki_p12_read(certs_pem, &key, data, len, LAYOUT_P12_PASSWORD, &pe) < 0) {
+		buf_wipe(&key);
+		buf_wipe(certs_pem);
+		if (pe.code == ROTOR_ENOMEM)
+			return err_nomem(e);
+		return set_problem(f, pe.code == ROTOR_EINVALID ? pe.msg : "an unreadable PKCS#12 file", e);
+	}
+	f->key = observe_key_match(key.ptr, key.len, certs_pem->ptr, certs_pem->len);
+	buf_wipe(&key);
+	rc = f->key == OBS_KEY_MATCH ? 0 : set_problem(f, "a PKCS#12 file whose key does not belong to its certificate", e);
+	return rc;
 }
 
 enum obs_key observe_key_match(const char *key_pem, size_t key_len,

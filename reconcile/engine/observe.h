@@ -79,7 +79,7 @@ struct obs_file {
 	struct obs_cert *certs;
 	size_t ncerts;
 	enum obs_key key;
-	int der;              /* a key file the layout wants as PKCS#8 DER (managed_file.der) */
+	enum layout_form form; /* the form the layout writes the file in (managed_file.form) */
 	size_t ncrls;         /* crl: the CRLs it holds */
 	time_t crl_next_update; /* crl: the earliest nextUpdate of them */
 };
@@ -122,6 +122,16 @@ size_t obs_ca_cache_count(struct obs_ca_cache *c);   /* entries kept */
 /* observe_parse_certs() with a cache (NULL: none). */
 int observe_parse_certs_cached(struct obs_file *f, const char *data, size_t len, const struct known_set *k,
 			       time_t now, struct obs_ca_cache *cache, struct err *e);
+
+/*
+ * A leaf+chain file in PKCS#12 form (LAYOUT_FORM_P12): its certificates,
+ * as PEM, appended to certs_pem for observe_parse_certs(); f->key says
+ * whether its key belongs to the first of them.  A file that does not
+ * open with LAYOUT_P12_PASSWORD, holds no key and certificate, or whose
+ * key is not the certificate's is recorded in f->problem (certs_pem left
+ * empty for the first two).  ROTOR_ENOMEM only.
+ */
+int observe_p12(struct obs_file *f, struct buf *certs_pem, const char *data, size_t len, struct err *e);
 
 /* Does the unencrypted private key (PEM, or PKCS#8 DER) belong to the first certificate of cert_pem? */
 enum obs_key observe_key_match(const char *key_pem, size_t key_len,

@@ -163,7 +163,7 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 		memset(f, 0, sizeof(*f));
 		f->content = mf[i].content;
 		f->side = mf[i].side;
-		f->der = mf[i].der;
+		f->form = mf[i].form;
 		if (!(f->path = xstrdup(mf[i].path, e))) {
 			rc = ROTOR_ENOMEM;
 			goto out;
@@ -203,6 +203,20 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 			if ((rc = observe_parse_crls(f, data.ptr, data.len, e)) < 0)
 				goto out;
 			continue;
+		} else if (f->form == LAYOUT_FORM_P12) {
+			/* Key and chain in one PKCS#12 file: classified as the chain inside. */
+			struct buf certs = BUF_INIT;
+
+			if ((rc = observe_p12(f, &certs, data.ptr, data.len, e)) == 0 && !f->problem)
+				rc = observe_parse_certs_cached(f, certs.ptr, certs.len, o->known, o->now, cas, e);
+			buf_wipe(&data);
+			if (rc == 0 && buf_put(&data, certs.ptr, certs.len) < 0)
+				rc = err_nomem(e);
+			buf_wipe(&certs);
+			if (rc < 0)
+				goto out;
+			if (f->problem)
+				continue;
 		} else if ((rc = observe_parse_certs_cached(f, data.ptr, data.len, o->known, o->now, cas, e)) < 0) {
 			goto out;
 		}

@@ -316,9 +316,10 @@ static int observed_equals(const struct obs_file *f, const struct obs_file *leaf
 	return 1;
 }
 
-static int default_mode(enum spec_content c)
+/* 0600 for a file that holds a private key (a key file, a PKCS#12 file), else 0644. */
+static int default_mode(const struct obs_file *f)
 {
-	return c == SPEC_CONTENT_KEY ? 0600 : 0644;
+	return f->content == SPEC_CONTENT_KEY || f->form == LAYOUT_FORM_P12 ? 0600 : 0644;
 }
 
 /* ---- lists of strings ---- */
@@ -589,7 +590,7 @@ static int step_changes(struct plan_step *st, const struct plan_opts *o, int fir
 			for (f = role->first; f < role->first + role->nfiles; f++) {
 				const struct obs_file *of = &oh->files[f];
 				struct want to, from;
-				int mode = default_mode(of->content), same;
+				int mode = default_mode(of), same;
 
 				if ((rc = want_for(&to, o->material, of->content, of->side, role->identity, st->to, st->a,
 						   st->b, e)) < 0)
@@ -837,6 +838,27 @@ static int decrypt_key(struct buf *out, const char *pem, const char *pass, int d
 	return rc;
 }
 
+/* A leaf+chain file as PKCS#12 with the leaf's key in it (LAYOUT_FORM_P12). */
+static int p12_bytes(struct buf *out, const struct want *w, const char *passphrase, struct err *e)
+{
+	struct buf chain = BUF_INIT, key = BUF_INIT;
+	size_t i;
+	int rc;
+
+	if (w->n == 0 || !w->c[0]->key_pem)
+		return err_set(e, ROTOR_EINVALID, "no private key for %s %s in the repository: it cannot be written as PKCS#12",
+			       w->n ? role_word(w->c[0]->role) : "leaf", w->n ? w->c[0]->name : "?");
+	for (i = 0; i < w->n; i++)
+		buf_puts(&chain, w->c[i]->pem);
+	if (chain.err)
+		rc = err_nomem(e);
+	else if ((rc = decrypt_key(&key, w->c[0]->key_pem, passphrase, 0, e)) == 0)
+		rc = pki_key_p12(out, key.ptr, key.len, chain.ptr, chain.len, LAYOUT_P12_PASSWORD, e);
+	buf_wipe(&key);
+	buf_release(&chain);
+	return rc;
+}
+
 int plan_file_bytes(struct buf *out, const struct material_set *ms, const struct obs_file *f,
 		    const char *identity, enum phase_step s, int a, int b, const char *passphrase, struct err *e)
 {
@@ -856,8 +878,10 @@ int plan_file_bytes(struct buf *out, const struct material_set *ms, const struct
 		if (!w.c[0]->key_pem)
 			return err_set(e, ROTOR_EINVALID, "no private key for %s %s in the repository (imported generation?)",
 				       role_word(w.c[0]->role), w.c[0]->name);
-		return decrypt_key(out, w.c[0]->key_pem, passphrase, f->der, e);
+		return decrypt_key(out, w.c[0]->key_pem, passphrase, f->form == LAYOUT_FORM_PK8, e);
 	}
+	if (f->form == LAYOUT_FORM_P12)
+		return p12_bytes(out, &w, passphrase, e);
 	for (i = 0; i < w.n; i++)
 		if (buf_puts(out, w.c[i]->pem) < 0)
 			return err_nomem(e);

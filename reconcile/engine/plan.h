@@ -6,7 +6,7 @@
  * Inputs are borrowed: the hosts spec, the observed hosts (observe.h),
  * and the material of every generation (certificate PEMs and, only for
  * apply, encrypted keys).  Nothing here does I/O; secrets are touched
- * only by plan_file_bytes() for key files.
+ * only by plan_file_bytes() for key files and PKCS#12 files (which hold a key).
  *
  * The invariant (DESIGN.md §3): while a step moves hosts from state s to
  * state t, any client may be in s or t and any server in s or t; for

@@ -50,6 +50,17 @@ static json_t *cert_json(const struct obs_cert *c)
 			 "days_left", (json_int_t)c->days_left);
 }
 
+/* A crl file read without a problem: how many CRLs and their earliest nextUpdate; else null. */
+static json_t *crls_json(const struct obs_file *of)
+{
+	char when[32];
+
+	if (of->content != SPEC_CONTENT_CRL || !of->present || of->problem || !of->ncrls ||
+	    rfc3339_format(when, sizeof(when), of->crl_next_update) < 0)
+		return json_null();
+	return json_pack("{s:I, s:s}", "count", (json_int_t)of->ncrls, "next_update", when);
+}
+
 static json_t *file_json(const struct obs_file *of)
 {
 	json_t *f, *certs = json_array();
@@ -69,7 +80,11 @@ static json_t *file_json(const struct obs_file *of)
 	     json_object_set_new(f, "gid", json_integer(of->gid)) < 0))
 		goto fail;
 	if (json_object_set_new(f, "problem", json_text(of->problem)) < 0 ||
-	    json_object_set_new(f, "key", json_text(obs_key_name(of->key))) < 0)
+	    json_object_set_new(f, "key", json_text(obs_key_name(of->key))) < 0 ||
+	    json_object_set_new(f, "form", json_string(of->form == LAYOUT_FORM_PK8   ? "pk8"
+							: of->form == LAYOUT_FORM_P12 ? "p12"
+										      : "pem")) < 0 ||
+	    json_object_set_new(f, "crls", crls_json(of)) < 0)
 		goto fail;
 	k = (size_t)json_object_set_new(f, "certificates", certs);   /* takes certs, even when it fails */
 	certs = NULL;
@@ -367,4 +382,52 @@ int log_json(struct buf *out, const char *env, const char *read, const struct gi
 		return ROTOR_ENOMEM;
 	return json_emit(out, json_pack("{s:o, s:s, s:o, s:o}", "env", json_text(env), "read", read, "lock", lock_json(lock),
 					"entries", entries));
+}
+
+int handoff_json(struct buf *out, const char *env, const char *client, const char *out_dir, const char *choice,
+		 const struct desired *from, const struct handoff_result *res)
+{
+	json_t *files = json_array(), *leaf;
+	size_t i;
+
+	for (i = 0; files && i < res->nfiles; i++)
+		if (json_array_append_new(files, json_pack("{s:s, s:o, s:s}", "name", res->files[i].name, "mode",
+							   mode_text(res->files[i].mode), "sha256", res->files[i].sha256)) < 0) {
+			json_decref(files);
+			files = NULL;
+		}
+	if (!files)
+		return ROTOR_ENOMEM;
+	leaf = res->bundle_only ? json_null()
+				: json_pack("{s:i, s:s, s:s}", "generation", res->generation, "fingerprint_sha256",
+					    res->leaf_fingerprint, "not_after", res->leaf_not_after);
+	return json_emit(out, json_pack("{s:o, s:o, s:s, s:o, s:s, s:s, s:i, s:o, s:b, s:b, s:o, s:o, s:o}",
+					"env", json_text(env), "client", json_text(client), "commit", res->commit,
+					"desired_from", desired_from_json(from), "choice", choice,
+					"step", res->step == STEP_STABLE_B ? "stable-target" : phase_step_name(res->step), "generation", res->a,
+					"target", res->b ? json_integer(res->b) : json_null(), "bundle_only", res->bundle_only,
+					"external", res->external, "leaf", leaf, "out", json_text(out_dir), "files", files));
+}
+
+int client_json(struct buf *out, const char *env, const char *action, const char *name,
+		const struct client_result *res)
+{
+	json_t *gens = json_array();
+	int revoking = strcmp(action, "remove") == 0;
+	size_t i;
+
+	for (i = 0; gens && i < res->ngens; i++)
+		if (json_array_append_new(gens, json_pack("{s:i, s:o}", "generation", res->gens[i], "revoked_serial",
+							  revoking && res->serials[i][0] ? json_string(res->serials[i])
+										      : json_null())) < 0) {
+			json_decref(gens);
+			gens = NULL;
+		}
+	if (!gens)
+		return ROTOR_ENOMEM;
+	return json_emit(out, json_pack("{s:o, s:s, s:o, s:o, s:o, s:s, s:s, s:o, s:o}", "env", json_text(env),
+					"action", action, "name", json_text(name), "generations", gens,
+					"crl_days", strcmp(action, "add") == 0 ? json_null() : json_integer(res->crl_days),
+					"branch", res->branch, "commit", res->commit, "head_branch", json_text(res->head_branch),
+					"remote", json_text(res->remote)));
 }

@@ -1,10 +1,10 @@
 /*
  * report.h -- results as JSON documents: what `observe --json`, `plan
  * --json`, `drift --json`, `chain show --json`, `validate --json`, `log
- * --json` and `apply --json` print and what apply commits on
+ * --json`, `apply --json`, `handoff --json` and `client ... --json` print and what apply commits on
  * rotor/status/<env> (observed.json, applied.json).  The shapes are
  * schemas/observe.json, plan.json, chain-show.json, validate.json,
- * log.json, apply.json and applied.json; tests parse every document back.  Built with jansson (common/json.h).
+ * log.json, apply.json, handoff.json, client.json and applied.json; tests parse every document back.  Built with jansson (common/json.h).
  *
  * Each function appends one document, ending in a newline, to out and
  * returns 0, or ROTOR_ENOMEM / ROTOR_ETOOBIG with out left holding a
@@ -19,6 +19,8 @@
 #include "common/json.h"
 #include "gitops/gitstatus.h"
 #include "reconcile/engine/chain.h"
+#include "reconcile/engine/client.h"
+#include "reconcile/engine/handoff.h"
 #include "reconcile/engine/run.h"
 
 /* The observed hosts of env st at commit. */
@@ -72,5 +74,20 @@ int validate_json(struct buf *out, const char *commit, char *const *envs, size_t
  */
 int log_json(struct buf *out, const char *env, const char *read, const struct gitstatus_lock *lock,
 	     const struct gitstatus_entry *v, size_t n);
+
+/*
+ * `handoff --json` (schemas/handoff.json): what handoff_write() wrote for
+ * client into out_dir, for env at the desired commit read from from
+ * (NULL: null), and the step choice ("next", "current", "target").
+ */
+int handoff_json(struct buf *out, const char *env, const char *client, const char *out_dir, const char *choice,
+		 const struct desired *from, const struct handoff_result *res);
+
+/*
+ * `client add|remove|crl --json` (schemas/client.json): action is "add",
+ * "remove" or "crl"; name the client (NULL for crl).
+ */
+int client_json(struct buf *out, const char *env, const char *action, const char *name,
+		const struct client_result *res);
 
 #endif

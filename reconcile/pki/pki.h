@@ -182,6 +182,27 @@ int pki_handoff_key(struct pki_handoff_key *out, const char *key_pem, size_t key
 void pki_handoff_key_wipe(struct pki_handoff_key *k);
 
 /*
+ * The PKCS#12 of pki_handoff_key's p12 (the key and the leaf under the
+ * alias "user", then the CAs of chain_pem; AES-256-CBC, HMAC-SHA256 MAC),
+ * appended to out, for the pgjdbc-p12 layout: key is the unencrypted key
+ * (PEM or PKCS#8 DER) of the first certificate of chain_pem
+ * (ROTOR_EINVALID otherwise); pass may be "" (at most 1024 bytes).  The
+ * caller wipes out.
+ */
+int pki_key_p12(struct buf *out, const char *key, size_t key_len, const char *chain_pem, size_t chain_len,
+		const char *pass, struct err *e);
+
+/*
+ * Read a PKCS#12 file back with pass: its certificates as PEM, the one
+ * the key belongs to first, then the others in the file's order,
+ * appended to certs_pem; the key as unencrypted PKCS#8 PEM appended to
+ * key_pem (the caller wipes it).  Not PKCS#12, a wrong password, or no
+ * key with its certificate: ROTOR_EINVALID.
+ */
+int pki_p12_read(struct buf *certs_pem, struct buf *key_pem, const void *data, size_t len, const char *pass,
+		 struct err *e);
+
+/*
  * A PKCS#12 trust store of every certificate of pem, appended to out:
  * one certificate bag each, named by its common name, carrying Java's
  * trusted-certificate attribute (OID 2.16.840.1.113894.746875.1.1, value

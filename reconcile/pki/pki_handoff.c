@@ -96,13 +96,59 @@ void pki_handoff_key_wipe(struct pki_handoff_key *k)
 	buf_wipe(&k->plain);
 }
 
+/*
+ * The key (unencrypted PEM or PKCS#8 DER) and the certificates of
+ * chain_pem, the first of which (*leaf, taken off *chain) it must belong
+ * to.  On failure nothing is left to free.
+ */
+static int key_and_chain(EVP_PKEY **k, X509 **leaf, STACK_OF(X509) **chain, const char *key, size_t key_len,
+			 const char *chain_pem, size_t chain_len, struct err *e)
+{
+	int rc;
+
+	*k = NULL;
+	*leaf = NULL;
+	*chain = NULL;
+	if ((rc = key_decode(k, key, key_len, NULL, KEY_PLAIN, e)) < 0 ||
+	    (rc = read_certs(chain, chain_pem, chain_len, "the client certificate", e)) < 0)
+		goto fail;
+	*leaf = sk_X509_shift(*chain);
+	if (X509_check_private_key(*leaf, *k) != 1) {
+		rc = pki_ossl_err(e, ROTOR_EINVALID, "the private key does not belong to the client certificate");
+		goto fail;
+	}
+	return 0;
+fail:
+	X509_free(*leaf);
+	EVP_PKEY_free(*k);
+	sk_X509_pop_free(*chain, X509_free);
+	*k = NULL;
+	*leaf = NULL;
+	*chain = NULL;
+	return rc;
+}
+
+/* PKCS#12: the key and the leaf under the alias "user" (what pgJDBC asks for), then the chain; appended to out. */
+static int p12_write(struct buf *out, EVP_PKEY *k, X509 *leaf, STACK_OF(X509) *chain, const char *pass, struct err *e)
+{
+	PKCS12 *p12 = PKCS12_create(pass, "user", k, leaf, chain, NID_aes_256_cbc, NID_aes_256_cbc, P12_ITER, -1, 0);
+	BIO *b = NULL;
+	int rc = 0;
+
+	if (!p12 || !PKCS12_set_mac(p12, pass, -1, NULL, 0, P12_ITER, EVP_sha256()) ||
+	    !(b = BIO_new(BIO_s_mem())) || !i2d_PKCS12_bio(b, p12) || (rc = mem_to_buf(out, b, e)) < 0)
+		rc = rc < 0 ? rc : pki_ossl_err(e, ROTOR_ERROR, "cannot write the PKCS#12 file");
+	PKCS12_free(p12);
+	BIO_free(b);            /* BUF_MEM_free cleanses the bytes */
+	return rc;
+}
+
 int pki_handoff_key(struct pki_handoff_key *out, const char *key_pem, size_t key_len,
 		    const char *chain_pem, size_t chain_len, const char *pass, int plain, struct err *e)
 {
 	STACK_OF(X509) *chain = NULL;
 	EVP_PKEY *k = NULL;
-	PKCS12 *p12 = NULL;
-	X509 *leaf;
+	X509 *leaf = NULL;
 	BIO *b = NULL;
 	int rc;
 
@@ -111,15 +157,8 @@ int pki_handoff_key(struct pki_handoff_key *out, const char *key_pem, size_t key
 	memset(out, 0, sizeof(*out));
 	if ((rc = pass_ok(pass, e)) < 0)
 		return rc;
-	if ((rc = key_decode(&k, key_pem, key_len, NULL, KEY_PLAIN, e)) < 0 ||
-	    (rc = read_certs(&chain, chain_pem, chain_len, "the client certificate", e)) < 0)
+	if ((rc = key_and_chain(&k, &leaf, &chain, key_pem, key_len, chain_pem, chain_len, e)) < 0)
 		goto out;
-	leaf = sk_X509_shift(chain);
-	if (X509_check_private_key(leaf, k) != 1) {
-		X509_free(leaf);
-		rc = pki_ossl_err(e, ROTOR_EINVALID, "the private key does not belong to the client certificate");
-		goto out;
-	}
 
 	/*
 	 * PKCS#8 EncryptedPrivateKeyInfo.  PEM: PBES2, PBKDF2-HMAC-SHA256,
@@ -134,30 +173,93 @@ int pki_handoff_key(struct pki_handoff_key *out, const char *key_pem, size_t key
 	    !i2d_PKCS8PrivateKey_nid_bio(b, k, NID_pbe_WithSHA1And3_Key_TripleDES_CBC, pass, (int)strlen(pass),
 					 NULL, NULL) ||
 	    (rc = mem_to_buf(&out->der, b, e)) < 0) {
-		X509_free(leaf);
 		rc = rc < 0 ? rc : pki_ossl_err(e, ROTOR_ERROR, "cannot encrypt the private key");
 		goto out;
 	}
-	(void)BIO_reset(b);
-
-	/* PKCS#12: the key and the leaf under the alias "user" (what pgJDBC asks for), then the chain. */
-	p12 = PKCS12_create(pass, "user", k, leaf, chain, NID_aes_256_cbc, NID_aes_256_cbc, P12_ITER, -1, 0);
-	X509_free(leaf);
-	if (!p12 || !PKCS12_set_mac(p12, pass, -1, NULL, 0, P12_ITER, EVP_sha256()) ||
-	    !i2d_PKCS12_bio(b, p12) || (rc = mem_to_buf(&out->p12, b, e)) < 0) {
-		rc = rc < 0 ? rc : pki_ossl_err(e, ROTOR_ERROR, "cannot write the PKCS#12 file");
+	if ((rc = p12_write(&out->p12, k, leaf, chain, pass, e)) < 0)
 		goto out;
-	}
 	if (plain && (rc = key_encode(&out->plain, k, e)) < 0)
 		goto out;
 	rc = 0;
 out:
 	if (rc < 0)
 		pki_handoff_key_wipe(out);
-	PKCS12_free(p12);
 	BIO_free(b);            /* BUF_MEM_free cleanses the bytes */
 	EVP_PKEY_free(k);
+	X509_free(leaf);
 	sk_X509_pop_free(chain, X509_free);
+	ERR_clear_error();
+	return rc;
+}
+
+int pki_key_p12(struct buf *out, const char *key, size_t key_len, const char *chain_pem, size_t chain_len,
+		const char *pass, struct err *e)
+{
+	STACK_OF(X509) *chain = NULL;
+	EVP_PKEY *k = NULL;
+	X509 *leaf = NULL;
+	int rc;
+
+	if (!out || !key || !chain_pem || !pass || strlen(pass) > 1024)
+		return err_set(e, ROTOR_EINVALID, "pki_key_p12: invalid arguments");
+	if ((rc = key_and_chain(&k, &leaf, &chain, key, key_len, chain_pem, chain_len, e)) == 0)
+		rc = p12_write(out, k, leaf, chain, pass, e);
+	EVP_PKEY_free(k);
+	X509_free(leaf);
+	sk_X509_pop_free(chain, X509_free);
+	ERR_clear_error();
+	return rc;
+}
+
+/* Append x to out as PEM. */
+static int cert_pem(struct buf *out, X509 *x, BIO *b, struct err *e)
+{
+	if (BIO_reset(b) != 1 || !PEM_write_bio_X509(b, x))
+		return pki_ossl_err(e, ROTOR_ERROR, "cannot write a certificate");
+	return mem_to_buf(out, b, e);
+}
+
+int pki_p12_read(struct buf *certs_pem, struct buf *key_pem, const void *data, size_t len, const char *pass,
+		 struct err *e)
+{
+	const unsigned char *p = data;
+	STACK_OF(X509) *ca = NULL;
+	EVP_PKEY *k = NULL;
+	PKCS12 *p12 = NULL;
+	X509 *leaf = NULL;
+	BIO *b = NULL;
+	int rc = 0, i;
+
+	if (!certs_pem || !key_pem || !data || !pass || len > LONG_MAX)
+		return err_set(e, ROTOR_EINVALID, "pki_p12_read: invalid arguments");
+	if (!(p12 = d2i_PKCS12(NULL, &p, (long)len)) || p != (const unsigned char *)data + len) {
+		rc = err_set(e, ROTOR_EINVALID, "not a PKCS#12 file");
+		goto out;
+	}
+	if (!PKCS12_parse(p12, pass, &k, &leaf, &ca)) {
+		rc = err_set(e, ROTOR_EINVALID, "a PKCS#12 file that does not open with its password");
+		goto out;
+	}
+	if (!k || !leaf) {
+		rc = err_set(e, ROTOR_EINVALID, "a PKCS#12 file without a key and its certificate");
+		goto out;
+	}
+	if (!(b = BIO_new(BIO_s_mem()))) {
+		rc = err_nomem(e);
+		goto out;
+	}
+	if ((rc = cert_pem(certs_pem, leaf, b, e)) < 0)
+		goto out;
+	for (i = 0; i < sk_X509_num(ca); i++)
+		if ((rc = cert_pem(certs_pem, sk_X509_value(ca, i), b, e)) < 0)
+			goto out;
+	rc = key_encode(key_pem, k, e);
+out:
+	BIO_free(b);
+	PKCS12_free(p12);
+	EVP_PKEY_free(k);
+	X509_free(leaf);
+	sk_X509_pop_free(ca, X509_free);
 	ERR_clear_error();
 	return rc;
 }

@@ -59,9 +59,27 @@ const struct layout_def layout_table[] = {
 		.base = LAYOUT_BASE_HOME, .subdir = ".postgresql", .owner_is_user = 1,
 		.bundle = LAYOUT_BUNDLE_NEWEST_FIRST,
 		.files = { { "postgresql.crt", SPEC_CONTENT_LEAF_CHAIN, 0644, 0, 0 },
-			   { "postgresql.pk8", SPEC_CONTENT_KEY, 0600, 0, 1 },
+			   { "postgresql.pk8", SPEC_CONTENT_KEY, 0600, 0, LAYOUT_FORM_PK8 },
 			   { "root.crt", SPEC_CONTENT_TRUST, 0644, 0, 0 } },
 		.nfiles = 3,
+	},
+	{
+		/*
+		 * pgJDBC client, key and chain in one file: ~/.postgresql/postgresql.p12
+		 * (PKCS#12, alias "user", empty password, mode 0600), root.crt.  pgJDBC
+		 * reads an sslkey ending in .p12 with its PKCS12KeyManager: key and
+		 * certificate chain from that one file (sslcert is not read), opened
+		 * once per connection, so the one rename that replaces it switches
+		 * key and certificate together.  The URL needs sslpassword= (empty).
+		 */
+		.name = "pgjdbc-p12", .by_name = 1, .sides = SIDE(CLIENT),
+		.required = LAYOUT_KEY_HOME | LAYOUT_KEY_IDENTITY,
+		.refused = LAYOUT_KEY_DIR | LAYOUT_KEY_OWNER | LAYOUT_KEY_PROBE,
+		.base = LAYOUT_BASE_HOME, .subdir = ".postgresql", .owner_is_user = 1,
+		.bundle = LAYOUT_BUNDLE_NEWEST_FIRST,
+		.files = { { "postgresql.p12", SPEC_CONTENT_LEAF_CHAIN, 0600, 0, LAYOUT_FORM_P12 },
+			   { "root.crt", SPEC_CONTENT_TRUST, 0644, 0, 0 } },
+		.nfiles = 2,
 	},
 	{
 		/*

@@ -57,13 +57,28 @@ enum layout_bundle {
 	LAYOUT_BUNDLE_NEWEST_FIRST   /* the newest generation's root (and peer CA) first */
 };
 
+/* The form a file is written in. */
+enum layout_form {
+	LAYOUT_FORM_PEM = 0,   /* PEM (certificates, CRLs, keys as PKCS#8) */
+	LAYOUT_FORM_PK8,       /* a key as unencrypted PKCS#8 DER (pgJDBC's .pk8) */
+	/*
+	 * A leaf+chain file written as PKCS#12 with the role's key in it
+	 * (pgJDBC's .p12: key and chain in one file, one rename switches
+	 * them together).  Its password is empty (LAYOUT_P12_PASSWORD): like
+	 * the PEM and DER keys beside it, the file is protected by its mode
+	 * and owner, not by a password every reader would have to be told.
+	 */
+	LAYOUT_FORM_P12
+};
+#define LAYOUT_P12_PASSWORD ""
+
 struct layout_file_def {
 	const char *name;            /* file name under the base directory; "{user}" in it
 					stands for the role's user: (layout_file_name) */
 	enum spec_content content;
 	int mode;                    /* permission bits */
 	unsigned sides;              /* roles that hold this file (1u << LAYOUT_SIDE_*); 0: every role */
-	int der;                     /* a key file written as unencrypted PKCS#8 DER (pgJDBC's .pk8), not PEM */
+	enum layout_form form;       /* LAYOUT_FORM_PEM (0) but for pgJDBC's .pk8 and .p12 */
 };
 
 #define LAYOUT_MAX_FILES 6

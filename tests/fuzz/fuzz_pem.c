@@ -109,7 +109,7 @@ void fuzz_pem(const uint8_t *data, size_t size)
 		}
 		obs_file_release(&h);
 		memset(&h, 0, sizeof(h));
-		h.der = ctl >> 7;
+		h.form = (ctl >> 7) ? LAYOUT_FORM_PK8 : LAYOUT_FORM_PEM;
 		if (observe_key_form(&h, p, n) == 0)
 			FUZZ_CHECK(!h.problem || n > 0);
 		obs_file_release(&h);

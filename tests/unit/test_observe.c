@@ -592,7 +592,7 @@ static void test_der_key_for_pgjdbc(void **state)
 	memset(&f, 0, sizeof(f));
 	f.content = SPEC_CONTENT_KEY;
 	f.side = LAYOUT_SIDE_CLIENT;
-	f.der = 1;
+	f.form = LAYOUT_FORM_PK8;
 	assert_int_equal(plan_file_bytes(&der, &ms, &f, "app", STEP_CLIENTS, 1, 2, "secret", &e), 0);
 	assert_null(memmem(der.ptr, der.len, "-----BEGIN", 10));
 	/* OpenSSL reads the bytes as one whole unencrypted PKCS#8 structure. */
@@ -614,21 +614,94 @@ static void test_der_key_for_pgjdbc(void **state)
 	assert_int_equal(observe_key_form(&f, der.ptr, der.len), 0);
 	assert_null(f.problem);
 	/* The same key as PEM where DER belongs, and DER where PEM belongs. */
-	f.der = 0;
+	f.form = LAYOUT_FORM_PEM;
 	assert_int_equal(plan_file_bytes(&pemk, &ms, &f, "app", STEP_CLIENTS, 1, 2, "secret", &e), 0);
-	f.der = 1;
+	f.form = LAYOUT_FORM_PK8;
 	assert_int_equal(observe_key_form(&f, pemk.ptr, pemk.len), 0);
 	assert_non_null(f.problem);
 	assert_non_null(strstr(f.problem, "PEM key where the layout needs PKCS#8 DER"));
 	free(f.problem);
 	f.problem = NULL;
-	f.der = 0;
+	f.form = LAYOUT_FORM_PEM;
 	assert_int_equal(observe_key_form(&f, der.ptr, der.len), 0);
 	assert_non_null(f.problem);
 	assert_non_null(strstr(f.problem, "DER key where the layout needs PEM"));
 	free(f.problem);
 	buf_wipe(&der);
 	buf_wipe(&pemk);
+	material_release(&ms);
+}
+
+/*
+ * The pgjdbc-p12 layout's postgresql.p12: the leaf+chain file written as
+ * PKCS#12 with the leaf's key (empty password), read back by observe as
+ * the chain inside (g2 client app, g2 client CA) with its key matching;
+ * a file cut short, a wrong password, a key that is not the leaf's are
+ * problems, so the plan rewrites the file.
+ */
+static void test_p12_for_pgjdbc(void **state)
+{
+	struct material_set ms = { NULL, 0, NULL, 0 };
+	struct obs_file f, g;
+	struct buf p12 = BUF_INIT, certs = BUF_INIT, other = BUF_INIT, key = BUF_INIT;
+	struct err e = ERR_INIT;
+
+	(void)state;
+	material_of_fixture(&ms);
+	memset(&f, 0, sizeof(f));
+	f.content = SPEC_CONTENT_LEAF_CHAIN;
+	f.side = LAYOUT_SIDE_CLIENT;
+	f.form = LAYOUT_FORM_P12;
+	assert_int_equal(plan_file_bytes(&p12, &ms, &f, "app", STEP_CLIENTS, 1, 2, "secret", &e), 0);
+	assert_null(memmem(p12.ptr, p12.len, "-----BEGIN", 10));
+	/* A wrong secret: the key does not decrypt, nothing is written. */
+	assert_int_equal(plan_file_bytes(&other, &ms, &f, "app", STEP_CLIENTS, 1, 2, "wrong", &e), ROTOR_ESECRET);
+
+	memset(&g, 0, sizeof(g));
+	g.content = SPEC_CONTENT_LEAF_CHAIN;
+	g.side = LAYOUT_SIDE_CLIENT;
+	g.form = LAYOUT_FORM_P12;
+	assert_int_equal(observe_p12(&g, &certs, p12.ptr, p12.len, &e), 0);
+	assert_null(g.problem);
+	assert_int_equal(g.key, OBS_KEY_MATCH);
+	assert_int_equal(observe_parse_certs(&g, certs.ptr, certs.len, &F.known, F.now, &e), 0);
+	assert_null(g.problem);
+	assert_int_equal(g.ncerts, 2);
+	assert_int_equal(g.certs[0].generation, 2);
+	assert_int_equal(g.certs[0].role, CERT_ROLE_CLIENT);
+	assert_string_equal(g.certs[0].name, "app");
+	assert_int_equal(g.certs[1].generation, 2);
+	assert_int_equal(g.certs[1].role, CERT_ROLE_CLIENT_CA);
+	obs_file_release(&g);
+	buf_wipe(&certs);
+
+	/* Cut short: not PKCS#12. */
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(observe_p12(&g, &certs, p12.ptr, p12.len - 1, &e), 0);
+	assert_non_null(g.problem);
+	assert_int_equal(certs.len, 0);
+	obs_file_release(&g);
+
+	/* Another password: it does not open. */
+	assert_int_equal(plan_file_bytes(&key, &ms, &(struct obs_file){ .content = SPEC_CONTENT_KEY,
+		.side = LAYOUT_SIDE_CLIENT }, "app", STEP_CLIENTS, 1, 2, "secret", &e), 0);
+	assert_int_equal(pki_key_p12(&other, key.ptr, key.len, pem(2, "clients/app.crt")->ptr,
+				     pem(2, "clients/app.crt")->len, "not-empty", &e), 0);
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(observe_p12(&g, &certs, other.ptr, other.len, &e), 0);
+	assert_non_null(g.problem);
+	assert_non_null(strstr(g.problem, "password"));
+	obs_file_release(&g);
+	buf_wipe(&other);
+
+	/* The g2 key with generation 1's certificate: refused when written. */
+	assert_int_equal(pki_key_p12(&other, key.ptr, key.len, pem(1, "clients/app.crt")->ptr,
+				     pem(1, "clients/app.crt")->len, "", &e), ROTOR_EINVALID);
+	assert_int_equal(other.len, 0);
+
+	buf_wipe(&key);
+	buf_wipe(&other);
+	buf_wipe(&p12);
 	material_release(&ms);
 }
 
@@ -732,6 +805,7 @@ int main(void)
 		cmocka_unit_test(test_parse_strays),
 		cmocka_unit_test(test_parse_sudo_read),
 		cmocka_unit_test(test_der_key_for_pgjdbc),
+		cmocka_unit_test(test_p12_for_pgjdbc),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
