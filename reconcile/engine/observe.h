@@ -80,6 +80,7 @@ struct obs_file {
 	size_t ncerts;
 	enum obs_key key;
 	enum layout_form form; /* the form the layout writes the file in (managed_file.form) */
+	int want_mode;        /* the mode the layout or hosts.yaml gives it (managed_file.mode); 0: the default */
 	size_t ncrls;         /* crl: the CRLs it holds */
 	time_t crl_next_update; /* crl: the earliest nextUpdate of them */
 };

@@ -164,6 +164,7 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 		f->content = mf[i].content;
 		f->side = mf[i].side;
 		f->form = mf[i].form;
+		f->want_mode = mf[i].mode;
 		if (!(f->path = xstrdup(mf[i].path, e))) {
 			rc = ROTOR_ENOMEM;
 			goto out;

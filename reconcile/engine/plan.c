@@ -316,9 +316,11 @@ static int observed_equals(const struct obs_file *f, const struct obs_file *leaf
 	return 1;
 }
 
-/* 0600 for a file that holds a private key (a key file, a PKCS#12 file), else 0644. */
+/* The mode the layout row or hosts.yaml's `files:` gives; else 0600 for a file that holds a private key, else 0644. */
 static int default_mode(const struct obs_file *f)
 {
+	if (f->want_mode > 0)
+		return f->want_mode;
 	return f->content == SPEC_CONTENT_KEY || f->form == LAYOUT_FORM_P12 ? 0600 : 0644;
 }
 

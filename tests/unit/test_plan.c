@@ -236,6 +236,7 @@ static int teardown(void **state)
  * A host's state in a case, one character per host (pg1 pg2 app1):
  *   A T V C B  at stable(A), trust, servers, clients, stable(B) of the case's line
  *   m          at stable(A), but its key files have mode 0640 (drift in modes)
+ *   M          at stable(A), its key files 0600, but hosts.yaml gives them 0640
  *   u          at stable(A), but its bundles also hold a foreign root
  *   0          holds none of its files (a new host)
  *   U          holds a complete foreign chain (certificates of no generation)
@@ -314,6 +315,7 @@ static void observe_role(struct obs_host *h, const struct host_role *r, char cod
 		f->content = mf[i].content;
 		f->side = mf[i].side;
 		f->mode = code == 'm' && f->content == SPEC_CONTENT_KEY ? 0640 : mf[i].mode;
+		f->want_mode = code == 'M' && f->content == SPEC_CONTENT_KEY ? 0640 : mf[i].mode;
 		f->uid = f->gid = -1;
 		if (code == '0')
 			continue;
@@ -992,6 +994,10 @@ static const struct tcase cases[] = {
 	{ "mode drift with a step", ROT(1, 2, "trust"), "mAA", "",
 	  "live=A partial=0 desired=T " L12, "A>T", "6", "0", "0",
 	  { "change 0 pg1 /srv/pg1/certs/server.key ~ key of g1 server pg1 -> mode 0640 -> 0600" } },
+	{ "a mode hosts.yaml gives is the mode wanted", STABLE(1), "MAA", "",
+	  "live=A partial=0 desired=A line=1>0", "A>A", "2", "0", "0",
+	  { "change 0 pg1 /srv/pg1/certs/server.key ~ key of g1 server pg1 -> mode 0600 -> 0640",
+	    "change 0 pg1 /var/lib/postgresql/.postgresql/postgresql.key ~ key of g1 client replicator -> mode 0600 -> 0640" } },
 };
 
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
