@@ -186,7 +186,10 @@ const struct cmd rotor_commands[] = {
 	  "services that present another certificate than their files hold, and stray\n"
 	  "files: temporary files left next to managed files, and backups\n"
 	  "(FILE.rotor-bak) while rotation.yaml names no target (during a rotation they\n"
-	  "are kept for a rollback).\n"
+	  "are kept for a rollback), and the external servers of hosts.yaml (unless\n"
+	  "--no-probe), probed with the clients' bundle of the current step: one that\n"
+	  "does not answer, presents a chain that bundle does not verify, or presents a\n"
+	  "certificate expiring within renew_before.\n"
 	  "Exit 0 when all is in order, 2 when anything needs attention (listed), 1 on\n"
 	  "error.\n" },
 	{ "apply", cmd_apply, "walk the plan on the hosts, step by step, verified",

@@ -149,6 +149,16 @@ static void print_drift(void *payload, const struct drift_item *it)
 	else if (it->kind == DRIFT_CRL_EXPIRING)
 		printf("CRL expiring on %s in %s: nextUpdate %s (renew_before %d; rotor client crl signs it again)\n",
 		       it->host->name, it->file->path, crl_when(it->file->crl_next_update), it->renew_before_days);
+	else if (it->kind == DRIFT_EXTERNAL_SERVER && !it->answer->tls_ok)
+		printf("external server %s (%s:%d) did not answer the probe: %s\n", it->server->name, it->server->address,
+		       it->server->port, it->answer->error[0] ? it->answer->error : "no TLS");
+	else if (it->kind == DRIFT_EXTERNAL_SERVER && !it->answer->server_verified)
+		printf("external server %s (%s:%d) presents leaf %.23s... that the clients' bundle does not verify: %s\n",
+		       it->server->name, it->server->address, it->server->port, it->answer->server_leaf_fingerprint,
+		       it->answer->verify_reason);
+	else if (it->kind == DRIFT_EXTERNAL_SERVER)
+		printf("expiring external server %s (%s:%d): a certificate it presents expires in %lld days (renew_before %d)\n",
+		       it->server->name, it->server->address, it->server->port, it->ext_days_left, it->renew_before_days);
 	else if (it->kind == DRIFT_STRAY)
 		printf("stray file on %s: %s\n", it->host->name, it->stray);
 }
@@ -198,6 +208,8 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 	progress_clear(&pg);
 	if (rc < 0)
 		goto fail;
+	if (drift && (rc = env_run_probe_external(&r, &e)) < 0)
+		goto fail;
 	if (drift)
 		env_run_drift(&r, &dc, json ? NULL : print_drift, NULL);
 	if (json) {
@@ -231,7 +243,7 @@ static int run_plan(struct ctx *ctx, int argc, char **argv, int drift)
 		rc = 1;
 	} else if (drift) {
 		int pending = r.plan.nchanges > 0 || !r.plan.live_known || dc.unknown || dc.expiring || dc.crls_expiring || dc.keys_not_matching ||
-			      dc.stale_services || dc.stray_files;
+			      dc.stale_services || dc.stray_files || dc.external_servers;
 
 		if (!json)
 			printf("%s\n", pending ? "drift: see above (exit 2)" : "no drift");

@@ -197,6 +197,25 @@ out:
 	return rc;
 }
 
+/* Has a touched role before k on this host the same reload (run already in this pass)? */
+static int reload_ran(const struct host_spec *hs, const unsigned char *role_touched, size_t k, const char *reload)
+{
+	size_t j;
+
+	for (j = 0; j < k; j++) {
+		const char *r = role_reload(&hs->roles[j]);
+
+		if (role_touched[j] && r && strcmp(r, reload) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Each touched role's reload, each command once per host: the two halves
+ * of a pgbouncer role share one reload, and every reload of pgbouncer
+ * drops the server logins in progress (README, pgbouncer).
+ */
 static int run_reloads(char *why, size_t whylen, struct ssh_conn *c, const struct host_spec *hs,
 		       const unsigned char *role_touched, struct err *e)
 {
@@ -207,7 +226,7 @@ static int run_reloads(char *why, size_t whylen, struct ssh_conn *c, const struc
 	for (k = 0; k < hs->nroles; k++) {
 		const char *reload = role_reload(&hs->roles[k]);
 
-		if (!role_touched[k] || !reload)
+		if (!role_touched[k] || !reload || reload_ran(hs, role_touched, k, reload))
 			continue;
 		buf_release(&se);
 		se.max = 4096;

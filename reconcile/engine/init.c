@@ -114,6 +114,21 @@ static const char hosts_tmpl[] =
 	"# Every server role needs a probe or probe: none. Two hosts may share an\n"
 	"# address only with different ssh ports (port:) written on both; a server\n"
 	"# identity belongs to one host, a client identity may be used by many.\n"
+	"#\n"
+	"# CAs rotor does not own (a managed database's provider: AWS RDS, Azure):\n"
+	"# each one PEM file committed under envs/%s/trust/, put in the client roles'\n"
+	"# bundles (bundles: [client]) after the env's own CAs, newest first, until\n"
+	"# its entry says retired: true. The provider's servers our clients reach are\n"
+	"# probed with the clients' bundle: plan and apply refuse a retirement while\n"
+	"# one still presents a chain only the retired CA verifies; drift reports one\n"
+	"# whose chain the bundle does not verify or whose certificate expires within\n"
+	"# renew_before, and an external CA that expires within it. For example:\n"
+	"#\n"
+	"# external_cas:\n"
+	"#   - {file: trust/provider-ca.pem, bundles: [client]}\n"
+	"# external_servers:\n"
+	"#   - {name: orders-db, address: orders.example.net, port: 5432, probe: postgres}\n"
+	"#\n"
 	"hosts: {}\n";
 
 struct created {
@@ -331,7 +346,7 @@ int init_scaffold(struct init_result *res, struct gitrepo *repo, const struct in
 		goto fail;
 	buf_release(&text);
 	snprintf(p_file, sizeof(p_file), "%s/hosts.yaml", p_env);
-	if (buf_printf(&text, hosts_tmpl, env, env) < 0 || write_new(&run, p_file, buf_cstr(&text), e) < 0)
+	if (buf_printf(&text, hosts_tmpl, env, env, env) < 0 || write_new(&run, p_file, buf_cstr(&text), e) < 0)
 		goto fail;
 	buf_release(&text);
 	snprintf(p_file, sizeof(p_file), "%s/rotation.yaml", p_env);

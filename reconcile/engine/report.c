@@ -247,7 +247,8 @@ int plan_json(struct buf *out, const struct env_run *r, const struct drift_count
 		    json_object_set_new(doc, "crls_expiring", json_integer((json_int_t)dc->crls_expiring)) < 0 ||
 		    json_object_set_new(doc, "keys_not_matching", json_integer((json_int_t)dc->keys_not_matching)) < 0 ||
 		    json_object_set_new(doc, "stale_services_count", json_integer((json_int_t)dc->stale_services)) < 0 ||
-		    json_object_set_new(doc, "stray_files", json_integer((json_int_t)dc->stray_files)) < 0))) {
+		    json_object_set_new(doc, "stray_files", json_integer((json_int_t)dc->stray_files)) < 0 ||
+		    json_object_set_new(doc, "external_servers", json_integer((json_int_t)dc->external_servers)) < 0))) {
 		json_decref(doc);
 		return ROTOR_ENOMEM;
 	}

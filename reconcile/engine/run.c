@@ -95,6 +95,21 @@ struct ext_answer {
 	struct probe_result *pr;       /* one per external server */
 };
 
+/* Probe external server es with bundle as the clients' trust (no client certificate). */
+static int probe_external(struct probe_result *pr, const struct external_server *es, const struct buf *bundle,
+			  struct err *e)
+{
+	struct probe_req q;
+
+	memset(&q, 0, sizeof(q));
+	q.address = es->address;
+	q.port = es->port;
+	q.trust_pem = bundle->ptr;
+	q.trust_len = bundle->len;
+	q.server_name = es->address;
+	return es->probe->run(pr, &q, e);
+}
+
 /*
  * Every step that writes clients' bundles must keep every external
  * server verifying: probe each one with the clients' bundle of both
@@ -143,18 +158,8 @@ static int check_external_servers(struct env_run *r, struct err *e)
 					rc = err_nomem(e);
 					break;
 				}
-				for (x = 0; x < hs->nexternal_servers && rc == 0; x++) {
-					const struct external_server *es = &hs->external_servers[x];
-					struct probe_req q;
-
-					memset(&q, 0, sizeof(q));
-					q.address = es->address;
-					q.port = es->port;
-					q.trust_pem = a->bundle.ptr;
-					q.trust_len = a->bundle.len;
-					q.server_name = es->address;
-					rc = es->probe->run(&a->pr[x], &q, e);
-				}
+				for (x = 0; x < hs->nexternal_servers && rc == 0; x++)
+					rc = probe_external(&a->pr[x], &hs->external_servers[x], &a->bundle, e);
 			}
 			for (x = 0; x < hs->nexternal_servers && rc == 0; x++) {
 				const struct external_server *es = &hs->external_servers[x];
@@ -319,8 +324,30 @@ int env_run_find_stale(struct env_run *r, struct err *e)
 	return 0;
 }
 
+int env_run_probe_external(struct env_run *r, struct err *e)
+{
+	const struct hosts_spec *hs = r->st.hosts;
+	struct buf b = BUF_INIT;
+	size_t x;
+	int rc;
+
+	free(r->ext_now);
+	r->ext_now = NULL;
+	if (!hs->nexternal_servers || !r->plan.live_known || r->no_probe)
+		return 0;
+	if ((rc = plan_bundle_bytes(&b, &r->material, LAYOUT_SIDE_SERVER, r->plan.live, r->plan.a, r->plan.b, e)) < 0)
+		return rc;
+	if (!(r->ext_now = calloc(hs->nexternal_servers, sizeof(*r->ext_now))))
+		rc = err_nomem(e);
+	for (x = 0; x < hs->nexternal_servers && rc == 0; x++)
+		rc = probe_external(&r->ext_now[x], &hs->external_servers[x], &b, e);
+	buf_release(&b);
+	return rc;
+}
+
 void env_run_release(struct env_run *r)
 {
+	free(r->ext_now);
 	free(r->stale);
 	free(r->served);
 	plan_release(&r->plan);
@@ -394,6 +421,23 @@ void env_run_drift(const struct env_run *r, struct drift_counts *c,
 		if (each)
 			each(payload, &it);
 	}
+	for (i = 0; r->ext_now && i < r->st.hosts->nexternal_servers; i++) {
+		const struct probe_result *pr = &r->ext_now[i];
+		long long left = pr->server_not_after ? days_until(pr->server_not_after, r->oo.now ? r->oo.now : time(NULL)) : 0;
+
+		if (pr->tls_ok && pr->server_verified && (!pr->server_not_after || left >= r->st.chain->renew_before_days))
+			continue;
+		c->external_servers++;
+		memset(&it, 0, sizeof(it));
+		it.renew_before_days = r->st.chain->renew_before_days;
+		it.kind = DRIFT_EXTERNAL_SERVER;
+		it.server = &r->st.hosts->external_servers[i];
+		it.answer = pr;
+		it.ext_days_left = left;
+		if (each)
+			each(payload, &it);
+	}
+	memset(&it, 0, sizeof(it));
 	for (i = 0; i < r->nhosts; i++)
 		for (k = 0; k < r->hosts[i].nstrays; k++) {
 			const char *p = r->hosts[i].strays[k];

@@ -57,6 +57,7 @@ struct env_run {
 	size_t nstale;
 	struct served_leaf *served;  /* every server role probed, in host and role order */
 	size_t nserved;
+	struct probe_result *ext_now; /* env_run_probe_external(): one per external server, or NULL */
 };
 
 /* What env_run_load() reads beyond the state files. */
@@ -86,12 +87,25 @@ int env_run_plan(struct env_run *r, int no_path, int replace_unknown, struct err
  */
 int env_run_find_stale(struct env_run *r, struct err *e);
 void env_run_release(struct env_run *r);
+/*
+ * For drift: probe every external server of hosts.yaml with the clients'
+ * bundle of the step the hosts are at (the external CAs hosts.yaml lists
+ * included), also when no step changes the bundles; the answers go to
+ * r->ext_now, one per external server.  Nothing when the live step is not
+ * known or r->no_probe.  Errors: ROTOR_ENOMEM, and a probe that could not
+ * start (tls/probe.h).
+ */
+int env_run_probe_external(struct env_run *r, struct err *e);
 
 /* What drift reports beyond the plan: one finding per certificate, key file or stray file. */
 enum drift_kind { DRIFT_UNKNOWN_CERT, DRIFT_EXPIRING, DRIFT_KEY_MISMATCH, DRIFT_STRAY,
 		  DRIFT_EXTERNAL_EXPIRING /* an external CA of hosts.yaml (not retired), counted in expiring */,
-		  DRIFT_CRL_EXPIRING };
+		  DRIFT_CRL_EXPIRING,
+		  DRIFT_EXTERNAL_SERVER /* an external server (env_run_probe_external()) that did not answer, presents
+					   a chain the clients' bundle does not verify, or a certificate expiring
+					   within renew_before */ };
 struct ext_ca;
+struct external_server;
 
 struct drift_item {
 	enum drift_kind kind;
@@ -100,13 +114,16 @@ struct drift_item {
 	const struct obs_cert *cert;   /* NULL for DRIFT_KEY_MISMATCH and DRIFT_STRAY */
 	const char *stray;             /* DRIFT_STRAY: its path (file is NULL then) */
 	const struct ext_ca *ext;      /* DRIFT_EXTERNAL_EXPIRING: the CA (host and file are NULL then) */
-	long long ext_days_left;
+	long long ext_days_left;       /* also DRIFT_EXTERNAL_SERVER: days until the earliest notAfter it sent */
 	int renew_before_days;
+	const struct external_server *server;   /* DRIFT_EXTERNAL_SERVER (host and file are NULL then) */
+	const struct probe_result *answer;      /* ... its probe's answer */
 };
 
 struct drift_counts {
 	size_t unknown, expiring, keys_not_matching, stale_services, stray_files;
 	size_t crls_expiring;   /* crl files whose earliest nextUpdate is within renew_before */
+	size_t external_servers; /* DRIFT_EXTERNAL_SERVER findings */
 };
 
 /*

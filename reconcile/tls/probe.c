@@ -529,6 +529,25 @@ static int ssl_read_exact(struct conn *c, unsigned char *p, size_t n, char *what
 
 /* ---- what the server presented ---- */
 
+/* The earliest notAfter of the certificates the server sent, as seconds since the epoch (0: none read). */
+static long long earliest_not_after(SSL *ssl)
+{
+	STACK_OF(X509) *sent = SSL_get_peer_cert_chain(ssl);
+	ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+	long long best = 0;
+	int i, days, secs;
+
+	for (i = 0; epoch && sent && i < sk_X509_num(sent); i++) {
+		days = secs = 0;
+		if (ASN1_TIME_diff(&days, &secs, epoch, X509_get0_notAfter(sk_X509_value(sent, i))) &&
+		    (!best || (long long)days * 86400 + secs < best))
+			best = (long long)days * 86400 + secs;
+	}
+	ASN1_TIME_free(epoch);
+	ERR_clear_error();
+	return best;
+}
+
 static void check_server(struct conn *c, const struct probe_req *req)
 {
 	struct probe_result *out = c->out;
@@ -548,6 +567,7 @@ static void check_server(struct conn *c, const struct probe_req *req)
 		hex_colon(out->server_leaf_fingerprint, sizeof(out->server_leaf_fingerprint), md, mdlen);
 	ERR_clear_error();
 	X509_free(leaf);
+	out->server_not_after = earliest_not_after(c->ssl);
 
 	res = SSL_get_verify_result(c->ssl);
 	if (res == X509_V_OK) {

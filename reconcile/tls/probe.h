@@ -88,6 +88,8 @@ struct probe_result {
 	int tls_ok;               /* TLS handshake completed */
 	char tls_version[16];     /* "TLSv1.3", or "" */
 	char server_leaf_fingerprint[PROBE_FP_LEN]; /* SHA-256 of the DER, as in manifests; "" if none */
+	long long server_not_after; /* the earliest notAfter of the certificates the server sent
+				       (seconds since the epoch); 0 if none could be read */
 	int server_verified;      /* 1: chain, purpose and name verify against trust_pem */
 	char verify_reason[160];  /* OpenSSL's words when server_verified == 0 */
 	int fingerprint_match;    /* 1/0 against expect_fingerprint; -1 when none expected or no leaf */

@@ -47,6 +47,17 @@ expect_out "existing key file refused" 'exists; refusing to overwrite' \
 	"$ROTOR" --repo "$T/other" init --key-file "$KEY"
 ok "refused init kept the key" sh -c '[ "$(cat rotor.yaml envs/poc/*.yaml "$1" | sha256sum)" = "$2" ]' _ "$KEY" "$sum_before"
 
+# What init's hosts.yaml comments show, uncommented: the roles and the external CA and server validate.
+cp envs/poc/hosts.yaml "$T/hosts.init"
+{ sed -n '/^# hosts:$/,/^#$/p' "$T/hosts.init"; sed -n '/^# external_cas:$/,/^#$/p' "$T/hosts.init"; } |
+	sed 's/^# \{0,1\}//' > envs/poc/hosts.yaml
+ok "init's comments hold a hosts.yaml example with external_cas and external_servers" sh -c '
+	grep -q "^hosts:" "$1" && grep -q "^external_cas:" "$1" && grep -q "^external_servers:" "$1"' _ envs/poc/hosts.yaml
+mkdir -p envs/poc/trust
+(cd envs/poc/trust && x509_root provider-ca "/O=Provider/CN=Provider Root CA" && rm provider-ca.key && mv provider-ca.crt provider-ca.pem)
+ok "... which validates, the external CA file it names committed as a CA certificate" "$ROTOR" validate --worktree
+rm -r envs/poc/trust && cp "$T/hosts.init" envs/poc/hosts.yaml
+
 # A chain with two servers (one with IP SANs) and three clients.
 cat > envs/poc/chain.yaml <<'YAML'
 subject: {C: NL, O: Example, OU: DBA}

@@ -22,7 +22,7 @@
 #   pg_server_yaml I [RELOAD [PORT]]  # hosts.yaml entry: host I ($B.I) a PostgreSQL server pgI
 #   libpq_client_yaml I          # hosts.yaml entry: host I ($B.I) the libpq client app
 #   x509_root NAME SUBJECT       # openssl command line: NAME.key, NAME.crt, a self-signed root
-#   x509_sign NAME ISSUER SECTION SUBJECT [SAN]  # NAME.key, NAME.crt signed by ISSUER
+#   x509_sign NAME ISSUER SECTION SUBJECT [SAN]  # NAME.key, NAME.crt signed by ISSUER (valid $DAYS, default 365 days)
 #   pg_churn_fleet               # 5 hosts on $B: PostgreSQL servers 1-3 (role app), libpq clients
 #                                # 4-5; repo $R with chain.yaml and hosts.yaml written, not committed;
 #                                # $C the churn directory (removed at exit with the fleet)
@@ -254,7 +254,7 @@ x509_sign() { # name issuer section subject [san]
 	_q openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key"
 	_q openssl req -new -key "$1.key" -subj "$4" -out "$1.csr"
 	SAN=${5:-DNS:unused} KU="" openssl x509 -req -in "$1.csr" -CA "$2.crt" -CAkey "$2.key" -CAcreateserial \
-		-days 365 -extfile "$ROTOR_SRCDIR/tests/openssl-ext.cnf" -extensions "$3" -out "$1.crt" >/dev/null 2>&1
+		-days "${DAYS:-365}" -extfile "$ROTOR_SRCDIR/tests/openssl-ext.cnf" -extensions "$3" -out "$1.crt" >/dev/null 2>&1
 }
 
 # ---- PostgreSQL under connection churn (rotation.sh, rollback.sh) ----

@@ -85,6 +85,30 @@ ok "observe --json: the provider's CA is role external, generation null, named b
 	'[(c["generation"], c["role"], c["name"]) for h in d["hosts"] for f in h["files"] for c in f["certificates"] if "Provider" in c["subject"]] == [(None, "external", "trust/rds-2019.pem")] and all("stable" in h["fits"] for h in d["hosts"])'
 ok "in sync, drift clean" "$ROTOR" drift --env poc
 
+# ---- drift probes the provider's server while no bundle changes ----
+# A chain of a CA nobody committed, then a leaf of the 2019 CA expiring within renew_before (30 days).
+(cd "$P" && x509_root stray "/O=Elsewhere/CN=Uncommitted CA" && x509_sign rogue stray server "/O=Provider/CN=orders.provider" "IP:$B.1" &&
+	DAYS=10 x509_sign short rds2019 server "/O=Provider/CN=orders.provider" "IP:$B.1")
+presents_leaf() { # old|rogue|short
+	[ "$(echo | openssl s_client -starttls postgres -connect "$B.1:5432" 2>/dev/null | openssl x509 -noout -fingerprint -sha256)" = \
+	  "$(openssl x509 -in "$P/$1.crt" -noout -fingerprint -sha256)" ]
+}
+provider_serves rogue
+ok "the provider presents a chain of a CA not committed" wait_for 30 presents_leaf rogue
+"$ROTOR" drift --env poc > "$T/drift-rogue.txt" 2>&1
+ok "drift exits 2: the provider's chain does not verify with the clients' bundle" sh -c '[ "$1" -eq 2 ] &&
+	grep -q "^external server orders-db ($2.1:5432) presents leaf .* that the clients. bundle does not verify: " "$3" || { cat "$3"; exit 1; }' _ "$?" "$B" "$T/drift-rogue.txt"
+"$ROTOR" drift --env poc --json > "$T/drift-rogue.json" 2>/dev/null
+ok "drift --json counts it under external_servers, no change pending" json_check "$T/drift-rogue.json" plan 'd["external_servers"] == 1 and d["expiring"] == 0 and d["changes"] == 0'
+provider_serves short
+ok "the provider presents a leaf that expires in 10 days" wait_for 30 presents_leaf short
+"$ROTOR" drift --env poc > "$T/drift-short.txt" 2>&1
+ok "drift exits 2: the provider's certificate expires within renew_before" sh -c '[ "$1" -eq 2 ] &&
+	grep -Eq "^expiring external server orders-db \($2.1:5432\): a certificate it presents expires in (9|10) days \(renew_before 30\)" "$3" || { cat "$3"; exit 1; }' _ "$?" "$B" "$T/drift-short.txt"
+provider_serves old
+ok "the provider presents its 2019 leaf again" wait_for 30 presents_leaf old
+ok "drift clean again" "$ROTOR" drift --env poc
+
 # ---- churn: the libpq layout rotor writes on host3, to the provider and to pg2 ----
 counts() { sed -n 's/^churn: \([0-9]*\) connections, \([0-9]*\) failed$/\1 \2/p' "$1" | tail -n 1; }
 churn_start() { # output
