@@ -302,6 +302,77 @@ static void test_key_mismatch(void **state)
 	buf_wipe(&key);
 }
 
+/* k as unencrypted PKCS#8, PEM or DER, decoded again by key_decode(); its rc. */
+static int decode_again(EVP_PKEY **out, EVP_PKEY *k, int der, int cut)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	BUF_MEM *m;
+	struct buf t = BUF_INIT;
+	struct err e = ERR_INIT;
+	int rc;
+
+	assert_non_null(b);
+	assert_int_equal(der ? i2d_PKCS8PrivateKey_bio(b, k, NULL, NULL, 0, NULL, NULL)
+			     : PEM_write_bio_PKCS8PrivateKey(b, k, NULL, NULL, 0, NULL, NULL), 1);
+	BIO_get_mem_ptr(b, &m);
+	assert_int_equal(buf_put(&t, m->data, m->length), 0);
+	BIO_free(b);
+	if (cut && !der) {
+		/* drop the last base64 line before END: the DER inside is cut short */
+		char *end = strstr(t.ptr, "-----END"), *prev;
+
+		assert_non_null(end);
+		prev = end - 1;
+		while (prev > t.ptr && prev[-1] != '\n')
+			prev--;
+		memmove(prev, end, t.len - (size_t)(end - t.ptr) + 1);
+		t.len -= (size_t)(end - prev);
+	} else if (cut) {
+		t.len -= 3;
+	}
+	rc = key_decode(out, t.ptr, t.len, NULL, KEY_PLAIN, &e);
+	buf_wipe(&t);
+	return rc;
+}
+
+/*
+ * Unencrypted PKCS#8 keys go through a decoder kept per thread: keys of
+ * every type, one after the other on one thread, each decodes to itself
+ * (never to the key before), and a key cut short is refused without
+ * spoiling the next one.
+ */
+static void test_key_decoder_reuse(void **state)
+{
+	const char *types[] = { "ED25519", "EC", "RSA", "EC", "ED25519" };
+	EVP_PKEY *k[5], *got, *prev = NULL;
+	size_t i;
+	int der;
+
+	(void)state;
+	for (i = 0; i < 5; i++) {
+		k[i] = i == 1 || i == 3 ? EVP_PKEY_Q_keygen(NULL, NULL, types[i], "P-256")
+		       : i == 2 ? EVP_PKEY_Q_keygen(NULL, NULL, types[i], (size_t)2048)
+				: EVP_PKEY_Q_keygen(NULL, NULL, types[i]);
+		assert_non_null(k[i]);
+	}
+	for (der = 0; der < 2; der++) {
+		for (i = 0; i < 5; i++) {
+			got = NULL;
+			assert_int_equal(decode_again(&got, k[i], der, 0), 0);
+			assert_int_equal(EVP_PKEY_eq(got, k[i]), 1);
+			if (prev)
+				assert_int_not_equal(EVP_PKEY_eq(got, prev), 1);
+			prev = k[i];
+			EVP_PKEY_free(got);
+			got = NULL;
+			assert_true(decode_again(&got, k[i], der, 1) < 0);
+			assert_null(got);
+		}
+	}
+	for (i = 0; i < 5; i++)
+		EVP_PKEY_free(k[i]);
+}
+
 static void test_encrypted_key_is_invalid_without_prompt(void **state)
 {
 	const struct buf *k = pem(1, "servers/pg1.key");
@@ -797,6 +868,7 @@ int main(void)
 		cmocka_unit_test(test_phase_masks_client),
 		cmocka_unit_test(test_wrong_side_ca_in_bundle),
 		cmocka_unit_test(test_key_mismatch),
+		cmocka_unit_test(test_key_decoder_reuse),
 		cmocka_unit_test(test_encrypted_key_is_invalid_without_prompt),
 		cmocka_unit_test(test_unknown_and_bad_contents),
 		cmocka_unit_test(test_layouts),

@@ -747,6 +747,38 @@ static void test_auth_failure(void **state)
 	assert_non_null(strstr(e.msg, "cannot read identity"));
 }
 
+static void must_connect(const struct ssh_opts *o, const char *what)
+{
+	struct ssh_conn *c = NULL;
+	struct err e = ERR_INIT;
+
+	if (ssh_connect(&c, o, &e) != 0)
+		fail_msg("%s: %s", what, e.msg);
+	ssh_disconnect(c);
+}
+
+/*
+ * identity.pub is used only when it names the identity's own key: a .pub
+ * of another key next to the identity (a stale copy) must not make
+ * rotor offer that key; a matching one, plain or next to an encrypted
+ * identity, works.
+ */
+static void test_identity_pub(void **state)
+{
+	struct ssh_opts o;
+	char key[400];
+
+	case_opts(state, &o, 1);
+	snprintf(key, sizeof(key), "%s/pub_key", F.dir);
+	run("rm -f %s %s.pub && ssh-keygen -q -t ed25519 -N '' -f %s && cp %s %s", key, key, key, g_key, key);
+	o.identity = key;   /* the fleet's key, with the .pub of another key */
+	must_connect(&o, "stale .pub");
+	run("ssh-keygen -y -f %s >%s.pub", key, key);
+	must_connect(&o, "matching .pub");
+	run("printf 'ssh-ed25519 AAAA!!\\n' >%s.pub", key);
+	must_connect(&o, "unparsable .pub");
+}
+
 /* Keys from ssh-agent when no identity file is given; an encrypted key file. */
 static void test_agent_and_passphrase(void **state)
 {
@@ -755,6 +787,7 @@ static void test_agent_and_passphrase(void **state)
 	struct err e = ERR_INIT;
 	struct buf pid = BUF_INIT;
 	char sock[400], enc[400];
+	int i;
 	const char *saved = getenv("SSH_AUTH_SOCK");
 	char *saved_copy = saved ? strdup(saved) : NULL;
 
@@ -783,15 +816,16 @@ static void test_agent_and_passphrase(void **state)
 	buf_release(&pid);
 
 	snprintf(enc, sizeof(enc), "%s/encrypted_key", F.dir);
-	run("cp %s %s && ssh-keygen -q -p -P '' -N 'secret words' -f %s >/dev/null", g_key, enc, enc);
+	run("rm -f %s.pub && cp %s %s && ssh-keygen -q -p -P '' -N 'secret words' -f %s >/dev/null", enc, g_key, enc,
+	    enc);
 	o.identity = enc;
-	o.passphrase = "secret words";
-	if (ssh_connect(&c, &o, &e) != 0)
-		fail_msg("encrypted key: %s", e.msg);
-	ssh_disconnect(c);
-	c = NULL;
-	o.passphrase = "wrong";
-	assert_int_equal(connect_fails(&o, &e), ROTOR_ERROR);
+	for (i = 0; i < 2; i++) {   /* without its .pub, then with it */
+		o.passphrase = "secret words";
+		must_connect(&o, i ? "encrypted key with its .pub" : "encrypted key");
+		o.passphrase = "wrong";
+		assert_int_equal(connect_fails(&o, &e), ROTOR_ERROR);
+		run("ssh-keygen -y -P 'secret words' -f %s >%s.pub", enc, enc);
+	}
 }
 
 static void test_unknown_host(void **state)
@@ -1077,6 +1111,7 @@ int main(void)
 		cmocka_unit_test(test_parallel_threads),
 		cmocka_unit_test(test_auth_failure),
 		cmocka_unit_test(test_agent_and_passphrase),
+		cmocka_unit_test(test_identity_pub),
 		cmocka_unit_test(test_unknown_host),
 		cmocka_unit_test(test_known_hosts_forms),
 		cmocka_unit_test(test_hostkey_mismatch),
