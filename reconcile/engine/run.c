@@ -321,6 +321,7 @@ int env_run_find_stale(struct env_run *r, struct err *e)
 
 void env_run_release(struct env_run *r)
 {
+	observe_sessions_close(&r->oo);
 	free(r->stale);
 	free(r->served);
 	plan_release(&r->plan);
