@@ -104,8 +104,28 @@ assert all("PRIVATE" not in c["to"] for s in p["steps"] for c in s["changes"])
 ' "$T/plan-rest.json" "$T/drift.json" "$ROTOR_SRCDIR/schemas/plan.json"
 ok "plan walks servers, clients, stable(target)" sh -c 'grep -q "step 1: trust -> servers" "$1" && grep -q "step 2: servers -> clients" "$1" && grep -q "step 3: clients -> stable(target)" "$1"' _ "$T/plan-rest.txt"
 nbak=$(find "$FD"/hosts/host[1-5] -name "*.rotor-bak" | wc -l)
-ok "apply the rest of the rotation" sh -c '"$1" apply --env poc --yes --json > "$2"' _ "$ROTOR" "$T/apply-rest.json"
-cp "$T/.out" "$T/apply-rest.txt"
+# Confirmed on stdin: while apply waits for the answer it holds one session per host, idle; host1's
+# sshd drops rotor's (the processes of that connection end, as on ClientAliveInterval or a restart).
+mkfifo "$T/answer"
+s3=$(sessions)
+"$ROTOR" apply --env poc --json < "$T/answer" > "$T/apply-rest.json" 2> "$T/apply-rest.txt" &
+AP=$!
+exec 7> "$T/answer"
+wait_for 120 grep -q "Only 'yes' is accepted" "$T/apply-rest.txt"
+for p in $(pgrep -P "$(cat "$FD/hosts/host1/sshd.pid")"); do
+	kill $(pgrep -P "$p") "$p" 2>/dev/null
+done
+trap '' PIPE    # apply may have ended already: then wait says how
+echo yes >&7
+exec 7>&-
+trap - PIPE
+wait $AP
+ok "apply the rest of the rotation (confirmed on stdin)" [ $? -eq 0 ]
+s4=$(sessions)
+echo "# sessions during the rest of the rotation: $(sessions_since "$s3" "$s4")"
+ok "... one session per host for three steps; host1, whose kept session its sshd dropped, connected once more" \
+	[ "$(sessions_since "$s3" "$s4")" = "host1=2 host2=1 host3=1 host4=1 host5=1" ]
+ok "... and no host failed" sh -c '! grep -q FAILED "$1"' _ "$T/apply-rest.txt"
 ok "stable again: apply says it removed the backups" grep -Eq '^removed [1-9][0-9]* backups on 5 hosts$' "$T/apply-rest.txt"
 ok "... apply --json counts them: every backup the hosts held (trust's, and those of the steps after it), 5 hosts, none kept" \
 	json_check "$T/apply-rest.json" apply \
