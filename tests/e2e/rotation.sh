@@ -112,9 +112,7 @@ s3=$(sessions)
 AP=$!
 exec 7> "$T/answer"
 wait_for 120 grep -q "Only 'yes' is accepted" "$T/apply-rest.txt"
-for p in $(pgrep -P "$(cat "$FD/hosts/host1/sshd.pid")"); do
-	kill $(pgrep -P "$p") "$p" 2>/dev/null
-done
+drop_sessions host1
 trap '' PIPE    # apply may have ended already: then wait says how
 echo yes >&7
 exec 7>&-
