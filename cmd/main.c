@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "common/fdlimit.h"
 #include "reconcile/remote/ssh.h"
 
 #ifndef ROTOR_VERSION
@@ -452,6 +453,8 @@ int main(int argc, char **argv)
 			return 0;
 		}
 	}
+	/* A socket per host when apply keeps its sessions: the soft limit on open files goes up to the hard one. */
+	(void)fd_limit_raise();
 	/* Libraries are initialised once, before any thread starts. */
 	if (gitrepo_global_init(&e) < 0)
 		return cmd_fail(&e);

@@ -249,7 +249,8 @@ struct host_turn {
 	const struct apply_run *a;
 	size_t h;
 	const struct host_spec *hs;
-	struct ssh_conn *c;
+	struct ssh_conn *c;          /* the host's session (observe_session()) */
+	int reused;                  /* c was kept open from an earlier use */
 	struct ssh_staged *staged;   /* at most one per change of the step */
 	size_t nw;
 	unsigned char *touched;      /* one flag per role */
@@ -625,14 +626,15 @@ static void restore_host(struct host_turn *t)
 static void discard_staged(struct host_turn *t)
 {
 	size_t i, n = t->nw + (t->staged[t->nw].tmp != NULL);
-	struct ssh_conn *c2 = NULL;
 	struct err he = ERR_INIT;
-
 	size_t left = ssh_staged_discard(t->c, t->staged, n), used;
 
-	if (left && observe_connect(&c2, &t->a->r->oo, t->hs, &he) == 0)
-		left = ssh_staged_discard(c2, t->staged, n);
-	ssh_disconnect(c2);
+	if (left) {
+		observe_session_put(&t->a->r->oo, t->h, t->c);   /* broken: closed */
+		t->c = NULL;
+		if (observe_session(&t->c, &t->reused, &t->a->r->oo, t->h, &he) == 0)
+			left = ssh_staged_discard(t->c, t->staged, n);
+	}
 	/* The host went away: say which temporary files stay (the next apply removes them). */
 	for (i = 0; i < n && left; i++) {
 		if (!t->staged[i].tmp || t->staged[i].committed)
@@ -669,6 +671,69 @@ static char *turn_summary(const struct host_turn *t, int bad)
 	return buf_detach(&w);
 }
 
+/* Stage every file of the turn's host; 1 (t->why set) when one fails. */
+static int stage_all(struct host_turn *t, unsigned char *sw)
+{
+	const struct plan_step *st = t->a->st;
+	size_t i, k;
+	int bad = 0;
+
+	for (i = 0; i < st->nchanges && !bad; i++) {
+		if (st->changes[i].host != t->h)
+			continue;
+		k = role_of(t, st->changes[i].file);
+		if (k < t->hs->nroles && t->hs->roles[k].service)
+			sw[k] = 1;          /* switch mode: the role's files as one, below */
+		else
+			bad = stage_change(t, &st->changes[i]);
+	}
+	for (k = 0; k < t->hs->nroles && !bad; k++)
+		if (sw[k])
+			bad = stage_switch(t, k);
+	return bad;
+}
+
+/*
+ * The session kept since observe died while idle (the server dropped
+ * it) before anything was put in place: stage everything again over a
+ * new session.  Staging is safe to repeat (temporary files, and switch
+ * mode's hidden directory, are made anew); the commit is not, and is
+ * never repeated.  When the new try fails too, t->why names the first
+ * error, then the second.
+ */
+static int stage_again(struct host_turn *t, unsigned char *sw)
+{
+	const struct observe_opts *oo = &t->a->r->oo;
+	size_t n = t->nw + (t->staged[t->nw].tmp != NULL), i;
+	struct err he = ERR_INIT;
+	char first[sizeof(t->why)], second[sizeof(t->why)];
+	int bad;
+
+	snprintf(first, sizeof(first), "%s", t->why);
+	observe_session_put(oo, t->h, t->c);   /* broken: closed */
+	t->c = NULL;
+	if (observe_session(&t->c, &t->reused, oo, t->h, &he) < 0) {
+		snprintf(t->why, sizeof(t->why), "%.500s; a new session failed too: %.230s", first, he.msg);
+		return 1;
+	}
+	/* What the first try staged goes; nothing of it was put in place. */
+	if (ssh_staged_discard(t->c, t->staged, n)) {
+		snprintf(t->why, sizeof(t->why), "%.500s; a new session failed too", first);
+		return 1;
+	}
+	for (i = 0; i < n; i++)
+		ssh_staged_release(&t->staged[i]);
+	t->nw = 0;
+	memset(t->touched, 0, t->hs->nroles + 1);
+	memset(sw, 0, t->hs->nroles + 1);
+	t->why[0] = '\0';
+	if (!(bad = stage_all(t, sw)))
+		return 0;
+	snprintf(second, sizeof(second), "%s", t->why);
+	snprintf(t->why, sizeof(t->why), "%.500s; again over a new session: %.230s", first, second);
+	return bad;
+}
+
 static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 {
 	struct apply_run *a = ctx;
@@ -676,7 +741,7 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 	struct host_turn t;
 	struct err he = ERR_INIT;
 	unsigned char *sw;          /* per role: switch mode, with changes in this step */
-	size_t i, k;
+	size_t k;
 	int bad = 0;
 
 	(void)slot;
@@ -693,23 +758,14 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 		free(sw);
 		return err_nomem(e);
 	}
-	if (observe_connect(&t.c, &a->r->oo, t.hs, &he) < 0) {
+	/* The session observe used (kept open), else a new one. */
+	if (observe_session(&t.c, &t.reused, &a->r->oo, t.h, &he) < 0) {
 		snprintf(t.why, sizeof(t.why), "%s", he.msg);
 		bad = 1;
 	}
 	/* Stage every file of the host first; then one command puts them all in place. */
-	for (i = 0; i < a->st->nchanges && !bad; i++) {
-		if (a->st->changes[i].host != t.h)
-			continue;
-		k = role_of(&t, a->st->changes[i].file);
-		if (k < t.hs->nroles && t.hs->roles[k].service)
-			sw[k] = 1;          /* switch mode: the role's files as one, below */
-		else
-			bad = stage_change(&t, &a->st->changes[i]);
-	}
-	for (k = 0; k < t.hs->nroles && !bad; k++)
-		if (sw[k])
-			bad = stage_switch(&t, k);
+	if (!bad && (bad = stage_all(&t, sw)) && t.reused && ssh_broken(t.c, NULL))
+		bad = stage_again(&t, sw);
 	if (!bad && t.nw && ssh_commit_staged(t.c, t.staged, t.nw, &he) < 0) {
 		snprintf(t.why, sizeof(t.why), "%s", he.msg);
 		bad = 1;
@@ -744,7 +800,7 @@ static int apply_host(void *ctx, void **slot, size_t idx, struct err *e)
 		free(cur);
 	}
 	discard_staged(&t);
-	ssh_disconnect(t.c);
+	observe_session_put(&a->r->oo, t.h, t.c);
 	res->failed = bad;
 	res->written = t.nw;
 	res->what = turn_summary(&t, bad);
@@ -844,6 +900,7 @@ static int settle(struct env_run *r, const struct apply_ui *ui, struct err *e)
 		struct ssh_conn *c = NULL;
 		unsigned char *touched = calloc(hs->nroles + 1, 1);
 		char why[512] = "";
+		int reused;
 
 		if (!touched) {
 			free(stale);
@@ -851,9 +908,9 @@ static int settle(struct env_run *r, const struct apply_ui *ui, struct err *e)
 		}
 		touched[stale[i].role] = 1;
 		note(ui, "  reloading %s (%s): an earlier apply stopped before its reload", hs->name, hs->address);
-		rc = observe_connect(&c, &r->oo, hs, e) < 0 ? e->code
+		rc = observe_session(&c, &reused, &r->oo, stale[i].host, e) < 0 ? e->code
 		     : run_reloads(why, sizeof(why), c, hs, touched, e) ? err_set(e, ROTOR_ERROR, "%s: %s", hs->name, why) : 0;
-		ssh_disconnect(c);
+		observe_session_put(&r->oo, stale[i].host, c);
 		free(touched);
 		if (rc < 0) {
 			free(stale);
@@ -964,7 +1021,7 @@ static int cleanup_host(void *ctx, void **slot, size_t h, struct err *e)
 	struct ssh_conn *c = NULL;
 	struct err he = ERR_INIT;
 	size_t k, i, n = 0, nmf = 0;
-	int rc = 0;
+	int rc = 0, reused;
 
 	(void)slot;
 	if (!r->hosts[h].reachable)
@@ -1002,7 +1059,7 @@ static int cleanup_host(void *ctx, void **slot, size_t h, struct err *e)
 		mf = NULL;
 		nmf = 0;
 	}
-	if (observe_connect(&c, &r->oo, hs, &he) == 0)
+	if (observe_session(&c, &reused, &r->oo, h, &he) == 0)
 		for (k = 0; k < hs->nroles; k++) {
 			char *cur, pwhy[512];
 
@@ -1023,7 +1080,7 @@ static int cleanup_host(void *ctx, void **slot, size_t h, struct err *e)
 			rc = err_nomem(e);
 	}
 out:
-	ssh_disconnect(c);
+	observe_session_put(&r->oo, h, c);
 	layout_free(mf, nmf);
 	for (i = 0; paths && i < n; i++)
 		free((char *)paths[i]);
@@ -1064,6 +1121,7 @@ static int remove_temps(struct env_run *r, const struct apply_ui *ui, struct err
 		const char **temps;
 		struct ssh_conn *c = NULL;
 		struct err he = ERR_INIT;
+		int reused;
 
 		if (!oh->reachable || oh->nstrays == 0)
 			continue;
@@ -1073,9 +1131,9 @@ static int remove_temps(struct env_run *r, const struct apply_ui *ui, struct err
 			if (!obs_stray_is_backup(oh->strays[k]) && !strchr(oh->strays[k], '?'))
 				temps[n++] = oh->strays[k];
 		removed = 0;
-		if (n && (observe_connect(&c, &r->oo, &r->st.hosts->hosts[h], &he) < 0 ||
+		if (n && (observe_session(&c, &reused, &r->oo, h, &he) < 0 ||
 			  ssh_remove_temps(c, temps, n, &removed, &he) < 0)) {
-			ssh_disconnect(c);
+			observe_session_put(&r->oo, h, c);
 			free(temps);
 			if (he.code == ROTOR_ENOMEM)
 				return err_nomem(e);
@@ -1083,7 +1141,7 @@ static int remove_temps(struct env_run *r, const struct apply_ui *ui, struct err
 			      he.msg);
 			continue;
 		}
-		ssh_disconnect(c);
+		observe_session_put(&r->oo, h, c);
 		free(temps);
 		if (!n)
 			continue;
@@ -1329,6 +1387,17 @@ int apply_env(struct apply_result *res, struct gitrepo *repo, const struct apply
 	r.desired = want;
 	if (o->parallel)
 		r.oo.parallel = o->parallel;
+	/* One session per host for the whole run: observe, writes, observe again. */
+	{
+		unsigned long long need, limit;
+
+		if ((rc = observe_sessions_keep(&r.oo, &need, &limit, e)) < 0)
+			goto out;
+		if (rc == 1)
+			alert(ui, "warning: the limit on open files (%llu) is below the %llu a session per host needs: "
+			      "each step opens new sessions (raise ulimit -n)", limit, need);
+		rc = 0;
+	}
 	r.oo.progress = ui->progress;
 	r.oo.payload = ui->progress_payload;
 	if ((rc = state_key_path(key_path, sizeof(key_path), r.st.config, e)) < 0 ||

@@ -183,6 +183,15 @@ struct observe_opts {
 	/* Called (serialised) as each host finishes, with the unreachable ones so far; may be NULL. */
 	void (*progress)(void *payload, size_t done, size_t failed, size_t total);
 	void *payload;
+	/*
+	 * NULL: every observe opens a session per host and closes it.  Else
+	 * one slot per host of hosts (observe_sessions_keep()): the sessions
+	 * stay open between observe_fleet() and the writes of apply, which
+	 * take them with observe_session() (see there); closed by
+	 * observe_sessions_close().  Host i's slot is touched only by the
+	 * one thread working on host i.
+	 */
+	struct ssh_conn **conns;
 };
 
 struct obs_role {
@@ -230,5 +239,28 @@ int obs_host_empty(const struct obs_host *h, int replace_unknown);
 struct ssh_conn;
 int observe_connect(struct ssh_conn **c, const struct observe_opts *o, const struct host_spec *hs,
 		    struct err *e);
+
+/*
+ * Sessions kept open per host (o->conns).  observe_session() takes host
+ * i's kept session out of its slot (*reused = 1; its deadline restarts
+ * at o->deadline_ms), or connects (*reused = 0).  observe_session_put()
+ * hands it back: kept when o->conns is set and it is not broken, else
+ * closed.  A kept session may have died while idle (the server dropped
+ * it): a caller that finds it broken (ssh_broken()) after *reused = 1
+ * may put it back, take a new one and do again what is safe to repeat.
+ * Errors: as observe_connect().
+ */
+int observe_session(struct ssh_conn **c, int *reused, const struct observe_opts *o, size_t i, struct err *e);
+void observe_session_put(const struct observe_opts *o, size_t i, struct ssh_conn *c);
+/*
+ * Start keeping sessions: o->conns gets one empty slot per host.  0, or
+ * 1 when not (the soft limit on open files, RLIMIT_NOFILE, is too low for
+ * a socket per host: then every step opens its own, as without it), or
+ * ROTOR_ENOMEM.  *need and *limit (may be NULL) say the numbers.
+ */
+int observe_sessions_keep(struct observe_opts *o, unsigned long long *need, unsigned long long *limit,
+			  struct err *e);
+/* Close every kept session (in parallel, o->parallel at once) and free o->conns. */
+void observe_sessions_close(struct observe_opts *o);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * observe_run.c -- read every managed file of every host over SSH and
  * classify it (observe.c), on a bounded pool of threads, one session
- * per host.  Private keys are read into buffers that are wiped as soon
+ * per host (kept open for the next use when o->conns is set).  Private keys are read into buffers that are wiped as soon
  * as the key has been compared with its certificate.
  */
 #include "reconcile/engine/observe.h"
@@ -12,6 +12,7 @@
 
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/fdlimit.h"
 #include "common/pool.h"
 #include "reconcile/remote/ssh.h"
 
@@ -281,6 +282,48 @@ static int find_strays(struct obs_host *h, const struct host_spec *hs, struct ss
 	return 0;
 }
 
+/* What observe_on() filled in: emptied for another try. */
+static void obs_host_forget(struct obs_host *h)
+{
+	size_t j;
+
+	free(h->refused);
+	free(h->host_key);
+	for (j = 0; j < h->nroles; j++)
+		free(h->roles[j].identity);
+	memset(h->roles, 0, h->nroles * sizeof(*h->roles));
+	for (j = 0; j < h->nfiles; j++)
+		obs_file_release(&h->files[j]);
+	free(h->files);
+	ssh_strays_free(h->strays, h->nstrays);
+	h->refused = h->host_key = NULL;
+	h->files = NULL;
+	h->strays = NULL;
+	h->nroles = h->nfiles = h->nstrays = 0;
+	h->phase_mask = 0;
+	h->reachable = 0;
+}
+
+/* Read host hs's files over c into h. */
+static int observe_on(struct obs_host *h, const struct host_spec *hs, struct ssh_conn *c, struct run *run,
+		      struct err *e)
+{
+	const struct observe_opts *o = run->o;
+	size_t r;
+	int rc = 0;
+
+	h->reachable = 1;
+	if (!(h->host_key = xstrdup(ssh_host_fingerprint(c), e)))
+		return ROTOR_ENOMEM;
+	for (r = 0; r < hs->nroles && rc == 0; r++)
+		rc = observe_role(h, c, &hs->roles[r], o, run->cas, e);
+	if (rc == 0)
+		h->phase_mask = observe_phase_mask(h->files, h->nfiles, o->generation, o->target);
+	if (rc == 0)
+		rc = find_strays(h, hs, c, e);
+	return rc;
+}
+
 static int observe_one(void *ctx, void **slot, size_t i, struct err *e)
 {
 	struct run *run = ctx;
@@ -288,35 +331,37 @@ static int observe_one(void *ctx, void **slot, size_t i, struct err *e)
 	const struct host_spec *hs = &o->hosts->hosts[i];
 	struct obs_host *h = &run->hosts[i];
 	struct ssh_conn *c = NULL;
-	struct err ce = ERR_INIT;
+	struct err ce = ERR_INIT, first = ERR_INIT;
 	double t0 = mono();
-	size_t r;
-	int rc = 0;
+	int rc = 0, reused = 0;
 
 	(void)slot;
 	if (!(h->name = xstrdup(hs->name, e)) || !(h->address = xstrdup(hs->address, e)) ||
 	    !(h->roles = calloc(hs->nroles ? hs->nroles : 1, sizeof(*h->roles))))
 		return err_nomem(e);
-	if (observe_connect(&c, o, hs, &ce) < 0) {
-		if (ce.code == ROTOR_ENOMEM)
-			return err_nomem(e);
-		if (!(h->error = xstrdup(ce.msg, e)))
-			return ROTOR_ENOMEM;
-		goto done;
+	if (observe_session(&c, &reused, o, i, &ce) < 0)
+		goto unreachable;
+	rc = observe_on(h, hs, c, run, e);
+	if (rc == 0 && reused && ssh_broken(c, &first)) {
+		/* The session kept from before died while idle: read everything again over a new one. */
+		obs_host_forget(h);
+		observe_session_put(o, i, c);
+		c = NULL;
+		if (observe_session(&c, &reused, o, i, &ce) < 0) {
+			if (ce.code != ROTOR_ENOMEM)
+				err_set(&ce, ce.code, "%s; a new session failed too: %s", first.msg, ce.msg);
+			goto unreachable;
+		}
+		rc = observe_on(h, hs, c, run, e);
 	}
-	h->reachable = 1;
-	if (!(h->host_key = xstrdup(ssh_host_fingerprint(c), e))) {
-		rc = ROTOR_ENOMEM;
-		goto done;
-	}
-	for (r = 0; r < hs->nroles && rc == 0; r++)
-		rc = observe_role(h, c, &hs->roles[r], o, run->cas, e);
-	if (rc == 0)
-		h->phase_mask = observe_phase_mask(h->files, h->nfiles, o->generation, o->target);
-	if (rc == 0)
-		rc = find_strays(h, hs, c, e);
+	goto done;
+unreachable:
+	if (ce.code == ROTOR_ENOMEM)
+		return err_nomem(e);
+	if (!(h->error = xstrdup(ce.msg, e)))
+		return ROTOR_ENOMEM;
 done:
-	ssh_disconnect(c);
+	observe_session_put(o, i, c);
 	h->seconds = mono() - t0;
 	if (o->progress) {
 		pthread_mutex_lock(&run->mu);
@@ -326,6 +371,78 @@ done:
 		pthread_mutex_unlock(&run->mu);
 	}
 	return rc;
+}
+
+int observe_session(struct ssh_conn **c, int *reused, const struct observe_opts *o, size_t i, struct err *e)
+{
+	*reused = 0;
+	if (o->conns && o->conns[i]) {
+		*c = o->conns[i];
+		o->conns[i] = NULL;
+		*reused = 1;
+		ssh_set_deadline(*c, o->deadline_ms);
+		return 0;
+	}
+	return observe_connect(c, o, &o->hosts->hosts[i], e);
+}
+
+void observe_session_put(const struct observe_opts *o, size_t i, struct ssh_conn *c)
+{
+	if (!o->conns || !c || ssh_broken(c, NULL)) {
+		ssh_disconnect(c);
+		return;
+	}
+	ssh_disconnect(o->conns[i]);
+	o->conns[i] = c;
+}
+
+/* Room for other descriptors than the sessions: the repository, probes, logs. */
+#define FD_SPARE 64
+
+int observe_sessions_keep(struct observe_opts *o, unsigned long long *need, unsigned long long *limit,
+			  struct err *e)
+{
+	size_t n = o->hosts->nhosts;
+	unsigned long long want = (unsigned long long)n + FD_SPARE, have = fd_limit();
+
+	if (need)
+		*need = want;
+	if (limit)
+		*limit = have;
+	if (o->conns)
+		return 0;
+	if (have < want)
+		return 1;
+	if (!(o->conns = calloc(n ? n : 1, sizeof(*o->conns))))
+		return err_nomem(e);
+	return 0;
+}
+
+static int close_one(void *ctx, void **slot, size_t i, struct err *e)
+{
+	struct ssh_conn **conns = ctx;
+
+	(void)slot;
+	(void)e;
+	ssh_disconnect(conns[i]);
+	conns[i] = NULL;
+	return 0;
+}
+
+void observe_sessions_close(struct observe_opts *o)
+{
+	struct err ignore = ERR_INIT;
+	size_t i, n;
+
+	if (!o->conns)
+		return;
+	n = o->hosts ? o->hosts->nhosts : 0;
+	/* Each close waits on its peer: in parallel, as they were opened. */
+	if (pool_run(n, o->parallel > 0 ? o->parallel : 32, close_one, NULL, o->conns, &ignore) < 0)
+		for (i = 0; i < n; i++)
+			close_one(o->conns, NULL, i, &ignore);
+	free(o->conns);
+	o->conns = NULL;
 }
 
 int observe_fleet(struct obs_host **out, size_t *n, const struct observe_opts *o, struct err *e)

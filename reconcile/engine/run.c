@@ -347,6 +347,7 @@ int env_run_probe_external(struct env_run *r, struct err *e)
 
 void env_run_release(struct env_run *r)
 {
+	observe_sessions_close(&r->oo);
 	free(r->ext_now);
 	free(r->stale);
 	free(r->served);

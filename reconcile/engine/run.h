@@ -4,7 +4,11 @@
  * here; apply repeats the observe and plan after every step (the gate).
  *
  * Ownership: struct env_run owns everything in it (env_run_release());
- * the repository is borrowed.  Errors: as state.h (ROTOR_EINVALID with
+ * the repository is borrowed.  That includes the SSH sessions kept per
+ * host when the caller set r->oo.conns (observe_sessions_keep(): apply
+ * does, so that one session per host serves its observes and writes):
+ * env_run_release() closes them.  Without it every observe opens and
+ * closes its own.  Errors: as state.h (ROTOR_EINVALID with
  * the problems in d) and observe.h; an unreachable host is a finding in
  * the plan, not an error.  Nothing here prints.
  */

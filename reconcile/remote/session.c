@@ -769,6 +769,15 @@ void ssh_set_deadline(struct ssh_conn *c, int ms)
 	c->deadline = clock_mono_ms() + c->deadline_ms;
 }
 
+int ssh_broken(const struct ssh_conn *c, struct err *e)
+{
+	if (c && !c->broken)
+		return 0;
+	if (e)
+		err_set(e, ROTOR_ERROR, "%s", !c ? "ssh: no connection" : c->first_error[0] ? c->first_error : c->name);
+	return 1;
+}
+
 const char *ssh_conn_name(const struct ssh_conn *c)
 {
 	return c ? c->name : "";

@@ -46,8 +46,17 @@
  * After a timeout or a transport error the connection is broken: every
  * later call fails at once with ROTOR_ERROR and a message that names
  * the first error ("connection unusable after an earlier error: ..."),
- * and the caller should ssh_disconnect().  A file that is missing, too big or unreadable, or
- * a command that exits non-zero, leaves the connection usable.
+ * and the caller should ssh_disconnect() (ssh_broken() says so).  A file
+ * that is missing, too big or unreadable, or a command that exits
+ * non-zero, leaves the connection usable.
+ *
+ * A connection may stay open for a whole run (apply keeps one per host,
+ * observe_session() in observe.h): nothing is cached between calls (every
+ * read opens, stats and reads the file anew; only the SFTP subsystem
+ * stays started), and the caller moves the deadline with ssh_set_deadline()
+ * before each use.  A server may drop a session held idle (sshd's
+ * ClientAliveInterval, a restart): the next call on it then fails as a
+ * transport error and ssh_broken() tells it from a failed command.
  *
  * Secrets: file contents read here may be private keys.  They land only
  * in the caller's buffer (wipe it with buf_wipe()); the module's own
@@ -122,6 +131,14 @@ int ssh_hostkey_check(const char *known_hosts, const char *label, const char *ad
 
 /* Close the session and free c.  Bounded by a short grace period. */
 void ssh_disconnect(struct ssh_conn *c);
+
+/*
+ * 1 when c broke (a timeout or a transport error: the session is dead,
+ * only ssh_disconnect() may follow), with the first error's message in
+ * e (may be NULL; ROTOR_ERROR); 0 while it is usable (also after a
+ * command failed or a file was missing).  NULL counts as broken.
+ */
+int ssh_broken(const struct ssh_conn *c, struct err *e);
 
 /* Set the deadline to ms milliseconds from now (ms <= 0: the default). */
 void ssh_set_deadline(struct ssh_conn *c, int ms);

@@ -246,6 +246,8 @@ ok "4 log --json names the lock holder and the history" json_check "$T/log-locke
 	'd["lock"]["parsed"] and d["lock"]["pid"] == '"$BG"' and d["lock"]["command"] == "rotor apply --env poc" and d["lock"]["id"] == __import__("subprocess").check_output(["git", "rev-parse", "refs/rotor/lock/poc"], text=True).strip() and d["entries"] and d["entries"][0]["commit"] == __import__("subprocess").check_output(["git", "rev-parse", "rotor/status/poc"], text=True).strip() and d["entries"][0]["subject"].startswith("rotor: apply poc: ")'
 
 echo "# case 1b: host3 goes away after the plan, before its files are written"
+# The session apply keeps from the plan ends too: the host is gone, not just its listener.
+drop_sessions host3
 "$F" stop-sshd --dir "$FD" host3 >/dev/null
 echo yes >&3
 exec 3>&-

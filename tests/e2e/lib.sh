@@ -104,6 +104,17 @@ expect_out() { # name regex cmd...  (output must match regex; exit status ignore
 # succeeds or SECONDS have passed since the first try (then say which
 # command never succeeded, with its last output, and return 1).  Its
 # output goes to $T/.wait, so it may run inside ok.
+# HOST's sshd drops every session it holds, its listener stays: the processes
+# of each connection end (as on a restart that ends them, or ClientAliveInterval).
+# A client holding a session open (apply keeps one per host) finds it dead.
+drop_sessions() { # hostN
+	_ds=$(cat "$FD/hosts/$1/sshd.pid") || return 1
+	for _dp in $(pgrep -P "$_ds"); do
+		kill $(pgrep -P "$_dp") "$_dp" 2>/dev/null
+	done
+	return 0
+}
+
 wait_for() { # seconds cmd...
 	_wf_s=$1; shift
 	_wf_end=$(($(date +%s%N) / 1000000 + _wf_s * 1000))

@@ -55,7 +55,28 @@ ok "churn connects from both client hosts" sh -c '[ -s "$1/host4.ok" ] && [ -s "
 # ---- the rotation ----
 ok "rotate start: generation 2, phase trust" "$ROTOR" rotate start --env poc
 git merge -q --ff-only rotor/rotate/poc/gen-0002
+# SSH sessions each host accepted so far (sshd logs every one at LogLevel VERBOSE).
+sessions() {
+	for i in 1 2 3 4 5; do printf 'host%s=%s ' "$i" "$(grep -c 'Accepted publickey' "$FD/hosts/host$i/sshd.log")"; done
+}
+# The differences between two sessions lines: "host1=1 host2=1 ..." when each host took one more.
+sessions_since() { # before after
+	/usr/bin/python3 -c '
+import sys
+a = dict(x.split("=") for x in sys.argv[1].split())
+b = dict(x.split("=") for x in sys.argv[2].split())
+print(" ".join("%s=%d" % (k, int(b[k]) - int(a[k])) for k in sorted(a)))' "$1" "$2"
+}
+s0=$(sessions)
 ok "apply the trust step" sh -c '"$1" apply --env poc --yes --json > "$2"' _ "$ROTOR" "$T/apply-trust.json"
+s1=$(sessions)
+ok "... over one SSH session per host (observe, writes, reload, observe again)" \
+	[ "$(sessions_since "$s0" "$s1")" = "host1=1 host2=1 host3=1 host4=1 host5=1" ]
+echo "# sessions during the trust step: $(sessions_since "$s0" "$s1")"
+"$ROTOR" apply --env poc --yes --json > "$T/apply-nochange.json" 2>/dev/null
+s2=$(sessions)
+ok "an apply with nothing to do: in sync" json_check "$T/apply-nochange.json" apply 'd["outcome"].startswith("in sync at trust")'
+ok "... over one SSH session per host" [ "$(sessions_since "$s1" "$s2")" = "host1=1 host2=1 host3=1 host4=1 host5=1" ]
 ok "during the rotation the backups stay (a rollback may need them)" sh -c '[ -e "$1/hosts/host1/srv/postgres/certs/root.crt.rotor-bak" ] && [ -e "$1/hosts/host4/home/.postgresql/root.crt.rotor-bak" ]' _ "$FD"
 ok "... apply --json says so: none removed, kept" json_check "$T/apply-trust.json" apply \
 	'd["backups"] == {"removed": 0, "hosts": 0, "failed_hosts": 0, "kept": True}'
@@ -83,8 +104,26 @@ assert all("PRIVATE" not in c["to"] for s in p["steps"] for c in s["changes"])
 ' "$T/plan-rest.json" "$T/drift.json" "$ROTOR_SRCDIR/schemas/plan.json"
 ok "plan walks servers, clients, stable(target)" sh -c 'grep -q "step 1: trust -> servers" "$1" && grep -q "step 2: servers -> clients" "$1" && grep -q "step 3: clients -> stable(target)" "$1"' _ "$T/plan-rest.txt"
 nbak=$(find "$FD"/hosts/host[1-5] -name "*.rotor-bak" | wc -l)
-ok "apply the rest of the rotation" sh -c '"$1" apply --env poc --yes --json > "$2"' _ "$ROTOR" "$T/apply-rest.json"
-cp "$T/.out" "$T/apply-rest.txt"
+# Confirmed on stdin: while apply waits for the answer it holds one session per host, idle; host1's
+# sshd drops rotor's (the processes of that connection end, as on ClientAliveInterval or a restart).
+mkfifo "$T/answer"
+s3=$(sessions)
+"$ROTOR" apply --env poc --json < "$T/answer" > "$T/apply-rest.json" 2> "$T/apply-rest.txt" &
+AP=$!
+exec 7> "$T/answer"
+wait_for 120 grep -q "Only 'yes' is accepted" "$T/apply-rest.txt"
+drop_sessions host1
+trap '' PIPE    # apply may have ended already: then wait says how
+echo yes >&7
+exec 7>&-
+trap - PIPE
+wait $AP
+ok "apply the rest of the rotation (confirmed on stdin)" [ $? -eq 0 ]
+s4=$(sessions)
+echo "# sessions during the rest of the rotation: $(sessions_since "$s3" "$s4")"
+ok "... one session per host for three steps; host1, whose kept session its sshd dropped, connected once more" \
+	[ "$(sessions_since "$s3" "$s4")" = "host1=2 host2=1 host3=1 host4=1 host5=1" ]
+ok "... and no host failed" sh -c '! grep -q FAILED "$1"' _ "$T/apply-rest.txt"
 ok "stable again: apply says it removed the backups" grep -Eq '^removed [1-9][0-9]* backups on 5 hosts$' "$T/apply-rest.txt"
 ok "... apply --json counts them: every backup the hosts held (trust's, and those of the steps after it), 5 hosts, none kept" \
 	json_check "$T/apply-rest.json" apply \

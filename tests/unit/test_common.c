@@ -9,11 +9,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/fdlimit.h"
 #include "common/hex.h"
 #include "common/json.h"
 #include "common/utf8.h"
@@ -113,6 +116,28 @@ static void test_err_one_line(void **state)
 	assert_string_equal(err_one_line(s), "a  b c");
 }
 
+/* The soft limit on open files goes up to the hard one (a socket per host needs it). */
+static void test_fdlimit(void **state)
+{
+	struct rlimit rl, low;
+	unsigned long long hard;
+
+	(void)state;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	hard = rl.rlim_max == RLIM_INFINITY ? ULLONG_MAX : (unsigned long long)rl.rlim_max;
+	if (hard < 128)
+		skip();
+	low = rl;
+	low.rlim_cur = 100;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_int_equal(fd_limit(), 100);
+	assert_int_equal(fd_limit_raise(), hard);
+	assert_int_equal(fd_limit(), hard);
+	/* Already at the hard limit: nothing changes. */
+	assert_int_equal(fd_limit_raise(), hard);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+}
+
 static void test_clock(void **state)
 {
 	int64_t a, b;
@@ -133,6 +158,7 @@ int main(void)
 		cmocka_unit_test(test_buf_sticky_error),
 		cmocka_unit_test(test_json_text_any_bytes), cmocka_unit_test(test_clock),
 		cmocka_unit_test(test_err_one_line),
+		cmocka_unit_test(test_fdlimit),
 	};
 
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);

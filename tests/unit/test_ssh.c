@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1033,6 +1034,44 @@ static void test_deadline_expires(void **state)
 	ssh_disconnect(NULL);
 }
 
+/*
+ * The server drops a session held open (as sshd does on ClientAliveInterval
+ * or a restart): the next call fails, and ssh_broken() tells that from a
+ * command that failed, naming the first error.
+ */
+static void test_dropped_session(void **state)
+{
+	struct ssh_conn *c = case_conn(state, 1, 0);
+	struct err e = ERR_INIT, why = ERR_INIT;
+	struct buf out = BUF_INIT;
+	char *end;
+	long pid;
+	int status = 0, i;
+
+	assert_int_equal(ssh_exec(c, "exit 3", NULL, NULL, &status, &e), 0);
+	assert_int_equal(status, 3);
+	assert_int_equal(ssh_exec(c, "false", NULL, NULL, NULL, &e), ROTOR_ERROR);
+	assert_int_equal(ssh_broken(c, &why), 0);
+	assert_int_equal(why.code, 0);
+	/* The session's own sshd process is the parent of its commands' shell. */
+	if (ssh_exec(c, "echo $PPID", &out, NULL, NULL, &e) != 0)
+		fail_msg("%s", e.msg);
+	pid = strtol(buf_cstr(&out), &end, 10);
+	assert_true(pid > 1 && *end == '\n');
+	assert_int_equal(kill((pid_t)pid, SIGTERM), 0);
+	for (i = 0; i < 500 && kill((pid_t)pid, 0) == 0; i++)
+		poll(NULL, 0, 10);
+	/* Idle until here: the first call to notice fails as a transport error. */
+	assert_int_equal(ssh_exec(c, "true", NULL, NULL, NULL, &e), ROTOR_ERROR);
+	assert_int_equal(ssh_broken(c, &why), 1);
+	assert_int_equal(why.code, ROTOR_ERROR);
+	if (!strstr(why.msg, "host1"))
+		fail_msg("%s", why.msg);
+	assert_int_equal(ssh_broken(NULL, NULL), 1);
+	buf_release(&out);
+	ssh_disconnect(c);
+}
+
 /* A staged file on a connection that broke is kept for a discard over a new one: no temporary file stays. */
 static void test_discard_after_break(void **state)
 {
@@ -1120,6 +1159,7 @@ int main(void)
 		cmocka_unit_test(test_connect_timeout),
 		cmocka_unit_test(test_handshake_deadline),
 		cmocka_unit_test(test_deadline_expires),
+		cmocka_unit_test(test_dropped_session),
 		cmocka_unit_test(test_read_deadline),
 	};
 
