@@ -9,6 +9,7 @@
 #   deploy     rotor apply --yes: generation 1 on N empty hosts (first deployment)
 #   observe    rotor observe --json, checked: N hosts reachable, fit stable
 #   plan       rotor plan (in sync)
+#   no-change  rotor apply --yes (in sync: nothing to do)
 #   floor      OpenSSH, one session per host through xargs -P $P
 #              (curve25519-sha256, the kex of libssh2): sha256sum of the 3 files
 #   step       rotor rotate start, then rotor apply --yes: the trust step
@@ -115,6 +116,10 @@ EOF
 	fi
 	x=$(timed "plan$n" "$ROTOR" plan --env $e --detailed-exitcode) || exit 1
 	row "$n" plan "$x"
+	x=$(timed "noop$n" "$ROTOR" apply --env $e --yes) || exit 1
+	grep -q "^In sync: every host holds the desired" "$W/noop$n.out" ||
+		{ tail -n 20 "$W/noop$n.out" >&2; die "apply ($n hosts, in sync) did something"; }
+	row "$n" noop "$x"
 	files="/srv/$e/server.crt /srv/$e/server.key /srv/$e/root.crt"
 	fs=$(ssh_floor "$n" -o KexAlgorithms=curve25519-sha256) || exit 1
 	echo "$n floor $fs 0 0" >>"$W/rows"
@@ -136,13 +141,14 @@ echo "Each host: a server role, 3 files, no reload, no probe. Parallelism $P. On
 echo "floor = OpenSSH, one session per host via xargs -P $P, sha256sum of the 3 files, curve25519-sha256."
 echo "step = the trust step of a rotation (every bundle rewritten). CPU = user + system of rotor; per host = CPU / hosts."
 echo
-echo "| hosts | observe | CPU/host | floor | observe / floor | plan | first deployment | trust step | step / observe | peak RSS observe | peak RSS step |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| hosts | observe | CPU/host | floor | observe / floor | plan | no-change apply | no-change / observe | first deployment | trust step | step / observe | peak RSS observe | peak RSS step |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for n in $SIZES; do
 	awk -v n="$n" '$1 == n { w[$2] = $3; r[$2] = $4; c[$2] = $5 }
-		END { printf "| %d | %.2f s | %.2f ms | %.2f s | %.2f | %.2f s | %.2f s | %.2f s | %.2f | %.1f MiB | %.1f MiB |\n",
+		END { printf "| %d | %.2f s | %.2f ms | %.2f s | %.2f | %.2f s | %.2f s | %.2f | %.2f s | %.2f s | %.2f | %.1f MiB | %.1f MiB |\n",
 			n, w["observe"], 1000 * c["observe"] / n, w["floor"], w["observe"] / w["floor"], w["plan"],
-			w["deploy"], w["step"], w["step"] / w["observe"], r["observe"] / 1024, r["step"] / 1024 }' "$W/rows"
+			w["noop"], w["noop"] / w["observe"], w["deploy"], w["step"], w["step"] / w["observe"],
+			r["observe"] / 1024, r["step"] / 1024 }' "$W/rows"
 done
 if [ "$MINN" -ne "$MAXN" ]; then
 	echo
