@@ -5,6 +5,8 @@
  * new ref.  Nothing writes the work tree, .git/index or HEAD: commits are
  * built from in-memory blobs with git_tree_create_updated() against the
  * base commit's tree, and the branch is created create-only afterwards.
+ * A commit of many files (a chain of 1,000 client leaves writes 2,000)
+ * is written as one pack with its index rather than as loose objects.
  *
  * Every libgit2 failure is translated into e->msg together with what we
  * were doing (which path, which ref, which commit) by git_fail().
@@ -22,6 +24,8 @@
 #include <sys/stat.h>
 
 #include <git2.h>
+#include <git2/sys/mempack.h>
+#include <git2/sys/odb_backend.h>
 
 #define REFS_HEADS "refs/heads/"
 #define PATH_MAX_LEN 4096     /* a repository-relative path */
@@ -742,31 +746,57 @@ int gitrepo_branch_exists(int *exists, struct gitrepo *r, const char *branch, st
 /* ---- commits --------------------------------------------------------- */
 
 /*
+ * Byte order with '/' lowest (paths hold no control characters), so a
+ * path is followed at once by the paths below it: "a", "a/b", "a-c".
+ */
+static int cmp_path_slash_first(const void *a, const void *b)
+{
+	const unsigned char *x = *(const unsigned char *const *)a;
+	const unsigned char *y = *(const unsigned char *const *)b;
+	unsigned cx, cy;
+
+	while (*x && *x == *y) {
+		x++;
+		y++;
+	}
+	cx = *x == '/' ? 1u : *x;
+	cy = *y == '/' ? 1u : *y;
+	return (cx > cy) - (cx < cy);
+}
+
+/*
  * The files of one commit must be distinct and none may lie below
- * another ("a" and "a/b" cannot both be files).
+ * another ("a" and "a/b" cannot both be files).  Sorted, both show in
+ * neighbours, so thousands of files cost a sort, not every pair.
  */
 static int check_files(const struct gitrepo_file *files, size_t nfiles, struct err *e)
 {
-	size_t i, j;
-	int rc;
+	const char **sorted;
+	size_t i;
+	int rc = 0;
 
 	if (nfiles && !files)
 		return err_set(e, ROTOR_EINVALID, "no files given");
 	for (i = 0; i < nfiles; i++)
 		if ((rc = check_path(files[i].path, PATH_FILE, e)) < 0)
 			return rc;
-	for (i = 0; i < nfiles; i++) {
-		for (j = i + 1; j < nfiles; j++) {
-			const char *a = files[i].path, *b = files[j].path;
+	if (nfiles < 2)
+		return 0;
+	if (!(sorted = malloc(nfiles * sizeof(*sorted))))
+		return err_nomem(e);
+	for (i = 0; i < nfiles; i++)
+		sorted[i] = files[i].path;
+	qsort(sorted, nfiles, sizeof(*sorted), cmp_path_slash_first);
+	for (i = 1; i < nfiles && rc == 0; i++) {
+		const char *a = sorted[i - 1], *b = sorted[i];
 
-			if (strcmp(a, b) == 0)
-				return err_set(e, ROTOR_EINVALID, "%s: given twice in one commit", a);
-			if (under_prefix(a, b) || under_prefix(b, a))
-				return err_set(e, ROTOR_EINVALID, "%s and %s: one is inside the other",
-					       a, b);
-		}
+		if (strcmp(a, b) == 0)
+			rc = err_set(e, ROTOR_EINVALID, "%s: given twice in one commit", a);
+		else if (under_prefix(b, a))
+			rc = err_set(e, ROTOR_EINVALID, "%s and %s: one is inside the other", a, b);
 	}
-	return 0;
+	free(sorted);
+	return rc;
 }
 
 /*
@@ -912,21 +942,249 @@ static int head_names(int *yes, struct gitrepo *r, const char *refname, struct e
 	return 0;
 }
 
+/*
+ * A commit written into memory (libgit2's mempack backend, ahead of the
+ * disk ones in a second handle on the repository), to go out as a pack.
+ */
+struct packing {
+	git_odb_backend *mem;     /* the objects written, none already on disk */
+	git_odb *odb;             /* the second handle's: mem, then the disk */
+	git_packbuilder *pb;
+};
+
+/*
+ * Write a blob into pk->mem unless the disk has it.  Not through
+ * git_blob_create_from_buffer(): for every new object it would rescan
+ * objects/pack/ (a miss refreshes the pack list), thousands of times.
+ */
+static int pack_blob(struct packing *pk, git_oid *id, const char *data, size_t len)
+{
+	int rc = git_odb_hash(id, data, len, GIT_OBJECT_BLOB);
+
+	if (rc < 0 || git_odb_exists_ext(pk->odb, id, GIT_ODB_LOOKUP_NO_REFRESH))
+		return rc;
+	return pk->mem->write(pk->mem, id, data, len, GIT_OBJECT_BLOB);
+}
+
+/* Queue id for the pack when this commit wrote it (not already on disk). */
+static int pack_one(struct packing *pk, const git_oid *id, const char *name)
+{
+	if (!pk->mem->exists(pk->mem, id))
+		return 0;
+	return git_packbuilder_insert(pk->pb, id, name);   /* ignores repeats */
+}
+
+/*
+ * Queue the objects the commit wrote: the commit, the blobs, and the
+ * trees along the paths of the files (only those can be new).  Not
+ * git_mempack_dump(): it packs every object reachable from the commit,
+ * the files of earlier generations included.
+ */
+static int pack_new_objects(struct packing *pk, const git_oid *commit, git_tree *tree,
+			    const struct gitrepo_file *files, const git_tree_update *upd, size_t nfiles)
+{
+	git_tree_entry *ent = NULL;
+	char dir[PATH_MAX_LEN + 1], last[PATH_MAX_LEN + 1] = "";
+	char *slash;
+	size_t i;
+	int rc;
+
+	if ((rc = pack_one(pk, commit, NULL)) < 0 || (rc = pack_one(pk, git_tree_id(tree), NULL)) < 0)
+		return rc;
+	for (i = 0; i < nfiles; i++) {
+		if (files[i].data && (rc = pack_one(pk, &upd[i].id, files[i].path)) < 0)
+			return rc;
+		snprintf(dir, sizeof(dir), "%s", files[i].path);
+		if (!(slash = strrchr(dir, '/')))
+			continue;
+		*slash = '\0';
+		if (strcmp(dir, last) == 0)
+			continue;           /* the same directory as the file before */
+		memcpy(last, dir, (size_t)(slash - dir) + 1);
+		for (slash = dir;; slash++) {
+			slash = strchr(slash, '/');
+			if (slash)
+				*slash = '\0';
+			rc = git_tree_entry_bypath(&ent, tree, dir);
+			if (rc == GIT_ENOTFOUND) {  /* emptied by a delete and removed */
+				git_error_clear();
+				rc = 0;
+				break;
+			}
+			if (rc < 0)
+				return rc;
+			if (git_tree_entry_type(ent) == GIT_OBJECT_TREE)
+				rc = pack_one(pk, git_tree_entry_id(ent), NULL);
+			git_tree_entry_free(ent);
+			ent = NULL;
+			if (rc < 0 || !slash)
+				break;
+			*slash = '/';
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * Write the blobs, trees and commit object of one commit into w (and
+ * queue the new ones in pk when given); the
+ * parent and base tree are looked up in w (libgit2 refuses a commit
+ * whose tree or parent belongs to another repository object).
+ */
+static int write_commit(git_oid *out, git_repository *w, struct gitrepo *r, const git_oid *parent_id,
+			const char *base, const struct gitrepo_file *files, size_t nfiles,
+			const char *branch, const char *message, struct packing *pk, struct err *e)
+{
+	git_commit *parent = NULL;
+	git_tree *base_tree = NULL, *new_tree = NULL;
+	git_tree_update *upd = NULL;
+	git_signature *sig = NULL;
+	struct buf msg = BUF_INIT;
+	git_oid tree_id;
+	const git_commit *parents[1];
+	size_t i;
+	int rc;
+
+	if ((rc = git_commit_lookup(&parent, w, parent_id)) < 0 ||
+	    (rc = git_commit_tree(&base_tree, parent)) < 0) {
+		rc = git_fail(e, rc, 0, "cannot read the tree of commit %.12s", base);
+		goto out;
+	}
+	if (nfiles && !(upd = calloc(nfiles, sizeof(*upd)))) {
+		rc = err_nomem(e);
+		goto out;
+	}
+	for (i = 0; i < nfiles; i++) {
+		upd[i].path = files[i].path;
+		if (!files[i].data) {
+			upd[i].action = GIT_TREE_UPDATE_REMOVE;
+			continue;
+		}
+		upd[i].action = GIT_TREE_UPDATE_UPSERT;
+		upd[i].filemode = GIT_FILEMODE_BLOB;
+		if (pk)
+			rc = pack_blob(pk, &upd[i].id, files[i].data, files[i].len);
+		else
+			rc = git_blob_create_from_buffer(&upd[i].id, w, files[i].data, files[i].len);
+		if (rc < 0) {
+			rc = git_fail(e, rc, ROTOR_ERROR, "%s: cannot write blob", files[i].path);
+			goto out;
+		}
+	}
+	if ((rc = git_tree_create_updated(&tree_id, w, base_tree, nfiles, upd)) < 0) {
+		rc = git_fail(e, rc, ROTOR_ERROR, "cannot build the tree for branch %s", branch);
+		goto out;
+	}
+	if ((rc = git_tree_lookup(&new_tree, w, &tree_id)) < 0) {
+		rc = git_fail(e, rc, ROTOR_ERROR, "cannot read the new tree for branch %s", branch);
+		goto out;
+	}
+
+	if ((rc = signature(&sig, r, e)) < 0)
+		goto out;
+	/* git stores messages with a final newline. */
+	if (buf_puts(&msg, message) < 0 ||
+	    (message[strlen(message) - 1] != '\n' && buf_puts(&msg, "\n") < 0)) {
+		rc = err_set(e, ROTOR_ETOOBIG, "commit message too long");
+		goto out;
+	}
+	parents[0] = parent;
+	rc = git_commit_create(out, w, NULL, sig, sig, NULL, buf_cstr(&msg), new_tree, 1, parents);
+	if (rc < 0) {
+		rc = git_fail(e, rc, ROTOR_ERROR, "cannot create the commit for branch %s", branch);
+		goto out;
+	}
+	if (pk && (rc = pack_new_objects(pk, out, new_tree, files, upd, nfiles)) < 0)
+		rc = git_fail(e, rc, ROTOR_ERROR, "cannot pack the objects for branch %s", branch);
+out:
+	buf_release(&msg);
+	git_signature_free(sig);
+	free(upd);
+	git_tree_free(new_tree);
+	git_tree_free(base_tree);
+	git_commit_free(parent);
+	return rc;
+}
+
+/* Write packs only for commits of this many blobs (git's transfer.unpackLimit). */
+#define PACK_MIN_BLOBS 100
+
+/*
+ * write_commit() into one pack with its index (.pack + .idx under
+ * objects/pack/) instead of a loose file per object: the objects are
+ * written into memory (struct packing), packed, and the pack is indexed
+ * into r's object database.  Nothing reaches the disk before the pack.
+ */
+static int write_commit_packed(git_oid *out, struct gitrepo *r, const git_oid *parent_id,
+			       const char *base, const struct gitrepo_file *files, size_t nfiles,
+			       const char *branch, const char *message, struct err *e)
+{
+	struct packing pk = { NULL, NULL, NULL };
+	git_repository *w = NULL;
+	git_odb *wodb = NULL, *odb = NULL;
+	git_odb_writepack *wp = NULL;
+	git_indexer_progress stats;
+	git_buf pack = GIT_BUF_INIT;
+	int rc;
+
+	memset(&stats, 0, sizeof(stats));
+	rc = git_repository_open_ext(&w, gitrepo_workdir(r), GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
+	if (rc < 0) {
+		rc = git_fail(e, rc, ROTOR_ERROR, "cannot open the repository again to write a pack");
+		goto out;
+	}
+	if ((rc = git_mempack_new(&pk.mem)) < 0 || (rc = git_repository_odb(&wodb, w)) < 0 ||
+	    (rc = git_odb_add_backend(wodb, pk.mem, 999)) < 0) {
+		if (pk.mem)
+			pk.mem->free(pk.mem);
+		pk.mem = NULL;
+		rc = git_fail(e, rc, ROTOR_ERROR, "cannot set up an in-memory object store");
+		goto out;
+	}
+	/* From here on wodb owns pk.mem. */
+	pk.odb = wodb;
+	if ((rc = git_packbuilder_new(&pk.pb, w)) < 0) {
+		rc = git_fail(e, rc, ROTOR_ERROR, "cannot start a pack for branch %s", branch);
+		goto out;
+	}
+	if ((rc = write_commit(out, w, r, parent_id, base, files, nfiles, branch, message, &pk, e)) < 0)
+		goto out;
+	if ((rc = git_packbuilder_write_buf(&pack, pk.pb)) < 0) {
+		rc = git_fail(e, rc, ROTOR_ERROR, "cannot pack the objects for branch %s", branch);
+		goto out;
+	}
+	if ((rc = git_repository_odb(&odb, r->repo)) < 0 ||
+	    (rc = git_odb_write_pack(&wp, odb, NULL, NULL)) < 0 ||
+	    (rc = wp->append(wp, pack.ptr, pack.size, &stats)) < 0 ||
+	    (rc = wp->commit(wp, &stats)) < 0) {
+		rc = git_fail(e, rc, ROTOR_ERROR, "cannot write the pack for branch %s", branch);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (wp)
+		wp->free(wp);
+	git_buf_dispose(&pack);
+	git_packbuilder_free(pk.pb);
+	git_odb_free(odb);
+	git_odb_free(wodb);
+	git_repository_free(w);
+	return rc;
+}
+
 int gitrepo_commit_branch(char out[41], struct gitrepo *r, const char *base,
 			  const struct gitrepo_file *files, size_t nfiles,
 			  const char *branch, const char *message, struct err *e)
 {
 	char ref[sizeof(REFS_HEADS) + BRANCH_MAX_LEN + 1], logmsg[128];
 	git_commit *parent = NULL;
-	git_tree *base_tree = NULL, *new_tree = NULL;
-	git_tree_update *upd = NULL;
-	git_signature *sig = NULL;
+	git_tree *base_tree = NULL;
 	git_reference *newref = NULL;
-	struct buf msg = BUF_INIT;
-	git_oid tree_id, commit_id;
-	const git_commit *parents[1];
+	git_oid commit_id;
+	size_t i, nblobs = 0;
 	int rc, is_head;
-	size_t i;
 
 	out[0] = '\0';
 	if ((rc = branch_refname(ref, sizeof(ref), branch, e)) < 0)
@@ -953,52 +1211,20 @@ int gitrepo_commit_branch(char out[41], struct gitrepo *r, const char *base,
 		rc = git_fail(e, rc, 0, "cannot read the tree of commit %.12s", base);
 		goto out;
 	}
-	for (i = 0; i < nfiles; i++)
+	for (i = 0; i < nfiles; i++) {
 		if ((rc = check_against_base(base_tree, base, &files[i], e)) < 0)
 			goto out;
-
-	if (nfiles && !(upd = calloc(nfiles, sizeof(*upd)))) {
-		rc = err_nomem(e);
-		goto out;
-	}
-	for (i = 0; i < nfiles; i++) {
-		upd[i].path = files[i].path;
-		if (!files[i].data) {
-			upd[i].action = GIT_TREE_UPDATE_REMOVE;
-			continue;
-		}
-		upd[i].action = GIT_TREE_UPDATE_UPSERT;
-		upd[i].filemode = GIT_FILEMODE_BLOB;
-		rc = git_blob_create_from_buffer(&upd[i].id, r->repo, files[i].data, files[i].len);
-		if (rc < 0) {
-			rc = git_fail(e, rc, ROTOR_ERROR, "%s: cannot write blob", files[i].path);
-			goto out;
-		}
-	}
-	if ((rc = git_tree_create_updated(&tree_id, r->repo, base_tree, nfiles, upd)) < 0) {
-		rc = git_fail(e, rc, ROTOR_ERROR, "cannot build the tree for branch %s", branch);
-		goto out;
-	}
-	if ((rc = git_tree_lookup(&new_tree, r->repo, &tree_id)) < 0) {
-		rc = git_fail(e, rc, ROTOR_ERROR, "cannot read the new tree for branch %s", branch);
-		goto out;
+		nblobs += files[i].data != NULL;
 	}
 
-	if ((rc = signature(&sig, r, e)) < 0)
+	if (nblobs >= PACK_MIN_BLOBS)
+		rc = write_commit_packed(&commit_id, r, git_commit_id(parent), base, files, nfiles,
+					 branch, message, e);
+	else
+		rc = write_commit(&commit_id, r->repo, r, git_commit_id(parent), base, files, nfiles,
+				  branch, message, NULL, e);
+	if (rc < 0)
 		goto out;
-	/* git stores messages with a final newline. */
-	if (buf_puts(&msg, message) < 0 ||
-	    (message[strlen(message) - 1] != '\n' && buf_puts(&msg, "\n") < 0)) {
-		rc = err_set(e, ROTOR_ETOOBIG, "commit message too long");
-		goto out;
-	}
-	parents[0] = parent;
-	rc = git_commit_create(&commit_id, r->repo, NULL, sig, sig, NULL, buf_cstr(&msg),
-			       new_tree, 1, parents);
-	if (rc < 0) {
-		rc = git_fail(e, rc, ROTOR_ERROR, "cannot create the commit for branch %s", branch);
-		goto out;
-	}
 
 	/*
 	 * Create-only, and race-free: force 1 with a zero expected id means
@@ -1024,10 +1250,6 @@ int gitrepo_commit_branch(char out[41], struct gitrepo *r, const char *base,
 	rc = 0;
 out:
 	git_reference_free(newref);
-	buf_release(&msg);
-	git_signature_free(sig);
-	free(upd);
-	git_tree_free(new_tree);
 	git_tree_free(base_tree);
 	git_commit_free(parent);
 	return rc;

@@ -133,6 +133,8 @@ struct gitrepo_file {
  * submodule nor go below a file, a delete must name an existing file
  * (ROTOR_ENOTFOUND otherwise).  Creating the unborn branch HEAD names is
  * refused (ROTOR_ESTATE): it would move HEAD.  Blobs get mode 100644.
+ * A commit writing 100 or more blobs (git's transfer.unpackLimit) puts
+ * its new objects into one pack with its index, fewer go in loose.
  */
 int gitrepo_commit_branch(char out[41], struct gitrepo *r, const char *base,
 			  const struct gitrepo_file *files, size_t nfiles,

@@ -20,7 +20,10 @@
 #include <time.h>
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/buffer.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -41,14 +44,62 @@
 #define PKI_KEY_PBKDF2_ITER 1
 #define PKI_KEY_SALT_LEN 16
 
+/*
+ * An EC P-256 key's PrivateKeyInfo (RFC 5208) built from its two numbers:
+ * the bytes OpenSSL's encoder writes (an RFC 5915 ECPrivateKey with the
+ * curve only in the algorithm and the public key included; a unit test
+ * compares them).  EVP_PKEY2PKCS8 looks its encoder up among the
+ * providers for every key, most of the cost of an encrypted key at one
+ * PBKDF2 iteration.  NULL for any other key, or on a failure: the caller
+ * then asks EVP_PKEY2PKCS8.
+ */
+static PKCS8_PRIV_KEY_INFO *p256_pkcs8(const EVP_PKEY *k)
+{
+	static const unsigned char head[] = {
+		0x30, 0x81, 0x87, 0x02, 0x01, 0x00,                       /* PrivateKeyInfo, v1 */
+		0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,  /* id-ecPublicKey */
+		0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,  /* prime256v1 */
+		0x04, 0x6d, 0x30, 0x6b, 0x02, 0x01, 0x01, 0x04, 0x20,     /* ECPrivateKey, d */
+	};
+	static const unsigned char mid[] = { 0xa1, 0x44, 0x03, 0x42, 0x00 };  /* [1] public key */
+	unsigned char der[sizeof(head) + 32 + sizeof(mid) + 65];
+	unsigned char *pub = der + sizeof(head) + 32 + sizeof(mid);
+	const unsigned char *p = der;
+	PKCS8_PRIV_KEY_INFO *inf = NULL;
+	BIGNUM *d = NULL;
+	char curve[32];
+	size_t publen = 0;
+
+	if (!EVP_PKEY_is_a(k, "EC") ||
+	    !EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, curve, sizeof(curve), NULL) ||
+	    strcmp(curve, "prime256v1") != 0) {
+		ERR_clear_error();
+		return NULL;
+	}
+	memcpy(der, head, sizeof(head));
+	memcpy(der + sizeof(head) + 32, mid, sizeof(mid));
+	if (EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_PRIV_KEY, &d) &&
+	    BN_bn2binpad(d, der + sizeof(head), 32) == 32 &&
+	    EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY, pub, 65, &publen) &&
+	    publen == 65 && pub[0] == 0x04)
+		inf = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)sizeof(der));
+	BN_clear_free(d);
+	OPENSSL_cleanse(der, sizeof(der));
+	if (!inf)
+		ERR_clear_error();
+	return inf;
+}
+
 /* k as an encrypted PKCS#8 PEM into b; 0 on an OpenSSL failure. */
 static int write_encrypted_key(BIO *b, EVP_PKEY *k, const char *pass, int passlen)
 {
-	PKCS8_PRIV_KEY_INFO *inf = EVP_PKEY2PKCS8(k);
+	PKCS8_PRIV_KEY_INFO *inf = p256_pkcs8(k);
 	X509_ALGOR *alg = NULL;
 	X509_SIG *p8 = NULL;
 	int ok;
 
+	if (!inf)
+		inf = EVP_PKEY2PKCS8(k);
 	if (inf)
 		alg = PKCS5_pbe2_set_iv(EVP_aes_256_cbc(), PKI_KEY_PBKDF2_ITER, NULL, PKI_KEY_SALT_LEN, NULL,
 					NID_hmacWithSHA256);

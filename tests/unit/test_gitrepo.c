@@ -773,6 +773,94 @@ static void test_commit_branch(void **state)
 	gitrepo_free(r);
 }
 
+/*
+ * A commit of many files goes into one pack with its index, no loose
+ * object: real git accepts the repository (fsck --strict) and prints
+ * every file byte for byte.  The contents are alike (PEM-shaped, so the
+ * pack holds deltas) and binary; one file repeats a blob already on
+ * disk, which the pack must not hold again.
+ */
+#define PACKED_N 240
+
+static void test_commit_branch_packed(void **state)
+{
+	static struct gitrepo_file files[PACKED_N + 3];
+	static char paths[PACKED_N][64], data[PACKED_N][700];
+	static const char chain[] = "generation: 3\n\0binary\xff\n";
+	char repo[300], base[41], id[41], id2[41], line[512];
+	struct buf b = BUF_INIT;
+	struct gitrepo *r;
+	struct err e = ERR_INIT;
+	const struct gitrepo_file small = { "envs/poc/chain.yaml", "generation: 4\n", 14 };
+	unsigned x = 12345;
+	size_t i, j, n = 0;
+
+	(void)state;
+	new_repo(repo, sizeof(repo));
+	rev_parse(base, repo, "HEAD");
+	run("git -C '%s' gc -q", repo);   /* no loose objects to start with */
+	for (i = 0; i < PACKED_N; i++) {
+		int len = snprintf(data[i], sizeof(data[i]), "-----BEGIN CERTIFICATE-----\nuser%04zu\n", i);
+
+		for (j = 0; j < 400; j++) {   /* pseudo-random bytes, a NUL among them */
+			x = x * 1103515245u + 12345u;
+			data[i][len++] = (char)(x >> 16);
+		}
+		len += snprintf(data[i] + len, sizeof(data[i]) - (size_t)len, "\n-----END CERTIFICATE-----\n");
+		snprintf(paths[i], sizeof(paths[i]), "envs/poc/gen-3/clients/%c/user%04zu.%s",
+			 'a' + (int)(i % 3), i / 2, i % 2 ? "key" : "crt");
+		files[n].path = paths[i];
+		files[n].data = data[i];
+		files[n++].len = (size_t)len;
+	}
+	files[n++] = (struct gitrepo_file){ "envs/poc/chain.yaml", chain, sizeof(chain) };
+	files[n++] = (struct gitrepo_file){ "envs/poc/same.yaml", "version: 1\n", 11 };  /* rotor.yaml's blob */
+	files[n++] = (struct gitrepo_file){ "envs/dev/chain.yaml", NULL, 0 };
+
+	r = open_ok(repo);
+	if (gitrepo_commit_branch(id, r, base, files, n, "rotor/rotate/poc/gen-3", "gen 3", &e) != 0)
+		fail_msg("commit_branch: %s", e.msg);
+
+	/* No loose object; two packs (gc's and ours), each with its index. */
+	capture_line(line, sizeof(line), "find '%s/.git/objects' -type f -path '*/objects/[0-9a-f][0-9a-f]/*' | wc -l",
+		     repo);
+	assert_string_equal(line, "0");
+	capture_line(line, sizeof(line), "ls '%s/.git/objects/pack/' | sed 's/.*[.]//' | sort | uniq -c | "
+		     "tr -s ' ' | tr '\\n' ';'", repo);
+	assert_string_equal(line, " 2 idx; 2 pack;");
+	run("cd '%s/.git/objects/pack' && for i in *.idx; do test -f \"${i%%.idx}.pack\" || exit 1; done", repo);
+	run("git -C '%s' fsck --strict --full --no-dangling --no-progress >/dev/null", repo);
+	run("git -C '%s' verify-pack '%s'/.git/objects/pack/*.idx", repo, repo);
+	/* The blob already on disk is not in the new pack. */
+	capture_line(line, sizeof(line), "cd '%s' && for i in .git/objects/pack/*.idx; do git show-index <\"$i\" | "
+		     "grep -c \"$(git rev-parse HEAD:rotor.yaml)\"; done | sort | tr '\\n' ' '", repo);
+	assert_string_equal(line, "0 1 ");
+
+	for (i = 0; i < n; i++)
+		if (files[i].data)
+			assert_show(repo, "rotor/rotate/poc/gen-3", files[i].path, files[i].data, files[i].len);
+	capture(&b, "git -C '%s' ls-tree -r --name-only rotor/rotate/poc/gen-3 | wc -l", repo);
+	assert_int_equal(atoi(buf_cstr(&b)), 6 - 1 + 1 + PACKED_N);   /* 6 before, a delete, same.yaml */
+	buf_release(&b);
+	assert_int_equal(gitrepo_read(&b, r, id, paths[7], 0, &e), 0);
+	assert_int_equal(b.len, files[7].len);
+	assert_memory_equal(b.ptr, files[7].data, b.len);
+	buf_release(&b);
+
+	/* The same handle builds on the packed commit (a small one: loose). */
+	if (gitrepo_commit_branch(id2, r, id, &small, 1, "rotor/rotate/poc/gen-4", "gen 4", &e) != 0)
+		fail_msg("commit_branch on the packed commit: %s", e.msg);
+	gitrepo_free(r);
+	assert_show(repo, "rotor/rotate/poc/gen-4", "envs/poc/chain.yaml", "generation: 4\n", 14);
+	assert_show(repo, "rotor/rotate/poc/gen-4", paths[PACKED_N - 1], files[PACKED_N - 1].data,
+		    files[PACKED_N - 1].len);
+	run("git -C '%s' fsck --strict --full --no-dangling --no-progress >/dev/null", repo);
+	/* And plain git can repack and clone it. */
+	run("git -C '%s' gc -q && git -C '%s' fsck --strict --no-progress >/dev/null && "
+	    "git clone -q --no-local '%s' '%s.clone' && git -C '%s.clone' fsck --strict --no-progress >/dev/null",
+	    repo, repo, repo, repo, repo);
+}
+
 /* A commit on top of a commit that is not HEAD, and with no files. */
 static void test_commit_branch_other_base(void **state)
 {
@@ -1126,6 +1214,7 @@ int main(void)
 		cmocka_unit_test(test_dirty),
 		cmocka_unit_test(test_branch_exists),
 		cmocka_unit_test(test_commit_branch),
+		cmocka_unit_test(test_commit_branch_packed),
 		cmocka_unit_test(test_commit_branch_other_base),
 		cmocka_unit_test(test_commit_branch_exists),
 		cmocka_unit_test(test_commit_branch_refused),

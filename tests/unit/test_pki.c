@@ -466,6 +466,16 @@ static void check_chain(enum spec_key_type t, int small)
 		assert_string_equal(s, s2);
 		free(s);
 		free(s2);
+		/* The private key matches its public half, and the decrypted PrivateKeyInfo
+		   is byte for byte what OpenSSL's own encoder writes for that key. */
+		s = sh_out("cd '%s' && k=%s/%s.key && openssl pkey -in $k -passin 'file:%s' -check -noout && "
+			   "a=$(openssl pkcs8 -in $k -passin 'file:%s' -outform DER | od -An -tx1) && "
+			   "b=$(openssl pkey -in $k -passin 'file:%s' -outform DER | od -An -tx1) && "
+			   "test ${#a} -gt 100 && test \"$a\" = \"$b\" && echo same",
+			   gen, dir_of(g->certs[i].role), g->certs[i].name, keyfile, keyfile, keyfile);
+		if (!strstr(s, "Key is valid") || !strstr(s, "same"))
+			fail_msg("%s: the key does not check or re-encodes differently: %s", g->certs[i].name, s);
+		free(s);
 	}
 	/* The encryption is the one the README states: PBES2, PBKDF2-HMAC-SHA256, 1 iteration, a 16-byte salt, AES-256-CBC. */
 	s = sh_out("cd '%s' && openssl asn1parse -in clients/postgres.key | "
