@@ -214,4 +214,10 @@ ok "bad: remove without a name" bad 'client remove needs the client.s name' "$RO
 ok "bad: an unknown subcommand" bad 'unknown client subcommand "rename"' "$ROTOR" client rename --env poc app
 ok "bad: a removed client cannot be removed twice" bad 'unknown client other' "$ROTOR" client remove --env poc other
 
+# ---- client remove --json: a client no host uses ----
+"$ROTOR" client add --env poc spare >/dev/null && merge rotor/client/poc/add-spare
+ok "client remove spare --json" sh -c '"$1" client remove --env poc spare --json > "$2/rm.json"' _ "$ROTOR" "$T"
+ok "... read back (schemas/client.json): remove, spare's serial in generation 1, on its branch" json_check "$T/rm.json" client \
+	'd["action"] == "remove" and d["name"] == "spare" and [g["generation"] for g in d["generations"]] == [1] and len(d["generations"][0]["revoked_serial"] or "") > 0 and d["crl_days"] == 7 and d["branch"] == "rotor/client/poc/remove-spare"'
+
 done_testing
