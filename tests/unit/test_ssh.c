@@ -618,6 +618,26 @@ static void test_strays_and_backup_removal(void **state)
 		   "'.server.key.rotor-tmp-odd name' && chown postgres: server.key.rotor-bak && "
 		   "mkdir -p /srv/wx && cd /srv/wx && touch k.pem.rotor-bak .k.pem.rotor-tmp-77 && "
 		   "chown -R " FLEET_USER ": /srv/wx && chmod 0300 /srv/wx");
+	/* Directories the login user can list: read over SFTP, no command on the host (sshd logs each one). */
+	{
+		struct buf before = BUF_INIT, after = BUF_INIT;
+		const char *const readable[] = { paths[0], paths[1], paths[3] };
+		char cmd[600];
+
+		snprintf(cmd, sizeof(cmd), "grep -c 'Starting session: command' %s/hosts/host1/sshd.log || true", F.fleet_dir);
+		assert_int_equal(capture_status(&before, "%s", cmd), 0);
+		if (ssh_find_strays(c, readable, 3, &v, &n, &e) != 0)
+			fail_msg("%s", e.msg);
+		assert_int_equal(capture_status(&after, "%s", cmd), 0);
+		assert_string_equal(buf_cstr(&after), buf_cstr(&before));
+		assert_int_equal(n, 5);
+		assert_true(has_stray(v, n, "/srv/certs/.server.key.rotor-tmp-?"));
+		assert_true(has_stray(v, n, "/srv/rw/.s.crt.rotor-tmp-1f"));
+		ssh_strays_free(v, n);
+		buf_release(&before);
+		buf_release(&after);
+	}
+	/* With /srv/wx (searchable, not readable): the shell lists them, as the login user. */
 	if (ssh_find_strays(c, paths, 4, &v, &n, &e) != 0)
 		fail_msg("%s", e.msg);
 	assert_int_equal(n, 6);
