@@ -2,9 +2,11 @@
  * files.c -- changing files on the host (see ssh.h; ssh_int.h for the
  * layout): stage (write a temporary file over SFTP, fsync, set its
  * mode), commit (one remote command: backups, owners, then every rename
- * back to back -- in one perl process when no sudo is needed), discard,
+ * back to back -- backups and renames in one perl process when no sudo
+ * or owner is needed), discard,
  * restore a backup, remove the backups, find what earlier writes left
- * (backups, temporary files).  Every command line is built with the ssh_cmd_*
+ * (backups, temporary files: over SFTP where the login user can list the
+ * directory, else one shell command).  Every command line is built with the ssh_cmd_*
  * builder, every argument shell-quoted, and checked once before it is
  * sent: a failed append is reported with its own code.
  */
@@ -281,7 +283,7 @@ int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct
 {
 	struct buf cmd = BUF_INIT, se = BUF_INIT, bak = BUF_INIT, renames = BUF_INIT, args = BUF_INIT;
 	size_t i;
-	int rc = 0, any_sudo = 0;
+	int rc = 0, any_sudo = 0, any_owner = 0;
 
 	if ((rc = ssh_usable(c, e)) != 0)
 		return rc;
@@ -290,6 +292,7 @@ int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct
 		const char *sudo = v[i].sudo ? "sudo -n " : "";
 
 		any_sudo |= v[i].sudo;
+		any_owner |= v[i].owner || v[i].group;
 		if (v[i].backup) {
 			buf_release(&bak);
 			ssh_cmd_printf(&bak, &rc, "%s%s", v[i].path, SSH_BACKUP_SUFFIX);
@@ -331,15 +334,32 @@ int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct
 		ssh_cmd_quote(&args, v[i].tmp, &rc);
 		ssh_cmd_puts(&args, " ", &rc);
 		ssh_cmd_quote(&args, v[i].path, &rc);
+		ssh_cmd_puts(&args, v[i].backup ? " 1" : " 0", &rc);
 	}
-	if (!any_sudo && n > 1) {
-		ssh_cmd_puts(&cmd, "if command -v perl >/dev/null 2>&1; then perl -e "
-			     "'for (my $i = 0; $i < @ARGV; $i += 2) { rename($ARGV[$i], $ARGV[$i + 1]) "
+	if (!any_sudo && !any_owner) {
+		/*
+		 * The login user's files: one perl process does it all (a fork is
+		 * most of a command's cost).  The backup is a hard link to the old
+		 * file (same bytes, mode, owner and times; a symlink stays a link;
+		 * a name already there is removed first, a directory refused), a
+		 * copy when the file system refuses the link; then the renames,
+		 * back to back.  Without perl, the shell does the same with cp and mv.
+		 */
+		buf_release(&bak);
+		ssh_cmd_puts(&bak, "if command -v perl >/dev/null 2>&1; then exec perl -e '"
+			     "for (my $i = 0; $i < @ARGV; $i += 3) { my ($p, $k) = @ARGV[$i + 1, $i + 2]; "
+			     "next unless $k && (-e $p || -l $p); my $b = \"$p" SSH_BACKUP_SUFFIX "\"; "
+			     "die \"backup $b: a directory\\n\" if -d $b && !-l $b; unlink $b; "
+			     "link($p, $b) or system(\"cp\", \"-P\", \"-p\", \"--\", $p, $b) == 0 "
+			     "or die \"backup $p: $!\\n\" } "
+			     "for (my $i = 0; $i < @ARGV; $i += 3) { rename($ARGV[$i], $ARGV[$i + 1]) "
 			     "or die \"rename $ARGV[$i + 1]: $!\\n\" }' --", &rc);
-		ssh_cmd_put(&cmd, &args, &rc);
-		ssh_cmd_puts(&cmd, "; else ", &rc);
-		ssh_cmd_put(&cmd, &renames, &rc);
-		ssh_cmd_puts(&cmd, "; fi", &rc);
+		ssh_cmd_put(&bak, &args, &rc);
+		ssh_cmd_puts(&bak, "; fi; ", &rc);
+		ssh_cmd_put(&bak, &cmd, &rc);
+		ssh_cmd_put(&bak, &renames, &rc);
+		buf_release(&cmd);
+		ssh_cmd_put(&cmd, &bak, &rc);
 	} else {
 		ssh_cmd_put(&cmd, &renames, &rc);
 	}

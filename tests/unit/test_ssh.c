@@ -586,6 +586,24 @@ static void test_backup_symlinks(void **state)
 	buf_truncate(&out, 0);
 	host_out(&out, 1, "cd /srv/certs && readlink t.key && rm -f t.key t.key.rotor-bak; cat /srv/victim/v");
 	assert_string_equal(buf_cstr(&out), "/srv/victim/v\nvictim\n");
+
+	/* The login user's own files (no sudo: one perl process, the backup a hard link): the same. */
+	{
+		struct ssh_write_opts mine = { .mode = 0640, .become = -1, .backup = 1 };
+
+		host_sh(1, "cd /srv/rw && rm -f u.crt u.crt.rotor-bak && printf 'old\\n' > u.crt && chmod 0640 u.crt && "
+			   "ln -s /srv/victim/v u.crt.rotor-bak && chown -h " FLEET_USER ": u.crt u.crt.rotor-bak");
+		write_ok(c, "/srv/rw/u.crt", "new\n", &mine);
+		buf_truncate(&out, 0);
+		host_out(&out, 1, "cat /srv/victim/v; cd /srv/rw && stat -c '%F %a' u.crt.rotor-bak && cat u.crt u.crt.rotor-bak");
+		assert_string_equal(buf_cstr(&out), "victim\nregular file 640\nnew\nold\n");
+		host_sh(1, "cd /srv/rw && mkdir u.crt.rotor-bak.d && rm -f u.crt.rotor-bak && mv u.crt.rotor-bak.d u.crt.rotor-bak");
+		assert_int_not_equal(ssh_write_file_atomic(c, "/srv/rw/u.crt", "x\n", 2, &mine, &e), 0);
+		buf_truncate(&out, 0);
+		host_out(&out, 1, "cd /srv/rw && cat u.crt && rmdir u.crt.rotor-bak && rm -f u.crt && ls -A | grep -c rotor-tmp || true");
+		assert_string_equal(buf_cstr(&out), "new\n0\n");    /* a directory there: refused, nothing replaced */
+		err_clear(&e);
+	}
 	buf_release(&out);
 	ssh_disconnect(c);
 }
