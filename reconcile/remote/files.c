@@ -2,9 +2,11 @@
  * files.c -- changing files on the host (see ssh.h; ssh_int.h for the
  * layout): stage (write a temporary file over SFTP, fsync, set its
  * mode), commit (one remote command: backups, owners, then every rename
- * back to back -- in one perl process when no sudo is needed), discard,
+ * back to back -- backups and renames in one perl process when no sudo
+ * or owner is needed), discard,
  * restore a backup, remove the backups, find what earlier writes left
- * (backups, temporary files).  Every command line is built with the ssh_cmd_*
+ * (backups, temporary files: over SFTP where the login user can list the
+ * directory, else one shell command).  Every command line is built with the ssh_cmd_*
  * builder, every argument shell-quoted, and checked once before it is
  * sent: a failed append is reported with its own code.
  */
@@ -281,7 +283,7 @@ int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct
 {
 	struct buf cmd = BUF_INIT, se = BUF_INIT, bak = BUF_INIT, renames = BUF_INIT, args = BUF_INIT;
 	size_t i;
-	int rc = 0, any_sudo = 0;
+	int rc = 0, any_sudo = 0, any_owner = 0;
 
 	if ((rc = ssh_usable(c, e)) != 0)
 		return rc;
@@ -290,6 +292,7 @@ int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct
 		const char *sudo = v[i].sudo ? "sudo -n " : "";
 
 		any_sudo |= v[i].sudo;
+		any_owner |= v[i].owner || v[i].group;
 		if (v[i].backup) {
 			buf_release(&bak);
 			ssh_cmd_printf(&bak, &rc, "%s%s", v[i].path, SSH_BACKUP_SUFFIX);
@@ -331,15 +334,32 @@ int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct
 		ssh_cmd_quote(&args, v[i].tmp, &rc);
 		ssh_cmd_puts(&args, " ", &rc);
 		ssh_cmd_quote(&args, v[i].path, &rc);
+		ssh_cmd_puts(&args, v[i].backup ? " 1" : " 0", &rc);
 	}
-	if (!any_sudo && n > 1) {
-		ssh_cmd_puts(&cmd, "if command -v perl >/dev/null 2>&1; then perl -e "
-			     "'for (my $i = 0; $i < @ARGV; $i += 2) { rename($ARGV[$i], $ARGV[$i + 1]) "
+	if (!any_sudo && !any_owner) {
+		/*
+		 * The login user's files: one perl process does it all (a fork is
+		 * most of a command's cost).  The backup is a hard link to the old
+		 * file (same bytes, mode, owner and times; a symlink stays a link;
+		 * a name already there is removed first, a directory refused), a
+		 * copy when the file system refuses the link; then the renames,
+		 * back to back.  Without perl, the shell does the same with cp and mv.
+		 */
+		buf_release(&bak);
+		ssh_cmd_puts(&bak, "if command -v perl >/dev/null 2>&1; then exec perl -e '"
+			     "for (my $i = 0; $i < @ARGV; $i += 3) { my ($p, $k) = @ARGV[$i + 1, $i + 2]; "
+			     "next unless $k && (-e $p || -l $p); my $b = \"$p" SSH_BACKUP_SUFFIX "\"; "
+			     "die \"backup $b: a directory\\n\" if -d $b && !-l $b; unlink $b; "
+			     "link($p, $b) or system(\"cp\", \"-P\", \"-p\", \"--\", $p, $b) == 0 "
+			     "or die \"backup $p: $!\\n\" } "
+			     "for (my $i = 0; $i < @ARGV; $i += 3) { rename($ARGV[$i], $ARGV[$i + 1]) "
 			     "or die \"rename $ARGV[$i + 1]: $!\\n\" }' --", &rc);
-		ssh_cmd_put(&cmd, &args, &rc);
-		ssh_cmd_puts(&cmd, "; else ", &rc);
-		ssh_cmd_put(&cmd, &renames, &rc);
-		ssh_cmd_puts(&cmd, "; fi", &rc);
+		ssh_cmd_put(&bak, &args, &rc);
+		ssh_cmd_puts(&bak, "; fi; ", &rc);
+		ssh_cmd_put(&bak, &cmd, &rc);
+		ssh_cmd_put(&bak, &renames, &rc);
+		buf_release(&cmd);
+		ssh_cmd_put(&cmd, &bak, &rc);
 	} else {
 		ssh_cmd_put(&cmd, &renames, &rc);
 	}
@@ -538,11 +558,12 @@ out:
  * (SUFFIX "?" when it is empty or holds other bytes than [0-9A-Za-z_-]).
  */
 #define STRAY_SCRIPT                                                                               \
-	"i=$1; p=$2; d=${p%/*}; b=${p##*/}; "                                                      \
+	"f() { i=$1; p=$2; d=${p%/*}; b=${p##*/}; "                                                \
 	"if test -e \"$p.rotor-bak\" || test -L \"$p.rotor-bak\"; then echo \"$i b\"; fi; "         \
 	"for f in \"$d/.$b.rotor-tmp-\"*; do "                                                     \
 	"if test -e \"$f\" || test -L \"$f\"; then s=${f##*.rotor-tmp-}; "                          \
-	"case $s in \"\"|*[!0-9A-Za-z_-]*) echo \"$i t ?\";; *) echo \"$i t $s\";; esac; fi; done"
+	"case $s in \"\"|*[!0-9A-Za-z_-]*) echo \"$i t ?\";; *) echo \"$i t $s\";; esac; fi; done; }; " \
+	"while [ $# -ge 2 ]; do f \"$1\" \"$2\" || exit 1; shift 2; done"
 
 static int add_stray(char ***v, size_t *nv, const char *path, const char *suffix, size_t slen, int backup)
 {
@@ -632,6 +653,136 @@ bad:
 	return rc;
 }
 
+/* Does name (len bytes) belong in a STRAY_SCRIPT suffix: [0-9A-Za-z_-]+? */
+static int stray_suffix_ok(const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'z') ||
+		      (name[i] >= 'A' && name[i] <= 'Z') || name[i] == '_' || name[i] == '-'))
+			return 0;
+	return len > 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * The entries of directory dir as the login user lists them over SFTP,
+ * sorted (as a shell's glob in the C locale): 0 and *names (NULL-ended;
+ * none when dir does not exist), 1 when SFTP cannot list it (permission,
+ * an unusual name: the caller asks the shell), <0 when waiting failed.
+ */
+static int sftp_list_dir(struct ssh_conn *c, const char *dir, char ***names, size_t *nnames, struct err *e)
+{
+	LIBSSH2_SFTP_HANDLE *h;
+	LIBSSH2_SFTP_ATTRIBUTES a;
+	char name[1024], **v = NULL, **nv;
+	size_t n = 0;
+	int failed, rc;
+
+	*names = NULL;
+	*nnames = 0;
+	NB_PTR(c, e, "listing a directory", h,
+	       libssh2_sftp_open_ex(c->sftp, dir, (unsigned)strlen(dir), 0, 0, LIBSSH2_SFTP_OPENDIR), failed);
+	if (failed)
+		return e ? e->code : ROTOR_ERROR;
+	if (!h) {
+		unsigned long fx = ssh_sftp_status(c);
+
+		return fx == LIBSSH2_FX_NO_SUCH_FILE || fx == LIBSSH2_FX_NO_SUCH_PATH ? 0 : 1;
+	}
+	for (;;) {
+		NB_INT(c, e, "listing a directory", rc, libssh2_sftp_readdir_ex(h, name, sizeof(name) - 1, NULL, 0, &a));
+		if (rc == NB_WAITFAIL) {
+			rc = e ? e->code : ROTOR_ERROR;
+			break;
+		}
+		if (rc <= 0) {
+			rc = rc == 0 ? 0 : 1;
+			break;
+		}
+		name[rc] = '\0';
+		if (memchr(name, '\0', (size_t)rc)) {
+			rc = 1;     /* a name SFTP cannot carry whole: the shell decides */
+			break;
+		}
+		if (!(nv = realloc(v, (n + 2) * sizeof(*v))) || !(nv[n] = strdup(name))) {
+			if (nv)
+				v = nv;
+			rc = err_nomem(e);
+			break;
+		}
+		v = nv;
+		v[++n] = NULL;
+	}
+	ssh_handle_close(c, h);
+	if (rc != 0) {
+		ssh_strays_free(v, n);
+		return rc;
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_str);
+	*names = v;
+	*nnames = n;
+	return 0;
+}
+
+/*
+ * STRAY_SCRIPT's lines for every path, from SFTP directory listings
+ * (no process on the host): 0 with them in out, 1 when some directory
+ * cannot be listed this way (the caller runs the script), <0 an error.
+ */
+static int strays_by_sftp(struct ssh_conn *c, const char *const *paths, size_t n, struct buf *out, struct err *e)
+{
+	char **names = NULL, *dir = NULL;
+	size_t nnames = 0, i, k;
+	int rc;
+
+	if (c->broken || ssh_sftp_ready(c, NULL) != 0)
+		return 1;
+	for (i = 0, rc = 0; i < n && rc == 0; i++) {
+		const char *slash = strrchr(paths[i], '/'), *base = slash + 1;
+		size_t dlen = slash == paths[i] ? 1 : (size_t)(slash - paths[i]), blen = strlen(base);
+
+		/* The files of a role share a directory: list it once. */
+		if (!dir || strlen(dir) != dlen || strncmp(dir, paths[i], dlen) != 0) {
+			ssh_strays_free(names, nnames);
+			names = NULL;
+			nnames = 0;
+			free(dir);
+			if (!(dir = strndup(paths[i], dlen))) {
+				rc = err_nomem(e);
+				break;
+			}
+			if ((rc = sftp_list_dir(c, dir, &names, &nnames, e)) != 0)
+				break;
+		}
+		for (k = 0; k < nnames; k++)
+			if (!strncmp(names[k], base, blen) && !strcmp(names[k] + blen, SSH_BACKUP_SUFFIX))
+				buf_printf(out, "%zu b\n", i);
+		for (k = 0; k < nnames; k++) {
+			const char *m = names[k];
+
+			if (m[0] != '.' || strncmp(m + 1, base, blen) != 0 || strncmp(m + 1 + blen, ".rotor-tmp-", 11) != 0)
+				continue;
+			m += 1 + blen + 11;
+			if (stray_suffix_ok(m, strlen(m)))
+				buf_printf(out, "%zu t %s\n", i, m);
+			else
+				buf_printf(out, "%zu t ?\n", i);
+		}
+		if (out->err)
+			rc = err_nomem(e);
+	}
+	ssh_strays_free(names, nnames);
+	free(dir);
+	return rc;
+}
+
 int ssh_find_strays(struct ssh_conn *c, const char *const *paths, size_t n, char ***out, size_t *nout,
 		    struct err *e)
 {
@@ -650,19 +801,24 @@ int ssh_find_strays(struct ssh_conn *c, const char *const *paths, size_t n, char
 	 * needs it to search and write each directory, and sudoers commonly
 	 * allows no shell or listing command.
 	 */
-	for (i = 0; i < n && rc == 0; i++) {
-		ssh_cmd_puts(&cmd, "sh -c '" STRAY_SCRIPT "' sh ", &rc);
-		ssh_cmd_printf(&cmd, &rc, "%zu ", i);
-		ssh_cmd_quote(&cmd, paths[i], &rc);
-		ssh_cmd_puts(&cmd, " || exit 1; ", &rc);
-	}
-	ssh_cmd_puts(&cmd, "exit 0", &rc);
-	if (rc) {
-		rc = ssh_buf_fail(c, e, rc, "building the command that looks for stray files");
+	if ((rc = strays_by_sftp(c, paths, n, &so, e)) < 0)
 		goto out;
+	if (rc == 1) {
+		/* One shell for every file (it starts once per host: a fork is most of its cost). */
+		rc = 0;
+		buf_truncate(&so, 0);
+		ssh_cmd_puts(&cmd, "sh -c '" STRAY_SCRIPT "' sh", &rc);
+		for (i = 0; i < n && rc == 0; i++) {
+			ssh_cmd_printf(&cmd, &rc, " %zu ", i);
+			ssh_cmd_quote(&cmd, paths[i], &rc);
+		}
+		if (rc) {
+			rc = ssh_buf_fail(c, e, rc, "building the command that looks for stray files");
+			goto out;
+		}
+		if ((rc = ssh_exec_checked(c, buf_cstr(&cmd), "looking for stray files", &so, &se, e)) != 0)
+			goto out;
 	}
-	if ((rc = ssh_exec_checked(c, buf_cstr(&cmd), "looking for stray files", &so, &se, e)) != 0)
-		goto out;
 	rc = ssh_parse_strays(buf_cstr(&so), paths, n, out, nout);
 	if (rc == ROTOR_ENOMEM)
 		rc = err_nomem(e);

@@ -203,8 +203,9 @@ struct ssh_write_opts {
  * go to a new temporary file in the same directory (created with
  * O_EXCL and mode 0600 over SFTP, so the login user must be able to
  * create files there), are fsynced, get their mode; then one command
- * copies the previous file to PATH.rotor-bak (removing what had that name,
- * then cp -P -p: a symlink is kept as a link, never written through; when backup is set
+ * keeps the previous file as PATH.rotor-bak (removing what had that name,
+ * then a hard link to it, or cp -P -p when sudo is needed or the link is
+ * refused: a symlink is kept as a link, never written through; when backup is set
  * and a previous file exists), sets owner and group, and renames the
  * temporary file over path (mv -f), each through "sudo -n" when become
  * applies.  Readers see the old file or the new one, never a mix.  On

@@ -586,6 +586,24 @@ static void test_backup_symlinks(void **state)
 	buf_truncate(&out, 0);
 	host_out(&out, 1, "cd /srv/certs && readlink t.key && rm -f t.key t.key.rotor-bak; cat /srv/victim/v");
 	assert_string_equal(buf_cstr(&out), "/srv/victim/v\nvictim\n");
+
+	/* The login user's own files (no sudo: one perl process, the backup a hard link): the same. */
+	{
+		struct ssh_write_opts mine = { .mode = 0640, .become = -1, .backup = 1 };
+
+		host_sh(1, "cd /srv/rw && rm -f u.crt u.crt.rotor-bak && printf 'old\\n' > u.crt && chmod 0640 u.crt && "
+			   "ln -s /srv/victim/v u.crt.rotor-bak && chown -h " FLEET_USER ": u.crt u.crt.rotor-bak");
+		write_ok(c, "/srv/rw/u.crt", "new\n", &mine);
+		buf_truncate(&out, 0);
+		host_out(&out, 1, "cat /srv/victim/v; cd /srv/rw && stat -c '%F %a' u.crt.rotor-bak && cat u.crt u.crt.rotor-bak");
+		assert_string_equal(buf_cstr(&out), "victim\nregular file 640\nnew\nold\n");
+		host_sh(1, "cd /srv/rw && mkdir u.crt.rotor-bak.d && rm -f u.crt.rotor-bak && mv u.crt.rotor-bak.d u.crt.rotor-bak");
+		assert_int_not_equal(ssh_write_file_atomic(c, "/srv/rw/u.crt", "x\n", 2, &mine, &e), 0);
+		buf_truncate(&out, 0);
+		host_out(&out, 1, "cd /srv/rw && cat u.crt && rmdir u.crt.rotor-bak && rm -f u.crt && ls -A | grep -c rotor-tmp || true");
+		assert_string_equal(buf_cstr(&out), "new\n0\n");    /* a directory there: refused, nothing replaced */
+		err_clear(&e);
+	}
 	buf_release(&out);
 	ssh_disconnect(c);
 }
@@ -618,6 +636,26 @@ static void test_strays_and_backup_removal(void **state)
 		   "'.server.key.rotor-tmp-odd name' && chown postgres: server.key.rotor-bak && "
 		   "mkdir -p /srv/wx && cd /srv/wx && touch k.pem.rotor-bak .k.pem.rotor-tmp-77 && "
 		   "chown -R " FLEET_USER ": /srv/wx && chmod 0300 /srv/wx");
+	/* Directories the login user can list: read over SFTP, no command on the host (sshd logs each one). */
+	{
+		struct buf before = BUF_INIT, after = BUF_INIT;
+		const char *const readable[] = { paths[0], paths[1], paths[3] };
+		char cmd[600];
+
+		snprintf(cmd, sizeof(cmd), "grep -c 'Starting session: command' %s/hosts/host1/sshd.log || true", F.fleet_dir);
+		assert_int_equal(capture_status(&before, "%s", cmd), 0);
+		if (ssh_find_strays(c, readable, 3, &v, &n, &e) != 0)
+			fail_msg("%s", e.msg);
+		assert_int_equal(capture_status(&after, "%s", cmd), 0);
+		assert_string_equal(buf_cstr(&after), buf_cstr(&before));
+		assert_int_equal(n, 5);
+		assert_true(has_stray(v, n, "/srv/certs/.server.key.rotor-tmp-?"));
+		assert_true(has_stray(v, n, "/srv/rw/.s.crt.rotor-tmp-1f"));
+		ssh_strays_free(v, n);
+		buf_release(&before);
+		buf_release(&after);
+	}
+	/* With /srv/wx (searchable, not readable): the shell lists them, as the login user. */
 	if (ssh_find_strays(c, paths, 4, &v, &n, &e) != 0)
 		fail_msg("%s", e.msg);
 	assert_int_equal(n, 6);
