@@ -326,18 +326,13 @@ static int default_mode(const struct obs_file *f)
 
 /* ---- lists of strings ---- */
 
-static int strv_add(char ***v, size_t *n, const char *fmt, ...) ROTOR_PRINTF(3, 4);
-static int strv_add(char ***v, size_t *n, const char *fmt, ...)
+static int strv_vadd(char ***v, size_t *n, const char *fmt, va_list ap) ROTOR_PRINTF(3, 0);
+static int strv_vadd(char ***v, size_t *n, const char *fmt, va_list ap)
 {
 	struct buf b = BUF_INIT;
 	char **nv;
-	va_list ap;
-	int rc;
 
-	va_start(ap, fmt);
-	rc = buf_vprintf(&b, fmt, ap);
-	va_end(ap);
-	if (rc < 0 || !(nv = realloc(*v, (*n + 1) * sizeof(*nv)))) {
+	if (buf_vprintf(&b, fmt, ap) < 0 || !(nv = realloc(*v, (*n + 1) * sizeof(*nv)))) {
 		buf_release(&b);
 		return ROTOR_ENOMEM;
 	}
@@ -346,31 +341,37 @@ static int strv_add(char ***v, size_t *n, const char *fmt, ...)
 	return 0;
 }
 
-int plan_add_note(struct plan *p, const char *fmt, ...)
+static int strv_add(char ***v, size_t *n, const char *fmt, ...) ROTOR_PRINTF(3, 4);
+static int strv_add(char ***v, size_t *n, const char *fmt, ...)
 {
-	struct buf b = BUF_INIT;
 	va_list ap;
 	int rc;
 
 	va_start(ap, fmt);
-	buf_vprintf(&b, fmt, ap);
+	rc = strv_vadd(v, n, fmt, ap);
 	va_end(ap);
-	rc = b.err ? ROTOR_ENOMEM : strv_add(&p->notes, &p->nnotes, "%s", buf_cstr(&b));
-	buf_release(&b);
+	return rc;
+}
+
+int plan_add_note(struct plan *p, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = strv_vadd(&p->notes, &p->nnotes, fmt, ap);
+	va_end(ap);
 	return rc;
 }
 
 int plan_add_broken(struct plan *p, struct plan_step *st, const char *fmt, ...)
 {
-	struct buf b = BUF_INIT;
 	va_list ap;
 	int rc;
 
 	va_start(ap, fmt);
-	buf_vprintf(&b, fmt, ap);
+	rc = strv_vadd(&st->broken, &st->nbroken, fmt, ap);
 	va_end(ap);
-	rc = b.err ? ROTOR_ENOMEM : strv_add(&st->broken, &st->nbroken, "%s", buf_cstr(&b));
-	buf_release(&b);
 	if (rc == 0)
 		p->refused = 1;
 	return rc;
