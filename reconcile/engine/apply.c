@@ -585,9 +585,9 @@ static char *service_dir(struct ssh_conn *c, const struct host_role *role)
 /*
  * Put every file this run put in place back as it was, and make the
  * services read them again.  Only committed files: their backups were
- * made by the same command.  After a failed commit nothing is restored
- * (a backup could be older than what the host had); the next run plans
- * from whatever the host holds.
+ * made by the same commit.  After a commit that failed part way, the
+ * files it did put in place (each marked committed) are restored the
+ * same way; the others were never touched.
  */
 static void restore_host(struct host_turn *t)
 {

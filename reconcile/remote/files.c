@@ -1,9 +1,9 @@
 /*
  * files.c -- changing files on the host (see ssh.h; ssh_int.h for the
  * layout): stage (write a temporary file over SFTP, fsync, set its
- * mode), commit (one remote command: backups, owners, then every rename
- * back to back -- backups and renames in one perl process when no sudo
- * or owner is needed), discard,
+ * mode), commit (backups, owners, then every rename back to back: over
+ * SFTP's OpenSSH extensions when no sudo or owner is needed, else one
+ * remote command), discard,
  * restore a backup, remove the backups, find what earlier writes left
  * (backups, temporary files: over SFTP where the login user can list the
  * directory, else one shell command).  Every command line is built with the ssh_cmd_*
@@ -274,8 +274,116 @@ size_t ssh_staged_discard(struct ssh_conn *c, struct ssh_staged *v, size_t n)
 }
 
 /*
- * Backups and owners first, then every rename back to back: in one perl
- * process when no sudo is needed (Debian's perl-base is Essential), so a
+ * The login user's files without a command: over SFTP, through OpenSSH's
+ * extensions.  Each previous file's backup is a hard link to it
+ * (hardlink@openssh.com; PATH.rotor-bak removed first), then every
+ * temporary file is renamed over its path (posix-rename@openssh.com),
+ * all renames sent at once, so the server does them back to back.
+ * Returns 0 (each renamed file marked committed), 1 when this cannot be
+ * done here and the command should do it (an extension missing, a link
+ * refused, anything unusual at PATH.rotor-bak: nothing renamed yet), or
+ * a negative code: a rename failed (the earlier ones stay, marked) or
+ * the connection broke.
+ */
+static int commit_by_sftp(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct err *e)
+{
+	struct ssh_sftp_ext *ops;
+	char **baks;
+	size_t i, nl = 0;
+	int rc = 1;
+
+	if (c->no_sftp_ext || ssh_sftp_ready(c, NULL) != 0)
+		return 1;
+	ops = calloc(n ? n : 1, sizeof(*ops));
+	baks = calloc(n ? n : 1, sizeof(*baks));
+	if (!ops || !baks) {
+		rc = err_nomem(e);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		LIBSSH2_SFTP_ATTRIBUTES a;
+		size_t pl = strlen(v[i].path);
+		int r;
+
+		if (!v[i].backup)
+			continue;
+		/* No previous file (nor link): no backup, and an old one stays. */
+		memset(&a, 0, sizeof(a));
+		NB_INT(c, e, "reading file attributes", r,
+		       libssh2_sftp_stat_ex(c->sftp, v[i].path, (unsigned)pl, LIBSSH2_SFTP_LSTAT, &a));
+		if (r == NB_WAITFAIL) {
+			rc = e ? e->code : ROTOR_ERROR;
+			goto out;
+		}
+		if (r != 0) {
+			if (ssh_sftp_status(c) != LIBSSH2_FX_NO_SUCH_FILE)
+				goto out;
+			continue;
+		}
+		if (!(baks[nl] = malloc(pl + sizeof(SSH_BACKUP_SUFFIX)))) {
+			rc = err_nomem(e);
+			goto out;
+		}
+		memcpy(baks[nl], v[i].path, pl);
+		memcpy(baks[nl] + pl, SSH_BACKUP_SUFFIX, sizeof(SSH_BACKUP_SUFFIX));
+		/* A directory at PATH.rotor-bak fails here, and the command says so. */
+		NB_INT(c, e, "removing an old backup", r,
+		       libssh2_sftp_unlink_ex(c->sftp, baks[nl], (unsigned)(pl + sizeof(SSH_BACKUP_SUFFIX) - 1)));
+		if (r == NB_WAITFAIL) {
+			rc = e ? e->code : ROTOR_ERROR;
+			goto out;
+		}
+		if (r != 0 && ssh_sftp_status(c) != LIBSSH2_FX_NO_SUCH_FILE)
+			goto out;
+		ops[nl].op = "hardlink@openssh.com";
+		ops[nl].a = v[i].path;
+		ops[nl].b = baks[nl];
+		nl++;
+	}
+	if ((rc = ssh_sftp_ext_batch(c, ops, nl, e)) != 0)
+		goto out;
+	rc = 1;
+	for (i = 0; i < nl; i++)
+		if (ops[i].status != LIBSSH2_FX_OK) {
+			/* No such extension, or a file system that refuses links: the command copies. */
+			if (ops[i].status == LIBSSH2_FX_OP_UNSUPPORTED)
+				c->no_sftp_ext = 1;
+			goto out;
+		}
+	for (i = 0; i < n; i++) {
+		ops[i].op = "posix-rename@openssh.com";
+		ops[i].a = v[i].tmp;
+		ops[i].b = v[i].path;
+	}
+	if ((rc = ssh_sftp_ext_batch(c, ops, n, e)) != 0)
+		goto out;
+	for (i = 0; i < n && ops[i].status == LIBSSH2_FX_OK; i++)
+		v[i].committed = 1;
+	rc = 0;
+	if (i < n) {
+		if (i == 0 && ops[0].status == LIBSSH2_FX_OP_UNSUPPORTED) {
+			c->no_sftp_ext = 1;
+			rc = 1;
+		} else {
+			rc = err_set(e, ROTOR_ERROR, "%s: replacing the files: rename %s: %s", c->name, v[i].path,
+				     ssh_fx_text(ops[i].status));
+		}
+		/* What came after the failed one: also put in place, or not. */
+		for (i++; i < n; i++)
+			v[i].committed = ops[i].status == LIBSSH2_FX_OK;
+	}
+out:
+	for (i = 0; baks && i < n; i++)
+		free(baks[i]);
+	free(baks);
+	free(ops);
+	return rc;
+}
+
+/*
+ * Backups and owners first, then every rename back to back: over SFTP
+ * (above), or in one perl process when no sudo is needed but SFTP could
+ * not do it (Debian's perl-base is Essential), so a
  * reader never sees a new certificate beside an old key for longer than
  * two rename() calls; else one mv after the other.
  */
@@ -287,12 +395,17 @@ int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct
 
 	if ((rc = ssh_usable(c, e)) != 0)
 		return rc;
+	for (i = 0; i < n; i++) {
+		any_sudo |= v[i].sudo;
+		any_owner |= v[i].owner || v[i].group;
+	}
+	if (!any_sudo && !any_owner && (rc = commit_by_sftp(c, v, n, e)) <= 0)
+		return rc;
+	rc = 0;
 	se.max = SSH_STDERR_KEEP;
 	for (i = 0; i < n && rc == 0; i++) {
 		const char *sudo = v[i].sudo ? "sudo -n " : "";
 
-		any_sudo |= v[i].sudo;
-		any_owner |= v[i].owner || v[i].group;
 		if (v[i].backup) {
 			buf_release(&bak);
 			ssh_cmd_printf(&bak, &rc, "%s%s", v[i].path, SSH_BACKUP_SUFFIX);

@@ -202,13 +202,13 @@ struct ssh_write_opts {
  * Replace the file at absolute path with data, atomically: the bytes
  * go to a new temporary file in the same directory (created with
  * O_EXCL and mode 0600 over SFTP, so the login user must be able to
- * create files there), are fsynced, get their mode; then one command
- * keeps the previous file as PATH.rotor-bak (removing what had that name,
- * then a hard link to it, or cp -P -p when sudo is needed or the link is
- * refused: a symlink is kept as a link, never written through; when backup is set
- * and a previous file exists), sets owner and group, and renames the
- * temporary file over path (mv -f), each through "sudo -n" when become
- * applies.  Readers see the old file or the new one, never a mix.  On
+ * create files there), are fsynced, get their mode; then the commit
+ * (ssh_commit_staged() below) keeps the previous file as PATH.rotor-bak
+ * (removing what had that name, then a hard link to it, or cp -P -p when
+ * sudo is needed or the link is refused: a symlink is kept as a link,
+ * never written through; when backup is set and a previous file exists),
+ * sets owner and group, and renames the temporary file over path (mv -f),
+ * each through "sudo -n" when become applies.  Readers see the old file or the new one, never a mix.  On
  * failure the temporary file is removed and path is untouched.
  */
 int ssh_write_file_atomic(struct ssh_conn *c, const char *path, const void *data, size_t len,
@@ -217,12 +217,18 @@ int ssh_write_file_atomic(struct ssh_conn *c, const char *path, const void *data
 /*
  * The same write in two halves, so that several files of one host change
  * together: ssh_stage_file() writes, fsyncs and sets the mode of the
- * temporary file (nothing visible changes); ssh_commit_staged() then runs
- * ONE command that makes the backups, sets owners, and renames every
- * staged file into place back to back (in a single perl process when no
- * sudo is needed, so a client reading a certificate and its key sees
- * either both old or both new unless it reads in the microseconds between
- * two rename() calls).  ssh_staged_discard() removes temporary files
+ * temporary file (nothing visible changes); ssh_commit_staged() then makes
+ * the backups, sets owners, and renames every staged file into place back
+ * to back, so a client reading a certificate and its key sees either both
+ * old or both new unless it reads in the microseconds between two
+ * rename() calls.  The login user's files (no sudo, no owner) go without
+ * a command: hard links and renames through OpenSSH's SFTP extensions
+ * (hardlink@openssh.com, posix-rename@openssh.com), every rename sent at
+ * once; a server without them, or a link the file system refuses, falls
+ * back to ONE command (one perl process).  Otherwise ONE command through
+ * sudo does it.  A rename that fails leaves the files renamed before it
+ * in place and marked committed (over SFTP the ones after it may be too:
+ * each entry's committed says).  ssh_staged_discard() removes temporary files
  * that were not committed and releases the array's contents.
  *
  * A failed write leaves no temporary file: ssh_stage_file() removes its

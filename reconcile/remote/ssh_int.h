@@ -51,6 +51,8 @@ struct ssh_conn {
 	char name[SSH_NAME_MAX_LEN];   /* "label (address)" */
 	char fingerprint[96];          /* "SHA256:..." */
 	char first_error[ERR_MSG_MAX]; /* why it broke: every later call reports it */
+	int no_sftp_ext;               /* the server refused an OpenSSH SFTP extension */
+	uint32_t ext_id;               /* request ids of ssh_sftp_ext_batch() */
 };
 
 /* ---- session.c ---- */
@@ -203,6 +205,30 @@ int ssh_sftp_fail(struct ssh_conn *c, struct err *e, const char *what, const cha
  * read).  Nothing is read through the link.
  */
 int ssh_refuse_link(struct ssh_conn *c, const char *path, struct err *e);
+
+/*
+ * OpenSSH's SFTP extensions that libssh2 1.10 does not offer, sent as raw
+ * SSH_FXP_EXTENDED packets on libssh2's own SFTP channel
+ * (libssh2_sftp_get_channel) while libssh2 waits for nothing on it: every
+ * libssh2 SFTP call has returned, and the server answers in order, so
+ * the channel holds no packet of libssh2's.  All n requests are written
+ * at once and then all n answers read (the server carries them out back
+ * to back, in order, as one reader never sees most of them half done).
+ * op is "posix-rename@openssh.com" (rename(2): replaces b) or
+ * "hardlink@openssh.com" (link(2): a symbolic link a stays a link); a
+ * and b are paths.  Each op's status gets the server's SSH_FX_* answer
+ * (LIBSSH2_FX_OP_UNSUPPORTED when the server has no such extension).
+ * Returns 0 when every answer arrived, or the code of a transport
+ * failure, which marks c broken (the channel's state is then unknown).
+ */
+struct ssh_sftp_ext {
+	const char *op, *a, *b;
+	unsigned long status;
+};
+int ssh_sftp_ext_batch(struct ssh_conn *c, struct ssh_sftp_ext *ops, size_t n, struct err *e);
+
+/* The text of an SSH_FX_* status, for messages. */
+const char *ssh_fx_text(unsigned long fx);
 
 /* Close a handle, ignoring errors; nothing on a broken connection. */
 void ssh_handle_close(struct ssh_conn *c, LIBSSH2_SFTP_HANDLE *h);

@@ -19,6 +19,7 @@
 #include "reconcile/tls/key.h"
 #include "reconcile/tls/verify.h"
 
+#include "common/be32.h"
 #include "common/clock.h"
 #include "common/net.h"
 
@@ -591,19 +592,6 @@ static void check_server(struct conn *c, const struct probe_req *req)
 
 /* ---- PostgreSQL after the handshake ---- */
 
-static void put_u32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24);
-	p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8);
-	p[3] = (unsigned char)v;
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
 /* The CN of the client certificate, for cert authentication. */
 static int client_cn(char *out, size_t len, const struct probe_req *req, struct err *e)
 {
@@ -695,7 +683,7 @@ int probe__pg_answer(struct probe_result *out, const unsigned char hdr[5], probe
 	unsigned char code[4];
 	unsigned char *body = NULL;
 	char what[200];
-	size_t n = get_u32(hdr + 1);
+	size_t n = be32_get(hdr + 1);
 
 	switch (hdr[0]) {
 	case 'R':
@@ -703,7 +691,7 @@ int probe__pg_answer(struct probe_result *out, const unsigned char hdr[5], probe
 			fail(out, "malformed authentication request from the server");
 			return 0;
 		}
-		out->auth_code = (int)get_u32(code);
+		out->auth_code = (int)be32_get(code);
 		out->client_accepted = 1;
 		return 1;
 	case 'E':
@@ -744,8 +732,8 @@ static void pg_startup(struct conn *c, const struct probe_req *req, const char *
 	    add_param(msg, &off, sizeof(msg), "application_name", "rotor-probe") < 0)
 		return;  /* names were checked by the caller */
 	msg[off++] = 0;
-	put_u32(msg, (uint32_t)off);
-	put_u32(msg + 4, PG_PROTOCOL_3_0);
+	be32_put(msg, (uint32_t)off);
+	be32_put(msg + 4, PG_PROTOCOL_3_0);
 
 	r = ssl_write_all(c, msg, off, what, sizeof(what));
 	if (r == IO_OK)

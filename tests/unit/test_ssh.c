@@ -608,6 +608,89 @@ static void test_backup_symlinks(void **state)
 	ssh_disconnect(c);
 }
 
+/* sshd's count of command sessions on host1 so far (each exec channel is one line). */
+static long commands_run(void)
+{
+	struct buf out = BUF_INIT;
+	char cmd[600];
+	long n;
+
+	snprintf(cmd, sizeof(cmd), "grep -c 'Starting session: command' %s/hosts/host1/sshd.log || true", F.fleet_dir);
+	assert_int_equal(capture_status(&out, "%s", cmd), 0);
+	n = strtol(buf_cstr(&out), NULL, 10);
+	buf_release(&out);
+	return n;
+}
+
+/*
+ * The login user's files are put in place over SFTP, without a command:
+ * backups hard links to the old files (the same inode), the renames sent
+ * together.  A link the kernel refuses (a root file the login user may
+ * only read: fs.protected_hardlinks) goes to the command, which copies.
+ */
+static void test_commit_over_sftp(void **state)
+{
+	static const char *const names[] = { "/srv/rw/m1.crt", "/srv/rw/m2.key", "/srv/rw/m3.crt" };
+	struct ssh_conn *c = case_conn(state, 1, 0);
+	struct ssh_write_opts wo = { .mode = 0640, .become = -1, .backup = 1 };
+	struct ssh_staged st[3];
+	struct buf before = BUF_INIT, out = BUF_INIT;
+	struct err e = ERR_INIT;
+	long cmds;
+	size_t i;
+
+	/* m1 and m2 exist (m2 with a stale backup), m3 is new. */
+	host_sh(1, "cd /srv/rw && rm -f m1.crt* m2.key* m3.crt* && printf 'old1\\n' > m1.crt && printf 'old2\\n' > m2.key && "
+		   "printf 'stale\\n' > m2.key.rotor-bak && printf 'keep\\n' > m3.crt.rotor-bak && chown " FLEET_USER ": m1.crt m2.key m2.key.rotor-bak m3.crt.rotor-bak");
+	host_out(&before, 1, "cd /srv/rw && stat -c '%i' m1.crt m2.key");
+	for (i = 0; i < 3; i++) {
+		char data[16];
+
+		snprintf(data, sizeof(data), "new%zu\n", i + 1);
+		if (ssh_stage_file(c, names[i], data, strlen(data), &wo, &st[i], &e) != 0)
+			fail_msg("%s", e.msg);
+	}
+	cmds = commands_run();
+	if (ssh_commit_staged(c, st, 3, &e) != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(commands_run(), cmds);
+	for (i = 0; i < 3; i++)
+		assert_true(st[i].committed);
+	assert_int_equal(ssh_staged_discard(c, st, 3), 0);
+	host_out(&out, 1, "cd /srv/rw && stat -c '%i' m1.crt.rotor-bak m2.key.rotor-bak && cat m1.crt m2.key m3.crt "
+			  "m1.crt.rotor-bak m2.key.rotor-bak m3.crt.rotor-bak && stat -c '%a' m1.crt m3.crt && ls -A | grep -c rotor-tmp || true");
+	buf_puts(&before, "new1\nnew2\nnew3\nold1\nold2\nkeep\n640\n640\n0\n");
+	assert_string_equal(buf_cstr(&out), buf_cstr(&before));
+
+	/* A rename the server refuses (a directory at m2.key): the others are in place, and say so. */
+	host_sh(1, "cd /srv/rw && rm -f m1.crt* m2.key* m3.crt* && mkdir m2.key");
+	wo.backup = 0;
+	for (i = 0; i < 3; i++)
+		if (ssh_stage_file(c, names[i], "v\n", 2, &wo, &st[i], &e) != 0)
+			fail_msg("%s", e.msg);
+	assert_int_equal(ssh_commit_staged(c, st, 3, &e), ROTOR_ERROR);
+	assert_non_null(strstr(e.msg, "rename /srv/rw/m2.key: "));
+	assert_true(st[0].committed && !st[1].committed && st[2].committed);
+	err_clear(&e);
+	assert_int_equal(ssh_staged_discard(c, st, 3), 0);
+	buf_truncate(&out, 0);
+	host_out(&out, 1, "cd /srv/rw && cat m1.crt m3.crt && rmdir m2.key && ls -A | grep -c rotor-tmp || true");
+	assert_string_equal(buf_cstr(&out), "v\nv\n0\n");
+	wo.backup = 1;
+
+	/* root's file, readable only: no link for the login user; the command copies it. */
+	host_sh(1, "cd /srv/rw && rm -f m1.crt* && printf 'root1\\n' > m1.crt && chown root: m1.crt && chmod 0644 m1.crt");
+	cmds = commands_run();
+	write_ok(c, "/srv/rw/m1.crt", "new4\n", &wo);
+	assert_int_equal(commands_run(), cmds + 1);
+	buf_truncate(&out, 0);
+	host_out(&out, 1, "cd /srv/rw && cat m1.crt m1.crt.rotor-bak && stat -c '%U' m1.crt && rm -f m1.crt* m2.key* m3.crt*");
+	assert_string_equal(buf_cstr(&out), "new4\nroot1\n" FLEET_USER "\n");
+	buf_release(&before);
+	buf_release(&out);
+	ssh_disconnect(c);
+}
+
 /* Is name one of the n strays? */
 static int has_stray(char **v, size_t n, const char *name)
 {
@@ -1182,6 +1265,7 @@ int main(void)
 		cmocka_unit_test(test_write_atomic),
 		cmocka_unit_test(test_write_become_owner),
 		cmocka_unit_test(test_backup_symlinks),
+		cmocka_unit_test(test_commit_over_sftp),
 		cmocka_unit_test(test_strays_and_backup_removal),
 		cmocka_unit_test(test_write_failures),
 		cmocka_unit_test(test_discard_after_break),
