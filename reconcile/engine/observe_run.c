@@ -304,6 +304,47 @@ static void obs_host_forget(struct obs_host *h)
 	h->reachable = 0;
 }
 
+/*
+ * Every file hs's roles name (a switch-mode role: its service file, which
+ * names the others), read ahead in a few rounds of requests sent at once;
+ * the reads below then take them from the connection (ssh_prefetch).
+ */
+static int prefetch(struct ssh_conn *c, const struct host_spec *hs, const struct observe_opts *o, struct err *e)
+{
+	struct managed_file *mf = NULL;
+	char **paths = NULL;
+	size_t nmf = 0, n = 0, i, r;
+	int rc = 0;
+
+	for (r = 0; r < hs->nroles && rc == 0; r++) {
+		const char *one = hs->roles[r].service_file;
+		char **np;
+
+		if (!hs->roles[r].service && (rc = layout_expand(&mf, &nmf, &hs->roles[r], e)) < 0)
+			break;
+		if (hs->roles[r].service)
+			nmf = 1;
+		if (!(np = realloc(paths, (n + nmf) * sizeof(*paths)))) {
+			rc = err_nomem(e);
+		} else {
+			paths = np;
+			for (i = 0; i < nmf && rc == 0; i++)
+				if (!(paths[n] = strdup(mf ? mf[i].path : one)))
+					rc = err_nomem(e);
+				else
+					n++;
+		}
+		layout_free(mf, mf ? nmf : 0);
+		mf = NULL;
+	}
+	if (rc == 0 && n)
+		rc = ssh_prefetch(c, (const char *const *)paths, n, o->max_file, e);
+	for (i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+	return rc;
+}
+
 /* Read host hs's files over c into h. */
 static int observe_on(struct obs_host *h, const struct host_spec *hs, struct ssh_conn *c, struct run *run,
 		      struct err *e)
@@ -315,8 +356,16 @@ static int observe_on(struct obs_host *h, const struct host_spec *hs, struct ssh
 	h->reachable = 1;
 	if (!(h->host_key = xstrdup(ssh_host_fingerprint(c), e)))
 		return ROTOR_ENOMEM;
+	/* A failed read ahead changes nothing: each file is then read on its own (a broken session fails there). */
+	{
+		struct err pe = ERR_INIT;
+
+		if (prefetch(c, hs, o, &pe) == ROTOR_ENOMEM)
+			return err_nomem(e);
+	}
 	for (r = 0; r < hs->nroles && rc == 0; r++)
 		rc = observe_role(h, c, &hs->roles[r], o, run->cas, e);
+	ssh_prefetch_drop(c);   /* what no role took */
 	if (rc == 0)
 		h->phase_mask = observe_phase_mask(h->files, h->nfiles, o->generation, o->target);
 	if (rc == 0)

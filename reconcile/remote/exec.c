@@ -112,8 +112,9 @@ const char *ssh_tail_of(const struct buf *b, char *tmp, size_t tmpsz)
 	return n ? tmp : "(no output on stderr)";
 }
 
-int ssh_exec_run(struct ssh_conn *c, const char *cmd, struct buf *out, struct buf *errb,
-		    int err_keep_head, int *status, struct err *e)
+/* ssh_exec_run() without forgetting what ssh_prefetch() read: for commands that only read. */
+static int exec_run(struct ssh_conn *c, const char *cmd, struct buf *out, struct buf *errb, int err_keep_head,
+		    int *status, struct err *e)
 {
 	LIBSSH2_CHANNEL *ch = NULL;
 	char *tmp = NULL, *sig = NULL;
@@ -212,6 +213,13 @@ out:
 	free(tmp);
 	chan_free(c, ch);
 	return rc;
+}
+
+int ssh_exec_run(struct ssh_conn *c, const char *cmd, struct buf *out, struct buf *errb,
+		 int err_keep_head, int *status, struct err *e)
+{
+	ssh_prefetch_drop(c);   /* a command may change what was read ahead */
+	return exec_run(c, cmd, out, errb, err_keep_head, status, e);
 }
 
 int ssh_exec(struct ssh_conn *c, const char *cmd, struct buf *out, struct buf *err_out,
@@ -373,7 +381,7 @@ int ssh_read_via_sudo(struct buf *out, struct ssh_conn *c, const char *path, siz
 		rc = ssh_buf_fail(c, e, rc, "building the sudo -n read command");
 		goto out;
 	}
-	rc = ssh_exec_run(c, buf_cstr(&cmd), &so, &se, 1, &status, e);
+	rc = exec_run(c, buf_cstr(&cmd), &so, &se, 1, &status, e);   /* reads only: the rest read ahead stays */
 	if (rc == ROTOR_ETOOBIG) {
 		rc = err_set(e, ROTOR_ETOOBIG, "%s: %s is over the cap of %zu bytes", c->name, path, max);
 		goto out;

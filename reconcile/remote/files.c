@@ -139,6 +139,7 @@ int ssh_stage_file(struct ssh_conn *c, const char *path, const void *data, size_
 	int rc, failed, created = 0, may_exist = 0;
 
 	memset(out, 0, sizeof(*out));
+	ssh_prefetch_drop(c);   /* what was read ahead may be about to change */
 	if (!wo)
 		wo = &defaults;
 	if ((rc = ssh_usable(c, e)) != 0 || (rc = ssh_check_path(c, path, e)) != 0 ||
@@ -393,6 +394,7 @@ int ssh_commit_staged(struct ssh_conn *c, struct ssh_staged *v, size_t n, struct
 	size_t i;
 	int rc = 0, any_sudo = 0, any_owner = 0;
 
+	ssh_prefetch_drop(c);
 	if ((rc = ssh_usable(c, e)) != 0)
 		return rc;
 	for (i = 0; i < n; i++) {

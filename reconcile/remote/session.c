@@ -734,6 +734,7 @@ static int authenticate(struct ssh_conn *c, const struct ssh_opts *o, struct err
 /* Free the session without waiting on a peer that may be gone. */
 static void session_close(struct ssh_conn *c)
 {
+	ssh_prefetch_drop(c);
 	if (c->s) {
 		if (c->broken && c->fd >= 0)
 			shutdown(c->fd, SHUT_RDWR);   /* every send now fails at once */

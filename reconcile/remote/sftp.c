@@ -8,8 +8,6 @@
  */
 #include "reconcile/remote/ssh_int.h"
 
-#include "common/be32.h"
-
 #include <stdio.h>
 #include <string.h>
 
@@ -82,132 +80,6 @@ void ssh_handle_close(struct ssh_conn *c, LIBSSH2_SFTP_HANDLE *h)
 	(void)rc;
 }
 
-/* ---- OpenSSH extensions, raw (see ssh_int.h) ------------------------------ */
-
-#define FXP_STATUS 101
-#define FXP_EXTENDED 200
-#define EXT_PACKET_MAX (256u << 10)   /* an answer longer than this is not one we asked for */
-
-static void put_string(struct buf *b, const char *s)
-{
-	unsigned char len[4];
-
-	be32_put(len, (uint32_t)strlen(s));
-	buf_put(b, len, 4);
-	buf_puts(b, s);
-}
-
-/* Exactly n bytes of the channel into p (NULL: read and drop them). */
-static int chan_read(struct ssh_conn *c, LIBSSH2_CHANNEL *ch, unsigned char *p, size_t n, struct err *e)
-{
-	unsigned char sink[1024];
-
-	while (n > 0) {
-		size_t want = p ? n : n < sizeof(sink) ? n : sizeof(sink);
-		ssize_t got = libssh2_channel_read(ch, (char *)(p ? p : sink), want);
-
-		if (got == LIBSSH2_ERROR_EAGAIN) {
-			if (ssh_wait_io(c, "reading an SFTP answer", e))
-				return e ? e->code : ROTOR_ERROR;
-			continue;
-		}
-		if (got < 0)
-			return ssh_lib_fail(c, e, (int)got, "reading an SFTP answer");
-		if (got == 0)
-			return ssh_break(c, e, ROTOR_ERROR, "%s: the SFTP channel closed", c->name);
-		n -= (size_t)got;
-		if (p)
-			p += got;
-	}
-	return 0;
-}
-
-int ssh_sftp_ext_batch(struct ssh_conn *c, struct ssh_sftp_ext *ops, size_t n, struct err *e)
-{
-	LIBSSH2_CHANNEL *ch;
-	struct buf out = BUF_INIT;
-	uint32_t first;
-	size_t i, off = 0, done = 0, skipped = 0;
-	int rc;
-
-	if ((rc = ssh_usable(c, e)) != 0 || (rc = ssh_sftp_ready(c, e)) != 0)
-		return rc;
-	if (n == 0)
-		return 0;
-	if (!(ch = libssh2_sftp_get_channel(c->sftp)))
-		return ssh_break(c, e, ROTOR_ERROR, "%s: no SFTP channel", c->name);
-	/* Ids of our own, far from libssh2's counter (which starts at 0). */
-	first = 0x72740000u + c->ext_id;
-	c->ext_id = (c->ext_id + (uint32_t)n) & 0xffffu;
-	for (i = 0; i < n; i++) {
-		size_t start = out.len;
-		unsigned char head[9];
-
-		ops[i].status = (unsigned long)-1;
-		buf_put(&out, head, sizeof(head));   /* length, type, id: filled below */
-		put_string(&out, ops[i].op);
-		put_string(&out, ops[i].a);
-		put_string(&out, ops[i].b);
-		if (out.err)
-			break;
-		be32_put((unsigned char *)out.ptr + start, (uint32_t)(out.len - start - 4));
-		((unsigned char *)out.ptr)[start + 4] = FXP_EXTENDED;
-		be32_put((unsigned char *)out.ptr + start + 5, first + (uint32_t)i);
-	}
-	if (out.err) {
-		rc = ssh_buf_fail(c, e, out.err, "building SFTP requests");
-		goto out;
-	}
-	while (off < out.len) {
-		ssize_t w = libssh2_channel_write(ch, out.ptr + off, out.len - off);
-
-		if (w == LIBSSH2_ERROR_EAGAIN) {
-			if (ssh_wait_io(c, "sending SFTP requests", e)) {
-				rc = e ? e->code : ROTOR_ERROR;
-				goto out;
-			}
-			continue;
-		}
-		if (w < 0) {
-			rc = ssh_lib_fail(c, e, (int)w, "sending SFTP requests");
-			if (!c->broken)   /* half a request may have gone out */
-				rc = ssh_break(c, e, rc, "%s: sending SFTP requests failed", c->name);
-			goto out;
-		}
-		off += (size_t)w;
-	}
-	/* The answers, in order; one with an id not ours is a late answer libssh2 gave up on. */
-	while (done < n) {
-		unsigned char head[13];
-		uint32_t len, id;
-
-		if ((rc = chan_read(c, ch, head, 9, e)) != 0)
-			goto out;
-		len = be32_get(head);
-		id = be32_get(head + 5);
-		if (len < 5 || len > EXT_PACKET_MAX) {
-			rc = ssh_break(c, e, ROTOR_ERROR, "%s: an SFTP answer of %lu bytes", c->name, (unsigned long)len);
-			goto out;
-		}
-		if (head[4] != FXP_STATUS || id != first + (uint32_t)done || len < 9) {
-			if (++skipped > 64) {
-				rc = ssh_break(c, e, ROTOR_ERROR, "%s: no answer to the SFTP requests", c->name);
-				goto out;
-			}
-			if ((rc = chan_read(c, ch, NULL, len - 5, e)) != 0)
-				goto out;
-			continue;
-		}
-		if ((rc = chan_read(c, ch, head + 9, 4, e)) != 0 || (rc = chan_read(c, ch, NULL, len - 9, e)) != 0)
-			goto out;
-		ops[done++].status = be32_get(head + 9);
-	}
-	rc = 0;
-out:
-	buf_release(&out);
-	return rc;
-}
-
 /* ---- read --------------------------------------------------------------------- */
 
 int ssh_refuse_link(struct ssh_conn *c, const char *path, struct err *e)
@@ -259,8 +131,11 @@ int ssh_read_file(struct buf *out, struct ssh_conn *c, const char *path, size_t 
 	size_t start = out->len, total = 0;
 	int rc, failed;
 
-	if ((rc = ssh_usable(c, e)) != 0 || (rc = ssh_check_path(c, path, e)) != 0 ||
-	    (rc = ssh_sftp_ready(c, e)) != 0)
+	if ((rc = ssh_usable(c, e)) != 0 || (rc = ssh_check_path(c, path, e)) != 0)
+		return rc;
+	if (c->ncache && (rc = ssh_cached_take(c, path, out, st_out, e)) <= 0)
+		return rc;
+	if ((rc = ssh_sftp_ready(c, e)) != 0)
 		return rc;
 	/* The path itself first: a symbolic link is refused, never followed. */
 	memset(&a, 0, sizeof(a));
@@ -275,6 +150,9 @@ int ssh_read_file(struct buf *out, struct ssh_conn *c, const char *path, size_t 
 	}
 	if ((a.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && LIBSSH2_SFTP_S_ISLNK(a.permissions))
 		return ssh_refuse_link(c, path, e);
+	/* Never opened: a FIFO would hold the server's SFTP process until the deadline. */
+	if ((a.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && !LIBSSH2_SFTP_S_ISREG(a.permissions))
+		return err_set(e, ROTOR_EINVALID, "%s: %s is not a regular file", c->name, path);
 	NB_PTR(c, e, "opening a remote file", h,
 	       libssh2_sftp_open_ex(c->sftp, path, (unsigned)strlen(path), LIBSSH2_FXF_READ, 0,
 				    LIBSSH2_SFTP_OPENFILE), failed);

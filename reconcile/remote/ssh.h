@@ -175,6 +175,22 @@ int ssh_read_file(struct buf *out, struct ssh_conn *c, const char *path, size_t 
 		  struct ssh_stat *st_out, struct err *e);
 
 /*
+ * Read the n files at paths (absolute; at most 256 are looked at) ahead,
+ * in three rounds of SFTP requests sent at once (lstat; open; fstat,
+ * read and close), and keep what was found for ssh_read_file() on the
+ * same connection, which then takes it instead of asking the host: a
+ * regular file within max bytes (and 64 KiB), or no file at all.
+ * Anything else (a symbolic link, not a regular file, refused, larger)
+ * is not kept, and ssh_read_file() reads it as it always does, with its
+ * messages.  Each kept file is taken once; ssh_prefetch_drop() wipes
+ * what was not, as does any write, command or disconnect on c.  Returns
+ * 0 (also when nothing could be kept), ROTOR_ENOMEM, or the code of a
+ * broken connection.
+ */
+int ssh_prefetch(struct ssh_conn *c, const char *const *paths, size_t n, size_t max, struct err *e);
+void ssh_prefetch_drop(struct ssh_conn *c);
+
+/*
  * Run cmd (a /bin/sh command line for the login user's shell: quote
  * every argument with ssh_shell_quote()) with stdin at end of file.
  * stdout is appended to out and stderr to err_out (either may be NULL

@@ -7,6 +7,9 @@
  *   exec.c     exec channels, the "sudo -n stat/cat" read path, shell quoting
  *              and the command builder (ssh_cmd_*)
  *   sftp.c     SFTP reads, and the SFTP plumbing files.c writes with
+ *   sftpraw.c  SFTP requests rotor writes itself on libssh2's channel:
+ *              OpenSSH's extensions, and a host's files read in three
+ *              rounds of requests sent at once (ssh_prefetch)
  *   files.c    staged write, commit (rename burst), restore and remove backups,
  *              discard, strays
  *
@@ -39,6 +42,14 @@
 #define SSH_STDERR_KEEP 4096   /* stderr kept for messages when the caller discards it */
 #define SSH_PATH_MAX_LEN 4096
 
+/* A file ssh_prefetch() read, until ssh_read_file() takes it (once). */
+struct ssh_cached {
+	char *path;                    /* NULL: taken */
+	int missing;                   /* no such file */
+	struct buf data;               /* wiped when taken or dropped */
+	struct ssh_stat st;
+};
+
 struct ssh_conn {
 	LIBSSH2_SESSION *s;
 	LIBSSH2_SFTP *sftp;
@@ -52,7 +63,9 @@ struct ssh_conn {
 	char fingerprint[96];          /* "SHA256:..." */
 	char first_error[ERR_MSG_MAX]; /* why it broke: every later call reports it */
 	int no_sftp_ext;               /* the server refused an OpenSSH SFTP extension */
-	uint32_t ext_id;               /* request ids of ssh_sftp_ext_batch() */
+	uint32_t ext_id;               /* request ids of sftpraw.c */
+	struct ssh_cached *cache;      /* ssh_prefetch(); dropped by any change or command */
+	size_t ncache;
 };
 
 /* ---- session.c ---- */
@@ -206,14 +219,13 @@ int ssh_sftp_fail(struct ssh_conn *c, struct err *e, const char *what, const cha
  */
 int ssh_refuse_link(struct ssh_conn *c, const char *path, struct err *e);
 
+/* ---- sftpraw.c ---- */
+
 /*
  * OpenSSH's SFTP extensions that libssh2 1.10 does not offer, sent as raw
- * SSH_FXP_EXTENDED packets on libssh2's own SFTP channel
- * (libssh2_sftp_get_channel) while libssh2 waits for nothing on it: every
- * libssh2 SFTP call has returned, and the server answers in order, so
- * the channel holds no packet of libssh2's.  All n requests are written
- * at once and then all n answers read (the server carries them out back
- * to back, in order, as one reader never sees most of them half done).
+ * SSH_FXP_EXTENDED packets (see sftpraw.c for why that is safe).  All n
+ * requests are written at once and then all n answers read (the server
+ * carries them out back to back, in order).
  * op is "posix-rename@openssh.com" (rename(2): replaces b) or
  * "hardlink@openssh.com" (link(2): a symbolic link a stays a link); a
  * and b are paths.  Each op's status gets the server's SSH_FX_* answer
@@ -226,6 +238,15 @@ struct ssh_sftp_ext {
 	unsigned long status;
 };
 int ssh_sftp_ext_batch(struct ssh_conn *c, struct ssh_sftp_ext *ops, size_t n, struct err *e);
+
+/*
+ * What ssh_prefetch() kept for path: 0 with its bytes appended to out
+ * (st_out filled when not NULL), ROTOR_ENOTFOUND (e says so) for a file
+ * that was not there, another code when out cannot take it; 1 when
+ * nothing is kept for path.  The entry is wiped either way: a second
+ * read goes to the host.
+ */
+int ssh_cached_take(struct ssh_conn *c, const char *path, struct buf *out, struct ssh_stat *st_out, struct err *e);
 
 /* The text of an SSH_FX_* status, for messages. */
 const char *ssh_fx_text(unsigned long fx);

@@ -366,6 +366,69 @@ static void test_read_needs_sudo(void **state)
 	ssh_disconnect(c);
 }
 
+/* One read of path: its result, bytes and mode as one string, for comparing two ways of reading. */
+static void read_summary(struct buf *out, struct ssh_conn *c, const char *path, size_t max)
+{
+	struct err e = ERR_INIT;
+	struct buf b = BUF_INIT;
+	struct ssh_stat st;
+	int rc;
+
+	memset(&st, 0, sizeof(st));
+	rc = ssh_read_file(&b, c, path, max, &st, &e);
+	buf_printf(out, "%s: %d [%s] %o %llu %lu | %s\n", path, rc, rc ? "" : buf_cstr(&b), rc ? 0 : st.mode,
+		   rc ? 0ULL : (unsigned long long)st.size, rc ? 0UL : st.uid, rc ? e.msg : "");
+	buf_release(&b);
+}
+
+/*
+ * ssh_prefetch: every read after it gives what a read without it gives
+ * (contents, mode, size, owner, and each refusal's message), a FIFO is
+ * never opened, and a prefetched file comes from the prefetch once.
+ */
+static void test_prefetch(void **state)
+{
+	static const char *const paths[] = { "/srv/a.txt", "/srv/nope.crt", "/srv/big", "/srv", "/srv/secret",
+					     "/srv/link-a", "/srv/fifo", "/srv/no/dir.crt", "/srv/empty" };
+	const size_t n = sizeof(paths) / sizeof(paths[0]);
+	struct ssh_conn *c = case_conn(state, 1, 1);
+	struct buf plain = BUF_INIT, ahead = BUF_INIT, b = BUF_INIT;
+	struct err e = ERR_INIT;
+	size_t i;
+
+	host_sh(1, "rm -f /srv/fifo && mkfifo /srv/fifo && : > /srv/empty && chmod 0640 /srv/empty");
+	for (i = 0; i < n; i++)
+		read_summary(&plain, c, paths[i], 1000);
+	if (ssh_prefetch(c, paths, n, 1000, &e) != 0)
+		fail_msg("%s", e.msg);
+	for (i = 0; i < n; i++)
+		read_summary(&ahead, c, paths[i], 1000);
+	assert_string_equal(buf_cstr(&ahead), buf_cstr(&plain));
+	assert_non_null(strstr(buf_cstr(&plain), "/srv/fifo is not a regular file"));   /* refused, not hung on */
+	assert_non_null(strstr(buf_cstr(&plain), "/srv/secret: 0 [root only\n] 600"));
+
+	/* Taken from the prefetch, once: a change on the host shows on the second read. */
+	assert_int_equal(ssh_prefetch(c, paths, 1, 1000, &e), 0);
+	host_sh(1, "printf 'changed\\n' > /srv/a.txt.new && mv /srv/a.txt.new /srv/a.txt");
+	assert_int_equal(ssh_read_file(&b, c, "/srv/a.txt", 1000, NULL, &e), 0);
+	assert_string_equal(buf_cstr(&b), "hello from host1\n");
+	buf_truncate(&b, 0);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/a.txt", 1000, NULL, &e), 0);
+	assert_string_equal(buf_cstr(&b), "changed\n");
+	/* A command forgets what was read ahead. */
+	assert_int_equal(ssh_prefetch(c, paths, 1, 1000, &e), 0);
+	host_sh(1, "printf 'hello from host1\\n' > /srv/a.txt.new && mv /srv/a.txt.new /srv/a.txt");
+	assert_int_equal(ssh_exec(c, "true", NULL, NULL, NULL, &e), 0);
+	buf_truncate(&b, 0);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/a.txt", 1000, NULL, &e), 0);
+	assert_string_equal(buf_cstr(&b), "hello from host1\n");
+	host_sh(1, "rm -f /srv/fifo /srv/empty");
+	buf_release(&plain);
+	buf_release(&ahead);
+	buf_release(&b);
+	ssh_disconnect(c);
+}
+
 /* A managed path that is a symbolic link is named, never read through: not over SFTP, not through sudo. */
 static void test_read_refuses_links(void **state)
 {
@@ -1238,10 +1301,12 @@ static void test_read_deadline(void **state)
 	struct err e = ERR_INIT;
 	struct buf b = BUF_INIT;
 
-	host_sh(1, "rm -f /srv/fifo && mkfifo -m 0644 /srv/fifo");
 	assert_int_equal(ssh_read_file(&b, c, "/srv/a.txt", 100, NULL, &e), 0);   /* SFTP is up */
+	/* The session's sshd process (the login user's) stops answering. */
+	host_sh(1, "pkill -STOP -u " FLEET_USER " -x sshd");
 	ssh_set_deadline(c, 700);
-	assert_int_equal(ssh_read_file(&b, c, "/srv/fifo", 100, NULL, &e), ROTOR_ERROR);
+	assert_int_equal(ssh_read_file(&b, c, "/srv/a.txt", 100, NULL, &e), ROTOR_ERROR);
+	host_sh(1, "pkill -CONT -u " FLEET_USER " -x sshd");
 	assert_non_null(strstr(e.msg, "timed out"));
 	buf_release(&b);
 	ssh_disconnect(c);
@@ -1258,6 +1323,7 @@ int main(void)
 		cmocka_unit_test(test_read_too_big),
 		cmocka_unit_test(test_read_bad_paths),
 		cmocka_unit_test(test_read_needs_sudo),
+		cmocka_unit_test(test_prefetch),
 		cmocka_unit_test(test_read_refuses_links),
 		cmocka_unit_test(test_exec_status),
 		cmocka_unit_test(test_exec_big_output),

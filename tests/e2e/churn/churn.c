@@ -4,7 +4,7 @@
  * sslmode=verify-full and a client certificate, then SELECT 1.
  *
  * Usage:
- *   churn [-d SECONDS] [-f STOPFILE] [-i MS] [-U USER] [-D DB] [-T SECONDS]
+ *   churn [-d SECONDS] [-f STOPFILE] [-i MS] [-p FILE] [-U USER] [-D DB] [-T SECONDS]
  *         (-c CERTDIR | -s SERVICE)... TARGET...
  *
  *   TARGET       ADDRESS:PORT:NAME -- connect to ADDRESS (libpq hostaddr) port
@@ -32,6 +32,8 @@
  *                once at start: with `cert` authentication they must be equal)
  *   -D DB        database (default postgres)
  *   -T SECONDS   libpq connect_timeout (default 5; libpq's minimum is 2)
+ *   -p FILE      progress: about twice a second, FILE is replaced (a rename)
+ *                by one line "N M\n", connections so far and failed so far
  *
  * Output (stdout): one line per failed attempt, as it happens,
  *   2026-01-02T03:04:05.678Z FAIL 127.0.12.1:5432 (pg1) from CERTDIR: <libpq error on one line>
@@ -91,6 +93,8 @@ struct churn {
 	const char *user;
 	const char *db;
 	const char *connect_timeout;
+	const char *progress;       /* -p FILE, or NULL */
+	double progress_at;         /* monotonic seconds of the last progress write */
 	double t_end;               /* monotonic seconds; 0 = none */
 	pthread_mutex_t mu;         /* counters, latency, output */
 	long total, failed;
@@ -206,6 +210,21 @@ static int attempt(const struct churn *c, const struct source *s, const struct t
 	return rc;
 }
 
+/* -p: the counts so far, replacing the file as one (under c->mu). */
+static void write_progress(struct churn *c, double now)
+{
+	char tmp[1100];
+	FILE *f;
+
+	c->progress_at = now;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", c->progress);
+	if (!(f = fopen(tmp, "w")))
+		return;
+	fprintf(f, "%ld %ld\n", c->total, c->failed);
+	if (fclose(f) == 0)
+		rename(tmp, c->progress);
+}
+
 static void *source_main(void *arg)
 {
 	struct source *s = arg;
@@ -236,6 +255,8 @@ static void *source_main(void *arg)
 			printf("%s FAIL %s:%s (%s) from %s: %s\n", ts, t->addr, t->port, t->name, s->dir, why);
 			fflush(stdout);
 		}
+		if (c->progress && t0 + dt - c->progress_at >= 0.5)
+			write_progress(c, t0 + dt);
 		pthread_mutex_unlock(&c->mu);
 		if (c->interval_ms > 0)
 			sleep_ms(c->interval_ms);
@@ -245,7 +266,7 @@ static void *source_main(void *arg)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: churn [-d SECONDS] [-f STOPFILE] [-i MS] [-U USER] [-D DB] [-T SECONDS]\n"
+	fprintf(stderr, "usage: churn [-d SECONDS] [-f STOPFILE] [-i MS] [-p FILE] [-U USER] [-D DB] [-T SECONDS]\n"
 			"             (-c CERTDIR | -s SERVICE)... ADDRESS:PORT:NAME...\n");
 	exit(2);
 }
@@ -351,7 +372,7 @@ int main(int argc, char **argv)
 	C.connect_timeout = "5";
 	if (pthread_mutex_init(&C.mu, NULL) != 0)
 		return 1;
-	while ((opt = getopt(argc, argv, "d:f:i:U:D:T:c:s:h")) != -1) {
+	while ((opt = getopt(argc, argv, "d:f:i:p:U:D:T:c:s:h")) != -1) {
 		switch (opt) {
 		case 'd':
 			C.duration = strtod(optarg, &end);
@@ -371,6 +392,9 @@ int main(int argc, char **argv)
 			break;
 		case 'D':
 			C.db = optarg;
+			break;
+		case 'p':
+			C.progress = optarg;
 			break;
 		case 'T':
 			if (strtol(optarg, &end, 10) < 1 || *end)
@@ -442,6 +466,8 @@ int main(int argc, char **argv)
 		       C.targets[i].name, C.targets[i].ok, C.targets[i].failed);
 	lat_avg = C.total ? C.lat_sum / (double)C.total : 0;
 	printf("churn: attempt time avg %.1f ms, max %.1f ms\n", lat_avg * 1000, C.lat_max * 1000);
+	if (C.progress)
+		write_progress(&C, mono());
 	printf("churn: %ld connections, %ld failed\n", C.total, C.failed);
 	fflush(stdout);
 	pthread_mutex_destroy(&C.mu);

@@ -1,0 +1,475 @@
+/*
+ * sftpraw.c -- SFTP requests rotor writes itself, on libssh2's own SFTP
+ * channel (libssh2_sftp_get_channel), for what libssh2 1.10 cannot do:
+ * OpenSSH's extensions (hardlink@openssh.com, posix-rename@openssh.com)
+ * and many requests in flight at once.  libssh2 sends one request and
+ * waits for its answer; a host's files read that way cost a round trip
+ * for each lstat, open, fstat, read and close.  Here every request of a
+ * round is written at once, and the answers read back in order: reading
+ * all of a host's files takes three rounds.
+ *
+ * Safe because it only runs while libssh2 waits for nothing on the
+ * channel: every libssh2 SFTP call has returned, and the server answers
+ * in order, so the channel holds no packet of libssh2's (an answer with
+ * an id not ours is one libssh2 gave up on: skipped).  A transport
+ * failure half way leaves the channel's state unknown: the connection
+ * is marked broken.  Request ids are ours (0x7274xxxx), far from
+ * libssh2's counter.
+ *
+ * Protocol: draft-ietf-secsh-filexfer-02 (SFTP version 3, what OpenSSH
+ * speaks), and OpenSSH's PROTOCOL file for the extensions.
+ */
+#include "reconcile/remote/ssh_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/be32.h"
+
+#define FXP_OPEN 3
+#define FXP_CLOSE 4
+#define FXP_READ 5
+#define FXP_LSTAT 7
+#define FXP_FSTAT 8
+#define FXP_STATUS 101
+#define FXP_HANDLE 102
+#define FXP_DATA 103
+#define FXP_ATTRS 105
+#define FXP_EXTENDED 200
+
+#define FXF_READ 0x1
+
+#define ATTR_SIZE 0x1
+#define ATTR_UIDGID 0x2
+#define ATTR_PERMISSIONS 0x4
+#define ATTR_ACMODTIME 0x8
+#define ATTR_EXTENDED 0x80000000u
+
+#define S_TYPE 0170000
+#define S_REG 0100000
+
+#define ANSWER_MAX (256u << 10)   /* an answer longer than this is not one we asked for */
+#define PREFETCH_READ_MAX 65536u  /* one READ per file; a longer file is read the usual way */
+#define PREFETCH_MAX_FILES 256
+
+/* One request and its answer. */
+struct raw {
+	unsigned char type;   /* the request's */
+	struct buf req;       /* what follows the request's id */
+	unsigned char atype;  /* the answer's; 0 when none arrived */
+	struct buf ans;       /* what follows the answer's id */
+};
+
+static void put_u32(struct buf *b, uint32_t v)
+{
+	unsigned char p[4];
+
+	be32_put(p, v);
+	buf_put(b, p, 4);
+}
+
+static void put_bytes(struct buf *b, const void *s, size_t n)
+{
+	put_u32(b, (uint32_t)n);
+	buf_put(b, s, n);
+}
+
+static void put_string(struct buf *b, const char *s)
+{
+	put_bytes(b, s, strlen(s));
+}
+
+/* Exactly n bytes of the channel into p (NULL: read and drop them). */
+static int chan_read(struct ssh_conn *c, LIBSSH2_CHANNEL *ch, unsigned char *p, size_t n, struct err *e)
+{
+	unsigned char sink[1024];
+
+	while (n > 0) {
+		size_t want = p ? n : n < sizeof(sink) ? n : sizeof(sink);
+		ssize_t got = libssh2_channel_read(ch, (char *)(p ? p : sink), want);
+
+		if (got == LIBSSH2_ERROR_EAGAIN) {
+			if (ssh_wait_io(c, "reading an SFTP answer", e))
+				return e ? e->code : ROTOR_ERROR;
+			continue;
+		}
+		if (got < 0)
+			return ssh_lib_fail(c, e, (int)got, "reading an SFTP answer");
+		if (got == 0)
+			return ssh_break(c, e, ROTOR_ERROR, "%s: the SFTP channel closed", c->name);
+		n -= (size_t)got;
+		if (p)
+			p += got;
+	}
+	return 0;
+}
+
+/*
+ * Send the n requests at once, then read their n answers.  0 when every
+ * answer arrived (each v[i].atype and v[i].ans set); otherwise the code,
+ * c broken.
+ */
+static int raw_batch(struct ssh_conn *c, struct raw *v, size_t n, struct err *e)
+{
+	LIBSSH2_CHANNEL *ch;
+	struct buf out = BUF_INIT;
+	uint32_t first;
+	size_t i, off = 0, done = 0, skipped = 0;
+	int rc;
+
+	if ((rc = ssh_usable(c, e)) != 0 || (rc = ssh_sftp_ready(c, e)) != 0)
+		return rc;
+	if (n == 0)
+		return 0;
+	if (!(ch = libssh2_sftp_get_channel(c->sftp)))
+		return ssh_break(c, e, ROTOR_ERROR, "%s: no SFTP channel", c->name);
+	first = 0x72740000u + c->ext_id;
+	c->ext_id = (c->ext_id + (uint32_t)n) & 0xffffu;
+	for (i = 0; i < n; i++) {
+		v[i].atype = 0;
+		if (v[i].req.err) {
+			out.err = v[i].req.err;
+			break;
+		}
+		put_u32(&out, (uint32_t)(v[i].req.len + 5));
+		buf_put(&out, &v[i].type, 1);
+		put_u32(&out, first + (uint32_t)i);
+		buf_put(&out, v[i].req.ptr, v[i].req.len);
+	}
+	if (out.err) {
+		rc = ssh_buf_fail(c, e, out.err, "building SFTP requests");
+		goto out;
+	}
+	while (off < out.len) {
+		ssize_t w = libssh2_channel_write(ch, out.ptr + off, out.len - off);
+
+		if (w == LIBSSH2_ERROR_EAGAIN) {
+			if (ssh_wait_io(c, "sending SFTP requests", e)) {
+				rc = e ? e->code : ROTOR_ERROR;
+				goto out;
+			}
+			continue;
+		}
+		if (w < 0) {
+			rc = ssh_lib_fail(c, e, (int)w, "sending SFTP requests");
+			if (!c->broken)   /* half a request may have gone out */
+				rc = ssh_break(c, e, rc, "%s: sending SFTP requests failed", c->name);
+			goto out;
+		}
+		off += (size_t)w;
+	}
+	while (done < n) {
+		unsigned char head[9];
+		uint32_t len, id;
+
+		if ((rc = chan_read(c, ch, head, sizeof(head), e)) != 0)
+			goto out;
+		len = be32_get(head);
+		id = be32_get(head + 5);
+		if (len < 5 || len > ANSWER_MAX) {
+			rc = ssh_break(c, e, ROTOR_ERROR, "%s: an SFTP answer of %lu bytes", c->name, (unsigned long)len);
+			goto out;
+		}
+		if (id != first + (uint32_t)done) {
+			if (++skipped > 64) {
+				rc = ssh_break(c, e, ROTOR_ERROR, "%s: no answer to the SFTP requests", c->name);
+				goto out;
+			}
+			if ((rc = chan_read(c, ch, NULL, len - 5, e)) != 0)
+				goto out;
+			continue;
+		}
+		buf_truncate(&v[done].ans, 0);
+		if ((rc = buf_grow(&v[done].ans, len - 5)) != 0) {
+			rc = ssh_break(c, e, rc, "%s: out of memory for an SFTP answer", c->name);
+			goto out;
+		}
+		if ((rc = chan_read(c, ch, (unsigned char *)v[done].ans.ptr, len - 5, e)) != 0)
+			goto out;
+		v[done].ans.len = len - 5;
+		v[done].atype = head[4];
+		done++;
+	}
+	rc = 0;
+out:
+	buf_release(&out);
+	return rc;
+}
+
+static void raw_release(struct raw *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		buf_wipe(&v[i].req);
+		buf_wipe(&v[i].ans);
+	}
+	free(v);
+}
+
+/* A STATUS answer's code; (unsigned long)-1 for anything else. */
+static unsigned long status_of(const struct raw *r)
+{
+	if (r->atype != FXP_STATUS || r->ans.len < 4)
+		return (unsigned long)-1;
+	return be32_get((const unsigned char *)r->ans.ptr);
+}
+
+int ssh_sftp_ext_batch(struct ssh_conn *c, struct ssh_sftp_ext *ops, size_t n, struct err *e)
+{
+	struct raw *v = calloc(n ? n : 1, sizeof(*v));
+	size_t i;
+	int rc;
+
+	if (!v)
+		return err_nomem(e);
+	for (i = 0; i < n; i++) {
+		v[i].type = FXP_EXTENDED;
+		put_string(&v[i].req, ops[i].op);
+		put_string(&v[i].req, ops[i].a);
+		put_string(&v[i].req, ops[i].b);
+	}
+	rc = raw_batch(c, v, n, e);
+	for (i = 0; i < n; i++)
+		ops[i].status = rc == 0 ? status_of(&v[i]) : (unsigned long)-1;
+	raw_release(v, n);
+	return rc;
+}
+
+/* ---- prefetch ---------------------------------------------------------------- */
+
+/* Reads a string (its bytes at *s, length *len) at *p; -1 past end. */
+static int get_string(const unsigned char **p, const unsigned char *end, const unsigned char **s, uint32_t *len)
+{
+	if (end - *p < 4)
+		return -1;
+	*len = be32_get(*p);
+	*p += 4;
+	if ((size_t)(end - *p) < *len)
+		return -1;
+	*s = *p;
+	*p += *len;
+	return 0;
+}
+
+/* An ATTRS body into st (*type the file type bits, 0 when not given); -1 when malformed. */
+static int get_attrs(const unsigned char *p, size_t n, struct ssh_stat *st, unsigned *type)
+{
+	const unsigned char *end = p + n, *s;
+	uint32_t flags, cnt, len, k;
+
+	memset(st, 0, sizeof(*st));
+	*type = 0;
+	if (n < 4)
+		return -1;
+	flags = be32_get(p);
+	p += 4;
+	if (flags & ATTR_SIZE) {
+		if (end - p < 8)
+			return -1;
+		st->size = (uint64_t)be32_get(p) << 32 | be32_get(p + 4);
+		p += 8;
+	}
+	if (flags & ATTR_UIDGID) {
+		if (end - p < 8)
+			return -1;
+		st->uid = be32_get(p);
+		st->gid = be32_get(p + 4);
+		p += 8;
+	}
+	if (flags & ATTR_PERMISSIONS) {
+		if (end - p < 4)
+			return -1;
+		st->mode = be32_get(p) & 07777;
+		*type = be32_get(p) & S_TYPE;
+		p += 4;
+	}
+	if (flags & ATTR_ACMODTIME) {
+		if (end - p < 8)
+			return -1;
+		st->mtime = (int64_t)be32_get(p + 4);
+		p += 8;
+	}
+	if (flags & ATTR_EXTENDED) {
+		if (end - p < 4)
+			return -1;
+		cnt = be32_get(p);
+		p += 4;
+		for (k = 0; k < cnt; k++)
+			if (get_string(&p, end, &s, &len) || get_string(&p, end, &s, &len))
+				return -1;
+	}
+	return (flags & ATTR_PERMISSIONS) && (flags & ATTR_SIZE) ? 0 : -1;
+}
+
+static void cached_release(struct ssh_cached *f)
+{
+	free(f->path);
+	buf_wipe(&f->data);
+	memset(f, 0, sizeof(*f));
+}
+
+void ssh_prefetch_drop(struct ssh_conn *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < c->ncache; i++)
+		cached_release(&c->cache[i]);
+	free(c->cache);
+	c->cache = NULL;
+	c->ncache = 0;
+}
+
+int ssh_cached_take(struct ssh_conn *c, const char *path, struct buf *out, struct ssh_stat *st_out, struct err *e)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < c->ncache; i++) {
+		struct ssh_cached *f = &c->cache[i];
+
+		if (!f->path || strcmp(f->path, path) != 0)
+			continue;
+		if (f->missing) {
+			rc = err_set(e, ROTOR_ENOTFOUND, "%s: cannot open %s: no such file", c->name, path);
+		} else if ((rc = buf_put(out, f->data.ptr, f->data.len)) != 0) {
+			rc = err_set(e, rc, "%s: %s does not fit in the buffer", c->name, path);
+		} else if (st_out) {
+			*st_out = f->st;
+		}
+		cached_release(f);   /* once: a later read goes to the host */
+		return rc;
+	}
+	return 1;
+}
+
+/* What a prefetch found at path, kept for ssh_read_file(). */
+static int keep(struct ssh_conn *c, const char *path, int missing, const struct ssh_stat *st, const void *data,
+		size_t len)
+{
+	struct ssh_cached *f = &c->cache[c->ncache];
+
+	memset(f, 0, sizeof(*f));
+	if (!(f->path = strdup(path)) || buf_put(&f->data, data ? data : "", len) != 0) {
+		cached_release(f);
+		return ROTOR_ENOMEM;
+	}
+	f->missing = missing;
+	if (st)
+		f->st = *st;
+	c->ncache++;
+	return 0;
+}
+
+int ssh_prefetch(struct ssh_conn *c, const char *const *paths, size_t n, size_t max, struct err *e)
+{
+	struct raw *v1 = NULL, *v2 = NULL, *v3 = NULL;
+	size_t *at = NULL, i, k, nopen = 0, nh = 0;
+	struct ssh_stat st;
+	unsigned type;
+	int rc;
+
+	ssh_prefetch_drop(c);
+	if (n > PREFETCH_MAX_FILES)
+		n = PREFETCH_MAX_FILES;
+	if (n == 0 || c->no_sftp_ext)
+		return 0;
+	if ((rc = ssh_usable(c, e)) != 0 || (rc = ssh_sftp_ready(c, e)) != 0)
+		return rc;
+	for (i = 0; i < n; i++)
+		if (ssh_check_path(c, paths[i], NULL) != 0)
+			return 0;   /* the usual read says what is wrong with it */
+	v1 = calloc(n, sizeof(*v1));
+	v2 = calloc(n, sizeof(*v2));
+	v3 = calloc(3 * n, sizeof(*v3));
+	at = calloc(n, sizeof(*at));
+	c->cache = calloc(n, sizeof(*c->cache));
+	if (!v1 || !v2 || !v3 || !at || !c->cache)
+		goto nomem;
+	/* Round 1: lstat every path.  Only a regular file within the caps is opened (never a link, a FIFO). */
+	for (i = 0; i < n; i++) {
+		v1[i].type = FXP_LSTAT;
+		put_string(&v1[i].req, paths[i]);
+	}
+	if ((rc = raw_batch(c, v1, n, e)) != 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (status_of(&v1[i]) == LIBSSH2_FX_NO_SUCH_FILE) {
+			if (keep(c, paths[i], 1, NULL, NULL, 0) != 0)
+				goto nomem;
+			continue;
+		}
+		if (v1[i].atype != FXP_ATTRS ||
+		    get_attrs((const unsigned char *)v1[i].ans.ptr, v1[i].ans.len, &st, &type) != 0 ||
+		    type != S_REG || st.size > max || st.size >= PREFETCH_READ_MAX)
+			continue;   /* a link, a directory, too big, refused: the usual read says so */
+		at[nopen] = i;
+		v2[nopen].type = FXP_OPEN;
+		put_string(&v2[nopen].req, paths[i]);
+		put_u32(&v2[nopen].req, FXF_READ);
+		put_u32(&v2[nopen].req, 0);   /* no attributes */
+		nopen++;
+	}
+	/* Round 2: open them. */
+	if ((rc = raw_batch(c, v2, nopen, e)) != 0)
+		goto out;
+	/* Round 3: for each handle: fstat, one read, close. */
+	for (k = 0; k < nopen; k++) {
+		const unsigned char *p = (const unsigned char *)v2[k].ans.ptr, *h;
+		uint32_t hl;
+		struct raw *r = v3 + 3 * nh;
+
+		if (v2[k].atype != FXP_HANDLE || get_string(&p, p + v2[k].ans.len, &h, &hl) != 0)
+			continue;   /* refused (permission: the usual read may go through sudo) */
+		r[0].type = FXP_FSTAT;
+		put_bytes(&r[0].req, h, hl);
+		r[1].type = FXP_READ;
+		put_bytes(&r[1].req, h, hl);
+		put_u32(&r[1].req, 0);   /* offset, 64 bits */
+		put_u32(&r[1].req, 0);
+		put_u32(&r[1].req, PREFETCH_READ_MAX);
+		r[2].type = FXP_CLOSE;
+		put_bytes(&r[2].req, h, hl);
+		at[nh++] = at[k];
+	}
+	if ((rc = raw_batch(c, v3, 3 * nh, e)) != 0)
+		goto out;
+	for (k = 0; k < nh; k++) {
+		struct raw *r = v3 + 3 * k;
+		const unsigned char *p = (const unsigned char *)r[1].ans.ptr, *d = NULL;
+		uint32_t dl = 0;
+
+		if (r[0].atype != FXP_ATTRS ||
+		    get_attrs((const unsigned char *)r[0].ans.ptr, r[0].ans.len, &st, &type) != 0 || type != S_REG)
+			continue;
+		if (r[1].atype == FXP_DATA) {
+			if (get_string(&p, p + r[1].ans.len, &d, &dl) != 0)
+				continue;
+		} else if (status_of(&r[1]) != LIBSSH2_FX_EOF) {
+			continue;
+		}
+		/* All of it, as fstat saw it, within the cap; else the usual read. */
+		if (dl != st.size || dl > max)
+			continue;
+		if (keep(c, paths[at[k]], 0, &st, d, dl) != 0)
+			goto nomem;
+	}
+	rc = 0;
+	goto out;
+nomem:
+	rc = err_nomem(e);
+out:
+	if (rc)
+		ssh_prefetch_drop(c);
+	if (v1)
+		raw_release(v1, n);
+	if (v2)
+		raw_release(v2, n);
+	if (v3)
+		raw_release(v3, 3 * n);
+	free(at);
+	return rc;
+}
