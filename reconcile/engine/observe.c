@@ -241,6 +241,12 @@ int observe_parse_certs(struct obs_file *f, const char *data, size_t len,
 int observe_parse_certs_cached(struct obs_file *f, const char *data, size_t len, const struct known_set *k,
 			       time_t now, struct obs_ca_cache *cache, struct err *e)
 {
+	return observe_parse_certs_first(f, data, len, k, now, cache, NULL, e);
+}
+
+int observe_parse_certs_first(struct obs_file *f, const char *data, size_t len, const struct known_set *k,
+			      time_t now, struct obs_ca_cache *cache, struct x509_st **first, struct err *e)
+{
 	static const char begin[] = "-----BEGIN CERTIFICATE-----";
 	static const char end[] = "-----END CERTIFICATE-----";
 	const char *p = data, *stop = data + len, *b, *q;
@@ -265,7 +271,8 @@ int observe_parse_certs_cached(struct obs_file *f, const char *data, size_t len,
 		hit = cache ? ca_cache_get(cache, b, (size_t)(q - b), &mc) : 0;
 		if (hit < 0)
 			return err_nomem(e);
-		if (!hit && pki_cert_describe(&mc, b, (size_t)(q - b), &pe) < 0) {
+		/* The first block's certificate, for the caller (the key match): parsed once. */
+		if (!hit && pki_cert_describe_keep(&mc, b, (size_t)(q - b), first && p == data ? first : NULL, &pe) < 0) {
 			if (pe.code == ROTOR_ENOMEM)
 				return err_nomem(e);
 			if ((rc = set_problem(f, "holds a certificate block that does not parse", e)) < 0)
@@ -389,28 +396,39 @@ int observe_p12(struct obs_file *f, struct buf *certs_pem, const char *data, siz
 	return rc;
 }
 
+enum obs_key observe_key_match_x509(const char *key_pem, size_t key_len, struct x509_st *leaf)
+{
+	EVP_PKEY *key = NULL;
+	enum obs_key r = OBS_KEY_INVALID;
+	struct err e = ERR_INIT;
+
+	if (key_len > INT_MAX)
+		return OBS_KEY_INVALID;
+	if (key_decode(&key, key_pem, key_len, NULL, KEY_PLAIN, &e) < 0)
+		goto out;
+	if (!leaf) {
+		r = OBS_KEY_NO_LEAF;
+		goto out;
+	}
+	r = EVP_PKEY_eq(X509_get0_pubkey(leaf), key) == 1 ? OBS_KEY_MATCH : OBS_KEY_MISMATCH;
+out:
+	EVP_PKEY_free(key);
+	ERR_clear_error();
+	return r;
+}
+
 enum obs_key observe_key_match(const char *key_pem, size_t key_len,
 			       const char *cert_pem, size_t cert_len)
 {
 	BIO *cb = NULL;
-	EVP_PKEY *key = NULL;
 	X509 *x = NULL;
-	enum obs_key r = OBS_KEY_INVALID;
-
-	struct err e = ERR_INIT;
+	enum obs_key r;
 
 	if (key_len > INT_MAX || cert_len > INT_MAX)
 		return OBS_KEY_INVALID;
-	if (key_decode(&key, key_pem, key_len, NULL, KEY_PLAIN, &e) < 0)
-		goto out;
-	if (!cert_pem || !(cb = BIO_new_mem_buf(cert_pem, (int)cert_len)) ||
-	    !(x = PEM_read_bio_X509(cb, NULL, NULL, NULL))) {
-		r = OBS_KEY_NO_LEAF;
-		goto out;
-	}
-	r = EVP_PKEY_eq(X509_get0_pubkey(x), key) == 1 ? OBS_KEY_MATCH : OBS_KEY_MISMATCH;
-out:
-	EVP_PKEY_free(key);
+	if (cert_pem && (cb = BIO_new_mem_buf(cert_pem, (int)cert_len)) != NULL)
+		x = PEM_read_bio_X509(cb, NULL, NULL, NULL);
+	r = observe_key_match_x509(key_pem, key_len, x);
 	X509_free(x);
 	BIO_free(cb);
 	ERR_clear_error();

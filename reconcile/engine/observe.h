@@ -123,6 +123,14 @@ size_t obs_ca_cache_count(struct obs_ca_cache *c);   /* entries kept */
 /* observe_parse_certs() with a cache (NULL: none). */
 int observe_parse_certs_cached(struct obs_file *f, const char *data, size_t len, const struct known_set *k,
 			       time_t now, struct obs_ca_cache *cache, struct err *e);
+/*
+ * The same, and *first (when not NULL) the parsed first certificate block
+ * of data, when it was parsed here and not taken from the cache (else
+ * NULL): for observe_key_match_x509(), freed with pki_x509_free().
+ */
+struct x509_st;
+int observe_parse_certs_first(struct obs_file *f, const char *data, size_t len, const struct known_set *k,
+			      time_t now, struct obs_ca_cache *cache, struct x509_st **first, struct err *e);
 
 /*
  * A leaf+chain file in PKCS#12 form (LAYOUT_FORM_P12): its certificates,
@@ -137,6 +145,8 @@ int observe_p12(struct obs_file *f, struct buf *certs_pem, const char *data, siz
 /* Does the unencrypted private key (PEM, or PKCS#8 DER) belong to the first certificate of cert_pem? */
 enum obs_key observe_key_match(const char *key_pem, size_t key_len,
 			       const char *cert_pem, size_t cert_len);
+/* The same with the certificate already parsed (observe_parse_certs_first). */
+enum obs_key observe_key_match_x509(const char *key_pem, size_t key_len, struct x509_st *leaf);
 
 void obs_file_release(struct obs_file *f);
 

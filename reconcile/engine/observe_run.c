@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/fdlimit.h"
 #include "common/pool.h"
+#include "reconcile/pki/pki.h"
 #include "reconcile/remote/ssh.h"
 
 struct run {
@@ -130,6 +131,7 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 	struct buf leaf = BUF_INIT, data = BUF_INIT, key = BUF_INIT;
 	struct obs_role *orole = &h->roles[h->nroles];
 	size_t nmf = 0, i, key_at = (size_t)-1;
+	struct x509_st *leaf_x = NULL;   /* the first leaf file's first certificate, parsed once */
 	unsigned char absent[LAYOUT_MAX_FILES + 1] = { 0 };
 	char *why = NULL;
 	int rc;
@@ -219,7 +221,10 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 				goto out;
 			if (f->problem)
 				continue;
-		} else if ((rc = observe_parse_certs_cached(f, data.ptr, data.len, o->known, o->now, cas, e)) < 0) {
+		} else if ((rc = observe_parse_certs_first(f, data.ptr, data.len, o->known, o->now, cas,
+							   (f->content == SPEC_CONTENT_LEAF ||
+							    f->content == SPEC_CONTENT_LEAF_CHAIN) && !leaf.len && !leaf_x ?
+							   &leaf_x : NULL, e)) < 0) {
 			goto out;
 		}
 		if ((f->content == SPEC_CONTENT_LEAF || f->content == SPEC_CONTENT_LEAF_CHAIN) && !leaf.len &&
@@ -228,11 +233,14 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 			goto out;
 		}
 	}
+	/* The leaf parsed once when the describe above kept it; else (PKCS#12, cached) from its PEM. */
 	if (key_at != (size_t)-1)
 		h->files[orole->first + key_at].key =
-			observe_key_match(key.ptr, key.len, leaf.len ? leaf.ptr : NULL, leaf.len);
+			leaf_x ? observe_key_match_x509(key.ptr, key.len, leaf_x) :
+				 observe_key_match(key.ptr, key.len, leaf.len ? leaf.ptr : NULL, leaf.len);
 	rc = 0;
 out:
+	pki_x509_free(leaf_x);
 	buf_wipe(&key);
 	buf_wipe(&data);
 	buf_release(&leaf);
@@ -365,11 +373,11 @@ static int observe_on(struct obs_host *h, const struct host_spec *hs, struct ssh
 	}
 	for (r = 0; r < hs->nroles && rc == 0; r++)
 		rc = observe_role(h, c, &hs->roles[r], o, run->cas, e);
-	ssh_prefetch_drop(c);   /* what no role took */
 	if (rc == 0)
 		h->phase_mask = observe_phase_mask(h->files, h->nfiles, o->generation, o->target);
 	if (rc == 0)
 		rc = find_strays(h, hs, c, e);
+	ssh_prefetch_drop(c);   /* what was not taken */
 	return rc;
 }
 

@@ -133,6 +133,16 @@ void pki_files_free(struct pki_file *files, size_t n);
 int pki_cert_describe(struct manifest_cert *out, const char *pem, size_t len, struct err *e);
 
 /*
+ * The same, and the parsed certificate itself in *keep (OpenSSL's X509,
+ * NULL on failure; the caller frees it with pki_x509_free()), so that a
+ * caller who needs its public key too parses it once.
+ */
+struct x509_st;
+int pki_cert_describe_keep(struct manifest_cert *out, const char *pem, size_t len, struct x509_st **keep,
+			   struct err *e);
+void pki_x509_free(struct x509_st *x);
+
+/*
  * The secret key file: 64 lowercase hex digits (256 random bits) and a
  * newline, mode 0600, the passphrase that `openssl pkey -passin file:F`
  * reads.  pki_secret_create() refuses an existing file (ROTOR_EEXISTS)

@@ -250,9 +250,23 @@ static int describe_x509(struct manifest_cert *out, X509 *x, struct err *e)
 
 int pki_cert_describe(struct manifest_cert *out, const char *pem, size_t len, struct err *e)
 {
+	return pki_cert_describe_keep(out, pem, len, NULL, e);
+}
+
+void pki_x509_free(struct x509_st *x)
+{
+	X509_free(x);
+}
+
+int pki_cert_describe_keep(struct manifest_cert *out, const char *pem, size_t len, struct x509_st **keep,
+			   struct err *e)
+{
 	BIO *b = NULL;
 	X509 *x = NULL;
 	int rc;
+
+	if (keep)
+		*keep = NULL;
 
 	if (!out || !pem || len > INT_MAX)
 		return err_set(e, ROTOR_EINVALID, "pki_cert_describe: invalid arguments");
@@ -267,6 +281,10 @@ int pki_cert_describe(struct manifest_cert *out, const char *pem, size_t len, st
 		goto out;
 	}
 	rc = describe_x509(out, x, e);
+	if (rc == 0 && keep) {
+		*keep = x;
+		x = NULL;
+	}
 out:
 	X509_free(x);
 	BIO_free(b);

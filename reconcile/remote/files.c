@@ -801,6 +801,8 @@ static int sftp_list_dir(struct ssh_conn *c, const char *dir, char ***names, siz
 
 	*names = NULL;
 	*nnames = 0;
+	if (c->ndirs && ssh_cached_dir_take(c, dir, names, nnames) == 0)
+		return 0;
 	NB_PTR(c, e, "listing a directory", h,
 	       libssh2_sftp_open_ex(c->sftp, dir, (unsigned)strlen(dir), 0, 0, LIBSSH2_SFTP_OPENDIR), failed);
 	if (failed)

@@ -15,9 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "common/be32.h"
 #include "common/clock.h"
 #include "common/net.h"
 
@@ -221,8 +227,11 @@ int ssh_global_init(struct err *e)
 	return 0;
 }
 
+static void id_cache_forget(void);
+
 void ssh_global_shutdown(void)
 {
+	id_cache_forget();
 	libssh2_exit();
 }
 
@@ -617,22 +626,37 @@ static int base64_decode(struct buf *out, const char *in, size_t n)
 	return 0;
 }
 
+/* Is the SSH string s (n bytes) the C string want? */
+static int ssh_string_is(const unsigned char *s, uint32_t n, const char *want)
+{
+	return n == strlen(want) && memcmp(s, want, n) == 0;
+}
+
 /*
  * The public key blob an OpenSSH private key file carries in clear ahead
  * of its (perhaps encrypted) private part, into blob; -1 when path is
- * not such a file with one key.  The decoded file is wiped.
+ * not such a file with one key.  With ed (may be NULL), also the key
+ * itself when it is an Ed25519 key stored without encryption (else
+ * *ed stays NULL): its private part checked (both check words equal, the
+ * public key stored twice the same, and the one derived from the private
+ * seed).  The decoded file is wiped.
  */
-static int openssh_pub_blob(struct buf *blob, const char *path)
+static int openssh_key(struct buf *blob, EVP_PKEY **ed, const char *path)
 {
 	static const char begin[] = "-----BEGIN OPENSSH PRIVATE KEY-----";
 	static const char end[] = "-----END OPENSSH PRIVATE KEY-----";
 	static const char magic[] = "openssh-key-v1";
 	struct buf file = BUF_INIT, der = BUF_INIT;
-	const unsigned char *p, *stop;
+	const unsigned char *p, *stop, *cipher, *kdf, *opts, *pubblob, *priv, *kt, *pk, *sk;
+	uint32_t ncipher, nkdf, nopts, npub, npriv, nkt, npk, nsk;
+	unsigned char derived[32];
+	size_t dlen = sizeof(derived);
 	const char *b, *q;
-	uint32_t len = 0;
-	int i, rc = -1;
+	EVP_PKEY *k = NULL;
+	int rc = -1;
 
+	if (ed)
+		*ed = NULL;
 	if (buf_read_file(&file, path, (size_t)64 << 10, NULL) != 0 || !file.ptr)
 		goto out;
 	if (!(b = strstr(file.ptr, begin)) || !(q = strstr(b, end)))
@@ -645,29 +669,44 @@ static int openssh_pub_blob(struct buf *blob, const char *path)
 	if (memcmp(p, magic, sizeof(magic)) != 0)
 		goto out;
 	p += sizeof(magic);
-	/* ciphername, kdfname, kdfoptions, then the number of keys and the first public key */
-	for (i = 0; i < 5; i++) {
-		if (stop - p < 4)
-			goto out;
-		len = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-		p += 4;
-		if (i == 3) {
-			if (len != 1)
-				goto out;
-			continue;
-		}
-		if ((size_t)(stop - p) < len)
-			goto out;
-		if (i < 4)
-			p += len;
-	}
-	if (len == 0 || buf_put(blob, p, len) != 0)
+	/* ciphername, kdfname, kdfoptions, the number of keys (1), the public key, the private part */
+	if (ssh_wire_string(&p, stop, &cipher, &ncipher) || ssh_wire_string(&p, stop, &kdf, &nkdf) ||
+	    ssh_wire_string(&p, stop, &opts, &nopts) || stop - p < 4 || be32_get(p) != 1)
+		goto out;
+	p += 4;
+	if (ssh_wire_string(&p, stop, &pubblob, &npub) || npub == 0 || buf_put(blob, pubblob, npub) != 0)
 		goto out;
 	rc = 0;
+	if (!ed || !ssh_string_is(cipher, ncipher, "none") || ssh_wire_string(&p, stop, &priv, &npriv))
+		goto out;
+	/* check words, key type, public key, private key (seed and public key), comment */
+	p = priv;
+	stop = priv + npriv;
+	if (npriv < 8 || be32_get(p) != be32_get(p + 4))
+		goto out;
+	p += 8;
+	if (ssh_wire_string(&p, stop, &kt, &nkt) || !ssh_string_is(kt, nkt, "ssh-ed25519") ||
+	    ssh_wire_string(&p, stop, &pk, &npk) || npk != 32 || ssh_wire_string(&p, stop, &sk, &nsk) || nsk != 64 ||
+	    memcmp(sk + 32, pk, 32) != 0)
+		goto out;
+	/* The clear public blob is "ssh-ed25519" and the same key. */
+	if (npub != 4 + 11 + 4 + 32 || memcmp(pubblob + npub - 32, pk, 32) != 0)
+		goto out;
+	if (!(k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, sk, 32)) ||
+	    EVP_PKEY_get_raw_public_key(k, derived, &dlen) != 1 || dlen != 32 || memcmp(derived, pk, 32) != 0) {
+		EVP_PKEY_free(k);
+		goto out;
+	}
+	*ed = k;
 out:
 	buf_wipe(&file);
 	buf_wipe(&der);
 	return rc;
+}
+
+static int openssh_pub_blob(struct buf *blob, const char *path)
+{
+	return openssh_key(blob, NULL, path);
 }
 
 /*
@@ -707,20 +746,124 @@ out:
 	return rc;
 }
 
+/*
+ * The identity as read once for the process (the same path, inode, size
+ * and time as last read; else read again): an unencrypted Ed25519 key is
+ * kept (OpenSSL's, freed when replaced or at ssh_global_shutdown) with
+ * its public blob, and rotor signs with it itself; any other key goes to
+ * libssh2 by file on every connection, with identity.pub when it holds
+ * that key.  libssh2 would read, decode and check the key file again for
+ * each host.
+ */
+static struct {
+	pthread_mutex_t mu;
+	char *path;
+	struct stat st;
+	EVP_PKEY *ed;
+	struct buf blob;
+	int has_pub;
+} id_cache = { PTHREAD_MUTEX_INITIALIZER, NULL, { 0 }, NULL, BUF_INIT, 0 };
+
+static void id_cache_clear(void)
+{
+	free(id_cache.path);
+	id_cache.path = NULL;
+	EVP_PKEY_free(id_cache.ed);
+	id_cache.ed = NULL;
+	buf_release(&id_cache.blob);
+	id_cache.has_pub = 0;
+}
+
+static void id_cache_forget(void)
+{
+	pthread_mutex_lock(&id_cache.mu);
+	id_cache_clear();
+	pthread_mutex_unlock(&id_cache.mu);
+}
+
+/* The identity's key (a new reference, or NULL) and public blob (into blob), and whether identity.pub holds it. */
+static EVP_PKEY *id_lookup(const char *path, struct buf *blob, int *has_pub)
+{
+	struct stat st;
+	EVP_PKEY *k = NULL;
+
+	if (stat(path, &st) != 0)
+		return NULL;
+	pthread_mutex_lock(&id_cache.mu);
+	if (!id_cache.path || strcmp(id_cache.path, path) != 0 || id_cache.st.st_ino != st.st_ino ||
+	    id_cache.st.st_dev != st.st_dev || id_cache.st.st_size != st.st_size ||
+	    id_cache.st.st_mtim.tv_sec != st.st_mtim.tv_sec || id_cache.st.st_mtim.tv_nsec != st.st_mtim.tv_nsec) {
+		char pub[SSH_PATH_MAX_LEN + 8];
+
+		id_cache_clear();
+		if ((id_cache.path = strdup(path)) != NULL) {
+			id_cache.st = st;
+			if (openssh_key(&id_cache.blob, &id_cache.ed, path) != 0)
+				buf_release(&id_cache.blob);
+			id_cache.has_pub = identity_pub(pub, sizeof(pub), path) == 0;
+		}
+	}
+	if (id_cache.ed && buf_put(blob, id_cache.blob.ptr, id_cache.blob.len) == 0 &&
+	    EVP_PKEY_up_ref(id_cache.ed) == 1)
+		k = id_cache.ed;
+	*has_pub = id_cache.has_pub;
+	pthread_mutex_unlock(&id_cache.mu);
+	return k;
+}
+
+/* libssh2's signing callback: an Ed25519 signature of data with the key in *abstract. */
+static int sign_ed25519(LIBSSH2_SESSION *s, unsigned char **sig, size_t *sig_len, const unsigned char *data,
+			size_t data_len, void **abstract)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	size_t n = 64;
+	int ok;
+
+	(void)s;
+	*sig = NULL;
+	*sig_len = 0;
+	if (!ctx)
+		return -1;
+	/* libssh2 frees the signature with its allocator: the C library's (libssh2_session_init_ex(NULL, ...)). */
+	ok = EVP_DigestSignInit(ctx, NULL, NULL, NULL, (EVP_PKEY *)*abstract) == 1 && (*sig = malloc(n)) != NULL &&
+	     EVP_DigestSign(ctx, *sig, &n, data, data_len) == 1;
+	EVP_MD_CTX_free(ctx);
+	if (!ok) {
+		free(*sig);
+		*sig = NULL;
+		return -1;
+	}
+	*sig_len = n;
+	return 0;
+}
+
 static int authenticate(struct ssh_conn *c, const struct ssh_opts *o, struct err *e)
 {
 	char pub[SSH_PATH_MAX_LEN + 8];
-	int r, has_pub;
+	struct buf blob = BUF_INIT;
+	EVP_PKEY *ed;
+	int r, has_pub = 0;
 
 	if (!o->identity)
 		return auth_agent(c, e);
 	if (access(o->identity, R_OK) != 0)
 		return err_set(e, ROTOR_ERROR, "%s: cannot read identity %s: %s", c->name,
 			       o->identity, strerror(errno));
-	has_pub = identity_pub(pub, sizeof(pub), o->identity) == 0;
-	NB_INT(c, e, "authenticating", r,
-	       libssh2_userauth_publickey_fromfile_ex(c->s, c->user, (unsigned)strlen(c->user),
-						      has_pub ? pub : NULL, o->identity, o->passphrase));
+	if ((ed = id_lookup(o->identity, &blob, &has_pub)) != NULL) {
+		void *abstract = ed;
+
+		NB_INT(c, e, "authenticating", r,
+		       libssh2_userauth_publickey(c->s, c->user, (const unsigned char *)blob.ptr, blob.len,
+						  sign_ed25519, &abstract));
+		EVP_PKEY_free(ed);
+	} else {
+		if (has_pub && (size_t)snprintf(pub, sizeof(pub), "%s.pub", o->identity) >= sizeof(pub))
+			has_pub = 0;
+		NB_INT(c, e, "authenticating", r,
+		       libssh2_userauth_publickey_fromfile_ex(c->s, c->user, (unsigned)strlen(c->user),
+							      has_pub ? pub : NULL, o->identity, o->passphrase));
+	}
+	buf_release(&blob);
 	if (r == NB_WAITFAIL)
 		return e ? e->code : ROTOR_ERROR;
 	if (r == 0)

@@ -32,9 +32,12 @@
 #define FXP_READ 5
 #define FXP_LSTAT 7
 #define FXP_FSTAT 8
+#define FXP_OPENDIR 11
+#define FXP_READDIR 12
 #define FXP_STATUS 101
 #define FXP_HANDLE 102
 #define FXP_DATA 103
+#define FXP_NAME 104
 #define FXP_ATTRS 105
 #define FXP_EXTENDED 200
 
@@ -52,6 +55,7 @@
 #define ANSWER_MAX (256u << 10)   /* an answer longer than this is not one we asked for */
 #define PREFETCH_READ_MAX 65536u  /* one READ per file; a longer file is read the usual way */
 #define PREFETCH_MAX_FILES 256
+#define PREFETCH_READDIRS 2       /* READDIR requests per directory; a longer listing is read the usual way */
 
 /* One request and its answer. */
 struct raw {
@@ -239,8 +243,7 @@ int ssh_sftp_ext_batch(struct ssh_conn *c, struct ssh_sftp_ext *ops, size_t n, s
 
 /* ---- prefetch ---------------------------------------------------------------- */
 
-/* Reads a string (its bytes at *s, length *len) at *p; -1 past end. */
-static int get_string(const unsigned char **p, const unsigned char *end, const unsigned char **s, uint32_t *len)
+int ssh_wire_string(const unsigned char **p, const unsigned char *end, const unsigned char **s, uint32_t *len)
 {
 	if (end - *p < 4)
 		return -1;
@@ -297,7 +300,7 @@ static int get_attrs(const unsigned char *p, size_t n, struct ssh_stat *st, unsi
 		cnt = be32_get(p);
 		p += 4;
 		for (k = 0; k < cnt; k++)
-			if (get_string(&p, end, &s, &len) || get_string(&p, end, &s, &len))
+			if (ssh_wire_string(&p, end, &s, &len) || ssh_wire_string(&p, end, &s, &len))
 				return -1;
 	}
 	return (flags & ATTR_PERMISSIONS) && (flags & ATTR_SIZE) ? 0 : -1;
@@ -308,6 +311,15 @@ static void cached_release(struct ssh_cached *f)
 	free(f->path);
 	buf_wipe(&f->data);
 	memset(f, 0, sizeof(*f));
+}
+
+static void names_free(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
 }
 
 void ssh_prefetch_drop(struct ssh_conn *c)
@@ -321,6 +333,94 @@ void ssh_prefetch_drop(struct ssh_conn *c)
 	free(c->cache);
 	c->cache = NULL;
 	c->ncache = 0;
+	for (i = 0; i < c->ndirs; i++) {
+		free(c->dirs[i].dir);
+		names_free(c->dirs[i].names, c->dirs[i].nnames);
+	}
+	free(c->dirs);
+	c->dirs = NULL;
+	c->ndirs = 0;
+}
+
+int ssh_cached_dir_take(struct ssh_conn *c, const char *dir, char ***names, size_t *nnames)
+{
+	size_t i;
+
+	for (i = 0; i < c->ndirs; i++) {
+		struct ssh_cached_dir *d = &c->dirs[i];
+
+		if (!d->dir || !d->complete || strcmp(d->dir, dir) != 0)
+			continue;
+		*names = d->names;
+		*nnames = d->nnames;
+		free(d->dir);
+		memset(d, 0, sizeof(*d));   /* once */
+		return 0;
+	}
+	return 1;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * The names of a NAME answer added to d's (NULL-ended); 0, -1 when
+ * malformed or a name holds a NUL (the usual listing decides then),
+ * ROTOR_ENOMEM.
+ */
+static int add_names(struct ssh_cached_dir *d, const struct raw *r)
+{
+	const unsigned char *p = (const unsigned char *)r->ans.ptr, *end = p + r->ans.len, *s, *l;
+	uint32_t cnt, k, sl, ll, flags, x;
+
+	if (r->ans.len < 4)
+		return -1;
+	cnt = be32_get(p);
+	p += 4;
+	for (k = 0; k < cnt; k++) {
+		char **nv;
+
+		if (ssh_wire_string(&p, end, &s, &sl) != 0 || ssh_wire_string(&p, end, &l, &ll) != 0 || memchr(s, '\0', sl))
+			return -1;
+		/* The attributes: walked over (their length depends on their flags). */
+		if (end - p < 4)
+			return -1;
+		flags = be32_get(p);
+		x = 4 + (flags & ATTR_SIZE ? 8 : 0) + (flags & ATTR_UIDGID ? 8 : 0) + (flags & ATTR_PERMISSIONS ? 4 : 0) +
+		    (flags & ATTR_ACMODTIME ? 8 : 0);
+		if ((size_t)(end - p) < x)
+			return -1;
+		p += x;
+		if (flags & ATTR_EXTENDED) {
+			const unsigned char *es;
+			uint32_t ec, el, j;
+
+			if (end - p < 4)
+				return -1;
+			ec = be32_get(p);
+			p += 4;
+			for (j = 0; j < ec; j++)
+				if (ssh_wire_string(&p, end, &es, &el) || ssh_wire_string(&p, end, &es, &el))
+					return -1;
+		}
+		if (!(nv = realloc(d->names, (d->nnames + 2) * sizeof(*nv))))
+			return ROTOR_ENOMEM;
+		d->names = nv;
+		if (!(nv[d->nnames] = strndup((const char *)s, sl)))
+			return ROTOR_ENOMEM;
+		nv[++d->nnames] = NULL;
+	}
+	return 0;
+}
+
+/* The directory of path (absolute) as a new string, or NULL. */
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return strndup(path, slash == path ? 1 : (size_t)(slash - path));
 }
 
 int ssh_cached_take(struct ssh_conn *c, const char *path, struct buf *out, struct ssh_stat *st_out, struct err *e)
@@ -367,7 +467,7 @@ static int keep(struct ssh_conn *c, const char *path, int missing, const struct 
 int ssh_prefetch(struct ssh_conn *c, const char *const *paths, size_t n, size_t max, struct err *e)
 {
 	struct raw *v1 = NULL, *v2 = NULL, *v3 = NULL;
-	size_t *at = NULL, i, k, nopen = 0, nh = 0;
+	size_t *at = NULL, *dat = NULL, i, k, j, nopen = 0, nh = 0, nd = 0, ndh = 0;
 	struct ssh_stat st;
 	unsigned type;
 	int rc;
@@ -382,20 +482,46 @@ int ssh_prefetch(struct ssh_conn *c, const char *const *paths, size_t n, size_t 
 	for (i = 0; i < n; i++)
 		if (ssh_check_path(c, paths[i], NULL) != 0)
 			return 0;   /* the usual read says what is wrong with it */
-	v1 = calloc(n, sizeof(*v1));
-	v2 = calloc(n, sizeof(*v2));
+	/* v1: n lstat, then an opendir per directory; v2: n open, then READDIRs and a close per directory. */
+	v1 = calloc(2 * n, sizeof(*v1));
+	v2 = calloc(n * (2 + PREFETCH_READDIRS), sizeof(*v2));
 	v3 = calloc(3 * n, sizeof(*v3));
 	at = calloc(n, sizeof(*at));
+	dat = calloc(n, sizeof(*dat));
 	c->cache = calloc(n, sizeof(*c->cache));
-	if (!v1 || !v2 || !v3 || !at || !c->cache)
+	c->dirs = calloc(n, sizeof(*c->dirs));
+	if (!v1 || !v2 || !v3 || !at || !dat || !c->cache || !c->dirs)
 		goto nomem;
-	/* Round 1: lstat every path.  Only a regular file within the caps is opened (never a link, a FIFO). */
+	/* Round 1: lstat every path; open every directory (ssh_find_strays lists them).  Only a
+	 * regular file within the caps is opened (never a link, a FIFO). */
 	for (i = 0; i < n; i++) {
+		char *d = dir_of(paths[i]);
+
 		v1[i].type = FXP_LSTAT;
 		put_string(&v1[i].req, paths[i]);
+		if (!d)
+			goto nomem;
+		for (k = 0; k < nd && strcmp(c->dirs[k].dir, d) != 0; k++)
+			;
+		if (k < nd) {
+			free(d);
+			continue;
+		}
+		c->dirs[nd].dir = d;
+		v1[n + nd].type = FXP_OPENDIR;
+		put_string(&v1[n + nd].req, d);
+		nd++;
 	}
-	if ((rc = raw_batch(c, v1, n, e)) != 0)
+	c->ndirs = nd;
+	if ((rc = raw_batch(c, v1, n + nd, e)) != 0)
 		goto out;
+	for (k = 0; k < nd; k++) {
+		unsigned long fx = status_of(&v1[n + k]);
+
+		/* No directory: nothing in it (as the usual listing says); refused: the usual listing decides. */
+		if (fx == LIBSSH2_FX_NO_SUCH_FILE || fx == LIBSSH2_FX_NO_SUCH_PATH)
+			c->dirs[k].complete = 1;
+	}
 	for (i = 0; i < n; i++) {
 		if (status_of(&v1[i]) == LIBSSH2_FX_NO_SUCH_FILE) {
 			if (keep(c, paths[i], 1, NULL, NULL, 0) != 0)
@@ -413,16 +539,50 @@ int ssh_prefetch(struct ssh_conn *c, const char *const *paths, size_t n, size_t 
 		put_u32(&v2[nopen].req, 0);   /* no attributes */
 		nopen++;
 	}
-	/* Round 2: open them. */
-	if ((rc = raw_batch(c, v2, nopen, e)) != 0)
+	/* Round 2: open them; read every open directory (PREFETCH_READDIRS answers at most) and close it. */
+	for (k = 0, j = nopen; k < nd; k++) {
+		const unsigned char *p = (const unsigned char *)v1[n + k].ans.ptr, *h;
+		uint32_t hl;
+		size_t r;
+
+		if (v1[n + k].atype != FXP_HANDLE || ssh_wire_string(&p, p + v1[n + k].ans.len, &h, &hl) != 0)
+			continue;
+		for (r = 0; r <= PREFETCH_READDIRS; r++) {
+			v2[j + r].type = r < PREFETCH_READDIRS ? FXP_READDIR : FXP_CLOSE;
+			put_bytes(&v2[j + r].req, h, hl);
+		}
+		dat[ndh++] = k;
+		j += PREFETCH_READDIRS + 1;
+	}
+	if ((rc = raw_batch(c, v2, j, e)) != 0)
 		goto out;
+	for (k = 0; k < ndh; k++) {
+		struct raw *r = v2 + nopen + k * (PREFETCH_READDIRS + 1);
+		struct ssh_cached_dir *d = &c->dirs[dat[k]];
+		size_t m;
+
+		/* Complete when an answer said end of file, every one before it a list of names. */
+		for (m = 0; m < PREFETCH_READDIRS; m++) {
+			if (status_of(&r[m]) == LIBSSH2_FX_EOF) {
+				d->complete = 1;
+				break;
+			}
+			if (r[m].atype != FXP_NAME || (rc = add_names(d, &r[m])) != 0)
+				break;
+		}
+		if (rc == ROTOR_ENOMEM)
+			goto nomem;
+		rc = 0;
+		if (d->complete && d->nnames)
+			qsort(d->names, d->nnames, sizeof(*d->names), cmp_name);
+	}
 	/* Round 3: for each handle: fstat, one read, close. */
 	for (k = 0; k < nopen; k++) {
 		const unsigned char *p = (const unsigned char *)v2[k].ans.ptr, *h;
 		uint32_t hl;
 		struct raw *r = v3 + 3 * nh;
 
-		if (v2[k].atype != FXP_HANDLE || get_string(&p, p + v2[k].ans.len, &h, &hl) != 0)
+		if (v2[k].atype != FXP_HANDLE || ssh_wire_string(&p, p + v2[k].ans.len, &h, &hl) != 0)
 			continue;   /* refused (permission: the usual read may go through sudo) */
 		r[0].type = FXP_FSTAT;
 		put_bytes(&r[0].req, h, hl);
@@ -446,7 +606,7 @@ int ssh_prefetch(struct ssh_conn *c, const char *const *paths, size_t n, size_t 
 		    get_attrs((const unsigned char *)r[0].ans.ptr, r[0].ans.len, &st, &type) != 0 || type != S_REG)
 			continue;
 		if (r[1].atype == FXP_DATA) {
-			if (get_string(&p, p + r[1].ans.len, &d, &dl) != 0)
+			if (ssh_wire_string(&p, p + r[1].ans.len, &d, &dl) != 0)
 				continue;
 		} else if (status_of(&r[1]) != LIBSSH2_FX_EOF) {
 			continue;
@@ -465,11 +625,12 @@ out:
 	if (rc)
 		ssh_prefetch_drop(c);
 	if (v1)
-		raw_release(v1, n);
+		raw_release(v1, 2 * n);
 	if (v2)
-		raw_release(v2, n);
+		raw_release(v2, n * (2 + PREFETCH_READDIRS));
 	if (v3)
 		raw_release(v3, 3 * n);
 	free(at);
+	free(dat);
 	return rc;
 }

@@ -50,6 +50,14 @@ struct ssh_cached {
 	struct ssh_stat st;
 };
 
+/* A directory's names (sorted) ssh_prefetch() read, until ssh_find_strays() takes them (once). */
+struct ssh_cached_dir {
+	char *dir;                     /* NULL: taken */
+	int complete;                  /* names holds every name (none: no such directory) */
+	char **names;                  /* NULL-ended */
+	size_t nnames;
+};
+
 struct ssh_conn {
 	LIBSSH2_SESSION *s;
 	LIBSSH2_SFTP *sftp;
@@ -66,6 +74,8 @@ struct ssh_conn {
 	uint32_t ext_id;               /* request ids of sftpraw.c */
 	struct ssh_cached *cache;      /* ssh_prefetch(); dropped by any change or command */
 	size_t ncache;
+	struct ssh_cached_dir *dirs;   /* ssh_prefetch(), the same way */
+	size_t ndirs;
 };
 
 /* ---- session.c ---- */
@@ -247,6 +257,16 @@ int ssh_sftp_ext_batch(struct ssh_conn *c, struct ssh_sftp_ext *ops, size_t n, s
  * read goes to the host.
  */
 int ssh_cached_take(struct ssh_conn *c, const char *path, struct buf *out, struct ssh_stat *st_out, struct err *e);
+
+/* The names ssh_prefetch() listed in dir (sorted, NULL-ended, now the caller's): 0; 1 when none kept. */
+int ssh_cached_dir_take(struct ssh_conn *c, const char *dir, char ***names, size_t *nnames);
+
+/*
+ * The SSH wire string (a 32-bit big-endian length, then the bytes) at *p,
+ * which moves past it: its bytes at *s, their number in *len; -1 when it
+ * runs past end.
+ */
+int ssh_wire_string(const unsigned char **p, const unsigned char *end, const unsigned char **s, uint32_t *len);
 
 /* The text of an SSH_FX_* status, for messages. */
 const char *ssh_fx_text(unsigned long fx);

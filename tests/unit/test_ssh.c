@@ -422,7 +422,23 @@ static void test_prefetch(void **state)
 	buf_truncate(&b, 0);
 	assert_int_equal(ssh_read_file(&b, c, "/srv/a.txt", 1000, NULL, &e), 0);
 	assert_string_equal(buf_cstr(&b), "hello from host1\n");
-	host_sh(1, "rm -f /srv/fifo /srv/empty");
+	/* The directory listing too: once from the prefetch (a stray made after it is not seen), then from the host. */
+	{
+		char **v = NULL;
+		size_t nv = 0;
+
+		host_sh(1, "rm -f /srv/a.txt.rotor-bak");
+		assert_int_equal(ssh_prefetch(c, paths, 1, 1000, &e), 0);
+		host_sh(1, "touch /srv/a.txt.rotor-bak");
+		assert_int_equal(ssh_find_strays(c, paths, 1, &v, &nv, &e), 0);
+		assert_int_equal(nv, 0);
+		ssh_strays_free(v, nv);
+		assert_int_equal(ssh_find_strays(c, paths, 1, &v, &nv, &e), 0);
+		assert_int_equal(nv, 1);
+		assert_string_equal(v[0], "/srv/a.txt.rotor-bak");
+		ssh_strays_free(v, nv);
+	}
+	host_sh(1, "rm -f /srv/fifo /srv/empty /srv/a.txt.rotor-bak");
 	buf_release(&plain);
 	buf_release(&ahead);
 	buf_release(&b);
@@ -964,6 +980,30 @@ static void test_identity_pub(void **state)
 	must_connect(&o, "unparsable .pub");
 }
 
+/*
+ * An unencrypted Ed25519 identity is read once and rotor signs with it;
+ * the file replaced at the same path is read again (another key: refused,
+ * the fleet's again: accepted).  Every other key goes through libssh2's
+ * own reading of the file (test_agent_and_passphrase: an encrypted one).
+ */
+static void test_identity_read_once(void **state)
+{
+	struct ssh_opts o;
+	struct err e = ERR_INIT;
+	char key[400];
+
+	case_opts(state, &o, 1);
+	snprintf(key, sizeof(key), "%s/once_key", F.dir);
+	run("rm -f %s %s.pub %s.new && cp %s %s", key, key, key, g_key, key);
+	o.identity = key;
+	must_connect(&o, "the fleet's key");
+	run("ssh-keygen -q -t ed25519 -N '' -f %s.new && mv %s.new %s && rm -f %s.new.pub", key, key, key, key);
+	assert_int_equal(connect_fails(&o, &e), ROTOR_ERROR);
+	assert_non_null(strstr(e.msg, "public key authentication as " FLEET_USER));
+	run("cp %s %s.new && mv %s.new %s", g_key, key, key, key);
+	must_connect(&o, "the fleet's key again");
+}
+
 /* Keys from ssh-agent when no identity file is given; an encrypted key file. */
 static void test_agent_and_passphrase(void **state)
 {
@@ -1339,6 +1379,7 @@ int main(void)
 		cmocka_unit_test(test_auth_failure),
 		cmocka_unit_test(test_agent_and_passphrase),
 		cmocka_unit_test(test_identity_pub),
+		cmocka_unit_test(test_identity_read_once),
 		cmocka_unit_test(test_unknown_host),
 		cmocka_unit_test(test_known_hosts_forms),
 		cmocka_unit_test(test_hostkey_mismatch),
