@@ -157,6 +157,12 @@ int ssh_stage_file(struct ssh_conn *c, const char *path, const void *data, size_
 	if ((rc = temp_name(c, &tmp, path, e)) != 0)
 		goto out;
 	may_exist = 1;   /* from here on: the server may have made it even if its answer was lost */
+	/* Two rounds of requests when the server takes them; else libssh2's calls below. */
+	rc = ssh_sftp_write_new(c, buf_cstr(&tmp), data, len, wo->mode ? (wo->mode & 07777) : 0600, &created, e);
+	if (rc == 0)
+		goto staged;
+	if (rc < 0)
+		goto out;
 	NB_PTR(c, e, "creating a temporary file", h,
 	       libssh2_sftp_open_ex(c->sftp, buf_cstr(&tmp), (unsigned)tmp.len,
 				    LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, 0600,
@@ -218,7 +224,7 @@ int ssh_stage_file(struct ssh_conn *c, const char *path, const void *data, size_
 		rc = ssh_sftp_fail(c, e, "cannot close", buf_cstr(&tmp));
 		goto out;
 	}
-
+staged:
 	if (!(out->path = strdup(path)) || (wo->owner && !(out->owner = strdup(wo->owner))) ||
 	    (wo->group && !(out->group = strdup(wo->group)))) {
 		ssh_staged_release(out);

@@ -30,8 +30,10 @@
 #define FXP_OPEN 3
 #define FXP_CLOSE 4
 #define FXP_READ 5
+#define FXP_WRITE 6
 #define FXP_LSTAT 7
 #define FXP_FSTAT 8
+#define FXP_FSETSTAT 10
 #define FXP_OPENDIR 11
 #define FXP_READDIR 12
 #define FXP_STATUS 101
@@ -42,6 +44,9 @@
 #define FXP_EXTENDED 200
 
 #define FXF_READ 0x1
+#define FXF_WRITE 0x2
+#define FXF_CREAT 0x8
+#define FXF_EXCL 0x20
 
 #define ATTR_SIZE 0x1
 #define ATTR_UIDGID 0x2
@@ -55,6 +60,7 @@
 #define ANSWER_MAX (256u << 10)   /* an answer longer than this is not one we asked for */
 #define PREFETCH_READ_MAX 65536u  /* one READ per file; a longer file is read the usual way */
 #define PREFETCH_MAX_FILES 256
+#define WRITE_NEW_MAX 65536u       /* one WRITE request; a longer file is written the usual way */
 #define PREFETCH_READDIRS 2       /* READDIR requests per directory; a longer listing is read the usual way */
 
 /* One request and its answer. */
@@ -632,5 +638,107 @@ out:
 		raw_release(v3, 3 * n);
 	free(at);
 	free(dat);
+	return rc;
+}
+
+/* ---- a new file in two rounds ----------------------------------------------- */
+
+/* e from a failed request's status fx: "NAME: WHAT PATH: TEXT" (ROTOR_ENOTFOUND for a missing file). */
+static int fx_fail(struct ssh_conn *c, struct err *e, unsigned long fx, const char *what, const char *path)
+{
+	int code = fx == LIBSSH2_FX_NO_SUCH_FILE || fx == LIBSSH2_FX_NO_SUCH_PATH ? ROTOR_ENOTFOUND : ROTOR_ERROR;
+
+	return err_set(e, code, "%s: %s %s: %s", c->name, what, path,
+		       fx == (unsigned long)-1 ? "unexpected answer" : ssh_fx_text(fx));
+}
+
+int ssh_sftp_write_new(struct ssh_conn *c, const char *tmp, const void *data, size_t len, unsigned mode,
+		       int *created, struct err *e)
+{
+	struct raw *v;
+	const unsigned char *p, *h;
+	uint32_t hl;
+	unsigned long fx;
+	size_t n = 0;
+	int rc;
+
+	*created = 0;
+	if (c->no_sftp_ext || len > WRITE_NEW_MAX)
+		return 1;
+	if (!(v = calloc(5, sizeof(*v))))
+		return err_nomem(e);
+	/* Round 1: create it, mode 0600 until the bytes are in. */
+	v[0].type = FXP_OPEN;
+	put_string(&v[0].req, tmp);
+	put_u32(&v[0].req, FXF_WRITE | FXF_CREAT | FXF_EXCL);
+	put_u32(&v[0].req, ATTR_PERMISSIONS);
+	put_u32(&v[0].req, 0600);
+	if ((rc = raw_batch(c, v, 1, e)) != 0)
+		goto out;
+	p = (const unsigned char *)v[0].ans.ptr;
+	if (v[0].atype != FXP_HANDLE || ssh_wire_string(&p, p + v[0].ans.len, &h, &hl) != 0) {
+		rc = fx_fail(c, e, status_of(&v[0]), "cannot create temporary file", tmp);
+		goto out;
+	}
+	*created = 1;
+	/* Round 2: the bytes, fsync, the mode, close; all sent at once, carried out in order. */
+	if (len) {
+		v[1 + n].type = FXP_WRITE;
+		put_bytes(&v[1 + n].req, h, hl);
+		put_u32(&v[1 + n].req, 0);   /* offset, 64 bits */
+		put_u32(&v[1 + n].req, 0);
+		put_bytes(&v[1 + n].req, data, len);
+		n++;
+	}
+	v[1 + n].type = FXP_EXTENDED;
+	put_string(&v[1 + n].req, "fsync@openssh.com");
+	put_bytes(&v[1 + n].req, h, hl);
+	n++;
+	v[1 + n].type = FXP_FSETSTAT;
+	put_bytes(&v[1 + n].req, h, hl);
+	put_u32(&v[1 + n].req, ATTR_PERMISSIONS);
+	put_u32(&v[1 + n].req, mode & 07777);
+	n++;
+	v[1 + n].type = FXP_CLOSE;
+	put_bytes(&v[1 + n].req, h, hl);
+	n++;
+	if ((rc = raw_batch(c, v + 1, n, e)) != 0)
+		goto out;
+	n = 1;
+	if (len && (fx = status_of(&v[n++])) != LIBSSH2_FX_OK) {
+		LIBSSH2_SFTP_STATVFS sv;
+		struct err ignore = ERR_INIT;
+		int r;
+
+		/* OpenSSH answers a full disk with the generic failure: ask for the free space. */
+		memset(&sv, 0, sizeof(sv));
+		if (fx == LIBSSH2_FX_FAILURE) {
+			NB_INT(c, &ignore, "asking for free space", r,
+			       libssh2_sftp_statvfs(c->sftp, tmp, strlen(tmp), &sv));
+			if (r == 0 && sv.f_frsize && sv.f_bavail < (len + sv.f_frsize - 1) / sv.f_frsize) {
+				rc = err_set(e, ROTOR_ERROR, "%s: cannot write %s: no space left on device (%llu bytes free)",
+					     c->name, tmp, (unsigned long long)(sv.f_bavail * sv.f_frsize));
+				goto out;
+			}
+		}
+		rc = fx_fail(c, e, fx, "cannot write", tmp);
+		goto out;
+	}
+	fx = status_of(&v[n++]);
+	if (fx != LIBSSH2_FX_OK && fx != LIBSSH2_FX_OP_UNSUPPORTED) {
+		rc = fx_fail(c, e, fx, "cannot fsync", tmp);
+		goto out;
+	}
+	if ((fx = status_of(&v[n++])) != LIBSSH2_FX_OK) {
+		rc = fx_fail(c, e, fx, "cannot set the mode of", tmp);
+		goto out;
+	}
+	if ((fx = status_of(&v[n++])) != LIBSSH2_FX_OK) {
+		rc = fx_fail(c, e, fx, "cannot close", tmp);
+		goto out;
+	}
+	rc = 0;
+out:
+	raw_release(v, 5);
 	return rc;
 }

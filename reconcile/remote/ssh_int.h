@@ -258,6 +258,18 @@ int ssh_sftp_ext_batch(struct ssh_conn *c, struct ssh_sftp_ext *ops, size_t n, s
  */
 int ssh_cached_take(struct ssh_conn *c, const char *path, struct buf *out, struct ssh_stat *st_out, struct err *e);
 
+/*
+ * A new file tmp (created exclusively, mode 0600) holding the len bytes
+ * at data, fsynced (when the server can), given its mode, closed: in two
+ * rounds of requests instead of libssh2's five.  0; 1 when this cannot
+ * be done here (over 64 KiB, a server without OpenSSH's extensions) and
+ * nothing was made; or a negative code, e saying what failed as
+ * ssh_stage_file() says it, *created set when tmp was made (the caller
+ * removes it).
+ */
+int ssh_sftp_write_new(struct ssh_conn *c, const char *tmp, const void *data, size_t len, unsigned mode,
+		       int *created, struct err *e);
+
 /* The names ssh_prefetch() listed in dir (sorted, NULL-ended, now the caller's): 0; 1 when none kept. */
 int ssh_cached_dir_take(struct ssh_conn *c, const char *dir, char ***names, size_t *nnames);
 
