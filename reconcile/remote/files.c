@@ -582,6 +582,56 @@ static int check_paths(struct ssh_conn *c, const char *const *paths, size_t n, s
 	return 0;
 }
 
+/*
+ * The login user's backups (no sudo for any of them) removed over SFTP,
+ * without a command: 0 (*removed counts them), 1 when the command must
+ * do it (sudo, a server without rotor's own requests, an answer other
+ * than removed or not there: a directory at the name, say; what was
+ * removed here is counted, and the command finds it gone), or the code
+ * of a broken connection.
+ */
+static int remove_backups_by_sftp(struct ssh_conn *c, const char *const *paths, const int *become, size_t n,
+				  size_t *removed, struct err *e)
+{
+	char **baks = calloc(n, sizeof(*baks));
+	unsigned long *st = calloc(n, sizeof(*st));
+	size_t i;
+	int rc = 1;
+
+	if (!baks || !st) {
+		rc = err_nomem(e);
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		if (resolve_become(c, become ? become[i] : 0))
+			goto out;
+	for (i = 0; i < n; i++) {
+		size_t pl = strlen(paths[i]);
+
+		if (!(baks[i] = malloc(pl + sizeof(SSH_BACKUP_SUFFIX)))) {
+			rc = err_nomem(e);
+			goto out;
+		}
+		memcpy(baks[i], paths[i], pl);
+		memcpy(baks[i] + pl, SSH_BACKUP_SUFFIX, sizeof(SSH_BACKUP_SUFFIX));
+	}
+	if (ssh_sftp_ready(c, NULL) != 0 || (rc = ssh_sftp_remove_batch(c, (const char *const *)baks, n, st, e)) != 0)
+		goto out;
+	rc = 0;
+	for (i = 0; i < n; i++) {
+		if (st[i] == LIBSSH2_FX_OK)
+			(*removed)++;
+		else if (st[i] != LIBSSH2_FX_NO_SUCH_FILE && st[i] != LIBSSH2_FX_NO_SUCH_PATH)
+			rc = 1;
+	}
+out:
+	for (i = 0; baks && i < n; i++)
+		free(baks[i]);
+	free(baks);
+	free(st);
+	return rc;
+}
+
 int ssh_remove_backups(struct ssh_conn *c, const char *const *paths, const int *become, size_t n,
 		       size_t *removed, struct err *e)
 {
@@ -593,6 +643,10 @@ int ssh_remove_backups(struct ssh_conn *c, const char *const *paths, const int *
 	*removed = 0;
 	if ((rc = check_paths(c, paths, n, e)) != 0 || n == 0)
 		return rc;
+	/* The login user's own, over SFTP; else (or what SFTP left) one command. */
+	if ((rc = remove_backups_by_sftp(c, paths, become, n, removed, e)) <= 0)
+		return rc;
+	rc = 0;
 	se.max = SSH_STDERR_KEEP;
 	so.max = 4 * n + 16;
 	/* One line "r" per backup removed; the first rm that fails stops the command. */

@@ -879,15 +879,16 @@ static void session_close(struct ssh_conn *c)
 {
 	ssh_prefetch_drop(c);
 	if (c->s) {
-		if (c->broken && c->fd >= 0)
-			shutdown(c->fd, SHUT_RDWR);   /* every send now fails at once */
 		libssh2_session_set_blocking(c->s, 1);
 		libssh2_session_set_timeout(c->s, c->broken ? 100 : 2000);
-		if (c->sftp)
-			libssh2_sftp_shutdown(c->sftp);
-		c->sftp = NULL;
+		/* A clean end is one message: the server then ends the channels itself, nothing to wait for. */
 		if (!c->broken)
 			libssh2_session_disconnect(c->s, "rotor: done");
+		if (c->fd >= 0)
+			shutdown(c->fd, SHUT_RDWR);   /* every send now fails at once */
+		if (c->sftp)
+			libssh2_sftp_shutdown(c->sftp);   /* frees it; its close fails at once */
+		c->sftp = NULL;
 		libssh2_session_free(c->s);
 		c->s = NULL;
 	}

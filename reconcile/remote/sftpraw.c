@@ -34,6 +34,7 @@
 #define FXP_LSTAT 7
 #define FXP_FSTAT 8
 #define FXP_FSETSTAT 10
+#define FXP_REMOVE 13
 #define FXP_OPENDIR 11
 #define FXP_READDIR 12
 #define FXP_STATUS 101
@@ -740,5 +741,29 @@ int ssh_sftp_write_new(struct ssh_conn *c, const char *tmp, const void *data, si
 	rc = 0;
 out:
 	raw_release(v, 5);
+	return rc;
+}
+
+/* ---- removing files ------------------------------------------------------------ */
+
+int ssh_sftp_remove_batch(struct ssh_conn *c, const char *const *paths, size_t n, unsigned long *status,
+			  struct err *e)
+{
+	struct raw *v;
+	size_t i;
+	int rc;
+
+	if (c->no_sftp_ext)
+		return 1;
+	if (!(v = calloc(n ? n : 1, sizeof(*v))))
+		return err_nomem(e);
+	for (i = 0; i < n; i++) {
+		v[i].type = FXP_REMOVE;
+		put_string(&v[i].req, paths[i]);
+	}
+	rc = raw_batch(c, v, n, e);
+	for (i = 0; i < n; i++)
+		status[i] = rc == 0 ? status_of(&v[i]) : (unsigned long)-1;
+	raw_release(v, n);
 	return rc;
 }

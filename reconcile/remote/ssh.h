@@ -273,8 +273,9 @@ void ssh_staged_release(struct ssh_staged *st);
 int ssh_restore_backup(struct ssh_conn *c, const char *path, int become, struct err *e);
 
 /*
- * Remove PATH.rotor-bak for each of the n paths that has one, in ONE
- * remote command; become (may be NULL: all 0) as in struct
+ * Remove PATH.rotor-bak for each of the n paths that has one: over SFTP
+ * when none of them needs sudo (no command on the host), else, or when
+ * SFTP cannot remove one (a directory there), in ONE remote command; become (may be NULL: all 0) as in struct
  * ssh_write_opts, one per path.  *removed counts the backups removed,
  * also when the command stopped at a later one that could not be
  * removed (then ROTOR_ERROR quoting its stderr).

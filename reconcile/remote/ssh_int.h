@@ -270,6 +270,16 @@ int ssh_cached_take(struct ssh_conn *c, const char *path, struct buf *out, struc
 int ssh_sftp_write_new(struct ssh_conn *c, const char *tmp, const void *data, size_t len, unsigned mode,
 		       int *created, struct err *e);
 
+/*
+ * Remove the n files at paths (unlink, as the login user; never a
+ * directory), all requests sent at once: status[i] the server's SSH_FX_*
+ * answer for each.  0 when every answer arrived; 1 when the server is
+ * known not to take rotor's own requests (nothing sent); else the code
+ * of a broken connection.
+ */
+int ssh_sftp_remove_batch(struct ssh_conn *c, const char *const *paths, size_t n, unsigned long *status,
+			  struct err *e);
+
 /* The names ssh_prefetch() listed in dir (sorted, NULL-ended, now the caller's): 0; 1 when none kept. */
 int ssh_cached_dir_take(struct ssh_conn *c, const char *dir, char ***names, size_t *nnames);
 

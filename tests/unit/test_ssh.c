@@ -502,8 +502,8 @@ static void test_exec_status(void **state)
 	assert_string_equal(buf_cstr(&err), "err\n");
 	/* Without exit_status a failure is an error quoting stderr. */
 	assert_int_equal(ssh_exec(c, "echo 'it broke' >&2; exit 4", NULL, NULL, NULL, &e), ROTOR_ERROR);
-	assert_non_null(strstr(e.msg, "status 4"));
-	assert_non_null(strstr(e.msg, "it broke"));
+	if (!strstr(e.msg, "status 4") || !strstr(e.msg, "it broke"))
+		fail_msg("want exit status 4 and its stderr in: %s", e.msg);   /* seen once under load: keep the message */
 	/* The login user, its shell, and stdin at end of file. */
 	buf_truncate(&out, 0);
 	assert_int_equal(ssh_exec(c, "id -un; cat; echo $0", &out, NULL, &status, &e), 0);
@@ -765,6 +765,29 @@ static void test_commit_over_sftp(void **state)
 	buf_truncate(&out, 0);
 	host_out(&out, 1, "cd /srv/rw && cat m1.crt m1.crt.rotor-bak && stat -c '%U' m1.crt && rm -f m1.crt* m2.key* m3.crt*");
 	assert_string_equal(buf_cstr(&out), "new4\nroot1\n" FLEET_USER "\n");
+
+	/* The login user's backups go over SFTP too (a link removed as a link); a directory there needs the command, which refuses. */
+	{
+		static const char *const baks[] = { "/srv/rw/x1", "/srv/rw/x2", "/srv/rw/x3" };
+		static const int mine[] = { -1, -1, -1 };
+		size_t removed = 0;
+
+		host_sh(1, "cd /srv/rw && rm -rf x1* x2* x3* && touch x1.rotor-bak && ln -s /srv/victim/v x2.rotor-bak && "
+			   "chown -h " FLEET_USER ": x1.rotor-bak x2.rotor-bak");
+		cmds = commands_run();
+		if (ssh_remove_backups(c, baks, mine, 3, &removed, &e) != 0)
+			fail_msg("%s", e.msg);
+		assert_int_equal(removed, 2);
+		assert_int_equal(commands_run(), cmds);
+		host_sh(1, "cd /srv/rw && touch x1.rotor-bak && mkdir x3.rotor-bak && chown " FLEET_USER ": x1.rotor-bak x3.rotor-bak");
+		assert_int_equal(ssh_remove_backups(c, baks, mine, 3, &removed, &e), ROTOR_ERROR);
+		assert_int_equal(removed, 1);
+		assert_int_equal(commands_run(), cmds + 1);
+		err_clear(&e);
+		buf_truncate(&out, 0);
+		host_out(&out, 1, "cat /srv/victim/v; cd /srv/rw && ls -d x* && rmdir x3.rotor-bak");
+		assert_string_equal(buf_cstr(&out), "victim\nx3.rotor-bak\n");
+	}
 	buf_release(&before);
 	buf_release(&out);
 	ssh_disconnect(c);
