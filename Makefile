@@ -76,7 +76,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 FUZZ_LIB_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC))
 FUZZ_SPEC    := rotor chain hosts rotation manifest
-FUZZ_OTHER   := pem lock pgreply tlsreply remote savedplan
+FUZZ_OTHER   := pem lock pgreply tlsreply remote savedplan sftpreply
 FUZZ_BIN     := $(addprefix build/fuzz/fuzz_,$(FUZZ_SPEC) $(FUZZ_OTHER))
 
 build/fuzz/obj/%.o: %.c $(HDRS) Makefile

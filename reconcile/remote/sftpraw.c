@@ -263,8 +263,7 @@ int ssh_wire_string(const unsigned char **p, const unsigned char *end, const uns
 	return 0;
 }
 
-/* An ATTRS body into st (*type the file type bits, 0 when not given); -1 when malformed. */
-static int get_attrs(const unsigned char *p, size_t n, struct ssh_stat *st, unsigned *type)
+int ssh_sftp_parse_attrs(const unsigned char *p, size_t n, struct ssh_stat *st, unsigned *type)
 {
 	const unsigned char *end = p + n, *s;
 	uint32_t flags, cnt, len, k;
@@ -329,6 +328,13 @@ static void names_free(char **v, size_t n)
 	free(v);
 }
 
+void ssh_cached_dir_release(struct ssh_cached_dir *d)
+{
+	free(d->dir);
+	names_free(d->names, d->nnames);
+	memset(d, 0, sizeof(*d));
+}
+
 void ssh_prefetch_drop(struct ssh_conn *c)
 {
 	size_t i;
@@ -340,10 +346,8 @@ void ssh_prefetch_drop(struct ssh_conn *c)
 	free(c->cache);
 	c->cache = NULL;
 	c->ncache = 0;
-	for (i = 0; i < c->ndirs; i++) {
-		free(c->dirs[i].dir);
-		names_free(c->dirs[i].names, c->dirs[i].nnames);
-	}
+	for (i = 0; i < c->ndirs; i++)
+		ssh_cached_dir_release(&c->dirs[i]);
 	free(c->dirs);
 	c->dirs = NULL;
 	c->ndirs = 0;
@@ -372,17 +376,12 @@ static int cmp_name(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/*
- * The names of a NAME answer added to d's (NULL-ended); 0, -1 when
- * malformed or a name holds a NUL (the usual listing decides then),
- * ROTOR_ENOMEM.
- */
-static int add_names(struct ssh_cached_dir *d, const struct raw *r)
+int ssh_sftp_parse_names(struct ssh_cached_dir *d, const unsigned char *p, size_t n)
 {
-	const unsigned char *p = (const unsigned char *)r->ans.ptr, *end = p + r->ans.len, *s, *l;
+	const unsigned char *end = p + n, *s, *l;
 	uint32_t cnt, k, sl, ll, flags, x;
 
-	if (r->ans.len < 4)
+	if (n < 4)
 		return -1;
 	cnt = be32_get(p);
 	p += 4;
@@ -536,7 +535,7 @@ int ssh_prefetch(struct ssh_conn *c, const char *const *paths, size_t n, size_t 
 			continue;
 		}
 		if (v1[i].atype != FXP_ATTRS ||
-		    get_attrs((const unsigned char *)v1[i].ans.ptr, v1[i].ans.len, &st, &type) != 0 ||
+		    ssh_sftp_parse_attrs((const unsigned char *)v1[i].ans.ptr, v1[i].ans.len, &st, &type) != 0 ||
 		    type != S_REG || st.size > max || st.size >= PREFETCH_READ_MAX)
 			continue;   /* a link, a directory, too big, refused: the usual read says so */
 		at[nopen] = i;
@@ -574,7 +573,8 @@ int ssh_prefetch(struct ssh_conn *c, const char *const *paths, size_t n, size_t 
 				d->complete = 1;
 				break;
 			}
-			if (r[m].atype != FXP_NAME || (rc = add_names(d, &r[m])) != 0)
+			if (r[m].atype != FXP_NAME ||
+			    (rc = ssh_sftp_parse_names(d, (const unsigned char *)r[m].ans.ptr, r[m].ans.len)) != 0)
 				break;
 		}
 		if (rc == ROTOR_ENOMEM)
@@ -610,7 +610,7 @@ int ssh_prefetch(struct ssh_conn *c, const char *const *paths, size_t n, size_t 
 		uint32_t dl = 0;
 
 		if (r[0].atype != FXP_ATTRS ||
-		    get_attrs((const unsigned char *)r[0].ans.ptr, r[0].ans.len, &st, &type) != 0 || type != S_REG)
+		    ssh_sftp_parse_attrs((const unsigned char *)r[0].ans.ptr, r[0].ans.len, &st, &type) != 0 || type != S_REG)
 			continue;
 		if (r[1].atype == FXP_DATA) {
 			if (ssh_wire_string(&p, p + r[1].ans.len, &d, &dl) != 0)

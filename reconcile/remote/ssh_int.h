@@ -280,6 +280,19 @@ int ssh_sftp_write_new(struct ssh_conn *c, const char *tmp, const void *data, si
 int ssh_sftp_remove_batch(struct ssh_conn *c, const char *const *paths, size_t n, unsigned long *status,
 			  struct err *e);
 
+/*
+ * The parsers of the server's answers (a server's bytes: fuzzed by
+ * tests/fuzz/fuzz_sftpreply.c).  ssh_sftp_parse_attrs: an ATTRS body
+ * into st and *type (the file type bits, 0 when not given); 0, or -1
+ * when malformed or without size and permissions.  ssh_sftp_parse_names:
+ * the names of a NAME answer's body added to d->names (kept NULL-ended);
+ * 0, -1 when malformed or a name holds a NUL, ROTOR_ENOMEM.
+ * ssh_cached_dir_release frees d's names and directory.
+ */
+int ssh_sftp_parse_attrs(const unsigned char *p, size_t n, struct ssh_stat *st, unsigned *type);
+int ssh_sftp_parse_names(struct ssh_cached_dir *d, const unsigned char *p, size_t n);
+void ssh_cached_dir_release(struct ssh_cached_dir *d);
+
 /* The names ssh_prefetch() listed in dir (sorted, NULL-ended, now the caller's): 0; 1 when none kept. */
 int ssh_cached_dir_take(struct ssh_conn *c, const char *dir, char ***names, size_t *nnames);
 

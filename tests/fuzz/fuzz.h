@@ -47,6 +47,7 @@ void fuzz_pgreply(const uint8_t *data, size_t size);
 void fuzz_tlsreply(const uint8_t *data, size_t size);
 void fuzz_remote(const uint8_t *data, size_t size);
 void fuzz_savedplan(const uint8_t *data, size_t size);
+void fuzz_sftpreply(const uint8_t *data, size_t size);
 
 /* Every byte of s is printable ASCII (what rotor shows of foreign text). */
 static inline int fuzz_printable(const char *s)

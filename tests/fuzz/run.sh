@@ -4,7 +4,7 @@
 #
 # Seeds: the YAML targets start from every fixture of their kind
 # (fixtures/good and fixtures/bad); pem from certificates and keys made
-# here with openssl; lock, pgreply, tlsreply, remote and savedplan from tests/fuzz/seeds.py.
+# here with openssl; lock, pgreply, tlsreply, remote, savedplan and sftpreply from tests/fuzz/seeds.py.
 # The corpus grows in build/fuzz/corpus/TARGET across runs; a crash,
 # leak, timeout or failed check is saved in build/fuzz/crashes/TARGET/
 # (turn it into tests/fuzz/regressions/TARGET/NAME: see README).

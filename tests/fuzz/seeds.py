@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """seeds.py DIR -- write the seed inputs of the fuzz targets that do not read
-YAML fixtures: DIR/lock, DIR/pgreply, DIR/remote, DIR/savedplan, DIR/tlsreply (the PEM seeds are made by
+YAML fixtures: DIR/lock, DIR/pgreply, DIR/remote, DIR/savedplan, DIR/sftpreply, DIR/tlsreply (the PEM seeds are made by
 run.sh with openssl; fuzz_pem's input format is in tests/fuzz/fuzz_pem.c).
 """
 import os
@@ -62,6 +62,19 @@ put("pgreply", "error-cut", b"S\x00" + msg(b"E", b"C42P01\x00Mhalf")[:-2])
 put("pgreply", "no-ssl", b"N\x00")
 put("pgreply", "closed", b"\x00\x01")
 put("pgreply", "after-s", b"S\x02" + msg(b"N", b"notice\x00"))
+
+# sftpreply: how many NAME answers (0-3), then an ATTRS body and each answer as a 2-byte length
+# and the bytes, then SSH strings (fuzz_sftpreply.c).
+def part(b):
+    return struct.pack(">H", len(b)) + b
+def sstr(b):
+    return struct.pack(">I", len(b)) + b
+ATTRS = struct.pack(">IQIIIII", 0xF, 1234, 0, 26, 0o100644, 1700000000, 1700000001)
+NAME = struct.pack(">I", 2) + sstr(b"a.crt") + sstr(b"-rw-r--r-- a.crt") + struct.pack(">II", 0x4, 0o100600) + \
+    sstr(b"..") + sstr(b"drwxr-xr-x ..") + struct.pack(">I", 0)
+put("sftpreply", "attrs", b"\x00" + part(ATTRS))
+put("sftpreply", "names", b"\x02" + part(ATTRS) + part(NAME) + part(NAME[:-3]) + sstr(b"handle") + sstr(b""))
+put("sftpreply", "extended", b"\x01" + part(struct.pack(">II", 0x80000004, 0o40755)[:8] + struct.pack(">I", 1) + sstr(b"x@y") + sstr(b"z")) + part(NAME))
 
 # remote: buffer size byte, then the command's output.
 put("remote", "stat", b"\xff1234 81a4 0 0 1700000000\n")

@@ -43,6 +43,7 @@ static const struct {
 	{ "tlsreply", -1, fuzz_tlsreply, NULL },
 	{ "remote", -1, fuzz_remote, NULL },
 	{ "savedplan", -1, fuzz_savedplan, NULL },
+	{ "sftpreply", -1, fuzz_sftpreply, NULL },
 };
 #define NTARGETS (sizeof(targets) / sizeof(targets[0]))
 
