@@ -411,7 +411,7 @@ int import_env(struct import_result *res, struct gitrepo *repo, const struct imp
 	struct state st;
 	struct state_src src;
 	struct gitrepo_head head;
-	struct known_set none = { NULL, 0, 0 };
+	struct known_set none = KNOWN_SET_INIT;
 	struct observe_opts oo;
 	struct observe_paths paths;
 	struct obs_host *hosts = NULL;

@@ -51,11 +51,55 @@ int known_add_manifest(struct known_set *k, const struct manifest *m, struct err
 	return 0;
 }
 
+static const struct known_set *sort_set;   /* qsort has no context argument: set under sort_mu */
+static pthread_mutex_t sort_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int cmp_known(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	int c = strcmp(sort_set->v[x].fingerprint, sort_set->v[y].fingerprint);
+
+	return c ? c : x < y ? -1 : x > y;
+}
+
+int known_index(struct known_set *k, struct err *e)
+{
+	size_t *ix = k->n ? malloc(k->n * sizeof(*ix)) : NULL, i;
+
+	if (k->n && !ix)
+		return err_nomem(e);
+	for (i = 0; i < k->n; i++)
+		ix[i] = i;
+	pthread_mutex_lock(&sort_mu);
+	sort_set = k;
+	if (k->n > 1)
+		qsort(ix, k->n, sizeof(*ix), cmp_known);
+	sort_set = NULL;
+	pthread_mutex_unlock(&sort_mu);
+	free(k->index);
+	k->index = ix;
+	k->nindex = k->n;
+	return 0;
+}
+
 const struct known_cert *known_find(const struct known_set *k, const char *fp)
 {
-	size_t i;
+	size_t lo = 0, hi = k->nindex, i;
 
-	for (i = 0; fp && i < k->n; i++)
+	if (!fp)
+		return NULL;
+	/* The first of the equal ones: the lowest position, as the scan below finds. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(k->v[k->index[mid]].fingerprint, fp) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < k->nindex && strcmp(k->v[k->index[lo]].fingerprint, fp) == 0)
+		return &k->v[k->index[lo]];
+	for (i = k->nindex; i < k->n; i++)
 		if (strcmp(k->v[i].fingerprint, fp) == 0)
 			return &k->v[i];
 	return NULL;
@@ -64,8 +108,10 @@ const struct known_cert *known_find(const struct known_set *k, const char *fp)
 void known_release(struct known_set *k)
 {
 	free(k->v);
+	free(k->index);
 	k->v = NULL;
-	k->n = k->cap = 0;
+	k->index = NULL;
+	k->n = k->cap = k->nindex = 0;
 }
 
 static void obs_cert_release(struct obs_cert *c)

@@ -39,12 +39,23 @@ struct known_cert {
 struct known_set {
 	struct known_cert *v;
 	size_t n, cap;
+	size_t *index;   /* known_index(): v[0..nindex) ordered by fingerprint, then position */
+	size_t nindex;
 };
+#define KNOWN_SET_INIT { NULL, 0, 0, NULL, 0 }
 
 /* A new zeroed entry at the end of k; NULL when memory ran out. */
 struct known_cert *known_push(struct known_set *k);
 int known_add_manifest(struct known_set *k, const struct manifest *m, struct err *e);
+/*
+ * The first entry (in the order they were pushed) with this fingerprint;
+ * NULL when none.  A binary search over what known_index() ordered, then
+ * a look at the entries pushed since: every host's every certificate is
+ * looked up here, so a linear scan grew with fleet times generations.
+ */
 const struct known_cert *known_find(const struct known_set *k, const char *fingerprint);
+/* Order the entries pushed so far for known_find(); 0 or ROTOR_ENOMEM (e set). */
+int known_index(struct known_set *k, struct err *e);
 void known_release(struct known_set *k);
 
 struct obs_cert {

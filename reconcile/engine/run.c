@@ -29,7 +29,7 @@ int env_run_load(struct env_run *r, struct gitrepo *repo, const char *env, const
 	for (i = 0; i < r->st.npast; i++)
 		if ((rc = known_add_manifest(&r->known, r->st.past[i].manifest, e)) < 0)
 			return rc;
-	if ((rc = trust_known(&r->known, &r->st, e)) < 0)
+	if ((rc = trust_known(&r->known, &r->st, e)) < 0 || (rc = known_index(&r->known, e)) < 0)
 		return rc;
 	if (what != RUN_STATE && (rc = state_material(&r->material, &r->src, &r->st, what == RUN_KEYS, NULL, e)) < 0)
 		return rc;

@@ -30,7 +30,7 @@
 
 void fuzz_pem(const uint8_t *data, size_t size)
 {
-	struct known_set none = { NULL, 0, 0 }, known = { NULL, 0, 0 };
+	struct known_set none = KNOWN_SET_INIT, known = KNOWN_SET_INIT;
 	struct obs_file f, g;
 	struct manifest m;
 	struct manifest_cert *mc = NULL;

@@ -387,7 +387,7 @@ static void test_encrypted_key_is_invalid_without_prompt(void **state)
 static void test_unknown_and_bad_contents(void **state)
 {
 	struct obs_file f;
-	struct known_set none = { NULL, 0, 0 };
+	struct known_set none = KNOWN_SET_INIT;
 	struct err e = ERR_INIT;
 	const char *root = buf_cstr(pem(1, "ca/root.crt"));
 	struct buf both = BUF_INIT, key = BUF_INIT;
@@ -859,11 +859,53 @@ static void test_parse_sudo_read(void **state)
 			fail_msg("accepted: \"%s\"", bad[i]);
 }
 
+/* known_find: the first entry pushed with the fingerprint, before known_index() and after, and in what was pushed since. */
+static void test_known_index(void **state)
+{
+	struct known_set k = KNOWN_SET_INIT;
+	struct err e = ERR_INIT;
+	const struct known_cert *c;
+	char fp[96];
+	int i;
+
+	(void)state;
+	for (i = 0; i < 300; i++) {
+		struct known_cert *n = known_push(&k);
+
+		assert_non_null(n);
+		/* 150 distinct fingerprints, each twice: generation i / 150 tells the two apart. */
+		snprintf(n->fingerprint, sizeof(n->fingerprint), "%02X:%02X", (i * 37) % 150, 0xAB);
+		n->generation = i < 150 ? 1 : 2;
+	}
+	for (i = 0; i < 150; i++) {
+		snprintf(fp, sizeof(fp), "%02X:%02X", i, 0xAB);
+		assert_non_null(c = known_find(&k, fp));
+		assert_int_equal(c->generation, 1);
+	}
+	assert_int_equal(known_index(&k, &e), 0);
+	for (i = 0; i < 150; i++) {
+		snprintf(fp, sizeof(fp), "%02X:%02X", i, 0xAB);
+		assert_non_null(c = known_find(&k, fp));
+		assert_int_equal(c->generation, 1);   /* the first pushed of the two */
+		assert_string_equal(c->fingerprint, fp);
+	}
+	assert_null(known_find(&k, "FF:FF"));
+	assert_null(known_find(&k, "00"));
+	assert_null(known_find(&k, NULL));
+	/* Pushed after the index: found by the scan of the tail; one already indexed still wins. */
+	snprintf(known_push(&k)->fingerprint, sizeof(fp), "%s", "FF:FF");
+	snprintf(known_push(&k)->fingerprint, sizeof(fp), "%s", "00:AB");
+	assert_non_null(known_find(&k, "FF:FF"));
+	assert_int_equal(known_find(&k, "00:AB")->generation, 1);
+	known_release(&k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_classify_known_and_roles),
 		cmocka_unit_test(test_ca_cache),
+		cmocka_unit_test(test_known_index),
 		cmocka_unit_test(test_phase_masks_server),
 		cmocka_unit_test(test_phase_masks_client),
 		cmocka_unit_test(test_wrong_side_ca_in_bundle),

@@ -472,7 +472,7 @@ static void run_case(void **state)
 	int la = 1, lb = 2, ext = 0, no_path = 0, replace_unknown = 0, badsan = 0, noprobe = 0, past = 0, gone = 0, xca = 0;
 	struct material view[NGEN];
 	struct material_set ms_view = { view, 0, NULL, 0 };
-	struct known_set known_view = { NULL, 0, 0 };
+	struct known_set known_view = KNOWN_SET_INIT;
 	size_t i, j, nchanges = 0;
 	const char *opt;
 
