@@ -280,6 +280,19 @@ size_t ssh_staged_discard(struct ssh_conn *c, struct ssh_staged *v, size_t n)
 	return left;
 }
 
+/* PATH.rotor-bak as a new string; NULL when out of memory. */
+static char *backup_of(const char *path)
+{
+	size_t pl = strlen(path);
+	char *b = malloc(pl + sizeof(SSH_BACKUP_SUFFIX));
+
+	if (b) {
+		memcpy(b, path, pl);
+		memcpy(b + pl, SSH_BACKUP_SUFFIX, sizeof(SSH_BACKUP_SUFFIX));
+	}
+	return b;
+}
+
 /*
  * The login user's files without a command: over SFTP, through OpenSSH's
  * extensions.  Each previous file's backup is a hard link to it
@@ -327,12 +340,10 @@ static int commit_by_sftp(struct ssh_conn *c, struct ssh_staged *v, size_t n, st
 				goto out;
 			continue;
 		}
-		if (!(baks[nl] = malloc(pl + sizeof(SSH_BACKUP_SUFFIX)))) {
+		if (!(baks[nl] = backup_of(v[i].path))) {
 			rc = err_nomem(e);
 			goto out;
 		}
-		memcpy(baks[nl], v[i].path, pl);
-		memcpy(baks[nl] + pl, SSH_BACKUP_SUFFIX, sizeof(SSH_BACKUP_SUFFIX));
 		/* A directory at PATH.rotor-bak fails here, and the command says so. */
 		NB_INT(c, e, "removing an old backup", r,
 		       libssh2_sftp_unlink_ex(c->sftp, baks[nl], (unsigned)(pl + sizeof(SSH_BACKUP_SUFFIX) - 1)));
@@ -605,16 +616,11 @@ static int remove_backups_by_sftp(struct ssh_conn *c, const char *const *paths, 
 	for (i = 0; i < n; i++)
 		if (resolve_become(c, become ? become[i] : 0))
 			goto out;
-	for (i = 0; i < n; i++) {
-		size_t pl = strlen(paths[i]);
-
-		if (!(baks[i] = malloc(pl + sizeof(SSH_BACKUP_SUFFIX)))) {
+	for (i = 0; i < n; i++)
+		if (!(baks[i] = backup_of(paths[i]))) {
 			rc = err_nomem(e);
 			goto out;
 		}
-		memcpy(baks[i], paths[i], pl);
-		memcpy(baks[i] + pl, SSH_BACKUP_SUFFIX, sizeof(SSH_BACKUP_SUFFIX));
-	}
 	if (ssh_sftp_ready(c, NULL) != 0 || (rc = ssh_sftp_remove_batch(c, (const char *const *)baks, n, st, e)) != 0)
 		goto out;
 	rc = 0;

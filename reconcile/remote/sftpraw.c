@@ -263,44 +263,49 @@ int ssh_wire_string(const unsigned char **p, const unsigned char *end, const uns
 	return 0;
 }
 
-int ssh_sftp_parse_attrs(const unsigned char *p, size_t n, struct ssh_stat *st, unsigned *type)
+/*
+ * The ATTRS at *p (moved past them) into st and *type (the file type
+ * bits, 0 when not given), and *flags; -1 when they run past end.
+ */
+static int walk_attrs(const unsigned char **pp, const unsigned char *end, struct ssh_stat *st, unsigned *type,
+		      uint32_t *flags)
 {
-	const unsigned char *end = p + n, *s;
-	uint32_t flags, cnt, len, k;
+	const unsigned char *p = *pp, *s;
+	uint32_t cnt, len, k;
 
 	memset(st, 0, sizeof(*st));
 	*type = 0;
-	if (n < 4)
+	if (end - p < 4)
 		return -1;
-	flags = be32_get(p);
+	*flags = be32_get(p);
 	p += 4;
-	if (flags & ATTR_SIZE) {
+	if (*flags & ATTR_SIZE) {
 		if (end - p < 8)
 			return -1;
 		st->size = (uint64_t)be32_get(p) << 32 | be32_get(p + 4);
 		p += 8;
 	}
-	if (flags & ATTR_UIDGID) {
+	if (*flags & ATTR_UIDGID) {
 		if (end - p < 8)
 			return -1;
 		st->uid = be32_get(p);
 		st->gid = be32_get(p + 4);
 		p += 8;
 	}
-	if (flags & ATTR_PERMISSIONS) {
+	if (*flags & ATTR_PERMISSIONS) {
 		if (end - p < 4)
 			return -1;
 		st->mode = be32_get(p) & 07777;
 		*type = be32_get(p) & S_TYPE;
 		p += 4;
 	}
-	if (flags & ATTR_ACMODTIME) {
+	if (*flags & ATTR_ACMODTIME) {
 		if (end - p < 8)
 			return -1;
 		st->mtime = (int64_t)be32_get(p + 4);
 		p += 8;
 	}
-	if (flags & ATTR_EXTENDED) {
+	if (*flags & ATTR_EXTENDED) {
 		if (end - p < 4)
 			return -1;
 		cnt = be32_get(p);
@@ -309,6 +314,16 @@ int ssh_sftp_parse_attrs(const unsigned char *p, size_t n, struct ssh_stat *st, 
 			if (ssh_wire_string(&p, end, &s, &len) || ssh_wire_string(&p, end, &s, &len))
 				return -1;
 	}
+	*pp = p;
+	return 0;
+}
+
+int ssh_sftp_parse_attrs(const unsigned char *p, size_t n, struct ssh_stat *st, unsigned *type)
+{
+	uint32_t flags = 0;
+
+	if (walk_attrs(&p, p + n, st, type, &flags) != 0)
+		return -1;
 	return (flags & ATTR_PERMISSIONS) && (flags & ATTR_SIZE) ? 0 : -1;
 }
 
@@ -379,7 +394,9 @@ static int cmp_name(const void *a, const void *b)
 int ssh_sftp_parse_names(struct ssh_cached_dir *d, const unsigned char *p, size_t n)
 {
 	const unsigned char *end = p + n, *s, *l;
-	uint32_t cnt, k, sl, ll, flags, x;
+	uint32_t cnt, k, sl, ll, flags;
+	struct ssh_stat st;
+	unsigned type;
 
 	if (n < 4)
 		return -1;
@@ -390,27 +407,8 @@ int ssh_sftp_parse_names(struct ssh_cached_dir *d, const unsigned char *p, size_
 
 		if (ssh_wire_string(&p, end, &s, &sl) != 0 || ssh_wire_string(&p, end, &l, &ll) != 0 || memchr(s, '\0', sl))
 			return -1;
-		/* The attributes: walked over (their length depends on their flags). */
-		if (end - p < 4)
+		if (walk_attrs(&p, end, &st, &type, &flags) != 0)   /* walked over: only the name is kept */
 			return -1;
-		flags = be32_get(p);
-		x = 4 + (flags & ATTR_SIZE ? 8 : 0) + (flags & ATTR_UIDGID ? 8 : 0) + (flags & ATTR_PERMISSIONS ? 4 : 0) +
-		    (flags & ATTR_ACMODTIME ? 8 : 0);
-		if ((size_t)(end - p) < x)
-			return -1;
-		p += x;
-		if (flags & ATTR_EXTENDED) {
-			const unsigned char *es;
-			uint32_t ec, el, j;
-
-			if (end - p < 4)
-				return -1;
-			ec = be32_get(p);
-			p += 4;
-			for (j = 0; j < ec; j++)
-				if (ssh_wire_string(&p, end, &es, &el) || ssh_wire_string(&p, end, &es, &el))
-					return -1;
-		}
 		if (!(nv = realloc(d->names, (d->nnames + 2) * sizeof(*nv))))
 			return ROTOR_ENOMEM;
 		d->names = nv;
