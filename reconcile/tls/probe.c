@@ -528,6 +528,20 @@ static int ssl_read_exact(struct conn *c, unsigned char *p, size_t n, char *what
 	return IO_OK;
 }
 
+/*
+ * A write refused after the handshake: a TLS 1.3 server that rejected our
+ * certificate may have sent its alert and closed before our bytes arrived.
+ * The alert can still be waiting unread; one read picks it up (c->alert).
+ */
+static void pick_up_alert(struct conn *c)
+{
+	unsigned char b;
+	char what[200];
+
+	if (c->alert < 0)
+		(void)ssl_read_exact(c, &b, 1, what, sizeof(what));
+}
+
 /* ---- what the server presented ---- */
 
 /* The earliest notAfter of the certificates the server sent, as seconds since the epoch (0: none read). */
@@ -738,6 +752,8 @@ static void pg_startup(struct conn *c, const struct probe_req *req, const char *
 	r = ssl_write_all(c, msg, off, what, sizeof(what));
 	if (r == IO_OK)
 		r = ssl_read_exact(c, hdr, sizeof(hdr), what, sizeof(what));
+	else
+		pick_up_alert(c);
 	if (r != IO_OK) {
 		if (client_cert_alert(c->alert)) {
 			/* TLS 1.3: the server's verdict on our certificate comes after our Finished. */
@@ -805,6 +821,8 @@ static void http_get(struct conn *c, const struct probe_req *req)
 		return;
 	}
 	r = ssl_write_all(c, (const unsigned char *)msg, (size_t)n, what, sizeof(what));
+	if (r != IO_OK)
+		pick_up_alert(c);
 	/* The status line, byte by byte up to its end (or a cap: then it is not one). */
 	while (r == IO_OK && line.n < sizeof(line.v)) {
 		r = ssl_read_exact(c, &b, 1, what, sizeof(what));
