@@ -41,6 +41,25 @@
 int key_decode(EVP_PKEY **out, const char *pem, size_t len, const char *passphrase, unsigned flags,
 	       struct err *e);
 
+/*
+ * Does the unencrypted private key in key[0..len) belong to the certificate
+ * cert_der[0..der_len)?  1 yes, 0 no, -1 not decided here: the caller then
+ * decodes both with OpenSSL (key_decode(), d2i_X509), which has the last
+ * word.  Decided here: a PKCS#8 "PRIVATE KEY" (PEM without headers, or the
+ * whole of key as DER) of an EC named curve or Ed25519 whose algorithm is
+ * byte for byte the certificate's.  The public key is computed from the
+ * private one (d*G; Ed25519's derivation) and compared with the
+ * certificate's, so a key file whose stored public key was altered does
+ * not match.  Everything else (RSA, a traditional "EC PRIVATE KEY", a
+ * compressed point, bytes that do not parse) is -1.
+ *
+ * Why: OpenSSL 3.0 builds a chain of decoders for every key and every
+ * certificate's public key it reads; observe matches a key on every host.
+ * This walks the DER with ASN1_get_object() and costs a scalar
+ * multiplication.  The key's bytes are wiped before returning.
+ */
+int key_match_cert_der(const char *key, size_t len, const unsigned char *cert_der, size_t der_len);
+
 /* Append k to out as an unencrypted PKCS#8 PEM ("PRIVATE KEY"). */
 int key_encode(struct buf *out, EVP_PKEY *k, struct err *e);
 /* The same, or (der) as unencrypted PKCS#8 DER, what pgJDBC reads without sslpassword. */
