@@ -47,6 +47,10 @@ int known_add_manifest(struct known_set *k, const struct manifest *m, struct err
 		snprintf(c->name, sizeof(c->name), "%s", m->certs[i].name ? m->certs[i].name : "");
 		c->generation = m->generation;
 		c->role = m->certs[i].role;
+		if (m->certs[i].subject && m->certs[i].issuer && m->certs[i].not_after &&
+		    (!(c->subject = strdup(m->certs[i].subject)) || !(c->issuer = strdup(m->certs[i].issuer)) ||
+		     !(c->not_after = strdup(m->certs[i].not_after))))
+			return err_nomem(e);
 	}
 	return 0;
 }
@@ -107,6 +111,13 @@ const struct known_cert *known_find(const struct known_set *k, const char *fp)
 
 void known_release(struct known_set *k)
 {
+	size_t i;
+
+	for (i = 0; i < k->n; i++) {
+		free(k->v[i].subject);
+		free(k->v[i].issuer);
+		free(k->v[i].not_after);
+	}
 	free(k->v);
 	free(k->index);
 	k->v = NULL;
@@ -161,61 +172,6 @@ static long long days_left(const char *rfc3339, time_t now)
 	return t < 0 ? 0 : days_until(t, now);
 }
 
-struct ca_entry {
-	char *pem;
-	size_t len;
-	char *fingerprint, *subject, *issuer, *not_after;
-};
-
-struct obs_ca_cache {
-	pthread_mutex_t mu;
-	struct ca_entry v[OBS_CA_CACHE_MAX];
-	size_t n;
-};
-
-struct obs_ca_cache *obs_ca_cache_new(void)
-{
-	struct obs_ca_cache *c = calloc(1, sizeof(*c));
-
-	if (c && pthread_mutex_init(&c->mu, NULL) != 0) {
-		free(c);
-		return NULL;
-	}
-	return c;
-}
-
-static void ca_entry_release(struct ca_entry *x)
-{
-	free(x->pem);
-	free(x->fingerprint);
-	free(x->subject);
-	free(x->issuer);
-	free(x->not_after);
-	memset(x, 0, sizeof(*x));
-}
-
-void obs_ca_cache_free(struct obs_ca_cache *c)
-{
-	size_t i;
-
-	if (!c)
-		return;
-	for (i = 0; i < c->n; i++)
-		ca_entry_release(&c->v[i]);
-	pthread_mutex_destroy(&c->mu);
-	free(c);
-}
-
-size_t obs_ca_cache_count(struct obs_ca_cache *c)
-{
-	size_t n;
-
-	pthread_mutex_lock(&c->mu);
-	n = c->n;
-	pthread_mutex_unlock(&c->mu);
-	return n;
-}
-
 static char *dup_or_null(const char *s, int *bad)
 {
 	char *d = s ? strdup(s) : NULL;
@@ -225,73 +181,44 @@ static char *dup_or_null(const char *s, int *bad)
 	return d;
 }
 
-/* mc's four strings from the entry equal to pem: 1; not cached: 0; out of memory: ROTOR_ENOMEM. */
-static int ca_cache_get(struct obs_ca_cache *c, const char *pem, size_t len, struct manifest_cert *mc)
+/*
+ * mc's four strings from the manifest that knows the certificate in pem
+ * (its SHA-256): 1; not known, or known without a description: 0; out of
+ * memory: ROTOR_ENOMEM.  Parsing a certificate costs OpenSSL 3.0 a chain
+ * of decoders for its public key; hashing its DER costs a microsecond.
+ */
+static int known_describe(const struct known_set *k, const char *pem, size_t len, struct manifest_cert *mc)
 {
-	size_t i;
-	int hit = 0, bad = 0;
+	struct buf der = BUF_INIT;
+	char fp[96];
+	const struct known_cert *kc;
+	int rc, bad = 0;
 
-	pthread_mutex_lock(&c->mu);
-	for (i = 0; i < c->n && !hit; i++) {
-		const struct ca_entry *x = &c->v[i];
-
-		if (x->len != len || memcmp(x->pem, pem, len) != 0)
-			continue;
-		hit = 1;
-		mc->fingerprint = dup_or_null(x->fingerprint, &bad);
-		mc->subject = dup_or_null(x->subject, &bad);
-		mc->issuer = dup_or_null(x->issuer, &bad);
-		mc->not_after = dup_or_null(x->not_after, &bad);
-	}
-	pthread_mutex_unlock(&c->mu);
+	rc = pki_cert_der(&der, fp, pem, len);
+	buf_release(&der);
+	if (rc == ROTOR_ENOMEM)
+		return rc;
+	if (rc < 0 || !(kc = known_find(k, fp)) || !kc->subject || !kc->issuer || !kc->not_after)
+		return 0;
+	mc->fingerprint = dup_or_null(fp, &bad);
+	mc->subject = dup_or_null(kc->subject, &bad);
+	mc->issuer = dup_or_null(kc->issuer, &bad);
+	mc->not_after = dup_or_null(kc->not_after, &bad);
 	if (bad) {
 		spec_manifest_cert_release(mc);
 		return ROTOR_ENOMEM;
 	}
-	return hit;
-}
-
-/* Keep c's description for pem; a full cache or no memory keeps nothing (the cache is only a saving). */
-static void ca_cache_put(struct obs_ca_cache *cc, const char *pem, size_t len, const struct obs_cert *c)
-{
-	struct ca_entry x;
-	size_t i;
-	int bad = 0, dup = 0;
-
-	memset(&x, 0, sizeof(x));
-	x.len = len;
-	if (!(x.pem = malloc(len ? len : 1)))
-		return;
-	memcpy(x.pem, pem, len);
-	x.fingerprint = dup_or_null(c->fingerprint, &bad);
-	x.subject = dup_or_null(c->subject, &bad);
-	x.issuer = dup_or_null(c->issuer, &bad);
-	x.not_after = dup_or_null(c->not_after, &bad);
-	pthread_mutex_lock(&cc->mu);
-	for (i = 0; i < cc->n && !dup; i++)
-		dup = cc->v[i].len == len && memcmp(cc->v[i].pem, pem, len) == 0;
-	if (!bad && !dup && cc->n < OBS_CA_CACHE_MAX) {
-		cc->v[cc->n++] = x;
-		memset(&x, 0, sizeof(x));
-	}
-	pthread_mutex_unlock(&cc->mu);
-	ca_entry_release(&x);
+	return 1;
 }
 
 int observe_parse_certs(struct obs_file *f, const char *data, size_t len,
 			const struct known_set *k, time_t now, struct err *e)
 {
-	return observe_parse_certs_cached(f, data, len, k, now, NULL, e);
-}
-
-int observe_parse_certs_cached(struct obs_file *f, const char *data, size_t len, const struct known_set *k,
-			       time_t now, struct obs_ca_cache *cache, struct err *e)
-{
-	return observe_parse_certs_first(f, data, len, k, now, cache, NULL, e);
+	return observe_parse_certs_first(f, data, len, k, now, NULL, e);
 }
 
 int observe_parse_certs_first(struct obs_file *f, const char *data, size_t len, const struct known_set *k,
-			      time_t now, struct obs_ca_cache *cache, struct x509_st **first, struct err *e)
+			      time_t now, struct x509_st **first, struct err *e)
 {
 	static const char begin[] = "-----BEGIN CERTIFICATE-----";
 	static const char end[] = "-----END CERTIFICATE-----";
@@ -314,7 +241,7 @@ int observe_parse_certs_first(struct obs_file *f, const char *data, size_t len, 
 			return set_problem(f, "a certificate block has no END line", e);
 		q += sizeof(end) - 1;
 		memset(&mc, 0, sizeof(mc));
-		hit = cache ? ca_cache_get(cache, b, (size_t)(q - b), &mc) : 0;
+		hit = k ? known_describe(k, b, (size_t)(q - b), &mc) : 0;
 		if (hit < 0)
 			return err_nomem(e);
 		/* The first block's certificate, for the caller (the key match): parsed once. */
@@ -361,9 +288,6 @@ int observe_parse_certs_first(struct obs_file *f, const char *data, size_t len, 
 				rc = ROTOR_ENOMEM;
 				goto fail_mc;
 			}
-			if (cache && !hit && (kc->role == CERT_ROLE_ROOT || kc->role == CERT_ROLE_SERVER_CA ||
-					      kc->role == CERT_ROLE_CLIENT_CA))
-				ca_cache_put(cache, b, (size_t)(q - b), c);
 		}
 		f->ncerts++;
 		spec_manifest_cert_release(&mc);
@@ -442,14 +366,13 @@ int observe_p12(struct obs_file *f, struct buf *certs_pem, const char *data, siz
 	return rc;
 }
 
-enum obs_key observe_key_match_x509(const char *key_pem, size_t key_len, struct x509_st *leaf)
+/* The key against leaf, decoded with OpenSSL. */
+static enum obs_key key_match_decoded(const char *key_pem, size_t key_len, X509 *leaf)
 {
 	EVP_PKEY *key = NULL;
 	enum obs_key r = OBS_KEY_INVALID;
 	struct err e = ERR_INIT;
 
-	if (key_len > INT_MAX)
-		return OBS_KEY_INVALID;
 	if (key_decode(&key, key_pem, key_len, NULL, KEY_PLAIN, &e) < 0)
 		goto out;
 	if (!leaf) {
@@ -463,22 +386,36 @@ out:
 	return r;
 }
 
-enum obs_key observe_key_match(const char *key_pem, size_t key_len,
-			       const char *cert_pem, size_t cert_len)
+enum obs_key observe_key_match_leaf(const char *key_pem, size_t key_len, const char *cert_pem, size_t cert_len,
+				    struct x509_st *leaf)
 {
+	struct buf der = BUF_INIT;
+	char fp[96];
 	BIO *cb = NULL;
 	X509 *x = NULL;
 	enum obs_key r;
+	int m = -1;
 
 	if (key_len > INT_MAX || cert_len > INT_MAX)
 		return OBS_KEY_INVALID;
-	if (cert_pem && (cb = BIO_new_mem_buf(cert_pem, (int)cert_len)) != NULL)
-		x = PEM_read_bio_X509(cb, NULL, NULL, NULL);
-	r = observe_key_match_x509(key_pem, key_len, x);
+	if (cert_pem && pki_cert_der(&der, fp, cert_pem, cert_len) == 0)
+		m = key_match_cert_der(key_pem, key_len, (const unsigned char *)der.ptr, der.len);
+	buf_release(&der);
+	if (m >= 0)
+		return m ? OBS_KEY_MATCH : OBS_KEY_MISMATCH;
+	if (!leaf && cert_pem && (cb = BIO_new_mem_buf(cert_pem, (int)cert_len)) != NULL)
+		leaf = x = PEM_read_bio_X509(cb, NULL, NULL, NULL);
+	r = key_match_decoded(key_pem, key_len, leaf);
 	X509_free(x);
 	BIO_free(cb);
 	ERR_clear_error();
 	return r;
+}
+
+enum obs_key observe_key_match(const char *key_pem, size_t key_len,
+			       const char *cert_pem, size_t cert_len)
+{
+	return observe_key_match_leaf(key_pem, key_len, cert_pem, cert_len, NULL);
 }
 
 static int file_fits(const struct obs_file *f, enum phase_step s, int a, int b)

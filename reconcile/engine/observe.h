@@ -34,6 +34,13 @@ struct known_cert {
 	int generation;
 	enum cert_role role;
 	char name[64];
+	/*
+	 * The manifest's description (known_add_manifest(); NULL otherwise):
+	 * a block whose SHA-256 is this fingerprint is described from here,
+	 * not parsed.  plan and apply refuse a manifest whose description
+	 * differs from its certificate file (state_material()).
+	 */
+	char *subject, *issuer, *not_after;
 };
 
 struct known_set {
@@ -119,29 +126,14 @@ int observe_parse_crls(struct obs_file *f, const char *data, size_t len, struct 
 int observe_key_form(struct obs_file *f, const char *data, size_t len);
 
 /*
- * The CA certificates one observe has described so far (root, server
- * and client CAs of a generation, external CAs), shared by its threads:
- * every host of a fleet holds the same few, and parsing one with OpenSSL
- * costs about as much as the rest of a host's classification.  A block
- * byte for byte equal to one of them takes its description from here.
- * Thread-safe; at most OBS_CA_CACHE_MAX entries (then nothing more is kept).
- */
-#define OBS_CA_CACHE_MAX 64
-struct obs_ca_cache;
-struct obs_ca_cache *obs_ca_cache_new(void);
-void obs_ca_cache_free(struct obs_ca_cache *c);
-size_t obs_ca_cache_count(struct obs_ca_cache *c);   /* entries kept */
-/* observe_parse_certs() with a cache (NULL: none). */
-int observe_parse_certs_cached(struct obs_file *f, const char *data, size_t len, const struct known_set *k,
-			       time_t now, struct obs_ca_cache *cache, struct err *e);
-/*
  * The same, and *first (when not NULL) the parsed first certificate block
  * of data, when it was parsed here and not taken from the cache (else
- * NULL): for observe_key_match_x509(), freed with pki_x509_free().
+ * NULL): for observe_key_match_leaf(), freed with pki_x509_free().  A
+ * block whose fingerprint k knows with its description is not parsed.
  */
 struct x509_st;
 int observe_parse_certs_first(struct obs_file *f, const char *data, size_t len, const struct known_set *k,
-			      time_t now, struct obs_ca_cache *cache, struct x509_st **first, struct err *e);
+			      time_t now, struct x509_st **first, struct err *e);
 
 /*
  * A leaf+chain file in PKCS#12 form (LAYOUT_FORM_P12): its certificates,
@@ -153,11 +145,19 @@ int observe_parse_certs_first(struct obs_file *f, const char *data, size_t len, 
  */
 int observe_p12(struct obs_file *f, struct buf *certs_pem, const char *data, size_t len, struct err *e);
 
-/* Does the unencrypted private key (PEM, or PKCS#8 DER) belong to the first certificate of cert_pem? */
+/*
+ * Does the unencrypted private key (PEM, or PKCS#8 DER) belong to the
+ * first certificate of cert_pem?  EC and Ed25519 keys are compared
+ * without OpenSSL's decoders (key_match_cert_der()); the rest are decoded.
+ */
 enum obs_key observe_key_match(const char *key_pem, size_t key_len,
 			       const char *cert_pem, size_t cert_len);
-/* The same with the certificate already parsed (observe_parse_certs_first). */
-enum obs_key observe_key_match_x509(const char *key_pem, size_t key_len, struct x509_st *leaf);
+/*
+ * The same; leaf, when not NULL, is that certificate already parsed
+ * (observe_parse_certs_first()), for a key that has to be decoded.
+ */
+enum obs_key observe_key_match_leaf(const char *key_pem, size_t key_len, const char *cert_pem, size_t cert_len,
+				    struct x509_st *leaf);
 
 void obs_file_release(struct obs_file *f);
 

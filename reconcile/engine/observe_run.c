@@ -22,7 +22,6 @@ struct run {
 	struct obs_host *hosts;
 	pthread_mutex_t mu;
 	size_t done, failed;
-	struct obs_ca_cache *cas;
 };
 
 static double mono(void)
@@ -125,7 +124,7 @@ out:
 }
 
 static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct host_role *r,
-			const struct observe_opts *o, struct obs_ca_cache *cas, struct err *e)
+			const struct observe_opts *o, struct err *e)
 {
 	struct managed_file *mf = NULL;
 	struct buf leaf = BUF_INIT, data = BUF_INIT, key = BUF_INIT;
@@ -212,7 +211,7 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 			struct buf certs = BUF_INIT;
 
 			if ((rc = observe_p12(f, &certs, data.ptr, data.len, e)) == 0 && !f->problem)
-				rc = observe_parse_certs_cached(f, certs.ptr, certs.len, o->known, o->now, cas, e);
+				rc = observe_parse_certs(f, certs.ptr, certs.len, o->known, o->now, e);
 			buf_wipe(&data);
 			if (rc == 0 && buf_put(&data, certs.ptr, certs.len) < 0)
 				rc = err_nomem(e);
@@ -221,7 +220,7 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 				goto out;
 			if (f->problem)
 				continue;
-		} else if ((rc = observe_parse_certs_first(f, data.ptr, data.len, o->known, o->now, cas,
+		} else if ((rc = observe_parse_certs_first(f, data.ptr, data.len, o->known, o->now,
 							   (f->content == SPEC_CONTENT_LEAF ||
 							    f->content == SPEC_CONTENT_LEAF_CHAIN) && !leaf.len && !leaf_x ?
 							   &leaf_x : NULL, e)) < 0) {
@@ -233,11 +232,10 @@ static int observe_role(struct obs_host *h, struct ssh_conn *c, const struct hos
 			goto out;
 		}
 	}
-	/* The leaf parsed once when the describe above kept it; else (PKCS#12, cached) from its PEM. */
+	/* With the leaf parsed once when the describe above kept it (a key OpenSSL has to decode). */
 	if (key_at != (size_t)-1)
 		h->files[orole->first + key_at].key =
-			leaf_x ? observe_key_match_x509(key.ptr, key.len, leaf_x) :
-				 observe_key_match(key.ptr, key.len, leaf.len ? leaf.ptr : NULL, leaf.len);
+			observe_key_match_leaf(key.ptr, key.len, leaf.len ? leaf.ptr : NULL, leaf.len, leaf_x);
 	rc = 0;
 out:
 	pki_x509_free(leaf_x);
@@ -372,7 +370,7 @@ static int observe_on(struct obs_host *h, const struct host_spec *hs, struct ssh
 			return err_nomem(e);
 	}
 	for (r = 0; r < hs->nroles && rc == 0; r++)
-		rc = observe_role(h, c, &hs->roles[r], o, run->cas, e);
+		rc = observe_role(h, c, &hs->roles[r], o, e);
 	if (rc == 0)
 		h->phase_mask = observe_phase_mask(h->files, h->nfiles, o->generation, o->target);
 	if (rc == 0)
@@ -515,18 +513,12 @@ int observe_fleet(struct obs_host **out, size_t *n, const struct observe_opts *o
 	run.hosts = calloc(nh ? nh : 1, sizeof(*run.hosts));
 	if (!run.hosts)
 		return err_nomem(e);
-	if (!(run.cas = obs_ca_cache_new())) {
-		free(run.hosts);
-		return err_nomem(e);
-	}
 	if (pthread_mutex_init(&run.mu, NULL) != 0) {
-		obs_ca_cache_free(run.cas);
 		free(run.hosts);
 		return err_set(e, ROTOR_ERROR, "cannot create a mutex");
 	}
 	rc = pool_run(nh, o->parallel > 0 ? o->parallel : 32, observe_one, NULL, &run, e);
 	pthread_mutex_destroy(&run.mu);
-	obs_ca_cache_free(run.cas);
 	if (rc < 0) {
 		obs_hosts_free(run.hosts, nh);
 		return rc;

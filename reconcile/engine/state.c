@@ -618,10 +618,22 @@ static int material_gen(struct material *mat, const struct state_src *src, const
 			rc = material_problem(d, buf_cstr(&path), rc, e);
 			continue;
 		}
-		/* The file is the truth; a manifest that disagrees is refused. */
+		/*
+		 * The file is the truth; a manifest that disagrees is refused.  observe
+		 * describes a certificate it knows by fingerprint from its manifest.
+		 */
 		if (strcmp(live.fingerprint, mc->fingerprint) != 0)
 			rc = err_set(e, ROTOR_EINVALID, "%s: fingerprint %s differs from its manifest's %s",
 				     buf_cstr(&path), live.fingerprint, mc->fingerprint);
+		else if (!mc->subject || strcmp(live.subject, mc->subject) != 0)
+			rc = err_set(e, ROTOR_EINVALID, "%s: subject \"%s\" differs from its manifest's", buf_cstr(&path),
+				     live.subject);
+		else if (!mc->issuer || strcmp(live.issuer, mc->issuer) != 0)
+			rc = err_set(e, ROTOR_EINVALID, "%s: issuer \"%s\" differs from its manifest's", buf_cstr(&path),
+				     live.issuer);
+		else if (!mc->not_after || strcmp(live.not_after, mc->not_after) != 0)
+			rc = err_set(e, ROTOR_EINVALID, "%s: not_after %s differs from its manifest's", buf_cstr(&path),
+				     live.not_after);
 		mt->fingerprint = live.fingerprint;
 		live.fingerprint = NULL;
 		spec_manifest_cert_release(&live);

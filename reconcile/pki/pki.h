@@ -143,6 +143,15 @@ int pki_cert_describe_keep(struct manifest_cert *out, const char *pem, size_t le
 void pki_x509_free(struct x509_st *x);
 
 /*
+ * The first certificate block of a PEM text as DER, into der (replacing
+ * what it held), and its SHA-256 fingerprint as manifests write it
+ * ("AB:CD:...") into fingerprint, without parsing the certificate: what a
+ * lookup among known certificates needs.  0, ROTOR_EINVALID (no
+ * CERTIFICATE block), ROTOR_ENOMEM.
+ */
+int pki_cert_der(struct buf *der, char fingerprint[96], const char *pem, size_t len);
+
+/*
  * The secret key file: 64 lowercase hex digits (256 random bits) and a
  * newline, mode 0600, the passphrase that `openssl pkey -passin file:F`
  * reads.  pki_secret_create() refuses an existing file (ROTOR_EEXISTS)

@@ -258,6 +258,34 @@ void pki_x509_free(struct x509_st *x)
 	X509_free(x);
 }
 
+int pki_cert_der(struct buf *der, char fingerprint[96], const char *pem, size_t len)
+{
+	BIO *b;
+	char *name = NULL, *header = NULL;
+	unsigned char *d = NULL, md[32];
+	unsigned int mdlen = 0;
+	long dlen = 0;
+	int rc = ROTOR_EINVALID;
+
+	fingerprint[0] = '\0';
+	buf_truncate(der, 0);
+	if (len > INT_MAX)
+		return ROTOR_EINVALID;
+	if (!(b = BIO_new_mem_buf(pem, (int)len)))
+		return ROTOR_ENOMEM;
+	if (PEM_read_bio(b, &name, &header, &d, &dlen) && strcmp(name, PEM_STRING_X509) == 0 && dlen > 0 &&
+	    EVP_Digest(d, (size_t)dlen, md, &mdlen, EVP_sha256(), NULL) && mdlen == sizeof(md)) {
+		hex_colon(fingerprint, 96, md, mdlen);
+		rc = buf_put(der, d, (size_t)dlen) < 0 ? ROTOR_ENOMEM : 0;
+	}
+	OPENSSL_free(name);
+	OPENSSL_free(header);
+	OPENSSL_free(d);
+	BIO_free(b);
+	ERR_clear_error();
+	return rc;
+}
+
 int pki_cert_describe_keep(struct manifest_cert *out, const char *pem, size_t len, struct x509_st **keep,
 			   struct err *e)
 {

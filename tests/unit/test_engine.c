@@ -355,6 +355,27 @@ static void test_chain_view(void **state)
 		}
 		diags_release(&d);
 	}
+	{
+		/*
+		 * A manifest whose description of a certificate differs from the file
+		 * (observe describes a certificate it knows from its manifest): refused.
+		 */
+		struct state_src src;
+		char **envs = NULL;
+		size_t n = 0;
+
+		run("cd '%s' && git checkout -q -b described main"
+		    " && sed -i 's/^\\(    subject: \"\\)\\(CN=[^\"]*pg1\\)/\\1x\\2/' envs/poc/generations/0001/manifest.yaml"
+		    " && test $(grep -c 'subject: \"xCN=' envs/poc/generations/0001/manifest.yaml) = 1"
+		    " && git commit -qam 'edited subject'", g_repo);
+		assert_int_equal(state_src_open(&src, r, "described", 0, &e), 0);
+		assert_int_equal(state_validate(&envs, &n, &src, "poc", &d, &e), ROTOR_EINVALID);
+		assert_int_equal(d.n, 1);
+		assert_string_equal(d.v[0].path, "envs/poc/generations/0001/servers/pg1.crt");
+		assert_non_null(strstr(d.v[0].msg, "subject \"CN="));
+		assert_non_null(strstr(d.v[0].msg, "differs from its manifest's"));
+		diags_release(&d);
+	}
 	run("cd '%s' && git checkout -q main", g_repo);
 	gitrepo_free(r);
 }

@@ -180,46 +180,51 @@ static void test_classify_known_and_roles(void **state)
 }
 
 /* The CA cache gives what a parse gives, for CAs and leaves, on every pass; it keeps CAs only. */
-static void test_ca_cache(void **state)
+/*
+ * Every certificate of a chain the manifests know is described from them
+ * (not parsed) exactly as parsing describes it; one of generation 2 in a
+ * set that knows only generation 1 is parsed and unknown.
+ */
+static void test_known_like_parsed(void **state)
 {
-	struct obs_ca_cache *cache = obs_ca_cache_new();
+	struct known_set none = KNOWN_SET_INIT, only1 = KNOWN_SET_INIT;
 	struct buf text = BUF_INIT;
 	struct err e = ERR_INIT;
-	int pass;
+	struct obs_file plain, known, part;
 	size_t i;
 
 	(void)state;
-	assert_non_null(cache);
+	assert_int_equal(known_add_manifest(&only1, F.m[0], &e), 0);
+	assert_int_equal(known_index(&only1, &e), 0);
 	buf_puts(&text, buf_cstr(pem(1, "servers/pg1.crt")));
 	buf_puts(&text, buf_cstr(pem(1, "ca/server-ca.crt")));
 	buf_puts(&text, buf_cstr(pem(2, "ca/root.crt")));
 	buf_puts(&text, buf_cstr(pem(1, "ca/root.crt")));
-	for (pass = 0; pass < 3; pass++) {
-		struct obs_file plain, cached;
-
-		file_init(&plain, SPEC_CONTENT_LEAF_CHAIN, LAYOUT_SIDE_SERVER, buf_cstr(&text));
-		file_init(&cached, SPEC_CONTENT_LEAF_CHAIN, LAYOUT_SIDE_SERVER, NULL);
-		assert_int_equal(observe_parse_certs_cached(&cached, text.ptr, text.len, &F.known, F.now, cache, &e), 0);
-		assert_null(cached.problem);
-		assert_int_equal(cached.ncerts, 4);
-		assert_int_equal(plain.ncerts, 4);
-		for (i = 0; i < 4; i++) {
-			assert_string_equal(cached.certs[i].fingerprint, plain.certs[i].fingerprint);
-			assert_string_equal(cached.certs[i].subject, plain.certs[i].subject);
-			assert_string_equal(cached.certs[i].issuer, plain.certs[i].issuer);
-			assert_string_equal(cached.certs[i].not_after, plain.certs[i].not_after);
-			assert_string_equal(cached.certs[i].pem, plain.certs[i].pem);
-			assert_int_equal(cached.certs[i].generation, plain.certs[i].generation);
-			assert_int_equal(cached.certs[i].role, plain.certs[i].role);
-			assert_int_equal(cached.certs[i].days_left, plain.certs[i].days_left);
-		}
-		assert_int_equal(cached.certs[2].generation, 2);
-		obs_file_release(&plain);
-		obs_file_release(&cached);
+	file_init(&known, SPEC_CONTENT_LEAF_CHAIN, LAYOUT_SIDE_SERVER, buf_cstr(&text));
+	file_init(&plain, SPEC_CONTENT_LEAF_CHAIN, LAYOUT_SIDE_SERVER, NULL);
+	file_init(&part, SPEC_CONTENT_LEAF_CHAIN, LAYOUT_SIDE_SERVER, NULL);
+	assert_int_equal(observe_parse_certs(&plain, text.ptr, text.len, &none, F.now, &e), 0);
+	assert_int_equal(observe_parse_certs(&part, text.ptr, text.len, &only1, F.now, &e), 0);
+	assert_null(known.problem);
+	assert_int_equal(known.ncerts, 4);
+	assert_int_equal(plain.ncerts, 4);
+	assert_int_equal(part.ncerts, 4);
+	for (i = 0; i < 4; i++) {
+		assert_string_equal(known.certs[i].fingerprint, plain.certs[i].fingerprint);
+		assert_string_equal(known.certs[i].subject, plain.certs[i].subject);
+		assert_string_equal(known.certs[i].issuer, plain.certs[i].issuer);
+		assert_string_equal(known.certs[i].not_after, plain.certs[i].not_after);
+		assert_string_equal(known.certs[i].pem, plain.certs[i].pem);
+		assert_int_equal(known.certs[i].days_left, plain.certs[i].days_left);
+		assert_int_equal(plain.certs[i].generation, 0);
+		assert_string_equal(part.certs[i].subject, plain.certs[i].subject);
+		assert_int_equal(part.certs[i].generation, i == 2 ? 0 : 1);
 	}
-	/* The three CAs are kept, the leaf is not. */
-	assert_int_equal(obs_ca_cache_count(cache), 3);
-	obs_ca_cache_free(cache);
+	assert_int_equal(known.certs[2].generation, 2);
+	obs_file_release(&plain);
+	obs_file_release(&known);
+	obs_file_release(&part);
+	known_release(&only1);
 	buf_release(&text);
 }
 
@@ -860,6 +865,211 @@ static void test_parse_sudo_read(void **state)
 }
 
 /* known_find: the first entry pushed with the fingerprint, before known_index() and after, and in what was pushed since. */
+/* A self-signed certificate for k, as DER and as PEM. */
+static void self_signed(EVP_PKEY *k, struct buf *der, struct buf *pem_out)
+{
+	X509 *x = X509_new();
+	unsigned char *d = NULL;
+	int n;
+	BIO *b = BIO_new(BIO_s_mem());
+	BUF_MEM *m;
+
+	assert_non_null(x);
+	assert_non_null(b);
+	assert_int_equal(X509_set_version(x, 2), 1);
+	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), 7), 1);
+	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 86400));
+	assert_int_equal(X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+						    (const unsigned char *)"match", -1, -1, 0), 1);
+	assert_int_equal(X509_set_issuer_name(x, X509_get_subject_name(x)), 1);
+	assert_int_equal(X509_set_pubkey(x, k), 1);
+	assert_true(X509_sign(x, k, EVP_PKEY_is_a(k, "ED25519") ? NULL : EVP_sha256()) > 0);
+	assert_true((n = i2d_X509(x, &d)) > 0);
+	buf_truncate(der, 0);
+	assert_int_equal(buf_put(der, d, (size_t)n), 0);
+	OPENSSL_free(d);
+	assert_int_equal(PEM_write_bio_X509(b, x), 1);
+	BIO_get_mem_ptr(b, &m);
+	buf_truncate(pem_out, 0);
+	assert_int_equal(buf_put(pem_out, m->data, m->length), 0);
+	BIO_free(b);
+	X509_free(x);
+}
+
+/* k as unencrypted PKCS#8, PEM or DER. */
+static void p8_of(EVP_PKEY *k, int der, struct buf *out)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	BUF_MEM *m;
+
+	assert_non_null(b);
+	assert_int_equal(der ? i2d_PKCS8PrivateKey_bio(b, k, NULL, NULL, 0, NULL, NULL)
+			     : PEM_write_bio_PKCS8PrivateKey(b, k, NULL, NULL, 0, NULL, NULL), 1);
+	BIO_get_mem_ptr(b, &m);
+	buf_truncate(out, 0);
+	assert_int_equal(buf_put(out, m->data, m->length), 0);
+	BIO_free(b);
+}
+
+/*
+ * key_match_cert_der() decides EC (P-256, P-384) and Ed25519 keys without
+ * OpenSSL's decoders, from the private key: a key file whose stored public
+ * key was replaced by another certificate's does not match that
+ * certificate (OpenSSL's comparison of the decoded keys says it does).
+ * RSA, a scalar of zero and bytes that do not parse are left to OpenSSL,
+ * and observe_key_match() agrees with it on every one.
+ */
+static void test_key_match_without_decoders(void **state)
+{
+	static const char *const types[] = { "P-256", "P-384", "ED25519", "RSA" };
+	struct buf der = BUF_INIT, crt = BUF_INIT, der2 = BUF_INIT, crt2 = BUF_INIT, key = BUF_INIT, key2 = BUF_INIT;
+	EVP_PKEY *k, *k2, *got = NULL;
+	struct err e = ERR_INIT;
+	size_t t;
+	int asder;
+
+	(void)state;
+	for (t = 0; t < 4; t++) {
+		int decided = t < 3;
+
+		if (t < 2) {
+			k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", types[t]);
+			k2 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", types[t]);
+		} else if (t == 2) {
+			k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+			k2 = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+		} else {
+			k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+			k2 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+		}
+		assert_non_null(k);
+		assert_non_null(k2);
+		self_signed(k, &der, &crt);
+		self_signed(k2, &der2, &crt2);
+		for (asder = 0; asder < 2; asder++) {
+			p8_of(k, asder, &key);
+			assert_int_equal(key_match_cert_der(key.ptr, key.len, (unsigned char *)der.ptr, der.len),
+					 decided ? 1 : -1);
+			assert_int_equal(key_match_cert_der(key.ptr, key.len, (unsigned char *)der2.ptr, der2.len),
+					 decided ? 0 : -1);
+			assert_int_equal(observe_key_match(key.ptr, key.len, crt.ptr, crt.len), OBS_KEY_MATCH);
+			assert_int_equal(observe_key_match(key.ptr, key.len, crt2.ptr, crt2.len), OBS_KEY_MISMATCH);
+			/* A certificate cut short or a key cut short: OpenSSL decides. */
+			assert_int_equal(key_match_cert_der(key.ptr, key.len, (unsigned char *)der.ptr, der.len - 1), -1);
+			assert_int_equal(key_match_cert_der(key.ptr, key.len - (asder ? 1 : 30), (unsigned char *)der.ptr, der.len),
+					 -1);
+			buf_wipe(&key);
+		}
+		if (t < 2) {
+			/*
+			 * k's scalar with k2's public key stored after it (the key's last
+			 * bytes, uncompressed): k2's certificate does not match, k's does.
+			 */
+			unsigned char pub[97];
+			size_t publen = 0;
+
+			p8_of(k, 1, &key);
+			assert_int_equal(EVP_PKEY_get_octet_string_param(k2, "encoded-pub-key", pub, sizeof(pub), &publen), 1);
+			assert_true(publen == 65 || publen == 97);
+			memcpy(key.ptr + key.len - publen, pub, publen);
+			assert_int_equal(key_decode(&got, key.ptr, key.len, NULL, KEY_PLAIN, &e), 0);
+			assert_int_equal(EVP_PKEY_eq(got, k2), 1);   /* what a comparison of decoded keys sees */
+			EVP_PKEY_free(got);
+			got = NULL;
+			assert_int_equal(key_match_cert_der(key.ptr, key.len, (unsigned char *)der2.ptr, der2.len), 0);
+			assert_int_equal(observe_key_match(key.ptr, key.len, crt2.ptr, crt2.len), OBS_KEY_MISMATCH);
+			assert_int_equal(observe_key_match(key.ptr, key.len, crt.ptr, crt.len), OBS_KEY_MATCH);
+			/* A scalar of zero: no key; left to OpenSSL, which refuses it. */
+			{
+				unsigned char *s = (unsigned char *)key.ptr;
+				size_t i, dlen = t == 0 ? 32 : 48;
+
+				/* ... 02 01 01 04 <dlen> <scalar> */
+				for (i = 0; i + 5 + dlen <= key.len; i++)
+					if (s[i] == 2 && s[i + 1] == 1 && s[i + 2] == 1 && s[i + 3] == 4 && s[i + 4] == dlen)
+						break;
+				assert_true(i + 5 + dlen <= key.len);
+				memset(s + i + 5, 0, dlen);
+				assert_int_equal(key_match_cert_der(key.ptr, key.len, (unsigned char *)der.ptr, der.len), -1);
+				assert_int_not_equal(observe_key_match(key.ptr, key.len, crt.ptr, crt.len), OBS_KEY_MATCH);
+			}
+			buf_wipe(&key);
+		}
+		/* A key of another type than the certificate's: OpenSSL decides, a mismatch. */
+		p8_of(k, 0, &key2);
+		if (t > 0) {
+			EVP_PKEY *o = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+			struct buf od = BUF_INIT, oc = BUF_INIT;
+
+			self_signed(o, &od, &oc);
+			assert_int_equal(key_match_cert_der(key2.ptr, key2.len, (unsigned char *)od.ptr, od.len), -1);
+			assert_int_equal(observe_key_match(key2.ptr, key2.len, oc.ptr, oc.len), OBS_KEY_MISMATCH);
+			buf_release(&od);
+			buf_release(&oc);
+			EVP_PKEY_free(o);
+		}
+		assert_int_equal(key_match_cert_der("garbage", 7, (unsigned char *)der.ptr, der.len), -1);
+		assert_int_equal(key_match_cert_der(key2.ptr, key2.len, (const unsigned char *)"\x30\x00", 2), -1);
+		buf_wipe(&key2);
+		EVP_PKEY_free(k);
+		EVP_PKEY_free(k2);
+	}
+	buf_release(&der);
+	buf_release(&crt);
+	buf_release(&der2);
+	buf_release(&crt2);
+}
+
+/*
+ * A certificate the manifests know is described from its manifest, not
+ * parsed (the description says so when a manifest's differs); one they
+ * do not know is parsed.
+ */
+static void test_known_described_from_manifest(void **state)
+{
+	struct known_set k = KNOWN_SET_INIT;
+	struct obs_file f;
+	struct manifest_cert mc;
+	struct err e = ERR_INIT;
+	const struct buf *crt = pem(1, "servers/pg1.crt");
+	size_t i;
+
+	(void)state;
+	assert_int_equal(known_add_manifest(&k, F.m[0], &e), 0);
+	assert_int_equal(known_index(&k, &e), 0);
+	file_init(&f, SPEC_CONTENT_LEAF, LAYOUT_SIDE_SERVER, NULL);
+	assert_int_equal(observe_parse_certs(&f, crt->ptr, crt->len, &k, F.now, &e), 0);
+	assert_int_equal(f.ncerts, 1);
+	memset(&mc, 0, sizeof(mc));
+	assert_int_equal(pki_cert_describe(&mc, crt->ptr, crt->len, &e), 0);
+	assert_string_equal(f.certs[0].fingerprint, mc.fingerprint);
+	assert_string_equal(f.certs[0].subject, mc.subject);
+	assert_string_equal(f.certs[0].issuer, mc.issuer);
+	assert_string_equal(f.certs[0].not_after, mc.not_after);
+	assert_int_equal(f.certs[0].generation, 1);
+	obs_file_release(&f);
+	/* The same fingerprint with another description: taken from the manifest. */
+	for (i = 0; i < k.n; i++)
+		if (strcmp(k.v[i].fingerprint, mc.fingerprint) == 0) {
+			free(k.v[i].subject);
+			k.v[i].subject = strdup("CN=from the manifest");
+		}
+	file_init(&f, SPEC_CONTENT_LEAF, LAYOUT_SIDE_SERVER, NULL);
+	assert_int_equal(observe_parse_certs(&f, crt->ptr, crt->len, &k, F.now, &e), 0);
+	assert_string_equal(f.certs[0].subject, "CN=from the manifest");
+	obs_file_release(&f);
+	/* Generation 2's certificate is not in k: parsed, unknown. */
+	crt = pem(2, "servers/pg1.crt");
+	file_init(&f, SPEC_CONTENT_LEAF, LAYOUT_SIDE_SERVER, NULL);
+	assert_int_equal(observe_parse_certs(&f, crt->ptr, crt->len, &k, F.now, &e), 0);
+	assert_int_equal(f.certs[0].generation, 0);
+	assert_non_null(strstr(f.certs[0].subject, "pg1"));
+	obs_file_release(&f);
+	spec_manifest_cert_release(&mc);
+	known_release(&k);
+}
+
 static void test_known_index(void **state)
 {
 	struct known_set k = KNOWN_SET_INIT;
@@ -904,8 +1114,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_classify_known_and_roles),
-		cmocka_unit_test(test_ca_cache),
+		cmocka_unit_test(test_known_like_parsed),
 		cmocka_unit_test(test_known_index),
+		cmocka_unit_test(test_key_match_without_decoders),
+		cmocka_unit_test(test_known_described_from_manifest),
 		cmocka_unit_test(test_phase_masks_server),
 		cmocka_unit_test(test_phase_masks_client),
 		cmocka_unit_test(test_wrong_side_ca_in_bundle),
