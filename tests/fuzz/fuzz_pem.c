@@ -1,7 +1,8 @@
 /*
  * fuzz_pem.c -- PEM bundles and certificate classification
  * (reconcile/engine/observe.c): observe_parse_certs, known_find through
- * a known set, observe_phase_mask and observe_key_match.
+ * a known set, observe_phase_mask, observe_key_match and
+ * key_match_cert_der (reconcile/tls/key.c).
  *
  * Input: one control byte (bits 0-1 the file's content kind, bit 2 its
  * side, bits 3-5 the roles given to the certificates found), then the
@@ -16,7 +17,9 @@
  * Checks: every certificate found has a full SHA-256 fingerprint, a
  * subject and its PEM block; a file that is not a key file and holds no
  * certificate has a problem; a second pass with every fingerprint known
- * classifies every certificate as known.
+ * classifies every certificate as known, and the ones known with a
+ * description (taken from the first pass) are described the same without
+ * being parsed.
  */
 #include "tests/fuzz/fuzz.h"
 
@@ -25,6 +28,7 @@
 
 #include "common/err.h"
 #include "reconcile/engine/observe.h"
+#include "reconcile/tls/key.h"
 
 #define NOW ((time_t)1767225600) /* 2026-01-01T00:00:00Z: fixed, so a replay is the same run */
 
@@ -73,6 +77,12 @@ void fuzz_pem(const uint8_t *data, size_t size)
 		goto out;
 	for (i = 0; i < f.ncerts; i++) {
 		mc[i].fingerprint = f.certs[i].fingerprint;
+		/* Known with a description: described from it, not parsed (the odd ones without). */
+		if (!(i & 1)) {
+			mc[i].subject = f.certs[i].subject;
+			mc[i].issuer = f.certs[i].issuer;
+			mc[i].not_after = f.certs[i].not_after;
+		}
 		mc[i].name = (char *)"pg1";
 		mc[i].role = (enum cert_role)(((ctl >> 3) + i) % 5);
 	}
@@ -84,12 +94,23 @@ void fuzz_pem(const uint8_t *data, size_t size)
 	if (observe_parse_certs(&g, p, n, &known, NOW, &e) < 0)
 		goto out;
 	FUZZ_CHECK(g.ncerts == f.ncerts);
-	for (i = 0; i < g.ncerts; i++)
+	for (i = 0; i < g.ncerts; i++) {
 		FUZZ_CHECK(g.certs[i].generation == m.generation && g.certs[i].name);
+		FUZZ_CHECK(strcmp(g.certs[i].fingerprint, f.certs[i].fingerprint) == 0);
+		FUZZ_CHECK(strcmp(g.certs[i].subject, f.certs[i].subject) == 0);
+		FUZZ_CHECK(strcmp(g.certs[i].not_after, f.certs[i].not_after) == 0);
+		FUZZ_CHECK(g.certs[i].days_left == f.certs[i].days_left);
+	}
 	if (f.content == SPEC_CONTENT_KEY) {
 		if (!cert && f.ncerts) {
 			cert = f.certs[0].pem;
 			cert_len = strlen(cert);
+		}
+		/* The bytes after the NUL as a certificate's DER too: the walk over it without a decoder. */
+		if (cert) {
+			int r = key_match_cert_der(p, n, (const unsigned char *)cert, cert_len);
+
+			FUZZ_CHECK(r >= -1 && r <= 1);
 		}
 		k = observe_key_match(p, n, cert, cert_len);
 		FUZZ_CHECK(k == OBS_KEY_MATCH || k == OBS_KEY_MISMATCH || k == OBS_KEY_INVALID || k == OBS_KEY_NO_LEAF);

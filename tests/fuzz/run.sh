@@ -45,7 +45,9 @@ rm -rf "$tmp"; mkdir -p "$pem" "$tmp"
 	openssl req -x509 -newkey rsa:2048 -nodes -keyout rsa.key -out rsa.crt -subj "/CN=rsa" -days 30 \
 		>/dev/null 2>&1 &&
 	openssl genpkey -algorithm ed25519 -out ed.key >/dev/null 2>&1 &&
-	openssl ec -in pg1.key -out pg1-ec.key >/dev/null 2>&1
+	openssl ec -in pg1.key -out pg1-ec.key >/dev/null 2>&1 &&
+	openssl req -x509 -key ed.key -out ed.crt -subj "/CN=ed" -days 30 >/dev/null 2>&1 &&
+	openssl x509 -in pg1.crt -outform DER -out pg1.der && openssl x509 -in ed.crt -outform DER -out ed.der
 ) || { echo "fuzz: openssl could not make the PEM seeds" >&2; exit 1; }
 { printf '\000'; cat "$tmp/pg1.crt"; } >"$pem/leaf"
 { printf '\001'; cat "$tmp/pg1.crt" "$tmp/root.crt"; } >"$pem/leaf-chain"
@@ -55,6 +57,9 @@ rm -rf "$tmp"; mkdir -p "$pem" "$tmp"
 { printf '\002'; cat "$tmp/pg1-ec.key"; printf '\000'; cat "$tmp/root.crt"; } >"$pem/key-mismatch"
 { printf '\002'; cat "$tmp/rsa.key" "$tmp/rsa.crt"; } >"$pem/key-with-cert"
 { printf '\002'; cat "$tmp/ed.key"; } >"$pem/key-ed25519"
+# After the NUL a certificate's DER: key_match_cert_der's walk (and a PEM that is not one).
+{ printf '\002'; cat "$tmp/pg1.key"; printf '\000'; cat "$tmp/pg1.der"; } >"$pem/key-match-der"
+{ printf '\002'; cat "$tmp/ed.key"; printf '\000'; cat "$tmp/ed.der"; } >"$pem/key-ed25519-der"
 rm -rf "$tmp"
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
