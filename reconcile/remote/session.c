@@ -229,9 +229,12 @@ int ssh_global_init(struct err *e)
 
 static void id_cache_forget(void);
 
+static void kh_cache_forget(void);
+
 void ssh_global_shutdown(void)
 {
 	id_cache_forget();
+	kh_cache_forget();
 	libssh2_exit();
 }
 
@@ -252,70 +255,179 @@ static const struct hostkey_type hostkey_types[] = {
 };
 #define N_HOSTKEY_TYPES (sizeof(hostkey_types) / sizeof(hostkey_types[0]))
 
-struct known {
-	LIBSSH2_KNOWNHOSTS *kh;
-	struct buf revoked;   /* "\n<base64>\n<base64>\n": keys listed under @revoked */
-	size_t skipped;       /* lines libssh2 could not parse */
+/*
+ * A known_hosts file as read (kh_get()), shared by the threads of a run and
+ * read again only when the file changes (its inode, size, modification or
+ * change time): a fleet's known_hosts lists every host, and reading and
+ * scanning all of it for every connection made observe quadratic in hosts.
+ * text holds the lines, trimmed and NUL-terminated; always, in file order,
+ * the lines that can name any host (a hashed name, only libssh2 can tell;
+ * a pattern with a wildcard or a negation); names every other name of a
+ * line (a host, or the host of "[host]:port") with its line, sorted
+ * case-insensitively for lookup; revoked the keys listed under @revoked, as
+ * "\n<base64>\n<base64>\n".  @cert-authority lines are not supported and
+ * never trusted.  Immutable once read; refs counts its holders.
+ */
+struct kh_name {
+	const char *p;
+	size_t n;
+	const char *line;
 };
 
-/*
- * Can the host field of a known_hosts line (up to its first blank) name
- * address?  Yes for a hashed name (|1|...: only libssh2 can tell), a
- * pattern with a wildcard or a negation, the address itself and
- * [address]:port (case-insensitive).  A line that cannot name it is not
- * handed to libssh2: a fleet's known_hosts lists every host, and parsing
- * all of it for every connection made observe quadratic in hosts.
- */
-static int known_line_names(const char *line, const char *address)
+struct kh_file {
+	char *path;
+	struct stat st;
+	struct buf text, revoked;
+	const char **always;
+	size_t nalways;
+	struct kh_name *names;
+	size_t nnames;
+	unsigned refs;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	struct kh_file *cur;
+} kh_cache = { PTHREAD_MUTEX_INITIALIZER, NULL };
+
+struct known {
+	LIBSSH2_KNOWNHOSTS *kh;
+	struct kh_file *file;   /* a reference (kh_put()) */
+	size_t skipped;         /* lines libssh2 could not parse */
+};
+
+static void kh_free(struct kh_file *f)
 {
-	size_t alen = strlen(address);
-	const char *p = line;
+	if (!f)
+		return;
+	free(f->path);
+	buf_release(&f->text);
+	buf_release(&f->revoked);
+	free(f->always);
+	free(f->names);
+	free(f);
+}
 
-	while (*p && *p != ' ' && *p != '\t') {
-		const char *q = p;
-		size_t n;
+/* Drop a reference; the last one frees. */
+static void kh_put(struct kh_file *f)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&kh_cache.mu);
+	if (--f->refs > 0)
+		f = NULL;
+	pthread_mutex_unlock(&kh_cache.mu);
+	kh_free(f);
+}
 
-		while (*q && *q != ',' && *q != ' ' && *q != '\t')
+static void kh_cache_forget(void)
+{
+	struct kh_file *f;
+
+	pthread_mutex_lock(&kh_cache.mu);
+	f = kh_cache.cur;
+	kh_cache.cur = NULL;
+	if (f && --f->refs > 0)
+		f = NULL;
+	pthread_mutex_unlock(&kh_cache.mu);
+	kh_free(f);
+}
+
+static int kh_name_cmp(const char *a, size_t an, const char *b, size_t bn)
+{
+	int r = strncasecmp(a, b, an < bn ? an : bn);
+
+	return r ? r : (an > bn) - (an < bn);
+}
+
+static int kh_name_sort(const void *x, const void *y)
+{
+	const struct kh_name *a = x, *b = y;
+	int r = kh_name_cmp(a->p, a->n, b->p, b->n);
+
+	/* Ties in file order, so a lookup hands libssh2 the lines in order. */
+	return r ? r : (a->line > b->line) - (a->line < b->line);
+}
+
+/* "@revoked HOSTS TYPE BASE64": remember the key, for any host. */
+static int kh_revoked(struct kh_file *f, const char *line)
+{
+	const char *fld[4];
+	size_t flen[4];
+	const char *q = line;
+	int nf = 0;
+
+	while (nf < 4 && *q) {
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (!*q)
+			break;
+		fld[nf] = q;
+		while (*q && *q != ' ' && *q != '\t')
+			q++;
+		flen[nf] = (size_t)(q - fld[nf]);
+		nf++;
+	}
+	return nf == 4 ? buf_printf(&f->revoked, "\n%.*s\n", (int)flen[3], fld[3]) : 0;
+}
+
+/* The names of one host line: into always, or each into names. */
+static int kh_index_line(struct kh_file *f, const char *line, size_t *cap)
+{
+	const char *p = line, *q;
+	size_t first = f->nnames, n;
+
+	for (; *p && *p != ' ' && *p != '\t'; p = *q == ',' ? q + 1 : q) {
+		for (q = p; *q && *q != ',' && *q != ' ' && *q != '\t';)
 			q++;
 		n = (size_t)(q - p);
-		if (*p == '|' || *p == '!' || memchr(p, '*', n) || memchr(p, '?', n))
-			return 1;
-		if (n == alen && strncasecmp(p, address, alen) == 0)
-			return 1;
-		if (n > alen + 2 && p[0] == '[' && strncasecmp(p + 1, address, alen) == 0 && p[alen + 1] == ']')
-			return 1;
-		p = *q == ',' ? q + 1 : q;
+		if (*p == '|' || *p == '!' || memchr(p, '*', n) || memchr(p, '?', n)) {
+			f->nnames = first;   /* the line is for every host: no name needed */
+			f->always[f->nalways++] = line;
+			return 0;
+		}
+		if (*p == '[') {
+			const char *close = memchr(p, ']', n);
+
+			if (close) {
+				n = (size_t)(close - p - 1);
+				p++;
+			}
+		}
+		if (f->nnames == *cap) {
+			size_t ncap = *cap ? 2 * *cap : 64;
+			struct kh_name *nn = realloc(f->names, ncap * sizeof(*nn));
+
+			if (!nn)
+				return ROTOR_ENOMEM;
+			f->names = nn;
+			*cap = ncap;
+		}
+		f->names[f->nnames].p = p;
+		f->names[f->nnames].n = n;
+		f->names[f->nnames].line = line;
+		f->nnames++;
 	}
 	return 0;
 }
 
 /*
- * Load known_hosts line by line: libssh2_knownhost_readfile() gives up on
- * the first line it cannot parse (a key type it does not know, a marker),
- * which would make one odd line hide every host.  Only the lines that can
- * name address are kept (known_line_names()), and every @revoked key.
+ * Split f->text into lines and index them.  libssh2_knownhost_readfile()
+ * gives up on the first line it cannot parse (a key type it does not
+ * know, a marker), which would make one odd line hide every host: rotor
+ * hands it one line at a time.
  */
-static int known_load(struct known *k, struct ssh_conn *c, const char *path, const char *address, struct err *e)
+static int kh_parse(struct kh_file *f)
 {
-	struct buf file = BUF_INIT;
-	struct err fe = ERR_INIT;
 	char *line, *next;
+	size_t nlines = 1, cap = 0, i;
 	int rc;
 
-	file.max = KNOWN_HOSTS_MAX;
-	rc = buf_read_file(&file, path, KNOWN_HOSTS_MAX, &fe);
-	if (rc) {
-		err_set(e, rc == ROTOR_ENOMEM ? ROTOR_ENOMEM : ROTOR_ERROR,
-			"%s: cannot read known_hosts: %s", c->name, fe.msg);
-		buf_release(&file);
-		return e ? e->code : rc;
-	}
-	k->kh = libssh2_knownhost_init(c->s);
-	if (!k->kh) {
-		buf_release(&file);
-		return err_set(e, ROTOR_ENOMEM, "%s: libssh2_knownhost_init failed", c->name);
-	}
-	for (line = file.ptr; line && *line; line = next) {
+	for (i = 0; i < f->text.len; i++)
+		nlines += f->text.ptr[i] == '\n';
+	if (!(f->always = malloc(nlines * sizeof(*f->always))))
+		return ROTOR_ENOMEM;
+	for (line = f->text.ptr; line && *line; line = next) {
 		size_t len;
 
 		next = strchr(line, '\n');
@@ -329,39 +441,120 @@ static int known_load(struct known *k, struct ssh_conn *c, const char *path, con
 		if (!*line || *line == '#')
 			continue;
 		if (*line == '@') {
-			/* "@revoked HOSTS TYPE BASE64": remember the key, for any host. */
-			if (strncmp(line, "@revoked", 8) == 0 && (line[8] == ' ' || line[8] == '\t')) {
-				const char *f[4];
-				size_t flen[4];
-				const char *q = line;
-				int nf = 0;
-
-				while (nf < 4 && *q) {
-					while (*q == ' ' || *q == '\t')
-						q++;
-					if (!*q)
-						break;
-					f[nf] = q;
-					while (*q && *q != ' ' && *q != '\t')
-						q++;
-					flen[nf] = (size_t)(q - f[nf]);
-					nf++;
-				}
-				if (nf == 4 &&
-				    (rc = buf_printf(&k->revoked, "\n%.*s\n", (int)flen[3], f[3])) != 0) {
-					buf_release(&file);
-					return ssh_buf_fail(c, e, rc, "keeping @revoked keys of known_hosts");
-				}
-			}
-			continue;   /* @cert-authority: not supported, never trusted */
-		}
-		if (!known_line_names(line, address))
+			if (strncmp(line, "@revoked", 8) == 0 && (line[8] == ' ' || line[8] == '\t') &&
+			    (rc = kh_revoked(f, line)) != 0)
+				return rc;
 			continue;
-		if (libssh2_knownhost_readline(k->kh, line, strlen(line),
-					       LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0)
-			k->skipped++;
+		}
+		if ((rc = kh_index_line(f, line, &cap)) != 0)
+			return rc;
 	}
-	buf_release(&file);
+	if (f->nnames)
+		qsort(f->names, f->nnames, sizeof(*f->names), kh_name_sort);
+	return 0;
+}
+
+/* A reference to path as read now: the shared copy when the file has not changed. */
+static int kh_get(struct kh_file **out, struct ssh_conn *c, const char *path, struct err *e)
+{
+	struct kh_file *f = NULL, *old = NULL;
+	struct err fe = ERR_INIT;
+	struct stat st;
+	int rc = 0;
+
+	*out = NULL;
+	pthread_mutex_lock(&kh_cache.mu);
+	if (stat(path, &st) != 0)
+		memset(&st, 0, sizeof(st));   /* the read below says why */
+	f = kh_cache.cur;
+	if (f && st.st_ino && strcmp(f->path, path) == 0 && f->st.st_dev == st.st_dev && f->st.st_ino == st.st_ino &&
+	    f->st.st_size == st.st_size && f->st.st_mtim.tv_sec == st.st_mtim.tv_sec &&
+	    f->st.st_mtim.tv_nsec == st.st_mtim.tv_nsec && f->st.st_ctim.tv_sec == st.st_ctim.tv_sec &&
+	    f->st.st_ctim.tv_nsec == st.st_ctim.tv_nsec) {
+		f->refs++;
+		*out = f;
+		f = NULL;
+		goto out;
+	}
+	if (!(f = calloc(1, sizeof(*f))) || !(f->path = strdup(path))) {
+		rc = err_set(e, ROTOR_ENOMEM, "%s: out of memory reading known_hosts", c->name);
+		goto out;
+	}
+	f->st = st;
+	f->text = (struct buf)BUF_INIT;
+	f->revoked = (struct buf)BUF_INIT;
+	f->text.max = KNOWN_HOSTS_MAX;
+	if ((rc = buf_read_file(&f->text, path, KNOWN_HOSTS_MAX, &fe)) != 0) {
+		rc = err_set(e, rc == ROTOR_ENOMEM ? ROTOR_ENOMEM : ROTOR_ERROR, "%s: cannot read known_hosts: %s",
+			     c->name, fe.msg);
+		goto out;
+	}
+	if ((rc = kh_parse(f)) != 0) {
+		rc = ssh_buf_fail(c, e, rc, "reading known_hosts");
+		goto out;
+	}
+	f->refs = 2;   /* the cache's and the caller's */
+	old = kh_cache.cur;
+	kh_cache.cur = f;
+	if (old && --old->refs > 0)
+		old = NULL;
+	*out = f;
+	f = NULL;
+out:
+	pthread_mutex_unlock(&kh_cache.mu);
+	kh_free(f);     /* one read here that failed */
+	kh_free(old);   /* the copy it replaced, when nobody holds it */
+	return rc;
+}
+static int kh_line_order(const void *x, const void *y)
+{
+	const char *a = *(const char *const *)x, *b = *(const char *const *)y;
+
+	return (a > b) - (a < b);
+}
+
+/*
+ * The lines of known_hosts that can name address, in file order, handed to
+ * a libssh2 known-hosts list of c's session; k holds a reference to the file
+ * for its @revoked keys.
+ */
+static int known_load(struct known *k, struct ssh_conn *c, const char *path, const char *address, struct err *e)
+{
+	const char **lines = NULL;
+	size_t alen = strlen(address), lo, hi, n = 0, i;
+	struct kh_file *f;
+	int rc;
+
+	if ((rc = kh_get(&k->file, c, path, e)) != 0)
+		return rc;
+	f = k->file;
+	k->kh = libssh2_knownhost_init(c->s);
+	if (!k->kh)
+		return err_set(e, ROTOR_ENOMEM, "%s: libssh2_knownhost_init failed", c->name);
+	/* The first name not below address, then every name equal to it. */
+	for (lo = 0, hi = f->nnames; lo < hi;) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (kh_name_cmp(f->names[mid].p, f->names[mid].n, address, alen) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (hi = lo; hi < f->nnames && kh_name_cmp(f->names[hi].p, f->names[hi].n, address, alen) == 0;)
+		hi++;
+	if (f->nalways + (hi - lo) > 0 && !(lines = malloc((f->nalways + (hi - lo)) * sizeof(*lines))))
+		return err_set(e, ROTOR_ENOMEM, "%s: out of memory reading known_hosts", c->name);
+	for (i = 0; i < f->nalways; i++)
+		lines[n++] = f->always[i];
+	for (i = lo; i < hi; i++)
+		if (!n || lines[n - 1] != f->names[i].line)   /* a line naming the host twice: once */
+			lines[n++] = f->names[i].line;
+	if (f->nalways && hi > lo)
+		qsort(lines, n, sizeof(*lines), kh_line_order);
+	for (i = 0; i < n; i++)
+		if (libssh2_knownhost_readline(k->kh, lines[i], strlen(lines[i]), LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0)
+			k->skipped++;
+	free(lines);
 	return 0;
 }
 
@@ -370,7 +563,8 @@ static void known_release(struct known *k)
 	if (k->kh)
 		libssh2_knownhost_free(k->kh);
 	k->kh = NULL;
-	buf_release(&k->revoked);
+	kh_put(k->file);
+	k->file = NULL;
 }
 
 static int check_port(int port)
@@ -431,14 +625,14 @@ static int check_known(struct ssh_conn *c, struct known *k, const char *known_ho
 	int r, rc;
 
 	/* A revoked key is refused whatever else known_hosts says. */
-	if (k->revoked.len) {
+	if (k->file && k->file->revoked.len) {
 		if ((rc = buf_put(&b64, "\n", 1)) != 0 ||
 		    (rc = base64_pad(&b64, (const unsigned char *)key, keylen)) != 0 ||
 		    (rc = buf_put(&b64, "\n", 1)) != 0) {
 			buf_release(&b64);
 			return ssh_buf_fail(c, e, rc, "encoding the host key");
 		}
-		if (strstr(buf_cstr(&k->revoked), buf_cstr(&b64))) {
+		if (strstr(buf_cstr(&k->file->revoked), buf_cstr(&b64))) {
 			buf_release(&b64);
 			return err_set(e, ROTOR_EINVALID,
 				       "host key for %s is marked @revoked in known_hosts %s; refusing "
@@ -500,7 +694,7 @@ int ssh_hostkey_check(const char *known_hosts, const char *label, const char *ad
 		      const unsigned char sha256[32], struct err *e)
 {
 	struct ssh_conn c;
-	struct known k = { NULL, BUF_INIT, 0 };
+	struct known k = { NULL, NULL, 0 };
 	const struct hostkey_type *ht = NULL;
 	size_t i;
 	int rc;
@@ -936,7 +1130,7 @@ const char *ssh_host_fingerprint(const struct ssh_conn *c)
 int ssh_connect(struct ssh_conn **out, const struct ssh_opts *o, struct err *e)
 {
 	struct ssh_conn *c = NULL;
-	struct known k = { NULL, BUF_INIT, 0 };
+	struct known k = { NULL, NULL, 0 };
 	struct buf prefs = BUF_INIT;
 	int port, rc;
 

@@ -69,7 +69,9 @@
  * than 22).  Host key algorithms are offered in the order ed25519,
  * ecdsa, rsa, with the types known_hosts lists for this host first.
  * Lines libssh2 cannot parse and @cert-authority lines are skipped;
- * a key listed under @revoked is refused.
+ * a key listed under @revoked is refused.  The file is read once and
+ * shared by every connection while it stays the same (inode, size,
+ * modification and change time); ssh_global_shutdown() lets it go.
  */
 #ifndef ROTOR_SSH_H
 #define ROTOR_SSH_H

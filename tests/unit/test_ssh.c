@@ -1143,6 +1143,40 @@ static void test_known_hosts_forms(void **state)
 	assert_non_null(strstr(e.msg, "is not in known_hosts"));
 }
 
+/*
+ * known_hosts is read once and shared while it stays the same file: a file
+ * rewritten in place with the same size (the same inode, only the times
+ * change) is read again, and so is one put back.
+ */
+static void test_known_hosts_reread(void **state)
+{
+	struct ssh_opts o;
+	struct ssh_conn *c = NULL;
+	struct err e = ERR_INIT;
+	char kh[400];
+
+	case_opts(state, &o, 1);
+	snprintf(kh, sizeof(kh), "%s/kh_reread", F.dir);
+	run("cp %s %s && cp %s %s.good", g_known, kh, g_known, kh);
+	o.known_hosts = kh;
+	if (ssh_connect(&c, &o, &e) != 0)
+		fail_msg("first connection: %s", e.msg);
+	ssh_disconnect(c);
+	c = NULL;
+	/* host1's line with host2's key (both Ed25519: the same length), written over the same inode. */
+	run("k2=$(awk '$1 == \"" BASE ".2\" { print $3 }' %s) && "
+	    "awk -v k2=\"$k2\" '$1 == \"" BASE ".1\" { $3 = k2 } { print }' %s.good >%s.bad && "
+	    "test $(stat -c %%s %s.bad) -eq $(stat -c %%s %s) && ino=$(stat -c %%i %s) && cat %s.bad >%s && "
+	    "test $(stat -c %%i %s) -eq $ino",
+	    kh, kh, kh, kh, kh, kh, kh, kh, kh);
+	assert_int_equal(connect_fails(&o, &e), ROTOR_EINVALID);
+	assert_non_null(strstr(e.msg, "does NOT match known_hosts"));
+	run("cat %s.good >%s", kh, kh);
+	if (ssh_connect(&c, &o, &e) != 0)
+		fail_msg("known_hosts put back: %s", e.msg);
+	ssh_disconnect(c);
+}
+
 static void test_hostkey_mismatch(void **state)
 {
 	struct ssh_opts o;
@@ -1405,6 +1439,7 @@ int main(void)
 		cmocka_unit_test(test_identity_read_once),
 		cmocka_unit_test(test_unknown_host),
 		cmocka_unit_test(test_known_hosts_forms),
+		cmocka_unit_test(test_known_hosts_reread),
 		cmocka_unit_test(test_hostkey_mismatch),
 		cmocka_unit_test(test_sshd_stopped),
 		cmocka_unit_test(test_nothing_listening),
