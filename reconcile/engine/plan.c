@@ -464,31 +464,56 @@ static int leaf_chain_bytes(struct buf *out, const struct material_set *ms, enum
 	return 0;
 }
 
-static int check_one(int *ok, char *why, size_t whylen, const struct buf *leaf, const struct buf *bundle,
-		     enum verify_purpose p, const char *host, time_t now, struct err *e)
-{
-	struct verify_req r;
+/*
+ * The trust bundles of one step's checks, parsed once: a side (servers'
+ * or clients') at a state has one bundle for every host.  Two sides and
+ * two states at most.
+ */
+struct trust_memo {
+	int server;
+	enum phase_step state;
+	struct verify_trust *t;
+};
+#define TRUST_MEMO_MAX 4
 
-	memset(&r, 0, sizeof(r));
-	r.leaf_pem = leaf->ptr;
-	r.leaf_len = leaf->len;
-	r.trust_pem = bundle->ptr ? bundle->ptr : "";
-	r.trust_len = bundle->len;
-	r.purpose = p;
-	r.host = host;
-	r.at = now;
-	return verify_chain(ok, why, whylen, &r, e);
+static int trust_for(const struct verify_trust **out, struct trust_memo *memo, const struct plan_opts *o, int server,
+		     enum phase_step state, int a, int b, struct err *e)
+{
+	struct buf bundle = BUF_INIT;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < TRUST_MEMO_MAX && memo[i].t; i++)
+		if (memo[i].server == server && memo[i].state == state) {
+			*out = memo[i].t;
+			return 0;
+		}
+	if (i == TRUST_MEMO_MAX)
+		return err_set(e, ROTOR_ERROR, "plan: more trust bundles in one step than two sides at two states");
+	rc = bundle_bytes(&bundle, o->material, server ? LAYOUT_SIDE_SERVER : LAYOUT_SIDE_CLIENT, state, a, b, e);
+	if (rc == 0)
+		rc = verify_trust_new(&memo[i].t, bundle.ptr ? bundle.ptr : "", bundle.len, e);
+	buf_release(&bundle);
+	if (rc < 0)
+		return rc;
+	memo[i].server = server;
+	memo[i].state = state;
+	*out = memo[i].t;
+	return 0;
 }
 
 /* Is the step from -> to safe for every pair?  Broken pairs go into st->broken. */
 static int check_pairs(struct plan_step *st, const struct plan_opts *o, int a, int b, struct err *e)
 {
 	enum phase_step states[2] = { st->from, st->to };
-	struct buf bundle = BUF_INIT, leaf = BUF_INIT;
+	struct trust_memo memo[TRUST_MEMO_MAX];
+	struct buf leaf = BUF_INIT;
+	struct verify_req vr;
 	char why[256];
 	size_t h, r;
 	int sc, sv, ok, rc = 0;
 
+	memset(memo, 0, sizeof(memo));
 	for (h = 0; h < o->hosts->nhosts && rc == 0; h++) {
 		const struct host_spec *hs = &o->hosts->hosts[h];
 
@@ -503,18 +528,22 @@ static int check_pairs(struct plan_step *st, const struct plan_opts *o, int a, i
 					/* Server leaf at states[sv] under the clients' bundle at states[sc], and the other way. */
 					enum phase_step leaf_state = server ? states[sv] : states[sc];
 					enum phase_step bundle_state = server ? states[sc] : states[sv];
+					const struct verify_trust *trust = NULL;
 
 					if (states[0] == states[1] && (sc || sv))
 						continue;   /* one state: one check per role */
-					buf_release(&bundle);
 					buf_release(&leaf);
-					if ((rc = bundle_bytes(&bundle, o->material, server ? LAYOUT_SIDE_SERVER : LAYOUT_SIDE_CLIENT,
-							       bundle_state, a, b, e)) < 0 ||
+					if ((rc = trust_for(&trust, memo, o, server, bundle_state, a, b, e)) < 0 ||
 					    (rc = leaf_chain_bytes(&leaf, o->material, server ? LAYOUT_SIDE_SERVER : LAYOUT_SIDE_CLIENT,
-								   role->identity, leaf_state, a, b, e)) < 0 ||
-					    (rc = check_one(&ok, why, sizeof(why), &leaf, &bundle,
-							    server ? VERIFY_SERVER : VERIFY_CLIENT, server ? hs->address : NULL,
-							    o->now, e)) < 0)
+								   role->identity, leaf_state, a, b, e)) < 0)
+						break;
+					memset(&vr, 0, sizeof(vr));
+					vr.leaf_pem = leaf.ptr;
+					vr.leaf_len = leaf.len;
+					vr.purpose = server ? VERIFY_SERVER : VERIFY_CLIENT;
+					vr.host = server ? hs->address : NULL;
+					vr.at = o->now;
+					if ((rc = verify_chain_with(&ok, why, sizeof(why), &vr, trust, e)) < 0)
 						break;
 					if (!ok && strv_add(&st->broken, &st->nbroken,
 							    server ? "clients at %s cannot verify server %s on %s (%s) at %s: %s"
@@ -525,7 +554,8 @@ static int check_pairs(struct plan_step *st, const struct plan_opts *o, int a, i
 				}
 		}
 	}
-	buf_release(&bundle);
+	for (h = 0; h < TRUST_MEMO_MAX; h++)
+		verify_trust_free(memo[h].t);
 	buf_release(&leaf);
 	return rc;
 }

@@ -53,37 +53,57 @@ out:
 	return 0;
 }
 
-int verify_chain(int *ok, char *reason, size_t reason_len, const struct verify_req *r, struct err *e)
+struct verify_trust {
+	X509_STORE *store;
+};
+
+void verify_trust_free(struct verify_trust *t)
 {
-	STACK_OF(X509) *leafs = NULL, *trust = NULL;
-	X509_STORE *store = NULL;
+	if (!t)
+		return;
+	X509_STORE_free(t->store);
+	OPENSSL_free(t);
+}
+
+int verify_trust_new(struct verify_trust **out, const char *pem, size_t len, struct err *e)
+{
+	STACK_OF(X509) *trust = NULL;
+	struct verify_trust *t;
+	int rc, i;
+
+	*out = NULL;
+	if ((rc = verify_read_bundle(&trust, pem, len, "trust bundle", e)) < 0)
+		return rc;
+	if (!(t = OPENSSL_zalloc(sizeof(*t))) || !(t->store = X509_STORE_new())) {
+		OPENSSL_free(t);
+		sk_X509_pop_free(trust, X509_free);
+		return err_nomem(e);
+	}
+	for (i = 0; i < sk_X509_num(trust); i++)
+		if (!X509_STORE_add_cert(t->store, sk_X509_value(trust, i))) {
+			/* A certificate listed twice is not an error for a TLS peer either. */
+			ERR_clear_error();
+		}
+	sk_X509_pop_free(trust, X509_free);   /* the store keeps its own references */
+	*out = t;
+	return 0;
+}
+
+/* Verify the first certificate of leafs (the rest: what the peer sends with it) against t; frees leafs. */
+static int verify_leafs(int *ok, char *reason, size_t reason_len, const struct verify_req *r,
+			const struct verify_trust *t, STACK_OF(X509) *leafs, struct err *e)
+{
 	X509_STORE_CTX *ctx = NULL;
 	X509_VERIFY_PARAM *vp;
 	X509 *leaf;
-	int rc, i, v;
+	int rc, v;
 
-	*ok = 0;
-	if (reason_len)
-		reason[0] = '\0';
-	if ((rc = verify_read_bundle(&leafs, r->leaf_pem, r->leaf_len, "certificate", e)) < 0 ||
-	    (rc = verify_read_bundle(&trust, r->trust_pem, r->trust_len, "trust bundle", e)) < 0)
-		goto out;
 	if (sk_X509_num(leafs) < 1) {
 		rc = err_set(e, ROTOR_EINVALID, "no certificate to verify");
 		goto out;
 	}
 	leaf = sk_X509_shift(leafs);
-	if (!(store = X509_STORE_new()) || !(ctx = X509_STORE_CTX_new())) {
-		X509_free(leaf);
-		rc = err_nomem(e);
-		goto out;
-	}
-	for (i = 0; i < sk_X509_num(trust); i++)
-		if (!X509_STORE_add_cert(store, sk_X509_value(trust, i))) {
-			/* A certificate listed twice is not an error for a TLS peer either. */
-			ERR_clear_error();
-		}
-	if (!X509_STORE_CTX_init(ctx, store, leaf, leafs)) {
+	if (!(ctx = X509_STORE_CTX_new()) || !X509_STORE_CTX_init(ctx, t->store, leaf, leafs)) {
 		X509_free(leaf);
 		rc = err_nomem(e);
 		goto out;
@@ -113,8 +133,41 @@ int verify_chain(int *ok, char *reason, size_t reason_len, const struct verify_r
 out:
 	ERR_clear_error();
 	X509_STORE_CTX_free(ctx);
-	X509_STORE_free(store);
 	sk_X509_pop_free(leafs, X509_free);
-	sk_X509_pop_free(trust, X509_free);
 	return rc;
+}
+
+int verify_chain(int *ok, char *reason, size_t reason_len, const struct verify_req *r, struct err *e)
+{
+	struct verify_trust *t = NULL;
+	STACK_OF(X509) *leafs = NULL;
+	int rc;
+
+	*ok = 0;
+	if (reason_len)
+		reason[0] = '\0';
+	/* The leaf first: when both are bad, the leaf is the error to name. */
+	if ((rc = verify_read_bundle(&leafs, r->leaf_pem, r->leaf_len, "certificate", e)) < 0)
+		return rc;
+	if ((rc = verify_trust_new(&t, r->trust_pem, r->trust_len, e)) < 0) {
+		sk_X509_pop_free(leafs, X509_free);
+		return rc;
+	}
+	rc = verify_leafs(ok, reason, reason_len, r, t, leafs, e);
+	verify_trust_free(t);
+	return rc;
+}
+
+int verify_chain_with(int *ok, char *reason, size_t reason_len, const struct verify_req *r,
+		      const struct verify_trust *t, struct err *e)
+{
+	STACK_OF(X509) *leafs = NULL;
+	int rc;
+
+	*ok = 0;
+	if (reason_len)
+		reason[0] = '\0';
+	if ((rc = verify_read_bundle(&leafs, r->leaf_pem, r->leaf_len, "certificate", e)) < 0)
+		return rc;
+	return verify_leafs(ok, reason, reason_len, r, t, leafs, e);
 }

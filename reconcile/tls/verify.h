@@ -34,6 +34,19 @@ struct verify_req {
 int verify_chain(int *ok, char *reason, size_t reason_len, const struct verify_req *r, struct err *e);
 
 /*
+ * A trust bundle parsed once, for many verify_chain_with() calls: what
+ * the plan does for every host against the same bundle.  verify_trust_new:
+ * 0, ROTOR_ENOMEM, or ROTOR_EINVALID when a block does not parse (named
+ * "trust bundle").  Read-only once built: several threads may use one.
+ */
+struct verify_trust;
+int verify_trust_new(struct verify_trust **out, const char *pem, size_t len, struct err *e);
+void verify_trust_free(struct verify_trust *t);
+/* verify_chain() against t; r's trust_pem and trust_len are not read. */
+int verify_chain_with(int *ok, char *reason, size_t reason_len, const struct verify_req *r,
+		      const struct verify_trust *t, struct err *e);
+
+/*
  * Every certificate of a PEM bundle, in order, into a new STACK_OF(X509)
  * (*out, freed with sk_X509_pop_free(.., X509_free)).  An empty bundle is
  * an empty stack; a block that does not parse is ROTOR_EINVALID, named by
