@@ -137,17 +137,24 @@ out:
 	return rc;
 }
 
+/* No verdict yet, and r's leaf and what it sends with it parsed. */
+static int start(int *ok, char *reason, size_t reason_len, const struct verify_req *r, STACK_OF(X509) **leafs,
+		 struct err *e)
+{
+	*ok = 0;
+	if (reason_len)
+		reason[0] = '\0';
+	return verify_read_bundle(leafs, r->leaf_pem, r->leaf_len, "certificate", e);
+}
+
 int verify_chain(int *ok, char *reason, size_t reason_len, const struct verify_req *r, struct err *e)
 {
 	struct verify_trust *t = NULL;
 	STACK_OF(X509) *leafs = NULL;
 	int rc;
 
-	*ok = 0;
-	if (reason_len)
-		reason[0] = '\0';
 	/* The leaf first: when both are bad, the leaf is the error to name. */
-	if ((rc = verify_read_bundle(&leafs, r->leaf_pem, r->leaf_len, "certificate", e)) < 0)
+	if ((rc = start(ok, reason, reason_len, r, &leafs, e)) < 0)
 		return rc;
 	if ((rc = verify_trust_new(&t, r->trust_pem, r->trust_len, e)) < 0) {
 		sk_X509_pop_free(leafs, X509_free);
@@ -164,10 +171,7 @@ int verify_chain_with(int *ok, char *reason, size_t reason_len, const struct ver
 	STACK_OF(X509) *leafs = NULL;
 	int rc;
 
-	*ok = 0;
-	if (reason_len)
-		reason[0] = '\0';
-	if ((rc = verify_read_bundle(&leafs, r->leaf_pem, r->leaf_len, "certificate", e)) < 0)
+	if ((rc = start(ok, reason, reason_len, r, &leafs, e)) < 0)
 		return rc;
 	return verify_leafs(ok, reason, reason_len, r, t, leafs, e);
 }

@@ -527,6 +527,18 @@ static int verifies(int lg, const char *leaf, int chain, enum verify_purpose p, 
 	r.purpose = p;
 	r.host = host;
 	assert_int_equal(verify_chain(&ok, reason, sizeof(reason), &r, &e), 0);
+	{
+		/* The bundle parsed once (what plan does for every host): the same verdict, every time. */
+		struct verify_trust *vt = NULL;
+		int again[2] = { -1, -1 };
+
+		assert_int_equal(verify_trust_new(&vt, r.trust_pem, r.trust_len, &e), 0);
+		assert_int_equal(verify_chain_with(&again[0], reason, sizeof(reason), &r, vt, &e), 0);
+		assert_int_equal(verify_chain_with(&again[1], reason, sizeof(reason), &r, vt, &e), 0);
+		assert_int_equal(again[0], ok);
+		assert_int_equal(again[1], ok);
+		verify_trust_free(vt);
+	}
 	buf_release(&l);
 	buf_release(&t);
 	return ok;
