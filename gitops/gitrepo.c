@@ -266,6 +266,16 @@ int gitrepo_global_init(struct err *e)
 
 	if (rc < 0)
 		return git_fail(e, rc, ROTOR_ERROR, "cannot initialise libgit2");
+	/*
+	 * libgit2 keeps no tree over 4 KiB in its object cache: a generation's
+	 * servers/ directory at 1,000 hosts is a 100 KiB tree, inflated and
+	 * parsed again for every file read under it (12% of a no-change apply's
+	 * CPU at 1,000 hosts).  Trees up to 16 MiB are kept; the cache's total
+	 * stays libgit2's (256 MiB).
+	 */
+	rc = git_libgit2_opts(GIT_OPT_SET_CACHE_OBJECT_LIMIT, (int)GIT_OBJECT_TREE, (size_t)16 << 20);
+	if (rc < 0)
+		return git_fail(e, rc, ROTOR_ERROR, "cannot set libgit2's tree cache limit");
 	return 0;
 }
 
