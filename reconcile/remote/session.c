@@ -327,10 +327,8 @@ static void kh_cache_forget(void)
 	pthread_mutex_lock(&kh_cache.mu);
 	f = kh_cache.cur;
 	kh_cache.cur = NULL;
-	if (f && --f->refs > 0)
-		f = NULL;
 	pthread_mutex_unlock(&kh_cache.mu);
-	kh_free(f);
+	kh_put(f);   /* the cache's own reference */
 }
 
 static int kh_name_cmp(const char *a, size_t an, const char *b, size_t bn)
