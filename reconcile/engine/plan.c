@@ -310,6 +310,22 @@ static int observed_equals(const struct obs_file *f, const struct obs_file *leaf
 		       leaf_file->ncerts > 0 && strcmp(leaf_file->certs[0].fingerprint, w->c[0]->fingerprint) == 0;
 	if (f->ncerts != w->n)
 		return 0;
+	if (f->content == SPEC_CONTENT_TRUST) {
+		/* A trust store is a set: the same certificates in another order
+		 * (a walk back lists the generations the other way round) need
+		 * no write, and in switch mode no new directory, whose leaf key
+		 * may be of a generation no longer in the repository. */
+		for (i = 0; i < w->n; i++) {
+			size_t j;
+
+			for (j = 0; j < f->ncerts; j++)
+				if (strcmp(f->certs[j].fingerprint, w->c[i]->fingerprint) == 0)
+					break;
+			if (j == f->ncerts)
+				return 0;
+		}
+		return 1;
+	}
 	for (i = 0; i < w->n; i++)
 		if (strcmp(f->certs[i].fingerprint, w->c[i]->fingerprint) != 0)
 			return 0;
