@@ -200,6 +200,9 @@ YAML
 libpq_client_yaml() { # i
 	printf '  host%d:\n    address: %s.%d\n    roles:\n      - {role: client, layout: libpq, user: rotorfleet, home: /home/rotorfleet, identity: app}\n' "$1" "$B" "$1"
 }
+switch_client_yaml() { # i
+	printf '  host%d:\n    address: %s.%d\n    roles:\n      - {role: client, layout: libpq, user: rotorfleet, home: /home/rotorfleet, identity: app,\n         switch: {service: app}}\n' "$1" "$B" "$1"
+}
 
 # ---- the shared git remote (remote.sh, pipeline.sh) ----
 
@@ -270,7 +273,9 @@ x509_sign() { # name issuer section subject [san]
 
 # ---- PostgreSQL under connection churn (rotation.sh, rollback.sh) ----
 
-pg_churn_fleet() {
+# host4 holds the plain libpq layout; host5 too, or switch mode (service
+# app) with "switch".
+pg_churn_fleet() { # [switch]
 	# Churn counters live where the client hosts' login user can write.
 	C=$(mktemp -d /tmp/rotor-churn.XXXXXX)
 	chmod 1777 "$C"
@@ -283,23 +288,37 @@ pg_churn_fleet() {
 	{
 		echo "hosts:"
 		for _i in 1 2 3; do pg_server_yaml "$_i"; done
-		for _i in 4 5; do libpq_client_yaml "$_i"; done
+		libpq_client_yaml 4
+		if [ "${1:-}" = switch ]; then switch_client_yaml 5; else libpq_client_yaml 5; fi
 	} > envs/poc/hosts.yaml
 }
 
+# New verify-full connections from HOST to the three servers in a loop,
+# counted in $C/HOST.ok and $C/HOST.fail.  With "switch" they go through
+# the service app (switch mode); without, they name the plain layout's
+# files, where libpq's separate opens of the certificate and the key can
+# straddle their renames (README, "Client certificates that switch as
+# one"): those failures, and only those, go to $C/HOST.window instead.
 CHURN_PIDS=
-churn() { # host
-	"$F" exec --dir "$FD" "$1" runuser -u rotorfleet -- sh -c '
-		c=$1 me=$2 base=$3
+churn() { # host [switch]
+	"$F" exec --dir "$FD" "$1" runuser -u rotorfleet -- env PGSERVICEFILE=/home/rotorfleet/.pg_service.conf sh -c '
+		c=$1 me=$2 base=$3 mode=$4 d=/home/rotorfleet/.postgresql
+		if [ "$mode" = switch ]; then
+			files="service=app"
+		else
+			files="sslmode=verify-full sslcert=$d/postgresql.crt sslkey=$d/postgresql.key sslrootcert=$d/root.crt"
+		fi
 		while [ ! -f "$c/stop" ]; do
 			for s in 1 2 3; do
-				if psql "host=$base.$s port=5432 user=app dbname=postgres sslmode=verify-full sslcert=/home/rotorfleet/.postgresql/postgresql.crt sslkey=/home/rotorfleet/.postgresql/postgresql.key sslrootcert=/home/rotorfleet/.postgresql/root.crt connect_timeout=5" -Atqc "select 1" >/dev/null 2>"$c/$me.last"; then
+				if psql "host=$base.$s port=5432 user=app dbname=postgres $files connect_timeout=5" -Atqc "select 1" >/dev/null 2>"$c/$me.last"; then
 					echo . >> "$c/$me.ok"
+				elif [ "$mode" != switch ] && grep -q "could not load private key file \"$d/postgresql.key\": key values mismatch" "$c/$me.last"; then
+					{ date +%T.%N; cat "$c/$me.last"; } >> "$c/$me.window"
 				else
 					{ date +%T.%N; cat "$c/$me.last"; } >> "$c/$me.fail"
 				fi
 			done
-		done' _ "$C" "$1" "$B" &
+		done' _ "$C" "$1" "$B" "${2:-}" &
 	CHURN_PIDS="$CHURN_PIDS $!"
 }
 

@@ -13,20 +13,22 @@
 #   then going forward again: rotate start makes generation 5 (not 4), a
 #   reverted `rotate next` leaves a spent branch that the next `rotate
 #   next` passes over, and the rotation completes to stable(5).
-# Zero failed connections is asserted over the whole run.
+# Zero failed connections is asserted over the whole run: host5 connects
+# in switch mode, host4 in the plain libpq layout, whose failures inside
+# its documented certificate/key window are counted apart.
 #
 # Uses 127.0.17.x (tests/fleet/README.md lists which test uses which range).
 . "$(dirname "$0")/lib.sh"
 need_root
 B=127.0.17
-pg_churn_fleet
+pg_churn_fleet switch
 git add -A && git commit -qm "rotor: poc"
 "$ROTOR" rotate start --env poc >/dev/null && git merge -q --ff-only rotor/rotate/poc/gen-0001
 ok "first apply: generation 1 everywhere" "$ROTOR" apply --env poc --yes --replace-unknown
 
 # ---- connection churn from both client hosts, all the time from here ----
 churn host4
-churn host5
+churn host5 switch
 wait_for 30 churn_connected host4 host5
 ok "churn connects from both client hosts" churn_connected host4 host5
 
@@ -148,8 +150,9 @@ touch "$C/stop"
 wait_for 30 churn_stopped
 n_ok=$(cat "$C"/host*.ok 2>/dev/null | wc -l)
 n_fail=$(cat "$C"/host*.fail 2>/dev/null | grep -c '^[0-9]')
-echo "# churn during every rollback path: $n_ok connections, $n_fail failed"
-ok "churn made connections throughout" [ "$n_ok" -gt 30 ]
-ok "ZERO failed connections over every rollback path" sh -c '[ "$1" -eq 0 ] || { cat "$2"/host*.fail | head -20; exit 1; }' _ "$n_fail" "$C"
+n_win=$(cat "$C"/host4.window 2>/dev/null | grep -c '^[0-9]')
+echo "# churn during every rollback path: $n_ok connections ($(wc -l < "$C/host5.ok") in switch mode), $n_fail failed; $n_win in the plain layout's certificate/key window"
+ok "churn made connections throughout, in both layouts" [ "$n_ok" -gt 30 -a -s "$C/host4.ok" -a -s "$C/host5.ok" ]
+ok "ZERO failed connections over every rollback path (the plain layout's certificate/key window aside)" sh -c '[ "$1" -eq 0 ] || { cat "$2"/host*.fail | head -20; exit 1; }' _ "$n_fail" "$C"
 
 done_testing
