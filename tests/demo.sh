@@ -6,8 +6,11 @@
 # creates a state repository, generates the first chain, deploys it, then
 # rotates to generation 2 phase by phase -- each phase a reviewed commit,
 # each step planned, applied and verified -- while both client hosts open a
-# new verify-full mTLS connection to every server in a loop.  At the end:
-# connections made and failed.  Needs root (the fleet binds port 22).
+# new verify-full mTLS connection to every server in a loop.  The client
+# hosts are in switch mode (README, "Client certificates that switch as
+# one"): each connection reads the service app, so it never pairs one
+# generation's certificate with the other's key.  At the end: connections
+# made and failed.  Needs root (the fleet binds port 22).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 ROTOR="$top/build/rotor"
@@ -67,7 +70,7 @@ YAML
 YAML
 	done
 	for i in 4 5; do
-		printf '  host%d:\n    address: %s.%d\n    roles:\n      - {role: client, layout: libpq, user: rotorfleet, home: /home/rotorfleet, identity: app}\n' $i $B $i
+		printf '  host%d:\n    address: %s.%d\n    roles:\n      - {role: client, layout: libpq, user: rotorfleet, home: /home/rotorfleet, identity: app,\n         switch: {service: app}}\n' $i $B $i
 	done
 } > envs/poc/hosts.yaml
 run "$ROTOR" validate --worktree
@@ -79,10 +82,10 @@ run git merge -q --ff-only rotor/rotate/poc/gen-0001
 say "deploy it (the fleet's PostgreSQL starts with throwaway certificates: --replace-unknown)"
 run "$ROTOR" apply --env poc --yes --replace-unknown
 
-say "from now on both client hosts connect to every server, all the time"
+say "from now on both client hosts connect to every server, all the time (service=app: switch mode)"
 for h in host4 host5; do
-	"$F" exec --dir "$FD" $h runuser -u rotorfleet -- "$C/churn-bin" -f "$C/stop" -i 20 \
-		-c /home/rotorfleet/.postgresql $B.1:5432:$B.1 $B.2:5432:$B.2 $B.3:5432:$B.3 > "$C/$h.out" 2>&1 &
+	"$F" exec --dir "$FD" $h runuser -u rotorfleet -- env PGSERVICEFILE=/home/rotorfleet/.pg_service.conf \
+		"$C/churn-bin" -f "$C/stop" -i 20 -s app -U app $B.1:5432:$B.1 $B.2:5432:$B.2 $B.3:5432:$B.3 > "$C/$h.out" 2>&1 &
 done
 sleep 2   # not a wait: churn runs for a while before the rotation
 
