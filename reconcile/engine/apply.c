@@ -369,6 +369,8 @@ static int stage_switch(struct host_turn *t, size_t k)
 	const struct host_role *role = &t->hs->roles[k];
 	const struct obs_role *orole = &r->hosts[t->h].roles[k];
 	const char *login = t->hs->user ? t->hs->user : r->oo.user;
+	const struct obs_file *leaf_file = NULL;
+	const char *key_from_host = NULL;
 	struct buf bytes[SPEC_NCONTENT], cmd = BUF_INIT, dir = BUF_INIT, tmp = BUF_INIT, old = BUF_INIT, sf = BUF_INIT;
 	struct ssh_write_opts wo;
 	struct err he = ERR_INIT;
@@ -386,11 +388,33 @@ static int stage_switch(struct host_turn *t, size_t k)
 	for (i = 0; i < orole->nfiles; i++) {
 		const struct obs_file *of = &r->hosts[t->h].files[orole->first + i];
 
+		if (of->content == SPEC_CONTENT_LEAF || of->content == SPEC_CONTENT_LEAF_CHAIN)
+			leaf_file = of;
+	}
+	for (i = 0; i < orole->nfiles; i++) {
+		const struct obs_file *of = &r->hosts[t->h].files[orole->first + i];
+
+		if (plan_key_on_host(&r->material, of, leaf_file, role->identity, a->st->to, a->st->a, a->st->b)) {
+			/* The leaf stays and the repository has no key of it: the host's own, checked again below. */
+			if (ssh_read_file(&bytes[of->content], t->c, of->path, OBSERVE_MAX_FILE, NULL, &he) < 0) {
+				snprintf(t->why, sizeof(t->why), "%s: %s", role->service_file, he.msg);
+				goto out;
+			}
+			key_from_host = of->path;
+			continue;
+		}
 		if (plan_file_bytes(&bytes[of->content], &r->material, of, role->identity, a->st->to, a->st->a, a->st->b,
 				    a->secret, &he) < 0) {
 			snprintf(t->why, sizeof(t->why), "%s: %s", role->service_file, he.msg);
 			goto out;
 		}
+	}
+	if (key_from_host && observe_key_match(bytes[SPEC_CONTENT_KEY].ptr, bytes[SPEC_CONTENT_KEY].len,
+					       bytes[SPEC_CONTENT_LEAF_CHAIN].ptr,
+					       bytes[SPEC_CONTENT_LEAF_CHAIN].len) != OBS_KEY_MATCH) {
+		snprintf(t->why, sizeof(t->why), "%s: %s changed since it was observed: it no longer holds the key of the "
+			 "step's leaf (the repository has none to write)", role->service_file, key_from_host);
+		goto out;
 	}
 	if (!bytes[SPEC_CONTENT_LEAF_CHAIN].len || !bytes[SPEC_CONTENT_KEY].len || !bytes[SPEC_CONTENT_TRUST].len ||
 	    switch_dir_name(name, bytes[SPEC_CONTENT_LEAF_CHAIN].ptr, bytes[SPEC_CONTENT_LEAF_CHAIN].len,

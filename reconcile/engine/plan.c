@@ -908,6 +908,16 @@ static int p12_bytes(struct buf *out, const struct want *w, const char *passphra
 	return rc;
 }
 
+int plan_key_on_host(const struct material_set *ms, const struct obs_file *f, const struct obs_file *leaf_file,
+		     const char *identity, enum phase_step s, int a, int b)
+{
+	struct want w;
+
+	if (f->content != SPEC_CONTENT_KEY || want_for(&w, ms, f->content, f->side, identity, s, a, b, NULL) < 0)
+		return 0;
+	return !w.c[0]->key_pem && observed_equals(f, leaf_file, &w);
+}
+
 int plan_file_bytes(struct buf *out, const struct material_set *ms, const struct obs_file *f,
 		    const char *identity, enum phase_step s, int a, int b, const char *passphrase, struct err *e)
 {

@@ -134,4 +134,14 @@ void plan_release(struct plan *p);
 int plan_file_bytes(struct buf *out, const struct material_set *ms, const struct obs_file *f,
 		    const char *identity, enum phase_step s, int a, int b, const char *passphrase, struct err *e);
 
+/*
+ * 1 when the key file f must hold at step s is of a generation the
+ * repository has no key for (known from history, or imported) and the
+ * host's f already holds it: observe found it the key of leaf_file, which
+ * is the step's leaf.  Switch mode then carries the host's key over into
+ * its new directory (a bundle change while the leaf stays); else 0.
+ */
+int plan_key_on_host(const struct material_set *ms, const struct obs_file *f, const struct obs_file *leaf_file,
+		     const char *identity, enum phase_step s, int a, int b);
+
 #endif

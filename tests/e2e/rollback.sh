@@ -12,7 +12,10 @@
 #      host "fits no step", apply walks it back;
 #   then going forward again: rotate start makes generation 5 (not 4), a
 #   reverted `rotate next` leaves a spent branch that the next `rotate
-#   next` passes over, and the rotation completes to stable(5).
+#   next` passes over, and the rotation completes to stable(5);
+#   4. a git revert of every commit of generation 5 after it finished:
+#      apply walks back from stable(5) although its keys left the tree (a
+#      switch-mode client carries over the key it holds).
 # Zero failed connections is asserted over the whole run: host5 connects
 # in switch mode, host4 in the plain libpq layout, whose failures inside
 # its documented certificate/key window are counted apart.
@@ -44,7 +47,9 @@ sys.exit(1 if bad else 0)' "$T/obs.json" "$1"
 }
 # Every bundle holds exactly generation G's root and CA (two certificates, CA names "gG").
 bundles_only() { # g
-	for _f in "$FD"/hosts/host[1-3]/srv/postgres/certs/root.crt "$FD"/hosts/host[45]/home/.postgresql/root.crt; do
+	# host5 (switch mode): the bundle its service file names.
+	_b5=$(sed -n 's|^sslrootcert=/home/rotorfleet/|home/|p' "$FD/hosts/host5/home/.pg_service.conf")
+	for _f in "$FD"/hosts/host[1-3]/srv/postgres/certs/root.crt "$FD"/hosts/host4/home/.postgresql/root.crt "$FD/hosts/host5/$_b5"; do
 		[ "$(grep -c BEGIN "$_f")" -eq 2 ] || { echo "$_f: $(grep -c BEGIN "$_f") certificates"; return 1; }
 		openssl crl2pkcs7 -nocrl -certfile "$_f" | openssl pkcs7 -print_certs -noout | grep -q "g$1\$" ||
 			{ echo "$_f holds no generation $1"; return 1; }
@@ -145,6 +150,21 @@ ok "again: stable(5): every bundle holds generation 5 only" bundles_only 5
 ok "again: servers present generation 5" server_gen 3 5
 ok "again: in sync" "$ROTOR" plan --env poc --detailed-exitcode
 ok "again: no *.rotor-bak left" sh -c '! find "$1"/hosts/host[1-5] -name "*.rotor-bak" | grep .' _ "$FD"
+
+# ==== 4. after the rotation finished: git revert of all of generation 5 ====
+# The first step back adds generation 1 to every bundle while the leaves
+# are still generation 5's, whose keys have left the tree: host5's switch
+# mode writes a new directory with its leaf, so it carries the key it holds.
+start5=$(git log --format=%H -n 1 --grep='^rotor: start rotation of poc to generation 5$')
+ok "4: git revert of every commit since generation 5's start" git revert --no-edit "$start5^..HEAD"
+ok "4: generation 5 has left the tree" sh -c '[ ! -e envs/poc/generations/0005 ] && grep -q "^generation: 1$" envs/poc/rotation.yaml'
+"$ROTOR" apply --env poc --yes > "$T/apply-revert5.txt" 2>&1
+ok "4: apply walks all the way back to stable(1)" sh -c '[ "$1" -eq 0 ] || { cat "$2"; exit 1; }' _ $? "$T/apply-revert5.txt"
+ok "4: every bundle holds generation 1 only" bundles_only 1
+ok "4: servers present generation 1" server_gen 3 1
+ok "4: in sync" "$ROTOR" plan --env poc --detailed-exitcode
+ok "4: the switch host took the first step back (a new directory: generation 5's leaf with the key it held)" \
+	sh -c 'sed -n "/^applying step stable -> trust/,/^applying step trust/p" "$1" | grep -q "^  ✓ host5 "' _ "$T/apply-revert5.txt"
 
 touch "$C/stop"
 wait_for 30 churn_stopped

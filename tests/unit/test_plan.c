@@ -550,6 +550,24 @@ static void run_case(void **state)
 	F.ms.next = 0;
 
 	plan_text(&text, &p, obs);
+	/* "keep N HOST PATH": a key file whose key the repository lacks, carried over from the host at step N. */
+	for (i = 0; i < p.nsteps; i++)
+		for (j = 0; j < hs->nhosts; j++) {
+			size_t r, f;
+
+			for (r = 0; r < obs[j].nroles; r++) {
+				const struct obs_role *orole = &obs[j].roles[r];
+				const struct obs_file *leaf_file = NULL;
+
+				for (f = orole->first; f < orole->first + orole->nfiles; f++)
+					if (obs[j].files[f].content == SPEC_CONTENT_LEAF_CHAIN)
+						leaf_file = &obs[j].files[f];
+				for (f = orole->first; f < orole->first + orole->nfiles; f++)
+					if (plan_key_on_host(&ms_view, &obs[j].files[f], leaf_file, orole->identity,
+							     p.steps[i].to, p.steps[i].a, p.steps[i].b))
+						buf_printf(&text, "keep %zu %s %s\n", i, obs[j].name, obs[j].files[f].path);
+			}
+		}
 
 	/* Where the live state was placed. */
 	if (p.live_known)
@@ -762,7 +780,14 @@ static const struct tcase cases[] = {
 	    "change 1 app1 /home/app/.postgresql/postgresql.key ~ key of g2 client app -> key of g1 client app" } },
 	{ "reverted after the rotation finished: all the way back", STABLE(1), "BBB", "past=2",
 	  "live=A partial=0 desired=B line=2>1", "A>T T>V V>C C>B", "4 4 4 4", "0 0 0 0", "0 0 0 0",
-	  { "note: generation 2 is no longer in the tree" } },
+	  /*
+	   * The first step back adds generation 1 to the bundles while every leaf
+	   * is still generation 2's, whose keys are gone: the hosts' keys are
+	   * what a switch-mode directory carries over.  From V (servers) on, the
+	   * servers' keys are generation 1's again: in the repository.
+	   */
+	  { "note: generation 2 is no longer in the tree", "keep 0 app1 /home/app/.postgresql/postgresql.key",
+	    "keep 0 pg1 /srv/pg1/certs/server.key", "!keep 1 pg1 /srv/pg1/certs/server.key", "!keep 2", "!keep 3" } },
 	{ "reverted start, an apply stopped half-way", STABLE(1), "TAA", "past=2",
 	  "live=C partial=1 desired=B line=2>1", "C>B", "2", "0", "0", { "!change 0 pg2", "!change 0 app1" } },
 	{ "generation 3 past, rotation 1 -> 2 going on: hosts on generation 3 are drift", ROT(1, 2, "trust"), "TTT",
