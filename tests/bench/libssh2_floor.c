@@ -12,6 +12,9 @@
  *   exec   one exec channel running `cat FILE...` (the fewest round trips
  *          libssh2 allows: no SFTP start)
  *   sftp   libssh2_sftp_init, then open, read to the end and close each FILE
+ *   handshake  no authentication and no files: the TCP connection, the
+ *          handshake and the host key check, then the session closed (what
+ *          every host costs before anything is read; BYTES is 0)
  *
  * Prints "ADDRESS BYTES" per host on stdout (the bytes read), the hosts that
  * failed on stderr, and last on stderr "libssh2_floor: W s wall, C s CPU"
@@ -35,7 +38,7 @@
 
 static char addrs[MAX_HOSTS][32];
 static long got[MAX_HOSTS];
-static int nhosts, next, failed, use_sftp, nfiles;
+static int nhosts, next, failed, use_sftp, handshake_only, nfiles;
 static const char *user, *files[MAX_FILES];
 static char *keydata, *khdata, cmd[1024];
 static size_t keylen;
@@ -164,6 +167,10 @@ static long one_host(const char *address)
 		step = "host key not in known_hosts";
 		goto out;
 	}
+	if (handshake_only) {
+		total = 0;
+		goto out;
+	}
 	if (libssh2_userauth_publickey_frommemory(s, user, strlen(user), NULL, 0, keydata, keylen, NULL) != 0)
 		goto out;
 	total = use_sftp ? read_sftp(s) : read_exec(s);
@@ -214,12 +221,13 @@ int main(int argc, char **argv)
 	size_t off;
 	int i, threads;
 
-	if (argc < 8 || argc - 7 > MAX_FILES || (strcmp(argv[1], "exec") && strcmp(argv[1], "sftp")) ||
+	if (argc < 8 || argc - 7 > MAX_FILES || (strcmp(argv[1], "exec") && strcmp(argv[1], "sftp") && strcmp(argv[1], "handshake")) ||
 	    (nhosts = atoi(argv[5])) < 1 || nhosts > MAX_HOSTS || (threads = atoi(argv[6])) < 1 || threads > 256) {
-		fprintf(stderr, "usage: libssh2_floor exec|sftp KEY KNOWN_HOSTS USER N THREADS FILE... < hosts.txt\n");
+		fprintf(stderr, "usage: libssh2_floor exec|sftp|handshake KEY KNOWN_HOSTS USER N THREADS FILE... < hosts.txt\n");
 		return 2;
 	}
 	use_sftp = strcmp(argv[1], "sftp") == 0;
+	handshake_only = strcmp(argv[1], "handshake") == 0;
 	user = argv[4];
 	nfiles = argc - 7;
 	off = (size_t)snprintf(cmd, sizeof(cmd), "cat");

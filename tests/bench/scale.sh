@@ -15,7 +15,9 @@
 #   libssh2    the library alone, the way its documentation shows
 #              (tests/bench/libssh2_floor.c, $P threads): the 3 files read
 #              over SFTP (sftp), and with one `cat` over an exec channel
-#              (exec), each with its wall and CPU time
+#              (exec), each with its wall and CPU time; and the handshake
+#              alone (TCP, key exchange, host key check; no authentication,
+#              nothing read): what every host costs before any work
 #   step       rotor rotate start, then rotor apply --yes: the trust step
 #              (every host's bundle rewritten)
 #
@@ -130,11 +132,12 @@ EOF
 	fs=$(ssh_floor "$n" -o KexAlgorithms=curve25519-sha256) || exit 1
 	echo "$n floor $fs 0 0" >>"$W/rows"
 	say "  $n hosts, ssh floor: $fs s"
-	for m in sftp exec; do
+	for m in sftp exec handshake; do
 		# shellcheck disable=SC2086
 		"$W/libssh2_floor" $m "$KEY" "$KH" rotorfleet "$n" "$P" $files <"$FD/hosts.txt" >"$W/lib.out" 2>"$W/lib.err" ||
 			{ tail -n 5 "$W/lib.err" >&2; die "libssh2 floor ($m, $n hosts)"; }
-		[ "$(awk '$2 > 0' "$W/lib.out" | wc -l)" -eq "$n" ] || die "libssh2 floor ($m, $n hosts): hosts not read"
+		[ "$(awk -v m=$m '$2 > 0 || (m == "handshake" && $2 == 0)' "$W/lib.out" | wc -l)" -eq "$n" ] ||
+			die "libssh2 floor ($m, $n hosts): hosts not read"
 		x=$(sed -n 's/^libssh2_floor: \([0-9.]*\) s wall, \([0-9.]*\) s CPU$/\1 0 \2/p' "$W/lib.err")
 		[ -n "$x" ] || die "libssh2 floor ($m, $n hosts): no timing line"
 		row "$n" "libssh2-$m" "$x"
@@ -156,13 +159,15 @@ echo "Each host: a server role, 3 files, no reload, no probe. Parallelism $P. On
 echo "floor = OpenSSH, one session per host via xargs -P $P, sha256sum of the 3 files, curve25519-sha256."
 echo "step = the trust step of a rotation (every bundle rewritten). CPU = user + system of rotor; per host = CPU / hosts."
 echo "libssh2 sftp / exec = libssh2 alone (tests/bench/libssh2_floor.c), the 3 files over SFTP / one cat on an exec channel: CPU per host."
+echo "libssh2 handshake = the same without authentication and files: TCP, key exchange, host key check, close: CPU per host."
 echo
-echo "| hosts | observe | CPU/host | libssh2 sftp | libssh2 exec | floor | observe / floor | plan | no-change apply | no-change / observe | first deployment | trust step | step / observe | peak RSS observe | peak RSS step |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| hosts | observe | CPU/host | libssh2 sftp | libssh2 exec | libssh2 handshake | floor | observe / floor | plan | no-change apply | no-change / observe | first deployment | trust step | step / observe | peak RSS observe | peak RSS step |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for n in $SIZES; do
 	awk -v n="$n" '$1 == n { w[$2] = $3; r[$2] = $4; c[$2] = $5 }
-		END { printf "| %d | %.2f s | %.2f ms | %.2f ms | %.2f ms | %.2f s | %.2f | %.2f s | %.2f s | %.2f | %.2f s | %.2f s | %.2f | %.1f MiB | %.1f MiB |\n",
+		END { printf "| %d | %.2f s | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.2f s | %.2f | %.2f s | %.2f s | %.2f | %.2f s | %.2f s | %.2f | %.1f MiB | %.1f MiB |\n",
 			n, w["observe"], 1000 * c["observe"] / n, 1000 * c["libssh2-sftp"] / n, 1000 * c["libssh2-exec"] / n,
+			1000 * c["libssh2-handshake"] / n,
 			w["floor"], w["observe"] / w["floor"], w["plan"],
 			w["noop"], w["noop"] / w["observe"], w["deploy"], w["step"], w["step"] / w["observe"],
 			r["observe"] / 1024, r["step"] / 1024 }' "$W/rows"
