@@ -44,7 +44,10 @@ const char *role_reload(const struct host_role *role);
  * service file's section [service] names them (sslcert, sslkey,
  * sslrootcert, sslmode=verify-full).  Switching is one rename of the
  * service file, so a reader that reads the service file once per
- * connection (libpq) opens certificate and key of one generation.
+ * connection (libpq) opens certificate and key of one generation.  Any
+ * change of the three (a bundle change too) is a new directory; when the
+ * leaf stays and the repository has no key of it (plan_key_on_host()),
+ * apply copies the key the host holds, checked against the leaf.
  *
  * switch_parse() reads a service file as libpq does (sections `[name]`,
  * `key=value` lines, `#` comments): out->cert, key and root are copies

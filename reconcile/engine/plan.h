@@ -7,6 +7,8 @@
  * and the material of every generation (certificate PEMs and, only for
  * apply, encrypted keys).  Nothing here does I/O; secrets are touched
  * only by plan_file_bytes() for key files and PKCS#12 files (which hold a key).
+ * plan_key_on_host() names the one case where apply takes a key from the
+ * host instead (switch mode, a leaf that stays, no key in the repository).
  *
  * The invariant (DESIGN.md §3): while a step moves hosts from state s to
  * state t, any client may be in s or t and any server in s or t; for
