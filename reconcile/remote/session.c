@@ -163,10 +163,54 @@ static int timed_out(struct ssh_conn *c, struct err *e, const char *what)
  * Wait until the socket is ready in the directions libssh2 is blocked
  * on, or the deadline passes.  0 = try the call again.
  */
+/*
+ * libssh2's recv (LIBSSH2_CALLBACK_RECV; *abstract is the connection):
+ * the bytes read ahead first, then one recv() of SSH_READ_AHEAD bytes.
+ * -errno on failure, as libssh2's own.
+ */
+static ssize_t ssh_recv_ahead(libssh2_socket_t fd, void *buffer, size_t length, int flags, void **abstract)
+{
+	struct ssh_conn *c = *abstract;
+	ssize_t n;
+
+	if (c->rb_off < c->rb_len) {
+		size_t k = c->rb_len - c->rb_off < length ? c->rb_len - c->rb_off : length;
+
+		memcpy(buffer, c->rb + c->rb_off, k);
+		c->rb_off += k;
+		return (ssize_t)k;
+	}
+	if (c->rb_dry && !c->rb_plain)
+		return -EAGAIN;
+	if (c->rb_plain || length >= SSH_READ_AHEAD || (!c->rb && !(c->rb = malloc(SSH_READ_AHEAD))))
+		n = recv(fd, buffer, length, flags);
+	else if ((n = recv(fd, c->rb, SSH_READ_AHEAD, flags)) > 0) {
+		c->rb_len = (size_t)n;
+		c->rb_off = (size_t)n < length ? (size_t)n : length;
+		memcpy(buffer, c->rb, c->rb_off);
+		return (ssize_t)c->rb_off;
+	}
+	if (n >= 0)
+		return n;
+	if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		c->rb_dry = 1;
+		return -EAGAIN;
+	}
+	return errno ? -errno : -EIO;
+}
+
 int ssh_wait_io(struct ssh_conn *c, const char *what, struct err *e)
 {
 	int dir = libssh2_session_block_directions(c->s);
 
+	/* Whatever this returns, the next read asks the kernel again. */
+	c->rb_dry = 0;
+	/* Bytes read ahead are there to take: waiting on the socket for them could wait forever. */
+	if (c->rb_off < c->rb_len) {
+		if (!(dir & LIBSSH2_SESSION_BLOCK_OUTBOUND))
+			return 0;
+		dir = LIBSSH2_SESSION_BLOCK_OUTBOUND;
+	}
 	for (;;) {
 		struct pollfd p;
 		int64_t left = c->deadline - clock_mono_ms();
@@ -1070,6 +1114,7 @@ static int authenticate(struct ssh_conn *c, const struct ssh_opts *o, struct err
 static void session_close(struct ssh_conn *c)
 {
 	ssh_prefetch_drop(c);
+	c->rb_plain = 1;   /* libssh2 waits by itself now */
 	if (c->s) {
 		libssh2_session_set_blocking(c->s, 1);
 		libssh2_session_set_timeout(c->s, c->broken ? 100 : 2000);
@@ -1094,6 +1139,7 @@ void ssh_disconnect(struct ssh_conn *c)
 	if (!c)
 		return;
 	session_close(c);
+	free(c->rb);
 	free(c->user);
 	free(c);
 }
@@ -1160,6 +1206,7 @@ int ssh_connect(struct ssh_conn **out, const struct ssh_opts *o, struct err *e)
 		goto fail;
 	}
 	libssh2_session_set_blocking(c->s, 0);
+	libssh2_session_callback_set(c->s, LIBSSH2_CALLBACK_RECV, (void *)ssh_recv_ahead);
 	if ((rc = known_load(&k, c, o->known_hosts, o->address, e)) != 0)
 		goto fail;
 	if ((rc = hostkey_prefs(&prefs, &k, o->address, port)) != 0) {

@@ -76,7 +76,20 @@ struct ssh_conn {
 	size_t ncache;
 	struct ssh_cached_dir *dirs;   /* ssh_prefetch(), the same way */
 	size_t ndirs;
+	/*
+	 * What libssh2 reads comes through ssh_recv_ahead() (session.c): one
+	 * recv() of up to SSH_READ_AHEAD bytes serves its small reads (the
+	 * banner is read a byte at a time), and after a recv() found nothing,
+	 * its further reads say EAGAIN without asking the kernel until
+	 * ssh_wait_io() has waited on the socket (rb_dry).  rb_plain: plain
+	 * recv() (libssh2 in blocking mode, closing: it waits by itself).
+	 */
+	unsigned char *rb;
+	size_t rb_off, rb_len;
+	int rb_dry, rb_plain;
 };
+
+#define SSH_READ_AHEAD 16384
 
 /* ---- session.c ---- */
 
