@@ -205,8 +205,11 @@ int ssh_wait_io(struct ssh_conn *c, const char *what, struct err *e)
 
 	/* Whatever this returns, the next read asks the kernel again. */
 	c->rb_dry = 0;
-	/* Bytes read ahead are there to take: waiting on the socket for them could wait forever. */
-	if (c->rb_off < c->rb_len) {
+	/*
+	 * Bytes read ahead are there to take: waiting on the socket for them
+	 * could wait forever.  (Without a direction the wait below is short.)
+	 */
+	if (c->rb_off < c->rb_len && (dir & LIBSSH2_SESSION_BLOCK_INBOUND)) {
 		if (!(dir & LIBSSH2_SESSION_BLOCK_OUTBOUND))
 			return 0;
 		dir = LIBSSH2_SESSION_BLOCK_OUTBOUND;
