@@ -145,6 +145,9 @@ n_win=$(cat "$C"/host4.window 2>/dev/null | grep -c '^[0-9]')
 echo "# churn during the rotation: $n_ok connections ($(wc -l < "$C/host5.ok") in switch mode), $n_fail failed; $n_win in the plain layout's certificate/key window"
 ok "churn made connections during the rotation, in both layouts" [ "$n_ok" -gt 30 -a -s "$C/host4.ok" -a -s "$C/host5.ok" ]
 ok "ZERO failed connections during the whole rotation (the plain layout's certificate/key window aside)" sh -c '[ "$1" -eq 0 ] || { cat "$2"/host*.fail | head -20; exit 1; }' _ "$n_fail" "$C"
+# One switch of host4's leaf, three servers: a pair that never matched would
+# fail every connection after the clients step, not one or two.
+ok "... and at most 3 in that window" sh -c '[ "$1" -le 3 ] || { cat "$2"/host4.window | head -20; exit 1; }' _ "$n_win" "$C"
 ok "the status commit holds applied.json and observed.json, valid against their schemas" /usr/bin/python3 -c '
 import json, subprocess, sys, jsonschema
 show = lambda f: subprocess.run(["git", "show", "rotor/status/poc:" + f], check=True, capture_output=True, text=True).stdout
