@@ -28,6 +28,8 @@ SAN_CMD  := $(patsubst %.c,build/asan/%.o,$(CMD_SRC))
 UNIT_BIN := $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
 
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+# cmd/main.c prints VERSION: it is compiled again whenever VERSION changes.
+VERSION_STAMP := build/version-$(VERSION)
 
 # Debian packages: build, unit tests, schema agreement, e2e.
 DEPS_BUILD := gcc make pkg-config git openssl libgit2-dev libssl-dev libyaml-dev libpq-dev \
@@ -54,6 +56,13 @@ build/asan/%.o: %.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
 	@echo "  CC asan $<"
 	@$(CC) $(BASEFLAGS) -O1 $(SAN) $(PKG_CFLAGS) -DROTOR_VERSION='"$(VERSION)"' -c $< -o $@
+
+$(VERSION_STAMP):
+	@mkdir -p build
+	@rm -f build/version-*
+	@touch $@
+
+build/rel/cmd/main.o build/asan/cmd/main.o: $(VERSION_STAMP)
 
 build/asan/rotor: $(SAN_LIB) $(SAN_CMD)
 	@echo "  LD asan $@"
