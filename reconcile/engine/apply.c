@@ -369,7 +369,7 @@ static int stage_switch(struct host_turn *t, size_t k)
 	const struct host_role *role = &t->hs->roles[k];
 	const struct obs_role *orole = &r->hosts[t->h].roles[k];
 	const char *login = t->hs->user ? t->hs->user : r->oo.user;
-	const struct obs_file *leaf_file = NULL;
+	const struct obs_file *leaf_file = obs_role_leaf(&r->hosts[t->h], orole);
 	const char *key_from_host = NULL;
 	struct buf bytes[SPEC_NCONTENT], cmd = BUF_INIT, dir = BUF_INIT, tmp = BUF_INIT, old = BUF_INIT, sf = BUF_INIT;
 	struct ssh_write_opts wo;
@@ -384,12 +384,6 @@ static int stage_switch(struct host_turn *t, size_t k)
 		snprintf(t->why, sizeof(t->why), "switch mode writes as the login user %s, but the role's user is %s",
 			 login, role->user);
 		goto out;
-	}
-	for (i = 0; i < orole->nfiles; i++) {
-		const struct obs_file *of = &r->hosts[t->h].files[orole->first + i];
-
-		if (of->content == SPEC_CONTENT_LEAF || of->content == SPEC_CONTENT_LEAF_CHAIN)
-			leaf_file = of;
 	}
 	for (i = 0; i < orole->nfiles; i++) {
 		const struct obs_file *of = &r->hosts[t->h].files[orole->first + i];

@@ -481,6 +481,17 @@ unsigned observe_phase_mask(const struct obs_file *files, size_t n, int a, int b
 	return mask;
 }
 
+const struct obs_file *obs_role_leaf(const struct obs_host *h, const struct obs_role *r)
+{
+	const struct obs_file *leaf = NULL;
+	size_t f;
+
+	for (f = r->first; f < r->first + r->nfiles; f++)
+		if (h->files[f].content == SPEC_CONTENT_LEAF || h->files[f].content == SPEC_CONTENT_LEAF_CHAIN)
+			leaf = &h->files[f];
+	return leaf;
+}
+
 int obs_host_empty(const struct obs_host *h, int replace_unknown)
 {
 	size_t i, k;

@@ -256,6 +256,9 @@ void obs_hosts_free(struct obs_host *h, size_t n);
  */
 int obs_host_empty(const struct obs_host *h, int replace_unknown);
 
+/* The file of role r (a role of h) that holds its leaf (the last one), or NULL. */
+const struct obs_file *obs_role_leaf(const struct obs_host *h, const struct obs_role *r);
+
 /* One SSH session to hs with o's settings (apply uses the same ones). */
 struct ssh_conn;
 int observe_connect(struct ssh_conn **c, const struct observe_opts *o, const struct host_spec *hs,

@@ -631,11 +631,8 @@ static int step_changes(struct plan_step *st, const struct plan_opts *o, int fir
 
 		for (r = 0; r < oh->nroles; r++) {
 			const struct obs_role *role = &oh->roles[r];
-			const struct obs_file *leaf_file = NULL;
+			const struct obs_file *leaf_file = obs_role_leaf(oh, role);
 
-			for (f = role->first; f < role->first + role->nfiles; f++)
-				if (oh->files[f].content == SPEC_CONTENT_LEAF || oh->files[f].content == SPEC_CONTENT_LEAF_CHAIN)
-					leaf_file = &oh->files[f];
 			for (f = role->first; f < role->first + role->nfiles; f++) {
 				const struct obs_file *of = &oh->files[f];
 				struct want to, from;

@@ -160,10 +160,6 @@ static int timed_out(struct ssh_conn *c, struct err *e, const char *what)
 }
 
 /*
- * Wait until the socket is ready in the directions libssh2 is blocked
- * on, or the deadline passes.  0 = try the call again.
- */
-/*
  * libssh2's recv (LIBSSH2_CALLBACK_RECV; *abstract is the connection):
  * the bytes read ahead first, then one recv() of SSH_READ_AHEAD bytes.
  * -errno on failure, as libssh2's own.
@@ -199,6 +195,10 @@ static ssize_t ssh_recv_ahead(libssh2_socket_t fd, void *buffer, size_t length, 
 	return errno ? -errno : -EIO;
 }
 
+/*
+ * Wait until the socket is ready in the directions libssh2 is blocked
+ * on, or the deadline passes.  0 = try the call again.
+ */
 int ssh_wait_io(struct ssh_conn *c, const char *what, struct err *e)
 {
 	int dir = libssh2_session_block_directions(c->s);

@@ -557,11 +557,8 @@ static void run_case(void **state)
 
 			for (r = 0; r < obs[j].nroles; r++) {
 				const struct obs_role *orole = &obs[j].roles[r];
-				const struct obs_file *leaf_file = NULL;
+				const struct obs_file *leaf_file = obs_role_leaf(&obs[j], orole);
 
-				for (f = orole->first; f < orole->first + orole->nfiles; f++)
-					if (obs[j].files[f].content == SPEC_CONTENT_LEAF_CHAIN)
-						leaf_file = &obs[j].files[f];
 				for (f = orole->first; f < orole->first + orole->nfiles; f++)
 					if (plan_key_on_host(&ms_view, &obs[j].files[f], leaf_file, orole->identity,
 							     p.steps[i].to, p.steps[i].a, p.steps[i].b))
